@@ -1,0 +1,140 @@
+//! Twilio-style identifiers: two upper-case letters and 32 lower-case hex digits.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use rand::Rng;
+
+/// The two-letter prefix that says what kind of resource a SID names.
+pub trait SidKind {
+    const PREFIX: &'static str;
+}
+
+macro_rules! sid_kind {
+    ($(#[$doc:meta])* $kind:ident, $alias:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $kind;
+        impl SidKind for $kind {
+            const PREFIX: &'static str = $prefix;
+        }
+        $(#[$doc])*
+        pub type $alias = Sid<$kind>;
+    };
+}
+
+sid_kind!(/// An account (`AC...`).
+    Account, AccountSid, "AC");
+sid_kind!(/// A call (`CA...`).
+    Call, CallSid, "CA");
+sid_kind!(/// An incoming phone number (`PN...`).
+    PhoneNumber, PhoneNumberSid, "PN");
+sid_kind!(/// A recording (`RE...`).
+    Recording, RecordingSid, "RE");
+
+/// A typed SID. Stored as its 34 ASCII bytes so it is `Copy` and compares cheaply.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sid<K> {
+    bytes: [u8; 34],
+    kind: PhantomData<K>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SidError {
+    #[error("a SID is 34 characters long, got {0}")]
+    Length(usize),
+    #[error("expected a SID starting with {expected}")]
+    Prefix { expected: &'static str },
+    #[error("a SID ends in 32 lower-case hexadecimal digits")]
+    Hex,
+}
+
+impl<K: SidKind> Sid<K> {
+    /// A fresh random SID, from the caller's RNG (sans-IO code passes its own).
+    pub fn random<R: Rng + ?Sized>(rng: &mut R) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut bytes = [0u8; 34];
+        bytes[..2].copy_from_slice(K::PREFIX.as_bytes());
+        for b in &mut bytes[2..] {
+            *b = HEX[rng.gen_range(0..16)];
+        }
+        Sid { bytes, kind: PhantomData }
+    }
+
+    /// A fresh SID from the thread RNG.
+    pub fn generate() -> Self {
+        Self::random(&mut rand::thread_rng())
+    }
+
+    pub fn as_str(&self) -> &str {
+        // The bytes are ASCII by construction (prefix + hex digits), checked in `from_str`.
+        std::str::from_utf8(&self.bytes).expect("SID bytes are ASCII")
+    }
+}
+
+impl<K: SidKind> FromStr for Sid<K> {
+    type Err = SidError;
+    fn from_str(s: &str) -> Result<Self, SidError> {
+        let b = s.as_bytes();
+        if b.len() != 34 {
+            return Err(SidError::Length(b.len()));
+        }
+        if &b[..2] != K::PREFIX.as_bytes() {
+            return Err(SidError::Prefix { expected: K::PREFIX });
+        }
+        if !b[2..].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(SidError::Hex);
+        }
+        let mut bytes = [0u8; 34];
+        bytes.copy_from_slice(b);
+        Ok(Sid { bytes, kind: PhantomData })
+    }
+}
+
+impl<K: SidKind> fmt::Display for Sid<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<K: SidKind> fmt::Debug for Sid<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<K: SidKind> serde::Serialize for Sid<K> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de, K: SidKind> serde::Deserialize<'de> for Sid<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_sid_round_trips() {
+        let sid = CallSid::generate();
+        assert!(sid.as_str().starts_with("CA"));
+        assert_eq!(sid.as_str().len(), 34);
+        assert_eq!(sid.as_str().parse::<CallSid>().unwrap(), sid);
+    }
+
+    #[test]
+    fn wrong_prefix_and_bad_hex_are_refused() {
+        let call = CallSid::generate().to_string();
+        assert_eq!(call.parse::<AccountSid>(), Err(SidError::Prefix { expected: "AC" }));
+        assert_eq!("CA".parse::<CallSid>(), Err(SidError::Length(2)));
+        let upper = format!("CA{}", "F".repeat(32));
+        assert_eq!(upper.parse::<CallSid>(), Err(SidError::Hex));
+    }
+}
