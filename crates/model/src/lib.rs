@@ -4,7 +4,11 @@
 //! plain data shared by `engine`, `store`, `api` and `node`; the REST JSON shape lives in `api` only.
 
 pub mod call;
+pub mod records;
 pub mod sid;
 
 pub use call::{CallDirection, CallStatus};
+pub use records::{
+    AccountRecord, CallRecord, NotificationRecord, NotificationSid, PhoneNumberRecord, RecordingRecord,
+};
 pub use sid::{AccountSid, CallSid, PhoneNumberSid, RecordingSid, Sid, SidError};
