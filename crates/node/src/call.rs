@@ -1,0 +1,620 @@
+//! One task per inbound call: the SIP leg, its media stream and its `engine::Call`.
+//!
+//! The task sets the call up (number lookup, SDP negotiation, RTP ports), then loops: hand the
+//! engine what happened (SIP signals, media events, webhook replies, its own timeouts) and carry
+//! out what it asks (answer, play, record, fetch, hang up). Slow work (HTTP, TTS, audio fetch) runs
+//! in spawned tasks whose results come back on the call's own channel, so the loop never blocks.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use engine::{HttpMethod, MediaSource, Output, RecordStop};
+use model::records::{CallRecord, NotificationRecord, PhoneNumberRecord, RecordingRecord};
+use model::{CallDirection, CallSid, CallStatus, RecordingSid};
+use rand::Rng;
+use sip::dialog::{Dialog, DialogId};
+use sip::sdp::{Negotiated, SessionDescription};
+use sip::transaction::ServerTxId;
+use sip::{Method, Request, Response, Transport};
+use tokio::sync::mpsc;
+
+use crate::media::{MediaEvent, Stream};
+use crate::sip_task::{SipCommand, ALLOW};
+use crate::webhook::{WebhookError, WebhookRequest};
+use crate::Shared;
+
+/// What the SIP task tells a call.
+#[derive(Debug)]
+pub enum CallSignal {
+    /// The ACK for our 2xx.
+    Ack { request: Request },
+    /// The caller cancelled before we answered (the endpoint already answered the CANCEL).
+    Cancel,
+    /// Our 2xx was never acknowledged.
+    AckTimeout,
+    /// An in-dialog request: BYE, re-INVITE, INFO.
+    Request { tx: ServerTxId, request: Request },
+    /// A response to a request this call sent (its BYE).
+    Response { response: Response },
+    /// A request this call sent got no final response.
+    RequestTimeout,
+}
+
+/// A new INVITE, as the SIP task hands it over.
+pub struct NewCall {
+    pub tx: ServerTxId,
+    pub request: Request,
+    pub source: SocketAddr,
+    pub transport: Transport,
+    pub local_tag: String,
+    pub dialog: DialogId,
+    pub signals: mpsc::UnboundedReceiver<CallSignal>,
+    pub self_signals: mpsc::UnboundedSender<CallSignal>,
+}
+
+/// Results of work the call spawned.
+enum Done {
+    Webhook { request_id: u64, result: Result<crate::webhook::WebhookReply, WebhookError> },
+    Audio { id: u64, loops: u32, result: Result<Arc<[i16]>, String> },
+}
+
+pub async fn run(shared: Arc<Shared>, sip: mpsc::UnboundedSender<SipCommand>, mut new: NewCall) {
+    let ended = SipCommand::Ended { dialog: new.dialog.clone(), invite_tx: new.tx };
+    shared.metrics.active_calls.fetch_add(1, Ordering::Relaxed);
+    match setup(&shared, &sip, &mut new).await {
+        Ok(call) => call.run(new).await,
+        Err((status, reason)) => {
+            tracing::info!(status, reason, call_id = new.dialog.call_id, "INVITE refused");
+            let mut response = Response::from_request(&new.request, status, reason);
+            response.set_to_tag(&new.local_tag);
+            let _ = sip.send(SipCommand::Respond { tx: new.tx, response });
+        }
+    }
+    shared.metrics.active_calls.fetch_sub(1, Ordering::Relaxed);
+    let _ = sip.send(ended);
+}
+
+/// The number part of a Request-URI: `sip:+15551234567@host;user=phone` -> `+15551234567`.
+pub fn dialled_number(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("sips:").or_else(|| uri.strip_prefix("sip:")).or_else(|| uri.strip_prefix("tel:"))?;
+    let user = rest.split(['@', ';', '?']).next()?;
+    (!user.is_empty()).then_some(user)
+}
+
+async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, new: &mut NewCall) -> Result<ActiveCall, (u16, &'static str)> {
+    let number = dialled_number(&new.request.uri).ok_or((404, "Not Found"))?;
+    let number = shared.routing.lookup(&shared.store, number).await.ok_or((404, "Not Found"))?;
+    let account = match shared.store.account(&number.account_sid).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return Err((404, "Not Found")),
+        Err(e) => {
+            tracing::error!(error = %e, "store failed during call set-up");
+            return Err((500, "Server Internal Error"));
+        }
+    };
+    let body = std::str::from_utf8(&new.request.body).map_err(|_| (400, "SDP is not UTF-8"))?;
+    if body.trim().is_empty() {
+        return Err((488, "Not Acceptable Here: SDP offer required"));
+    }
+    let offer = SessionDescription::parse(body).map_err(|_| (400, "Malformed SDP"))?;
+    let negotiated = sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma])
+        .map_err(|_| (488, "Not Acceptable Here"))?;
+    let (media_tx, media_rx) = mpsc::unbounded_channel();
+    let stream = shared.media.allocate(media_tx).map_err(|e| {
+        tracing::warn!(error = %e, "no RTP ports for a new call");
+        (503, "Service Unavailable")
+    })?;
+    apply_media(&stream, &negotiated);
+
+    let mut ringing = Response::from_request(&new.request, 180, "Ringing");
+    ringing.set_to_tag(&new.local_tag);
+    ringing.headers.push("Contact", &shared.config.contact_uri());
+    let _ = sip.send(SipCommand::Respond { tx: new.tx, response: ringing });
+
+    let call_sid = CallSid::generate();
+    let now = Utc::now();
+    let from = new.request.from().map(|f| caller_id(&f.uri)).unwrap_or_default();
+    let record = CallRecord {
+        sid: call_sid,
+        account_sid: number.account_sid,
+        parent_call_sid: None,
+        phone_number_sid: Some(number.sid),
+        from: from.clone(),
+        to: number.phone_number.clone(),
+        status: CallStatus::Ringing,
+        direction: CallDirection::Inbound,
+        start_time: None,
+        end_time: None,
+        duration: None,
+        answered_by: None,
+        date_created: now,
+        date_updated: now,
+    };
+    if let Err(e) = shared.store.insert_call(&record).await {
+        tracing::error!(error = %e, "could not write the call record");
+        return Err((500, "Server Internal Error"));
+    }
+    tracing::info!(call_sid = %call_sid, from = %from, to = %number.phone_number, "inbound call");
+    let config = engine::CallConfig {
+        call_sid,
+        account_sid: number.account_sid,
+        from,
+        to: number.phone_number.clone(),
+        direction: CallDirection::Inbound,
+        voice_url: number.voice_url.clone().unwrap_or_default(),
+        voice_method: http_method(&number.voice_method),
+        fallback_url: number.voice_fallback_url.clone().filter(|u| !u.is_empty()),
+        fallback_method: http_method(&number.voice_fallback_method),
+        public_url: shared.config.public_url.clone(),
+    };
+    let engine = engine::Call::new(std::time::Instant::now(), config, rand::thread_rng().gen());
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    Ok(ActiveCall {
+        shared: shared.clone(),
+        sip: sip.clone(),
+        engine,
+        stream: Some(stream),
+        media_rx,
+        done_tx,
+        done_rx,
+        negotiated,
+        sdp_version: 1,
+        session_id: rand::thread_rng().gen::<u32>() as u64,
+        record,
+        number,
+        auth_token: account.auth_token,
+        dialog: None,
+        answered_at: None,
+        playing: None,
+        recordings: Vec::new(),
+        finished: false,
+    })
+}
+
+fn apply_media(stream: &Stream, n: &Negotiated) {
+    let codec = match n.codec {
+        sip::sdp::Codec::Pcma => media::Codec::Pcma,
+        _ => media::Codec::Pcmu,
+    };
+    stream.set_remote(n.remote_rtp, n.remote_rtcp, codec, n.codec.payload_type(), n.telephone_event_pt);
+    stream.set_hold(n.on_hold);
+}
+
+/// The caller as Twilio shows it: the user part for phone-like users, else the whole SIP URI.
+fn caller_id(uri: &str) -> String {
+    match dialled_number(uri) {
+        Some(user) if user.trim_start_matches('+').chars().all(|c| c.is_ascii_digit()) => user.to_owned(),
+        _ => uri.to_owned(),
+    }
+}
+
+fn http_method(m: &str) -> HttpMethod {
+    if m.eq_ignore_ascii_case("GET") { HttpMethod::Get } else { HttpMethod::Post }
+}
+
+struct ActiveCall {
+    shared: Arc<Shared>,
+    sip: mpsc::UnboundedSender<SipCommand>,
+    engine: engine::Call,
+    stream: Option<Stream>,
+    media_rx: mpsc::UnboundedReceiver<MediaEvent>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    negotiated: Negotiated,
+    sdp_version: u64,
+    session_id: u64,
+    record: CallRecord,
+    number: PhoneNumberRecord,
+    auth_token: String,
+    dialog: Option<Dialog>,
+    answered_at: Option<SystemTime>,
+    /// The playback the engine last asked for; a late-loaded file for another id is dropped.
+    playing: Option<u64>,
+    recordings: Vec<(u64, RecordingSid, DateTime<Utc>)>,
+    finished: bool,
+}
+
+impl ActiveCall {
+    async fn run(mut self, mut new: NewCall) {
+        loop {
+            self.drain(&new).await;
+            if self.finished {
+                break;
+            }
+            let deadline = self.engine.poll_timeout().map(tokio::time::Instant::from_std);
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(signal) = new.signals.recv() => self.handle_signal(&new, signal),
+                Some(event) = self.media_rx.recv() => self.handle_media(event).await,
+                Some(done) = self.done_rx.recv() => self.handle_done(done),
+                () = sleep => self.engine.handle_timeout(std::time::Instant::now()),
+            }
+        }
+        // Dropping the stream releases its sockets and ports.
+        self.stream.take();
+    }
+
+    fn input(&mut self, input: engine::Input) {
+        self.engine.handle_input(std::time::Instant::now(), input);
+    }
+
+    fn handle_signal(&mut self, new: &NewCall, signal: CallSignal) {
+        match signal {
+            CallSignal::Ack { .. } | CallSignal::Response { .. } | CallSignal::RequestTimeout => {}
+            CallSignal::Cancel => {
+                if self.answered_at.is_none() {
+                    self.respond_invite(new, 487, "Request Terminated");
+                    self.input(engine::Input::RemoteHangup);
+                }
+            }
+            CallSignal::AckTimeout => {
+                tracing::info!(call_sid = %self.record.sid, "no ACK for our 200 OK: hanging up");
+                self.send_bye(new);
+                self.input(engine::Input::RemoteHangup);
+            }
+            CallSignal::Request { tx, request } => match request.method {
+                Method::Bye => {
+                    self.respond(tx, &request, 200, "OK");
+                    self.input(engine::Input::RemoteHangup);
+                }
+                Method::Invite => self.handle_reinvite(tx, &request),
+                Method::Info => {
+                    self.respond(tx, &request, 200, "OK");
+                    if let Some(digit) = dtmf_relay_digit(&request) {
+                        self.input(engine::Input::Dtmf { digit });
+                    }
+                }
+                _ => self.respond(tx, &request, 405, "Method Not Allowed"),
+            },
+        }
+    }
+
+    fn handle_reinvite(&mut self, tx: ServerTxId, request: &Request) {
+        let negotiated = std::str::from_utf8(&request.body)
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+            .and_then(|b| SessionDescription::parse(b).ok())
+            .and_then(|offer| sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok());
+        match negotiated {
+            Some(n) => {
+                if let Some(stream) = &self.stream {
+                    apply_media(stream, &n);
+                }
+                self.negotiated = n;
+                self.sdp_version += 1;
+                let response = self.answer_response(request);
+                let _ = self.sip.send(SipCommand::Respond { tx, response });
+            }
+            None if request.body.is_empty() => {
+                // An offerless re-INVITE (session refresh): offer our current session again.
+                self.sdp_version += 1;
+                let response = self.answer_response(request);
+                let _ = self.sip.send(SipCommand::Respond { tx, response });
+            }
+            None => self.respond(tx, request, 488, "Not Acceptable Here"),
+        }
+    }
+
+    fn respond(&self, tx: ServerTxId, request: &Request, status: u16, reason: &str) {
+        let response = Response::from_request(request, status, reason);
+        let _ = self.sip.send(SipCommand::Respond { tx, response });
+    }
+
+    fn respond_invite(&self, new: &NewCall, status: u16, reason: &str) {
+        let mut response = Response::from_request(&new.request, status, reason);
+        response.set_to_tag(&new.local_tag);
+        let _ = self.sip.send(SipCommand::Respond { tx: new.tx, response });
+    }
+
+    /// A 200 OK carrying our SDP answer for `request` (the INVITE or a re-INVITE).
+    fn answer_response(&self, request: &Request) -> Response {
+        let mut response = Response::from_request(request, 200, "OK");
+        if let Some(dialog) = &self.dialog {
+            response.set_to_tag(&dialog.id().local_tag);
+        }
+        let config = &self.shared.config;
+        response.headers.push("Contact", &config.contact_uri());
+        response.headers.push("Allow", ALLOW);
+        let port = self.stream.as_ref().map_or(0, |s| s.local_port);
+        let sdp = sip::sdp::answer(&self.negotiated, config.advertise_ip, port, self.session_id, self.sdp_version);
+        response.set_body("application/sdp", sdp.into_bytes());
+        response
+    }
+
+    fn send_bye(&mut self, new: &NewCall) {
+        let Some(dialog) = self.dialog.as_mut() else { return };
+        let bye = dialog.request(Method::Bye);
+        let _ = self.sip.send(SipCommand::Request {
+            request: bye,
+            destination: new.source,
+            transport: new.transport,
+            reply: Some(new.self_signals.clone()),
+        });
+    }
+
+    async fn drain(&mut self, new: &NewCall) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::FetchWebhook { request_id, url, method, params } => self.fetch(request_id, url, method, params),
+                Output::Answer => self.answer(new).await,
+                Output::Reject { reason } => {
+                    let (status, text) = match reason {
+                        engine::RejectReason::Busy => (486, "Busy Here"),
+                        _ => (603, "Decline"),
+                    };
+                    self.respond_invite(new, status, text);
+                }
+                Output::Play { id, source, loops } => self.play(id, source, loops),
+                Output::StopPlayback => {
+                    self.playing = None;
+                    if let Some(s) = &self.stream {
+                        s.stop_playback();
+                    }
+                }
+                Output::StartRecording { id, recording_sid, max_length, silence_timeout } => {
+                    let path = self.recording_path(recording_sid);
+                    if let Some(parent) = path.parent() {
+                        let _ = tokio::fs::create_dir_all(parent).await;
+                    }
+                    self.recordings.push((id, recording_sid, Utc::now()));
+                    if let Some(s) = &self.stream {
+                        s.start_recording(id, path, max_length, silence_timeout);
+                    }
+                }
+                Output::StopRecording { id } => {
+                    if let Some(s) = &self.stream {
+                        s.stop_recording(id);
+                    }
+                }
+                Output::Hangup => {
+                    if self.answered_at.is_some() {
+                        self.send_bye(new);
+                    } else {
+                        self.respond_invite(new, 603, "Decline");
+                    }
+                    if let Some(s) = &self.stream {
+                        s.stop_playback();
+                    }
+                }
+                Output::Notify { code, message } => self.notify(code, message).await,
+                Output::Finished { status, .. } => {
+                    self.finish(status).await;
+                    self.finished = true;
+                }
+                other => tracing::debug!(output = ?other, "engine output not handled"),
+            }
+        }
+    }
+
+    fn recording_path(&self, sid: RecordingSid) -> std::path::PathBuf {
+        self.shared.config.recordings_dir.join(self.record.account_sid.as_str()).join(format!("{sid}.wav"))
+    }
+
+    async fn answer(&mut self, new: &NewCall) {
+        if self.answered_at.is_some() {
+            return;
+        }
+        let contact = self.shared.config.contact_uri();
+        self.dialog = Dialog::uas(&new.request, new.local_tag.clone(), contact).ok();
+        let response = self.answer_response(&new.request);
+        let _ = self.sip.send(SipCommand::Respond { tx: new.tx, response });
+        self.answered_at = Some(SystemTime::now());
+        self.record.status = CallStatus::InProgress;
+        self.record.start_time = Some(Utc::now());
+        self.record.date_updated = Utc::now();
+        if let Err(e) = self.shared.store.update_call(&self.record).await {
+            tracing::error!(error = %e, call_sid = %self.record.sid, "could not update the call record");
+        }
+    }
+
+    fn fetch(&self, request_id: u64, url: String, method: HttpMethod, params: Vec<(String, String)>) {
+        let webhooks = self.shared.webhooks.clone();
+        let done = self.done_tx.clone();
+        let request = WebhookRequest { url, method, params, auth_token: self.auth_token.clone() };
+        tokio::spawn(async move {
+            let result = webhooks.fetch(request).await;
+            let _ = done.send(Done::Webhook { request_id, result });
+        });
+    }
+
+    fn play(&mut self, id: u64, source: MediaSource, loops: u32) {
+        self.playing = Some(id);
+        let shared = self.shared.clone();
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let result = match source {
+                MediaSource::Url(url) => shared.audio.load(&url).await.map_err(|e| e.to_string()),
+                MediaSource::Tts { text, voice, language } => {
+                    shared.tts.synthesize(&text, &voice, &language).await.map_err(|e| e.to_string())
+                }
+                MediaSource::Beep => Ok(shared.beep.clone()),
+            };
+            let _ = done.send(Done::Audio { id, loops, result });
+        });
+    }
+
+    fn handle_done(&mut self, done: Done) {
+        match done {
+            Done::Webhook { request_id, result } => {
+                let result = result
+                    .map(|r| engine::WebhookReply { body: r.body, content_type: r.content_type })
+                    .map_err(webhook_failure);
+                self.input(engine::Input::WebhookResult { request_id, result });
+            }
+            Done::Audio { id, loops, result } => {
+                if self.playing != Some(id) {
+                    return;
+                }
+                match result {
+                    Ok(samples) => {
+                        if let Some(s) = &self.stream {
+                            s.play(id, samples, loops);
+                        }
+                    }
+                    Err(reason) => {
+                        tracing::warn!(call_sid = %self.record.sid, reason, "playback failed");
+                        self.input(engine::Input::PlaybackFailed { id, reason });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle_media(&mut self, event: MediaEvent) {
+        match event {
+            MediaEvent::PlaybackDone { id } => {
+                if self.playing == Some(id) {
+                    self.playing = None;
+                }
+                self.input(engine::Input::PlaybackDone { id });
+            }
+            MediaEvent::Dtmf { digit } => self.input(engine::Input::Dtmf { digit }),
+            MediaEvent::RecordingStopped { id, duration, stop, path } => {
+                self.save_recording(id, duration, &path).await;
+                self.input(engine::Input::RecordingStopped { id, duration, stop });
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    async fn save_recording(&mut self, id: u64, duration: Duration, path: &std::path::Path) {
+        let Some(&(_, sid, started)) = self.recordings.iter().find(|(rid, _, _)| *rid == id) else { return };
+        if duration.is_zero() {
+            let _ = tokio::fs::remove_file(path).await;
+            return;
+        }
+        let now = Utc::now();
+        let file_name = path
+            .strip_prefix(&self.shared.config.recordings_dir)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| format!("{}/{sid}.wav", self.record.account_sid));
+        let record = RecordingRecord {
+            sid,
+            account_sid: self.record.account_sid,
+            call_sid: self.record.sid,
+            duration: duration.as_secs_f64().round() as u32,
+            channels: 1,
+            status: "completed".into(),
+            source: "RecordVerb".into(),
+            start_time: started,
+            date_created: now,
+            date_updated: now,
+            file_name,
+        };
+        if let Err(e) = self.shared.store.insert_recording(&record).await {
+            tracing::error!(error = %e, recording_sid = %sid, "could not write the recording record");
+        }
+    }
+
+    async fn notify(&self, code: u32, message: String) {
+        tracing::warn!(call_sid = %self.record.sid, code, message, "call error");
+        let now = Utc::now();
+        let notification = NotificationRecord {
+            sid: model::records::NotificationSid::generate(),
+            account_sid: self.record.account_sid,
+            call_sid: Some(self.record.sid),
+            error_code: code,
+            log: NotificationRecord::LOG_ERROR,
+            message_text: message,
+            message_date: now,
+            request_url: None,
+            request_method: None,
+            response_body: None,
+            date_created: now,
+            date_updated: now,
+        };
+        if let Err(e) = self.shared.store.insert_notification(&notification).await {
+            tracing::error!(error = %e, "could not write the notification");
+        }
+    }
+
+    async fn finish(&mut self, status: CallStatus) {
+        let now = Utc::now();
+        self.record.status = status;
+        self.record.end_time = Some(now);
+        self.record.date_updated = now;
+        if self.record.start_time.is_none() {
+            self.record.start_time = Some(self.record.date_created);
+        }
+        self.record.duration = Some(match self.answered_at {
+            Some(t) => SystemTime::now().duration_since(t).map_or(0, |d| d.as_secs_f64().round() as u32),
+            None => 0,
+        });
+        if let Err(e) = self.shared.store.update_call(&self.record).await {
+            tracing::error!(error = %e, call_sid = %self.record.sid, "could not close the call record");
+        }
+        tracing::info!(call_sid = %self.record.sid, status = %status, duration = self.record.duration, "call ended");
+        if let Some(url) = self.number.status_callback.clone().filter(|u| !u.is_empty()) {
+            let r = &self.record;
+            let params = vec![
+                ("AccountSid".to_owned(), r.account_sid.to_string()),
+                ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
+                ("CallDuration".to_owned(), r.duration.unwrap_or(0).to_string()),
+                ("CallSid".to_owned(), r.sid.to_string()),
+                ("CallStatus".to_owned(), status.to_string()),
+                ("Called".to_owned(), r.to.clone()),
+                ("Caller".to_owned(), r.from.clone()),
+                ("Direction".to_owned(), r.direction.to_string()),
+                ("From".to_owned(), r.from.clone()),
+                ("To".to_owned(), r.to.clone()),
+                ("Timestamp".to_owned(), now.to_rfc2822()),
+                ("CallbackSource".to_owned(), "call-progress-events".to_owned()),
+                ("SequenceNumber".to_owned(), "0".to_owned()),
+            ];
+            let request = WebhookRequest {
+                url,
+                method: http_method(&self.number.status_callback_method),
+                params,
+                auth_token: self.auth_token.clone(),
+            };
+            self.shared.webhooks.post_status_callback(request);
+        }
+    }
+}
+
+fn webhook_failure(e: WebhookError) -> engine::WebhookFailure {
+    match e {
+        WebhookError::Timeout => engine::WebhookFailure::Timeout,
+        WebhookError::Status(s) => engine::WebhookFailure::Status(s),
+        WebhookError::Connect(e) => engine::WebhookFailure::Connect(e),
+        other => engine::WebhookFailure::Other(other.to_string()),
+    }
+}
+
+/// The digit of an `application/dtmf-relay` INFO body (`Signal=5`).
+fn dtmf_relay_digit(request: &Request) -> Option<char> {
+    let body = std::str::from_utf8(&request.body).ok()?;
+    let line = body.lines().find(|l| l.trim_start().to_ascii_lowercase().starts_with("signal"))?;
+    let value = line.split_once('=')?.1.trim();
+    let c = value.chars().next()?;
+    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialled_number_takes_the_user_part() {
+        assert_eq!(dialled_number("sip:+15551234567@127.0.0.1;user=phone"), Some("+15551234567"));
+        assert_eq!(dialled_number("sip:100@example.com:5060"), Some("100"));
+        assert_eq!(dialled_number("tel:+15551234567"), Some("+15551234567"));
+        assert_eq!(dialled_number("sip:example.com"), Some("example.com"));
+        assert_eq!(dialled_number("http://x"), None);
+    }
+
+    #[test]
+    fn caller_id_is_the_number_or_the_uri() {
+        assert_eq!(caller_id("sip:+15550001111@10.0.0.1"), "+15550001111");
+        assert_eq!(caller_id("sip:alice@example.com"), "sip:alice@example.com");
+    }
+}

@@ -1,0 +1,259 @@
+//! The SIP task: drives the sans-IO `sip::transaction::Endpoint` over the transports and acts as
+//! the UA core, routing each event to the call it belongs to.
+//!
+//! One task owns the endpoint, so transactions need no locks. It reads datagrams and framed TCP
+//! messages, hands them in with the time, drains the outputs, and sleeps until the endpoint's next
+//! timeout. Calls live in their own tasks (`call.rs`) and talk to this one through `SipCommand`s.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use sip::dialog::DialogId;
+use sip::transaction::{ClientTxId, Endpoint, EndpointConfig, Event, Input, Output, ServerTxId};
+use sip::{Method, Request, Response, Transport};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::call::{self, CallSignal, NewCall};
+use crate::transport::{TcpEvent, Transports};
+use crate::Shared;
+
+/// What call tasks ask of the SIP task.
+#[derive(Debug)]
+pub enum SipCommand {
+    /// Answer a server transaction.
+    Respond { tx: ServerTxId, response: Response },
+    /// Start a client transaction (an in-dialog BYE, say); its response goes back to `reply`.
+    Request { request: Request, destination: SocketAddr, transport: Transport, reply: Option<mpsc::UnboundedSender<CallSignal>> },
+    /// Send without a transaction: the ACK for a 2xx.
+    Stateless { message: sip::Message, destination: SocketAddr, transport: Transport },
+    /// The call is over: forget its routes.
+    Ended { dialog: DialogId, invite_tx: ServerTxId },
+}
+
+/// Methods we route or answer, for Allow headers.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+
+struct Route {
+    signals: mpsc::UnboundedSender<CallSignal>,
+}
+
+pub struct SipTask {
+    endpoint: Endpoint,
+    transports: Transports,
+    tcp_events: mpsc::UnboundedReceiver<TcpEvent>,
+    commands: mpsc::UnboundedReceiver<SipCommand>,
+    command_tx: mpsc::UnboundedSender<SipCommand>,
+    dialogs: HashMap<DialogId, Route>,
+    invites: HashMap<ServerTxId, Route>,
+    client_txs: HashMap<ClientTxId, mpsc::UnboundedSender<CallSignal>>,
+    shared: Arc<Shared>,
+    rng: rand::rngs::SmallRng,
+}
+
+impl SipTask {
+    pub fn new(
+        transports: Transports,
+        tcp_events: mpsc::UnboundedReceiver<TcpEvent>,
+        commands: mpsc::UnboundedReceiver<SipCommand>,
+        command_tx: mpsc::UnboundedSender<SipCommand>,
+        shared: Arc<Shared>,
+    ) -> SipTask {
+        let sent_by = format!("{}:{}", shared.config.advertise_ip_for_uri(), transports.local.port());
+        let config = EndpointConfig {
+            user_agent: format!("Dialtone/{}", env!("CARGO_PKG_VERSION")),
+            via_sent_by_udp: sent_by.clone(),
+            via_sent_by_tcp: sent_by,
+            ..EndpointConfig::default()
+        };
+        let seed = rand::thread_rng().gen();
+        SipTask {
+            endpoint: Endpoint::new(config, seed),
+            transports,
+            tcp_events,
+            commands,
+            command_tx,
+            dialogs: HashMap::new(),
+            invites: HashMap::new(),
+            client_txs: HashMap::new(),
+            shared,
+            rng: rand::rngs::SmallRng::seed_from_u64(seed ^ 0x5eed),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let udp = self.transports.udp.clone();
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            self.drain();
+            let deadline = self.endpoint.poll_timeout().map(Instant::from_std);
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                Some(cmd) = self.commands.recv() => {
+                    self.handle_command(cmd);
+                    while let Ok(cmd) = self.commands.try_recv() {
+                        self.handle_command(cmd);
+                    }
+                }
+                r = udp.recv_from(&mut buf) => {
+                    match r {
+                        Ok((n, source)) => self.handle_datagram(source, Transport::Udp, n, &buf),
+                        Err(e) => tracing::debug!(error = %e, "SIP UDP receive failed"),
+                    }
+                    // Drain what else is queued before going round the select again.
+                    for _ in 0..64 {
+                        match udp.try_recv_from(&mut buf) {
+                            Ok((n, source)) => self.handle_datagram(source, Transport::Udp, n, &buf),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(ev) = self.tcp_events.recv() => match ev {
+                    TcpEvent::Message { peer, bytes } => {
+                        let now = std::time::Instant::now();
+                        self.endpoint.handle_input(now, Input::Datagram { source: peer, transport: Transport::Tcp, bytes: &bytes });
+                    }
+                    TcpEvent::Opened { peer, writer } => self.transports.handle_tcp_opened(peer, writer),
+                    TcpEvent::Closed { peer } => self.transports.handle_tcp_closed(peer),
+                },
+                () = sleep => self.endpoint.handle_timeout(std::time::Instant::now()),
+            }
+        }
+    }
+
+    fn handle_datagram(&mut self, source: SocketAddr, transport: Transport, n: usize, buf: &[u8]) {
+        let bytes = &buf[..n];
+        // Keep-alives (CRLF pings) carry no message.
+        if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return;
+        }
+        self.endpoint.handle_input(std::time::Instant::now(), Input::Datagram { source, transport, bytes });
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.endpoint.poll_output() {
+            match out {
+                Output::Transmit(t) => self.transports.send(t),
+                Output::Event(ev) => self.handle_event(ev),
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: SipCommand) {
+        let now = std::time::Instant::now();
+        match cmd {
+            SipCommand::Respond { tx, response } => self.endpoint.send_response(now, tx, response),
+            SipCommand::Request { request, destination, transport, reply } => {
+                let tx = self.endpoint.send_request(now, request, destination, transport);
+                if let Some(reply) = reply {
+                    self.client_txs.insert(tx, reply);
+                }
+            }
+            SipCommand::Stateless { message, destination, transport } => {
+                self.endpoint.send_stateless(now, message, destination, transport)
+            }
+            SipCommand::Ended { dialog, invite_tx } => {
+                self.dialogs.remove(&dialog);
+                self.invites.remove(&invite_tx);
+            }
+        }
+    }
+
+    fn respond(&mut self, tx: ServerTxId, request: &Request, status: u16, reason: &str) {
+        let mut response = Response::from_request(request, status, reason);
+        if matches!(status, 405 | 200) {
+            response.headers.push("Allow", ALLOW);
+        }
+        if status == 200 && request.method == Method::Options {
+            response.headers.push("Accept", "application/sdp");
+        }
+        self.endpoint.send_response(std::time::Instant::now(), tx, response);
+    }
+
+    fn handle_event(&mut self, ev: Event) {
+        match ev {
+            Event::Request { tx, request, source, transport } => self.handle_request(tx, request, source, transport),
+            Event::Ack { request, .. } => {
+                if let Some(route) = DialogId::for_incoming(&request).and_then(|id| self.dialogs.get(&id)) {
+                    let _ = route.signals.send(CallSignal::Ack { request });
+                }
+            }
+            Event::Cancel { invite_tx, .. } => {
+                if let Some(route) = self.invites.get(&invite_tx) {
+                    let _ = route.signals.send(CallSignal::Cancel);
+                }
+            }
+            Event::AckTimeout { tx } => {
+                if let Some(route) = self.invites.get(&tx) {
+                    let _ = route.signals.send(CallSignal::AckTimeout);
+                }
+            }
+            Event::Response { tx, response } => {
+                let last = response.status() >= 200;
+                if let Some(reply) = if last { self.client_txs.remove(&tx) } else { self.client_txs.get(&tx).cloned() } {
+                    let _ = reply.send(CallSignal::Response { response });
+                }
+            }
+            Event::Timeout { tx } => {
+                if let Some(reply) = self.client_txs.remove(&tx) {
+                    let _ = reply.send(CallSignal::RequestTimeout);
+                }
+            }
+            other => tracing::debug!(event = ?other, "SIP event ignored"),
+        }
+    }
+
+    fn handle_request(&mut self, tx: ServerTxId, request: Request, source: SocketAddr, transport: Transport) {
+        let in_dialog = request.to().is_some_and(|to| to.tag().is_some());
+        if in_dialog {
+            let route = DialogId::for_incoming(&request).and_then(|id| self.dialogs.get(&id));
+            match (route, &request.method) {
+                (Some(route), Method::Bye | Method::Invite | Method::Info) => {
+                    let _ = route.signals.send(CallSignal::Request { tx, request });
+                }
+                (Some(_), Method::Options) => self.respond(tx, &request, 200, "OK"),
+                (Some(_), Method::Other(_)) => self.respond(tx, &request, 501, "Not Implemented"),
+                (Some(_), _) => self.respond(tx, &request, 405, "Method Not Allowed"),
+                (None, _) => self.respond(tx, &request, 481, "Call/Transaction Does Not Exist"),
+            }
+            return;
+        }
+        match request.method {
+            Method::Invite => self.handle_new_invite(tx, request, source, transport),
+            Method::Options => self.respond(tx, &request, 200, "OK"),
+            Method::Bye | Method::Info => self.respond(tx, &request, 481, "Call/Transaction Does Not Exist"),
+            Method::Other(_) => self.respond(tx, &request, 501, "Not Implemented"),
+            _ => self.respond(tx, &request, 405, "Method Not Allowed"),
+        }
+    }
+
+    fn handle_new_invite(&mut self, tx: ServerTxId, request: Request, source: SocketAddr, transport: Transport) {
+        let local_tag = format!("{:016x}", self.rng.gen::<u64>());
+        let Some(call_id) = request.call_id().map(str::to_owned) else {
+            self.respond(tx, &request, 400, "Missing Call-ID");
+            return;
+        };
+        let Some(remote_tag) = request.from().and_then(|f| f.tag().map(str::to_owned)) else {
+            self.respond(tx, &request, 400, "Missing From tag");
+            return;
+        };
+        let dialog = DialogId { call_id, local_tag: local_tag.clone(), remote_tag };
+        let (signals, signal_rx) = mpsc::unbounded_channel();
+        self.dialogs.insert(dialog.clone(), Route { signals: signals.clone() });
+        self.invites.insert(tx, Route { signals: signals.clone() });
+        let new = NewCall { tx, request, source, transport, local_tag, dialog, signals: signal_rx, self_signals: signals };
+        tokio::spawn(call::run(self.shared.clone(), self.command_tx.clone(), new));
+    }
+}
+
+/// How long a call task waits for the SIP task to take a command before giving up on it.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
