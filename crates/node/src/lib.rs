@@ -11,136 +11,21 @@
 //! Architecture invariant: `node` is the only crate that owns sockets, timers and subprocesses;
 //! it makes no protocol decisions of its own beyond routing.
 
-pub mod audio;
-pub mod call;
-pub mod http;
 pub mod media;
-pub mod routing;
-pub mod sip_task;
-pub mod transport;
-pub mod tts;
 pub mod webhook;
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::atomic::AtomicI64;
-use std::sync::Arc;
-
-use tokio::sync::mpsc;
-
-/// The validated settings of one node (the binary builds it from defaults, file and env).
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    pub http_addr: SocketAddr,
-    pub sip_addr: SocketAddr,
-    /// The address put in SDP, Contact and Via.
-    pub advertise_ip: IpAddr,
-    pub rtp_bind_ip: IpAddr,
-    pub rtp_port_min: u16,
-    pub rtp_port_max: u16,
-    pub data_dir: PathBuf,
-    pub recordings_dir: PathBuf,
-    /// Base of the URLs we hand out (RecordingUrl), without a trailing slash.
-    pub public_url: String,
-    pub media_workers: usize,
-}
-
-impl NodeConfig {
-    /// The advertised address as it goes in a SIP URI (IPv6 in brackets).
-    pub fn advertise_ip_for_uri(&self) -> String {
-        match self.advertise_ip {
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
-        }
-    }
-
-    /// Our Contact header value. The SIP port is the bound one, known once transports are up.
-    pub fn contact_uri(&self) -> String {
-        format!("<sip:{}:{}>", self.advertise_ip_for_uri(), self.sip_addr.port())
-    }
-}
-
-/// Counters read by `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub active_calls: AtomicI64,
-}
-
-/// What every call task shares.
-pub struct Shared {
-    pub config: NodeConfig,
-    pub store: store::Store,
-    pub media: media::MediaEngine,
-    pub webhooks: webhook::WebhookClient,
-    pub tts: Arc<dyn tts::TtsProvider>,
-    pub audio: audio::AudioCache,
-    pub routing: routing::Routing,
-    pub metrics: Metrics,
-    pub beep: Arc<[i16]>,
-}
-
-/// A running node: its bound addresses, and its tasks until dropped with the runtime.
-pub struct Node {
-    pub sip_addr: SocketAddr,
-    pub http_addr: SocketAddr,
-    pub shared: Arc<Shared>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    #[error("binding SIP on {addr}: {source}")]
-    Sip { addr: SocketAddr, source: std::io::Error },
-    #[error("binding HTTP on {addr}: {source}")]
-    Http { addr: SocketAddr, source: std::io::Error },
-    #[error("starting media: {0}")]
-    Media(String),
-    #[error("reading numbers: {0}")]
-    Store(String),
-}
-
-impl Node {
-    /// Binds every socket, loads the routing index and starts the tasks.
-    pub async fn start(mut config: NodeConfig, store: store::Store) -> Result<Node, StartError> {
-        let (transports, tcp_events) = transport::Transports::bind(config.sip_addr)
-            .await
-            .map_err(|source| StartError::Sip { addr: config.sip_addr, source })?;
-        config.sip_addr = transports.local;
-        let listener = tokio::net::TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| StartError::Http { addr: config.http_addr, source })?;
-        let http_addr = listener.local_addr().map_err(|source| StartError::Http { addr: config.http_addr, source })?;
-        config.http_addr = http_addr;
-
-        let media = media::MediaEngine::start(media::MediaConfig {
-            bind_ip: config.rtp_bind_ip,
-            advertise_ip: config.advertise_ip,
-            port_min: config.rtp_port_min,
-            port_max: config.rtp_port_max,
-            workers: config.media_workers,
-        })
-        .map_err(|e| StartError::Media(e.to_string()))?;
-        let routing = routing::Routing::default();
-        routing.reload(&store).await.map_err(|e| StartError::Store(e.to_string()))?;
-        let webhooks = webhook::WebhookClient::new(webhook::WebhookConfig::default());
-        let audio = audio::AudioCache::new(webhooks.http_client(), 64 * 1024 * 1024);
-        let shared = Arc::new(Shared {
-            tts: Arc::new(tts::EspeakTts::new()),
-            audio,
-            webhooks,
-            media,
-            routing,
-            store,
-            metrics: Metrics::default(),
-            beep: media::beep(),
-            config,
-        });
-
-        let (command_tx, commands) = mpsc::unbounded_channel();
-        let sip = sip_task::SipTask::new(transports, tcp_events, commands, command_tx.clone(), shared.clone());
-        tokio::spawn(sip.run());
-        tokio::spawn(http::serve(listener, shared.clone()));
-        tracing::info!(sip = %shared.config.sip_addr, http = %http_addr, "dialtone node started");
-        Ok(Node { sip_addr: shared.config.sip_addr, http_addr, shared })
-    }
-}
+// The wiring, behind the `wiring` feature while the crates it wires are being written.
+#[cfg(feature = "wiring")]
+pub mod call;
+#[cfg(feature = "wiring")]
+pub mod http;
+#[cfg(feature = "wiring")]
+pub mod routing;
+#[cfg(feature = "wiring")]
+pub mod sip_task;
+#[cfg(feature = "wiring")]
+pub mod transport;
+#[cfg(feature = "wiring")]
+mod wiring;
+#[cfg(feature = "wiring")]
+pub use wiring::*;
