@@ -1,0 +1,686 @@
+//! From text to [`Document`]: quick-xml builds a small element tree, then each verb is read
+//! from its element with Twilio's defaults.
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use crate::verb::*;
+use crate::TwimlError;
+
+/// Deeper nesting than any real TwiML (SSML inside `<Say>` inside `<Gather>` is four levels);
+/// the limit keeps the recursive text flattening bounded on hostile input.
+const MAX_DEPTH: usize = 32;
+
+/// Verbs Twilio has that this crate does not type yet; they parse to [`Verb::Unsupported`].
+const UNSUPPORTED_VERBS: &[&str] = &[
+    "Dial", "Enqueue", "Leave", "Connect", "Start", "Stop", "Refer", "Pay", "Echo", "Sms",
+    "Message",
+];
+
+#[derive(Debug)]
+struct Element {
+    name: String,
+    attrs: Vec<(String, String)>,
+    children: Vec<Node>,
+}
+
+#[derive(Debug)]
+enum Node {
+    Element(Element),
+    Text(String),
+}
+
+/// Parse a TwiML voice document.
+pub fn parse(text: &str) -> Result<Document, TwimlError> {
+    let root = read_tree(text)?;
+    if root.name != "Response" {
+        return Err(TwimlError::Root { found: root.name });
+    }
+    let mut verbs = Vec::new();
+    for node in &root.children {
+        match node {
+            Node::Element(el) => verbs.push(read_verb(el)?),
+            Node::Text(t) => reject_text(t, "Response")?,
+        }
+    }
+    Ok(Document { verbs })
+}
+
+fn xml_error(reader: &Reader<&[u8]>, reason: impl ToString) -> TwimlError {
+    TwimlError::Xml { position: reader.error_position(), reason: reason.to_string() }
+}
+
+fn read_tree(text: &str) -> Result<Element, TwimlError> {
+    let mut reader = Reader::from_str(text);
+    // Mismatched end tags are errors (the default), and duplicate attributes are checked when
+    // the attributes are read below.
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    loop {
+        let event = reader.read_event().map_err(|e| xml_error(&reader, e))?;
+        match event {
+            Event::Start(start) => {
+                if root.is_some() {
+                    return Err(xml_error(&reader, "content after the root element"));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(xml_error(&reader, "elements nested too deeply"));
+                }
+                let el = open_element(&reader, &start)?;
+                stack.push(el);
+            }
+            Event::Empty(start) => {
+                if root.is_some() {
+                    return Err(xml_error(&reader, "content after the root element"));
+                }
+                let el = open_element(&reader, &start)?;
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(Node::Element(el)),
+                    None => root = Some(el),
+                }
+            }
+            Event::End(_) => {
+                // quick-xml has already checked that the name matches the open element.
+                let Some(el) = stack.pop() else {
+                    return Err(xml_error(&reader, "end tag without a start tag"));
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(Node::Element(el)),
+                    None => root = Some(el),
+                }
+            }
+            Event::Text(t) => {
+                let s = t.unescape().map_err(|e| xml_error(&reader, e))?;
+                push_text(&reader, &mut stack, root.is_some(), &s)?;
+            }
+            Event::CData(t) => {
+                let s = t.decode().map_err(|e| xml_error(&reader, e))?;
+                push_text(&reader, &mut stack, root.is_some(), &s)?;
+            }
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if let Some(open) = stack.last() {
+        return Err(xml_error(&reader, format!("<{}> is never closed", open.name)));
+    }
+    root.ok_or(TwimlError::Empty)
+}
+
+fn push_text(
+    reader: &Reader<&[u8]>,
+    stack: &mut [Element],
+    after_root: bool,
+    s: &str,
+) -> Result<(), TwimlError> {
+    match stack.last_mut() {
+        Some(parent) => {
+            parent.children.push(Node::Text(s.to_owned()));
+            Ok(())
+        }
+        None if s.trim().is_empty() => Ok(()),
+        None if after_root => Err(xml_error(reader, "text after the root element")),
+        None => Err(xml_error(reader, "text before the root element")),
+    }
+}
+
+fn open_element(reader: &Reader<&[u8]>, start: &BytesStart<'_>) -> Result<Element, TwimlError> {
+    let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
+    let mut attrs = Vec::new();
+    for attr in start.attributes() {
+        let attr = attr.map_err(|e| xml_error(reader, e))?;
+        let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
+        let value = attr.unescape_value().map_err(|e| xml_error(reader, e))?.into_owned();
+        attrs.push((key, value));
+    }
+    Ok(Element { name, attrs, children: Vec::new() })
+}
+
+fn reject_text(t: &str, verb: &str) -> Result<(), TwimlError> {
+    if t.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(TwimlError::Content { verb: verb.to_owned(), reason: format!("unexpected text {:?}", t.trim()) })
+    }
+}
+
+/// For verbs that take neither text nor nested elements.
+fn no_content(el: &Element) -> Result<(), TwimlError> {
+    for node in &el.children {
+        match node {
+            Node::Text(t) => reject_text(t, &el.name)?,
+            Node::Element(child) => {
+                return Err(TwimlError::UnexpectedElement {
+                    name: child.name.clone(),
+                    parent: el.name.clone(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// All text inside `el`, SSML elements flattened; used for `<Say>`.
+fn flatten_text(el: &Element, out: &mut String) {
+    for node in &el.children {
+        match node {
+            Node::Text(t) => out.push_str(t),
+            Node::Element(child) => flatten_text(child, out),
+        }
+    }
+}
+
+/// Text content of a verb that takes a URL and no elements (`Play`, `Redirect`).
+fn url_content(el: &Element) -> Result<String, TwimlError> {
+    let mut out = String::new();
+    for node in &el.children {
+        match node {
+            Node::Text(t) => out.push_str(t),
+            Node::Element(child) => {
+                return Err(TwimlError::UnexpectedElement {
+                    name: child.name.clone(),
+                    parent: el.name.clone(),
+                })
+            }
+        }
+    }
+    Ok(out.trim().to_owned())
+}
+
+/// Attribute reader for one element.
+struct Attrs<'a> {
+    el: &'a Element,
+}
+
+impl<'a> Attrs<'a> {
+    fn raw(&self, name: &str) -> Option<&'a str> {
+        self.el.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn invalid(&self, name: &str, value: &str, reason: &str) -> TwimlError {
+        TwimlError::Attribute {
+            verb: self.el.name.clone(),
+            attribute: name.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn string(&self, name: &str) -> Option<String> {
+        self.raw(name).map(|v| v.trim().to_owned())
+    }
+
+    /// A URL attribute; an empty value counts as absent, as Twilio treats `action=""`.
+    fn url(&self, name: &str) -> Option<String> {
+        self.string(name).filter(|v| !v.is_empty())
+    }
+
+    fn uint(&self, name: &str, default: u32, min: u32) -> Result<u32, TwimlError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if n >= min => Ok(n),
+                Ok(_) => Err(self.invalid(name, v, &format!("must be at least {min}"))),
+                Err(_) => Err(self.invalid(name, v, "not a non-negative integer")),
+            },
+        }
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, TwimlError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) if v.trim().eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.trim().eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(self.invalid(name, v, "expected true or false")),
+        }
+    }
+
+    fn method(&self, name: &str) -> Result<Method, TwimlError> {
+        match self.raw(name) {
+            None => Ok(Method::Post),
+            Some(v) if v.trim().eq_ignore_ascii_case("GET") => Ok(Method::Get),
+            Some(v) if v.trim().eq_ignore_ascii_case("POST") => Ok(Method::Post),
+            Some(v) => Err(self.invalid(name, v, "expected GET or POST")),
+        }
+    }
+
+    /// A set of DTMF keys (`0-9`, `*`, `#`), possibly empty.
+    fn keys(&self, name: &str, default: &str) -> Result<String, TwimlError> {
+        match self.raw(name) {
+            None => Ok(default.to_owned()),
+            Some(v) => {
+                let v_trim = v.trim();
+                if v_trim.chars().all(is_dtmf_key) {
+                    Ok(v_trim.to_owned())
+                } else {
+                    Err(self.invalid(name, v, "keys must be among 0-9, * and #"))
+                }
+            }
+        }
+    }
+}
+
+fn is_dtmf_key(c: char) -> bool {
+    c.is_ascii_digit() || c == '*' || c == '#'
+}
+
+fn read_verb(el: &Element) -> Result<Verb, TwimlError> {
+    let a = Attrs { el };
+    match el.name.as_str() {
+        "Say" => read_say(el).map(Verb::Say),
+        "Play" => read_play(el).map(Verb::Play),
+        "Pause" => read_pause(el).map(Verb::Pause),
+        "Gather" => {
+            let mut children = Vec::new();
+            for node in &el.children {
+                match node {
+                    Node::Text(t) => reject_text(t, "Gather")?,
+                    Node::Element(child) => children.push(match child.name.as_str() {
+                        "Say" => Verb::Say(read_say(child)?),
+                        "Play" => Verb::Play(read_play(child)?),
+                        "Pause" => Verb::Pause(read_pause(child)?),
+                        _ => {
+                            return Err(TwimlError::UnexpectedElement {
+                                name: child.name.clone(),
+                                parent: "Gather".to_owned(),
+                            })
+                        }
+                    }),
+                }
+            }
+            let input = match a.raw("input") {
+                None => GatherInput::default(),
+                Some(v) => {
+                    let mut input = GatherInput { dtmf: false, speech: false };
+                    for token in v.split_whitespace() {
+                        match token {
+                            "dtmf" => input.dtmf = true,
+                            "speech" => input.speech = true,
+                            _ => return Err(a.invalid("input", v, "expected dtmf, speech or both")),
+                        }
+                    }
+                    if !input.dtmf && !input.speech {
+                        return Err(a.invalid("input", v, "expected dtmf, speech or both"));
+                    }
+                    input
+                }
+            };
+            let num_digits = match a.raw("numDigits") {
+                None => None,
+                Some(_) => Some(a.uint("numDigits", 1, 1)?),
+            };
+            let finish_on_key = match a.raw("finishOnKey") {
+                None => Some('#'),
+                Some(v) => {
+                    let keys = a.keys("finishOnKey", "#")?;
+                    let mut chars = keys.chars();
+                    match (chars.next(), chars.next()) {
+                        (None, _) => None,
+                        (Some(c), None) => Some(c),
+                        (Some(_), Some(_)) => {
+                            return Err(a.invalid("finishOnKey", v, "a single key or empty"))
+                        }
+                    }
+                }
+            };
+            let speech_timeout = match a.raw("speechTimeout") {
+                None => None,
+                Some(v) if v.trim() == "auto" => Some(SpeechTimeout::Auto),
+                Some(v) => match v.trim().parse::<u32>() {
+                    Ok(n) => Some(SpeechTimeout::Seconds(n)),
+                    Err(_) => return Err(a.invalid("speechTimeout", v, "expected seconds or auto")),
+                },
+            };
+            Ok(Verb::Gather(Gather {
+                input,
+                num_digits,
+                timeout: a.uint("timeout", 5, 0)?,
+                finish_on_key,
+                action: a.url("action"),
+                method: a.method("method")?,
+                action_on_empty_result: a.boolean("actionOnEmptyResult", false)?,
+                speech_timeout,
+                children,
+            }))
+        }
+        "Record" => {
+            no_content(el)?;
+            let trim = match a.raw("trim") {
+                None => Trim::TrimSilence,
+                Some(v) if v.trim() == "trim-silence" => Trim::TrimSilence,
+                Some(v) if v.trim() == "do-not-trim" => Trim::DoNotTrim,
+                Some(v) => return Err(a.invalid("trim", v, "expected trim-silence or do-not-trim")),
+            };
+            Ok(Verb::Record(Record {
+                action: a.url("action"),
+                method: a.method("method")?,
+                max_length: a.uint("maxLength", 3600, 1)?,
+                timeout: a.uint("timeout", 5, 0)?,
+                finish_on_key: a.keys("finishOnKey", "1234567890*#")?,
+                play_beep: a.boolean("playBeep", true)?,
+                trim,
+                recording_status_callback: a.url("recordingStatusCallback"),
+                recording_status_callback_method: a.method("recordingStatusCallbackMethod")?,
+            }))
+        }
+        "Redirect" => {
+            let url = url_content(el)?;
+            if url.is_empty() {
+                return Err(TwimlError::Content {
+                    verb: "Redirect".to_owned(),
+                    reason: "a URL is required".to_owned(),
+                });
+            }
+            Ok(Verb::Redirect(Redirect { url, method: a.method("method")? }))
+        }
+        "Hangup" => {
+            no_content(el)?;
+            Ok(Verb::Hangup)
+        }
+        "Reject" => {
+            no_content(el)?;
+            let reason = match a.raw("reason") {
+                None => RejectReason::Rejected,
+                Some(v) if v.trim() == "rejected" => RejectReason::Rejected,
+                Some(v) if v.trim() == "busy" => RejectReason::Busy,
+                Some(v) => return Err(a.invalid("reason", v, "expected rejected or busy")),
+            };
+            Ok(Verb::Reject(Reject { reason }))
+        }
+        name if UNSUPPORTED_VERBS.contains(&name) => Ok(Verb::Unsupported { name: name.to_owned() }),
+        name => Err(TwimlError::UnexpectedElement { name: name.to_owned(), parent: "Response".to_owned() }),
+    }
+}
+
+fn read_say(el: &Element) -> Result<Say, TwimlError> {
+    let a = Attrs { el };
+    let mut text = String::new();
+    flatten_text(el, &mut text);
+    Ok(Say {
+        text: text.trim().to_owned(),
+        voice: a.string("voice").filter(|v| !v.is_empty()).unwrap_or_else(|| "man".to_owned()),
+        language: a.string("language").filter(|v| !v.is_empty()).unwrap_or_else(|| "en-US".to_owned()),
+        loop_: a.uint("loop", 1, 0)?,
+    })
+}
+
+fn read_play(el: &Element) -> Result<Play, TwimlError> {
+    let a = Attrs { el };
+    let url = url_content(el)?;
+    let digits = match a.raw("digits") {
+        None => None,
+        Some(v) => {
+            let d = v.trim();
+            if d.is_empty() || !d.chars().all(|c| is_dtmf_key(c) || c == 'w' || c == 'W') {
+                return Err(a.invalid("digits", v, "digits must be among 0-9, *, # and w"));
+            }
+            Some(d.to_owned())
+        }
+    };
+    if url.is_empty() && digits.is_none() {
+        return Err(TwimlError::Content {
+            verb: "Play".to_owned(),
+            reason: "a URL (or the digits attribute) is required".to_owned(),
+        });
+    }
+    Ok(Play { url, loop_: a.uint("loop", 1, 0)?, digits })
+}
+
+fn read_pause(el: &Element) -> Result<Pause, TwimlError> {
+    no_content(el)?;
+    Ok(Pause { length: Attrs { el }.uint("length", 1, 0)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(xml: &str) -> Verb {
+        let doc = parse(xml).unwrap_or_else(|e| panic!("{xml}: {e}"));
+        assert_eq!(doc.verbs.len(), 1, "{doc:?}");
+        doc.verbs.into_iter().next().expect("length checked")
+    }
+
+    #[test]
+    fn empty_response_has_no_verbs() {
+        assert_eq!(parse("<Response/>").unwrap().verbs, vec![]);
+        assert_eq!(
+            parse("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- hi --><Response>\n</Response>\n")
+                .unwrap()
+                .verbs,
+            vec![]
+        );
+    }
+
+    #[test]
+    fn say_defaults_and_attributes() {
+        assert_eq!(
+            one("<Response><Say>Hello &amp; welcome</Say></Response>"),
+            Verb::Say(Say {
+                text: "Hello & welcome".into(),
+                voice: "man".into(),
+                language: "en-US".into(),
+                loop_: 1
+            })
+        );
+        assert_eq!(
+            one(r#"<Response><Say voice="alice" language="fr-FR" loop="0">Bonjour</Say></Response>"#),
+            Verb::Say(Say { text: "Bonjour".into(), voice: "alice".into(), language: "fr-FR".into(), loop_: 0 })
+        );
+    }
+
+    #[test]
+    fn say_flattens_ssml_and_cdata() {
+        let Verb::Say(say) = one(
+            "<Response><Say>Hi <prosody rate=\"slow\">there</prosody><break time=\"1s\"/> <![CDATA[a<b]]></Say></Response>",
+        ) else {
+            panic!("not a Say")
+        };
+        assert_eq!(say.text, "Hi there a<b");
+    }
+
+    #[test]
+    fn play_and_pause_defaults() {
+        assert_eq!(
+            one("<Response><Play> https://x.test/a.wav </Play></Response>"),
+            Verb::Play(Play { url: "https://x.test/a.wav".into(), loop_: 1, digits: None })
+        );
+        assert_eq!(
+            one(r#"<Response><Play loop="0">/a.mp3</Play></Response>"#),
+            Verb::Play(Play { url: "/a.mp3".into(), loop_: 0, digits: None })
+        );
+        assert_eq!(
+            one(r#"<Response><Play digits="ww12#"/></Response>"#),
+            Verb::Play(Play { url: "".into(), loop_: 1, digits: Some("ww12#".into()) })
+        );
+        assert_eq!(one("<Response><Pause/></Response>"), Verb::Pause(Pause { length: 1 }));
+        assert_eq!(one(r#"<Response><Pause length="7"/></Response>"#), Verb::Pause(Pause { length: 7 }));
+    }
+
+    #[test]
+    fn play_without_url_is_an_error() {
+        assert!(matches!(parse("<Response><Play/></Response>"), Err(TwimlError::Content { .. })));
+        assert!(matches!(
+            parse(r#"<Response><Play digits="12x"/></Response>"#),
+            Err(TwimlError::Attribute { .. })
+        ));
+    }
+
+    #[test]
+    fn gather_defaults() {
+        assert_eq!(
+            one("<Response><Gather/></Response>"),
+            Verb::Gather(Gather {
+                input: GatherInput { dtmf: true, speech: false },
+                num_digits: None,
+                timeout: 5,
+                finish_on_key: Some('#'),
+                action: None,
+                method: Method::Post,
+                action_on_empty_result: false,
+                speech_timeout: None,
+                children: vec![],
+            })
+        );
+    }
+
+    #[test]
+    fn gather_attributes_and_children() {
+        let Verb::Gather(g) = one(
+            r#"<Response><Gather input="dtmf speech" numDigits="4" timeout="10" finishOnKey="" action="/next" method="GET" actionOnEmptyResult="true" speechTimeout="auto">
+                 <Say>Enter your PIN</Say><Pause length="2"/><Play>/beep.wav</Play>
+               </Gather></Response>"#,
+        ) else {
+            panic!("not a Gather")
+        };
+        assert_eq!(g.input, GatherInput { dtmf: true, speech: true });
+        assert_eq!(g.num_digits, Some(4));
+        assert_eq!(g.timeout, 10);
+        assert_eq!(g.finish_on_key, None);
+        assert_eq!(g.action.as_deref(), Some("/next"));
+        assert_eq!(g.method, Method::Get);
+        assert!(g.action_on_empty_result);
+        assert_eq!(g.speech_timeout, Some(SpeechTimeout::Auto));
+        assert_eq!(g.children.len(), 3);
+        assert_eq!(g.children[1], Verb::Pause(Pause { length: 2 }));
+    }
+
+    #[test]
+    fn gather_rejects_nested_verbs_other_than_prompts() {
+        let err = parse("<Response><Gather><Record/></Gather></Response>").unwrap_err();
+        assert_eq!(
+            err,
+            TwimlError::UnexpectedElement { name: "Record".into(), parent: "Gather".into() }
+        );
+        assert_eq!(err.to_string(), "<Record> is not allowed in <Gather>");
+    }
+
+    #[test]
+    fn gather_bad_values() {
+        for xml in [
+            r#"<Response><Gather numDigits="0"/></Response>"#,
+            r#"<Response><Gather numDigits="x"/></Response>"#,
+            r#"<Response><Gather timeout="-1"/></Response>"#,
+            r##"<Response><Gather finishOnKey="#*"/></Response>"##,
+            r#"<Response><Gather finishOnKey="a"/></Response>"#,
+            r#"<Response><Gather method="PUT"/></Response>"#,
+            r#"<Response><Gather input="voice"/></Response>"#,
+            r#"<Response><Gather actionOnEmptyResult="yes"/></Response>"#,
+        ] {
+            let err = parse(xml).unwrap_err();
+            assert!(matches!(err, TwimlError::Attribute { .. }), "{xml}: {err}");
+            assert_eq!(err.code(), 12100);
+        }
+    }
+
+    #[test]
+    fn attributes_are_case_sensitive() {
+        // `numdigits` is not Twilio's attribute, so it is ignored like any unknown attribute.
+        let Verb::Gather(g) = one(r#"<Response><Gather numdigits="3"/></Response>"#) else {
+            panic!("not a Gather")
+        };
+        assert_eq!(g.num_digits, None);
+    }
+
+    #[test]
+    fn record_defaults_and_attributes() {
+        assert_eq!(
+            one("<Response><Record/></Response>"),
+            Verb::Record(Record {
+                action: None,
+                method: Method::Post,
+                max_length: 3600,
+                timeout: 5,
+                finish_on_key: "1234567890*#".into(),
+                play_beep: true,
+                trim: Trim::TrimSilence,
+                recording_status_callback: None,
+                recording_status_callback_method: Method::Post,
+            })
+        );
+        let Verb::Record(r) = one(
+            r##"<Response><Record action="/done" maxLength="30" timeout="0" finishOnKey="#" playBeep="false" trim="do-not-trim" recordingStatusCallback="/rs"/></Response>"##,
+        ) else {
+            panic!("not a Record")
+        };
+        assert_eq!(r.action.as_deref(), Some("/done"));
+        assert_eq!((r.max_length, r.timeout), (30, 0));
+        assert_eq!(r.finish_on_key, "#");
+        assert!(!r.play_beep);
+        assert_eq!(r.trim, Trim::DoNotTrim);
+        assert_eq!(r.recording_status_callback.as_deref(), Some("/rs"));
+    }
+
+    #[test]
+    fn redirect_hangup_reject() {
+        assert_eq!(
+            one(r#"<Response><Redirect method="GET"> ../other </Redirect></Response>"#),
+            Verb::Redirect(Redirect { url: "../other".into(), method: Method::Get })
+        );
+        assert!(matches!(parse("<Response><Redirect/></Response>"), Err(TwimlError::Content { .. })));
+        assert_eq!(one("<Response><Hangup/></Response>"), Verb::Hangup);
+        assert_eq!(one("<Response><Reject/></Response>"), Verb::Reject(Reject { reason: RejectReason::Rejected }));
+        assert_eq!(
+            one(r#"<Response><Reject reason="busy"></Reject></Response>"#),
+            Verb::Reject(Reject { reason: RejectReason::Busy })
+        );
+        assert!(parse(r#"<Response><Reject reason="nope"/></Response>"#).is_err());
+    }
+
+    #[test]
+    fn dial_is_unsupported_but_accepted() {
+        assert_eq!(
+            one("<Response><Dial><Number>+15551234567</Number></Dial></Response>"),
+            Verb::Unsupported { name: "Dial".into() }
+        );
+    }
+
+    #[test]
+    fn document_order_is_kept() {
+        let doc = parse("<Response><Say>a</Say><Pause/><Hangup/></Response>").unwrap();
+        let names: Vec<&str> = doc.verbs.iter().map(Verb::name).collect();
+        assert_eq!(names, ["Say", "Pause", "Hangup"]);
+    }
+
+    #[test]
+    fn structural_errors() {
+        assert_eq!(parse(""), Err(TwimlError::Empty));
+        assert_eq!(parse("  <?xml version=\"1.0\"?> "), Err(TwimlError::Empty));
+        assert_eq!(parse("<Reply/>"), Err(TwimlError::Root { found: "Reply".into() }));
+        assert_eq!(parse("<response/>"), Err(TwimlError::Root { found: "response".into() }));
+        assert_eq!(
+            parse("<Response><Dance/></Response>"),
+            Err(TwimlError::UnexpectedElement { name: "Dance".into(), parent: "Response".into() })
+        );
+        assert!(matches!(parse("<Response>hello</Response>"), Err(TwimlError::Content { .. })));
+        assert!(matches!(parse("<Response><Hangup>x</Hangup></Response>"), Err(TwimlError::Content { .. })));
+        assert!(matches!(parse("<Response><Pause><Say/></Pause></Response>"), Err(TwimlError::UnexpectedElement { .. })));
+    }
+
+    #[test]
+    fn malformed_xml_is_an_error_not_a_panic() {
+        for xml in [
+            "<Response>",
+            "<Response><Say>hi</Response>",
+            "<Response></Say>",
+            "<Response><Say a=\"1\" a=\"2\">x</Say></Response>",
+            "<Response><Say>&bogus;</Say></Response>",
+            "<Response/><Response/>",
+            "<Response/>trailing",
+            "text<Response/>",
+            "<Response><Say loop=1>x</Say></Response>",
+            "<Response",
+            "\u{0}\u{ffff}<<>>",
+        ] {
+            let err = parse(xml).unwrap_err();
+            assert!(matches!(err, TwimlError::Xml { .. }), "{xml:?}: {err:?}");
+            assert!(err.to_string().starts_with("malformed XML"), "{err}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let xml = format!("<Response><Say>{}{}</Say></Response>", "<a>".repeat(100), "</a>".repeat(100));
+        assert!(matches!(parse(&xml), Err(TwimlError::Xml { .. })));
+    }
+}
