@@ -17,7 +17,7 @@ mod call;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-pub use call::Call;
+pub use call::{Call, APPLICATION_ERROR_MESSAGE, MAX_REDIRECTS_WITHOUT_MEDIA, RECORDING_REPORT_GRACE};
 pub use model::{AccountSid, CallDirection, CallSid, CallStatus, RecordingSid};
 
 /// Everything the engine needs to know about a call when it starts.
