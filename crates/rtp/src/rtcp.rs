@@ -111,7 +111,7 @@ fn push_sdes_cname(out: &mut Vec<u8>, ssrc: u32, cname: &str) {
     out.extend_from_slice(text);
     // The item list ends with at least one null octet, then pads to a 32-bit boundary.
     out.push(0);
-    while out.len() % 4 != 0 {
+    while out.len() & 3 != 0 {
         out.push(0);
     }
     finish_packet(out, start);
