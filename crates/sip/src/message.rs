@@ -705,6 +705,19 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
 /// Parses without checking required headers: the transaction layer uses this to answer a
 /// malformed request with 400 when it carries enough to address a response.
 pub fn parse_message_unchecked(bytes: &[u8]) -> Result<Message, ParseError> {
+    parse_inner(bytes, false)
+}
+
+/// A request whose Request-Line names another SIP version, parsed only so that a 505 can
+/// be addressed.
+pub(crate) fn parse_request_any_version(bytes: &[u8]) -> Option<Request> {
+    match parse_inner(bytes, true) {
+        Ok(Message::Request(r)) => Some(r),
+        _ => None,
+    }
+}
+
+fn parse_inner(bytes: &[u8], any_version: bool) -> Result<Message, ParseError> {
     let head = parse_head(bytes)?;
     let rest = &bytes[head.body_start..];
     // UDP framing (RFC 3261 §18.3): Content-Length bounds the body and extra octets are
@@ -747,7 +760,10 @@ pub fn parse_message_unchecked(bytes: &[u8]) -> Result<Message, ParseError> {
     else {
         return Err(ParseError::BadRequestLine);
     };
-    parse_version(version)?;
+    match parse_version(version) {
+        Err(ParseError::VersionNotSupported) if any_version => {}
+        other => other?,
+    }
     let method: Method = method.parse()?;
     if !is_valid_uri(uri) {
         return Err(ParseError::BadRequestUri);
