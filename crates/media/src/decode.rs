@@ -276,7 +276,12 @@ fn decode_mp3(bytes: &[u8]) -> Result<Vec<i16>, DecodeError> {
         .format(
             &hint,
             source,
-            &FormatOptions::default(),
+            // Gapless trims the encoder delay and padding the LAME header records, so the
+            // decoded length matches the original.
+            &FormatOptions {
+                enable_gapless: true,
+                ..Default::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(malformed)?;
@@ -482,6 +487,24 @@ mod tests {
             assert_eq!(out.len(), 4000);
             let zc = rising_zero_crossings(middle(&out));
             assert!((219..=221).contains(&zc), "{zc}");
+        }
+    }
+
+    const MP3_440: &[u8] = include_bytes!("../testdata/tone440_44k1_stereo_1s.mp3");
+
+    #[test]
+    fn mp3_440hz_tone() {
+        let pcm = decode_audio(MP3_440, Some("audio/mpeg")).unwrap();
+        assert!((pcm.len() as i64 - 8000).abs() <= 160, "len {}", pcm.len());
+        let zc = rising_zero_crossings(middle(&pcm));
+        assert!((219..=221).contains(&zc), "{zc} crossings");
+        let p440 = goertzel(middle(&pcm), 440.0);
+        assert!((p440 - 0.25).abs() < 0.03, "440 Hz power {p440}");
+        // Sniffed without a hint too.
+        assert_eq!(decode_audio(MP3_440, None).unwrap(), pcm);
+        // A truncated download still gives what was there, or an error, never a panic.
+        for cut in [10, 100, 1000, 3000] {
+            let _ = decode_audio(&MP3_440[..cut], Some("x.mp3"));
         }
     }
 
