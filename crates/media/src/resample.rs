@@ -13,8 +13,12 @@ const HALF_WIDTH_PERIODS: u64 = 32;
 /// Cutoff as a fraction of the lower of the two sample rates.
 const CUTOFF: f64 = 0.45;
 const KAISER_BETA: f64 = 8.0;
-/// Above this many phases the table would be large; taps are then computed per output sample.
+/// Above this many phases an exact table would be large; the taps are then interpolated between
+/// the rows of a table of `INTERPOLATED_PHASES` phases instead.
 const MAX_TABLE_PHASES: u64 = 1024;
+const INTERPOLATED_PHASES: usize = 256;
+/// Resolution of the tabulated Kaiser window.
+const WINDOW_POINTS: usize = 4096;
 /// Highest input rate accepted (keeps the filter length bounded).
 pub const MAX_RATE: u32 = 768_000;
 
@@ -28,8 +32,10 @@ pub struct Resampler {
     half: usize,
     /// Cutoff in cycles per input sample.
     cutoff: f64,
-    /// `step_den` rows of `2 * half` taps, or empty when computed on the fly.
+    /// `step_den` rows of `2 * half` taps (exact), or `INTERPOLATED_PHASES + 1` rows to
+    /// interpolate between when `interpolated`.
     table: Vec<f32>,
+    interpolated: bool,
     scratch: Vec<f32>,
     history: Vec<f32>,
     /// Absolute input index of `history[0]`; negative at the start (zero padding).
@@ -62,6 +68,29 @@ fn bessel_i0(x: f64) -> f64 {
     sum
 }
 
+/// The Kaiser window over |x| / half in 0..=1, tabulated once: evaluating the Bessel series per
+/// tap would dominate the cost of building filters.
+fn kaiser(r: f64) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let norm = bessel_i0(KAISER_BETA);
+        (0..=WINDOW_POINTS)
+            .map(|i| {
+                let r = i as f64 / WINDOW_POINTS as f64;
+                bessel_i0(KAISER_BETA * (1.0 - r * r).max(0.0).sqrt()) / norm
+            })
+            .collect()
+    });
+    let r = r.abs();
+    if r >= 1.0 {
+        return 0.0;
+    }
+    let pos = r * WINDOW_POINTS as f64;
+    let i = pos as usize; // r < 1, so i < WINDOW_POINTS and i + 1 is in the table
+    let a = pos - i as f64;
+    table[i] * (1.0 - a) + table[i + 1] * a
+}
+
 impl Resampler {
     /// `None` if either rate is 0 or above [`MAX_RATE`].
     pub fn new(in_rate: u32, out_rate: u32) -> Option<Self> {
@@ -80,6 +109,7 @@ impl Resampler {
             half,
             cutoff,
             table: Vec::new(),
+            interpolated: step_den > MAX_TABLE_PHASES,
             scratch: vec![0.0; 2 * half],
             history: vec![0.0; half],
             history_start: -(half as i64),
@@ -87,19 +117,28 @@ impl Resampler {
             next_out: 0,
             passthrough: in_rate == out_rate,
         };
-        if !r.passthrough && step_den <= MAX_TABLE_PHASES {
-            let mut table = vec![0.0f32; step_den as usize * 2 * half];
+        if !r.passthrough {
+            let rows = if r.interpolated {
+                INTERPOLATED_PHASES + 1
+            } else {
+                step_den as usize
+            };
+            let mut table = vec![0.0f32; rows * 2 * half];
+            let phases = if r.interpolated {
+                INTERPOLATED_PHASES as f64
+            } else {
+                step_den as f64
+            };
             for (phase, row) in table.chunks_exact_mut(2 * half).enumerate() {
-                r.fill_taps(phase as u64, row);
+                r.fill_taps(phase as f64 / phases, row);
             }
             r.table = table;
         }
         Some(r)
     }
 
-    /// Computes the normalised taps for one phase (fractional position `phase / step_den`).
-    fn fill_taps(&self, phase: u64, row: &mut [f32]) {
-        let frac = phase as f64 / self.step_den as f64;
+    /// Computes the normalised taps for the output instant `frac` (0..=1) after an input sample.
+    fn fill_taps(&self, frac: f64, row: &mut [f32]) {
         let half = self.half as f64;
         let mut sum = 0.0;
         let mut taps = Vec::with_capacity(row.len());
@@ -112,13 +151,7 @@ impl Resampler {
             } else {
                 (PI * arg).sin() / (PI * arg)
             };
-            let r = x / half;
-            let window = if r.abs() >= 1.0 {
-                0.0
-            } else {
-                bessel_i0(KAISER_BETA * (1.0 - r * r).sqrt()) / bessel_i0(KAISER_BETA)
-            };
-            let h = sinc * window;
+            let h = sinc * kaiser(x / half);
             sum += h;
             taps.push(h);
         }
@@ -172,10 +205,15 @@ impl Resampler {
             let Some(window) = self.history.get(start..start + taps) else {
                 break;
             };
-            let row: &[f32] = if self.table.is_empty() {
-                let mut row = std::mem::take(&mut self.scratch);
-                self.fill_taps(phase, &mut row);
-                self.scratch = row;
+            let row: &[f32] = if self.interpolated {
+                let pos = phase as f64 / self.step_den as f64 * INTERPOLATED_PHASES as f64;
+                let k = (pos as usize).min(INTERPOLATED_PHASES - 1);
+                let a = (pos - k as f64) as f32;
+                let lo = &self.table[k * taps..(k + 1) * taps];
+                let hi = &self.table[(k + 1) * taps..(k + 2) * taps];
+                for ((s, l), h) in self.scratch.iter_mut().zip(lo).zip(hi) {
+                    *s = l + (h - l) * a;
+                }
                 &self.scratch
             } else {
                 let at = phase as usize * taps;
