@@ -86,10 +86,15 @@ enum State {
     Fetching(Fetch),
     Media(Prompt),
     Gathering(Box<GatherRun>),
-    Beeping { id: u64, record: Record },
+    Beeping {
+        id: u64,
+        record: Record,
+    },
     Recording(Box<RecordRun>),
     /// Playing [`APPLICATION_ERROR_MESSAGE`]; hang up when it ends.
-    AppError { id: u64 },
+    AppError {
+        id: u64,
+    },
     Finished,
 }
 
@@ -196,12 +201,14 @@ impl Call {
                     self.finish_gather(now, None);
                 }
             }
-            State::Recording(run) => {
-                if run.hung_up_at.is_some_and(|t| t + RECORDING_REPORT_GRACE <= now) {
-                    // The recording was never reported: there is no duration or file to give
-                    // the action, so the request is skipped.
-                    self.finish(now);
-                }
+            // The recording was never reported: there is no duration or file to give the
+            // action, so the request is skipped.
+            State::Recording(run)
+                if run
+                    .hung_up_at
+                    .is_some_and(|t| t + RECORDING_REPORT_GRACE <= now) =>
+            {
+                self.finish(now);
             }
             _ => {}
         }
@@ -213,7 +220,9 @@ impl Call {
         }
         match input {
             Input::WebhookResult { request_id, result } => {
-                let State::Fetching(fetch) = &self.state else { return };
+                let State::Fetching(fetch) = &self.state else {
+                    return;
+                };
                 if fetch.request_id != request_id {
                     return;
                 }
@@ -313,7 +322,9 @@ impl Call {
         duration: Duration,
         stop: RecordStop,
     ) {
-        let State::Recording(run) = &self.state else { return };
+        let State::Recording(run) = &self.state else {
+            return;
+        };
         if run.id != id {
             return;
         }
@@ -360,7 +371,12 @@ impl Call {
             match self.resolve(action.as_deref()) {
                 Ok(url) => {
                     let request_id = self.take_id();
-                    self.outputs.push_back(Output::FetchWebhook { request_id, url, method, params });
+                    self.outputs.push_back(Output::FetchWebhook {
+                        request_id,
+                        url,
+                        method,
+                        params,
+                    });
                 }
                 Err(message) => self.notify(ERR_URL, message),
             }
@@ -418,7 +434,11 @@ impl Call {
                 }
             }
         };
-        if let Some(verb) = document.verbs.iter().find(|v| matches!(v, Verb::Unsupported { .. })) {
+        if let Some(verb) = document
+            .verbs
+            .iter()
+            .find(|v| matches!(v, Verb::Unsupported { .. }))
+        {
             let message = format!(
                 "Document parse failure: {}: <{}> is not supported by this server",
                 fetch.url,
@@ -463,7 +483,13 @@ impl Call {
         self.state = State::AppError { id };
     }
 
-    fn fetch(&mut self, url: String, method: HttpMethod, params: Vec<(String, String)>, fallback_allowed: bool) {
+    fn fetch(
+        &mut self,
+        url: String,
+        method: HttpMethod,
+        params: Vec<(String, String)>,
+        fallback_allowed: bool,
+    ) {
         let request_id = self.take_id();
         self.outputs.push_back(Output::FetchWebhook {
             request_id,
@@ -471,12 +497,23 @@ impl Call {
             method,
             params: params.clone(),
         });
-        self.state = State::Fetching(Fetch { request_id, url, params, fallback_allowed });
+        self.state = State::Fetching(Fetch {
+            request_id,
+            url,
+            params,
+            fallback_allowed,
+        });
     }
 
     /// Request `action` (default: the current document) and run its reply instead of the rest
     /// of this document.
-    fn request_action(&mut self, now: Instant, action: Option<&str>, method: HttpMethod, params: Vec<(String, String)>) {
+    fn request_action(
+        &mut self,
+        now: Instant,
+        action: Option<&str>,
+        method: HttpMethod,
+        params: Vec<(String, String)>,
+    ) {
         match self.resolve(action) {
             Ok(url) => self.fetch(url, method, params, true),
             Err(message) => {
@@ -493,14 +530,19 @@ impl Call {
 
     /// Resolve a URL from the markup against the current document's URL.
     fn resolve(&self, url: Option<&str>) -> Result<String, String> {
-        let Some(url) = url else { return Ok(self.document_url.clone()) };
+        let Some(url) = url else {
+            return Ok(self.document_url.clone());
+        };
         let resolved = match Url::parse(&self.document_url) {
             Ok(base) => base.join(url),
             Err(_) => Url::parse(url),
         };
         match resolved {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u.into()),
-            Ok(u) => Err(format!("Invalid URL {url:?}: scheme {} is not http(s)", u.scheme())),
+            Ok(u) => Err(format!(
+                "Invalid URL {url:?}: scheme {} is not http(s)",
+                u.scheme()
+            )),
             Err(e) => Err(format!("Invalid URL {url:?}: {e}")),
         }
     }
@@ -559,7 +601,11 @@ impl Call {
                 self.redirects_without_media = 0;
                 if record.play_beep {
                     let id = self.take_id();
-                    self.outputs.push_back(Output::Play { id, source: MediaSource::Beep, loops: 1 });
+                    self.outputs.push_back(Output::Play {
+                        id,
+                        source: MediaSource::Beep,
+                        loops: 1,
+                    });
                     self.state = State::Beeping { id, record };
                 } else {
                     self.start_recording(record);
@@ -610,7 +656,11 @@ impl Call {
                 let id = self.take_id();
                 self.outputs.push_back(Output::Play {
                     id,
-                    source: MediaSource::Tts { text: say.text, voice: say.voice, language: say.language },
+                    source: MediaSource::Tts {
+                        text: say.text,
+                        voice: say.voice,
+                        language: say.language,
+                    },
                     loops: say.loop_,
                 });
                 Some(Prompt::Playing(id))
@@ -622,7 +672,11 @@ impl Call {
                 Ok(url) => {
                     let id = self.take_id();
                     self.last_url_play = Some(id);
-                    self.outputs.push_back(Output::Play { id, source: MediaSource::Url(url), loops: play.loop_ });
+                    self.outputs.push_back(Output::Play {
+                        id,
+                        source: MediaSource::Url(url),
+                        loops: play.loop_,
+                    });
                     Some(Prompt::Playing(id))
                 }
                 Err(message) => {
@@ -639,7 +693,9 @@ impl Call {
     /// Start the next prompt of the gather, or the input timeout once prompts are over.
     fn advance_gather(&mut self, now: Instant) {
         loop {
-            let State::Gathering(run) = &mut self.state else { return };
+            let State::Gathering(run) = &mut self.state else {
+                return;
+            };
             if run.prompt.is_some() || run.deadline.is_some() {
                 return;
             }
@@ -671,8 +727,16 @@ impl Call {
         }
         let mut params = self.base_params();
         params.push(("Digits".into(), run.digits));
-        params.push(("FinishedOnKey".into(), finished_on_key.map(String::from).unwrap_or_default()));
-        self.request_action(now, run.gather.action.as_deref(), run.gather.method.into(), params);
+        params.push((
+            "FinishedOnKey".into(),
+            finished_on_key.map(String::from).unwrap_or_default(),
+        ));
+        self.request_action(
+            now,
+            run.gather.action.as_deref(),
+            run.gather.method.into(),
+            params,
+        );
     }
 
     fn start_recording(&mut self, record: Record) {
@@ -739,4 +803,999 @@ impl Call {
 
 fn secs(n: u32) -> Duration {
     Duration::from_secs(u64::from(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WebhookFailure;
+
+    const VOICE_URL: &str = "https://app.test/voice/start";
+
+    fn config() -> CallConfig {
+        CallConfig {
+            call_sid: "CA0123456789abcdef0123456789abcdef"
+                .parse()
+                .expect("valid SID"),
+            account_sid: "AC0123456789abcdef0123456789abcdef"
+                .parse()
+                .expect("valid SID"),
+            from: "+15550001111".into(),
+            to: "+15550002222".into(),
+            direction: CallDirection::Inbound,
+            voice_url: VOICE_URL.into(),
+            voice_method: HttpMethod::Post,
+            fallback_url: None,
+            fallback_method: HttpMethod::Post,
+            public_url: "https://dialtone.test/".into(),
+        }
+    }
+
+    /// A call on a simulated clock, with every output it ever produced kept for checks.
+    struct Harness {
+        call: Call,
+        start: Instant,
+        now: Instant,
+        all: Vec<Output>,
+    }
+
+    impl Harness {
+        fn new(config: CallConfig) -> Harness {
+            let start = Instant::now();
+            Harness {
+                call: Call::new(start, config, 7),
+                start,
+                now: start,
+                all: Vec::new(),
+            }
+        }
+
+        /// Starts a call and answers its first webhook with `xml`.
+        fn with_document(xml: &str) -> Harness {
+            let mut h = Harness::new(config());
+            let (id, ..) = h.fetch();
+            h.reply(id, xml);
+            h
+        }
+
+        fn drain(&mut self) -> Vec<Output> {
+            let mut out = Vec::new();
+            while let Some(o) = self.call.poll_output() {
+                out.push(o);
+            }
+            self.all.extend(out.iter().cloned());
+            out
+        }
+
+        fn input(&mut self, input: Input) -> Vec<Output> {
+            self.call.handle_input(self.now, input);
+            self.drain()
+        }
+
+        fn reply(&mut self, request_id: u64, xml: &str) -> Vec<Output> {
+            let reply = WebhookReply {
+                body: xml.into(),
+                content_type: Some("text/xml".into()),
+            };
+            self.input(Input::WebhookResult {
+                request_id,
+                result: Ok(reply),
+            })
+        }
+
+        fn fail(&mut self, request_id: u64, failure: WebhookFailure) -> Vec<Output> {
+            self.input(Input::WebhookResult {
+                request_id,
+                result: Err(failure),
+            })
+        }
+
+        /// Drains outputs and returns the single `FetchWebhook` among them.
+        fn fetch(&mut self) -> (u64, String, HttpMethod, Vec<(String, String)>) {
+            let out = self.drain();
+            fetch_in(&out)
+        }
+
+        /// Moves the clock forward by `d`, firing every timer that falls due on the way.
+        fn advance(&mut self, d: Duration) -> Vec<Output> {
+            let target = self.now + d;
+            while let Some(t) = self.call.poll_timeout() {
+                if t > target {
+                    break;
+                }
+                self.now = self.now.max(t);
+                self.call.handle_timeout(self.now);
+            }
+            self.now = target;
+            self.drain()
+        }
+
+        fn elapsed(&self) -> Duration {
+            self.now - self.start
+        }
+
+        /// `Finished` appeared exactly once, as the very last output, with this status.
+        fn assert_finished(&self, status: CallStatus) {
+            let finished: Vec<_> = self
+                .all
+                .iter()
+                .filter(|o| matches!(o, Output::Finished { .. }))
+                .collect();
+            assert_eq!(finished.len(), 1, "{:#?}", self.all);
+            match self.all.last() {
+                Some(Output::Finished {
+                    status: s,
+                    ended_at,
+                    ..
+                }) => {
+                    assert_eq!(*s, status);
+                    assert_eq!(*ended_at, self.now);
+                }
+                other => panic!("last output is {other:?}"),
+            }
+            assert_eq!(self.call.status(), status);
+            assert!(self.call.is_finished());
+            assert_eq!(self.call.poll_timeout(), None);
+        }
+    }
+
+    fn fetch_in(out: &[Output]) -> (u64, String, HttpMethod, Vec<(String, String)>) {
+        let fetches: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::FetchWebhook {
+                    request_id,
+                    url,
+                    method,
+                    params,
+                } => Some((*request_id, url.clone(), *method, params.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fetches.len(), 1, "{out:#?}");
+        fetches.into_iter().next().expect("length checked")
+    }
+
+    fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn play_id(out: &[Output]) -> u64 {
+        out.iter()
+            .find_map(|o| match o {
+                Output::Play { id, .. } => Some(*id),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no Play in {out:#?}"))
+    }
+
+    fn tts(text: &str) -> MediaSource {
+        MediaSource::Tts {
+            text: text.into(),
+            voice: "man".into(),
+            language: "en-US".into(),
+        }
+    }
+
+    fn dtmf(h: &mut Harness, digits: &str) -> Vec<Output> {
+        let mut out = Vec::new();
+        for digit in digits.chars() {
+            out.extend(h.input(Input::Dtmf { digit }));
+        }
+        out
+    }
+
+    #[test]
+    fn first_output_requests_voice_url_with_twilio_parameters() {
+        let mut cfg = config();
+        cfg.voice_method = HttpMethod::Get;
+        let mut h = Harness::new(cfg);
+        let out = h.drain();
+        assert_eq!(out.len(), 1, "{out:?}");
+        let (_, url, method, params) = fetch_in(&out);
+        assert_eq!(url, VOICE_URL);
+        assert_eq!(method, HttpMethod::Get);
+        let expect = [
+            ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+            ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+            ("From", "+15550001111"),
+            ("To", "+15550002222"),
+            ("Caller", "+15550001111"),
+            ("Called", "+15550002222"),
+            ("CallStatus", "ringing"),
+            ("Direction", "inbound"),
+            ("ApiVersion", "2010-04-01"),
+        ];
+        for (k, v) in expect {
+            assert_eq!(param(&params, k), Some(v), "{k}");
+        }
+        assert_eq!(h.call.status(), CallStatus::Ringing);
+        assert_eq!(h.call.poll_timeout(), None);
+    }
+
+    #[test]
+    fn say_then_gather_digits_requests_action_with_digits() {
+        let mut h = Harness::new(config());
+        let (id, ..) = h.fetch();
+        let out = h.reply(
+            id,
+            r#"<Response><Say>Welcome</Say><Gather action="/menu" numDigits="2"><Say>Press two digits</Say></Gather></Response>"#,
+        );
+        assert_eq!(
+            out,
+            vec![
+                Output::Answer,
+                Output::Play {
+                    id: play_id(&out),
+                    source: tts("Welcome"),
+                    loops: 1
+                }
+            ]
+        );
+        assert_eq!(h.call.status(), CallStatus::InProgress);
+        let out = h.input(Input::PlaybackDone { id: play_id(&out) });
+        assert_eq!(
+            out,
+            vec![Output::Play {
+                id: play_id(&out),
+                source: tts("Press two digits"),
+                loops: 1
+            }]
+        );
+        let out = h.input(Input::Dtmf { digit: '4' });
+        assert_eq!(out, vec![Output::StopPlayback], "first digit barges in");
+        let out = h.input(Input::Dtmf { digit: '2' });
+        let (_, url, method, params) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/menu");
+        assert_eq!(method, HttpMethod::Post);
+        assert_eq!(param(&params, "Digits"), Some("42"));
+        assert_eq!(param(&params, "FinishedOnKey"), Some(""));
+        assert_eq!(param(&params, "CallStatus"), Some("in-progress"));
+        assert_eq!(
+            param(&params, "CallSid"),
+            Some("CA0123456789abcdef0123456789abcdef")
+        );
+    }
+
+    #[test]
+    fn gather_times_out_after_prompts_and_after_the_last_digit() {
+        let mut h = Harness::with_document(
+            r#"<Response><Gather action="next" timeout="5"><Say>Enter</Say></Gather></Response>"#,
+        );
+        let id = play_id(&h.all);
+        // The timeout only runs once the prompt is over.
+        assert_eq!(h.call.poll_timeout(), None);
+        h.advance(Duration::from_secs(30));
+        h.input(Input::PlaybackDone { id });
+        assert_eq!(h.call.poll_timeout(), Some(h.now + Duration::from_secs(5)));
+        assert!(h.advance(Duration::from_millis(4900)).is_empty());
+        dtmf(&mut h, "1");
+        assert!(
+            h.advance(Duration::from_millis(4900)).is_empty(),
+            "each digit restarts the timeout"
+        );
+        let out = h.advance(Duration::from_millis(100));
+        let (_, url, _, params) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/voice/next");
+        assert_eq!(param(&params, "Digits"), Some("1"));
+        assert_eq!(h.elapsed(), Duration::from_millis(30_000 + 4_900 + 5_000));
+    }
+
+    #[test]
+    fn finish_on_key_ends_gather_and_is_not_in_digits() {
+        let mut h = Harness::with_document(r#"<Response><Gather/></Response>"#);
+        assert!(dtmf(&mut h, "12").is_empty());
+        let out = dtmf(&mut h, "#");
+        let (_, url, _, params) = fetch_in(&out);
+        assert_eq!(url, VOICE_URL, "action defaults to the current document");
+        assert_eq!(param(&params, "Digits"), Some("12"));
+        assert_eq!(param(&params, "FinishedOnKey"), Some("#"));
+    }
+
+    #[test]
+    fn custom_finish_on_key_and_empty_finish_on_key() {
+        let mut h = Harness::with_document(r#"<Response><Gather finishOnKey="*"/></Response>"#);
+        let out = dtmf(&mut h, "9#*");
+        assert_eq!(param(&fetch_in(&out).3, "Digits"), Some("9#"));
+
+        let mut h = Harness::with_document(
+            r##"<Response><Gather finishOnKey="" timeout="2"/></Response>"##,
+        );
+        assert!(dtmf(&mut h, "#").is_empty(), "no finish key: # is a digit");
+        let out = h.advance(Duration::from_secs(2));
+        assert_eq!(param(&fetch_in(&out).3, "Digits"), Some("#"));
+    }
+
+    #[test]
+    fn num_digits_ends_gather_without_waiting() {
+        let mut h =
+            Harness::with_document(r#"<Response><Gather numDigits="3" action="/pin"/></Response>"#);
+        assert!(dtmf(&mut h, "12").is_empty());
+        let out = dtmf(&mut h, "3");
+        let (_, url, _, params) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/pin");
+        assert_eq!(param(&params, "Digits"), Some("123"));
+        assert_eq!(h.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn barge_in_skips_remaining_prompts() {
+        let mut h = Harness::with_document(
+            r#"<Response><Gather numDigits="2"><Pause length="3"/><Say>never heard</Say></Gather></Response>"#,
+        );
+        assert_eq!(h.all[1..], [Output::Answer], "a Pause plays nothing");
+        // A key during a Pause: nothing is playing, so nothing to stop.
+        assert!(dtmf(&mut h, "5").is_empty());
+        // The pause timer no longer matters and the Say never starts.
+        let out = h.advance(Duration::from_secs(4));
+        assert!(out.is_empty(), "{out:?}");
+        let out = dtmf(&mut h, "6");
+        assert_eq!(param(&fetch_in(&out).3, "Digits"), Some("56"));
+    }
+
+    #[test]
+    fn nested_prompts_play_in_order_then_timeout_starts() {
+        let mut h = Harness::with_document(
+            r#"<Response><Gather timeout="2"><Play>beep.wav</Play><Pause length="1"/><Say loop="2">menu</Say></Gather><Say>bye</Say></Response>"#,
+        );
+        let out = h.all.clone();
+        let first = play_id(&out);
+        assert!(out.contains(&Output::Play {
+            id: first,
+            source: MediaSource::Url("https://app.test/voice/beep.wav".into()),
+            loops: 1
+        }));
+        assert!(
+            h.input(Input::PlaybackDone { id: first }).is_empty(),
+            "pause next"
+        );
+        let out = h.advance(Duration::from_secs(1));
+        assert_eq!(
+            out,
+            vec![Output::Play {
+                id: play_id(&out),
+                source: tts("menu"),
+                loops: 2
+            }]
+        );
+        assert!(h
+            .input(Input::PlaybackDone { id: play_id(&out) })
+            .is_empty());
+        // No input: after the timeout the next verb of the document runs.
+        let out = h.advance(Duration::from_secs(2));
+        assert_eq!(
+            out,
+            vec![Output::Play {
+                id: play_id(&out),
+                source: tts("bye"),
+                loops: 1
+            }]
+        );
+        let out = h.input(Input::PlaybackDone { id: play_id(&out) });
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+        assert_eq!(h.elapsed(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn gather_without_input_and_action_on_empty_result_requests_action() {
+        let mut h = Harness::with_document(
+            r#"<Response><Gather actionOnEmptyResult="true" action="/empty" method="GET" timeout="1"/><Say>not reached</Say></Response>"#,
+        );
+        let out = h.advance(Duration::from_secs(1));
+        let (_, url, method, params) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/empty");
+        assert_eq!(method, HttpMethod::Get);
+        assert_eq!(param(&params, "Digits"), Some(""));
+    }
+
+    #[test]
+    fn only_finish_key_counts_as_empty_input() {
+        let mut h = Harness::with_document(r#"<Response><Gather/><Hangup/></Response>"#);
+        let out = dtmf(&mut h, "#");
+        assert!(
+            out.iter()
+                .all(|o| !matches!(o, Output::FetchWebhook { .. })),
+            "{out:?}"
+        );
+        assert!(out.contains(&Output::Hangup));
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn relative_urls_resolve_against_the_current_document() {
+        let mut h =
+            Harness::with_document(r#"<Response><Redirect>../other?x=1</Redirect></Response>"#);
+        let (id, url, method, _) = fetch_in(&h.all[1..]);
+        assert_eq!(url, "https://app.test/other?x=1");
+        assert_eq!(method, HttpMethod::Post);
+        // The redirected document is now the base for its own relative URLs.
+        let out = h.reply(
+            id,
+            r#"<Response><Redirect method="GET">deeper/doc</Redirect></Response>"#,
+        );
+        let (id, url, method, _) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/deeper/doc");
+        assert_eq!(method, HttpMethod::Get);
+        let out = h.reply(
+            id,
+            r#"<Response><Redirect>https://elsewhere.test/abs</Redirect></Response>"#,
+        );
+        assert_eq!(fetch_in(&out).1, "https://elsewhere.test/abs");
+        let (id, ..) = fetch_in(&out);
+        let out = h.reply(id, r#"<Response><Redirect>/root</Redirect></Response>"#);
+        assert_eq!(fetch_in(&out).1, "https://elsewhere.test/root");
+    }
+
+    #[test]
+    fn redirect_replaces_the_rest_of_the_document() {
+        let mut h = Harness::with_document(
+            r#"<Response><Redirect>/b</Redirect><Say>never</Say></Response>"#,
+        );
+        let (id, ..) = fetch_in(&h.all[1..]);
+        let out = h.reply(id, "<Response><Say>from b</Say></Response>");
+        assert!(out.contains(&Output::Play {
+            id: play_id(&out),
+            source: tts("from b"),
+            loops: 1
+        }));
+        h.input(Input::PlaybackDone { id: play_id(&out) });
+        h.assert_finished(CallStatus::Completed);
+        assert!(!h.all.iter().any(|o| matches!(o, Output::Play { source: MediaSource::Tts { text, .. }, .. } if text == "never")));
+    }
+
+    #[test]
+    fn redirect_loop_without_media_is_stopped() {
+        let mut h = Harness::new(config());
+        let (mut id, ..) = h.fetch();
+        for _ in 0..MAX_REDIRECTS_WITHOUT_MEDIA {
+            let out = h.reply(id, "<Response><Redirect>/voice/start</Redirect></Response>");
+            id = fetch_in(&out).0;
+        }
+        let out = h.reply(id, "<Response><Redirect>/voice/start</Redirect></Response>");
+        assert!(
+            matches!(&out[0], Output::Notify { code: 12100, message } if message.contains("Redirect")),
+            "{out:?}"
+        );
+        assert_eq!(out[1], Output::Answer);
+        assert_eq!(
+            out[2],
+            Output::Play {
+                id: play_id(&out),
+                source: tts(APPLICATION_ERROR_MESSAGE),
+                loops: 1
+            }
+        );
+        h.input(Input::PlaybackDone { id: play_id(&out) });
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn media_between_redirects_resets_the_loop_guard() {
+        let mut h = Harness::new(config());
+        let (mut id, ..) = h.fetch();
+        for _ in 0..3 * MAX_REDIRECTS_WITHOUT_MEDIA {
+            let out = h.reply(
+                id,
+                "<Response><Pause/><Redirect>again</Redirect></Response>",
+            );
+            assert!(out.iter().all(|o| !matches!(o, Output::Notify { .. })));
+            let out = h.advance(Duration::from_secs(1));
+            id = fetch_in(&out).0;
+        }
+    }
+
+    #[test]
+    fn record_stopped_by_silence_posts_recording_parameters() {
+        let mut h = Harness::with_document(
+            r#"<Response><Record action="/rec" timeout="3" maxLength="20"/><Say>unreached</Say></Response>"#,
+        );
+        let out = h.all[1..].to_vec();
+        let beep = play_id(&out);
+        assert_eq!(
+            out,
+            vec![
+                Output::Answer,
+                Output::Play {
+                    id: beep,
+                    source: MediaSource::Beep,
+                    loops: 1
+                }
+            ]
+        );
+        let out = h.input(Input::PlaybackDone { id: beep });
+        let [Output::StartRecording {
+            id,
+            recording_sid,
+            max_length,
+            silence_timeout,
+        }] = out.as_slice()
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*max_length, Duration::from_secs(20));
+        assert_eq!(*silence_timeout, Some(Duration::from_secs(3)));
+        let (id, sid) = (*id, *recording_sid);
+        h.advance(Duration::from_secs(10));
+        let out = h.input(Input::RecordingStopped {
+            id,
+            duration: Duration::from_millis(7400),
+            stop: RecordStop::Silence,
+        });
+        let (_, url, method, params) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/rec");
+        assert_eq!(method, HttpMethod::Post);
+        assert_eq!(
+            param(&params, "RecordingUrl").map(String::from),
+            Some(format!("https://dialtone.test/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Recordings/{sid}"))
+        );
+        assert_eq!(param(&params, "RecordingSid"), Some(sid.as_str()));
+        assert_eq!(param(&params, "RecordingDuration"), Some("7"));
+        assert_eq!(param(&params, "Digits"), None);
+        assert!(sid.as_str().starts_with("RE"));
+    }
+
+    #[test]
+    fn record_stopped_by_key_reports_the_digit() {
+        let mut h = Harness::with_document(
+            r##"<Response><Record playBeep="false" finishOnKey="#" timeout="0"/></Response>"##,
+        );
+        let out = h.all[1..].to_vec();
+        let [Output::Answer, Output::StartRecording {
+            id,
+            silence_timeout: None,
+            max_length,
+            ..
+        }] = out.as_slice()
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*max_length, Duration::from_secs(3600));
+        let id = *id;
+        assert!(dtmf(&mut h, "5").is_empty(), "5 is not a finish key here");
+        assert_eq!(dtmf(&mut h, "#"), vec![Output::StopRecording { id }]);
+        assert!(dtmf(&mut h, "#").is_empty(), "stop is asked once");
+        let out = h.input(Input::RecordingStopped {
+            id,
+            duration: Duration::from_secs(12),
+            stop: RecordStop::Stopped,
+        });
+        let (_, url, _, params) = fetch_in(&out);
+        assert_eq!(
+            url, VOICE_URL,
+            "without action Twilio requests the document again"
+        );
+        assert_eq!(param(&params, "Digits"), Some("#"));
+        assert_eq!(param(&params, "RecordingDuration"), Some("12"));
+    }
+
+    #[test]
+    fn empty_recording_goes_on_without_action() {
+        let mut h = Harness::with_document(
+            r#"<Response><Record playBeep="false" action="/rec"/><Say>next</Say></Response>"#,
+        );
+        let Some(Output::StartRecording { id, .. }) = h.all.last().cloned() else {
+            panic!("{:?}", h.all)
+        };
+        let out = h.input(Input::RecordingStopped {
+            id,
+            duration: Duration::from_millis(300),
+            stop: RecordStop::Silence,
+        });
+        assert_eq!(
+            out,
+            vec![Output::Play {
+                id: play_id(&out),
+                source: tts("next"),
+                loops: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn caller_hanging_up_during_record_still_reports_the_recording() {
+        let mut h = Harness::with_document(
+            r#"<Response><Record playBeep="false" action="/rec"/></Response>"#,
+        );
+        let Some(Output::StartRecording { id, .. }) = h.all.last().cloned() else {
+            panic!("{:?}", h.all)
+        };
+        h.advance(Duration::from_secs(9));
+        let out = h.input(Input::RemoteHangup);
+        assert_eq!(out, vec![Output::StopRecording { id }]);
+        assert_eq!(h.call.status(), CallStatus::Completed);
+        assert!(!h.call.is_finished(), "waits for the recording");
+        let out = h.input(Input::RecordingStopped {
+            id,
+            duration: Duration::from_secs(9),
+            stop: RecordStop::Hangup,
+        });
+        let (req, url, _, params) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/rec");
+        assert_eq!(param(&params, "Digits"), Some("hangup"));
+        assert_eq!(param(&params, "CallStatus"), Some("completed"));
+        h.assert_finished(CallStatus::Completed);
+        // The reply has no call to drive.
+        assert!(h.reply(req, "<Response><Say>x</Say></Response>").is_empty());
+        assert!(h.input(Input::RemoteHangup).is_empty());
+    }
+
+    #[test]
+    fn media_worker_reporting_hangup_ends_the_call_too() {
+        let mut h = Harness::with_document(r#"<Response><Record playBeep="false"/></Response>"#);
+        let Some(Output::StartRecording { id, .. }) = h.all.last().cloned() else {
+            panic!()
+        };
+        let out = h.input(Input::RecordingStopped {
+            id,
+            duration: Duration::from_secs(2),
+            stop: RecordStop::Hangup,
+        });
+        assert_eq!(param(&fetch_in(&out).3, "Digits"), Some("hangup"));
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn recording_never_reported_after_hangup_finishes_after_grace() {
+        let mut h = Harness::with_document(r#"<Response><Record playBeep="false"/></Response>"#);
+        h.input(Input::RemoteHangup);
+        assert!(h
+            .advance(RECORDING_REPORT_GRACE - Duration::from_millis(1))
+            .is_empty());
+        let out = h.advance(Duration::from_millis(1));
+        assert!(out
+            .iter()
+            .all(|o| !matches!(o, Output::FetchWebhook { .. })));
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn recording_sids_come_from_the_seeded_rng() {
+        let sid = |seed| {
+            let mut call = Call::new(Instant::now(), config(), seed);
+            while call.poll_output().is_some() {}
+            let now = Instant::now();
+            let body = r#"<Response><Record playBeep="false"/></Response>"#.to_owned();
+            call.handle_input(
+                now,
+                Input::WebhookResult {
+                    request_id: 1,
+                    result: Ok(WebhookReply {
+                        body,
+                        content_type: None,
+                    }),
+                },
+            );
+            std::iter::from_fn(|| call.poll_output())
+                .find_map(|o| match o {
+                    Output::StartRecording { recording_sid, .. } => Some(recording_sid),
+                    _ => None,
+                })
+                .expect("recording started")
+        };
+        assert_eq!(sid(1), sid(1));
+        assert_ne!(sid(1), sid(2));
+    }
+
+    #[test]
+    fn reject_busy_before_answer() {
+        let h = Harness::with_document(
+            r#"<Response><Reject reason="busy"/><Say>unreached</Say></Response>"#,
+        );
+        assert_eq!(
+            h.all[1..],
+            [
+                Output::Reject {
+                    reason: RejectReason::Busy
+                },
+                Output::Finished {
+                    status: CallStatus::Busy,
+                    answered_at: None,
+                    ended_at: h.now
+                },
+            ]
+        );
+        h.assert_finished(CallStatus::Busy);
+    }
+
+    #[test]
+    fn reject_default_ends_no_answer() {
+        let h = Harness::with_document("<Response><Reject/></Response>");
+        assert_eq!(
+            h.all[1],
+            Output::Reject {
+                reason: RejectReason::Rejected
+            }
+        );
+        h.assert_finished(CallStatus::NoAnswer);
+    }
+
+    #[test]
+    fn reject_after_answer_hangs_up() {
+        let mut h = Harness::with_document("<Response><Pause/><Reject/></Response>");
+        let out = h.advance(Duration::from_secs(1));
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn fallback_url_is_used_with_error_code_and_url() {
+        let mut cfg = config();
+        cfg.fallback_url = Some("https://backup.test/fb".into());
+        cfg.fallback_method = HttpMethod::Get;
+        let mut h = Harness::new(cfg);
+        let (id, ..) = h.fetch();
+        let out = h.fail(id, WebhookFailure::Status(500));
+        assert!(
+            matches!(&out[0], Output::Notify { code: 11200, message } if message.contains("500") && message.contains(VOICE_URL)),
+            "{out:?}"
+        );
+        let (id, url, method, params) = fetch_in(&out);
+        assert_eq!(url, "https://backup.test/fb");
+        assert_eq!(method, HttpMethod::Get);
+        assert_eq!(param(&params, "ErrorCode"), Some("11200"));
+        assert_eq!(param(&params, "ErrorUrl"), Some(VOICE_URL));
+        assert_eq!(param(&params, "CallStatus"), Some("ringing"));
+        // The fallback's document runs, relative URLs against the fallback URL.
+        let out = h.reply(id, "<Response><Play>hold.mp3</Play></Response>");
+        assert!(out.contains(&Output::Play {
+            id: play_id(&out),
+            source: MediaSource::Url("https://backup.test/hold.mp3".into()),
+            loops: 1
+        }));
+    }
+
+    #[test]
+    fn fallback_failing_too_ends_the_call_with_the_error_message() {
+        let mut cfg = config();
+        cfg.fallback_url = Some("https://backup.test/fb".into());
+        let mut h = Harness::new(cfg);
+        let (id, ..) = h.fetch();
+        let out = h.fail(id, WebhookFailure::Timeout);
+        let (id, ..) = fetch_in(&out);
+        let out = h.reply(id, "<Response><Say>unclosed</Response>");
+        assert!(
+            matches!(&out[0], Output::Notify { code: 12100, message } if message.contains("backup.test")),
+            "{out:?}"
+        );
+        assert_eq!(out[1], Output::Answer);
+        assert_eq!(
+            out[2],
+            Output::Play {
+                id: play_id(&out),
+                source: tts(APPLICATION_ERROR_MESSAGE),
+                loops: 1
+            }
+        );
+        assert_eq!(out.len(), 3, "no second fallback: {out:?}");
+        let out = h.input(Input::PlaybackFailed {
+            id: play_id(&out),
+            reason: "tts down".into(),
+        });
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn malformed_xml_notifies_12100_and_ends_the_call() {
+        let mut h = Harness::new(config());
+        let (id, ..) = h.fetch();
+        let out = h.reply(id, "<Response><Say>hi</Say>");
+        assert!(
+            matches!(&out[0], Output::Notify { code: 12100, message } if message.contains("malformed XML")),
+            "{out:?}"
+        );
+        let out = h.input(Input::PlaybackDone { id: play_id(&out) });
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn action_failure_uses_the_fallback_too() {
+        let mut cfg = config();
+        cfg.fallback_url = Some("https://backup.test/fb".into());
+        let mut h = Harness::new(cfg);
+        let (id, ..) = h.fetch();
+        h.reply(
+            id,
+            r#"<Response><Gather numDigits="1" action="/menu"/></Response>"#,
+        );
+        let out = dtmf(&mut h, "3");
+        let (id, ..) = fetch_in(&out);
+        let out = h.fail(id, WebhookFailure::Connect("refused".into()));
+        let (_, url, _, params) = fetch_in(&out);
+        assert_eq!(url, "https://backup.test/fb");
+        assert_eq!(
+            param(&params, "Digits"),
+            Some("3"),
+            "same parameters as the failed request"
+        );
+        assert_eq!(param(&params, "ErrorUrl"), Some("https://app.test/menu"));
+    }
+
+    #[test]
+    fn unsupported_verb_fails_the_document() {
+        let mut cfg = config();
+        cfg.fallback_url = Some("https://backup.test/fb".into());
+        let mut h = Harness::new(cfg);
+        let (id, ..) = h.fetch();
+        let out = h.reply(
+            id,
+            "<Response><Say>hi</Say><Dial>+15551234567</Dial></Response>",
+        );
+        assert!(
+            matches!(&out[0], Output::Notify { code: 12100, message } if message.contains("<Dial>")),
+            "{out:?}"
+        );
+        assert!(
+            !out.contains(&Output::Answer),
+            "nothing of the document ran"
+        );
+        assert_eq!(param(&fetch_in(&out).3, "ErrorCode"), Some("12100"));
+    }
+
+    #[test]
+    fn remote_hangup_mid_pause() {
+        let mut h = Harness::with_document(
+            r#"<Response><Pause length="10"/><Say>unreached</Say></Response>"#,
+        );
+        assert_eq!(
+            h.call.poll_timeout(),
+            Some(h.start + Duration::from_secs(10))
+        );
+        h.advance(Duration::from_secs(3));
+        let out = h.input(Input::RemoteHangup);
+        assert_eq!(
+            out,
+            vec![Output::Finished {
+                status: CallStatus::Completed,
+                answered_at: Some(h.start),
+                ended_at: h.now
+            }]
+        );
+        h.assert_finished(CallStatus::Completed);
+        assert!(h.advance(Duration::from_secs(20)).is_empty());
+        assert!(h.input(Input::Dtmf { digit: '1' }).is_empty());
+        assert!(h.input(Input::PlaybackDone { id: 1 }).is_empty());
+    }
+
+    #[test]
+    fn remote_hangup_before_answer_is_canceled() {
+        let mut h = Harness::new(config());
+        let (id, ..) = h.fetch();
+        h.input(Input::RemoteHangup);
+        h.assert_finished(CallStatus::Canceled);
+        assert!(h
+            .reply(id, "<Response><Say>late</Say></Response>")
+            .is_empty());
+        h.assert_finished(CallStatus::Canceled);
+    }
+
+    #[test]
+    fn pause_then_end_of_document_hangs_up() {
+        let mut h = Harness::with_document(
+            r#"<Response><Pause length="2"/><Pause length="0"/></Response>"#,
+        );
+        assert_eq!(h.all[1..], [Output::Answer]);
+        assert!(h.advance(Duration::from_millis(1999)).is_empty());
+        let out = h.advance(Duration::from_millis(1));
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn empty_document_answers_then_hangs_up() {
+        let h = Harness::with_document("<Response/>");
+        assert_eq!(h.all[1..3], [Output::Answer, Output::Hangup]);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn loops_are_carried_to_playback() {
+        let h = Harness::with_document(r#"<Response><Say loop="0">forever</Say></Response>"#);
+        assert!(h.all.contains(&Output::Play {
+            id: play_id(&h.all),
+            source: tts("forever"),
+            loops: 0
+        }));
+        let h = Harness::with_document(
+            r#"<Response><Play loop="3">https://cdn.test/a.wav</Play></Response>"#,
+        );
+        assert!(h.all.contains(&Output::Play {
+            id: play_id(&h.all),
+            source: MediaSource::Url("https://cdn.test/a.wav".into()),
+            loops: 3
+        }));
+    }
+
+    #[test]
+    fn failed_play_url_is_reported_and_the_call_goes_on() {
+        let mut h = Harness::with_document(
+            r#"<Response><Play>/missing.wav</Play><Say>after</Say></Response>"#,
+        );
+        let out = h.input(Input::PlaybackFailed {
+            id: play_id(&h.all),
+            reason: "404".into(),
+        });
+        assert!(
+            matches!(&out[0], Output::Notify { code: 11200, .. }),
+            "{out:?}"
+        );
+        assert!(out.contains(&Output::Play {
+            id: play_id(&out),
+            source: tts("after"),
+            loops: 1
+        }));
+    }
+
+    #[test]
+    fn stale_inputs_are_ignored() {
+        let mut h = Harness::with_document(r#"<Response><Say>a</Say></Response>"#);
+        let id = play_id(&h.all);
+        assert!(h.input(Input::PlaybackDone { id: id + 100 }).is_empty());
+        assert!(h
+            .input(Input::WebhookResult {
+                request_id: 1,
+                result: Err(WebhookFailure::Timeout)
+            })
+            .is_empty());
+        assert!(h
+            .input(Input::RecordingStopped {
+                id,
+                duration: Duration::from_secs(1),
+                stop: RecordStop::Silence
+            })
+            .is_empty());
+        assert!(h.input(Input::Dtmf { digit: 'x' }).is_empty());
+        assert_eq!(h.input(Input::PlaybackDone { id })[0], Output::Hangup);
+    }
+
+    #[test]
+    fn audio_reply_is_played() {
+        let mut h = Harness::new(config());
+        let (id, ..) = h.fetch();
+        let reply = WebhookReply {
+            body: String::new(),
+            content_type: Some("audio/mpeg".into()),
+        };
+        let out = h.input(Input::WebhookResult {
+            request_id: id,
+            result: Ok(reply),
+        });
+        assert_eq!(
+            out,
+            vec![
+                Output::Answer,
+                Output::Play {
+                    id: play_id(&out),
+                    source: MediaSource::Url(VOICE_URL.into()),
+                    loops: 1
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn outbound_call_starts_in_progress_and_never_answers() {
+        let mut cfg = config();
+        cfg.direction = CallDirection::OutboundApi;
+        let mut h = Harness::new(cfg);
+        let (id, _, _, params) = h.fetch();
+        assert_eq!(param(&params, "CallStatus"), Some("in-progress"));
+        assert_eq!(param(&params, "Direction"), Some("outbound-api"));
+        let out = h.reply(id, "<Response><Hangup/></Response>");
+        assert_eq!(out[0], Output::Hangup);
+        assert!(!h.all.contains(&Output::Answer));
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn hangup_verb_stops_the_document() {
+        let h = Harness::with_document("<Response><Hangup/><Say>unreached</Say></Response>");
+        assert_eq!(h.all[1..3], [Output::Answer, Output::Hangup]);
+        h.assert_finished(CallStatus::Completed);
+    }
 }

@@ -17,7 +17,9 @@ mod call;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-pub use call::{Call, APPLICATION_ERROR_MESSAGE, MAX_REDIRECTS_WITHOUT_MEDIA, RECORDING_REPORT_GRACE};
+pub use call::{
+    Call, APPLICATION_ERROR_MESSAGE, MAX_REDIRECTS_WITHOUT_MEDIA, RECORDING_REPORT_GRACE,
+};
 pub use model::{AccountSid, CallDirection, CallSid, CallStatus, RecordingSid};
 
 /// Everything the engine needs to know about a call when it starts.
@@ -106,7 +108,11 @@ pub enum MediaSource {
     /// An audio file (WAV or MP3) at this absolute URL.
     Url(String),
     /// Text to speak. `voice` and `language` are as written in the markup (defaults filled in).
-    Tts { text: String, voice: String, language: String },
+    Tts {
+        text: String,
+        voice: String,
+        language: String,
+    },
     /// The short tone before `<Record>`.
     Beep,
 }
@@ -135,11 +141,25 @@ pub enum RejectReason {
 /// Events the runtime hands to a [`Call`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    WebhookResult { request_id: u64, result: Result<WebhookReply, WebhookFailure> },
-    PlaybackDone { id: u64 },
-    PlaybackFailed { id: u64, reason: String },
-    Dtmf { digit: char },
-    RecordingStopped { id: u64, duration: Duration, stop: RecordStop },
+    WebhookResult {
+        request_id: u64,
+        result: Result<WebhookReply, WebhookFailure>,
+    },
+    PlaybackDone {
+        id: u64,
+    },
+    PlaybackFailed {
+        id: u64,
+        reason: String,
+    },
+    Dtmf {
+        digit: char,
+    },
+    RecordingStopped {
+        id: u64,
+        duration: Duration,
+        stop: RecordStop,
+    },
     RemoteHangup,
 }
 
@@ -147,13 +167,24 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Request the customer's app. `params` are the form fields (POST) or query (GET).
-    FetchWebhook { request_id: u64, url: String, method: HttpMethod, params: Vec<(String, String)> },
+    FetchWebhook {
+        request_id: u64,
+        url: String,
+        method: HttpMethod,
+        params: Vec<(String, String)>,
+    },
     /// Send 200 OK with SDP, if not answered yet.
     Answer,
-    Reject { reason: RejectReason },
+    Reject {
+        reason: RejectReason,
+    },
     /// Start playing; report `PlaybackDone { id }` when all loops are done. `loops == 0` means
     /// until stopped.
-    Play { id: u64, source: MediaSource, loops: u32 },
+    Play {
+        id: u64,
+        source: MediaSource,
+        loops: u32,
+    },
     /// Stop whatever is playing; no `PlaybackDone` is expected for it.
     StopPlayback,
     StartRecording {
@@ -163,11 +194,20 @@ pub enum Output {
         silence_timeout: Option<Duration>,
     },
     /// End the recording; the runtime answers with `RecordingStopped { id, .. }`.
-    StopRecording { id: u64 },
+    StopRecording {
+        id: u64,
+    },
     /// Send BYE (or a final error response if not answered).
     Hangup,
     /// A Twilio error (e.g. 11200, 12100) to record for the call.
-    Notify { code: u32, message: String },
+    Notify {
+        code: u32,
+        message: String,
+    },
     /// The call is over. Always the last output, emitted exactly once.
-    Finished { status: CallStatus, answered_at: Option<Instant>, ended_at: Instant },
+    Finished {
+        status: CallStatus,
+        answered_at: Option<Instant>,
+        ended_at: Instant,
+    },
 }

@@ -37,7 +37,12 @@ pub enum TwimlError {
     #[error("<{name}> is not allowed in <{parent}>")]
     UnexpectedElement { name: String, parent: String },
     #[error("<{verb}> attribute {attribute}=\"{value}\" is invalid: {reason}")]
-    Attribute { verb: String, attribute: String, value: String, reason: String },
+    Attribute {
+        verb: String,
+        attribute: String,
+        value: String,
+        reason: String,
+    },
     /// Text content that is missing, or present where the verb takes none.
     #[error("<{verb}>: {reason}")]
     Content { verb: String, reason: String },

@@ -47,7 +47,10 @@ pub fn parse(text: &str) -> Result<Document, TwimlError> {
 }
 
 fn xml_error(reader: &Reader<&[u8]>, reason: impl ToString) -> TwimlError {
-    TwimlError::Xml { position: reader.error_position(), reason: reason.to_string() }
+    TwimlError::Xml {
+        position: reader.error_position(),
+        reason: reason.to_string(),
+    }
 }
 
 fn read_tree(text: &str) -> Result<Element, TwimlError> {
@@ -102,7 +105,10 @@ fn read_tree(text: &str) -> Result<Element, TwimlError> {
         }
     }
     if let Some(open) = stack.last() {
-        return Err(xml_error(&reader, format!("<{}> is never closed", open.name)));
+        return Err(xml_error(
+            &reader,
+            format!("<{}> is never closed", open.name),
+        ));
     }
     root.ok_or(TwimlError::Empty)
 }
@@ -130,17 +136,27 @@ fn open_element(reader: &Reader<&[u8]>, start: &BytesStart<'_>) -> Result<Elemen
     for attr in start.attributes() {
         let attr = attr.map_err(|e| xml_error(reader, e))?;
         let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
-        let value = attr.unescape_value().map_err(|e| xml_error(reader, e))?.into_owned();
+        let value = attr
+            .unescape_value()
+            .map_err(|e| xml_error(reader, e))?
+            .into_owned();
         attrs.push((key, value));
     }
-    Ok(Element { name, attrs, children: Vec::new() })
+    Ok(Element {
+        name,
+        attrs,
+        children: Vec::new(),
+    })
 }
 
 fn reject_text(t: &str, verb: &str) -> Result<(), TwimlError> {
     if t.trim().is_empty() {
         Ok(())
     } else {
-        Err(TwimlError::Content { verb: verb.to_owned(), reason: format!("unexpected text {:?}", t.trim()) })
+        Err(TwimlError::Content {
+            verb: verb.to_owned(),
+            reason: format!("unexpected text {:?}", t.trim()),
+        })
     }
 }
 
@@ -194,7 +210,11 @@ struct Attrs<'a> {
 
 impl<'a> Attrs<'a> {
     fn raw(&self, name: &str) -> Option<&'a str> {
-        self.el.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.el
+            .attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn invalid(&self, name: &str, value: &str, reason: &str) -> TwimlError {
@@ -291,12 +311,17 @@ fn read_verb(el: &Element) -> Result<Verb, TwimlError> {
             let input = match a.raw("input") {
                 None => GatherInput::default(),
                 Some(v) => {
-                    let mut input = GatherInput { dtmf: false, speech: false };
+                    let mut input = GatherInput {
+                        dtmf: false,
+                        speech: false,
+                    };
                     for token in v.split_whitespace() {
                         match token {
                             "dtmf" => input.dtmf = true,
                             "speech" => input.speech = true,
-                            _ => return Err(a.invalid("input", v, "expected dtmf, speech or both")),
+                            _ => {
+                                return Err(a.invalid("input", v, "expected dtmf, speech or both"))
+                            }
                         }
                     }
                     if !input.dtmf && !input.speech {
@@ -328,7 +353,9 @@ fn read_verb(el: &Element) -> Result<Verb, TwimlError> {
                 Some(v) if v.trim() == "auto" => Some(SpeechTimeout::Auto),
                 Some(v) => match v.trim().parse::<u32>() {
                     Ok(n) => Some(SpeechTimeout::Seconds(n)),
-                    Err(_) => return Err(a.invalid("speechTimeout", v, "expected seconds or auto")),
+                    Err(_) => {
+                        return Err(a.invalid("speechTimeout", v, "expected seconds or auto"))
+                    }
                 },
             };
             Ok(Verb::Gather(Gather {
@@ -349,7 +376,9 @@ fn read_verb(el: &Element) -> Result<Verb, TwimlError> {
                 None => Trim::TrimSilence,
                 Some(v) if v.trim() == "trim-silence" => Trim::TrimSilence,
                 Some(v) if v.trim() == "do-not-trim" => Trim::DoNotTrim,
-                Some(v) => return Err(a.invalid("trim", v, "expected trim-silence or do-not-trim")),
+                Some(v) => {
+                    return Err(a.invalid("trim", v, "expected trim-silence or do-not-trim"))
+                }
             };
             Ok(Verb::Record(Record {
                 action: a.url("action"),
@@ -371,7 +400,10 @@ fn read_verb(el: &Element) -> Result<Verb, TwimlError> {
                     reason: "a URL is required".to_owned(),
                 });
             }
-            Ok(Verb::Redirect(Redirect { url, method: a.method("method")? }))
+            Ok(Verb::Redirect(Redirect {
+                url,
+                method: a.method("method")?,
+            }))
         }
         "Hangup" => {
             no_content(el)?;
@@ -387,8 +419,13 @@ fn read_verb(el: &Element) -> Result<Verb, TwimlError> {
             };
             Ok(Verb::Reject(Reject { reason }))
         }
-        name if UNSUPPORTED_VERBS.contains(&name) => Ok(Verb::Unsupported { name: name.to_owned() }),
-        name => Err(TwimlError::UnexpectedElement { name: name.to_owned(), parent: "Response".to_owned() }),
+        name if UNSUPPORTED_VERBS.contains(&name) => Ok(Verb::Unsupported {
+            name: name.to_owned(),
+        }),
+        name => Err(TwimlError::UnexpectedElement {
+            name: name.to_owned(),
+            parent: "Response".to_owned(),
+        }),
     }
 }
 
@@ -398,8 +435,14 @@ fn read_say(el: &Element) -> Result<Say, TwimlError> {
     flatten_text(el, &mut text);
     Ok(Say {
         text: text.trim().to_owned(),
-        voice: a.string("voice").filter(|v| !v.is_empty()).unwrap_or_else(|| "man".to_owned()),
-        language: a.string("language").filter(|v| !v.is_empty()).unwrap_or_else(|| "en-US".to_owned()),
+        voice: a
+            .string("voice")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "man".to_owned()),
+        language: a
+            .string("language")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "en-US".to_owned()),
         loop_: a.uint("loop", 1, 0)?,
     })
 }
@@ -423,12 +466,18 @@ fn read_play(el: &Element) -> Result<Play, TwimlError> {
             reason: "a URL (or the digits attribute) is required".to_owned(),
         });
     }
-    Ok(Play { url, loop_: a.uint("loop", 1, 0)?, digits })
+    Ok(Play {
+        url,
+        loop_: a.uint("loop", 1, 0)?,
+        digits,
+    })
 }
 
 fn read_pause(el: &Element) -> Result<Pause, TwimlError> {
     no_content(el)?;
-    Ok(Pause { length: Attrs { el }.uint("length", 1, 0)? })
+    Ok(Pause {
+        length: Attrs { el }.uint("length", 1, 0)?,
+    })
 }
 
 #[cfg(test)]
@@ -445,9 +494,11 @@ mod tests {
     fn empty_response_has_no_verbs() {
         assert_eq!(parse("<Response/>").unwrap().verbs, vec![]);
         assert_eq!(
-            parse("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- hi --><Response>\n</Response>\n")
-                .unwrap()
-                .verbs,
+            parse(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- hi --><Response>\n</Response>\n"
+            )
+            .unwrap()
+            .verbs,
             vec![]
         );
     }
@@ -464,8 +515,15 @@ mod tests {
             })
         );
         assert_eq!(
-            one(r#"<Response><Say voice="alice" language="fr-FR" loop="0">Bonjour</Say></Response>"#),
-            Verb::Say(Say { text: "Bonjour".into(), voice: "alice".into(), language: "fr-FR".into(), loop_: 0 })
+            one(
+                r#"<Response><Say voice="alice" language="fr-FR" loop="0">Bonjour</Say></Response>"#
+            ),
+            Verb::Say(Say {
+                text: "Bonjour".into(),
+                voice: "alice".into(),
+                language: "fr-FR".into(),
+                loop_: 0
+            })
         );
     }
 
@@ -483,23 +541,44 @@ mod tests {
     fn play_and_pause_defaults() {
         assert_eq!(
             one("<Response><Play> https://x.test/a.wav </Play></Response>"),
-            Verb::Play(Play { url: "https://x.test/a.wav".into(), loop_: 1, digits: None })
+            Verb::Play(Play {
+                url: "https://x.test/a.wav".into(),
+                loop_: 1,
+                digits: None
+            })
         );
         assert_eq!(
             one(r#"<Response><Play loop="0">/a.mp3</Play></Response>"#),
-            Verb::Play(Play { url: "/a.mp3".into(), loop_: 0, digits: None })
+            Verb::Play(Play {
+                url: "/a.mp3".into(),
+                loop_: 0,
+                digits: None
+            })
         );
         assert_eq!(
             one(r#"<Response><Play digits="ww12#"/></Response>"#),
-            Verb::Play(Play { url: "".into(), loop_: 1, digits: Some("ww12#".into()) })
+            Verb::Play(Play {
+                url: "".into(),
+                loop_: 1,
+                digits: Some("ww12#".into())
+            })
         );
-        assert_eq!(one("<Response><Pause/></Response>"), Verb::Pause(Pause { length: 1 }));
-        assert_eq!(one(r#"<Response><Pause length="7"/></Response>"#), Verb::Pause(Pause { length: 7 }));
+        assert_eq!(
+            one("<Response><Pause/></Response>"),
+            Verb::Pause(Pause { length: 1 })
+        );
+        assert_eq!(
+            one(r#"<Response><Pause length="7"/></Response>"#),
+            Verb::Pause(Pause { length: 7 })
+        );
     }
 
     #[test]
     fn play_without_url_is_an_error() {
-        assert!(matches!(parse("<Response><Play/></Response>"), Err(TwimlError::Content { .. })));
+        assert!(matches!(
+            parse("<Response><Play/></Response>"),
+            Err(TwimlError::Content { .. })
+        ));
         assert!(matches!(
             parse(r#"<Response><Play digits="12x"/></Response>"#),
             Err(TwimlError::Attribute { .. })
@@ -511,7 +590,10 @@ mod tests {
         assert_eq!(
             one("<Response><Gather/></Response>"),
             Verb::Gather(Gather {
-                input: GatherInput { dtmf: true, speech: false },
+                input: GatherInput {
+                    dtmf: true,
+                    speech: false
+                },
                 num_digits: None,
                 timeout: 5,
                 finish_on_key: Some('#'),
@@ -533,7 +615,13 @@ mod tests {
         ) else {
             panic!("not a Gather")
         };
-        assert_eq!(g.input, GatherInput { dtmf: true, speech: true });
+        assert_eq!(
+            g.input,
+            GatherInput {
+                dtmf: true,
+                speech: true
+            }
+        );
         assert_eq!(g.num_digits, Some(4));
         assert_eq!(g.timeout, 10);
         assert_eq!(g.finish_on_key, None);
@@ -550,7 +638,10 @@ mod tests {
         let err = parse("<Response><Gather><Record/></Gather></Response>").unwrap_err();
         assert_eq!(
             err,
-            TwimlError::UnexpectedElement { name: "Record".into(), parent: "Gather".into() }
+            TwimlError::UnexpectedElement {
+                name: "Record".into(),
+                parent: "Gather".into()
+            }
         );
         assert_eq!(err.to_string(), "<Record> is not allowed in <Gather>");
     }
@@ -615,14 +706,27 @@ mod tests {
     fn redirect_hangup_reject() {
         assert_eq!(
             one(r#"<Response><Redirect method="GET"> ../other </Redirect></Response>"#),
-            Verb::Redirect(Redirect { url: "../other".into(), method: Method::Get })
+            Verb::Redirect(Redirect {
+                url: "../other".into(),
+                method: Method::Get
+            })
         );
-        assert!(matches!(parse("<Response><Redirect/></Response>"), Err(TwimlError::Content { .. })));
+        assert!(matches!(
+            parse("<Response><Redirect/></Response>"),
+            Err(TwimlError::Content { .. })
+        ));
         assert_eq!(one("<Response><Hangup/></Response>"), Verb::Hangup);
-        assert_eq!(one("<Response><Reject/></Response>"), Verb::Reject(Reject { reason: RejectReason::Rejected }));
+        assert_eq!(
+            one("<Response><Reject/></Response>"),
+            Verb::Reject(Reject {
+                reason: RejectReason::Rejected
+            })
+        );
         assert_eq!(
             one(r#"<Response><Reject reason="busy"></Reject></Response>"#),
-            Verb::Reject(Reject { reason: RejectReason::Busy })
+            Verb::Reject(Reject {
+                reason: RejectReason::Busy
+            })
         );
         assert!(parse(r#"<Response><Reject reason="nope"/></Response>"#).is_err());
     }
@@ -631,7 +735,9 @@ mod tests {
     fn dial_is_unsupported_but_accepted() {
         assert_eq!(
             one("<Response><Dial><Number>+15551234567</Number></Dial></Response>"),
-            Verb::Unsupported { name: "Dial".into() }
+            Verb::Unsupported {
+                name: "Dial".into()
+            }
         );
     }
 
@@ -646,15 +752,37 @@ mod tests {
     fn structural_errors() {
         assert_eq!(parse(""), Err(TwimlError::Empty));
         assert_eq!(parse("  <?xml version=\"1.0\"?> "), Err(TwimlError::Empty));
-        assert_eq!(parse("<Reply/>"), Err(TwimlError::Root { found: "Reply".into() }));
-        assert_eq!(parse("<response/>"), Err(TwimlError::Root { found: "response".into() }));
+        assert_eq!(
+            parse("<Reply/>"),
+            Err(TwimlError::Root {
+                found: "Reply".into()
+            })
+        );
+        assert_eq!(
+            parse("<response/>"),
+            Err(TwimlError::Root {
+                found: "response".into()
+            })
+        );
         assert_eq!(
             parse("<Response><Dance/></Response>"),
-            Err(TwimlError::UnexpectedElement { name: "Dance".into(), parent: "Response".into() })
+            Err(TwimlError::UnexpectedElement {
+                name: "Dance".into(),
+                parent: "Response".into()
+            })
         );
-        assert!(matches!(parse("<Response>hello</Response>"), Err(TwimlError::Content { .. })));
-        assert!(matches!(parse("<Response><Hangup>x</Hangup></Response>"), Err(TwimlError::Content { .. })));
-        assert!(matches!(parse("<Response><Pause><Say/></Pause></Response>"), Err(TwimlError::UnexpectedElement { .. })));
+        assert!(matches!(
+            parse("<Response>hello</Response>"),
+            Err(TwimlError::Content { .. })
+        ));
+        assert!(matches!(
+            parse("<Response><Hangup>x</Hangup></Response>"),
+            Err(TwimlError::Content { .. })
+        ));
+        assert!(matches!(
+            parse("<Response><Pause><Say/></Pause></Response>"),
+            Err(TwimlError::UnexpectedElement { .. })
+        ));
     }
 
     #[test]
@@ -680,7 +808,11 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused() {
-        let xml = format!("<Response><Say>{}{}</Say></Response>", "<a>".repeat(100), "</a>".repeat(100));
+        let xml = format!(
+            "<Response><Say>{}{}</Say></Response>",
+            "<a>".repeat(100),
+            "</a>".repeat(100)
+        );
         assert!(matches!(parse(&xml), Err(TwimlError::Xml { .. })));
     }
 }

@@ -20,7 +20,9 @@ pub enum Verb {
     Reject(Reject),
     /// A real TwiML verb this server does not carry out yet (`Dial`, `Enqueue`, `Connect`...).
     /// Parsed so the document is accepted; the interpreter decides what to do with it.
-    Unsupported { name: String },
+    Unsupported {
+        name: String,
+    },
 }
 
 impl Verb {
@@ -88,7 +90,10 @@ pub struct GatherInput {
 
 impl Default for GatherInput {
     fn default() -> Self {
-        GatherInput { dtmf: true, speech: false }
+        GatherInput {
+            dtmf: true,
+            speech: false,
+        }
     }
 }
 
