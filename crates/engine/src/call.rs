@@ -358,9 +358,23 @@ impl Call {
             self.config.account_sid,
             run.sid
         );
-        params.push(("RecordingUrl".into(), recording_url));
+        params.push(("RecordingUrl".into(), recording_url.clone()));
         params.push(("RecordingSid".into(), run.sid.to_string()));
         params.push(("RecordingDuration".into(), seconds.to_string()));
+        if let Some(callback) = run.record.recording_status_callback.as_deref() {
+            let status_params = vec![
+                ("AccountSid".into(), self.config.account_sid.to_string()),
+                ("CallSid".into(), self.config.call_sid.to_string()),
+                ("RecordingSid".into(), run.sid.to_string()),
+                ("RecordingUrl".into(), recording_url),
+                ("RecordingStatus".into(), "completed".into()),
+                ("RecordingDuration".into(), seconds.to_string()),
+                ("RecordingChannels".into(), "1".into()),
+                ("RecordingSource".into(), "RecordVerb".into()),
+            ];
+            let method = run.record.recording_status_callback_method.into();
+            self.fire_and_forget(Some(callback), method, status_params);
+        }
         if let Some(d) = digits {
             params.push(("Digits".into(), d));
         }
@@ -368,22 +382,33 @@ impl Call {
         let method = run.record.method.into();
         if hung_up {
             // Twilio still reports the recording; the reply has no call left to drive.
-            match self.resolve(action.as_deref()) {
-                Ok(url) => {
-                    let request_id = self.take_id();
-                    self.outputs.push_back(Output::FetchWebhook {
-                        request_id,
-                        url,
-                        method,
-                        params,
-                    });
-                }
-                Err(message) => self.notify(ERR_URL, message),
-            }
+            self.fire_and_forget(action.as_deref(), method, params);
             self.finish(now);
             return;
         }
         self.request_action(now, action.as_deref(), method, params);
+    }
+
+    /// A request whose reply the call does not wait for (status callbacks, the action after
+    /// the caller hung up). The runtime sends it and may drop the result.
+    fn fire_and_forget(
+        &mut self,
+        url: Option<&str>,
+        method: HttpMethod,
+        params: Vec<(String, String)>,
+    ) {
+        match self.resolve(url) {
+            Ok(url) => {
+                let request_id = self.take_id();
+                self.outputs.push_back(Output::FetchWebhook {
+                    request_id,
+                    url,
+                    method,
+                    params,
+                });
+            }
+            Err(message) => self.notify(ERR_URL, message),
+        }
     }
 
     fn handle_remote_hangup(&mut self, now: Instant) {
@@ -1336,6 +1361,53 @@ mod tests {
         assert_eq!(param(&params, "RecordingDuration"), Some("7"));
         assert_eq!(param(&params, "Digits"), None);
         assert!(sid.as_str().starts_with("RE"));
+    }
+
+    #[test]
+    fn recording_status_callback_is_sent_without_waiting() {
+        let mut h = Harness::with_document(
+            r#"<Response><Record playBeep="false" action="/rec" recordingStatusCallback="/status" recordingStatusCallbackMethod="GET"/></Response>"#,
+        );
+        let Some(Output::StartRecording {
+            id, recording_sid, ..
+        }) = h.all.last().cloned()
+        else {
+            panic!()
+        };
+        let out = h.input(Input::RecordingStopped {
+            id,
+            duration: Duration::from_secs(3),
+            stop: RecordStop::MaxLength,
+        });
+        let fetches: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::FetchWebhook {
+                    url,
+                    method,
+                    params,
+                    ..
+                } => Some((url.as_str(), *method, params)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fetches.len(), 2, "{out:?}");
+        let (url, method, params) = &fetches[0];
+        assert_eq!(
+            (*url, *method),
+            ("https://app.test/status", HttpMethod::Get)
+        );
+        assert_eq!(param(params, "RecordingStatus"), Some("completed"));
+        assert_eq!(param(params, "RecordingSid"), Some(recording_sid.as_str()));
+        assert_eq!(param(params, "RecordingDuration"), Some("3"));
+        assert_eq!(fetches[1].0, "https://app.test/rec");
+        // The call waits on the action, not on the status callback.
+        let action_id = match out.last() {
+            Some(Output::FetchWebhook { request_id, .. }) => *request_id,
+            other => panic!("{other:?}"),
+        };
+        let out = h.reply(action_id, "<Response><Hangup/></Response>");
+        assert_eq!(out[0], Output::Hangup);
     }
 
     #[test]

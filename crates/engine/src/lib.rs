@@ -11,6 +11,35 @@
 //! instant is passed in and randomness (recording SIDs) comes from a seeded RNG.
 //!
 //! Architecture invariant: no runtime, socket, HTTP or database crate here.
+//!
+//! # Contract with the runtime
+//! - `Finished` is always the last output, exactly once; after it every input is ignored.
+//!   After `RemoteHangup` keep feeding the call until `Finished` (mid-`<Record>` it waits up to
+//!   [`RECORDING_REPORT_GRACE`] for `RecordingStopped`).
+//! - Some `FetchWebhook`s are not waited on (`recordingStatusCallback`, the `<Record>` action
+//!   after the caller hung up): send them; their result may be handed in or dropped.
+//! - Ids of requests, playbacks and recordings come from one counter per call and never repeat.
+//!   Results for ids the call no longer waits on are ignored.
+//!
+//! # Behaviour where Twilio's docs are silent (choices)
+//! - Any verb other than `<Reject>` answers first, so an empty `<Response/>` or a first
+//!   `<Hangup>` gives `Answer`, `Hangup`, status `completed`. `<Reject>` after the call was
+//!   answered hangs up. `<Reject reason="busy">` ends `busy`, `rejected` ends `no-answer`.
+//! - A failed document fetch (11200: connect, timeout, non-2xx) or an unreadable document
+//!   (12100, including verbs this server does not run yet, such as `<Dial>`) is reported with
+//!   `Notify`, then the fallback URL is requested with the failed request's parameters plus
+//!   `ErrorCode` and `ErrorUrl`. This applies to every document fetch (voice URL, `action`,
+//!   `<Redirect>`), not only the first. When the fallback fails too, or there is none, the call
+//!   is answered, hears [`APPLICATION_ERROR_MESSAGE`] and is hung up (`completed`).
+//! - More than [`MAX_REDIRECTS_WITHOUT_MEDIA`] `<Redirect>`s in a row with no media verb in
+//!   between: `Notify` 12100, then the application-error ending.
+//! - `<Gather>` action requests carry `Digits` and `FinishedOnKey` (the key, or empty). Pressing
+//!   only the finish key is empty input. A speech-only gather ignores digits and times out.
+//! - `RecordingDuration` is rounded to whole seconds; a recording that rounds to 0 s is empty.
+//!   `Digits` is sent only when a key (or `hangup`) ended the recording.
+//! - A reply whose `Content-Type` is `audio/*` is played as if it were `<Play>` of its URL.
+//! - `<Play digits>` (sending DTMF) is skipped: there is no output for it yet. A failed
+//!   `<Play>` URL is reported as 11200 and the document goes on.
 
 mod call;
 

@@ -807,6 +807,41 @@ mod tests {
     }
 
     #[test]
+    fn mutated_documents_never_panic() {
+        let base = br##"<?xml version="1.0"?><Response><Say voice="alice" loop="2">Hi &amp; <break/>bye</Say><Gather numDigits="3" finishOnKey="#" action="/a"><Play loop="0">x.wav</Play><Pause length="2"/></Gather><Record maxLength="30" timeout="0"/><Redirect method="GET">/r</Redirect><Reject reason="busy"/><Hangup/></Response>"##;
+        // A fixed linear congruential generator: reproducible, and twiml needs no RNG crate.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        let mut parsed = 0;
+        for _ in 0..5000 {
+            let mut doc = base.to_vec();
+            for _ in 0..1 + next() % 4 {
+                let i = next() % doc.len();
+                match next() % 3 {
+                    0 => doc[i] = b"<>/\"=&#;aZ0 "[next() % 12],
+                    1 => {
+                        doc.remove(i);
+                    }
+                    _ => doc.truncate(i),
+                }
+                if doc.is_empty() {
+                    break;
+                }
+            }
+            if parse(&String::from_utf8_lossy(&doc)).is_ok() {
+                parsed += 1;
+            }
+        }
+        // Some mutations land in text and still parse; most break the document.
+        assert!(parsed > 0 && parsed < 5000, "{parsed}");
+    }
+
+    #[test]
     fn deep_nesting_is_refused() {
         let xml = format!(
             "<Response><Say>{}{}</Say></Response>",
