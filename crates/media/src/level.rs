@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use crate::SAMPLE_RATE;
-
 /// The level reported for digital silence (and empty input) instead of minus infinity.
 pub const FLOOR_DBFS: f32 = -100.0;
 
@@ -21,50 +19,89 @@ pub fn rms_dbfs(samples: &[i16]) -> f32 {
     ((20.0 * rms.log10()) as f32).max(FLOOR_DBFS)
 }
 
-/// Tracks how long the input has been silent, frame by frame.
+/// Tracks how long the input has been silent, frame by frame, for `<Record timeout>`.
 ///
-/// A frame is loud when its RMS level is at or above the threshold. [`SilenceDetector::silent_for`]
-/// is the time since the last loud frame (or since the start), which `<Record timeout>` compares
-/// with its limit. The hangover keeps [`SilenceDetector::is_speech`] true for a while after the
-/// last loud frame, so the gaps between words do not count as the end of speech.
+/// A frame is loud when its RMS level is at or above the threshold (default
+/// [`SilenceDetector::DEFAULT_THRESHOLD_DBFS`]). [`SilenceDetector::silent_for`] is the time since
+/// the last loud frame (or since the start) and [`SilenceDetector::timed_out`] says whether that
+/// has reached the timeout. The hangover only affects [`SilenceDetector::is_speech`], which stays
+/// true for a while after the last loud frame so the gaps between words are not the end of speech.
 #[derive(Debug, Clone)]
 pub struct SilenceDetector {
+    sample_rate: u32,
     threshold_dbfs: f32,
+    timeout_samples: u64,
     hangover_samples: u64,
     silent_samples: u64,
     speech_seen: bool,
 }
 
 impl SilenceDetector {
-    /// Default threshold: quieter than this is treated as line noise. Speech is typically -40 to
-    /// -15 dBFS on a phone line.
+    /// Default threshold: quieter than this is line noise. Speech on a phone line is typically
+    /// -40 to -15 dBFS; idle lines and comfort noise sit below -50.
     pub const DEFAULT_THRESHOLD_DBFS: f32 = -45.0;
     /// Default hangover.
     pub const DEFAULT_HANGOVER: Duration = Duration::from_millis(300);
 
-    pub fn new(threshold_dbfs: f32, hangover: Duration) -> Self {
+    /// A detector for audio at `sample_rate` that times out after `timeout` of silence.
+    pub fn new(sample_rate: u32, timeout: Duration) -> Self {
+        let sample_rate = sample_rate.max(1);
         SilenceDetector {
-            threshold_dbfs,
-            hangover_samples: samples_in(hangover),
+            sample_rate,
+            threshold_dbfs: Self::DEFAULT_THRESHOLD_DBFS,
+            timeout_samples: samples_in(timeout, sample_rate),
+            hangover_samples: samples_in(Self::DEFAULT_HANGOVER, sample_rate),
             silent_samples: 0,
             speech_seen: false,
         }
     }
 
-    /// Accounts for one frame of 8 kHz samples (any length) and returns [`Self::silent_for`].
+    pub fn with_threshold_dbfs(mut self, threshold_dbfs: f32) -> Self {
+        self.threshold_dbfs = threshold_dbfs;
+        self
+    }
+
+    pub fn with_hangover(mut self, hangover: Duration) -> Self {
+        self.hangover_samples = samples_in(hangover, self.sample_rate);
+        self
+    }
+
+    /// Accounts for one frame (any length) and returns [`Self::silent_for`].
     pub fn handle_frame(&mut self, frame: &[i16]) -> Duration {
-        if rms_dbfs(frame) >= self.threshold_dbfs {
+        self.is_silent(frame);
+        self.silent_for()
+    }
+
+    /// Accounts for one frame (any length) and returns whether it was below the threshold.
+    pub fn is_silent(&mut self, frame: &[i16]) -> bool {
+        let silent = rms_dbfs(frame) < self.threshold_dbfs;
+        if silent {
+            self.silent_samples = self.silent_samples.saturating_add(frame.len() as u64);
+        } else {
             self.silent_samples = 0;
             self.speech_seen = true;
-        } else {
-            self.silent_samples = self.silent_samples.saturating_add(frame.len() as u64);
         }
-        self.silent_for()
+        silent
+    }
+
+    /// Accounts for `samples` known to be silent without looking at them (lost or suppressed
+    /// packets) and returns [`Self::timed_out`].
+    pub fn handle_silence(&mut self, samples: usize) -> bool {
+        self.silent_samples = self.silent_samples.saturating_add(samples as u64);
+        self.timed_out()
     }
 
     /// How long the input has been continuously below the threshold.
     pub fn silent_for(&self) -> Duration {
-        Duration::from_micros(self.silent_samples * 1_000_000 / u64::from(SAMPLE_RATE))
+        Duration::from_micros(
+            (u128::from(self.silent_samples) * 1_000_000 / u128::from(self.sample_rate))
+                .min(u128::from(u64::MAX)) as u64,
+        )
+    }
+
+    /// Whether the silence has lasted the timeout.
+    pub fn timed_out(&self) -> bool {
+        self.silent_samples >= self.timeout_samples
     }
 
     /// Whether speech is in progress: a loud frame was seen within the hangover.
@@ -83,14 +120,8 @@ impl SilenceDetector {
     }
 }
 
-impl Default for SilenceDetector {
-    fn default() -> Self {
-        SilenceDetector::new(Self::DEFAULT_THRESHOLD_DBFS, Self::DEFAULT_HANGOVER)
-    }
-}
-
-fn samples_in(d: Duration) -> u64 {
-    (d.as_micros() * u128::from(SAMPLE_RATE) / 1_000_000).min(u128::from(u64::MAX)) as u64
+fn samples_in(d: Duration, sample_rate: u32) -> u64 {
+    (d.as_micros() * u128::from(sample_rate) / 1_000_000).min(u128::from(u64::MAX)) as u64
 }
 
 #[cfg(test)]
@@ -114,7 +145,9 @@ mod tests {
 
     #[test]
     fn silence_is_timed_from_the_last_loud_frame() {
-        let mut det = SilenceDetector::new(-40.0, Duration::from_millis(200));
+        let mut det = SilenceDetector::new(8000, Duration::from_secs(5))
+            .with_threshold_dbfs(-40.0)
+            .with_hangover(Duration::from_millis(200));
         let loud = tone::sine(440.0, 20, -10.0);
         let quiet = vec![3i16; FRAME_SAMPLES];
         assert_eq!(det.handle_frame(&quiet), Duration::from_millis(20));
@@ -128,13 +161,20 @@ mod tests {
         assert!(det.is_speech(), "still within the hangover");
         det.handle_frame(&quiet);
         assert!(!det.is_speech());
-        for _ in 0..239 {
+        for _ in 0..238 {
             det.handle_frame(&quiet);
         }
+        assert!(!det.timed_out());
+        assert!(det.is_silent(&quiet));
         assert_eq!(det.silent_for(), Duration::from_secs(5));
+        assert!(det.timed_out());
         assert!(det.speech_seen());
         det.reset();
         assert_eq!(det.silent_for(), Duration::ZERO);
         assert!(!det.speech_seen());
+        assert!(!det.handle_silence(8000 * 4));
+        assert!(det.handle_silence(8000));
+        assert!(!det.is_silent(&loud[..FRAME_SAMPLES]));
+        assert!(!det.timed_out());
     }
 }
