@@ -226,9 +226,10 @@ impl Call {
                 if fetch.request_id != request_id {
                     return;
                 }
+                // Matched as Fetching just above, so the `else` is never taken.
                 let State::Fetching(fetch) = std::mem::replace(&mut self.state, State::Ready)
                 else {
-                    unreachable!("matched Fetching just above")
+                    return;
                 };
                 match result {
                     Ok(reply) => self.handle_document(now, fetch, reply),
@@ -328,8 +329,9 @@ impl Call {
         if run.id != id {
             return;
         }
+        // Matched as Recording just above, so the `else` is never taken.
         let State::Recording(run) = std::mem::replace(&mut self.state, State::Ready) else {
-            unreachable!("matched Recording just above")
+            return;
         };
         let hung_up = run.hung_up_at.is_some() || stop == RecordStop::Hangup;
         if hung_up {
@@ -677,6 +679,8 @@ impl Call {
         self.answer(now);
         self.redirects_without_media = 0;
         match verb {
+            // Nothing to speak: no playback to wait for.
+            Verb::Say(say) if say.text.is_empty() => None,
             Verb::Say(say) => {
                 let id = self.take_id();
                 self.outputs.push_back(Output::Play {
@@ -1861,6 +1865,13 @@ mod tests {
         let out = h.reply(id, "<Response><Hangup/></Response>");
         assert_eq!(out[0], Output::Hangup);
         assert!(!h.all.contains(&Output::Answer));
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn empty_say_is_skipped() {
+        let h = Harness::with_document("<Response><Say>  </Say><Say/></Response>");
+        assert_eq!(h.all[1..3], [Output::Answer, Output::Hangup]);
         h.assert_finished(CallStatus::Completed);
     }
 
