@@ -159,7 +159,10 @@ impl DtmfSender {
     /// 20 ms packets and capped at one segment (0xFFFF samples, about 8 s).
     pub fn new(digit: char, payload_type: u8, duration: Duration) -> Option<Self> {
         let event = char_to_event(digit)?;
-        let samples = (duration.as_millis() as u64 * 8).max(u64::from(PACKET_SAMPLES));
+        let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let samples = millis
+            .saturating_mul(8)
+            .clamp(u64::from(PACKET_SAMPLES), u64::from(u16::MAX));
         let packets = samples.div_ceil(u64::from(PACKET_SAMPLES));
         let total = (packets * u64::from(PACKET_SAMPLES)).min(u64::from(u16::MAX)) as u16;
         Some(DtmfSender {
@@ -291,6 +294,22 @@ mod tests {
         assert_eq!(rtp.timestamp(), 8000 + 7 * 160);
         assert_eq!(rtp.octet_count(), 28);
         assert!(tx.poll_packet(&mut rtp).is_none());
+    }
+
+    #[test]
+    fn sender_durations_are_clamped() {
+        let mut rtp = RtpSender::new(1, 0, 0);
+        let mut short = DtmfSender::new('1', 101, Duration::ZERO).unwrap();
+        let first = short.poll_packet(&mut rtp).unwrap();
+        assert_eq!(TelephoneEvent::parse(&first.1).unwrap().duration, 160);
+        assert!(TelephoneEvent::parse(&first.1).unwrap().end);
+        let mut long = DtmfSender::new('2', 101, Duration::MAX).unwrap();
+        let mut last = None;
+        while let Some(p) = long.poll_packet(&mut rtp) {
+            last = Some(p);
+        }
+        assert_eq!(TelephoneEvent::parse(&last.unwrap().1).unwrap().duration, u16::MAX);
+        assert!(DtmfSender::new('x', 101, Duration::from_millis(100)).is_none());
     }
 
     #[test]
