@@ -210,7 +210,7 @@ impl NameAddr {
             let name = trim_lws(&s[..lt]);
             // Unquoted display names are `*(token LWS)`: a comma or quote makes it invalid
             // (RFC 4475 3.1.2.15).
-            if !name.split(|c| c == ' ' || c == '\t').all(|w| w.is_empty() || is_token(w)) {
+            if !name.split([' ', '\t']).all(|w| w.is_empty() || is_token(w)) {
                 return None;
             }
             let display = if name.is_empty() { None } else { Some(name.to_string()) };
@@ -318,7 +318,7 @@ impl Via {
         if version != "2.0" {
             return Err(ViaError::Version);
         }
-        let mut words = rest.split(|c| c == ' ' || c == '\t').filter(|w| !w.is_empty());
+        let mut words = rest.split([' ', '\t']).filter(|w| !w.is_empty());
         let transport = words.next().ok_or(ViaError::Syntax)?;
         let sent_by = words.next().ok_or(ViaError::Syntax)?;
         if words.next().is_some() || !is_token(transport) {

@@ -326,7 +326,7 @@ impl Headers {
 }
 
 fn parse_cseq(value: &str) -> Result<(u32, Method), ParseError> {
-    let mut words = value.split(|c| c == ' ' || c == '\t').filter(|w| !w.is_empty());
+    let mut words = value.split([' ', '\t']).filter(|w| !w.is_empty());
     let (Some(num), Some(method), None) = (words.next(), words.next(), words.next()) else {
         return Err(ParseError::BadHeader("CSeq"));
     };

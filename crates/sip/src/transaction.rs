@@ -954,7 +954,9 @@ CSeq: 1 {cseq_method}\r\nMax-Forwards: 70\r\nContact: <sip:alice@192.0.2.10>\r\n
     }
 
     /// Jumps from timeout to timeout until `until`, recording when each transmission left.
-    fn run_until(ep: &mut Endpoint, start: Instant, until: Instant) -> (Vec<(Duration, Message)>, Vec<(Duration, Event)>) {
+    type Timeline = (Vec<(Duration, Message)>, Vec<(Duration, Event)>);
+
+    fn run_until(ep: &mut Endpoint, start: Instant, until: Instant) -> Timeline {
         let (mut sent, mut events) = (Vec::new(), Vec::new());
         while let Some(at) = ep.poll_timeout().filter(|&t| t <= until) {
             ep.handle_timeout(at);
