@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the real SIP peers and audio tools the interop suite (tests/interop) drives, and a Python
+# venv at tests/.venv with the suite's Python packages. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(baresip espeak-ng sox libsox-fmt-all kamailio sip-tester sipvicious lame)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+        SUDO="sudo"
+    fi
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
+    # kamailio's postinst would start a system service on 5060, which the tests never want.
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
+    if command -v systemctl >/dev/null && systemctl is-active --quiet kamailio 2>/dev/null; then
+        $SUDO systemctl stop kamailio || true
+    fi
+fi
+
+PY="${PYTHON:-python3}"
+VENV=tests/.venv
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+fi
+# requirements.txt pins what the suite was written against; pip is quick when all are present.
+if ! "$VENV/bin/python" -c 'import pjsua2, twilio, pytest, requests' 2>/dev/null \
+   || ! cmp -s tests/requirements.txt "$VENV/.installed-requirements"; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+    cp tests/requirements.txt "$VENV/.installed-requirements"
+fi
+"$VENV/bin/python" -c 'import pjsua2, twilio, pytest, requests; print("python peers ok: twilio", twilio.__version__)'
