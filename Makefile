@@ -1,0 +1,55 @@
+# Dialtone: build, run and test.
+#   make run     build the release binary and run `dialtone serve` (DIALTONE_* variables configure it)
+#   make test    everything CI runs: unit tests, a bounded fuzz run, the interop suite with real peers
+#   make bench   the benchmarks in bench/
+#   make interop the interop suite alone (tests/interop; PYTEST_ARGS="-k record" to pick tests)
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+# The interop suite runs the optimised binary: 1,200 load-test calls and live audio need it, and
+# on 2 cores the release build costs only a little more than a debug one (see tests/README.md).
+PROFILE ?= release
+DIALTONE_BIN ?= $(TARGET_DIR)/$(PROFILE)/dialtone
+VENV := tests/.venv
+PYTEST_ARGS ?=
+FUZZ_SECONDS ?= 20
+
+.PHONY: run build test test-peers unit fuzz interop bench
+
+run:
+	@command -v espeak-ng >/dev/null || scripts/install-run-deps.sh \
+		|| echo "warning: espeak-ng is missing and could not be installed: <Say> will fail" >&2
+	$(CARGO) build --release -p dialtone
+	$(TARGET_DIR)/release/dialtone serve
+
+build:
+	$(CARGO) build --profile $(PROFILE) -p dialtone
+
+test: test-peers build unit fuzz interop
+
+test-peers:
+	scripts/install-test-peers.sh
+
+unit:
+	@if command -v cargo-nextest >/dev/null; then \
+		echo "$(CARGO) nextest run --workspace"; $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		echo "$(CARGO) test --workspace"; $(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+fuzz:
+	@if [ -f fuzz/run.sh ]; then \
+		command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked; \
+		bash fuzz/run.sh $(FUZZ_SECONDS); \
+	else \
+		echo "no fuzz/run.sh: nothing to fuzz"; \
+	fi
+
+interop: test-peers
+	@test -x "$(DIALTONE_BIN)" || { echo "no $(DIALTONE_BIN): run 'make build' first" >&2; exit 1; }
+	DIALTONE_BIN="$(DIALTONE_BIN)" $(VENV)/bin/python -m pytest tests/interop -v -rfE \
+		--durations=10 -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
+
+bench:
+	@if [ -f bench/run.sh ]; then bash bench/run.sh; else echo "no bench/run.sh" >&2; exit 1; fi
