@@ -22,7 +22,7 @@ pub type NotificationSid = Sid<Notification>;
 pub struct AccountRecord {
     pub sid: AccountSid,
     pub friendly_name: String,
-    /// Secret for HTTP Basic auth; never rendered by the API.
+    /// Secret for HTTP Basic auth; rendered only to the account itself, as Twilio does.
     pub auth_token: String,
     /// Twilio's `active`, `suspended` or `closed`.
     pub status: String,

@@ -1,0 +1,26 @@
+//! The store's one error type.
+
+/// What can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL names a backend this build cannot open (PostgreSQL is planned, not here yet).
+    #[error("unsupported database URL scheme in {0:?}")]
+    UnsupportedUrl(String),
+    #[error("cannot create the database directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A phone number is unique system-wide; someone (maybe another account) already has it.
+    #[error("phone number {0} is already in use")]
+    DuplicatePhoneNumber(String),
+    /// A page token that this store did not issue.
+    #[error("invalid page token")]
+    InvalidPageToken,
+    /// A row that does not decode (a bad SID, an unknown status): the database was edited by hand
+    /// or by a newer version.
+    #[error("stored row is invalid: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,219 @@
+//! Recordings and notifications: the artefacts a call leaves behind.
+
+use model::{AccountSid, CallSid, NotificationRecord, RecordingRecord, RecordingSid};
+use sqlx::{QueryBuilder, Row};
+
+use crate::{
+    finish_page, micros, opt_sid_col, push_page, sid_col, time_col, u32_col, Cursor, Db, DbRow,
+    Page, PageRequest, Store, StoreError,
+};
+
+const RECORDING_COLUMNS: &str = "SELECT sid, account_sid, call_sid, duration, channels, status, \
+    source, start_time, date_created, date_updated, file_name FROM recordings";
+
+const NOTIFICATION_COLUMNS: &str = "SELECT sid, account_sid, call_sid, error_code, log, \
+    message_text, message_date, request_url, request_method, response_body, date_created, \
+    date_updated FROM notifications";
+
+fn decode_recording(r: &DbRow) -> Result<RecordingRecord, StoreError> {
+    Ok(RecordingRecord {
+        sid: sid_col(r, "sid")?,
+        account_sid: sid_col(r, "account_sid")?,
+        call_sid: sid_col(r, "call_sid")?,
+        duration: u32_col(r, "duration")?,
+        channels: u32_col(r, "channels")?,
+        status: r.try_get("status")?,
+        source: r.try_get("source")?,
+        start_time: time_col(r, "start_time")?,
+        date_created: time_col(r, "date_created")?,
+        date_updated: time_col(r, "date_updated")?,
+        file_name: r.try_get("file_name")?,
+    })
+}
+
+fn decode_notification(r: &DbRow) -> Result<NotificationRecord, StoreError> {
+    let log = u32_col(r, "log")?;
+    Ok(NotificationRecord {
+        sid: sid_col(r, "sid")?,
+        account_sid: sid_col(r, "account_sid")?,
+        call_sid: opt_sid_col(r, "call_sid")?,
+        error_code: u32_col(r, "error_code")?,
+        log: u8::try_from(log).map_err(|_| StoreError::Corrupt(format!("log {log}")))?,
+        message_text: r.try_get("message_text")?,
+        message_date: time_col(r, "message_date")?,
+        request_url: r.try_get("request_url")?,
+        request_method: r.try_get("request_method")?,
+        response_body: r.try_get("response_body")?,
+        date_created: time_col(r, "date_created")?,
+        date_updated: time_col(r, "date_updated")?,
+    })
+}
+
+impl Store {
+    pub async fn insert_recording(&self, rec: &RecordingRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO recordings (sid, account_sid, call_sid, duration, channels, status, source, \
+             start_time, date_created, date_updated, file_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(rec.sid.as_str())
+        .bind(rec.account_sid.as_str())
+        .bind(rec.call_sid.as_str())
+        .bind(i64::from(rec.duration))
+        .bind(i64::from(rec.channels))
+        .bind(&rec.status)
+        .bind(&rec.source)
+        .bind(micros(rec.start_time))
+        .bind(micros(rec.date_created))
+        .bind(micros(rec.date_updated))
+        .bind(&rec.file_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn recording(
+        &self,
+        account: &AccountSid,
+        sid: &RecordingSid,
+    ) -> Result<Option<RecordingRecord>, StoreError> {
+        let sql = format!("{RECORDING_COLUMNS} WHERE account_sid = $1 AND sid = $2");
+        let row = sqlx::query(&sql)
+            .bind(account.as_str())
+            .bind(sid.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_recording).transpose()
+    }
+
+    /// Recordings of one account (optionally of one call), newest first.
+    pub async fn list_recordings(
+        &self,
+        account: &AccountSid,
+        call_sid: Option<&CallSid>,
+        page: &PageRequest,
+    ) -> Result<Page<RecordingRecord>, StoreError> {
+        let mut q = QueryBuilder::<Db>::new(RECORDING_COLUMNS);
+        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        if let Some(call) = call_sid {
+            q.push(" AND call_sid = ").push_bind(call.as_str().to_owned());
+        }
+        push_page(&mut q, page);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let items = rows.iter().map(decode_recording).collect::<Result<Vec<_>, _>>()?;
+        Ok(finish_page(items, page, |r| Cursor::new(r.date_created, r.sid.as_str())))
+    }
+
+    pub async fn insert_notification(&self, rec: &NotificationRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO notifications (sid, account_sid, call_sid, error_code, log, message_text, \
+             message_date, request_url, request_method, response_body, date_created, date_updated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(rec.sid.as_str())
+        .bind(rec.account_sid.as_str())
+        .bind(rec.call_sid.as_ref().map(|s| s.as_str()))
+        .bind(i64::from(rec.error_code))
+        .bind(i64::from(rec.log))
+        .bind(&rec.message_text)
+        .bind(micros(rec.message_date))
+        .bind(&rec.request_url)
+        .bind(&rec.request_method)
+        .bind(&rec.response_body)
+        .bind(micros(rec.date_created))
+        .bind(micros(rec.date_updated))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Notifications of one account (optionally of one call), newest first.
+    pub async fn list_notifications(
+        &self,
+        account: &AccountSid,
+        call_sid: Option<&CallSid>,
+        page: &PageRequest,
+    ) -> Result<Page<NotificationRecord>, StoreError> {
+        let mut q = QueryBuilder::<Db>::new(NOTIFICATION_COLUMNS);
+        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        if let Some(call) = call_sid {
+            q.push(" AND call_sid = ").push_bind(call.as_str().to_owned());
+        }
+        push_page(&mut q, page);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let items = rows.iter().map(decode_notification).collect::<Result<Vec<_>, _>>()?;
+        Ok(finish_page(items, page, |n| Cursor::new(n.date_created, n.sid.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use model::NotificationSid;
+
+    use super::*;
+    use crate::testutil::*;
+
+    fn recording(account: &AccountSid, call: &CallSid) -> RecordingRecord {
+        let now = now();
+        let sid = RecordingSid::generate();
+        RecordingRecord {
+            sid,
+            account_sid: *account,
+            call_sid: *call,
+            duration: 7,
+            channels: 1,
+            status: "completed".into(),
+            source: "RecordVerb".into(),
+            start_time: now,
+            date_created: now,
+            date_updated: now,
+            file_name: format!("{sid}.wav"),
+        }
+    }
+
+    #[tokio::test]
+    async fn recordings_by_account_and_call() {
+        let db = temp_store().await;
+        let (a, b) = (account(&db.store).await, account(&db.store).await);
+        let (c1, c2) = (CallSid::generate(), CallSid::generate());
+        let r1 = recording(&a, &c1);
+        db.store.insert_recording(&r1).await.unwrap();
+        db.store.insert_recording(&recording(&a, &c2)).await.unwrap();
+        db.store.insert_recording(&recording(&b, &c1)).await.unwrap();
+
+        assert_eq!(db.store.recording(&a, &r1.sid).await.unwrap().as_ref(), Some(&r1));
+        assert!(db.store.recording(&b, &r1.sid).await.unwrap().is_none());
+        let all = db.store.list_recordings(&a, None, &PageRequest::first(50)).await.unwrap();
+        assert_eq!(all.items.len(), 2);
+        let one = db.store.list_recordings(&a, Some(&c1), &PageRequest::first(50)).await.unwrap();
+        assert_eq!(one.items, vec![r1]);
+    }
+
+    #[tokio::test]
+    async fn notifications_by_account_and_call() {
+        let db = temp_store().await;
+        let (a, b) = (account(&db.store).await, account(&db.store).await);
+        let call = CallSid::generate();
+        let now = now();
+        let n = NotificationRecord {
+            sid: NotificationSid::generate(),
+            account_sid: a,
+            call_sid: Some(call),
+            error_code: 12100,
+            log: NotificationRecord::LOG_ERROR,
+            message_text: "Document parse failure".into(),
+            message_date: now,
+            request_url: Some("https://app.example/voice".into()),
+            request_method: Some("POST".into()),
+            response_body: Some("<Response><Say>".into()),
+            date_created: now,
+            date_updated: now,
+        };
+        db.store.insert_notification(&n).await.unwrap();
+        let page = db.store.list_notifications(&a, Some(&call), &PageRequest::first(50)).await.unwrap();
+        assert_eq!(page.items, vec![n]);
+        assert!(db.store.list_notifications(&b, None, &PageRequest::first(50)).await.unwrap().items.is_empty());
+        let other = CallSid::generate();
+        assert!(db.store.list_notifications(&a, Some(&other), &PageRequest::first(50)).await.unwrap().items.is_empty());
+    }
+}
