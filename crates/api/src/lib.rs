@@ -1,1 +1,108 @@
-//! api
+//! Dialtone's Twilio-compatible REST API (`/2010-04-01/...`), on axum.
+//!
+//! Owns the wire format: JSON field names and shapes, RFC 2822 dates, list envelopes and paging
+//! URIs, Twilio error bodies and codes. Driven by `node`, which builds an [`ApiState`] and serves
+//! [`router`]; handlers read and write through `store` and tell `node` about routing changes
+//! through [`ApiHooks`].
+//!
+//! Architecture invariant: this is the only crate that knows the REST JSON. Every route
+//! authenticates (HTTP Basic, account SID + auth token) before routing is visible, and every
+//! handler checks the path's account against the authenticated one, so a request can reach only
+//! its own account's rows. User-supplied path segments are parsed into typed SIDs (junk is a 404)
+//! and never used to build file names.
+
+mod auth;
+mod calls;
+mod error;
+mod numbers;
+mod params;
+mod recordings;
+mod render;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use serde_json::Value;
+use store::Store;
+
+use crate::auth::Ctx;
+use crate::params::Seg;
+
+pub use crate::error::AppError;
+
+/// Largest accepted request body; larger ones get 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Callbacks from the API into the runtime that serves it.
+pub trait ApiHooks: Send + Sync {
+    /// A phone number was created, updated or deleted: the routing index is stale.
+    fn numbers_changed(&self) {}
+}
+
+/// Hooks that do nothing (tools, tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoHooks;
+
+impl ApiHooks for NoHooks {}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    /// Base URL clients reach this server at (e.g. `https://voice.example.com`), for absolute
+    /// links such as a recording's `media_url`.
+    pub public_url: String,
+    /// Where `RecordingRecord::file_name`s are relative to.
+    pub recordings_dir: PathBuf,
+    pub hooks: Arc<dyn ApiHooks>,
+}
+
+/// The whole API as a router; serve it or drive it with `tower::ServiceExt::oneshot`.
+pub fn router(state: ApiState) -> Router {
+    const ACCOUNT: &str = "/2010-04-01/Accounts/{account}";
+    let at = |tail: &str| format!("{ACCOUNT}{tail}");
+    Router::new()
+        // `{account}` is `AC....json` here: the router cannot split a suffix off a parameter.
+        .route(ACCOUNT, get(fetch_account))
+        .route(&at("/IncomingPhoneNumbers.json"), get(numbers::list).post(numbers::create))
+        .route(
+            &at("/IncomingPhoneNumbers/{number}"),
+            get(numbers::fetch).post(numbers::update).delete(numbers::delete),
+        )
+        .route(&at("/Calls.json"), get(calls::list))
+        .route(&at("/Calls/{call}"), get(calls::fetch).delete(calls::delete))
+        .route(&at("/Calls/{call}/Notifications.json"), get(calls::call_notifications))
+        .route(&at("/Calls/{call}/Recordings.json"), get(recordings::list_for_call))
+        .route(&at("/Notifications.json"), get(calls::account_notifications))
+        .route(&at("/Recordings.json"), get(recordings::list))
+        .route(&at("/Recordings/{recording}"), get(recordings::fetch))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn fetch_account(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg(account): Seg<String>,
+) -> Result<Json<Value>, AppError> {
+    let sid = ctx.scope(&account, ".json")?;
+    let rec = state.store.account(&sid).await?.ok_or_else(|| ctx.not_found())?;
+    Ok(Json(render::account(&rec)))
+}
+
+async fn not_found(ctx: Ctx) -> AppError {
+    ctx.not_found()
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests;

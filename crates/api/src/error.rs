@@ -1,0 +1,91 @@
+//! The one error type of the API and its Twilio-shaped body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use store::StoreError;
+
+/// Everything a handler can fail with. Client faults carry a Twilio error code and a message meant
+/// for the client; server faults are logged and answered with a generic 500.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// Missing or wrong credentials (Twilio 20003).
+    #[error("authentication failed: {0}")]
+    Unauthenticated(&'static str),
+    /// No such resource for this account (Twilio 20404). Holds the request path.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Route exists, method does not (Twilio 20004).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A parameter the client sent is wrong (Twilio 21xxx / 20001).
+    #[error("bad request ({code}): {message}")]
+    BadRequest { code: u32, message: String },
+    /// The body is larger than [`crate::BODY_LIMIT`].
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("i/o failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppError {
+    pub(crate) fn bad(code: u32, message: impl Into<String>) -> AppError {
+        AppError::BadRequest { code, message: message.into() }
+    }
+
+    fn parts(&self) -> (StatusCode, u32, String) {
+        match self {
+            AppError::Unauthenticated(why) => {
+                (StatusCode::UNAUTHORIZED, 20003, format!("Authentication Error - {why}"))
+            }
+            AppError::NotFound(path) => (
+                StatusCode::NOT_FOUND,
+                20404,
+                format!("The requested resource {path} was not found"),
+            ),
+            AppError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed".to_owned())
+            }
+            AppError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, *code, message.clone()),
+            AppError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                20001,
+                format!("Request body is larger than {} bytes", crate::BODY_LIMIT),
+            ),
+            AppError::Store(StoreError::DuplicatePhoneNumber(number)) => (
+                StatusCode::BAD_REQUEST,
+                21422,
+                format!("PhoneNumber {number} is not available"),
+            ),
+            AppError::Store(_) | AppError::Io(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, 20500, "Internal Server Error".to_owned())
+            }
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        if status.is_server_error() {
+            // The details stay in the log; the client gets the generic message above.
+            tracing::error!(error = %self, "api request failed");
+        }
+        let body = serde_json::json!({
+            "code": code,
+            "message": message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+            "status": status.as_u16(),
+        });
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Twilio API\""));
+        }
+        response
+    }
+}

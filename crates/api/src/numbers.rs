@@ -1,0 +1,214 @@
+//! IncomingPhoneNumbers: create, read, update, delete, list.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use model::{PhoneNumberRecord, PhoneNumberSid};
+use serde_json::Value;
+use store::NumberFilter;
+
+use crate::auth::Ctx;
+use crate::params::{envelope, Paging, Params, Seg};
+use crate::{render, ApiState, AppError};
+
+const MAX_FRIENDLY_NAME: usize = 64;
+
+/// `+` then 2 to 15 digits, the first not 0 (E.164). Spaces, dashes, dots and brackets that
+/// people type are dropped first.
+fn e164(raw: &str) -> Option<String> {
+    let cleaned: String =
+        raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let digits = cleaned.strip_prefix('+')?;
+    let ok = (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    ok.then_some(cleaned)
+}
+
+/// An absolute http(s) URL, or `None` for the empty string (which clears the setting).
+fn url_param(name: &str, value: &str) -> Result<Option<String>, AppError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(value.to_owned())),
+        _ => Err(AppError::bad(21205, format!("{name} is not a valid URL: {value}"))),
+    }
+}
+
+fn method_param(name: &str, value: &str) -> Result<String, AppError> {
+    let upper = value.to_ascii_uppercase();
+    match upper.as_str() {
+        "GET" | "POST" => Ok(upper),
+        _ => Err(AppError::bad(20001, format!("{name} must be GET or POST, not {value:?}"))),
+    }
+}
+
+fn friendly_name_param(value: &str) -> Result<String, AppError> {
+    if value.chars().count() > MAX_FRIENDLY_NAME {
+        return Err(AppError::bad(20002, "FriendlyName is longer than 64 characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// Applies the settable parameters present in `p` to `rec` (absent ones keep their value).
+fn apply(rec: &mut PhoneNumberRecord, p: &Params) -> Result<(), AppError> {
+    if let Some(v) = p.get("FriendlyName") {
+        rec.friendly_name = friendly_name_param(v)?;
+    }
+    if let Some(v) = p.get("VoiceUrl") {
+        rec.voice_url = url_param("VoiceUrl", v)?;
+    }
+    if let Some(v) = p.get("VoiceMethod") {
+        rec.voice_method = method_param("VoiceMethod", v)?;
+    }
+    if let Some(v) = p.get("VoiceFallbackUrl") {
+        rec.voice_fallback_url = url_param("VoiceFallbackUrl", v)?;
+    }
+    if let Some(v) = p.get("VoiceFallbackMethod") {
+        rec.voice_fallback_method = method_param("VoiceFallbackMethod", v)?;
+    }
+    if let Some(v) = p.get("StatusCallback") {
+        rec.status_callback = url_param("StatusCallback", v)?;
+    }
+    if let Some(v) = p.get("StatusCallbackMethod") {
+        rec.status_callback_method = method_param("StatusCallbackMethod", v)?;
+    }
+    Ok(())
+}
+
+fn number_sid(ctx: &Ctx, segment: &str) -> Result<PhoneNumberSid, AppError> {
+    segment.strip_suffix(".json").and_then(|s| s.parse().ok()).ok_or_else(|| ctx.not_found())
+}
+
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg(account): Seg<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let account = ctx.scope(&account, "")?;
+    let p = Params::from_body(body)?;
+    let raw = p
+        .get_number("PhoneNumber")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AppError::bad(21452, "A PhoneNumber is required"))?;
+    let phone_number = e164(&raw).ok_or_else(|| {
+        AppError::bad(21421, format!("PhoneNumber {raw} is invalid: use E.164, e.g. +14155550100"))
+    })?;
+    let now = Utc::now();
+    let mut rec = PhoneNumberRecord {
+        sid: PhoneNumberSid::generate(),
+        account_sid: account,
+        friendly_name: phone_number.clone(),
+        phone_number,
+        voice_url: None,
+        voice_method: "POST".into(),
+        voice_fallback_url: None,
+        voice_fallback_method: "POST".into(),
+        status_callback: None,
+        status_callback_method: "POST".into(),
+        date_created: now,
+        date_updated: now,
+    };
+    apply(&mut rec, &p)?;
+    state.store.create_number(&rec).await?;
+    state.hooks.numbers_changed();
+    Ok((StatusCode::CREATED, Json(render::number(&rec))))
+}
+
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg(account): Seg<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, AppError> {
+    let account = ctx.scope(&account, "")?;
+    let p = Params::from_query(query.as_deref());
+    let paging = Paging::parse(&p)?;
+    let filter = NumberFilter {
+        phone_number: p.get_number("PhoneNumber"),
+        friendly_name: p.get("FriendlyName").map(str::to_owned),
+    };
+    let mut filters = Vec::new();
+    if let Some(v) = &filter.phone_number {
+        filters.push(("PhoneNumber", v.clone()));
+    }
+    if let Some(v) = &filter.friendly_name {
+        filters.push(("FriendlyName", v.clone()));
+    }
+    let page = state.store.list_numbers(&account, &filter, &paging.request).await?;
+    Ok(Json(envelope("incoming_phone_numbers", &ctx.path, &filters, &paging, page, render::number)))
+}
+
+pub(crate) async fn fetch(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg((account, number)): Seg<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let account = ctx.scope(&account, "")?;
+    let sid = number_sid(&ctx, &number)?;
+    let rec = state.store.number(&account, &sid).await?.ok_or_else(|| ctx.not_found())?;
+    Ok(Json(render::number(&rec)))
+}
+
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg((account, number)): Seg<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let account = ctx.scope(&account, "")?;
+    let sid = number_sid(&ctx, &number)?;
+    let p = Params::from_body(body)?;
+    let mut rec = state.store.number(&account, &sid).await?.ok_or_else(|| ctx.not_found())?;
+    apply(&mut rec, &p)?;
+    rec.date_updated = Utc::now();
+    if !state.store.update_number(&rec).await? {
+        // Deleted between the read and the write.
+        return Err(ctx.not_found());
+    }
+    state.hooks.numbers_changed();
+    Ok(Json(render::number(&rec)))
+}
+
+pub(crate) async fn delete(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg((account, number)): Seg<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    let account = ctx.scope(&account, "")?;
+    let sid = number_sid(&ctx, &number)?;
+    if !state.store.delete_number(&account, &sid).await? {
+        return Err(ctx.not_found());
+    }
+    state.hooks.numbers_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164_normalises_and_refuses() {
+        assert_eq!(e164("+1 (415) 555-0100").as_deref(), Some("+14155550100"));
+        assert_eq!(e164("+442071838750").as_deref(), Some("+442071838750"));
+        for bad in ["4155550100", "+0123", "+1", "+1234567890123456", "+1415abc", "", "+"] {
+            assert_eq!(e164(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_and_methods() {
+        assert_eq!(url_param("VoiceUrl", "").unwrap(), None);
+        assert!(url_param("VoiceUrl", "https://app.example/v?x=1").unwrap().is_some());
+        assert!(url_param("VoiceUrl", "ftp://app.example/").is_err());
+        assert!(url_param("VoiceUrl", "not a url").is_err());
+        assert_eq!(method_param("VoiceMethod", "get").unwrap(), "GET");
+        assert!(method_param("VoiceMethod", "PUT").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Records as Twilio's JSON: snake_case fields, RFC 2822 dates, counts as strings where Twilio
+//! sends strings, `uri`s relative to the API root and ending in `.json`.
+
+use chrono::{DateTime, Utc};
+use model::{AccountRecord, CallRecord, NotificationRecord, PhoneNumberRecord, RecordingRecord};
+use serde_json::{json, Value};
+
+pub(crate) const API_VERSION: &str = "2010-04-01";
+
+/// `Sat, 21 Nov 2026 19:24:29 +0000`.
+pub(crate) fn rfc2822(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S +0000").to_string()
+}
+
+fn opt_rfc2822(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(rfc2822)
+}
+
+pub(crate) fn account_base(account: &str) -> String {
+    format!("/{API_VERSION}/Accounts/{account}")
+}
+
+pub(crate) fn account(a: &AccountRecord) -> Value {
+    let base = account_base(a.sid.as_str());
+    json!({
+        "auth_token": a.auth_token,
+        "date_created": rfc2822(a.date_created),
+        "date_updated": rfc2822(a.date_updated),
+        "friendly_name": a.friendly_name,
+        "owner_account_sid": a.sid,
+        "sid": a.sid,
+        "status": a.status,
+        "subresource_uris": {
+            "calls": format!("{base}/Calls.json"),
+            "incoming_phone_numbers": format!("{base}/IncomingPhoneNumbers.json"),
+            "notifications": format!("{base}/Notifications.json"),
+            "recordings": format!("{base}/Recordings.json"),
+        },
+        "type": "Full",
+        "uri": format!("{base}.json"),
+    })
+}
+
+pub(crate) fn number(n: &PhoneNumberRecord) -> Value {
+    let base = format!("{}/IncomingPhoneNumbers/{}", account_base(n.account_sid.as_str()), n.sid);
+    json!({
+        "account_sid": n.account_sid,
+        "address_requirements": "none",
+        "address_sid": null,
+        "api_version": API_VERSION,
+        "beta": false,
+        "bundle_sid": null,
+        "capabilities": { "voice": true, "sms": false, "mms": false, "fax": false },
+        "date_created": rfc2822(n.date_created),
+        "date_updated": rfc2822(n.date_updated),
+        "emergency_address_sid": null,
+        "emergency_address_status": "unregistered",
+        "emergency_status": "Inactive",
+        "friendly_name": n.friendly_name,
+        "identity_sid": null,
+        "origin": "hosted",
+        "phone_number": n.phone_number,
+        "sid": n.sid,
+        "sms_application_sid": null,
+        "sms_fallback_method": "POST",
+        "sms_fallback_url": null,
+        "sms_method": "POST",
+        "sms_url": null,
+        "status": "in-use",
+        "status_callback": n.status_callback,
+        "status_callback_method": n.status_callback_method,
+        "subresource_uris": { "assigned_add_ons": format!("{base}/AssignedAddOns.json") },
+        "trunk_sid": null,
+        "uri": format!("{base}.json"),
+        "voice_application_sid": null,
+        "voice_caller_id_lookup": false,
+        "voice_fallback_method": n.voice_fallback_method,
+        "voice_fallback_url": n.voice_fallback_url,
+        "voice_method": n.voice_method,
+        "voice_receive_mode": "voice",
+        "voice_url": n.voice_url,
+    })
+}
+
+pub(crate) fn call(c: &CallRecord) -> Value {
+    let base = format!("{}/Calls/{}", account_base(c.account_sid.as_str()), c.sid);
+    json!({
+        "account_sid": c.account_sid,
+        "annotation": null,
+        "answered_by": c.answered_by,
+        "api_version": API_VERSION,
+        "caller_name": null,
+        "date_created": rfc2822(c.date_created),
+        "date_updated": rfc2822(c.date_updated),
+        "direction": c.direction.as_str(),
+        "duration": c.duration.map(|d| d.to_string()),
+        "end_time": opt_rfc2822(c.end_time),
+        "forwarded_from": null,
+        "from": c.from,
+        "from_formatted": c.from,
+        "group_sid": null,
+        "parent_call_sid": c.parent_call_sid,
+        "phone_number_sid": c.phone_number_sid,
+        "price": null,
+        "price_unit": "USD",
+        "queue_time": "0",
+        "sid": c.sid,
+        "start_time": opt_rfc2822(c.start_time),
+        "status": c.status.as_str(),
+        "subresource_uris": {
+            "notifications": format!("{base}/Notifications.json"),
+            "recordings": format!("{base}/Recordings.json"),
+        },
+        "to": c.to,
+        "to_formatted": c.to,
+        "trunk_sid": null,
+        "uri": format!("{base}.json"),
+    })
+}
+
+pub(crate) fn recording(r: &RecordingRecord, public_url: &str) -> Value {
+    let base = format!("{}/Recordings/{}", account_base(r.account_sid.as_str()), r.sid);
+    json!({
+        "account_sid": r.account_sid,
+        "api_version": API_VERSION,
+        "call_sid": r.call_sid,
+        "channels": r.channels,
+        "conference_sid": null,
+        "date_created": rfc2822(r.date_created),
+        "date_updated": rfc2822(r.date_updated),
+        "duration": r.duration.to_string(),
+        "encryption_details": null,
+        "error_code": null,
+        "media_url": format!("{}{base}", public_url.trim_end_matches('/')),
+        "price": null,
+        "price_unit": "USD",
+        "sid": r.sid,
+        "source": r.source,
+        "start_time": rfc2822(r.start_time),
+        "status": r.status,
+        "subresource_uris": {
+            "add_on_results": format!("{base}/AddOnResults.json"),
+            "transcriptions": format!("{base}/Transcriptions.json"),
+        },
+        "track": "both",
+        "uri": format!("{base}.json"),
+    })
+}
+
+pub(crate) fn notification(n: &NotificationRecord) -> Value {
+    let account = account_base(n.account_sid.as_str());
+    let uri = match &n.call_sid {
+        Some(call) => format!("{account}/Calls/{call}/Notifications/{}.json", n.sid),
+        None => format!("{account}/Notifications/{}.json", n.sid),
+    };
+    json!({
+        "account_sid": n.account_sid,
+        "api_version": API_VERSION,
+        "call_sid": n.call_sid,
+        "date_created": rfc2822(n.date_created),
+        "date_updated": rfc2822(n.date_updated),
+        "error_code": n.error_code.to_string(),
+        "log": n.log.to_string(),
+        "message_date": rfc2822(n.message_date),
+        "message_text": n.message_text,
+        "more_info": format!("https://www.twilio.com/docs/errors/{}", n.error_code),
+        "request_method": n.request_method,
+        "request_url": n.request_url,
+        "request_variables": null,
+        "response_body": n.response_body,
+        "response_headers": null,
+        "sid": n.sid,
+        "uri": uri,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn dates_are_rfc_2822_in_gmt() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 21, 19, 24, 29).unwrap();
+        assert_eq!(rfc2822(t), "Sat, 21 Nov 2026 19:24:29 +0000");
+        let t = Utc.with_ymd_and_hms(2025, 1, 5, 3, 4, 5).unwrap();
+        assert_eq!(rfc2822(t), "Sun, 05 Jan 2025 03:04:05 +0000");
+    }
+}

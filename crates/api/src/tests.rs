@@ -1,0 +1,453 @@
+//! Router tests: requests go through `oneshot`, no socket; the store is a real SQLite file.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use base64::Engine;
+use chrono::{Duration, Utc};
+use http_body_util::BodyExt;
+use model::{
+    AccountSid, CallDirection, CallRecord, CallSid, CallStatus, NotificationRecord, NotificationSid,
+    RecordingRecord, RecordingSid,
+};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::*;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+#[derive(Default)]
+struct CountingHooks(AtomicUsize);
+
+impl ApiHooks for CountingHooks {
+    fn numbers_changed(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct Fixture {
+    dir: PathBuf,
+    state: ApiState,
+    hooks: Arc<CountingHooks>,
+    account: AccountSid,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn fixture() -> Fixture {
+    let dir = std::env::temp_dir().join(format!("dialtone-api-{}", CallSid::generate()));
+    let store = Store::open(&format!("sqlite://{}/db/dialtone.db", dir.display())).await.unwrap();
+    let account = AccountSid::generate();
+    store.ensure_account(&account, TOKEN, "Main").await.unwrap();
+    let recordings_dir = dir.join("recordings");
+    std::fs::create_dir_all(&recordings_dir).unwrap();
+    let hooks = Arc::new(CountingHooks::default());
+    let state = ApiState {
+        store,
+        public_url: "https://voice.example.com/".into(),
+        recordings_dir,
+        hooks: hooks.clone(),
+    };
+    Fixture { dir, state, hooks, account }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {enc}")
+}
+
+impl Fixture {
+    fn base(&self) -> String {
+        format!("/2010-04-01/Accounts/{}", self.account)
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let resp = router(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        (status, headers, body)
+    }
+
+    async fn request(&self, method: Method, uri: &str, form: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, basic(self.account.as_str(), TOKEN));
+        let body = match form {
+            Some(f) => {
+                req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(f.to_owned())
+            }
+            None => Body::empty(),
+        };
+        let (status, _, bytes) = self.send(req.body(body).unwrap()).await;
+        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, json)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.request(Method::GET, uri, None).await
+    }
+
+    async fn insert_call(&self, created: chrono::DateTime<Utc>, to: &str) -> CallRecord {
+        let c = CallRecord {
+            sid: CallSid::generate(),
+            account_sid: self.account,
+            parent_call_sid: None,
+            phone_number_sid: None,
+            from: "+15005550006".into(),
+            to: to.into(),
+            status: CallStatus::Completed,
+            direction: CallDirection::Inbound,
+            start_time: Some(created),
+            end_time: Some(created + Duration::seconds(12)),
+            duration: Some(12),
+            answered_by: None,
+            date_created: created,
+            date_updated: created,
+        };
+        self.state.store.insert_call(&c).await.unwrap();
+        c
+    }
+}
+
+fn assert_twilio_error(body: &Value, code: u64, status: u64) {
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["more_info"], format!("https://www.twilio.com/docs/errors/{code}"));
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn missing_or_wrong_credentials_are_401_20003() {
+    let f = fixture().await;
+    let uri = format!("{}/Calls.json", f.base());
+    let cases = [
+        None,
+        Some(basic(f.account.as_str(), "wrong")),
+        Some(basic(AccountSid::generate().as_str(), TOKEN)),
+        Some(basic("not-a-sid", TOKEN)),
+        Some("Bearer xyz".to_owned()),
+    ];
+    for auth in cases {
+        let mut req = Request::builder().uri(&uri);
+        if let Some(a) = &auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let (status, headers, body) = f.send(req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Basic realm=\"Twilio API\"");
+        assert_twilio_error(&serde_json::from_slice(&body).unwrap(), 20003, 401);
+    }
+    // Unknown routes do not reveal themselves before authentication either.
+    let req = Request::builder().uri("/nope").body(Body::empty()).unwrap();
+    assert_eq!(f.send(req).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn unknown_foreign_and_junk_resources_are_404_20404() {
+    let f = fixture().await;
+    let other = AccountSid::generate();
+    f.state.store.ensure_account(&other, "other-token", "Other").await.unwrap();
+    let call = f.insert_call(Utc::now(), "+14155550100").await;
+    let base = f.base();
+    let unknown = [
+        format!("{base}/Calls/{}.json", CallSid::generate()),
+        format!("{base}/Calls/junk.json"),
+        format!("{base}/Calls/{}", call.sid), // a call has no extension-less form
+        format!("{base}/Recordings/{}.json", RecordingSid::generate()),
+        format!("{base}/Recordings/../../etc/passwd"),
+        format!("{base}/Recordings/%2e%2e%2Fetc.wav"),
+        format!("/2010-04-01/Accounts/{other}/Calls.json"),
+        format!("/2010-04-01/Accounts/{other}.json"),
+        format!("/2010-04-01/Accounts/{other}/Calls/{}.json", call.sid),
+        "/2010-04-01/Accounts/ACjunk/Calls.json".to_owned(),
+        format!("{base}/Queues.json"),
+        "/".to_owned(),
+    ];
+    for uri in unknown {
+        let (status, body) = f.get(&uri).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_twilio_error(&body, 20404, 404);
+    }
+    let (_, body) = f.get(&format!("{base}/Calls/junk.json")).await;
+    assert_eq!(body["message"], format!("The requested resource {base}/Calls/junk.json was not found"));
+
+    // The other tenant, with its own credentials, cannot see our call either.
+    let req = Request::builder()
+        .uri(format!("/2010-04-01/Accounts/{other}/Calls/{}.json", call.sid))
+        .header(header::AUTHORIZATION, basic(other.as_str(), "other-token"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(f.send(req).await.0, StatusCode::NOT_FOUND);
+    // ...but does see its own (empty) list.
+    let req = Request::builder()
+        .uri(format!("/2010-04-01/Accounts/{other}/Calls.json"))
+        .header(header::AUTHORIZATION, basic(other.as_str(), "other-token"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = f.send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["calls"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn account_fetch_shape() {
+    let f = fixture().await;
+    let (status, body) = f.get(&format!("{}.json", f.base())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["sid"], f.account.as_str());
+    assert_eq!(body["status"], "active");
+    assert_eq!(body["uri"], format!("{}.json", f.base()));
+    assert_eq!(body["subresource_uris"]["calls"], format!("{}/Calls.json", f.base()));
+    assert!(body["date_created"].as_str().unwrap().ends_with(" +0000"));
+}
+
+#[tokio::test]
+async fn number_crud_shapes_errors_and_hooks() {
+    let f = fixture().await;
+    let list = format!("{}/IncomingPhoneNumbers.json", f.base());
+    let (status, created) = f
+        .request(
+            Method::POST,
+            &list,
+            Some("PhoneNumber=%2B14155550100&FriendlyName=Front+desk&VoiceUrl=https%3A%2F%2Fapp.example%2Fvoice&VoiceMethod=get"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let sid = created["sid"].as_str().unwrap().to_owned();
+    assert!(sid.starts_with("PN") && sid.len() == 34);
+    assert_eq!(created["phone_number"], "+14155550100");
+    assert_eq!(created["friendly_name"], "Front desk");
+    assert_eq!(created["voice_url"], "https://app.example/voice");
+    assert_eq!(created["voice_method"], "GET");
+    assert_eq!(created["voice_fallback_method"], "POST");
+    assert_eq!(created["account_sid"], f.account.as_str());
+    assert_eq!(created["api_version"], "2010-04-01");
+    assert_eq!(created["capabilities"]["voice"], true);
+    assert_eq!(created["uri"], format!("{}/IncomingPhoneNumbers/{sid}.json", f.base()));
+    assert_eq!(f.hooks.0.load(Ordering::SeqCst), 1);
+
+    // Same number again (from any account) is refused; bad input is a 400 with a clear message.
+    let (status, body) = f.request(Method::POST, &list, Some("PhoneNumber=%2B14155550100")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 21422, 400);
+    assert!(body["message"].as_str().unwrap().contains("+14155550100"));
+    for (form, code) in [
+        ("FriendlyName=x", 21452),
+        ("PhoneNumber=4155550100", 21421),
+        ("PhoneNumber=%2B14155550101&VoiceUrl=javascript%3Aalert(1)", 21205),
+        ("PhoneNumber=%2B14155550101&VoiceMethod=PUT", 20001),
+    ] {
+        let (status, body) = f.request(Method::POST, &list, Some(form)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}");
+        assert_twilio_error(&body, code, 400);
+    }
+    assert_eq!(f.hooks.0.load(Ordering::SeqCst), 1);
+
+    let one = format!("{}/IncomingPhoneNumbers/{sid}.json", f.base());
+    let (status, fetched) = f.get(&one).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetched, created);
+
+    let (status, updated) =
+        f.request(Method::POST, &one, Some("VoiceUrl=&StatusCallback=https%3A%2F%2Fapp.example%2Fs")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(updated["voice_url"], Value::Null);
+    assert_eq!(updated["status_callback"], "https://app.example/s");
+    assert_eq!(updated["friendly_name"], "Front desk");
+    assert_eq!(f.hooks.0.load(Ordering::SeqCst), 2);
+
+    f.request(Method::POST, &list, Some("PhoneNumber=%2B442071838750")).await;
+    let (_, page) = f.get(&list).await;
+    assert_eq!(page["incoming_phone_numbers"].as_array().unwrap().len(), 2);
+    let (_, page) = f.get(&format!("{list}?PhoneNumber=%2B1415")).await;
+    assert_eq!(page["incoming_phone_numbers"].as_array().unwrap().len(), 1);
+    let (_, page) = f.get(&format!("{list}?FriendlyName=Front%20desk")).await;
+    assert_eq!(page["incoming_phone_numbers"][0]["sid"], sid.as_str());
+
+    let (status, body) = f.request(Method::DELETE, &one, None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    assert_eq!(f.get(&one).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(f.request(Method::DELETE, &one, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(f.hooks.0.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn calls_list_pages_follow_next_page_uri_without_duplicates() {
+    let f = fixture().await;
+    let base_time = Utc::now();
+    let mut expected = HashSet::new();
+    for i in 0..120 {
+        // Some share a timestamp so the tie-break on sid is exercised.
+        let c = f.insert_call(base_time + Duration::milliseconds(i / 3), "+14155550100").await;
+        expected.insert(c.sid.to_string());
+    }
+    let meta: HashSet<&str> = [
+        "end", "first_page_uri", "next_page_uri", "page", "page_size", "previous_page_uri", "start", "uri",
+    ]
+    .into_iter()
+    .collect();
+
+    let mut seen = HashSet::new();
+    let mut next = Some(format!("{}/Calls.json?PageSize=50", f.base()));
+    let mut pages = Vec::new();
+    while let Some(uri) = next {
+        let (status, body) = f.get(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let obj = body.as_object().unwrap();
+        // The SDKs take the one non-meta key as the records.
+        let keys: Vec<&str> = obj.keys().map(String::as_str).filter(|k| !meta.contains(k)).collect();
+        assert_eq!(keys, ["calls"]);
+        for k in &meta {
+            assert!(obj.contains_key(*k), "missing {k}");
+        }
+        for call in body["calls"].as_array().unwrap() {
+            assert!(seen.insert(call["sid"].as_str().unwrap().to_owned()), "duplicate");
+        }
+        pages.push((body["page"].as_u64().unwrap(), body["start"].as_u64().unwrap(), body["end"].as_u64().unwrap()));
+        assert_eq!(body["page_size"], 50);
+        next = body["next_page_uri"].as_str().map(str::to_owned);
+        if let Some(n) = &next {
+            assert!(n.starts_with(&format!("{}/Calls.json?", f.base())));
+        }
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(pages, [(0, 0, 49), (1, 50, 99), (2, 100, 119)]);
+
+    // Shapes of one call.
+    let (_, body) = f.get(&format!("{}/Calls.json?PageSize=1&To=%2B14155550100&Status=completed", f.base())).await;
+    let call = &body["calls"][0];
+    assert_eq!(call["duration"], "12");
+    assert_eq!(call["price"], Value::Null);
+    assert_eq!(call["status"], "completed");
+    assert_eq!(call["direction"], "inbound");
+    assert_eq!(call["api_version"], "2010-04-01");
+    let sid = call["sid"].as_str().unwrap();
+    assert_eq!(call["uri"], format!("{}/Calls/{sid}.json", f.base()));
+    assert_eq!(call["subresource_uris"]["recordings"], format!("{}/Calls/{sid}/Recordings.json", f.base()));
+    // Filters are carried into the paging links.
+    assert!(body["next_page_uri"].as_str().unwrap().contains("To=%2B14155550100&Status=completed"));
+    let (status, fetched) = f.get(call["uri"].as_str().unwrap()).await;
+    assert_eq!((status, &fetched), (StatusCode::OK, call));
+
+    let (_, none) = f.get(&format!("{}/Calls.json?Status=busy", f.base())).await;
+    assert_eq!(none["calls"], serde_json::json!([]));
+    assert_eq!(none["next_page_uri"], Value::Null);
+    let (status, body) = f.get(&format!("{}/Calls.json?Status=sleeping", f.base())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 20001, 400);
+    let (status, _) = f.get(&format!("{}/Calls.json?PageToken=PTnope", f.base())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn recording_media_and_metadata_are_served() {
+    let f = fixture().await;
+    let call = f.insert_call(Utc::now(), "+14155550100").await;
+    let sid = RecordingSid::generate();
+    let wav: Vec<u8> = b"RIFF\x24\x00\x00\x00WAVE".iter().copied().chain((0..200_000u32).map(|i| i as u8)).collect();
+    std::fs::write(f.state.recordings_dir.join(format!("{sid}.wav")), &wav).unwrap();
+    let now = Utc::now();
+    f.state
+        .store
+        .insert_recording(&RecordingRecord {
+            sid,
+            account_sid: f.account,
+            call_sid: call.sid,
+            duration: 7,
+            channels: 1,
+            status: "completed".into(),
+            source: "RecordVerb".into(),
+            start_time: now,
+            date_created: now,
+            date_updated: now,
+            file_name: format!("{sid}.wav"),
+        })
+        .await
+        .unwrap();
+
+    for uri in [format!("{}/Recordings/{sid}.wav", f.base()), format!("{}/Recordings/{sid}", f.base())] {
+        let req = Request::builder()
+            .uri(&uri)
+            .header(header::AUTHORIZATION, basic(f.account.as_str(), TOKEN))
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = f.send(req).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert_eq!(headers[header::CONTENT_TYPE], "audio/x-wav");
+        assert_eq!(headers[header::CONTENT_LENGTH], wav.len().to_string().as_str());
+        assert!(body == wav, "{uri}: body differs");
+    }
+    assert_eq!(f.get(&format!("{}/Recordings/{sid}.mp3", f.base())).await.0, StatusCode::NOT_FOUND);
+
+    let (status, meta) = f.get(&format!("{}/Recordings/{sid}.json", f.base())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(meta["duration"], "7");
+    assert_eq!(meta["channels"], 1);
+    assert_eq!(meta["call_sid"], call.sid.as_str());
+    assert_eq!(meta["source"], "RecordVerb");
+    assert_eq!(meta["media_url"], format!("https://voice.example.com{}/Recordings/{sid}", f.base()));
+
+    let (_, by_call) = f.get(&format!("{}/Calls/{}/Recordings.json", f.base(), call.sid)).await;
+    assert_eq!(by_call["recordings"][0]["sid"], sid.as_str());
+    let (_, filtered) = f.get(&format!("{}/Recordings.json?CallSid={}", f.base(), CallSid::generate())).await;
+    assert_eq!(filtered["recordings"], serde_json::json!([]));
+
+    // A row whose file is gone is a 404, not a 500.
+    std::fs::remove_file(f.state.recordings_dir.join(format!("{sid}.wav"))).unwrap();
+    assert_eq!(f.get(&format!("{}/Recordings/{sid}.wav", f.base())).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn notifications_are_listed_per_call() {
+    let f = fixture().await;
+    let call = f.insert_call(Utc::now(), "+14155550100").await;
+    let now = Utc::now();
+    let n = NotificationRecord {
+        sid: NotificationSid::generate(),
+        account_sid: f.account,
+        call_sid: Some(call.sid),
+        error_code: 12100,
+        log: NotificationRecord::LOG_ERROR,
+        message_text: "Document parse failure".into(),
+        message_date: now,
+        request_url: Some("https://app.example/voice".into()),
+        request_method: Some("POST".into()),
+        response_body: None,
+        date_created: now,
+        date_updated: now,
+    };
+    f.state.store.insert_notification(&n).await.unwrap();
+    let (status, body) = f.get(&format!("{}/Calls/{}/Notifications.json", f.base(), call.sid)).await;
+    assert_eq!(status, StatusCode::OK);
+    let item = &body["notifications"][0];
+    assert_eq!(item["sid"], n.sid.as_str());
+    assert_eq!(item["error_code"], "12100");
+    assert_eq!(item["log"], "0");
+    assert_eq!(item["more_info"], "https://www.twilio.com/docs/errors/12100");
+    let (_, all) = f.get(&format!("{}/Notifications.json", f.base())).await;
+    assert_eq!(all["notifications"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_and_wrong_methods_405() {
+    let f = fixture().await;
+    let list = format!("{}/IncomingPhoneNumbers.json", f.base());
+    let big = format!("PhoneNumber=%2B14155550100&FriendlyName={}", "x".repeat(BODY_LIMIT + 1));
+    let (status, body) = f.request(Method::POST, &list, Some(&big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["status"], 413);
+
+    let (status, body) = f.request(Method::PUT, &list, Some("")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_twilio_error(&body, 20004, 405);
+}
