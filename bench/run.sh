@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every benchmark in bench/ in turn; each prints its own summary and a *_RESULT line.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+status=0
+for b in cps.sh; do
+    echo "== $b"
+    "$HERE/$b" "$@" || status=1
+done
+exit $status
