@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use engine::{HttpMethod, MediaSource, Output, RecordStop};
+use engine::{HttpMethod, MediaSource, Output};
 use model::records::{CallRecord, NotificationRecord, PhoneNumberRecord, RecordingRecord};
 use model::{CallDirection, CallSid, CallStatus, RecordingSid};
 use rand::Rng;
@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::media::{MediaEvent, Stream};
 use crate::sip_task::{SipCommand, ALLOW};
 use crate::webhook::{WebhookError, WebhookRequest};
+
 use crate::Shared;
 
 /// What the SIP task tells a call.
@@ -389,7 +390,6 @@ impl ActiveCall {
                     self.finish(status).await;
                     self.finished = true;
                 }
-                other => tracing::debug!(output = ?other, "engine output not handled"),
             }
         }
     }
@@ -403,7 +403,7 @@ impl ActiveCall {
             return;
         }
         let contact = self.shared.config.contact_uri();
-        self.dialog = Dialog::uas(&new.request, new.local_tag.clone(), contact).ok();
+        self.dialog = Dialog::uas(&new.request, &new.local_tag, &contact).ok();
         let response = self.answer_response(&new.request);
         let _ = self.sip.send(SipCommand::Respond { tx: new.tx, response });
         self.answered_at = Some(SystemTime::now());
@@ -444,9 +444,7 @@ impl ActiveCall {
     fn handle_done(&mut self, done: Done) {
         match done {
             Done::Webhook { request_id, result } => {
-                let result = result
-                    .map(|r| engine::WebhookReply { body: r.body, content_type: r.content_type })
-                    .map_err(webhook_failure);
+                let result = result.map(engine::WebhookReply::from).map_err(engine::WebhookFailure::from);
                 self.input(engine::Input::WebhookResult { request_id, result });
             }
             Done::Audio { id, loops, result } => {
@@ -578,15 +576,6 @@ impl ActiveCall {
             };
             self.shared.webhooks.post_status_callback(request);
         }
-    }
-}
-
-fn webhook_failure(e: WebhookError) -> engine::WebhookFailure {
-    match e {
-        WebhookError::Timeout => engine::WebhookFailure::Timeout,
-        WebhookError::Status(s) => engine::WebhookFailure::Status(s),
-        WebhookError::Connect(e) => engine::WebhookFailure::Connect(e),
-        other => engine::WebhookFailure::Other(other.to_string()),
     }
 }
 

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use sip::dialog::DialogId;
@@ -151,7 +150,10 @@ impl SipTask {
     fn handle_command(&mut self, cmd: SipCommand) {
         let now = std::time::Instant::now();
         match cmd {
-            SipCommand::Respond { tx, response } => self.endpoint.send_response(now, tx, response),
+            SipCommand::Respond { tx, response } => {
+                // False when the transaction already ended (a late answer after CANCEL): nothing to do.
+                let _ = self.endpoint.send_response(now, tx, response);
+            }
             SipCommand::Request { request, destination, transport, reply } => {
                 let tx = self.endpoint.send_request(now, request, destination, transport);
                 if let Some(reply) = reply {
@@ -221,7 +223,7 @@ impl SipTask {
                     let _ = route.signals.send(CallSignal::Request { tx, request });
                 }
                 (Some(_), Method::Options) => self.respond(tx, &request, 200, "OK"),
-                (Some(_), Method::Other(_)) => self.respond(tx, &request, 501, "Not Implemented"),
+                (Some(_), Method::Extension(_)) => self.respond(tx, &request, 501, "Not Implemented"),
                 (Some(_), _) => self.respond(tx, &request, 405, "Method Not Allowed"),
                 (None, _) => self.respond(tx, &request, 481, "Call/Transaction Does Not Exist"),
             }
@@ -231,7 +233,7 @@ impl SipTask {
             Method::Invite => self.handle_new_invite(tx, request, source, transport),
             Method::Options => self.respond(tx, &request, 200, "OK"),
             Method::Bye | Method::Info => self.respond(tx, &request, 481, "Call/Transaction Does Not Exist"),
-            Method::Other(_) => self.respond(tx, &request, 501, "Not Implemented"),
+            Method::Extension(_) => self.respond(tx, &request, 501, "Not Implemented"),
             _ => self.respond(tx, &request, 405, "Method Not Allowed"),
         }
     }
@@ -254,6 +256,3 @@ impl SipTask {
         tokio::spawn(call::run(self.shared.clone(), self.command_tx.clone(), new));
     }
 }
-
-/// How long a call task waits for the SIP task to take a command before giving up on it.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);

@@ -133,10 +133,7 @@ async fn run_connection(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Err(e) = framer.push(&buf[..n]) {
-            tracing::info!(%peer, error = %e, "closing SIP TCP connection: bad framing");
-            break;
-        }
+        framer.push(&buf[..n]);
         loop {
             match framer.pop() {
                 Ok(Some(bytes)) => {

@@ -103,17 +103,20 @@ impl Node {
         .map_err(|e| StartError::Media(e.to_string()))?;
         let routing = routing::Routing::default();
         routing.reload(&store).await.map_err(|e| StartError::Store(e.to_string()))?;
-        let webhooks = webhook::WebhookClient::new(webhook::WebhookConfig::default());
-        let audio = audio::AudioCache::new(webhooks.http_client(), 64 * 1024 * 1024);
+        let webhooks = webhook::WebhookClient::new(webhook::WebhookConfig::default())
+            .map_err(|e| StartError::Http { addr: config.http_addr, source: std::io::Error::other(e.to_string()) })?;
+        let audio_client = audio::AudioCache::default_client()
+            .map_err(|e| StartError::Http { addr: config.http_addr, source: std::io::Error::other(e.to_string()) })?;
+        let audio = audio::AudioCache::new(audio_client, 64 * 1024 * 1024);
         let shared = Arc::new(Shared {
-            tts: Arc::new(tts::EspeakTts::new()),
+            tts: Arc::new(tts::CachedTts::new(tts::EspeakTts::new(tts::EspeakConfig::default()), 32 * 1024 * 1024)),
             audio,
             webhooks,
             media,
             routing,
             store,
             metrics: Metrics::default(),
-            beep: media::beep(),
+            beep: ::media::tone::beep().into(),
             config,
         });
 
