@@ -12,6 +12,8 @@
 //! it makes no protocol decisions of its own beyond routing.
 
 pub mod media;
+pub mod audio;
+pub mod tts;
 pub mod webhook;
 
 // The wiring, behind the `wiring` feature while the crates it wires are being written.
