@@ -110,6 +110,12 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt(format!("account {sid} vanished after insert")))
     }
 
+    /// How many accounts exist: zero on a first start, when the binary creates the main one.
+    pub async fn account_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&self.pool).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     pub async fn account(&self, sid: &AccountSid) -> Result<Option<AccountRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT sid, friendly_name, auth_token, status, date_created, date_updated \
