@@ -133,7 +133,7 @@ impl Recording {
                     return;
                 }
                 if delta > 0 && delta <= MAX_GAP_SAMPLES {
-                    self.append_silence(now, delta as usize);
+                    self.append_silence(delta as usize);
                 }
             }
         }
@@ -175,7 +175,7 @@ impl Recording {
             let _ = std::fs::remove_file(&self.temp_path);
         }
         result.map(|()| {
-            let duration = Duration::from_secs_f64(self.written as f64 / f64::from(SAMPLE_RATE));
+            let duration = samples_to_duration(self.written);
             (duration, std::mem::take(&mut self.path))
         })
     }
@@ -199,13 +199,12 @@ impl Recording {
         usize::try_from(self.max_samples.saturating_sub(self.kept_samples())).unwrap_or(usize::MAX)
     }
 
-    fn append_silence(&mut self, now: Instant, samples: usize) {
+    fn append_silence(&mut self, samples: usize) {
         let samples = samples.min(self.room());
         match self.silence.as_mut() {
             Some(silence) => {
                 silence.held.resize(silence.held.len() + samples, 0);
                 silence.timed_out |= silence.detector.handle_silence(samples);
-                let _ = now;
             }
             None => {
                 for _ in 0..samples {
@@ -259,9 +258,173 @@ impl Recording {
     }
 }
 
+/// Exact: one sample at 8 kHz is 125 µs.
+fn samples_to_duration(samples: u64) -> Duration {
+    Duration::from_micros(samples.saturating_mul(1_000_000 / u64::from(SAMPLE_RATE)))
+}
+
 /// Where a recording is written until it ends.
 pub(super) fn temp_path_of(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".part");
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME: usize = media::FRAME_SAMPLES;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("dialtone-recording-test-{}", std::process::id()))
+            .join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn loud() -> Vec<i16> {
+        (0..FRAME).map(|i| if i % 2 == 0 { 8000 } else { -8000 }).collect()
+    }
+
+    fn read(path: &Path) -> Vec<i16> {
+        hound::WavReader::open(path)
+            .expect("valid WAV")
+            .samples::<i16>()
+            .map(|s| s.expect("sample"))
+            .collect()
+    }
+
+    #[test]
+    fn written_under_a_temporary_name_then_renamed() {
+        let path = dir("rename").join("nested").join("a.wav");
+        let now = Instant::now();
+        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), None, now)
+            .expect("start");
+        r.handle_audio(now, 1, 0, &loud());
+        assert!(temp_path_of(&path).exists() && !path.exists());
+        let (duration, done) = r.finish().expect("finish");
+        assert_eq!((duration, &done), (Duration::from_millis(20), &path));
+        assert!(!temp_path_of(&path).exists());
+        assert_eq!(read(&path), loud());
+    }
+
+    #[test]
+    fn header_is_valid_while_recording() {
+        let path = dir("flush").join("b.wav");
+        let now = Instant::now();
+        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), None, now)
+            .expect("start");
+        for n in 0..10u32 {
+            r.handle_audio(now, 1, n * 160, &loud());
+        }
+        assert_eq!(r.poll_stop(now + Duration::from_millis(1100)), None);
+        // The .part file as a crash would leave it.
+        assert_eq!(read(&temp_path_of(&path)).len(), 10 * FRAME);
+        r.finish().expect("finish");
+    }
+
+    #[test]
+    fn timestamp_gaps_become_silence_late_packets_are_dropped() {
+        let path = dir("gaps").join("c.wav");
+        let now = Instant::now();
+        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), None, now)
+            .expect("start");
+        r.handle_audio(now, 7, 1000, &loud());
+        r.handle_audio(now, 7, 1320, &loud()); // one packet lost
+        r.handle_audio(now, 7, 1160, &loud()); // ... arriving late: already covered
+        r.handle_audio(now, 7, 1480, &loud()); // duplicate of nothing, in order
+        r.handle_audio(now, 7, 1480 + 160 + 10 * 8000 * 60, &loud()); // clock jump: no fill
+        r.handle_audio(now, 8, 5, &loud()); // new source: no fill
+        let (duration, _) = r.finish().expect("finish");
+        let samples = read(&path);
+        assert_eq!(samples.len(), 6 * FRAME);
+        assert_eq!(duration, Duration::from_millis(120));
+        assert!(samples[FRAME..2 * FRAME].iter().all(|&s| s == 0));
+        assert_eq!(&samples[2 * FRAME..3 * FRAME], &loud()[..]);
+    }
+
+    #[test]
+    fn timestamps_wrap() {
+        let path = dir("wrap").join("d.wav");
+        let now = Instant::now();
+        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), None, now)
+            .expect("start");
+        r.handle_audio(now, 7, u32::MAX - 159, &loud());
+        r.handle_audio(now, 7, 160, &loud()); // one lost across the wrap
+        r.finish().expect("finish");
+        assert_eq!(read(&path).len(), 3 * FRAME);
+    }
+
+    #[test]
+    fn trailing_silence_is_trimmed_and_times_out() {
+        let path = dir("silence").join("e.wav");
+        let now = Instant::now();
+        let timeout = Duration::from_millis(200);
+        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), Some(timeout), now)
+            .expect("start");
+        let quiet = vec![3i16; FRAME];
+        let mut ts = 0;
+        let mut feed = |r: &mut Recording, frame: &[i16]| {
+            r.handle_audio(now, 1, ts, frame);
+            ts += FRAME as u32;
+        };
+        feed(&mut r, &loud());
+        feed(&mut r, &quiet); // a pause between words is kept...
+        feed(&mut r, &loud());
+        for _ in 0..9 {
+            feed(&mut r, &quiet);
+            assert_eq!(r.poll_stop(now), None);
+        }
+        feed(&mut r, &quiet); // 200 ms of silence
+        assert_eq!(r.poll_stop(now), Some(RecordStop::Silence));
+        let (duration, _) = r.finish().expect("finish");
+        // ...the trailing silence is not.
+        assert_eq!(duration, Duration::from_millis(60));
+        assert_eq!(read(&path).len(), 3 * FRAME);
+    }
+
+    #[test]
+    fn no_packets_at_all_times_out_by_wall_clock() {
+        let path = dir("quiet").join("f.wav");
+        let now = Instant::now();
+        let timeout = Duration::from_secs(3);
+        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), Some(timeout), now)
+            .expect("start");
+        assert_eq!(r.poll_stop(now + Duration::from_millis(2900)), None);
+        assert_eq!(r.poll_stop(now + timeout), Some(RecordStop::Silence));
+        assert_eq!(r.finish().expect("finish").0, Duration::ZERO);
+        assert!(read(&path).is_empty());
+    }
+
+    #[test]
+    fn max_length_cuts_the_audio() {
+        let path = dir("max").join("g.wav");
+        let now = Instant::now();
+        let mut r = Recording::start(1, path.clone(), Duration::from_millis(50), None, now)
+            .expect("start");
+        for n in 0..3u32 {
+            r.handle_audio(now, 1, n * 160, &loud());
+        }
+        assert_eq!(r.poll_stop(now), Some(RecordStop::MaxLength));
+        assert_eq!(r.finish().expect("finish").0, Duration::from_millis(50));
+        assert_eq!(read(&path).len(), 400);
+
+        let path = dir("max-wall").join("h.wav");
+        let mut r = Recording::start(1, path, Duration::from_secs(1), None, now).expect("start");
+        assert_eq!(r.poll_stop(now + Duration::from_secs(1)), Some(RecordStop::MaxLength));
+        r.finish().expect("finish");
+    }
+
+    #[test]
+    fn unwritable_path_fails_to_start() {
+        let base = dir("unwritable");
+        std::fs::create_dir_all(&base).expect("dir");
+        let file = base.join("plain-file");
+        std::fs::write(&file, b"x").expect("write");
+        let now = Instant::now();
+        let under_a_file = file.join("r.wav");
+        assert!(Recording::start(1, under_a_file, Duration::from_secs(1), None, now).is_err());
+    }
 }

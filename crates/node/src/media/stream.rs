@@ -145,7 +145,8 @@ impl StreamState {
             recording: None,
             dtmf: DtmfReceiver::new(),
             stats: ReceiverStats::new(8000),
-            next_rtcp: Instant::now() + rtcp_interval(),
+            // RFC 3550 §6.2: the first report may go after half the minimum interval.
+            next_rtcp: Instant::now() + rtcp_interval() / 2,
             packets_at_last_report: 0,
             cname: format!("{:016x}@dialtone", rand::random::<u64>()),
             counters: Counters::default(),

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use media::Codec;
@@ -456,6 +457,46 @@ async fn media_latches_to_the_source_of_the_first_valid_packet() {
     let mut buf = [0u8; 2048];
     assert!(far.rtp.try_recv_from(&mut buf).is_ok(), "media goes to where it came from");
     assert!(signalled.try_recv_from(&mut buf).is_err(), "not to the signalled address");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_report_while_sending_with_a_block_about_the_far_end() {
+    let engine = engine(41700, 41799);
+    let (tx, _events) = mpsc::unbounded_channel();
+    let stream = engine.allocate(tx).expect("allocate");
+    let far = Arc::new(FarEnd::new().await);
+    far.connect(&stream, Codec::Pcmu, 0);
+    stream.play(1, tone(0.5, 4000.0).into(), 0);
+    let to = to_local(&stream);
+    let talker = Arc::clone(&far);
+    let talking = tokio::spawn(async move {
+        let mut sender = RtpSender::new(0x5eed, 1, 1);
+        talker.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(4.5, 4000.0)).await;
+    });
+    let mut buf = [0u8; 2048];
+    // The first report goes within 3.75 s (half of 5 s, randomised by ±50 %).
+    let (len, from) = tokio::time::timeout(Duration::from_secs(5), far.rtcp.recv_from(&mut buf))
+        .await
+        .expect("an RTCP report")
+        .expect("recv");
+    talking.abort();
+    assert_eq!(from.port(), stream.local_port + 1);
+    let packets = rtp::rtcp::parse_compound(&buf[..len]).expect("valid compound RTCP");
+    let (len, _) = far.rtp.recv_from(&mut buf).await.expect("recv");
+    let rtp_ssrc = rtp::parse_rtp(&buf[..len]).expect("RTP").header.ssrc;
+    match packets.first() {
+        Some(rtp::rtcp::RtcpPacket::SenderReport { ssrc, info, reports }) => {
+            assert_eq!(*ssrc, rtp_ssrc);
+            assert!(info.packet_count > 50, "{info:?}");
+            assert_eq!(info.octet_count, info.packet_count * 160);
+            assert_eq!(reports.first().map(|r| r.ssrc), Some(0x5eed));
+        }
+        other => panic!("expected an SR first, got {other:?}"),
+    }
+    assert!(
+        packets.iter().any(|p| matches!(p, rtp::rtcp::RtcpPacket::SourceDescription { .. })),
+        "SDES CNAME follows"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
