@@ -86,7 +86,12 @@ pub enum MediaEvent {
     /// One RFC 4733 digit from the far end (one per key press).
     Dtmf { digit: char },
     /// Recording `id` ended and its WAV file is complete at `path`.
-    RecordingStopped { id: u64, duration: Duration, stop: RecordStop, path: PathBuf },
+    RecordingStopped {
+        id: u64,
+        duration: Duration,
+        stop: RecordStop,
+        path: PathBuf,
+    },
     /// Recording `id` could not be written (file system error); nothing is
     /// left at its path.
     RecordingFailed { id: u64, reason: String },
@@ -132,7 +137,9 @@ impl MediaEngine {
         }
         let ports = Arc::new(PortPool::new(config.port_min, config.port_max));
         if ports.free_pairs() == 0 {
-            return Err(MediaError::InvalidConfig("the port range holds no even/odd port pair"));
+            return Err(MediaError::InvalidConfig(
+                "the port range holds no even/odd port pair",
+            ));
         }
         let count = match config.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -175,10 +182,16 @@ impl MediaEngine {
         worker
             .send(Command::Add(Box::new(state)))
             .map_err(|_| MediaError::WorkersStopped)?;
-        Ok(Stream { local_port, id, commands: worker.sender() })
+        Ok(Stream {
+            local_port,
+            id,
+            commands: worker.sender(),
+        })
     }
 
-    /// Ports bound by live streams (two per stream: RTP and RTCP).
+    /// Ports bound by live streams (two per stream: RTP and RTCP). A dropped
+    /// stream's ports count until its worker has closed the sockets, which it
+    /// does as soon as it reads the drop (normally within microseconds).
     pub fn ports_in_use(&self) -> usize {
         self.inner.ports.leased_pairs() * 2
     }
@@ -194,10 +207,19 @@ impl MediaEngine {
 /// port could bind (bad `bind_ip`), so it is returned at once.
 fn bind_pair(
     inner: &Inner,
-) -> Result<(ports::PortLease, tokio::net::UdpSocket, tokio::net::UdpSocket), MediaError> {
+) -> Result<
+    (
+        ports::PortLease,
+        tokio::net::UdpSocket,
+        tokio::net::UdpSocket,
+    ),
+    MediaError,
+> {
     let attempts = inner.ports.free_pairs();
     for _ in 0..attempts {
-        let Some(lease) = inner.ports.take() else { break };
+        let Some(lease) = inner.ports.take() else {
+            break;
+        };
         let rtp_addr = SocketAddr::new(inner.config.bind_ip, lease.port());
         let rtcp_addr = SocketAddr::new(inner.config.bind_ip, lease.port() + 1);
         let bound = bind_udp(rtp_addr).and_then(|rtp| Ok((rtp, bind_udp(rtcp_addr)?)));
@@ -220,7 +242,10 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
 }
 
 fn is_port_taken(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied)
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+    )
 }
 
 /// Handle on one RTP/RTCP stream. Commands are queued to the stream's worker
@@ -257,6 +282,8 @@ impl Stream {
 
     /// Plays 8 kHz mono samples `loops` times (0: until stopped), replacing
     /// whatever was playing. [`MediaEvent::PlaybackDone`] follows the last frame.
+    /// Playback keeps wall-clock pace even when nothing can be sent (on hold,
+    /// or before [`Stream::set_remote`]), so its end is always reported.
     pub fn play(&self, id: u64, samples: Arc<[i16]>, loops: u32) {
         self.send(StreamCommand::Play { id, samples, loops });
     }
@@ -275,7 +302,12 @@ impl Stream {
         max_length: Duration,
         silence_timeout: Option<Duration>,
     ) {
-        self.send(StreamCommand::StartRecording { id, path, max_length, silence_timeout });
+        self.send(StreamCommand::StartRecording {
+            id,
+            path,
+            max_length,
+            silence_timeout,
+        });
     }
 
     /// Ends recording `id` (ignored if another recording is running).
@@ -290,7 +322,11 @@ impl Stream {
     }
 
     fn send(&self, command: StreamCommand) {
-        if self.commands.send(Command::Stream(self.id, command)).is_err() {
+        if self
+            .commands
+            .send(Command::Stream(self.id, command))
+            .is_err()
+        {
             tracing::warn!(stream = self.id, "media worker gone; command dropped");
         }
     }

@@ -27,7 +27,10 @@ impl PortPool {
         // `first..max` excludes `max` itself, so `p + 1 <= max` holds for every
         // element (and `first` is only odd when it saturated at 65535: empty).
         let free = (first..max).step_by(2).collect();
-        PortPool { free: Mutex::new(free), leased: AtomicUsize::new(0) }
+        PortPool {
+            free: Mutex::new(free),
+            leased: AtomicUsize::new(0),
+        }
     }
 
     /// Ports currently free (pairs).
@@ -44,7 +47,10 @@ impl PortPool {
     pub(crate) fn take(self: &Arc<Self>) -> Option<PortLease> {
         let port = self.lock().pop_front()?;
         self.leased.fetch_add(1, Ordering::Relaxed);
-        Some(PortLease { pool: Arc::clone(self), port })
+        Some(PortLease {
+            pool: Arc::clone(self),
+            port,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<u16>> {

@@ -285,7 +285,9 @@ mod tests {
     }
 
     fn loud() -> Vec<i16> {
-        (0..FRAME).map(|i| if i % 2 == 0 { 8000 } else { -8000 }).collect()
+        (0..FRAME)
+            .map(|i| if i % 2 == 0 { 8000 } else { -8000 })
+            .collect()
     }
 
     fn read(path: &Path) -> Vec<i16> {
@@ -300,8 +302,8 @@ mod tests {
     fn written_under_a_temporary_name_then_renamed() {
         let path = dir("rename").join("nested").join("a.wav");
         let now = Instant::now();
-        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), None, now)
-            .expect("start");
+        let mut r =
+            Recording::start(1, path.clone(), Duration::from_secs(60), None, now).expect("start");
         r.handle_audio(now, 1, 0, &loud());
         assert!(temp_path_of(&path).exists() && !path.exists());
         let (duration, done) = r.finish().expect("finish");
@@ -314,8 +316,8 @@ mod tests {
     fn header_is_valid_while_recording() {
         let path = dir("flush").join("b.wav");
         let now = Instant::now();
-        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), None, now)
-            .expect("start");
+        let mut r =
+            Recording::start(1, path.clone(), Duration::from_secs(60), None, now).expect("start");
         for n in 0..10u32 {
             r.handle_audio(now, 1, n * 160, &loud());
         }
@@ -329,8 +331,8 @@ mod tests {
     fn timestamp_gaps_become_silence_late_packets_are_dropped() {
         let path = dir("gaps").join("c.wav");
         let now = Instant::now();
-        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), None, now)
-            .expect("start");
+        let mut r =
+            Recording::start(1, path.clone(), Duration::from_secs(60), None, now).expect("start");
         r.handle_audio(now, 7, 1000, &loud());
         r.handle_audio(now, 7, 1320, &loud()); // one packet lost
         r.handle_audio(now, 7, 1160, &loud()); // ... arriving late: already covered
@@ -349,8 +351,8 @@ mod tests {
     fn timestamps_wrap() {
         let path = dir("wrap").join("d.wav");
         let now = Instant::now();
-        let mut r = Recording::start(1, path.clone(), Duration::from_secs(60), None, now)
-            .expect("start");
+        let mut r =
+            Recording::start(1, path.clone(), Duration::from_secs(60), None, now).expect("start");
         r.handle_audio(now, 7, u32::MAX - 159, &loud());
         r.handle_audio(now, 7, 160, &loud()); // one lost across the wrap
         r.finish().expect("finish");
@@ -402,8 +404,8 @@ mod tests {
     fn max_length_cuts_the_audio() {
         let path = dir("max").join("g.wav");
         let now = Instant::now();
-        let mut r = Recording::start(1, path.clone(), Duration::from_millis(50), None, now)
-            .expect("start");
+        let mut r =
+            Recording::start(1, path.clone(), Duration::from_millis(50), None, now).expect("start");
         for n in 0..3u32 {
             r.handle_audio(now, 1, n * 160, &loud());
         }
@@ -413,7 +415,10 @@ mod tests {
 
         let path = dir("max-wall").join("h.wav");
         let mut r = Recording::start(1, path, Duration::from_secs(1), None, now).expect("start");
-        assert_eq!(r.poll_stop(now + Duration::from_secs(1)), Some(RecordStop::MaxLength));
+        assert_eq!(
+            r.poll_stop(now + Duration::from_secs(1)),
+            Some(RecordStop::MaxLength)
+        );
         r.finish().expect("finish");
     }
 

@@ -177,16 +177,30 @@ impl StreamState {
                 });
             }
             StreamCommand::Play { id, samples, loops } => {
-                self.playback = Some(Playback { id, samples, position: 0, loops, passes: 0 });
+                self.playback = Some(Playback {
+                    id,
+                    samples,
+                    position: 0,
+                    loops,
+                    passes: 0,
+                });
             }
             StreamCommand::StopPlayback => self.playback = None,
-            StreamCommand::StartRecording { id, path, max_length, silence_timeout } => {
+            StreamCommand::StartRecording {
+                id,
+                path,
+                max_length,
+                silence_timeout,
+            } => {
                 self.end_recording(RecordStop::Stopped);
                 match Recording::start(id, path, max_length, silence_timeout, now) {
                     Ok(recording) => self.recording = Some(recording),
                     Err(e) => {
                         tracing::warn!(stream = self.id, recording = id, error = %e, "cannot start recording");
-                        self.emit(MediaEvent::RecordingFailed { id, reason: e.to_string() });
+                        self.emit(MediaEvent::RecordingFailed {
+                            id,
+                            reason: e.to_string(),
+                        });
                     }
                 }
             }
@@ -229,7 +243,13 @@ impl StreamState {
         }
     }
 
-    fn handle_rtp(&mut self, now: Instant, datagram: &[u8], source: SocketAddr, pcm: &mut Vec<i16>) {
+    fn handle_rtp(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        source: SocketAddr,
+        pcm: &mut Vec<i16>,
+    ) {
         let Some(remote) = self.remote.as_mut() else {
             // Media before the answer was negotiated: nothing to check it against.
             self.counters.ignored += 1;
@@ -396,15 +416,25 @@ impl StreamState {
     }
 
     fn end_recording(&mut self, stop: RecordStop) {
-        let Some(recording) = self.recording.take() else { return };
+        let Some(recording) = self.recording.take() else {
+            return;
+        };
         let id = recording.id();
         match recording.finish() {
             Ok((duration, path)) => {
-                self.emit(MediaEvent::RecordingStopped { id, duration, stop, path });
+                self.emit(MediaEvent::RecordingStopped {
+                    id,
+                    duration,
+                    stop,
+                    path,
+                });
             }
             Err(e) => {
                 tracing::warn!(stream = self.id, recording = id, error = %e, "recording failed");
-                self.emit(MediaEvent::RecordingFailed { id, reason: e.to_string() });
+                self.emit(MediaEvent::RecordingFailed {
+                    id,
+                    reason: e.to_string(),
+                });
             }
         }
     }
@@ -471,7 +501,9 @@ fn rtcp_interval() -> Duration {
 /// 64-bit NTP timestamp (seconds since 1900 in the high word) for SRs.
 fn ntp_timestamp(wall: SystemTime) -> u64 {
     const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
-    let since_unix = wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let since_unix = wall
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     let seconds = since_unix.as_secs() + NTP_UNIX_OFFSET;
     let fraction = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
     (seconds << 32) | fraction
@@ -482,7 +514,13 @@ mod tests {
     use super::*;
 
     fn playback(samples: Vec<i16>, loops: u32) -> Playback {
-        Playback { id: 1, samples: samples.into(), position: 0, loops, passes: 0 }
+        Playback {
+            id: 1,
+            samples: samples.into(),
+            position: 0,
+            loops,
+            passes: 0,
+        }
     }
 
     fn frames_until_last(p: &mut Playback, limit: usize) -> Vec<[i16; FRAME_SAMPLES]> {

@@ -38,7 +38,9 @@ impl FarEnd {
     async fn new() -> FarEnd {
         FarEnd {
             rtp: UdpSocket::bind((LOCALHOST, 0)).await.expect("bind far RTP"),
-            rtcp: UdpSocket::bind((LOCALHOST, 0)).await.expect("bind far RTCP"),
+            rtcp: UdpSocket::bind((LOCALHOST, 0))
+                .await
+                .expect("bind far RTCP"),
         }
     }
 
@@ -53,7 +55,14 @@ impl FarEnd {
     }
 
     /// Sends `samples` as 20 ms packets in real time.
-    async fn send_audio(&self, to: SocketAddr, sender: &mut RtpSender, codec: Codec, pt: u8, samples: &[i16]) {
+    async fn send_audio(
+        &self,
+        to: SocketAddr,
+        sender: &mut RtpSender,
+        codec: Codec,
+        pt: u8,
+        samples: &[i16],
+    ) {
         let mut interval = tokio::time::interval(TICK);
         let mut payload = Vec::new();
         let mut packet = Vec::new();
@@ -70,12 +79,20 @@ impl FarEnd {
 fn tone(seconds: f64, amplitude: f64) -> Vec<i16> {
     let n = (seconds * 8000.0) as usize;
     (0..n)
-        .map(|i| (amplitude * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 8000.0).sin()) as i16)
+        .map(|i| {
+            (amplitude * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 8000.0).sin()) as i16
+        })
         .collect()
 }
 
-async fn next_event(events: &mut UnboundedReceiver<MediaEvent>, within: Duration) -> Option<MediaEvent> {
-    tokio::time::timeout(within, events.recv()).await.ok().flatten()
+async fn next_event(
+    events: &mut UnboundedReceiver<MediaEvent>,
+    within: Duration,
+) -> Option<MediaEvent> {
+    tokio::time::timeout(within, events.recv())
+        .await
+        .ok()
+        .flatten()
 }
 
 fn rms_dbfs(samples: &[i16]) -> f32 {
@@ -128,22 +145,34 @@ async fn one_second_tone_is_fifty_paced_packets() {
     assert!(done_at.is_some(), "PlaybackDone arrives");
     // The last packet may still be in the socket when the event is seen; after
     // it nothing more comes (silence suppression).
-    while let Ok(r) = tokio::time::timeout(Duration::from_millis(200), far.rtp.recv_from(&mut buf)).await {
+    while let Ok(r) =
+        tokio::time::timeout(Duration::from_millis(200), far.rtp.recv_from(&mut buf)).await
+    {
         let (len, _) = r.expect("recv");
         let packet = rtp::parse_rtp(&buf[..len]).expect("valid RTP");
         let mut pcm = Vec::new();
         Codec::Pcmu.decode(packet.payload, &mut pcm);
         received.push((Instant::now(), packet.header, pcm));
-        assert!(received.len() <= 60, "packets keep coming after PlaybackDone");
+        assert!(
+            received.len() <= 60,
+            "packets keep coming after PlaybackDone"
+        );
     }
 
-    assert!((49..=51).contains(&received.len()), "{} packets", received.len());
+    assert!(
+        (49..=51).contains(&received.len()),
+        "{} packets",
+        received.len()
+    );
     let first = received[0].1;
     assert!(first.marker, "marker on the first packet of the talkspurt");
     assert_eq!(first.payload_type, 0);
     for (n, (_, header, pcm)) in received.iter().enumerate() {
         assert_eq!(header.sequence, first.sequence.wrapping_add(n as u16));
-        assert_eq!(header.timestamp, first.timestamp.wrapping_add(160 * n as u32));
+        assert_eq!(
+            header.timestamp,
+            first.timestamp.wrapping_add(160 * n as u32)
+        );
         assert_eq!(header.ssrc, first.ssrc);
         assert_eq!(header.marker, n == 0);
         assert_eq!(pcm.len(), 160);
@@ -154,7 +183,10 @@ async fn one_second_tone_is_fifty_paced_packets() {
         spacing > Duration::from_millis(17) && spacing < Duration::from_millis(23),
         "average spacing {spacing:?}"
     );
-    let all: Vec<i16> = received.iter().flat_map(|(_, _, pcm)| pcm.iter().copied()).collect();
+    let all: Vec<i16> = received
+        .iter()
+        .flat_map(|(_, _, pcm)| pcm.iter().copied())
+        .collect();
     // A sine of amplitude 8000: RMS 8000/sqrt(2), about -15.3 dBFS.
     let level = rms_dbfs(&all);
     assert!((level - -15.3).abs() < 1.0, "level {level} dBFS");
@@ -172,7 +204,13 @@ async fn playback_is_replaced_stopped_and_silent_on_hold() {
     // Looping forever, then replaced by a short one: only the short one is reported.
     stream.play(1, tone(0.1, 4000.0).into(), 0);
     let (len, _) = far.rtp.recv_from(&mut buf).await.expect("recv");
-    assert_eq!(rtp::parse_rtp(&buf[..len]).expect("RTP").header.payload_type, 8);
+    assert_eq!(
+        rtp::parse_rtp(&buf[..len])
+            .expect("RTP")
+            .header
+            .payload_type,
+        8
+    );
     stream.play(2, tone(0.1, 4000.0).into(), 2);
     assert_eq!(
         next_event(&mut events, Duration::from_secs(2)).await,
@@ -185,8 +223,15 @@ async fn playback_is_replaced_stopped_and_silent_on_hold() {
     stream.stop_playback();
     tokio::time::sleep(Duration::from_millis(60)).await;
     while far.rtp.try_recv_from(&mut buf).is_ok() {}
-    assert!(tokio::time::timeout(Duration::from_millis(200), far.rtp.recv_from(&mut buf)).await.is_err());
-    assert_eq!(next_event(&mut events, Duration::from_millis(100)).await, None);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), far.rtp.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(100)).await,
+        None
+    );
 
     // On hold: nothing is sent, and the playback still ends on time.
     stream.set_hold(true);
@@ -195,7 +240,10 @@ async fn playback_is_replaced_stopped_and_silent_on_hold() {
         next_event(&mut events, Duration::from_secs(2)).await,
         Some(MediaEvent::PlaybackDone { id: 4 })
     );
-    assert!(far.rtp.try_recv_from(&mut buf).is_err(), "nothing sent on hold");
+    assert!(
+        far.rtp.try_recv_from(&mut buf).is_err(),
+        "nothing sent on hold"
+    );
     // Off hold: the next talkspurt starts with the marker bit.
     stream.set_hold(false);
     stream.play(5, tone(0.1, 4000.0).into(), 1);
@@ -225,7 +273,8 @@ async fn each_rfc4733_digit_is_one_event() {
             far.rtp.send_to(&packet, to).await.expect("send");
         }
         // A gap of audio between digits.
-        far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(0.06, 1000.0)).await;
+        far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(0.06, 1000.0))
+            .await;
     }
     let mut digits = String::new();
     while let Some(event) = next_event(&mut events, Duration::from_millis(300)).await {
@@ -246,25 +295,38 @@ async fn recording_stops_on_silence_with_the_tone_kept() {
     far.connect(&stream, Codec::Pcmu, 0);
     let path = temp_wav("silence");
     let _ = std::fs::remove_file(&path);
-    stream.start_recording(11, path.clone(), Duration::from_secs(30), Some(Duration::from_secs(1)));
+    stream.start_recording(
+        11,
+        path.clone(),
+        Duration::from_secs(30),
+        Some(Duration::from_secs(1)),
+    );
     // Let the command reach the worker before the audio does.
     tokio::time::sleep(Duration::from_millis(40)).await;
 
     let to = to_local(&stream);
     let mut sender = RtpSender::new(0xabc, 1, 1);
-    far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(2.0, 8000.0)).await;
+    far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(2.0, 8000.0))
+        .await;
     // Then silence packets (as a far end without silence suppression sends),
     // until the recording ends.
     let silence = vec![0i16; media::FRAME_SAMPLES];
     let mut event = None;
     for _ in 0..150 {
-        far.send_audio(to, &mut sender, Codec::Pcmu, 0, &silence).await;
+        far.send_audio(to, &mut sender, Codec::Pcmu, 0, &silence)
+            .await;
         if let Ok(e) = events.try_recv() {
             event = Some(e);
             break;
         }
     }
-    let Some(MediaEvent::RecordingStopped { id, duration, stop, path: done }) = event else {
+    let Some(MediaEvent::RecordingStopped {
+        id,
+        duration,
+        stop,
+        path: done,
+    }) = event
+    else {
         panic!("recording did not stop on silence: {event:?}");
     };
     assert_eq!((id, stop, &done), (11, RecordStop::Silence, &path));
@@ -274,12 +336,21 @@ async fn recording_stops_on_silence_with_the_tone_kept() {
     );
     let mut reader = hound::WavReader::open(&path).expect("a complete WAV");
     let spec = reader.spec();
-    assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (1, 8000, 16));
-    let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.expect("sample")).collect();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (1, 8000, 16)
+    );
+    let samples: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
     assert_eq!(samples.len() as f64 / 8000.0, duration.as_secs_f64());
     let level = rms_dbfs(&samples);
     assert!((level - -15.3).abs() < 1.0, "level {level} dBFS");
-    assert!(!super::recording::temp_path_of(&path).exists(), "no temporary file left");
+    assert!(
+        !super::recording::temp_path_of(&path).exists(),
+        "no temporary file left"
+    );
     let _ = std::fs::remove_file(&path);
 }
 
@@ -296,10 +367,19 @@ async fn recording_stops_at_max_length_on_stop_and_on_drop() {
     let path = temp_wav("max");
     stream.start_recording(1, path.clone(), Duration::from_millis(500), None);
     tokio::time::sleep(Duration::from_millis(40)).await;
-    far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(0.8, 8000.0)).await;
+    far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(0.8, 8000.0))
+        .await;
     match next_event(&mut events, Duration::from_secs(1)).await {
-        Some(MediaEvent::RecordingStopped { id: 1, duration, stop: RecordStop::MaxLength, .. }) => {
-            assert!(duration <= Duration::from_millis(500) && duration >= Duration::from_millis(400), "{duration:?}");
+        Some(MediaEvent::RecordingStopped {
+            id: 1,
+            duration,
+            stop: RecordStop::MaxLength,
+            ..
+        }) => {
+            assert!(
+                duration <= Duration::from_millis(500) && duration >= Duration::from_millis(400),
+                "{duration:?}"
+            );
         }
         other => panic!("expected MaxLength, got {other:?}"),
     }
@@ -308,11 +388,17 @@ async fn recording_stops_at_max_length_on_stop_and_on_drop() {
     let path = temp_wav("stopped");
     stream.start_recording(2, path.clone(), Duration::from_secs(60), None);
     tokio::time::sleep(Duration::from_millis(40)).await;
-    far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(0.3, 8000.0)).await;
+    far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(0.3, 8000.0))
+        .await;
     stream.stop_recording(99); // not the running one: ignored
     stream.stop_recording(2);
     match next_event(&mut events, Duration::from_secs(1)).await {
-        Some(MediaEvent::RecordingStopped { id: 2, duration, stop: RecordStop::Stopped, .. }) => {
+        Some(MediaEvent::RecordingStopped {
+            id: 2,
+            duration,
+            stop: RecordStop::Stopped,
+            ..
+        }) => {
             assert!(duration >= Duration::from_millis(200), "{duration:?}");
         }
         other => panic!("expected Stopped, got {other:?}"),
@@ -323,10 +409,15 @@ async fn recording_stops_at_max_length_on_stop_and_on_drop() {
     let path = temp_wav("hangup");
     stream.start_recording(3, path.clone(), Duration::from_secs(60), None);
     tokio::time::sleep(Duration::from_millis(40)).await;
-    far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(0.2, 8000.0)).await;
+    far.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(0.2, 8000.0))
+        .await;
     drop(stream);
     match next_event(&mut events, Duration::from_secs(1)).await {
-        Some(MediaEvent::RecordingStopped { id: 3, stop: RecordStop::Hangup, .. }) => {}
+        Some(MediaEvent::RecordingStopped {
+            id: 3,
+            stop: RecordStop::Hangup,
+            ..
+        }) => {}
         other => panic!("expected Hangup, got {other:?}"),
     }
     assert!(hound::WavReader::open(&path).is_ok());
@@ -338,7 +429,11 @@ async fn thousand_streams_leave_no_port_behind() {
     let engine = engine(42000, 42999);
     for _ in 0..10 {
         let streams: Vec<Stream> = (0..100)
-            .map(|_| engine.allocate(mpsc::unbounded_channel().0).expect("allocate"))
+            .map(|_| {
+                engine
+                    .allocate(mpsc::unbounded_channel().0)
+                    .expect("allocate")
+            })
             .collect();
         assert!(engine.ports_in_use() >= 200);
         let mut ports: Vec<u16> = streams.iter().map(|s| s.local_port).collect();
@@ -355,7 +450,11 @@ async fn thousand_streams_leave_no_port_behind() {
 async fn wait_until_released(engine: &MediaEngine) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while engine.ports_in_use() != 0 || engine.active_streams() != 0 {
-        assert!(Instant::now() < deadline, "ports still in use: {}", engine.ports_in_use());
+        assert!(
+            Instant::now() < deadline,
+            "ports still in use: {}",
+            engine.ports_in_use()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -369,7 +468,10 @@ async fn busy_ports_are_skipped_and_exhaustion_is_reported() {
     let a = engine.allocate(tx.clone()).expect("second pair");
     let b = engine.allocate(tx.clone()).expect("third pair");
     assert_eq!((a.local_port, b.local_port), (43002, 43004));
-    assert!(matches!(engine.allocate(tx.clone()), Err(MediaError::PortsExhausted)));
+    assert!(matches!(
+        engine.allocate(tx.clone()),
+        Err(MediaError::PortsExhausted)
+    ));
     drop(squatter);
     let c = engine.allocate(tx.clone()).expect("the freed pair");
     assert_eq!(c.local_port, 43000);
@@ -390,8 +492,12 @@ async fn garbage_is_ignored_and_the_stream_keeps_working() {
         b"\x80",
         b"hello, this is not RTP",
         &[0x80, 0x00, 0x00, 0x01, 0, 0, 0, 1, 0, 0, 0, 1], // valid RTP, no remote set yet
-        &[0xbf, 0xe5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        &[0x90, 0x00, 0x00, 0x01, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0xff, 0xff],
+        &[
+            0xbf, 0xe5, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ],
+        &[
+            0x90, 0x00, 0x00, 0x01, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0xff, 0xff,
+        ],
     ];
     for bytes in garbage {
         far.rtp.send_to(bytes, to).await.expect("send");
@@ -411,7 +517,10 @@ async fn garbage_is_ignored_and_the_stream_keeps_working() {
     rtp::write_rtp(&sender.next_header(96, 160, false), &[0; 160], &mut packet);
     far.rtp.send_to(&packet, to).await.expect("send");
     tokio::time::sleep(Duration::from_millis(60)).await;
-    assert_eq!(next_event(&mut events, Duration::from_millis(50)).await, None);
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(50)).await,
+        None
+    );
 
     // Still alive: it plays and hears digits.
     stream.play(1, tone(0.1, 4000.0).into(), 1);
@@ -447,7 +556,14 @@ async fn media_latches_to_the_source_of_the_first_valid_packet() {
         Some(TE_PT),
     );
     let mut sender = RtpSender::new(9, 9, 9);
-    far.send_audio(to_local(&stream), &mut sender, Codec::Pcmu, 0, &tone(0.04, 1000.0)).await;
+    far.send_audio(
+        to_local(&stream),
+        &mut sender,
+        Codec::Pcmu,
+        0,
+        &tone(0.04, 1000.0),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(60)).await;
     stream.play(1, tone(0.1, 4000.0).into(), 1);
     assert_eq!(
@@ -455,8 +571,14 @@ async fn media_latches_to_the_source_of_the_first_valid_packet() {
         Some(MediaEvent::PlaybackDone { id: 1 })
     );
     let mut buf = [0u8; 2048];
-    assert!(far.rtp.try_recv_from(&mut buf).is_ok(), "media goes to where it came from");
-    assert!(signalled.try_recv_from(&mut buf).is_err(), "not to the signalled address");
+    assert!(
+        far.rtp.try_recv_from(&mut buf).is_ok(),
+        "media goes to where it came from"
+    );
+    assert!(
+        signalled.try_recv_from(&mut buf).is_err(),
+        "not to the signalled address"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,7 +593,9 @@ async fn sender_report_while_sending_with_a_block_about_the_far_end() {
     let talker = Arc::clone(&far);
     let talking = tokio::spawn(async move {
         let mut sender = RtpSender::new(0x5eed, 1, 1);
-        talker.send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(4.5, 4000.0)).await;
+        talker
+            .send_audio(to, &mut sender, Codec::Pcmu, 0, &tone(4.5, 4000.0))
+            .await;
     });
     let mut buf = [0u8; 2048];
     // The first report goes within 3.75 s (half of 5 s, randomised by ±50 %).
@@ -485,7 +609,11 @@ async fn sender_report_while_sending_with_a_block_about_the_far_end() {
     let (len, _) = far.rtp.recv_from(&mut buf).await.expect("recv");
     let rtp_ssrc = rtp::parse_rtp(&buf[..len]).expect("RTP").header.ssrc;
     match packets.first() {
-        Some(rtp::rtcp::RtcpPacket::SenderReport { ssrc, info, reports }) => {
+        Some(rtp::rtcp::RtcpPacket::SenderReport {
+            ssrc,
+            info,
+            reports,
+        }) => {
             assert_eq!(*ssrc, rtp_ssrc);
             assert!(info.packet_count > 50, "{info:?}");
             assert_eq!(info.octet_count, info.packet_count * 160);
@@ -494,7 +622,9 @@ async fn sender_report_while_sending_with_a_block_about_the_far_end() {
         other => panic!("expected an SR first, got {other:?}"),
     }
     assert!(
-        packets.iter().any(|p| matches!(p, rtp::rtcp::RtcpPacket::SourceDescription { .. })),
+        packets
+            .iter()
+            .any(|p| matches!(p, rtp::rtcp::RtcpPacket::SourceDescription { .. })),
         "SDES CNAME follows"
     );
 }
@@ -502,7 +632,11 @@ async fn sender_report_while_sending_with_a_block_about_the_far_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_needs_a_usable_range() {
     let bad = |port_min, port_max| {
-        MediaEngine::start(MediaConfig { port_min, port_max, ..MediaConfig::default() })
+        MediaEngine::start(MediaConfig {
+            port_min,
+            port_max,
+            ..MediaConfig::default()
+        })
     };
     assert!(matches!(bad(5000, 4000), Err(MediaError::InvalidConfig(_))));
     assert!(matches!(bad(5001, 5002), Err(MediaError::InvalidConfig(_))));
@@ -511,5 +645,8 @@ async fn start_needs_a_usable_range() {
 
 #[test]
 fn start_outside_a_runtime_is_an_error() {
-    assert!(matches!(MediaEngine::start(MediaConfig::default()), Err(MediaError::NoRuntime)));
+    assert!(matches!(
+        MediaEngine::start(MediaConfig::default()),
+        Err(MediaError::NoRuntime)
+    ));
 }

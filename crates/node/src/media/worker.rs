@@ -81,7 +81,10 @@ pub(crate) fn spawn(runtime: &tokio::runtime::Handle) -> WorkerHandle {
 
 /// Runs until every handle on the worker (engine and streams) is gone.
 async fn run(mut commands: UnboundedReceiver<Command>) {
-    let mut worker = Worker { streams: Vec::new(), scratch: Scratch::new() };
+    let mut worker = Worker {
+        streams: Vec::new(),
+        scratch: Scratch::new(),
+    };
     let mut interval = tokio::time::interval(TICK);
     // Burst: a late tick is followed by the missed ones at once, so over time
     // there are exactly 50 ticks a second and RTP timestamps follow wall time.
