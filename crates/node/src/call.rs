@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use engine::{HttpMethod, MediaSource, Output};
+use engine::{HttpMethod, MediaSource, Output, RecordStop};
 use model::records::{CallRecord, NotificationRecord, PhoneNumberRecord, RecordingRecord};
 use model::{CallDirection, CallSid, CallStatus, RecordingSid};
 use rand::Rng;
@@ -478,6 +478,12 @@ impl ActiveCall {
             MediaEvent::RecordingStopped { id, duration, stop, path } => {
                 self.save_recording(id, duration, &path).await;
                 self.input(engine::Input::RecordingStopped { id, duration, stop });
+            }
+            MediaEvent::RecordingFailed { id, reason } => {
+                // The engine knows no failed recording: an empty one makes it go on to the next verb.
+                tracing::error!(call_sid = %self.record.sid, reason, "recording failed");
+                self.notify(12400, format!("recording failed: {reason}")).await;
+                self.input(engine::Input::RecordingStopped { id, duration: Duration::ZERO, stop: RecordStop::Stopped });
             }
             #[allow(unreachable_patterns)]
             _ => {}
