@@ -13,6 +13,7 @@ mod framer;
 mod header;
 mod message;
 
+pub mod auth;
 pub mod dialog;
 pub mod sdp;
 pub mod transaction;
