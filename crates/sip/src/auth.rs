@@ -84,7 +84,10 @@ pub enum Credential {
     Password(String),
     /// Precomputed HA1 per algorithm (lowercase or uppercase hex). A user with only one of
     /// them can only authenticate with that algorithm.
-    Ha1 { md5: Option<String>, sha256: Option<String> },
+    Ha1 {
+        md5: Option<String>,
+        sha256: Option<String>,
+    },
 }
 
 impl Credential {
@@ -373,9 +376,7 @@ impl DigestChallenger {
         }
         let fresh = self.check_nonce(nonce, now).ok_or(AuthFailure::InvalidNonce)?;
         let credential = lookup(username, &self.realm).ok_or(AuthFailure::UnknownUser)?;
-        let ha1 = credential
-            .ha1(algorithm, username, &self.realm)
-            .ok_or(AuthFailure::CredentialUnavailable)?;
+        let ha1 = credential.ha1(algorithm, username, &self.realm).ok_or(AuthFailure::CredentialUnavailable)?;
         let ha2 = algorithm.hash(&format!("{}:{uri}", request.method));
         let expected = algorithm.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
         if !constant_time_eq(response.to_ascii_lowercase().as_bytes(), expected.as_bytes()) {
@@ -724,8 +725,7 @@ mod tests {
             );
             // The header parser unfolds continuation lines to a space; do the same here.
             let challenge = challenge.replace("\r\n ", " ");
-            let auth =
-                authorize(&challenge, &get, "/dir/index.html", "Mufasa", "Circle of Life", cnonce, 1).unwrap();
+            let auth = authorize(&challenge, &get, "/dir/index.html", "Mufasa", "Circle of Life", cnonce, 1).unwrap();
             assert!(auth.contains(&format!("response=\"{expected}\"")), "{alg}: {auth}");
             assert!(auth.contains(&format!("algorithm={alg}")));
         }
@@ -931,11 +931,27 @@ mod tests {
             Err(AuthError::NotDigest)
         );
         assert_eq!(
-            authorize("Digest realm=\"x\", nonce=\"n\", qop=\"auth-int\"", &Method::Register, "sip:x", "u", "p", "c", 1),
+            authorize(
+                "Digest realm=\"x\", nonce=\"n\", qop=\"auth-int\"",
+                &Method::Register,
+                "sip:x",
+                "u",
+                "p",
+                "c",
+                1
+            ),
             Err(AuthError::UnsupportedQop("auth-int".into()))
         );
         assert!(matches!(
-            authorize("Digest realm=\"x\", nonce=\"n\", algorithm=SHA-512", &Method::Register, "sip:x", "u", "p", "c", 1),
+            authorize(
+                "Digest realm=\"x\", nonce=\"n\", algorithm=SHA-512",
+                &Method::Register,
+                "sip:x",
+                "u",
+                "p",
+                "c",
+                1
+            ),
             Err(AuthError::UnsupportedAlgorithm(_))
         ));
         assert_eq!(
@@ -943,10 +959,7 @@ mod tests {
             Err(AuthError::Malformed("realm"))
         );
         let ok = Response::new(200, "OK");
-        assert_eq!(
-            authorize_response(&ok, &Method::Register, "sip:x", "u", "p", "c", 1),
-            Err(AuthError::NoChallenge)
-        );
+        assert_eq!(authorize_response(&ok, &Method::Register, "sip:x", "u", "p", "c", 1), Err(AuthError::NoChallenge));
     }
 
     #[test]
@@ -959,8 +972,16 @@ mod tests {
         assert!(auth.contains(&expected));
         assert!(!auth.contains("cnonce") && !auth.contains("nc="));
         // MD5-sess: HA1 = H(H(u:r:p):nonce:cnonce).
-        let auth = authorize("Digest realm=\"r\", nonce=\"n\", algorithm=MD5-sess, qop=\"auth\"", &Method::Invite, "sip:b@r", "u", "p", "c", 2)
-            .unwrap();
+        let auth = authorize(
+            "Digest realm=\"r\", nonce=\"n\", algorithm=MD5-sess, qop=\"auth\"",
+            &Method::Invite,
+            "sip:b@r",
+            "u",
+            "p",
+            "c",
+            2,
+        )
+        .unwrap();
         let sess = Algorithm::Md5.hash(&format!("{ha1}:n:c"));
         let expected = Algorithm::Md5.hash(&format!("{sess}:n:00000002:c:auth:{ha2}"));
         assert!(auth.contains(&expected), "{auth}");

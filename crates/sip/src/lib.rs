@@ -15,6 +15,7 @@ mod message;
 
 pub mod auth;
 pub mod dialog;
+pub mod registrar;
 pub mod sdp;
 pub mod transaction;
 
