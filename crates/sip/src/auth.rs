@@ -963,6 +963,35 @@ mod tests {
     }
 
     #[test]
+    fn random_mutations_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let ch = DigestChallenger::new("example.com", KEY);
+        let good = answered(&ch, T0, 0, "alice", "s3cret").headers.get("Authorization").unwrap().to_string();
+        let challenge = ch.challenges(T0, true).remove(0);
+        let pieces = ["\"", "\\", ",", "=", " ", "<", ">", "\u{e9}", ";", "", "Digest", "algorithm=MD5"];
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        for _ in 0..1000 {
+            for base in [&good, &challenge] {
+                let mut text = base.clone();
+                for _ in 0..rng.gen_range(1..4) {
+                    let mut at = rng.gen_range(0..=text.len());
+                    while !text.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    let cut = rng.gen_range(0..3).min(text.len() - at);
+                    let end = (at + cut..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+                    text.replace_range(at..end, pieces[rng.gen_range(0..pieces.len())]);
+                }
+                let mut req = register("sip:example.com");
+                req.headers.push("Authorization", &text);
+                let _ = ch.verify(T0, &req, users);
+                let _ = Challenge::parse(&text);
+                let _ = authorize(&text, &Method::Register, "sip:example.com", "alice", "s3cret", "c", 1);
+            }
+        }
+    }
+
+    #[test]
     fn sess_and_legacy_challenges() {
         // RFC 2069 (no qop): response = H(HA1:nonce:HA2), no cnonce/nc sent.
         let auth = authorize("Digest realm=\"r\", nonce=\"n\"", &Method::Invite, "sip:b@r", "u", "p", "c", 1).unwrap();

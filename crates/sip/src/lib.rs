@@ -1,6 +1,7 @@
 //! SIP for Dialtone, sans-IO: message parsing and serialization (RFC 3261 §7, §18.3),
 //! typed header views, TCP stream framing, the transaction layer (§17, RFC 6026), dialogs
-//! (§12) and SDP offer/answer for audio calls (RFC 4566, RFC 3264).
+//! (§12), SDP offer/answer for audio calls (RFC 4566, RFC 3264), digest authentication
+//! (§22, RFC 7616) and registrar bindings (§10.3).
 //!
 //! Nothing here touches a socket, a clock or the environment. The driver (the `node` crate)
 //! feeds datagrams or framed TCP messages into [`transaction::Endpoint::handle_input`] with

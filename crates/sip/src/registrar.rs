@@ -652,6 +652,58 @@ mod tests {
     }
 
     #[test]
+    fn challenge_then_register_over_the_wire() {
+        use crate::auth::{authorize_response, Credential, DigestChallenger};
+        use crate::message::{parse_message, Message};
+
+        fn wire_request(req: &Request) -> Request {
+            match parse_message(&req.to_bytes()) {
+                Ok(Message::Request(r)) => r,
+                other => panic!("{other:?}"),
+            }
+        }
+        fn wire_response(resp: &Response) -> Response {
+            match parse_message(&resp.to_bytes()) {
+                Ok(Message::Response(r)) => r,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        let t0 = Instant::now();
+        let unix = 1_700_000_000;
+        let challenger = DigestChallenger::new("example.com", [3; 32]);
+        let lookup = |user: &str, realm: &str| {
+            (user == "alice" && realm == "example.com").then(|| Credential::Password("pw".into()))
+        };
+        let mut reg = Registrar::new(RegistrarConfig::default());
+
+        let first = wire_request(&register("c1", 1, &["<sip:alice@10.0.0.2:5060>;expires=600"], None));
+        let failure = challenger.verify(unix, &first, lookup).unwrap_err();
+        let mut challenge = challenger.reject(unix, &first, &failure);
+        challenge.set_to_tag("srv1");
+        let challenge = wire_response(&challenge);
+        assert_eq!(challenge.status(), 401);
+
+        let mut second = register("c1", 2, &["<sip:alice@10.0.0.2:5060>;expires=600"], None);
+        let (name, value) =
+            authorize_response(&challenge, &Method::Register, &second.uri, "alice", "pw", "9f8e7d", 1).unwrap();
+        second.headers.push(name, &value);
+        let second = wire_request(&second);
+        let ok_auth = challenger.verify(unix + 1, &second, lookup).unwrap();
+        assert_eq!(ok_auth.username, "alice");
+        let aor = format!("AC1/{}", address_of_record(&second).unwrap());
+        let outcome = reg.handle_register(t0, &aor, &second, src(), Transport::Udp);
+        let mut response = outcome.into_response();
+        response.set_to_tag("srv2");
+        let response = wire_response(&response);
+        assert_eq!(response.status(), 200);
+        let contact = response.contact().unwrap();
+        assert_eq!(contact.uri, "sip:alice@10.0.0.2:5060");
+        assert_eq!(contact.param("expires"), Some("600"));
+        assert_eq!(reg.contacts("AC1/alice@example.com")[0].source, src());
+    }
+
+    #[test]
     fn aor_and_uri_keys() {
         let mut req = register("c", 1, &[], None);
         assert_eq!(address_of_record(&req).as_deref(), Some("alice@example.com"));
