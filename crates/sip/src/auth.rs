@@ -635,24 +635,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// HMAC-SHA-256 (RFC 2104).
+/// HMAC-SHA-256 (RFC 2104), from the `hmac` crate.
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let hashed;
-    let key = if key.len() > 64 {
-        hashed = Sha256::digest(key);
-        &hashed[..]
-    } else {
-        key
-    };
-    let mut ipad = [0x36u8; 64];
-    let mut opad = [0x5cu8; 64];
-    // zip stops at the key's end; longer keys were hashed to 32 bytes above.
-    for ((i, o), k) in ipad.iter_mut().zip(opad.iter_mut()).zip(key) {
-        *i ^= k;
-        *o ^= k;
-    }
-    let inner = Sha256::new().chain_update(ipad).chain_update(msg).finalize();
-    Sha256::new().chain_update(opad).chain_update(inner).finalize().into()
+    use hmac::Mac;
+    // HMAC takes keys of any length, so construction cannot fail.
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
