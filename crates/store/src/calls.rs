@@ -1,10 +1,10 @@
 //! Call records.
 
 use model::{AccountSid, CallRecord, CallSid, CallStatus};
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
 use crate::{
-    finish_page, micros, opt_sid_col, opt_time_col, push_page, sid_col, time_col, Cursor, Db,
+    finish_page, micros, Sql, opt_sid_col, opt_time_col, push_page, sid_col, time_col, Cursor,
     DbRow, Page, PageRequest, Store, StoreError,
 };
 
@@ -120,7 +120,7 @@ impl Store {
         filter: &CallFilter,
         page: &PageRequest,
     ) -> Result<Page<CallRecord>, StoreError> {
-        let mut q = QueryBuilder::<Db>::new(COLUMNS);
+        let mut q = Sql::new(COLUMNS);
         q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
         if let Some(to) = &filter.to {
             q.push(" AND to_address = ").push_bind(to.clone());
@@ -135,7 +135,7 @@ impl Store {
             q.push(" AND parent_call_sid = ").push_bind(parent.as_str().to_owned());
         }
         push_page(&mut q, page);
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.pool).await?;
         let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         Ok(finish_page(items, page, |c| Cursor::new(c.date_created, c.sid.as_str())))
     }

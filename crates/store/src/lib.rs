@@ -9,76 +9,85 @@
 //! only system-wide reads are the routing lookups ([`Store::number_by_phone`],
 //! [`Store::all_numbers`]) and the counter [`Store::active_calls_count`].
 //!
-//! Backend: SQLite (the default, one file) in WAL mode with `synchronous=FULL`: every committed
-//! call or recording row survives a power cut, at the cost of one fsync per commit, which is cheap
-//! at call-signalling rates. The SQL is kept portable (`$n` binds through `QueryBuilder`, BIGINT
-//! microsecond timestamps, `ON CONFLICT DO NOTHING`) so a PostgreSQL pool can sit beside the SQLite
-//! one; the SQLite specifics live in [`Store::open`] only.
+//! Backends, chosen by the URL given to [`Store::open`]:
+//! - SQLite (the default, one file) in WAL mode with `synchronous=FULL`: every committed call or
+//!   recording row survives a power cut, at the cost of one fsync per commit, which is cheap at
+//!   call-signalling rates.
+//! - PostgreSQL (`postgres://...`), for nodes that share one system of record.
+//!
+//! Both run through sqlx's `Any` driver, so every query and the one migrations directory are
+//! written once in portable SQL: `$n` binds (numbered by [`Sql`] for built statements), BIGINT
+//! microsecond timestamps, TEXT for SIDs and enums, `ON CONFLICT DO NOTHING`. The backend specifics
+//! (SQLite pragmas, pool sizes) live in [`Store::open`] only.
 
 mod calls;
 mod error;
 mod numbers;
 mod page;
 mod recordings;
+pub mod testing;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use model::sid::SidKind;
 use model::{AccountRecord, AccountSid, Sid};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::Row;
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Arguments, Row};
 
 pub use calls::CallFilter;
 pub use error::StoreError;
 pub use numbers::NumberFilter;
 pub use page::{Cursor, Page, PageRequest};
 
-type Db = sqlx::Sqlite;
-type DbRow = sqlx::sqlite::SqliteRow;
+type Db = sqlx::Any;
+type DbRow = sqlx::any::AnyRow;
 
 /// A handle on the database. Clones share one pool.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: sqlx::Pool<Db>,
+    pool: sqlx::AnyPool,
 }
 
+/// Per-connection SQLite settings. WAL lets readers run beside the one writer; `synchronous=FULL`
+/// makes each commit durable; foreign keys are off by default in SQLite; `busy_timeout` makes
+/// writers queue behind each other instead of failing with SQLITE_BUSY. `busy_timeout` comes
+/// first so that switching the journal mode, which needs a lock, waits for it too.
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+];
+
 impl Store {
-    /// Opens (creating if needed, with its parent directory) the database and brings its schema
-    /// up to date with the embedded migrations.
+    /// Opens the database and brings its schema up to date with the embedded migrations.
     ///
-    /// Accepts `sqlite://path/to/file.db`, `sqlite:file.db`, `sqlite::memory:` or a bare file path.
+    /// Accepts `postgres://...` / `postgresql://...` (the database must exist), or for SQLite
+    /// `sqlite://path/to/file.db`, `sqlite:file.db`, `sqlite::memory:` or a bare file path (the
+    /// file and its parent directory are created if missing).
     pub async fn open(database_url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
         let lower = database_url.to_ascii_lowercase();
-        let options = if lower.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(database_url)?
-        } else if lower.contains("://") {
-            return Err(StoreError::UnsupportedUrl(scheme_of(database_url)));
+        let pool = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            let options = AnyConnectOptions::from_str(database_url)?;
+            AnyPoolOptions::new().max_connections(8).connect_with(options).await?
+        } else if lower.starts_with("sqlite:") || !lower.contains("://") {
+            open_sqlite(database_url).await?
         } else {
-            SqliteConnectOptions::new().filename(database_url)
+            return Err(StoreError::UnsupportedUrl(scheme_of(database_url)));
         };
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            // Writers queue behind each other instead of failing with SQLITE_BUSY.
-            .busy_timeout(Duration::from_secs(5));
-        let in_memory = options.get_filename() == Path::new(":memory:");
-        if !in_memory {
-            if let Some(dir) = options.get_filename().parent() {
-                if !dir.as_os_str().is_empty() {
-                    tokio::fs::create_dir_all(dir).await?;
-                }
-            }
-        }
-        // An in-memory database exists per connection, so it must have exactly one.
-        let max = if in_memory { 1 } else { 8 };
-        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Store { pool })
+    }
+
+    /// `"SQLite"` or `"PostgreSQL"`: which backend this store talks to.
+    #[cfg(test)]
+    pub(crate) async fn backend_name(&self) -> Result<String, StoreError> {
+        let conn = self.pool.acquire().await?;
+        Ok(conn.backend_name().to_owned())
     }
 
     /// Waits for open connections to finish and closes the pool.
@@ -138,6 +147,67 @@ impl Store {
     }
 }
 
+/// Builds the SQLite pool. sqlx's `Any` driver opens SQLite from a URL, which carries only the
+/// file and its open mode, so the settings go in as pragmas on every new connection.
+async fn open_sqlite(database_url: &str) -> Result<sqlx::AnyPool, StoreError> {
+    let (options, params) = if database_url.to_ascii_lowercase().starts_with("sqlite:") {
+        // Parsed here first so that a bad URL fails before anything is created.
+        let params = database_url.split_once('?').map_or("", |(_, q)| q);
+        (SqliteConnectOptions::from_str(database_url)?, params)
+    } else {
+        (SqliteConnectOptions::new().filename(database_url), "")
+    };
+    let file = options.get_filename();
+    let in_memory = file == Path::new(":memory:")
+        || file.to_string_lossy().starts_with("file:sqlx-in-memory-")
+        || params.split('&').any(|p| p == "mode=memory");
+    let pool = AnyPoolOptions::new().after_connect(|conn, _meta| {
+        Box::pin(async move {
+            for pragma in SQLITE_PRAGMAS {
+                sqlx::query(pragma).execute(&mut *conn).await?;
+            }
+            Ok(())
+        })
+    });
+    if in_memory {
+        // A private in-memory database lives as long as the one connection that holds it: keep
+        // exactly one, forever.
+        let pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+        return Ok(pool.connect_with(AnyConnectOptions::from_str("sqlite::memory:")?).await?);
+    }
+    let name = file.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the database path names no file")
+    })?;
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    tokio::fs::create_dir_all(dir).await?;
+    // An absolute path without `.` or `..`: a URL parser would fold those segments, or read a
+    // relative path's first segment as a host.
+    let path = tokio::fs::canonicalize(dir).await?.join(name);
+    let mut url = format!("sqlite://{}?mode=rwc", url_path(&path));
+    for param in params.split('&').filter(|p| !p.is_empty() && !p.starts_with("mode=")) {
+        url.push('&');
+        url.push_str(param);
+    }
+    let pool = pool.max_connections(8);
+    Ok(pool.connect_with(AnyConnectOptions::from_str(&url)?).await?)
+}
+
+/// Percent-encodes a path for a URL, keeping `/` and the unreserved characters.
+fn url_path(path: &Path) -> String {
+    let mut out = String::new();
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn scheme_of(url: &str) -> String {
     // Only the scheme: the rest of a URL may carry a password.
     url.split_once("://").map_or("", |(s, _)| s).to_owned()
@@ -174,8 +244,47 @@ fn u32_col(row: &DbRow, col: &str) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} {v} out of range")))
 }
 
+/// A statement assembled from pieces, its binds numbered `$1, $2, ...` as both backends read them.
+/// sqlx's own `QueryBuilder` writes `?` for the `Any` driver, which PostgreSQL refuses.
+struct Sql {
+    text: String,
+    args: AnyArguments<'static>,
+    /// A value that failed to encode; reported when the statement runs.
+    error: Option<sqlx::error::BoxDynError>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Sql {
+        Sql { text: text.to_owned(), args: AnyArguments::default(), error: None }
+    }
+
+    fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    fn push_bind<T>(&mut self, value: T) -> &mut Sql
+    where
+        T: 'static + sqlx::Encode<'static, Db> + sqlx::Type<Db>,
+    {
+        if let Err(e) = self.args.add(value) {
+            self.error.get_or_insert(e);
+        }
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self
+    }
+
+    async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<DbRow>, StoreError> {
+        if let Some(e) = self.error {
+            return Err(sqlx::Error::Encode(e).into());
+        }
+        Ok(sqlx::query_with(&self.text, self.args).fetch_all(pool).await?)
+    }
+}
+
 /// Appends the keyset condition, order and limit (one extra row, to learn whether more follow).
-fn push_page(q: &mut sqlx::QueryBuilder<'_, Db>, page: &PageRequest) {
+fn push_page(q: &mut Sql, page: &PageRequest) {
     if let Some(c) = &page.after {
         q.push(" AND (date_created < ")
             .push_bind(c.date_created_micros)
@@ -211,8 +320,10 @@ fn finish_page<T>(
 pub(crate) mod testutil {
     use super::*;
 
+    /// A fresh store (see [`crate::testing`]) and the URL it was opened with.
     pub struct TempDb {
         pub dir: std::path::PathBuf,
+        pub url: String,
         pub store: Store,
     }
 
@@ -225,9 +336,9 @@ pub(crate) mod testutil {
     pub async fn temp_store() -> TempDb {
         let dir = std::env::temp_dir().join(format!("dialtone-store-{}", rand::random::<u64>()));
         // A nested, missing directory: `open` must create it.
-        let url = format!("sqlite://{}/nested/dialtone.db", dir.display());
+        let url = testing::fresh_url(&dir.join("nested")).await.expect("a fresh database");
         let store = Store::open(&url).await.expect("open temp store");
-        TempDb { dir, store }
+        TempDb { dir, url, store }
     }
 
     /// The current time at the microsecond precision the store keeps.
@@ -259,6 +370,7 @@ mod tests {
         assert_eq!(b.auth_token, "first");
         assert_eq!(b.friendly_name, "Main");
         assert!(db.store.account(&AccountSid::generate()).await.unwrap().is_none());
+        assert_eq!(db.store.account_count().await.unwrap(), 1);
     }
 
     #[tokio::test]
@@ -266,16 +378,85 @@ mod tests {
         let db = temp_store().await;
         let sid = account(&db.store).await;
         db.store.close().await;
-        let url = format!("sqlite://{}/nested/dialtone.db", db.dir.display());
-        let again = Store::open(&url).await.unwrap();
+        let again = Store::open(&db.url).await.unwrap();
         assert!(again.account(&sid).await.unwrap().is_some());
         again.close().await;
     }
 
     #[tokio::test]
-    async fn postgres_urls_are_refused_without_leaking_credentials() {
-        let err = Store::open("postgres://user:secret@db/dialtone").await.unwrap_err();
-        assert!(matches!(err, StoreError::UnsupportedUrl(_)));
+    async fn tests_run_on_the_backend_the_environment_names() {
+        let db = temp_store().await;
+        let want = match std::env::var(testing::DATABASE_URL_VAR) {
+            Ok(url) if !url.is_empty() => "PostgreSQL",
+            _ => "SQLite",
+        };
+        assert_eq!(db.store.backend_name().await.unwrap(), want);
+    }
+
+    #[tokio::test]
+    async fn sqlite_connections_are_durable_wal_with_foreign_keys() {
+        let dir = std::env::temp_dir().join(format!("dialtone-store-{}", rand::random::<u64>()));
+        let store = Store::open(&dir.join("plain.db").display().to_string()).await.unwrap();
+        assert_eq!(store.backend_name().await.unwrap(), "SQLite");
+        // More than one pooled connection: each must have been set up, not just the first.
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let mut c = store.pool.acquire().await.unwrap();
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *c).await.unwrap();
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *c).await.unwrap();
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&mut *c).await.unwrap();
+            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(&mut *c).await.unwrap();
+            assert_eq!((mode.as_str(), sync, fk, busy), ("wal", 2, 1, 5000));
+            conns.push(c);
+        }
+        drop(conns);
+        // foreign_keys = ON in practice: a number of an account that does not exist is refused.
+        let err = sqlx::query(
+            "INSERT INTO phone_numbers (sid, account_sid, phone_number, friendly_name, voice_method, \
+             voice_fallback_method, status_callback_method, date_created, date_updated) \
+             VALUES ('PN1', 'ACnone', '+1', 'x', 'POST', 'POST', 'POST', 0, 0)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("foreign key"), "{err}");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn sqlite_paths_with_url_syntax_and_dot_dot_open_the_named_file() {
+        let dir = std::env::temp_dir().join(format!("dialtone-store-{}", rand::random::<u64>()));
+        let path = dir.join("a b").join("sub").join("..").join("odd #?%:name.db");
+        let sid = {
+            let store = Store::open(&path.display().to_string()).await.unwrap();
+            let sid = account(&store).await;
+            store.close().await;
+            sid
+        };
+        assert!(dir.join("a b").join("odd #?%:name.db").is_file());
+        // The same file through a `sqlite:` URL (percent-encoded, as such URLs are).
+        let url = format!("sqlite://{}", url_path(&dir.join("a b").join("odd #?%:name.db")));
+        let store = Store::open(&url).await.unwrap();
+        assert!(store.account(&sid).await.unwrap().is_some());
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn in_memory_sqlite_keeps_its_data_across_queries() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let sid = account(&store).await;
+        assert!(store.account(&sid).await.unwrap().is_some());
+        assert_eq!(store.account_count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_or_malformed_urls_are_refused_without_leaking_credentials() {
+        let err = Store::open("mysql://user:secret@db/dialtone").await.unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedUrl(ref s) if s == "mysql"), "{err}");
         assert!(!err.to_string().contains("secret"));
+        let err = Store::open("postgres://user:secret@db:notaport/dialtone").await.unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 }

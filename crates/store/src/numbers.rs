@@ -1,10 +1,9 @@
 //! Incoming phone numbers: tenant CRUD plus the two system-wide routing lookups.
 
 use model::{AccountSid, PhoneNumberRecord, PhoneNumberSid};
-use sqlx::QueryBuilder;
 
 use crate::{
-    finish_page, micros, push_page, sid_col, time_col, Cursor, Db, DbRow, Page,
+    finish_page, micros, Sql, push_page, sid_col, time_col, Cursor, DbRow, Page,
     PageRequest, Store, StoreError,
 };
 
@@ -108,7 +107,7 @@ impl Store {
         filter: &NumberFilter,
         page: &PageRequest,
     ) -> Result<Page<PhoneNumberRecord>, StoreError> {
-        let mut q = QueryBuilder::<Db>::new(COLUMNS);
+        let mut q = Sql::new(COLUMNS);
         q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
         if let Some(pn) = &filter.phone_number {
             match like_pattern(pn) {
@@ -120,7 +119,7 @@ impl Store {
             q.push(" AND friendly_name = ").push_bind(name.clone());
         }
         push_page(&mut q, page);
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.pool).await?;
         let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         Ok(finish_page(items, page, |n| Cursor::new(n.date_created, n.sid.as_str())))
     }

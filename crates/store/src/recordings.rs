@@ -1,10 +1,10 @@
 //! Recordings and notifications: the artefacts a call leaves behind.
 
 use model::{AccountSid, CallSid, NotificationRecord, RecordingRecord, RecordingSid};
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
 use crate::{
-    finish_page, micros, opt_sid_col, push_page, sid_col, time_col, u32_col, Cursor, Db, DbRow,
+    finish_page, micros, Sql, opt_sid_col, push_page, sid_col, time_col, u32_col, Cursor, DbRow,
     Page, PageRequest, Store, StoreError,
 };
 
@@ -93,13 +93,13 @@ impl Store {
         call_sid: Option<&CallSid>,
         page: &PageRequest,
     ) -> Result<Page<RecordingRecord>, StoreError> {
-        let mut q = QueryBuilder::<Db>::new(RECORDING_COLUMNS);
+        let mut q = Sql::new(RECORDING_COLUMNS);
         q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
         if let Some(call) = call_sid {
             q.push(" AND call_sid = ").push_bind(call.as_str().to_owned());
         }
         push_page(&mut q, page);
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.pool).await?;
         let items = rows.iter().map(decode_recording).collect::<Result<Vec<_>, _>>()?;
         Ok(finish_page(items, page, |r| Cursor::new(r.date_created, r.sid.as_str())))
     }
@@ -134,13 +134,13 @@ impl Store {
         call_sid: Option<&CallSid>,
         page: &PageRequest,
     ) -> Result<Page<NotificationRecord>, StoreError> {
-        let mut q = QueryBuilder::<Db>::new(NOTIFICATION_COLUMNS);
+        let mut q = Sql::new(NOTIFICATION_COLUMNS);
         q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
         if let Some(call) = call_sid {
             q.push(" AND call_sid = ").push_bind(call.as_str().to_owned());
         }
         push_page(&mut q, page);
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.pool).await?;
         let items = rows.iter().map(decode_notification).collect::<Result<Vec<_>, _>>()?;
         Ok(finish_page(items, page, |n| Cursor::new(n.date_created, n.sid.as_str())))
     }
