@@ -160,7 +160,7 @@ if [ "$WHICH" = all ] || [ "$WHICH" = dialtone ]; then
     DIALTONE_HTTP_ADDR=127.0.0.1:$DT_HTTP_PORT DIALTONE_SIP_ADDR=127.0.0.1:$DT_SIP_PORT \
         DIALTONE_RTP_PORTS=$DT_RTP_PORTS DIALTONE_DATA_DIR=$DATA \
         DIALTONE_ACCOUNT_SID=$ACCOUNT_SID DIALTONE_AUTH_TOKEN=$AUTH_TOKEN \
-        RUST_LOG=${RUST_LOG:-info} "${RUN[@]}" "$DIALTONE" serve >"$OUT/dialtone.log" 2>&1 &
+        DIALTONE_LOG=${DIALTONE_LOG:-info} "${RUN[@]}" "$DIALTONE" serve >"$OUT/dialtone.log" 2>&1 &
     DT_PID=$!
     PIDS+=("$DT_PID")
     up=0

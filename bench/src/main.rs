@@ -214,12 +214,12 @@ fn report(cfg: &uac::LoadConfig, target: &str, s: &uac::Stats, elapsed: f64) {
     );
     println!("  achieved {cps:.1} cps; set-up ms p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2}");
     println!(
-        "  retransmissions {retx} (INVITE {}, BYE {}); 2xx retransmissions seen {}; BYEs from peer {}; peak concurrent {}; unparsable {}, unmatched {}, send errors {}; {elapsed:.1} s",
-        s.invite_retransmissions, s.bye_retransmissions, s.ok_retransmissions_seen, s.remote_byes, s.max_active, s.unparsable, s.unmatched, s.send_errors
+        "  retransmissions {retx} (INVITE {}, BYE {}); 2xx retransmissions seen {}; late answers {}; BYEs from peer {}; peak concurrent {}; unparsable {}, unmatched {}, send errors {}; {elapsed:.1} s",
+        s.invite_retransmissions, s.bye_retransmissions, s.ok_retransmissions_seen, s.late_answers, s.remote_byes, s.max_active, s.unparsable, s.unmatched, s.send_errors
     );
     println!(
-        "SIPLOAD_RESULT offered_cps={:.0} attempted={} answered={} completed={} failed={} cps={cps:.1} setup_p50_ms={p50:.2} setup_p90_ms={p90:.2} setup_p99_ms={p99:.2} setup_max_ms={max:.2} retransmissions={retx} setup_timeouts={} bye_timeouts={} nonok={nonok} remote_byes={} peak_concurrent={} elapsed_s={elapsed:.1}",
-        cfg.rate, s.attempted, s.answered, s.completed, s.failed, s.setup_timeouts, s.bye_timeouts, s.remote_byes, s.max_active
+        "SIPLOAD_RESULT offered_cps={:.0} attempted={} answered={} completed={} failed={} cps={cps:.1} setup_p50_ms={p50:.2} setup_p90_ms={p90:.2} setup_p99_ms={p99:.2} setup_max_ms={max:.2} retransmissions={retx} setup_timeouts={} bye_timeouts={} nonok={nonok} remote_byes={} late_answers={} peak_concurrent={} elapsed_s={elapsed:.1}",
+        cfg.rate, s.attempted, s.answered, s.completed, s.failed, s.setup_timeouts, s.bye_timeouts, s.remote_byes, s.late_answers, s.max_active
     );
 }
 

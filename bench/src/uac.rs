@@ -48,6 +48,8 @@ pub struct Stats {
     pub invite_retransmissions: u64,
     pub bye_retransmissions: u64,
     pub ok_retransmissions_seen: u64,
+    /// 2xx that arrived after the call had already failed (timed out); ACKed and hung up.
+    pub late_answers: u64,
     pub unparsable: u64,
     pub unmatched: u64,
     pub send_errors: u64,
@@ -77,6 +79,7 @@ impl Stats {
         self.invite_retransmissions += o.invite_retransmissions;
         self.bye_retransmissions += o.bye_retransmissions;
         self.ok_retransmissions_seen += o.ok_retransmissions_seen;
+        self.late_answers += o.late_answers;
         self.unparsable += o.unparsable;
         self.unmatched += o.unmatched;
         self.send_errors += o.send_errors;
@@ -409,9 +412,20 @@ impl Worker {
                 self.finish(local, false);
             }
             ("INVITE", _) if (200..300).contains(&code) => {
-                // The peer did not see our ACK (or crossed it): ACK again, as a UAC must.
-                self.stats.ok_retransmissions_seen += 1;
-                if !call.ack.is_empty() {
+                if call.ack.is_empty() {
+                    // Answered after we gave up on it: ACK and hang up at once, so the peer
+                    // does not carry a call nobody holds into the next rung of the ladder.
+                    self.stats.late_answers += 1;
+                    let dialog = DialogInfo::from_2xx(p, &self.cfg.target_uri, self.cfg.target_addr);
+                    call.ack = self.tpl.in_dialog(global, "ACK", 1, &dialog);
+                    call.next_hop = dialog.next_hop;
+                    let bye = self.tpl.in_dialog(global, "BYE", 2, &dialog);
+                    let (ack, to) = (call.ack.clone(), call.next_hop);
+                    self.send(&ack, to);
+                    self.send(&bye, to);
+                } else {
+                    // The peer did not see our ACK (or crossed it): ACK again, as a UAC must.
+                    self.stats.ok_retransmissions_seen += 1;
                     let (ack, to) = (call.ack.clone(), call.next_hop);
                     self.send(&ack, to);
                 }
@@ -480,6 +494,183 @@ pub fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// How the loopback test UAS behaves.
+    #[derive(Clone, Copy)]
+    enum Uas {
+        Answer,
+        /// Ignore the first transmission of every INVITE.
+        DropFirstInvite,
+        Reject486,
+        Silent,
+        /// Answer, then send its own BYE after this many ms.
+        HangUpAfter(u64),
+    }
+
+    struct Peer {
+        addr: SocketAddr,
+        stop: Arc<AtomicBool>,
+        acks: Arc<AtomicU64>,
+        byes: Arc<AtomicU64>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Drop for Peer {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn with_tag(resp: Vec<u8>) -> Vec<u8> {
+        let text = String::from_utf8(resp).unwrap();
+        let mut out = String::new();
+        for line in text.split_inclusive("\r\n") {
+            if line.starts_with("To: ") && !line.contains("tag=") {
+                out.push_str(&line.replace("\r\n", ";tag=uas\r\n"));
+            } else {
+                out.push_str(line);
+            }
+        }
+        out.into_bytes()
+    }
+
+    /// A small real UAS on a loopback socket, enough to drive every branch of the UAC.
+    fn peer(mode: Uas) -> Peer {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (acks, byes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (s2, a2, b2) = (stop.clone(), acks.clone(), byes.clone());
+        let thread = std::thread::spawn(move || {
+            let mut seen = std::collections::HashSet::new();
+            let mut pending_byes: Vec<(Instant, Vec<u8>, SocketAddr)> = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !s2.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                pending_byes.retain(|(at, bye, to)| {
+                    if *at <= now {
+                        sock.send_to(bye, *to).unwrap();
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+                let Ok(p) = msg::parse(&buf[..n]) else { continue };
+                let StartLine::Request { method } = p.start else { continue };
+                match (method, mode) {
+                    ("ACK", _) => {
+                        a2.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ("BYE", _) => {
+                        b2.fetch_add(1, Ordering::Relaxed);
+                        sock.send_to(&msg::response_to(&p, 200, "OK"), from).unwrap();
+                    }
+                    ("INVITE", Uas::Silent) => {}
+                    ("INVITE", Uas::DropFirstInvite) if seen.insert(p.call_id.to_string()) => {}
+                    ("INVITE", Uas::Reject486) => {
+                        sock.send_to(&with_tag(msg::response_to(&p, 486, "Busy Here")), from).unwrap();
+                    }
+                    ("INVITE", _) => {
+                        sock.send_to(&msg::response_to(&p, 100, "Trying"), from).unwrap();
+                        let ok = String::from_utf8(with_tag(msg::response_to(&p, 200, "OK")))
+                            .unwrap()
+                            .replacen("Content-Length", &format!("Contact: <sip:uas@{addr}>\r\nContent-Length"), 1);
+                        sock.send_to(ok.as_bytes(), from).unwrap();
+                        if let Uas::HangUpAfter(ms) = mode {
+                            let bye = format!(
+                                "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKuas\r\nFrom: {};tag=uas\r\n\
+                                 To: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+                                msg::uri_of(p.contact.unwrap()),
+                                p.to,
+                                p.from,
+                                p.call_id
+                            );
+                            pending_byes.push((now + Duration::from_millis(ms), bye.into_bytes(), from));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Peer { addr, stop, acks, byes, thread: Some(thread) }
+    }
+
+    fn run(peer: &Peer, calls: u64, hold_ms: u64, timeout_ms: u64) -> Stats {
+        let cfg = LoadConfig {
+            target_uri: format!("sip:+15550001000@{}", peer.addr),
+            target_addr: peer.addr,
+            from_user: "+15550002000".into(),
+            rate: 500.0,
+            calls,
+            hold: Duration::from_millis(hold_ms),
+            timeout: Duration::from_millis(timeout_ms),
+            t1: Duration::from_millis(20),
+            t2: Duration::from_millis(160),
+            max_concurrent: 1000,
+            rtp_addr: "127.0.0.1:9".parse().unwrap(),
+            run_id: 7,
+            verbose: false,
+        };
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Worker::new(cfg, sock, 0, 1).unwrap().run(Instant::now())
+    }
+
+    #[test]
+    fn full_calls_complete_without_retransmissions() {
+        let p = peer(Uas::Answer);
+        let s = run(&p, 20, 10, 2000);
+        assert_eq!((s.attempted, s.answered, s.completed, s.failed), (20, 20, 20, 0));
+        assert_eq!(s.setup_us.len(), 20);
+        assert_eq!(s.invite_retransmissions + s.bye_retransmissions, 0);
+        assert_eq!(p.acks.load(Ordering::Relaxed), 20);
+        assert_eq!(p.byes.load(Ordering::Relaxed), 20);
+    }
+
+    #[test]
+    fn a_lost_invite_is_retransmitted_on_timer_a() {
+        let p = peer(Uas::DropFirstInvite);
+        let s = run(&p, 10, 10, 2000);
+        assert_eq!((s.completed, s.failed), (10, 0));
+        assert_eq!(s.invite_retransmissions, 10);
+        // Set-up counts from the first transmission, so it includes T1.
+        assert!(s.setup_us.iter().all(|&us| us >= 20_000), "{:?}", s.setup_us);
+    }
+
+    #[test]
+    fn a_final_error_fails_the_call_and_is_acked() {
+        let p = peer(Uas::Reject486);
+        let s = run(&p, 5, 10, 2000);
+        assert_eq!((s.completed, s.failed, s.answered), (0, 5, 0));
+        assert_eq!(s.setup_failed_by_code.get(&486), Some(&5));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(p.acks.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn silence_is_a_setup_timeout_after_retransmissions() {
+        let p = peer(Uas::Silent);
+        let s = run(&p, 3, 10, 200);
+        assert_eq!((s.failed, s.setup_timeouts), (3, 3));
+        // T1 = 20 ms doubling: sends at 20, 60, 140 ms before the 200 ms timeout.
+        assert_eq!(s.invite_retransmissions, 9);
+    }
+
+    #[test]
+    fn a_bye_from_the_peer_ends_the_call_normally() {
+        let p = peer(Uas::HangUpAfter(30));
+        let started = Instant::now();
+        let s = run(&p, 5, 10_000, 2000);
+        assert!(started.elapsed() < Duration::from_secs(5), "held for the full hold time");
+        assert_eq!((s.completed, s.failed, s.remote_byes), (5, 0, 5));
+        assert_eq!(p.byes.load(Ordering::Relaxed), 0, "no BYE of ours after the peer's");
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {
