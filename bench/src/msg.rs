@@ -187,7 +187,7 @@ impl Templates {
         format!("{call}.{:08x}@sipload", self.run_id)
     }
 
-    fn from_header(&self, call: u64) -> String {
+    fn local_from(&self, call: u64) -> String {
         format!("<sip:{}@{}>;tag=f{call}.{:08x}", self.from_user, self.local, self.run_id)
     }
 
@@ -222,7 +222,7 @@ impl Templates {
             uri = self.target_uri,
             local = self.local,
             branch = self.branch(call, "i"),
-            from = self.from_header(call),
+            from = self.local_from(call),
             cid = self.call_id(call),
             user = self.from_user,
             len = sdp.len(),
@@ -245,7 +245,7 @@ impl Templates {
             uri = self.target_uri,
             local = self.local,
             branch = self.branch(call, "i"),
-            from = self.from_header(call),
+            from = self.local_from(call),
             cid = self.call_id(call),
         )
         .into_bytes()
@@ -274,7 +274,7 @@ impl Templates {
              CSeq: {cseq} {method}\r\n\
              User-Agent: sipload\r\n\
              Content-Length: 0\r\n\r\n",
-            from = self.from_header(call),
+            from = self.local_from(call),
             to = dialog.remote_to,
             cid = self.call_id(call),
         );
