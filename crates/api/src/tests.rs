@@ -43,7 +43,7 @@ impl Drop for Fixture {
 
 async fn fixture() -> Fixture {
     let dir = std::env::temp_dir().join(format!("dialtone-api-{}", CallSid::generate()));
-    let store = Store::open(&format!("sqlite://{}/db/dialtone.db", dir.display())).await.unwrap();
+    let store = ::store::testing::open_fresh(&dir.join("db")).await.unwrap();
     let account = AccountSid::generate();
     store.ensure_account(&account, TOKEN, "Main").await.unwrap();
     let recordings_dir = dir.join("recordings");
