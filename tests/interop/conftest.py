@@ -31,6 +31,10 @@ CALLER = "+15557654321"
 NUMBER = "+15550001111"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "rtp_ports(n): size of the server's RTP port range (default 200)")
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -59,7 +63,8 @@ def workdir(request) -> Path:
 
 @pytest.fixture
 def dialtone(request, dialtone_binary, workdir, ports):
-    server = DialtoneServer(dialtone_binary, workdir, ports)
+    marker = request.node.get_closest_marker("rtp_ports")
+    server = DialtoneServer(dialtone_binary, workdir, ports, rtp_size=marker.args[0] if marker else 200)
     server.start()
     yield server
     code = server.stop()

@@ -88,11 +88,20 @@ class Ports:
                 return base, base + size - 1
         raise RuntimeError("no free port block")
 
+    def release(self, *ports_or_blocks) -> None:
+        """Gives ports (ints) or blocks ((low, high) tuples) back once their user is gone."""
+        for p in ports_or_blocks:
+            if isinstance(p, tuple):
+                self.taken.difference_update(range(p[0], p[1] + 1))
+            else:
+                self.taken.discard(p)
+
 
 class DialtoneServer:
-    def __init__(self, binary: Path, workdir: Path, ports: Ports, rtp_size: int = 1000,
+    def __init__(self, binary: Path, workdir: Path, ports: Ports, rtp_size: int = 200,
                  extra_env: dict[str, str] | None = None):
         self.binary = binary
+        self.ports = ports
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.http_port = ports.port()
@@ -160,7 +169,9 @@ class DialtoneServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        return self.proc.returncode
+        code = self.proc.returncode
+        self.ports.release(self.http_port, self.sip_port, self.rtp_ports)
+        return code
 
     def log(self) -> str:
         try:

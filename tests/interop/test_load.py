@@ -5,6 +5,8 @@ Calls list counts every call as completed."""
 import threading
 import time
 
+import pytest
+
 from conftest import CALLER, NUMBER
 from sipuac import MediaSink, Uac
 
@@ -33,6 +35,7 @@ def assert_all_completed(twilio_client, expected: int) -> None:
     assert statuses == {"completed": expected}, statuses
 
 
+@pytest.mark.rtp_ports(1000)
 def test_load_sequential(dialtone, webhook, provision, twilio_client):
     provision({"/voice": "<Response><Hangup/></Response>"})
     sink = MediaSink()
@@ -58,6 +61,7 @@ def test_load_sequential(dialtone, webhook, provision, twilio_client):
     assert_all_completed(twilio_client, SEQUENTIAL)
 
 
+@pytest.mark.rtp_ports(1000)
 def test_load_concurrent(dialtone, webhook, provision, twilio_client):
     provision({"/voice": '<Response><Pause length="1"/><Hangup/></Response>'})
     sink = MediaSink()

@@ -10,7 +10,7 @@ from sipuac import MediaSink, Uac
 
 
 def test_every_webhook_request_is_signed(dialtone, webhook, provision):
-    provision({"/voice": '<Response><Gather numDigits="1" timeout="1" action="/next"/></Response>',
+    provision({"/voice": '<Response><Pause length="1"/><Redirect>/next</Redirect></Response>',
                "/next": "<Response><Hangup/></Response>"})
     sink = MediaSink()
     try:
