@@ -144,7 +144,18 @@ impl Call {
         };
         let params = call.base_params();
         let (url, method) = (call.config.voice_url.clone(), call.config.voice_method);
-        call.fetch(url, method, params, true);
+        match call.config.twiml.clone() {
+            Some(document) => {
+                let fetch = Fetch {
+                    request_id: 0,
+                    url,
+                    params,
+                    fallback_allowed: true,
+                };
+                call.handle_document(now, fetch, inline(document));
+            }
+            None => call.fetch(url, method, params, true),
+        }
         call
     }
 
@@ -251,7 +262,54 @@ impl Call {
                 self.handle_recording_stopped(now, id, duration, stop)
             }
             Input::RemoteHangup => self.handle_remote_hangup(now),
+            Input::Redirect { url, method } => {
+                if self.interrupt() {
+                    let params = self.base_params();
+                    self.request_action(now, Some(&url), method, params);
+                }
+            }
+            Input::Twiml { document } => {
+                if self.interrupt() {
+                    let fetch = Fetch {
+                        request_id: 0,
+                        url: self.document_url.clone(),
+                        params: self.base_params(),
+                        fallback_allowed: true,
+                    };
+                    self.handle_document(now, fetch, inline(document));
+                }
+            }
         }
+    }
+
+    /// Stops whatever the call is doing so a live update can replace the document. False when
+    /// the caller already hung up mid-`<Record>`: the call is ending and keeps waiting for the
+    /// recording.
+    fn interrupt(&mut self) -> bool {
+        if let State::Recording(run) = &self.state {
+            if run.hung_up_at.is_some() {
+                return false;
+            }
+        }
+        match std::mem::replace(&mut self.state, State::Ready) {
+            State::Media(Prompt::Playing(_))
+            | State::Beeping { .. }
+            | State::AppError { .. } => self.outputs.push_back(Output::StopPlayback),
+            State::Gathering(run) => {
+                if let Some(Prompt::Playing(_)) = run.prompt {
+                    self.outputs.push_back(Output::StopPlayback);
+                }
+            }
+            State::Recording(run) => {
+                if !run.stopping {
+                    self.outputs.push_back(Output::StopRecording { id: run.id });
+                }
+            }
+            _ => {}
+        }
+        self.verbs.clear();
+        self.redirects_without_media = 0;
+        true
     }
 
     fn is_current_playback(&self, id: u64) -> bool {
@@ -830,6 +888,14 @@ impl Call {
     }
 }
 
+/// An inline document, as if a webhook had answered with it.
+fn inline(body: String) -> WebhookReply {
+    WebhookReply {
+        body,
+        content_type: Some("text/xml".to_owned()),
+    }
+}
+
 fn secs(n: u32) -> Duration {
     Duration::from_secs(u64::from(n))
 }
@@ -857,6 +923,7 @@ mod tests {
             fallback_url: None,
             fallback_method: HttpMethod::Post,
             public_url: "https://dialtone.test/".into(),
+            twiml: None,
         }
     }
 
@@ -1879,6 +1946,132 @@ mod tests {
     fn hangup_verb_stops_the_document() {
         let h = Harness::with_document("<Response><Hangup/><Say>unreached</Say></Response>");
         assert_eq!(h.all[1..3], [Output::Answer, Output::Hangup]);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn inline_document_runs_without_a_first_fetch() {
+        let mut cfg = config();
+        cfg.direction = CallDirection::OutboundApi;
+        cfg.twiml = Some(
+            r#"<Response><Gather numDigits="1" action="next"><Say>Hi</Say></Gather></Response>"#.into(),
+        );
+        let mut h = Harness::new(cfg);
+        let out = h.drain();
+        assert!(!out.iter().any(|o| matches!(o, Output::FetchWebhook { .. })), "{out:#?}");
+        assert_eq!(
+            out,
+            [Output::Play {
+                id: 1,
+                source: tts("Hi"),
+                loops: 1
+            }]
+        );
+        let out = h.input(Input::Dtmf { digit: '7' });
+        let (_, url, _, params) = fetch_in(&out);
+        // Relative URLs in an inline document resolve against the voice URL.
+        assert_eq!(url, "https://app.test/voice/next");
+        assert_eq!(param(&params, "Digits"), Some("7"));
+        assert_eq!(param(&params, "Direction"), Some("outbound-api"));
+    }
+
+    #[test]
+    fn broken_inline_document_uses_the_fallback() {
+        let mut cfg = config();
+        cfg.twiml = Some("<Response><Say>".into());
+        cfg.fallback_url = Some("https://app.test/fallback".into());
+        let mut h = Harness::new(cfg);
+        let out = h.drain();
+        assert!(matches!(out[0], Output::Notify { code: 12100, .. }), "{out:#?}");
+        let (_, url, _, params) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/fallback");
+        assert_eq!(param(&params, "ErrorCode"), Some("12100"));
+    }
+
+    #[test]
+    fn redirect_update_stops_playback_and_fetches_the_new_url() {
+        let mut h = Harness::with_document("<Response><Say>long</Say><Say>never</Say></Response>");
+        let playing = play_id(&h.all);
+        let out = h.input(Input::Redirect {
+            url: "https://other.test/next".into(),
+            method: HttpMethod::Get,
+        });
+        assert_eq!(out[0], Output::StopPlayback);
+        let (id, url, method, params) = fetch_in(&out);
+        assert_eq!((url.as_str(), method), ("https://other.test/next", HttpMethod::Get));
+        assert_eq!(param(&params, "CallStatus"), Some("in-progress"));
+        // The stopped playback's end changes nothing; the rest of the old document is gone.
+        assert!(h.input(Input::PlaybackDone { id: playing }).is_empty());
+        let out = h.reply(id, "<Response><Hangup/></Response>");
+        assert_eq!(out[0], Output::Hangup);
+        assert!(!h.all.iter().any(|o| matches!(o, Output::Play { source, .. } if *source == tts("never"))));
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn twiml_update_replaces_a_gather_and_a_pending_fetch() {
+        let mut h = Harness::with_document(
+            r#"<Response><Gather action="/g"><Say>menu</Say></Gather></Response>"#,
+        );
+        let out = h.input(Input::Twiml {
+            document: "<Response><Redirect>/elsewhere</Redirect></Response>".into(),
+        });
+        assert_eq!(out[0], Output::StopPlayback);
+        let (stale, url, ..) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/elsewhere");
+        // Digits for the replaced gather go nowhere.
+        assert!(dtmf(&mut h, "12").is_empty());
+        // A second update while the redirect is being fetched: its reply no longer counts.
+        let out = h.input(Input::Twiml {
+            document: "<Response><Pause length=\"2\"/></Response>".into(),
+        });
+        assert!(out.is_empty(), "{out:#?}");
+        assert!(h.reply(stale, "<Response><Say>stale</Say></Response>").is_empty());
+        let out = h.advance(Duration::from_secs(2));
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn update_mid_record_stops_it_without_an_action() {
+        let mut h = Harness::with_document(
+            r#"<Response><Record playBeep="false" action="/rec"/></Response>"#,
+        );
+        let id = h
+            .all
+            .iter()
+            .find_map(|o| match o {
+                Output::StartRecording { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("recording started");
+        let out = h.input(Input::Twiml {
+            document: "<Response><Say>bye</Say></Response>".into(),
+        });
+        assert_eq!(out[0], Output::StopRecording { id });
+        let say = play_id(&out);
+        let late = h.input(Input::RecordingStopped {
+            id,
+            duration: Duration::from_secs(3),
+            stop: RecordStop::Stopped,
+        });
+        assert!(late.is_empty(), "{late:#?}");
+        let out = h.input(Input::PlaybackDone { id: say });
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn update_after_hangup_mid_record_is_ignored() {
+        let mut h = Harness::with_document(r#"<Response><Record playBeep="false"/></Response>"#);
+        h.input(Input::RemoteHangup);
+        let out = h.input(Input::Redirect {
+            url: "https://app.test/x".into(),
+            method: HttpMethod::Post,
+        });
+        assert!(out.is_empty(), "{out:#?}");
+        let out = h.advance(RECORDING_REPORT_GRACE);
+        assert!(matches!(out.last(), Some(Output::Finished { .. })));
         h.assert_finished(CallStatus::Completed);
     }
 }

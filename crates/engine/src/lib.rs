@@ -38,6 +38,11 @@
 //! - `RecordingDuration` is rounded to whole seconds; a recording that rounds to 0 s is empty.
 //!   `Digits` is sent only when a key (or `hangup`) ended the recording.
 //! - A reply whose `Content-Type` is `audio/*` is played as if it were `<Play>` of its URL.
+//! - A live update (`Input::Redirect`, `Input::Twiml`) stops playback and a running recording
+//!   (whose later report is ignored: no action is requested for it), forgets a pending fetch,
+//!   and runs the new document as a `<Redirect>` would. The redirect loop guard starts over.
+//!   An unreadable inline document is handled like a failed fetch (fallback, then the
+//!   application error).
 //! - `<Play digits>` (sending DTMF) is skipped: there is no output for it yet. A failed
 //!   `<Play>` URL is reported as 11200 and the document goes on.
 
@@ -65,6 +70,9 @@ pub struct CallConfig {
     pub fallback_method: HttpMethod,
     /// Base URL of this server's REST API, without a trailing slash; `RecordingUrl` is built on it.
     pub public_url: String,
+    /// A first document given inline (the Calls API `Twiml` parameter): run instead of fetching
+    /// `voice_url`. Relative URLs in it resolve against `voice_url`, which may then be empty.
+    pub twiml: Option<String>,
 }
 
 /// The HTTP method of a webhook request, as TwiML's `method` attributes spell it.
@@ -190,6 +198,16 @@ pub enum Input {
         stop: RecordStop,
     },
     RemoteHangup,
+    /// A live update (Calls API `Url`/`Method`): stop what the call is doing and run the
+    /// document fetched from `url` instead of the rest of the current one.
+    Redirect {
+        url: String,
+        method: HttpMethod,
+    },
+    /// A live update (Calls API `Twiml`): stop what the call is doing and run this document.
+    Twiml {
+        document: String,
+    },
 }
 
 /// Commands a [`Call`] gives the runtime.

@@ -150,6 +150,7 @@ async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, ne
         fallback_url: number.voice_fallback_url.clone().filter(|u| !u.is_empty()),
         fallback_method: http_method(&number.voice_fallback_method),
         public_url: shared.config.public_url.clone(),
+        twiml: None,
     };
     let engine = engine::Call::new(std::time::Instant::now(), config, rand::thread_rng().gen());
     let (done_tx, done_rx) = mpsc::unbounded_channel();
