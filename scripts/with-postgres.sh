@@ -112,8 +112,16 @@ BASE="postgres://dialtone:$PASSWORD@127.0.0.1:$PORT"
 log "PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT ready in $(( $(ms) - started )) ms"
 
 export DIALTONE_TEST_DATABASE_URL="$BASE/dialtone_test"
+# In the background so that a signal to this script is handled at once (bash runs traps only
+# between foreground commands): it is passed on to CMD, and the server stops once CMD has ended.
+# `<&0` keeps CMD's standard input, which a background command would otherwise lose.
+"$@" <&0 &
+child=$!
+forward() { kill "-$1" "$child" 2>/dev/null || true; wait "$child" 2>/dev/null || true; exit "$2"; }
+trap 'forward INT 130' INT
+trap 'forward TERM 143' TERM
 set +e
-"$@"
+wait "$child"
 status=$?
 set -e
 exit "$status"
