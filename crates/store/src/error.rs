@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The URL names a backend this build cannot open (PostgreSQL is planned, not here yet).
+    /// The URL names a backend this build cannot open (only SQLite and PostgreSQL are built in).
     #[error("unsupported database URL scheme in {0:?}")]
     UnsupportedUrl(String),
     #[error("cannot create the database directory: {0}")]

@@ -16,9 +16,13 @@
 //! - PostgreSQL (`postgres://...`), for nodes that share one system of record.
 //!
 //! Both run through sqlx's `Any` driver, so every query and the one migrations directory are
-//! written once in portable SQL: `$n` binds (numbered by [`Sql`] for built statements), BIGINT
+//! written once in portable SQL: `$n` binds (numbered by `Sql` for built statements), BIGINT
 //! microsecond timestamps, TEXT for SIDs and enums, `ON CONFLICT DO NOTHING`. The backend specifics
 //! (SQLite pragmas, pool sizes) live in [`Store::open`] only.
+//!
+//! Tests open their stores through [`testing`]: SQLite by default, PostgreSQL when
+//! `DIALTONE_TEST_DATABASE_URL` is set, as `scripts/with-postgres.sh cargo test -p store -p api`
+//! does with a throwaway server.
 
 mod calls;
 mod error;
@@ -35,7 +39,7 @@ use model::sid::SidKind;
 use model::{AccountRecord, AccountSid, Sid};
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Arguments, Row};
+use sqlx::{Arguments, Connection, Row};
 
 pub use calls::CallFilter;
 pub use error::StoreError;
@@ -73,6 +77,9 @@ impl Store {
         let lower = database_url.to_ascii_lowercase();
         let pool = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             let options = AnyConnectOptions::from_str(database_url)?;
+            // A pool retries a refused connection until its acquire timeout (30 s) and then
+            // reports only the timeout; one direct connection first fails at once, with the cause.
+            sqlx::AnyConnection::connect_with(&options).await?.close().await?;
             AnyPoolOptions::new().max_connections(8).connect_with(options).await?
         } else if lower.starts_with("sqlite:") || !lower.contains("://") {
             open_sqlite(database_url).await?
@@ -356,6 +363,8 @@ pub(crate) mod testutil {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::testutil::*;
     use super::*;
 
@@ -457,6 +466,17 @@ mod tests {
         assert!(matches!(err, StoreError::UnsupportedUrl(ref s) if s == "mysql"), "{err}");
         assert!(!err.to_string().contains("secret"));
         let err = Store::open("postgres://user:secret@db:notaport/dialtone").await.unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_postgres_fails_at_once_with_the_cause_and_no_password() {
+        let started = std::time::Instant::now();
+        // Port 1 on loopback: nothing listens there, the connection is refused.
+        let err = Store::open("postgres://user:secret@127.0.0.1:1/dialtone").await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert!(matches!(err, StoreError::Database(_)), "{err}");
+        assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 }
