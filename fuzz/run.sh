@@ -1,20 +1,35 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for a bounded time with a seed corpus built from the RFC 4475
-# torture messages; exits non-zero if any target finds a crash.
+# Runs every fuzz target for a bounded time from a seed corpus (the RFC 4475 torture messages,
+# hand-made TwiML, RTP/RTCP/telephone-event packets, WAVs and the media crate's MP3), prints one
+# line per target with the runs executed, and exits non-zero if any target finds a crash.
 #   fuzz/run.sh [seconds-per-target]     (default 20)
+#   FUZZ_STORE=1 fuzz/run.sh ...         also builds and runs page_token (store::Cursor), which
+#                                        needs sqlx: several minutes more of build
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). Works on stable Rust through
 # RUSTC_BOOTSTRAP=1; sanitizers are off (-s none) because they need a nightly std.
+# Logs go to fuzz/target/logs/, crashes to fuzz/artifacts/<target>/.
 set -euo pipefail
 secs="${1:-20}"
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target}"
+# The instrumented build has its own RUSTFLAGS: sharing a workspace target dir would make the two
+# builds invalidate each other, so always use this project's own fuzz/target.
+unset CARGO_TARGET_DIR
 
-seeds="$here/../crates/sip/tests/rfc4475"
-for target in parse_message sdp stream_framer; do
+targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens)
+features=()
+if [ "${FUZZ_STORE:-0}" = 1 ]; then
+    targets+=(page_token)
+    features=(--features store)
+fi
+for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"
 done
+
+# --- Seeds ---------------------------------------------------------------------------------
+# SIP: the RFC 4475 torture messages.
+seeds="$here/../crates/sip/tests/rfc4475"
 cp "$seeds"/*.dat corpus/parse_message/
 cp "$seeds"/*.dat corpus/stream_framer/
 # SDP seeds: the bodies of the torture messages that carry one, plus a few softphone offers.
@@ -30,13 +45,103 @@ done
 printf 'v=0\r\no=- 1 1 IN IP6 2001:db8::20\r\ns=-\r\nc=IN IP6 2001:db8::20\r\nt=0 0\r\nm=audio 10386 RTP/AVP 111 0 8 101\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=rtcp-mux\r\na=sendonly\r\nm=video 0 RTP/AVP 96\r\n' > corpus/sdp/baresip.sdp
 printf 'v=0\r\no=- 3 3 IN IP4 192.168.1.20\r\ns=pjmedia\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8 120\r\nc=IN IP4 192.168.1.20\r\na=rtcp:4001 IN IP4 192.168.1.20\r\na=rtpmap:120 telephone-event/8000\r\na=ptime:20\r\n' > corpus/sdp/pjsua.sdp
 
+# TwiML: every verb with its attributes, nesting, SSML, CDATA, entities, and an unsupported verb.
+cat > corpus/twiml/all_verbs.xml <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- a comment -->
+<Response>
+  <Say voice="alice" language="en-GB" loop="2">Hello &amp; welcome <![CDATA[<caller>]]></Say>
+  <Play loop="0" digits="w1234#">https://example.com/hello.mp3</Play>
+  <Pause length="3"/>
+  <Gather input="dtmf speech" action="/gather" method="GET" timeout="5" finishOnKey="#"
+          numDigits="4" speechTimeout="auto" actionOnEmptyResult="true">
+    <Say>Enter your PIN<break time="1s"/><prosody rate="slow">now</prosody></Say>
+    <Play>https://example.com/beep.wav</Play>
+    <Pause length="1"/>
+  </Gather>
+  <Record action="/rec" method="POST" timeout="3" maxLength="60" finishOnKey="*"
+          playBeep="false" trim="do-not-trim" recordingStatusCallback="/status"/>
+  <Redirect method="GET">/next</Redirect>
+  <Dial>+15551234567</Dial>
+  <Hangup/>
+</Response>
+XML
+printf '<Response><Reject reason="busy"/></Response>' > corpus/twiml/reject.xml
+printf '<Response><Say>Goodbye</Say><Hangup/></Response>' > corpus/twiml/say.xml
+printf '<Response/>' > corpus/twiml/empty.xml
+
+# RTP (RFC 3550): a PCMU packet; one with a CSRC, a header extension and padding; a
+# telephone-event with the marker bit.
+printf '\x80\x00\x12\x34\x00\x00\x01\x40\xde\xad\xbe\xef\xff\x7f\xff\x7f\xff\x7f\xff\x7f' > corpus/rtp/pcmu.bin
+printf '\xb1\x08\x00\x01\x00\x00\x00\xa0\x01\x02\x03\x04\x0a\x0b\x0c\x0d\xbe\xde\x00\x01\x10\xff\x00\x00\xd5\xd5\xd5\x00\x00\x03' > corpus/rtp/csrc_ext_pad.bin
+printf '\x80\xe5\x00\x02\x00\x00\x03\x20\x11\x22\x33\x44\x05\x0a\x00\xa0' > corpus/rtp/dtmf.bin
+
+# RTCP: SR with one report block + SDES CNAME; RR + SDES + BYE with a reason; an APP packet.
+printf '\x81\xc8\x00\x0c\x12\x34\x56\x78\xe0\x00\x00\x01\x80\x00\x00\x00\x00\x00\x1f\x40\x00\x00\x00\x32\x00\x00\x1f\x40\x0a\x0b\x0c\x0d\x40\xff\xff\xfe\x00\x01\x00\x05\x00\x00\x00\x20\x11\x22\x33\x44\x00\x00\x80\x00\x81\xca\x00\x03\x12\x34\x56\x78\x01\x02\x61\x62\x00\x00\x00\x00' > corpus/rtcp/sr_sdes.bin
+printf '\x80\xc9\x00\x01\x12\x34\x56\x78\x81\xca\x00\x03\x12\x34\x56\x78\x01\x05\x61\x40\x62\x2e\x63\x00\x81\xcb\x00\x03\x12\x34\x56\x78\x04\x64\x6f\x6e\x65\x00\x00\x00' > corpus/rtcp/rr_sdes_bye.bin
+printf '\x80\xc9\x00\x01\x12\x34\x56\x78\x80\xcc\x00\x02\x12\x34\x56\x78\x6e\x61\x6d\x65' > corpus/rtcp/rr_app.bin
+
+# Telephone-events, in the target's own framing: per packet a control byte (0x80 marker,
+# 0x40 second SSRC, low 3 bits payload length), a timestamp step byte (0 same, 1 = +160) and the
+# payload. Digit 5 (start, update, three ends), then 1 and #, then a late packet of digit 5.
+printf '\x84\x01\x05\x0a\x00\xa0\x04\x00\x05\x0a\x01\x40\x04\x00\x05\x8a\x03\x20\x04\x00\x05\x8a\x03\x20\x04\x00\x05\x8a\x03\x20\x84\x05\x01\x0a\x00\xa0\x04\x00\x01\x8a\x01\x40\x84\x05\x0b\x0a\x00\xa0\x04\xf6\x05\x0a\x00\xa0' > corpus/telephone_event/digits.bin
+
+# Audio: the MP3 the media tests use, and small WAVs in the formats decode_audio handles.
+cp "$here/../crates/media/testdata/"*.mp3 corpus/decode_audio/
+if command -v sox >/dev/null; then
+    sox -n -r 8000 -c 1 -b 16 corpus/decode_audio/s16_8k.wav synth 0.05 sine 440
+    sox -n -r 44100 -c 2 -b 24 corpus/decode_audio/s24_44k_stereo.wav synth 0.02 sine 1000
+    sox -n -r 16000 -c 1 -e floating-point -b 32 corpus/decode_audio/f32_16k.wav synth 0.03 sine 300
+    sox -n -r 8000 -c 1 -e mu-law corpus/decode_audio/ulaw.wav synth 0.05 sine 697 sine 1209
+    sox -n -r 8000 -c 1 -e a-law corpus/decode_audio/alaw.wav synth 0.05 sine 440
+    sox -n -r 11025 -c 1 -b 8 corpus/decode_audio/u8_11k.wav synth 0.03 square 200
+else
+    python3 - corpus/decode_audio/s16_8k.wav <<'PY'
+import math, struct, sys, wave
+w = wave.open(sys.argv[1], 'wb')
+w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
+w.writeframes(b''.join(struct.pack('<h', int(8000 * math.sin(i / 3))) for i in range(400)))
+w.close()
+PY
+fi
+
+# REST strings: SIDs, status and direction values, page tokens.
+printf 'CA0123456789abcdef0123456789abcdef' > corpus/api_tokens/call_sid
+printf 'AC0123456789abcdef0123456789abcdef' > corpus/api_tokens/account_sid
+printf 'in-progress' > corpus/api_tokens/status
+printf 'outbound-api' > corpus/api_tokens/direction
+if [ "${FUZZ_STORE:-0}" = 1 ]; then
+    printf 'PT1700000000123456_CA0123456789abcdef0123456789abcdef' > corpus/page_token/call
+    printf 'PT-5_PN1' > corpus/page_token/negative
+fi
+
+# --- Build once, then fuzz each target --------------------------------------------------------
+start=$(date +%s)
+cargo fuzz build -s none "${features[@]}"
+echo "== build: $(( $(date +%s) - start ))s"
+
+mkdir -p target/logs
 status=0
-for target in parse_message sdp stream_framer; do
-    echo "== fuzzing $target for ${secs}s"
-    if ! cargo fuzz run -s none "$target" "corpus/$target" -- \
-            -max_total_time="$secs" -max_len=65536 -print_final_stats=1; then
-        echo "!! $target found a crash (see fuzz/artifacts/$target)"
+summary=()
+for target in "${targets[@]}"; do
+    log="target/logs/$target.log"
+    echo "== fuzzing $target for ${secs}s (log: fuzz/$log)"
+    rc=0
+    cargo fuzz run -s none "${features[@]}" "$target" "corpus/$target" -- \
+        -max_total_time="$secs" -max_len=65536 -print_final_stats=1 >"$log" 2>&1 || rc=$?
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    corpus=$(ls "corpus/$target" | wc -l)
+    if [ "$rc" -eq 0 ]; then
+        line="ok     $target: ${runs:-?} runs in ${secs}s, corpus $corpus"
+    else
         status=1
+        artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
+        line="CRASH  $target: after ${runs:-?} runs; input ${artifact:-?}"
+        grep -m 3 -E "panicked at|^thread '|==ERROR" "$log" || tail -n 20 "$log"
     fi
+    echo "$line"
+    summary+=("$line")
 done
+echo "== summary"
+printf '%s\n' "${summary[@]}"
 exit "$status"
