@@ -1,5 +1,8 @@
-//! Calls (read and delete) and their notifications.
+//! Calls (create, read, update, delete) and their notifications. Creating and updating go
+//! through [`crate::ApiHooks`]: only the runtime holds live calls.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -8,8 +11,161 @@ use serde_json::Value;
 use store::CallFilter;
 
 use crate::auth::Ctx;
+use crate::numbers::{e164, method_param, url_param};
 use crate::params::{envelope, Paging, Params, Seg};
-use crate::{render, ApiState, AppError};
+use crate::{render, ApiState, AppError, CallUpdate, CreateCall, HookError};
+
+/// Twilio's default ring time, and its ceiling (larger values are clamped, as Twilio does).
+const DEFAULT_TIMEOUT: u32 = 60;
+const MAX_TIMEOUT: u32 = 600;
+/// Twilio's default and largest `TimeLimit`: four hours, and 24 hours.
+const DEFAULT_TIME_LIMIT: u32 = 14_400;
+const MAX_TIME_LIMIT: u32 = 86_400;
+/// Twilio's limit on an inline `Twiml` document.
+const MAX_TWIML: usize = 4000;
+const EVENTS: [&str; 4] = ["initiated", "ringing", "answered", "completed"];
+
+/// A destination: E.164 (spaces and dashes allowed) or a SIP URI.
+fn destination(raw: &str) -> Option<String> {
+    let lower = raw.to_ascii_lowercase();
+    if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        let ok = raw.len() > 4 && raw.contains(|c: char| c.is_ascii_alphanumeric())
+            && !raw.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'));
+        return ok.then(|| raw.to_owned());
+    }
+    e164(raw)
+}
+
+fn seconds(p: &Params, name: &str, default: u32, max: u32) -> Result<u32, AppError> {
+    match p.get(name) {
+        None | Some("") => Ok(default),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n.min(max)),
+            _ => Err(AppError::bad(20001, format!("{name} must be a positive number of seconds, not {v:?}"))),
+        },
+    }
+}
+
+fn twiml_param(p: &Params) -> Result<Option<String>, AppError> {
+    match p.get("Twiml").filter(|t| !t.trim().is_empty()) {
+        Some(t) if t.len() > MAX_TWIML => {
+            Err(AppError::bad(20001, format!("Twiml is longer than {MAX_TWIML} characters")))
+        }
+        t => Ok(t.map(str::to_owned)),
+    }
+}
+
+/// `Url` (with `Method`), `Twiml`: what a call runs. Twiml wins when both are given, as Twilio.
+fn document_params(p: &Params) -> Result<(Option<String>, String, Option<String>), AppError> {
+    let twiml = twiml_param(p)?;
+    let url = match p.get("Url") {
+        Some(v) if !v.is_empty() => url_param("Url", v)?,
+        _ => None,
+    };
+    let method = p.get("Method").map(|m| method_param("Method", m)).transpose()?.unwrap_or_else(|| "POST".into());
+    Ok((url, method, twiml))
+}
+
+fn parse_create(account: model::AccountSid, p: &Params) -> Result<CreateCall, AppError> {
+    let to = p.get_number("To").filter(|s| !s.trim().is_empty());
+    let to = to.ok_or_else(|| AppError::bad(21201, "No 'To' number is specified"))?;
+    let to = destination(&to).ok_or_else(|| AppError::bad(21211, format!("Invalid 'To' Phone Number: {to}")))?;
+    let from = p.get_number("From").filter(|s| !s.trim().is_empty());
+    let from = from.ok_or_else(|| AppError::bad(21213, "No 'From' number is specified"))?;
+    let from = destination(&from)
+        .ok_or_else(|| AppError::bad(21212, format!("Invalid 'From' Phone Number: {from}")))?;
+    if p.get("ApplicationSid").is_some_and(|a| !a.is_empty()) {
+        return Err(AppError::bad(20001, "ApplicationSid is not supported by this server: use Url or Twiml"));
+    }
+    if p.get("SendDigits").is_some_and(|d| !d.is_empty()) {
+        return Err(AppError::bad(20001, "SendDigits is not supported by this server yet"));
+    }
+    let (url, method, twiml) = document_params(p)?;
+    if url.is_none() && twiml.is_none() {
+        return Err(AppError::bad(21205, "Url or Twiml or ApplicationSid required"));
+    }
+    let optional_url = |name: &str| -> Result<Option<String>, AppError> {
+        p.get(name).map(|v| url_param(name, v)).transpose().map(Option::flatten)
+    };
+    let method_or_post = |name: &str| -> Result<String, AppError> {
+        Ok(p.get(name).map(|m| method_param(name, m)).transpose()?.unwrap_or_else(|| "POST".into()))
+    };
+    let mut events = Vec::new();
+    for value in p.get_all("StatusCallbackEvent") {
+        // Repeated parameters (the SDKs) or one space-separated value (curl users).
+        for event in value.split([' ', ',']).filter(|e| !e.is_empty()) {
+            let event = event.to_ascii_lowercase();
+            if !EVENTS.contains(&event.as_str()) {
+                return Err(AppError::bad(
+                    20001,
+                    format!("StatusCallbackEvent {event:?} is not one of initiated, ringing, answered, completed"),
+                ));
+            }
+            if !events.contains(&event) {
+                events.push(event);
+            }
+        }
+    }
+    if events.is_empty() {
+        events.push("completed".to_owned());
+    }
+    Ok(CreateCall {
+        account_sid: account,
+        to,
+        from,
+        url,
+        method,
+        twiml,
+        fallback_url: optional_url("FallbackUrl")?,
+        fallback_method: method_or_post("FallbackMethod")?,
+        status_callback: optional_url("StatusCallback")?,
+        status_callback_method: method_or_post("StatusCallbackMethod")?,
+        status_callback_events: events,
+        timeout: seconds(p, "Timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?,
+        time_limit: seconds(p, "TimeLimit", DEFAULT_TIME_LIMIT, MAX_TIME_LIMIT)?,
+    })
+}
+
+fn parse_update(p: &Params) -> Result<CallUpdate, AppError> {
+    let (url, method, twiml) = document_params(p)?;
+    let status = match p.get("Status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some("completed") => Some(CallStatus::Completed),
+        Some("canceled") => Some(CallStatus::Canceled),
+        Some(other) => {
+            return Err(AppError::bad(20001, format!("Status must be completed or canceled, not {other:?}")))
+        }
+    };
+    Ok(CallUpdate { redirect: if twiml.is_some() { None } else { url.map(|u| (u, method)) }, twiml, status })
+}
+
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg(account): Seg<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let account = ctx.scope(&account, "")?;
+    let call = parse_create(account, &Params::from_body(body)?)?;
+    let rec = state.hooks.create_call(call).await?;
+    Ok((StatusCode::CREATED, Json(render::call(&rec))))
+}
+
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg((account, call)): Seg<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let account = ctx.scope(&account, "")?;
+    let sid = call_sid(&ctx, &call, ".json")?;
+    let update = parse_update(&Params::from_body(body)?)?;
+    match state.hooks.update_call(account, sid, update).await {
+        Ok(rec) => Ok(Json(render::call(&rec))),
+        Err(HookError::NotFound) => Err(ctx.not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
 
 pub(crate) fn call_sid(ctx: &Ctx, segment: &str, suffix: &str) -> Result<CallSid, AppError> {
     segment.strip_suffix(suffix).and_then(|s| s.parse().ok()).ok_or_else(|| ctx.not_found())
@@ -71,6 +227,13 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, AppError> {
     let account = ctx.scope(&account, "")?;
     let sid = call_sid(&ctx, &call, ".json")?;
+    let rec = state.store.call(&account, &sid).await?.ok_or_else(|| ctx.not_found())?;
+    if !rec.status.is_final() {
+        return Err(AppError::bad(
+            21220,
+            format!("Call {sid} is {}: end it (Status=completed) before deleting it", rec.status),
+        ));
+    }
     if !state.store.delete_call(&account, &sid).await? {
         return Err(ctx.not_found());
     }

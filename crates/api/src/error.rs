@@ -29,6 +29,9 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("i/o failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The runtime refused or failed an action (placing or changing a call).
+    #[error("runtime: {0}")]
+    Hook(#[from] crate::HookError),
 }
 
 impl AppError {
@@ -60,7 +63,18 @@ impl AppError {
                 21422,
                 format!("PhoneNumber {number} is not available"),
             ),
-            AppError::Store(_) | AppError::Io(_) => {
+            AppError::Hook(crate::HookError::NotSupported(what)) => (
+                StatusCode::NOT_IMPLEMENTED,
+                20001,
+                format!("{what} is not supported by this server"),
+            ),
+            AppError::Hook(crate::HookError::Rejected { code, message }) => {
+                (StatusCode::BAD_REQUEST, *code, message.clone())
+            }
+            AppError::Hook(crate::HookError::NotFound) => {
+                (StatusCode::NOT_FOUND, 20404, "The requested resource was not found".to_owned())
+            }
+            AppError::Store(_) | AppError::Io(_) | AppError::Hook(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, 20500, "Internal Server Error".to_owned())
             }
         }

@@ -3,7 +3,8 @@
 //! Owns the wire format: JSON field names and shapes, RFC 2822 dates, list envelopes and paging
 //! URIs, Twilio error bodies and codes. Driven by `node`, which builds an [`ApiState`] and serves
 //! [`router`]; handlers read and write through `store` and tell `node` about routing changes
-//! through [`ApiHooks`].
+//! through [`ApiHooks`]; calls are placed and changed through the same hooks, since only the
+//! runtime holds live calls.
 //!
 //! Architecture invariant: this is the only crate that knows the REST JSON. Every route
 //! authenticates (HTTP Basic, account SID + auth token) before routing is visible, and every
@@ -32,14 +33,88 @@ use crate::auth::Ctx;
 use crate::params::Seg;
 
 pub use crate::error::AppError;
+pub use model::{AccountSid, CallRecord, CallSid, CallStatus};
 
 /// Largest accepted request body; larger ones get 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A boxed future, as hook methods return them (the trait stays object-safe).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Callbacks from the API into the runtime that serves it.
 pub trait ApiHooks: Send + Sync {
     /// A phone number was created, updated or deleted: the routing index is stale.
     fn numbers_changed(&self) {}
+
+    /// Place an outbound call (`POST Calls.json`, already validated). Returns the new call's
+    /// record, status `queued`, once it is stored; the call itself proceeds in the background.
+    fn create_call(&self, call: CreateCall) -> BoxFuture<'_, Result<CallRecord, HookError>> {
+        let _ = call;
+        Box::pin(async { Err(HookError::NotSupported("Creating calls")) })
+    }
+
+    /// Change a call (`POST Calls/{CallSid}.json`, already validated): redirect a live call or
+    /// end it. Returns the call's record as it stands.
+    fn update_call(
+        &self,
+        account: AccountSid,
+        sid: CallSid,
+        update: CallUpdate,
+    ) -> BoxFuture<'_, Result<CallRecord, HookError>> {
+        let _ = (account, sid, update);
+        Box::pin(async { Err(HookError::NotSupported("Updating calls")) })
+    }
+}
+
+/// The parameters of a new outbound call, validated; methods are `GET` or `POST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateCall {
+    pub account_sid: AccountSid,
+    /// An E.164 number (through a trunk) or a `sip:`/`sips:` URI (directly).
+    pub to: String,
+    pub from: String,
+    /// Where the first document comes from; `None` when `twiml` is given.
+    pub url: Option<String>,
+    pub method: String,
+    pub twiml: Option<String>,
+    pub fallback_url: Option<String>,
+    pub fallback_method: String,
+    pub status_callback: Option<String>,
+    pub status_callback_method: String,
+    /// Which progress events go to `status_callback`: `initiated`, `ringing`, `answered`,
+    /// `completed` (Twilio's default: only `completed`).
+    pub status_callback_events: Vec<String>,
+    /// Seconds to let the far end ring before giving up (`no-answer`).
+    pub timeout: u32,
+    /// Longest the call may last once answered, in seconds.
+    pub time_limit: u32,
+}
+
+/// A change to a call: `redirect` (URL and method) or `twiml` replaces what it runs, `status`
+/// (`completed` or `canceled`) ends it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallUpdate {
+    pub redirect: Option<(String, String)>,
+    pub twiml: Option<String>,
+    pub status: Option<CallStatus>,
+}
+
+/// Why a hook refused; becomes a Twilio error body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HookError {
+    /// The server running the API does not do this (HTTP 501, Twilio 20001).
+    #[error("{0} is not supported by this server")]
+    NotSupported(&'static str),
+    /// The request cannot be carried out as asked (HTTP 400 with a Twilio code).
+    #[error("rejected ({code}): {message}")]
+    Rejected { code: u32, message: String },
+    /// No such call for this account.
+    #[error("not found")]
+    NotFound,
+    /// The runtime failed; logged, answered with a generic 500.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 /// Hooks that do nothing (tools, tests).
@@ -72,8 +147,8 @@ pub fn router(state: ApiState) -> Router {
             &at("/IncomingPhoneNumbers/{number}"),
             get(numbers::fetch).post(numbers::update).delete(numbers::delete),
         )
-        .route(&at("/Calls.json"), get(calls::list))
-        .route(&at("/Calls/{call}"), get(calls::fetch).delete(calls::delete))
+        .route(&at("/Calls.json"), get(calls::list).post(calls::create))
+        .route(&at("/Calls/{call}"), get(calls::fetch).post(calls::update).delete(calls::delete))
         .route(&at("/Calls/{call}/Notifications.json"), get(calls::call_notifications))
         .route(&at("/Calls/{call}/Recordings.json"), get(recordings::list_for_call))
         .route(&at("/Notifications.json"), get(calls::account_notifications))

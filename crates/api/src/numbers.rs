@@ -18,7 +18,7 @@ const MAX_FRIENDLY_NAME: usize = 64;
 
 /// `+` then 2 to 15 digits, the first not 0 (E.164). Spaces, dashes, dots and brackets that
 /// people type are dropped first.
-fn e164(raw: &str) -> Option<String> {
+pub(crate) fn e164(raw: &str) -> Option<String> {
     let cleaned: String =
         raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
     let digits = cleaned.strip_prefix('+')?;
@@ -29,7 +29,7 @@ fn e164(raw: &str) -> Option<String> {
 }
 
 /// An absolute http(s) URL, or `None` for the empty string (which clears the setting).
-fn url_param(name: &str, value: &str) -> Result<Option<String>, AppError> {
+pub(crate) fn url_param(name: &str, value: &str) -> Result<Option<String>, AppError> {
     if value.is_empty() {
         return Ok(None);
     }
@@ -39,7 +39,7 @@ fn url_param(name: &str, value: &str) -> Result<Option<String>, AppError> {
     }
 }
 
-fn method_param(name: &str, value: &str) -> Result<String, AppError> {
+pub(crate) fn method_param(name: &str, value: &str) -> Result<String, AppError> {
     let upper = value.to_ascii_uppercase();
     match upper.as_str() {
         "GET" | "POST" => Ok(upper),

@@ -56,6 +56,11 @@ impl Params {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Every value of `name`, in the order sent (repeated list parameters).
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
     /// Like [`Params::get`] for E.164-ish values: an unencoded `+` arrives as a space, so a
     /// leading space is read back as `+`.
     pub fn get_number(&self, name: &str) -> Option<String> {

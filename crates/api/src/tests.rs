@@ -20,11 +20,39 @@ use super::*;
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 #[derive(Default)]
-struct CountingHooks(AtomicUsize);
+struct CountingHooks(AtomicUsize, std::sync::Mutex<Vec<CreateCall>>, std::sync::Mutex<Vec<(CallSid, CallUpdate)>>);
 
 impl ApiHooks for CountingHooks {
     fn numbers_changed(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn create_call(&self, call: CreateCall) -> BoxFuture<'_, Result<CallRecord, HookError>> {
+        let now = Utc::now();
+        let rec = CallRecord {
+            sid: CallSid::generate(),
+            account_sid: call.account_sid,
+            parent_call_sid: None,
+            phone_number_sid: None,
+            from: call.from.clone(),
+            to: call.to.clone(),
+            status: CallStatus::Queued,
+            direction: CallDirection::OutboundApi,
+            start_time: None,
+            end_time: None,
+            duration: None,
+            answered_by: None,
+            date_created: now,
+            date_updated: now,
+        };
+        self.1.lock().unwrap().push(call);
+        Box::pin(async move { Ok(rec) })
+    }
+
+    fn update_call(&self, account: AccountSid, sid: CallSid, update: CallUpdate) -> BoxFuture<'_, Result<CallRecord, HookError>> {
+        self.2.lock().unwrap().push((sid, update));
+        let _ = account;
+        Box::pin(async { Err(HookError::NotFound) })
     }
 }
 
@@ -450,4 +478,92 @@ async fn oversized_bodies_are_413_and_wrong_methods_405() {
     let (status, body) = f.request(Method::PUT, &list, Some("")).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_twilio_error(&body, 20004, 405);
+}
+
+#[tokio::test]
+async fn call_create_validates_like_twilio_then_asks_the_runtime() {
+    let f = fixture().await;
+    let uri = format!("{}/Calls.json", f.base());
+    let cases = [
+        ("From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv", 21201),
+        ("To=%2B15550002222&Url=http%3A%2F%2Fa.test%2Fv", 21213),
+        ("To=%2B15550002222&From=%2B15550001111", 21205),
+        ("To=%2B15550002222&From=%2B15550001111&Url=ftp%3A%2F%2Fa.test%2Fv", 21205),
+        ("To=hello&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv", 21211),
+        ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Method=PUT", 20001),
+        ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Timeout=x", 20001),
+        ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&StatusCallbackEvent=bogus", 20001),
+    ];
+    for (form, code) in cases {
+        let (status, body) = f.request(Method::POST, &uri, Some(form)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}: {body}");
+        assert_twilio_error(&body, code, 400);
+    }
+    assert!(f.hooks.1.lock().unwrap().is_empty());
+
+    let form = "To=%2B1%20555%20000%202222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Method=get\
+                &StatusCallback=http%3A%2F%2Fa.test%2Fs&StatusCallbackEvent=initiated&StatusCallbackEvent=ringing%20answered\
+                &Timeout=900&TimeLimit=30&Twiml=%3CResponse%2F%3E";
+    let (status, body) = f.request(Method::POST, &uri, Some(form)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["direction"], "outbound-api");
+    assert_eq!(body["to"], "+15550002222");
+    let call = f.hooks.1.lock().unwrap().pop().unwrap();
+    assert_eq!(call.status_callback_events, ["initiated", "ringing", "answered"]);
+    assert_eq!((call.timeout, call.time_limit), (600, 30));
+    assert_eq!(call.method, "GET");
+    assert_eq!(call.twiml.as_deref(), Some("<Response/>"));
+
+    let form = "To=sip%3Abob%40127.0.0.1%3A5070&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv";
+    let (status, _) = f.request(Method::POST, &uri, Some(form)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let call = f.hooks.1.lock().unwrap().pop().unwrap();
+    assert_eq!(call.to, "sip:bob@127.0.0.1:5070");
+    assert_eq!(call.status_callback_events, ["completed"]);
+    assert_eq!((call.timeout, call.method.as_str(), call.twiml), (60, "POST", None));
+}
+
+#[tokio::test]
+async fn calls_are_not_supported_without_a_runtime() {
+    let mut f = fixture().await;
+    f.state.hooks = Arc::new(NoHooks);
+    let form = "To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv";
+    let (status, body) = f.request(Method::POST, &format!("{}/Calls.json", f.base()), Some(form)).await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_twilio_error(&body, 20001, 501);
+}
+
+#[tokio::test]
+async fn call_update_parses_and_delete_refuses_live_calls() {
+    let f = fixture().await;
+    let sid = CallSid::generate();
+    let uri = format!("{}/Calls/{sid}.json", f.base());
+    let (status, body) = f.request(Method::POST, &uri, Some("Status=busy")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 20001, 400);
+    let (status, body) = f.request(Method::POST, &uri, Some("Url=http%3A%2F%2Fa.test%2Fn&Method=GET&Status=completed")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_twilio_error(&body, 20404, 404);
+    let updates = f.hooks.2.lock().unwrap().clone();
+    assert_eq!(
+        updates,
+        [(sid, CallUpdate {
+            redirect: Some(("http://a.test/n".into(), "GET".into())),
+            twiml: None,
+            status: Some(CallStatus::Completed)
+        })]
+    );
+
+    let mut live = f.insert_call(Utc::now(), "+14155550100").await;
+    live.status = CallStatus::InProgress;
+    f.state.store.update_call(&live).await.unwrap();
+    let uri = format!("{}/Calls/{}.json", f.base(), live.sid);
+    let (status, body) = f.request(Method::DELETE, &uri, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 21220, 400);
+    live.status = CallStatus::Completed;
+    f.state.store.update_call(&live).await.unwrap();
+    assert_eq!(f.request(Method::DELETE, &uri, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(&uri).await.0, StatusCode::NOT_FOUND);
 }
