@@ -1,9 +1,11 @@
-//! One task per inbound call: the SIP leg, its media stream and its `engine::Call`.
+//! One task per call: the SIP leg, its media stream and its `engine::Call`.
 //!
-//! The task sets the call up (number lookup, SDP negotiation, RTP ports), then loops: hand the
-//! engine what happened (SIP signals, media events, webhook replies, its own timeouts) and carry
-//! out what it asks (answer, play, record, fetch, hang up). Slow work (HTTP, TTS, audio fetch) runs
-//! in spawned tasks whose results come back on the call's own channel, so the loop never blocks.
+//! An inbound call's task sets the call up here (number lookup, SDP negotiation, RTP ports); an
+//! outbound call's task does its own set-up in `outbound.rs` until the far end answers. Both then
+//! run [`ActiveCall`]: hand the engine what happened (SIP signals, media events, webhook
+//! replies, API updates, its own timeouts) and carry out what it asks (answer, play, record,
+//! fetch, hang up). Slow work (HTTP, TTS, audio fetch) runs in spawned tasks whose results come
+//! back on the call's own channel, so the loop never blocks.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -12,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use engine::{HttpMethod, MediaSource, Output, RecordStop};
-use model::records::{CallRecord, NotificationRecord, PhoneNumberRecord, RecordingRecord};
+use model::records::{CallRecord, NotificationRecord, RecordingRecord};
 use model::{CallDirection, CallSid, CallStatus, RecordingSid};
 use rand::Rng;
 use sip::dialog::{Dialog, DialogId};
@@ -21,6 +23,7 @@ use sip::transaction::ServerTxId;
 use sip::{Method, Request, Response, Transport};
 use tokio::sync::mpsc;
 
+use crate::calls_registry::{CallControl, Registration};
 use crate::media::{MediaEvent, Stream};
 use crate::sip_task::{SipCommand, ALLOW};
 use crate::webhook::{WebhookError, WebhookRequest};
@@ -56,22 +59,114 @@ pub struct NewCall {
     pub self_signals: mpsc::UnboundedSender<CallSignal>,
 }
 
+/// The SIP side of a call, as the shared loop needs it.
+pub(crate) struct Leg {
+    /// Where in-dialog requests go: the INVITE's source (inbound), or where we sent it.
+    pub peer: SocketAddr,
+    pub transport: Transport,
+    pub signals: mpsc::UnboundedReceiver<CallSignal>,
+    pub self_signals: mpsc::UnboundedSender<CallSignal>,
+    /// Inbound: the INVITE still to be answered (or refused).
+    pub invite: Option<ServerInvite>,
+    pub dialog: Option<Dialog>,
+    /// Outbound: our ACK for the 2xx, sent again when the 2xx is retransmitted.
+    pub ack: Option<Request>,
+}
+
+#[derive(Clone)]
+pub(crate) struct ServerInvite {
+    pub tx: ServerTxId,
+    pub request: Request,
+    pub local_tag: String,
+}
+
+/// Status callbacks of one call: Twilio's progress events, posted one after the other (a task
+/// per call sends them in order), each with the next `SequenceNumber`.
+pub(crate) struct StatusCallbacks {
+    queue: Option<mpsc::UnboundedSender<WebhookRequest>>,
+    url: String,
+    method: HttpMethod,
+    events: Vec<String>,
+    auth_token: String,
+    sequence: u32,
+}
+
+impl StatusCallbacks {
+    /// `events` among `initiated`, `ringing`, `answered`, `completed`; nothing is sent without a URL.
+    pub fn new(shared: &Shared, url: Option<String>, method: HttpMethod, events: Vec<String>, auth_token: String) -> Self {
+        let queue = url.as_ref().filter(|u| !u.is_empty()).map(|_| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<WebhookRequest>();
+            let webhooks = shared.webhooks.clone();
+            tokio::spawn(async move {
+                while let Some(request) = rx.recv().await {
+                    let url = request.url.clone();
+                    match webhooks.fetch(request).await {
+                        Ok(reply) => tracing::debug!(%url, status = reply.status, "status callback sent"),
+                        Err(error) => tracing::warn!(%url, %error, "status callback failed"),
+                    }
+                }
+            });
+            tx
+        });
+        StatusCallbacks { queue, url: url.unwrap_or_default(), method, events, auth_token, sequence: 0 }
+    }
+
+    /// Posts `event` for the call as `record` now stands, if the app asked for it.
+    pub fn post(&mut self, event: &str, record: &CallRecord) {
+        let Some(queue) = &self.queue else { return };
+        if !self.events.iter().any(|e| e == event) {
+            return;
+        }
+        let status = if event == "initiated" { "initiated" } else { record.status.as_str() };
+        let mut params = vec![
+            ("AccountSid".to_owned(), record.account_sid.to_string()),
+            ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
+            ("CallSid".to_owned(), record.sid.to_string()),
+            ("CallStatus".to_owned(), status.to_owned()),
+            ("Called".to_owned(), record.to.clone()),
+            ("Caller".to_owned(), record.from.clone()),
+            ("Direction".to_owned(), record.direction.to_string()),
+            ("From".to_owned(), record.from.clone()),
+            ("To".to_owned(), record.to.clone()),
+            ("Timestamp".to_owned(), Utc::now().to_rfc2822()),
+            ("CallbackSource".to_owned(), "call-progress-events".to_owned()),
+            ("SequenceNumber".to_owned(), self.sequence.to_string()),
+        ];
+        if event == "completed" {
+            params.push(("CallDuration".to_owned(), record.duration.unwrap_or(0).to_string()));
+        }
+        self.sequence += 1;
+        let request = WebhookRequest { url: self.url.clone(), method: self.method, params, auth_token: self.auth_token.clone() };
+        let _ = queue.send(request);
+    }
+}
+
 /// Results of work the call spawned.
 enum Done {
     Webhook { request_id: u64, result: Result<crate::webhook::WebhookReply, WebhookError> },
     Audio { id: u64, loops: u32, result: Result<Arc<[i16]>, String> },
 }
 
-pub async fn run(shared: Arc<Shared>, sip: mpsc::UnboundedSender<SipCommand>, mut new: NewCall) {
+pub async fn run(shared: Arc<Shared>, sip: mpsc::UnboundedSender<SipCommand>, new: NewCall) {
     let ended = SipCommand::Ended { dialog: new.dialog.clone(), invite_tx: new.tx };
     shared.metrics.active_calls.fetch_add(1, Ordering::Relaxed);
-    match setup(&shared, &sip, &mut new).await {
-        Ok(call) => call.run(new).await,
+    let invite = ServerInvite { tx: new.tx, request: new.request, local_tag: new.local_tag };
+    let leg = Leg {
+        peer: new.source,
+        transport: new.transport,
+        signals: new.signals,
+        self_signals: new.self_signals,
+        invite: Some(invite.clone()),
+        dialog: None,
+        ack: None,
+    };
+    match setup(&shared, &sip, leg).await {
+        Ok(call) => call.run().await,
         Err((status, reason)) => {
             tracing::info!(status, reason, call_id = new.dialog.call_id, "INVITE refused");
-            let mut response = Response::from_request(&new.request, status, reason);
-            response.set_to_tag(&new.local_tag);
-            let _ = sip.send(SipCommand::Respond { tx: new.tx, response });
+            let mut response = Response::from_request(&invite.request, status, reason);
+            response.set_to_tag(&invite.local_tag);
+            let _ = sip.send(SipCommand::Respond { tx: invite.tx, response });
         }
     }
     shared.metrics.active_calls.fetch_sub(1, Ordering::Relaxed);
@@ -85,7 +180,9 @@ pub fn dialled_number(uri: &str) -> Option<&str> {
     (!user.is_empty()).then_some(user)
 }
 
-async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, new: &mut NewCall) -> Result<ActiveCall, (u16, &'static str)> {
+async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, leg: Leg) -> Result<ActiveCall, (u16, &'static str)> {
+    // `run` always builds an inbound leg with its INVITE.
+    let Some(new) = leg.invite.clone() else { return Err((500, "Server Internal Error")) };
     let number = dialled_number(&new.request.uri).ok_or((404, "Not Found"))?;
     let number = shared.routing.lookup(&shared.store, number).await.ok_or((404, "Not Found"))?;
     let account = match shared.store.account(&number.account_sid).await {
@@ -114,10 +211,11 @@ async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, ne
     ringing.set_to_tag(&new.local_tag);
     ringing.headers.push("Contact", &shared.config.contact_uri());
     let _ = sip.send(SipCommand::Respond { tx: new.tx, response: ringing });
+    let from_header = new.request.from();
 
     let call_sid = CallSid::generate();
     let now = Utc::now();
-    let from = new.request.from().map(|f| caller_id(&f.uri)).unwrap_or_default();
+    let from = from_header.map(|f| caller_id(&f.uri)).unwrap_or_default();
     let record = CallRecord {
         sid: call_sid,
         account_sid: number.account_sid,
@@ -152,31 +250,53 @@ async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, ne
         public_url: shared.config.public_url.clone(),
         twiml: None,
     };
-    let engine = engine::Call::new(std::time::Instant::now(), config, rand::thread_rng().gen());
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
-    Ok(ActiveCall {
+    let callbacks = StatusCallbacks::new(
+        shared,
+        number.status_callback.clone(),
+        http_method(&number.status_callback_method),
+        vec!["completed".to_owned()],
+        account.auth_token.clone(),
+    );
+    let (registration, control) = shared.calls.register(record.account_sid, call_sid);
+    Ok(ActiveCall::new(ActiveCallParts {
         shared: shared.clone(),
         sip: sip.clone(),
-        engine,
-        stream: Some(stream),
+        leg,
+        config,
+        stream,
         media_rx,
-        done_tx,
-        done_rx,
         negotiated,
-        sdp_version: 1,
-        session_id: rand::thread_rng().gen::<u32>() as u64,
         record,
-        number,
         auth_token: account.auth_token,
-        dialog: None,
+        callbacks,
+        control,
+        registration,
         answered_at: None,
-        playing: None,
-        recordings: Vec::new(),
-        finished: false,
-    })
+        time_limit: None,
+    }))
 }
 
-fn apply_media(stream: &Stream, n: &Negotiated) {
+/// Everything an [`ActiveCall`] starts from.
+pub(crate) struct ActiveCallParts {
+    pub shared: Arc<Shared>,
+    pub sip: mpsc::UnboundedSender<SipCommand>,
+    pub leg: Leg,
+    pub config: engine::CallConfig,
+    pub stream: Stream,
+    pub media_rx: mpsc::UnboundedReceiver<MediaEvent>,
+    pub negotiated: Negotiated,
+    pub record: CallRecord,
+    pub auth_token: String,
+    pub callbacks: StatusCallbacks,
+    pub control: mpsc::UnboundedReceiver<CallControl>,
+    pub registration: Registration,
+    /// Set for a call that reaches the loop already answered (outbound).
+    pub answered_at: Option<SystemTime>,
+    /// When to hang up at the latest (`TimeLimit`).
+    pub time_limit: Option<tokio::time::Instant>,
+}
+
+pub(crate) fn apply_media(stream: &Stream, n: &Negotiated) {
     let codec = match n.codec {
         sip::sdp::Codec::Pcma => media::Codec::Pcma,
         _ => media::Codec::Pcmu,
@@ -193,13 +313,14 @@ fn caller_id(uri: &str) -> String {
     }
 }
 
-fn http_method(m: &str) -> HttpMethod {
+pub(crate) fn http_method(m: &str) -> HttpMethod {
     if m.eq_ignore_ascii_case("GET") { HttpMethod::Get } else { HttpMethod::Post }
 }
 
-struct ActiveCall {
+pub(crate) struct ActiveCall {
     shared: Arc<Shared>,
     sip: mpsc::UnboundedSender<SipCommand>,
+    leg: Leg,
     engine: engine::Call,
     stream: Option<Stream>,
     media_rx: mpsc::UnboundedReceiver<MediaEvent>,
@@ -209,9 +330,11 @@ struct ActiveCall {
     sdp_version: u64,
     session_id: u64,
     record: CallRecord,
-    number: PhoneNumberRecord,
     auth_token: String,
-    dialog: Option<Dialog>,
+    callbacks: StatusCallbacks,
+    control: mpsc::UnboundedReceiver<CallControl>,
+    _registration: Registration,
+    time_limit: Option<tokio::time::Instant>,
     answered_at: Option<SystemTime>,
     /// The playback the engine last asked for; a late-loaded file for another id is dropped.
     playing: Option<u64>,
@@ -220,9 +343,37 @@ struct ActiveCall {
 }
 
 impl ActiveCall {
-    async fn run(mut self, mut new: NewCall) {
+    pub(crate) fn new(p: ActiveCallParts) -> ActiveCall {
+        let engine = engine::Call::new(std::time::Instant::now(), p.config, rand::thread_rng().gen());
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        ActiveCall {
+            shared: p.shared,
+            sip: p.sip,
+            leg: p.leg,
+            engine,
+            stream: Some(p.stream),
+            media_rx: p.media_rx,
+            done_tx,
+            done_rx,
+            negotiated: p.negotiated,
+            sdp_version: 1,
+            session_id: rand::thread_rng().gen::<u32>() as u64,
+            record: p.record,
+            auth_token: p.auth_token,
+            callbacks: p.callbacks,
+            control: p.control,
+            _registration: p.registration,
+            time_limit: p.time_limit,
+            answered_at: p.answered_at,
+            playing: None,
+            recordings: Vec::new(),
+            finished: false,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
         loop {
-            self.drain(&new).await;
+            self.drain().await;
             if self.finished {
                 break;
             }
@@ -233,11 +384,24 @@ impl ActiveCall {
                     None => std::future::pending().await,
                 }
             };
+            let time_limit = self.time_limit;
+            let limit = async {
+                match time_limit {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                Some(signal) = new.signals.recv() => self.handle_signal(&new, signal),
+                Some(signal) = self.leg.signals.recv() => self.handle_signal(signal),
                 Some(event) = self.media_rx.recv() => self.handle_media(event).await,
                 Some(done) = self.done_rx.recv() => self.handle_done(done),
+                Some(control) = self.control.recv() => self.handle_control(control),
                 () = sleep => self.engine.handle_timeout(std::time::Instant::now()),
+                () = limit => {
+                    tracing::info!(call_sid = %self.record.sid, "time limit reached: hanging up");
+                    self.time_limit = None;
+                    self.hang_up_now();
+                }
             }
         }
         // Dropping the stream releases its sockets and ports.
@@ -248,18 +412,53 @@ impl ActiveCall {
         self.engine.handle_input(std::time::Instant::now(), input);
     }
 
-    fn handle_signal(&mut self, new: &NewCall, signal: CallSignal) {
+    /// An API update: redirect the running document, or end the call.
+    fn handle_control(&mut self, control: CallControl) {
+        match control {
+            CallControl::Redirect { url, method } => self.input(engine::Input::Redirect { url, method }),
+            CallControl::Twiml(document) => self.input(engine::Input::Twiml { document }),
+            // Twilio: `canceled` only ends calls not yet answered.
+            CallControl::End(CallStatus::Canceled) if self.answered_at.is_some() => {}
+            CallControl::End(_) => self.hang_up_now(),
+        }
+    }
+
+    /// Ends the call from our side outside the markup (API update, time limit), as `<Hangup>`
+    /// would: BYE once answered, 487 before.
+    fn hang_up_now(&mut self) {
+        if self.answered_at.is_some() {
+            self.send_bye();
+        } else {
+            self.respond_invite(487, "Request Terminated");
+        }
+        if let Some(s) = &self.stream {
+            s.stop_playback();
+        }
+        self.input(engine::Input::RemoteHangup);
+    }
+
+    fn handle_signal(&mut self, signal: CallSignal) {
         match signal {
-            CallSignal::Ack { .. } | CallSignal::Response { .. } | CallSignal::RequestTimeout => {}
+            CallSignal::Ack { .. } | CallSignal::RequestTimeout => {}
+            CallSignal::Response { response } => {
+                // A retransmitted 2xx to our INVITE: its ACK was lost, send it again.
+                let to_invite = response.cseq().is_some_and(|(_, m)| m == Method::Invite);
+                if to_invite && (200..300).contains(&response.status()) {
+                    if let Some(ack) = self.leg.ack.clone() {
+                        let message = sip::Message::Request(ack);
+                        let _ = self.sip.send(SipCommand::Stateless { message, destination: self.leg.peer, transport: self.leg.transport });
+                    }
+                }
+            }
             CallSignal::Cancel => {
                 if self.answered_at.is_none() {
-                    self.respond_invite(new, 487, "Request Terminated");
+                    self.respond_invite(487, "Request Terminated");
                     self.input(engine::Input::RemoteHangup);
                 }
             }
             CallSignal::AckTimeout => {
                 tracing::info!(call_sid = %self.record.sid, "no ACK for our 200 OK: hanging up");
-                self.send_bye(new);
+                self.send_bye();
                 self.input(engine::Input::RemoteHangup);
             }
             CallSignal::Request { tx, request } => match request.method {
@@ -310,7 +509,8 @@ impl ActiveCall {
         let _ = self.sip.send(SipCommand::Respond { tx, response });
     }
 
-    fn respond_invite(&self, new: &NewCall, status: u16, reason: &str) {
+    fn respond_invite(&self, status: u16, reason: &str) {
+        let Some(new) = &self.leg.invite else { return };
         let mut response = Response::from_request(&new.request, status, reason);
         response.set_to_tag(&new.local_tag);
         let _ = self.sip.send(SipCommand::Respond { tx: new.tx, response });
@@ -319,7 +519,7 @@ impl ActiveCall {
     /// A 200 OK carrying our SDP answer for `request` (the INVITE or a re-INVITE).
     fn answer_response(&self, request: &Request) -> Response {
         let mut response = Response::from_request(request, 200, "OK");
-        if let Some(dialog) = &self.dialog {
+        if let Some(dialog) = &self.leg.dialog {
             response.set_to_tag(&dialog.id().local_tag);
         }
         let config = &self.shared.config;
@@ -331,28 +531,28 @@ impl ActiveCall {
         response
     }
 
-    fn send_bye(&mut self, new: &NewCall) {
-        let Some(dialog) = self.dialog.as_mut() else { return };
+    fn send_bye(&mut self) {
+        let Some(dialog) = self.leg.dialog.as_mut() else { return };
         let bye = dialog.request(Method::Bye);
         let _ = self.sip.send(SipCommand::Request {
             request: bye,
-            destination: new.source,
-            transport: new.transport,
-            reply: Some(new.self_signals.clone()),
+            destination: self.leg.peer,
+            transport: self.leg.transport,
+            reply: Some(self.leg.self_signals.clone()),
         });
     }
 
-    async fn drain(&mut self, new: &NewCall) {
+    async fn drain(&mut self) {
         while let Some(output) = self.engine.poll_output() {
             match output {
                 Output::FetchWebhook { request_id, url, method, params } => self.fetch(request_id, url, method, params),
-                Output::Answer => self.answer(new).await,
+                Output::Answer => self.answer().await,
                 Output::Reject { reason } => {
                     let (status, text) = match reason {
                         engine::RejectReason::Busy => (486, "Busy Here"),
                         _ => (603, "Decline"),
                     };
-                    self.respond_invite(new, status, text);
+                    self.respond_invite(status, text);
                 }
                 Output::Play { id, source, loops } => self.play(id, source, loops),
                 Output::StopPlayback => {
@@ -378,9 +578,9 @@ impl ActiveCall {
                 }
                 Output::Hangup => {
                     if self.answered_at.is_some() {
-                        self.send_bye(new);
+                        self.send_bye();
                     } else {
-                        self.respond_invite(new, 603, "Decline");
+                        self.respond_invite(603, "Decline");
                     }
                     if let Some(s) = &self.stream {
                         s.stop_playback();
@@ -399,12 +599,13 @@ impl ActiveCall {
         self.shared.config.recordings_dir.join(self.record.account_sid.as_str()).join(format!("{sid}.wav"))
     }
 
-    async fn answer(&mut self, new: &NewCall) {
+    async fn answer(&mut self) {
         if self.answered_at.is_some() {
             return;
         }
+        let Some(new) = self.leg.invite.clone() else { return };
         let contact = self.shared.config.contact_uri();
-        self.dialog = Dialog::uas(&new.request, &new.local_tag, &contact).ok();
+        self.leg.dialog = Dialog::uas(&new.request, &new.local_tag, &contact).ok();
         let response = self.answer_response(&new.request);
         let _ = self.sip.send(SipCommand::Respond { tx: new.tx, response });
         self.answered_at = Some(SystemTime::now());
@@ -558,31 +759,7 @@ impl ActiveCall {
             tracing::error!(error = %e, call_sid = %self.record.sid, "could not close the call record");
         }
         tracing::info!(call_sid = %self.record.sid, status = %status, duration = self.record.duration, "call ended");
-        if let Some(url) = self.number.status_callback.clone().filter(|u| !u.is_empty()) {
-            let r = &self.record;
-            let params = vec![
-                ("AccountSid".to_owned(), r.account_sid.to_string()),
-                ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
-                ("CallDuration".to_owned(), r.duration.unwrap_or(0).to_string()),
-                ("CallSid".to_owned(), r.sid.to_string()),
-                ("CallStatus".to_owned(), status.to_string()),
-                ("Called".to_owned(), r.to.clone()),
-                ("Caller".to_owned(), r.from.clone()),
-                ("Direction".to_owned(), r.direction.to_string()),
-                ("From".to_owned(), r.from.clone()),
-                ("To".to_owned(), r.to.clone()),
-                ("Timestamp".to_owned(), now.to_rfc2822()),
-                ("CallbackSource".to_owned(), "call-progress-events".to_owned()),
-                ("SequenceNumber".to_owned(), "0".to_owned()),
-            ];
-            let request = WebhookRequest {
-                url,
-                method: http_method(&self.number.status_callback_method),
-                params,
-                auth_token: self.auth_token.clone(),
-            };
-            self.shared.webhooks.post_status_callback(request);
-        }
+        self.callbacks.post("completed", &self.record);
     }
 }
 

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 
-use crate::Shared;
+use crate::{outbound, Shared};
 
 struct Hooks {
     shared: std::sync::Weak<Shared>,
@@ -22,6 +22,27 @@ impl api::ApiHooks for Hooks {
                 tracing::error!(error = %e, "reloading the routing index failed");
             }
         });
+    }
+
+    fn create_call(&self, call: api::CreateCall) -> api::BoxFuture<'_, Result<api::CallRecord, api::HookError>> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let shared = shared.ok_or_else(|| api::HookError::Internal("the node is stopping".into()))?;
+            outbound::create(shared, call).await
+        })
+    }
+
+    fn update_call(
+        &self,
+        account: api::AccountSid,
+        sid: api::CallSid,
+        update: api::CallUpdate,
+    ) -> api::BoxFuture<'_, Result<api::CallRecord, api::HookError>> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let shared = shared.ok_or_else(|| api::HookError::Internal("the node is stopping".into()))?;
+            outbound::update(shared, account, sid, update).await
+        })
     }
 }
 

@@ -4,6 +4,8 @@
 //! - `sip_task`: one task owns the SIP transaction endpoint and the transports, and routes events
 //!   to calls (the UA core).
 //! - `call`: one task per call owns its `engine::Call`, its media stream and its SIP leg.
+//! - `outbound`: API-originated calls: trunks, the UAC leg until answer, then `call`'s loop.
+//! - `calls_registry`: live calls by CallSid, so API updates reach them.
 //! - `media`: media workers own the RTP sockets and tick every stream each 20 ms.
 //! - `webhook`, `tts`, `audio`: the customer's app over HTTP, speech synthesis, audio files.
 //! - `http`: the REST API (from `api`) plus `/metrics`.
@@ -19,6 +21,10 @@ pub mod webhook;
 // The wiring, behind the `wiring` feature while the crates it wires are being written.
 #[cfg(feature = "wiring")]
 pub mod call;
+#[cfg(feature = "wiring")]
+pub mod calls_registry;
+#[cfg(feature = "wiring")]
+pub mod outbound;
 #[cfg(feature = "wiring")]
 pub mod http;
 #[cfg(feature = "wiring")]

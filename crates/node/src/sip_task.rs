@@ -31,6 +31,10 @@ pub enum SipCommand {
     Stateless { message: sip::Message, destination: SocketAddr, transport: Transport },
     /// The call is over: forget its routes.
     Ended { dialog: DialogId, invite_tx: ServerTxId },
+    /// CANCEL the INVITE we sent with this Call-ID (no effect once it has a final response).
+    Cancel { call_id: String },
+    /// An outbound call is over: forget its INVITE and dialog routes.
+    OutboundEnded { call_id: String },
 }
 
 /// Methods we route or answer, for Allow headers.
@@ -49,6 +53,10 @@ pub struct SipTask {
     dialogs: HashMap<DialogId, Route>,
     invites: HashMap<ServerTxId, Route>,
     client_txs: HashMap<ClientTxId, mpsc::UnboundedSender<CallSignal>>,
+    /// INVITEs we sent, by Call-ID: their responses (2xx retransmissions included) keep going
+    /// to the call until it ends, and a 2xx opens the dialog route.
+    outgoing: HashMap<String, ClientTxId>,
+    outgoing_txs: HashMap<ClientTxId, String>,
     shared: Arc<Shared>,
     rng: rand::rngs::SmallRng,
 }
@@ -78,6 +86,8 @@ impl SipTask {
             dialogs: HashMap::new(),
             invites: HashMap::new(),
             client_txs: HashMap::new(),
+            outgoing: HashMap::new(),
+            outgoing_txs: HashMap::new(),
             shared,
             rng: rand::rngs::SmallRng::seed_from_u64(seed ^ 0x5eed),
         }
@@ -155,10 +165,28 @@ impl SipTask {
                 let _ = self.endpoint.send_response(now, tx, response);
             }
             SipCommand::Request { request, destination, transport, reply } => {
+                let invite_call_id = (request.method == Method::Invite).then(|| request.call_id().map(str::to_owned)).flatten();
                 let tx = self.endpoint.send_request(now, request, destination, transport);
                 if let Some(reply) = reply {
                     self.client_txs.insert(tx, reply);
+                    if let Some(call_id) = invite_call_id {
+                        self.outgoing.insert(call_id.clone(), tx);
+                        self.outgoing_txs.insert(tx, call_id);
+                    }
                 }
+            }
+            SipCommand::Cancel { call_id } => {
+                if let Some(&tx) = self.outgoing.get(&call_id) {
+                    // None once the INVITE has its final response: the caller sees that response.
+                    let _ = self.endpoint.send_cancel(now, tx);
+                }
+            }
+            SipCommand::OutboundEnded { call_id } => {
+                if let Some(tx) = self.outgoing.remove(&call_id) {
+                    self.outgoing_txs.remove(&tx);
+                    self.client_txs.remove(&tx);
+                }
+                self.dialogs.retain(|id, _| id.call_id != call_id);
             }
             SipCommand::Stateless { message, destination, transport } => {
                 self.endpoint.send_stateless(now, message, destination, transport)
@@ -199,6 +227,20 @@ impl SipTask {
                     let _ = route.signals.send(CallSignal::AckTimeout);
                 }
             }
+            Event::Response { tx, response } if self.outgoing_txs.contains_key(&tx) => {
+                let Some(reply) = self.client_txs.get(&tx).cloned() else { return };
+                if (200..300).contains(&response.status()) {
+                    let local_tag = response.from().and_then(|f| f.tag().map(str::to_owned));
+                    let remote_tag = response.to().and_then(|t| t.tag().map(str::to_owned));
+                    if let (Some(call_id), Some(local_tag), Some(remote_tag)) =
+                        (response.call_id().map(str::to_owned), local_tag, remote_tag)
+                    {
+                        let id = DialogId { call_id, local_tag, remote_tag };
+                        self.dialogs.entry(id).or_insert_with(|| Route { signals: reply.clone() });
+                    }
+                }
+                let _ = reply.send(CallSignal::Response { response });
+            }
             Event::Response { tx, response } => {
                 let last = response.status() >= 200;
                 if let Some(reply) = if last { self.client_txs.remove(&tx) } else { self.client_txs.get(&tx).cloned() } {
@@ -206,6 +248,9 @@ impl SipTask {
                 }
             }
             Event::Timeout { tx } => {
+                if let Some(call_id) = self.outgoing_txs.remove(&tx) {
+                    self.outgoing.remove(&call_id);
+                }
                 if let Some(reply) = self.client_txs.remove(&tx) {
                     let _ = reply.send(CallSignal::RequestTimeout);
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::{audio, http, media, routing, sip_task, transport, tts, webhook};
+use crate::{audio, calls_registry, http, media, outbound, routing, sip_task, transport, tts, webhook};
 
 /// The validated settings of one node (the binary builds it from defaults, file and env).
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct NodeConfig {
     /// Base of the URLs we hand out (RecordingUrl), without a trailing slash.
     pub public_url: String,
     pub media_workers: usize,
+    /// Outbound gateways for calls to phone numbers, tried in order (first matching prefix).
+    pub trunks: Vec<outbound::Trunk>,
 }
 
 impl NodeConfig {
@@ -56,6 +58,10 @@ pub struct Shared {
     pub tts: Arc<dyn tts::TtsProvider>,
     pub audio: audio::AudioCache,
     pub routing: routing::Routing,
+    /// Live calls by CallSid, for API updates.
+    pub calls: calls_registry::CallRegistry,
+    /// The SIP task's command queue, for calls started outside it (outbound).
+    pub sip: mpsc::UnboundedSender<sip_task::SipCommand>,
     pub metrics: Metrics,
     pub beep: Arc<[i16]>,
 }
@@ -108,7 +114,10 @@ impl Node {
         let audio_client = audio::AudioCache::default_client()
             .map_err(|e| StartError::Http { addr: config.http_addr, source: std::io::Error::other(e.to_string()) })?;
         let audio = audio::AudioCache::new(audio_client, 64 * 1024 * 1024);
+        let (command_tx, commands) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            calls: calls_registry::CallRegistry::default(),
+            sip: command_tx.clone(),
             tts: Arc::new(tts::CachedTts::new(tts::EspeakTts::new(tts::EspeakConfig::default()), 32 * 1024 * 1024)),
             audio,
             webhooks,
@@ -120,7 +129,6 @@ impl Node {
             config,
         });
 
-        let (command_tx, commands) = mpsc::unbounded_channel();
         let sip = sip_task::SipTask::new(transports, tcp_events, commands, command_tx.clone(), shared.clone());
         tokio::spawn(sip.run());
         tokio::spawn(http::serve(listener, shared.clone()));

@@ -93,6 +93,7 @@ async fn caller_hears_the_prompt_and_its_digits_reach_the_webhook() {
         data_dir: dir.clone(),
         public_url: "http://127.0.0.1:1".into(),
         media_workers: 1,
+        trunks: Vec::new(),
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();
 
