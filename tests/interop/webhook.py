@@ -50,6 +50,9 @@ class Webhook:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle on, a kept-alive connection waits
+            # ~40 ms for the client's delayed ACK before the body.
+            disable_nagle_algorithm = True
 
             def log_message(self, fmt, *args):  # quiet: the test report shows what matters
                 pass
