@@ -36,7 +36,8 @@ test-peers:
 
 unit:
 	@if command -v cargo-nextest >/dev/null; then \
-		echo "$(CARGO) nextest run --workspace"; $(CARGO) nextest run --workspace --no-fail-fast; \
+		echo "$(CARGO) nextest run --workspace"; $(CARGO) nextest run --workspace --no-fail-fast \
+			&& $(CARGO) test --workspace --doc; \
 	else \
 		echo "$(CARGO) test --workspace"; $(CARGO) test --workspace --no-fail-fast; \
 	fi
