@@ -27,6 +27,9 @@ for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"
 done
 
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
 # --- Seeds ---------------------------------------------------------------------------------
 # SIP: the RFC 4475 torture messages.
 seeds="$here/../crates/sip/tests/rfc4475"
@@ -86,8 +89,10 @@ printf '\x80\xc9\x00\x01\x12\x34\x56\x78\x80\xcc\x00\x02\x12\x34\x56\x78\x6e\x61
 # payload. Digit 5 (start, update, three ends), then 1 and #, then a late packet of digit 5.
 printf '\x84\x01\x05\x0a\x00\xa0\x04\x00\x05\x0a\x01\x40\x04\x00\x05\x8a\x03\x20\x04\x00\x05\x8a\x03\x20\x04\x00\x05\x8a\x03\x20\x84\x05\x01\x0a\x00\xa0\x04\x00\x01\x8a\x01\x40\x84\x05\x0b\x0a\x00\xa0\x04\xf6\x05\x0a\x00\xa0' > corpus/telephone_event/digits.bin
 
-# Audio: the MP3 the media tests use, and small WAVs in the formats decode_audio handles.
-cp "$here/../crates/media/testdata/"*.mp3 corpus/decode_audio/
+# Audio: small WAVs in the formats decode_audio handles, and MP3s. Seeds are kept to a few
+# hundred milliseconds: decoding a whole 1 s file costs ~20 ms, which would cap the target at a
+# few dozen runs a second. The media tests' MP3 is cut to its first frames (LAME header included).
+head -c 2048 "$here/../crates/media/testdata/tone440_44k1_stereo_1s.mp3" > corpus/decode_audio/tone440_head.mp3
 if command -v sox >/dev/null; then
     sox -n -r 8000 -c 1 -b 16 corpus/decode_audio/s16_8k.wav synth 0.05 sine 440
     sox -n -r 44100 -c 2 -b 24 corpus/decode_audio/s24_44k_stereo.wav synth 0.02 sine 1000
@@ -95,6 +100,13 @@ if command -v sox >/dev/null; then
     sox -n -r 8000 -c 1 -e mu-law corpus/decode_audio/ulaw.wav synth 0.05 sine 697 sine 1209
     sox -n -r 8000 -c 1 -e a-law corpus/decode_audio/alaw.wav synth 0.05 sine 440
     sox -n -r 11025 -c 1 -b 8 corpus/decode_audio/u8_11k.wav synth 0.03 square 200
+    if command -v lame >/dev/null; then
+        # MPEG-2.5 at 8 kHz mono and MPEG-2 at 22.05 kHz joint stereo: other decoder paths.
+        sox -n -r 8000 -c 1 -b 16 "$tmp/m8k.wav" synth 0.1 sine 440
+        lame --quiet -b 16 "$tmp/m8k.wav" corpus/decode_audio/mono_8k.mp3
+        sox -n -r 22050 -c 2 -b 16 "$tmp/s22k.wav" synth 0.1 sine 440 sine 660
+        lame --quiet -b 32 "$tmp/s22k.wav" corpus/decode_audio/stereo_22k.mp3
+    fi
 else
     python3 - corpus/decode_audio/s16_8k.wav <<'PY'
 import math, struct, sys, wave
