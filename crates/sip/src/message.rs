@@ -708,25 +708,37 @@ pub fn parse_message_unchecked(bytes: &[u8]) -> Result<Message, ParseError> {
     parse_inner(bytes, false)
 }
 
-/// A request whose Request-Line names another SIP version, parsed only so that a 505 can
-/// be addressed.
-pub(crate) fn parse_request_any_version(bytes: &[u8]) -> Option<Request> {
+/// A request that failed to parse (another SIP version, a Content-Length beyond the datagram
+/// or negative, ...), parsed again only as far as needed to address its 400 or 505: any
+/// version, and the body left empty when its framing is wrong.
+pub(crate) fn parse_request_for_reply(bytes: &[u8]) -> Option<Request> {
     match parse_inner(bytes, true) {
         Ok(Message::Request(r)) => Some(r),
         _ => None,
     }
 }
 
-fn parse_inner(bytes: &[u8], any_version: bool) -> Result<Message, ParseError> {
+fn parse_inner(bytes: &[u8], for_reply: bool) -> Result<Message, ParseError> {
     let head = parse_head(bytes)?;
     let rest = &bytes[head.body_start..];
     // UDP framing (RFC 3261 §18.3): Content-Length bounds the body and extra octets are
     // ignored; a Content-Length beyond the datagram is an error; no Content-Length means the
     // rest of the datagram.
-    let body = match content_length(&head.headers)? {
-        Some(len) => rest.get(..len).ok_or(ParseError::BodyTruncated)?,
-        None if rest.len() > MAX_BODY_BYTES => return Err(ParseError::BodyTooLarge),
-        None => rest,
+    let body = match content_length(&head.headers) {
+        Ok(Some(len)) => match rest.get(..len) {
+            Some(body) => body,
+            None if for_reply => &[],
+            None => return Err(ParseError::BodyTruncated),
+        },
+        Ok(None) if rest.len() > MAX_BODY_BYTES => {
+            if !for_reply {
+                return Err(ParseError::BodyTooLarge);
+            }
+            &[]
+        }
+        Ok(None) => rest,
+        Err(_) if for_reply => &[],
+        Err(e) => return Err(e),
     }
     .to_vec();
     let line = head.start_line;
@@ -761,7 +773,7 @@ fn parse_inner(bytes: &[u8], any_version: bool) -> Result<Message, ParseError> {
         return Err(ParseError::BadRequestLine);
     };
     match parse_version(version) {
-        Err(ParseError::VersionNotSupported) if any_version => {}
+        Err(ParseError::VersionNotSupported) if for_reply => {}
         other => other?,
     }
     let method: Method = method.parse()?;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::message::{parse_message_unchecked, parse_request_any_version, Message, Method, ParseError, Request, Response, Transport};
+use crate::message::{parse_message_unchecked, parse_request_for_reply, Message, Method, ParseError, Request, Response, Transport};
 
 /// Timer values and identity of this endpoint.
 #[derive(Debug, Clone)]
@@ -621,12 +621,13 @@ impl Endpoint {
 
     fn handle_datagram(&mut self, now: Instant, source: SocketAddr, transport: Transport, bytes: &[u8]) {
         match parse_message_unchecked(bytes) {
-            Err(ParseError::VersionNotSupported) => match parse_request_any_version(bytes) {
-                // Answer 505 (RFC 4475 3.1.2.16) through the usual malformed-request path.
-                Some(request) => self.reject_malformed(request, ParseError::VersionNotSupported, source, transport),
+            // A request that cannot be parsed whole is answered when its headers can address a
+            // response: 505 for another version (RFC 4475 3.1.2.16), 400 for bad framing such
+            // as a Content-Length beyond the datagram or negative (3.1.2.2, 3.1.2.3).
+            Err(error) => match parse_request_for_reply(bytes) {
+                Some(request) => self.reject_malformed(request, error, source, transport),
                 None => self.stats.malformed_dropped += 1,
             },
-            Err(_) => self.stats.malformed_dropped += 1,
             Ok(Message::Response(response)) => {
                 if response.validate().is_err() {
                     self.stats.malformed_responses += 1;
@@ -1246,6 +1247,24 @@ CSeq: 1 {cseq_method}\r\nMax-Forwards: 70\r\nContact: <sip:alice@192.0.2.10>\r\n
         deliver(&mut ep, t0, &v);
         let (sent, _) = drain(&mut ep);
         assert_eq!(sent.iter().map(status).collect::<Vec<_>>(), vec![505]);
+    }
+
+    #[test]
+    fn bad_content_length_gets_400() {
+        // RFC 4475 3.1.2.2 (Content-Length beyond the datagram) and 3.1.2.3 (negative).
+        for (i, length) in ["9999", "-999"].into_iter().enumerate() {
+            let mut ep = endpoint();
+            let text = invite(&format!("z9hG4bKlen{i}"))
+                .lines()
+                .filter(|l| !l.starts_with("Content-Length"))
+                .map(|l| format!("{l}\r\n"))
+                .collect::<String>();
+            let text = text.replacen("\r\n\r\n", &format!("\r\nContent-Length: {length}\r\n\r\n"), 1);
+            deliver(&mut ep, Instant::now(), &text);
+            let (sent, events) = drain(&mut ep);
+            assert!(events.is_empty(), "{events:?}");
+            assert_eq!(sent.iter().map(status).collect::<Vec<_>>(), vec![400], "Content-Length: {length}");
+        }
     }
 
     #[test]
