@@ -41,6 +41,8 @@ unit:
 	else \
 		echo "$(CARGO) test --workspace"; $(CARGO) test --workspace --no-fail-fast; \
 	fi
+	@# The store and API suites again, on a real PostgreSQL started (and stopped) for them.
+	scripts/with-postgres.sh $(CARGO) test -p store -p api
 
 fuzz:
 	@if [ -f fuzz/run.sh ]; then \
