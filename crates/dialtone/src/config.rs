@@ -26,6 +26,21 @@ pub struct RawConfig {
     pub log: Option<String>,
     pub log_format: Option<String>,
     pub media_workers: Option<usize>,
+    /// The outbound gateway for the simple case: `sip:host[:port][;transport=tcp]`
+    /// (`DIALTONE_TRUNK`); tried after the `trunks` list.
+    pub trunk: Option<String>,
+    /// Outbound gateways, tried in order: the first whose prefixes match the number.
+    pub trunks: Option<Vec<RawTrunk>>,
+}
+
+/// One `[[trunks]]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrunk {
+    pub name: Option<String>,
+    pub uri: String,
+    /// Number prefixes this trunk takes (e.g. `"+1"`); none means every number.
+    pub prefixes: Option<Vec<String>>,
 }
 
 impl RawConfig {
@@ -53,6 +68,7 @@ impl RawConfig {
         pick(&mut self.auth_token, "DIALTONE_AUTH_TOKEN");
         pick(&mut self.log, "DIALTONE_LOG");
         pick(&mut self.log_format, "DIALTONE_LOG_FORMAT");
+        pick(&mut self.trunk, "DIALTONE_TRUNK");
         if let Some(n) = var("DIALTONE_MEDIA_WORKERS").and_then(|v| v.parse().ok()) {
             self.media_workers = Some(n);
         }
@@ -121,6 +137,16 @@ impl RawConfig {
             .media_workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
+        let mut trunks = Vec::new();
+        for (i, t) in self.trunks.unwrap_or_default().into_iter().enumerate() {
+            let name = t.name.unwrap_or_else(|| format!("trunk{}", i + 1));
+            let trunk = node::outbound::Trunk::from_uri(&name, &t.uri, t.prefixes.unwrap_or_default())
+                .with_context(|| format!("trunks: {name}"))?;
+            trunks.push(trunk);
+        }
+        if let Some(uri) = &self.trunk {
+            trunks.push(node::outbound::Trunk::from_uri("default", uri, Vec::new()).context("DIALTONE_TRUNK")?);
+        }
         let rtp_bind_ip = if sip_addr.ip().is_loopback() { sip_addr.ip() } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
         Ok(Config {
             node: node::NodeConfig {
@@ -134,6 +160,7 @@ impl RawConfig {
                 data_dir,
                 public_url,
                 media_workers,
+                trunks,
             },
             database_url,
             account_sid,
@@ -210,6 +237,22 @@ mod tests {
         assert!(err.to_string().contains("DIALTONE_ACCOUNT_SID"), "{err}");
         let err = RawConfig { auth_token: Some("x".repeat(32)), ..Default::default() }.validate().unwrap_err();
         assert!(err.to_string().contains("go together"), "{err}");
+    }
+
+    #[test]
+    fn trunks_from_the_file_and_the_environment() {
+        let raw: RawConfig = toml::from_str(
+            "[[trunks]]\nname = \"us\"\nuri = \"sip:127.0.0.1:5090;transport=tcp\"\nprefixes = [\"+1\"]\n",
+        )
+        .unwrap();
+        let c = raw.overlay_env(env(&[("DIALTONE_TRUNK", "sip:127.0.0.1:5091")])).validate().unwrap();
+        let trunks = &c.node.trunks;
+        assert_eq!(trunks.len(), 2);
+        assert_eq!((trunks[0].name.as_str(), trunks[0].prefixes.as_slice()), ("us", ["+1".to_owned()].as_slice()));
+        assert_eq!(trunks[1].address.to_string(), "127.0.0.1:5091");
+        assert!(trunks[1].prefixes.is_empty());
+        let err = RawConfig { trunk: Some("127.0.0.1:5060".into()), ..Default::default() }.validate().unwrap_err();
+        assert!(format!("{err:#}").contains("DIALTONE_TRUNK"), "{err:#}");
     }
 
     #[test]
