@@ -1,4 +1,5 @@
-//! Dialtone's domain model: identifiers (SIDs), accounts, numbers, calls, recordings.
+//! Dialtone's domain model: identifiers (SIDs), accounts and their subaccounts, API keys,
+//! applications, numbers, calls, recordings.
 //!
 //! Architecture invariant: no runtime, socket, database or HTTP crate here. Types in this crate are
 //! plain data shared by `engine`, `store`, `api` and `node`; the REST JSON shape lives in `api` only.
@@ -9,6 +10,9 @@ pub mod sid;
 
 pub use call::{CallDirection, CallStatus};
 pub use records::{
-    AccountRecord, CallRecord, NotificationRecord, NotificationSid, PhoneNumberRecord, RecordingRecord,
+    AccountRecord, AccountStatus, ApiKeyRecord, ApplicationRecord, CallRecord, NotificationRecord,
+    NotificationSid, PhoneNumberRecord, RecordingRecord,
 };
-pub use sid::{AccountSid, CallSid, PhoneNumberSid, RecordingSid, Sid, SidError};
+pub use sid::{
+    AccountSid, ApiKeySid, ApplicationSid, CallSid, PhoneNumberSid, RecordingSid, Sid, SidError,
+};

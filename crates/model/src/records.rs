@@ -6,7 +6,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::call::{CallDirection, CallStatus};
-use crate::sid::{AccountSid, CallSid, PhoneNumberSid, RecordingSid, Sid, SidKind};
+use crate::sid::{
+    AccountSid, ApiKeySid, ApplicationSid, CallSid, PhoneNumberSid, RecordingSid, Sid, SidKind,
+};
 
 /// A notification (`NO...`): an error or warning recorded against a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,14 +20,105 @@ impl SidKind for Notification {
 pub type NotificationSid = Sid<Notification>;
 
 /// An account: the tenant every other row belongs to.
+///
+/// Accounts form a tree one level deep, as Twilio's: a main account owns itself, a subaccount
+/// names its main account in `owner_account_sid`. A parent reads and manages its subaccounts'
+/// rows; a subaccount never sees its parent's or a sibling's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRecord {
     pub sid: AccountSid,
+    /// The parent account; equal to `sid` for a main account (Twilio's convention).
+    pub owner_account_sid: AccountSid,
     pub friendly_name: String,
-    /// Secret for HTTP Basic auth; rendered only to the account itself, as Twilio does.
+    /// Secret for HTTP Basic auth; rendered only to the account itself and its parent, as Twilio
+    /// does.
     pub auth_token: String,
-    /// Twilio's `active`, `suspended` or `closed`.
+    /// A second token that also authenticates until it is promoted to primary or deleted (token
+    /// rotation without downtime).
+    pub secondary_auth_token: Option<String>,
+    /// When the secondary token was made.
+    pub secondary_auth_token_created: Option<DateTime<Utc>>,
+    /// Twilio's `active`, `suspended` or `closed` (see [`AccountStatus`]).
     pub status: String,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+}
+
+impl AccountRecord {
+    /// Whether this is a subaccount (it has a parent other than itself).
+    pub fn is_subaccount(&self) -> bool {
+        self.owner_account_sid != self.sid
+    }
+}
+
+/// An account's status, Twilio's spelling. `closed` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountStatus {
+    Active,
+    /// No calls, no API access with its own credentials; its parent can still read and
+    /// reactivate it.
+    Suspended,
+    /// Permanently shut: its credentials stop working and it cannot be reopened.
+    Closed,
+}
+
+impl AccountStatus {
+    pub const ALL: [AccountStatus; 3] =
+        [AccountStatus::Active, AccountStatus::Suspended, AccountStatus::Closed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Suspended => "suspended",
+            AccountStatus::Closed => "closed",
+        }
+    }
+}
+
+impl std::str::FromStr for AccountStatus {
+    type Err = crate::call::UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AccountStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| crate::call::UnknownStatus(s.to_owned()))
+    }
+}
+
+/// An API key (Twilio's Keys resource): a second credential of an account, usable for HTTP Basic
+/// auth as `SK...:secret`. The secret is shown once, when the key is made; only a salted hash is
+/// kept, so it is not part of this record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub sid: ApiKeySid,
+    pub account_sid: AccountSid,
+    pub friendly_name: String,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+}
+
+/// An application: voice (and SMS) URLs kept under one SID, so numbers and calls can share them.
+/// A number with a `voice_application_sid` takes its voice URLs from the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationRecord {
+    pub sid: ApplicationSid,
+    pub account_sid: AccountSid,
+    pub friendly_name: String,
+    pub voice_url: Option<String>,
+    pub voice_method: String,
+    pub voice_fallback_url: Option<String>,
+    pub voice_fallback_method: String,
+    pub status_callback: Option<String>,
+    pub status_callback_method: String,
+    /// Kept and rendered; caller-name lookups are not performed.
+    pub voice_caller_id_lookup: bool,
+    pub sms_url: Option<String>,
+    pub sms_method: String,
+    pub sms_fallback_url: Option<String>,
+    pub sms_fallback_method: String,
+    pub sms_status_callback: Option<String>,
+    pub message_status_callback: Option<String>,
+    pub public_application_connect_enabled: bool,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
 }
@@ -119,6 +212,38 @@ impl NotificationRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_statuses_round_trip_and_main_accounts_own_themselves() {
+        for st in AccountStatus::ALL {
+            assert_eq!(st.as_str().parse::<AccountStatus>().unwrap(), st);
+        }
+        assert!("Active".parse::<AccountStatus>().is_err());
+        let sid = AccountSid::generate();
+        let now = Utc::now();
+        let mut a = AccountRecord {
+            sid,
+            owner_account_sid: sid,
+            friendly_name: "Main".into(),
+            auth_token: "t".into(),
+            secondary_auth_token: None,
+            secondary_auth_token_created: None,
+            status: "active".into(),
+            date_created: now,
+            date_updated: now,
+        };
+        assert!(!a.is_subaccount());
+        a.owner_account_sid = AccountSid::generate();
+        assert!(a.is_subaccount());
+    }
+
+    #[test]
+    fn application_and_key_sids_use_twilio_prefixes() {
+        assert!(ApplicationSid::generate().as_str().starts_with("AP"));
+        assert!(ApiKeySid::generate().as_str().starts_with("SK"));
+        let key = ApiKeySid::generate().to_string();
+        assert!(key.parse::<ApplicationSid>().is_err());
+    }
 
     #[test]
     fn notification_sids_use_the_no_prefix() {

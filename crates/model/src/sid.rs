@@ -32,6 +32,10 @@ sid_kind!(/// An incoming phone number (`PN...`).
     PhoneNumber, PhoneNumberSid, "PN");
 sid_kind!(/// A recording (`RE...`).
     Recording, RecordingSid, "RE");
+sid_kind!(/// An application (`AP...`): a named set of voice URLs that numbers and calls refer to.
+    Application, ApplicationSid, "AP");
+sid_kind!(/// An API key (`SK...`): a credential of an account, used in place of its auth token.
+    ApiKey, ApiKeySid, "SK");
 
 /// A typed SID. Stored as its 34 ASCII bytes so it is `Copy` and compares cheaply.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,5 +1,5 @@
-//! Persistence for Dialtone: accounts, phone numbers, calls, recordings and notifications, in SQL
-//! through `sqlx`.
+//! Persistence for Dialtone: accounts and subaccounts, API keys, applications, phone numbers,
+//! calls, recordings and notifications, in SQL through `sqlx`.
 //!
 //! Driven by `api` (REST reads and writes) and `node` (call records as calls progress, the routing
 //! index at start and on number changes). Every method is `async` and takes `&self`; `Store` is a
@@ -7,7 +7,9 @@
 //!
 //! Architecture invariant: every query that reads tenant data is scoped by an `AccountSid`; the
 //! only system-wide reads are the routing lookups ([`Store::number_by_phone`],
-//! [`Store::all_numbers`]) and the counter [`Store::active_calls_count`].
+//! [`Store::all_numbers`]), the credential check [`Store::authenticate_api_key`] and the counter
+//! [`Store::active_calls_count`]. Which account may act on which (a parent on its subaccounts) is
+//! decided by `api` before it names the account a query is scoped by.
 //!
 //! Backends, chosen by the URL given to [`Store::open`]:
 //! - SQLite (the default, one file) in WAL mode with `synchronous=NORMAL`: every committed call or
@@ -25,8 +27,11 @@
 //! `DIALTONE_TEST_DATABASE_URL` is set, as `scripts/with-postgres.sh cargo test -p store -p api`
 //! does with a throwaway server.
 
+mod accounts;
+mod applications;
 mod calls;
 mod error;
+mod keys;
 mod numbers;
 mod page;
 mod recordings;
@@ -42,6 +47,8 @@ use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Arguments, Connection, Row};
 
+pub use accounts::{AccountFilter, CallPermission};
+pub use applications::ApplicationFilter;
 pub use calls::CallFilter;
 pub use error::StoreError;
 pub use numbers::NumberFilter;
@@ -113,8 +120,9 @@ impl Store {
     ) -> Result<AccountRecord, StoreError> {
         let now = micros(Utc::now());
         sqlx::query(
-            "INSERT INTO accounts (sid, friendly_name, auth_token, status, date_created, date_updated) \
-             VALUES ($1, $2, $3, 'active', $4, $4) ON CONFLICT (sid) DO NOTHING",
+            "INSERT INTO accounts (sid, owner_account_sid, friendly_name, auth_token, status, \
+             date_created, date_updated) \
+             VALUES ($1, $1, $2, $3, 'active', $4, $4) ON CONFLICT (sid) DO NOTHING",
         )
         .bind(sid.as_str())
         .bind(friendly_name)
@@ -134,24 +142,9 @@ impl Store {
     }
 
     pub async fn account(&self, sid: &AccountSid) -> Result<Option<AccountRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT sid, friendly_name, auth_token, status, date_created, date_updated \
-             FROM accounts WHERE sid = $1",
-        )
-        .bind(sid.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(AccountRecord {
-                sid: sid_col(&r, "sid")?,
-                friendly_name: r.try_get("friendly_name")?,
-                auth_token: r.try_get("auth_token")?,
-                status: r.try_get("status")?,
-                date_created: time_col(&r, "date_created")?,
-                date_updated: time_col(&r, "date_updated")?,
-            })
-        })
-        .transpose()
+        let sql = format!("{} WHERE sid = $1", accounts::COLUMNS);
+        let row = sqlx::query(&sql).bind(sid.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(accounts::decode).transpose()
     }
 }
 

@@ -1,6 +1,12 @@
 //! Incoming phone numbers: tenant CRUD plus the two system-wide routing lookups.
+//!
+//! A number may name a voice application (`voice_application_sid`); the column lives beside the
+//! record rather than in [`PhoneNumberRecord`], which holds the number's own settings. The routing
+//! lookups resolve it, so their callers see the URLs that calls must use.
 
-use model::{AccountSid, PhoneNumberRecord, PhoneNumberSid};
+use std::collections::HashMap;
+
+use model::{AccountSid, ApplicationSid, PhoneNumberRecord, PhoneNumberSid};
 
 use crate::{
     finish_page, micros, Sql, push_page, sid_col, time_col, Cursor, DbRow, Page,
@@ -10,6 +16,34 @@ use crate::{
 const COLUMNS: &str = "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method, \
     voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, \
     date_created, date_updated FROM phone_numbers";
+
+/// The number's own columns and, when it uses an application, that application's voice settings.
+const ROUTING_COLUMNS: &str = "SELECT p.sid, p.account_sid, p.phone_number, p.friendly_name, \
+    p.voice_url, p.voice_method, p.voice_fallback_url, p.voice_fallback_method, \
+    p.status_callback, p.status_callback_method, p.date_created, p.date_updated, \
+    a.sid AS app_sid, a.voice_url AS app_voice_url, a.voice_method AS app_voice_method, \
+    a.voice_fallback_url AS app_voice_fallback_url, \
+    a.voice_fallback_method AS app_voice_fallback_method, \
+    a.status_callback AS app_status_callback, \
+    a.status_callback_method AS app_status_callback_method \
+    FROM phone_numbers p LEFT JOIN applications a \
+    ON a.sid = p.voice_application_sid AND a.account_sid = p.account_sid";
+
+/// A routing row with the application's settings in place of the number's own.
+fn decode_effective(r: &DbRow) -> Result<PhoneNumberRecord, StoreError> {
+    use sqlx::Row;
+    let mut rec = decode(r)?;
+    let app: Option<String> = r.try_get("app_sid")?;
+    if app.is_some() {
+        rec.voice_url = r.try_get("app_voice_url")?;
+        rec.voice_method = r.try_get("app_voice_method")?;
+        rec.voice_fallback_url = r.try_get("app_voice_fallback_url")?;
+        rec.voice_fallback_method = r.try_get("app_voice_fallback_method")?;
+        rec.status_callback = r.try_get("app_status_callback")?;
+        rec.status_callback_method = r.try_get("app_status_callback_method")?;
+    }
+    Ok(rec)
+}
 
 /// Filters of the IncomingPhoneNumbers list, as Twilio names them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -162,21 +196,78 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Routing lookup (system-wide, not scoped by account): who owns the dialled number.
+    /// Routing lookup (system-wide, not scoped by account): who owns the dialled number, with its
+    /// effective voice settings. When the number uses a voice application, `voice_url`,
+    /// `voice_method`, `voice_fallback_url`, `voice_fallback_method`, `status_callback` and
+    /// `status_callback_method` are the application's (Twilio ignores the number's own then), so
+    /// a call can be routed from the record alone. [`Store::number`] returns the number's own.
     pub async fn number_by_phone(
         &self,
         phone_number: &str,
     ) -> Result<Option<PhoneNumberRecord>, StoreError> {
-        let sql = format!("{COLUMNS} WHERE phone_number = $1");
+        let sql = format!("{ROUTING_COLUMNS} WHERE p.phone_number = $1");
         let row = sqlx::query(&sql).bind(phone_number).fetch_optional(&self.pool).await?;
-        row.as_ref().map(decode).transpose()
+        row.as_ref().map(decode_effective).transpose()
     }
 
-    /// Every number of every account, for the in-memory routing index (system-wide).
+    /// Every number of every account, for the in-memory routing index (system-wide), with the
+    /// effective voice settings as [`Store::number_by_phone`] gives them. An application's change
+    /// makes the index stale as a number's does.
     pub async fn all_numbers(&self) -> Result<Vec<PhoneNumberRecord>, StoreError> {
-        let sql = format!("{COLUMNS} ORDER BY phone_number");
+        let sql = format!("{ROUTING_COLUMNS} ORDER BY p.phone_number");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(decode).collect()
+        rows.iter().map(decode_effective).collect()
+    }
+
+    /// Which of these numbers of `account` use a voice application, and which one.
+    pub async fn number_voice_applications(
+        &self,
+        account: &AccountSid,
+        numbers: &[PhoneNumberSid],
+    ) -> Result<HashMap<PhoneNumberSid, ApplicationSid>, StoreError> {
+        use sqlx::Row;
+        if numbers.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut q = Sql::new("SELECT sid, voice_application_sid FROM phone_numbers WHERE account_sid = ");
+        q.push_bind(account.as_str().to_owned()).push(" AND voice_application_sid IS NOT NULL AND sid IN (");
+        for (i, n) in numbers.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push_bind(n.as_str().to_owned());
+        }
+        q.push(")");
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let app: Option<String> = r.try_get("voice_application_sid")?;
+                let app = app.unwrap_or_default();
+                let app = app.parse().map_err(|e| StoreError::Corrupt(format!("voice_application_sid {app:?}: {e}")))?;
+                Ok((sid_col(r, "sid")?, app))
+            })
+            .collect()
+    }
+
+    /// Points a number of `account` at one of its voice applications, or (`None`) back at its own
+    /// URLs. Returns `false` when the number is not the account's, or the application is not.
+    pub async fn set_number_voice_application(
+        &self,
+        account: &AccountSid,
+        number: &PhoneNumberSid,
+        application: Option<&ApplicationSid>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE phone_numbers SET voice_application_sid = $1 \
+             WHERE account_sid = $2 AND sid = $3 AND ($1 IS NULL OR EXISTS \
+             (SELECT 1 FROM applications a WHERE a.sid = $1 AND a.account_sid = $2))",
+        )
+        .bind(application.map(|a| a.as_str().to_owned()))
+        .bind(account.as_str())
+        .bind(number.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -223,6 +314,41 @@ pub(crate) mod tests {
 
         assert_eq!(db.store.number_by_phone("+14155550100").await.unwrap().map(|r| r.sid), Some(n.sid));
         assert_eq!(db.store.all_numbers().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn routing_uses_the_voice_application_of_the_same_account_only() {
+        let db = temp_store().await;
+        let (a, b) = (account(&db.store).await, account(&db.store).await);
+        let n = number(&a, "+14155550100");
+        db.store.create_number(&n).await.unwrap();
+        let app = crate::applications::tests::application(&a, "https://app.example/ivr");
+        let foreign = crate::applications::tests::application(&b, "https://evil.example/");
+        db.store.create_application(&app).await.unwrap();
+        db.store.create_application(&foreign).await.unwrap();
+
+        assert!(!db.store.set_number_voice_application(&a, &n.sid, Some(&foreign.sid)).await.unwrap());
+        assert!(!db.store.set_number_voice_application(&b, &n.sid, Some(&foreign.sid)).await.unwrap());
+        assert!(db.store.set_number_voice_application(&a, &n.sid, Some(&app.sid)).await.unwrap());
+        let apps = db.store.number_voice_applications(&a, &[n.sid, PhoneNumberSid::generate()]).await.unwrap();
+        assert_eq!(apps.get(&n.sid), Some(&app.sid));
+        assert!(db.store.number_voice_applications(&b, &[n.sid]).await.unwrap().is_empty());
+
+        let routed = db.store.number_by_phone("+14155550100").await.unwrap().unwrap();
+        assert_eq!(routed.voice_url.as_deref(), Some("https://app.example/ivr"));
+        assert_eq!(routed.voice_method, "GET");
+        assert_eq!(routed.voice_fallback_url, app.voice_fallback_url);
+        assert_eq!(routed.status_callback, app.status_callback);
+        assert_eq!(routed.status_callback_method, "GET");
+        assert_eq!(db.store.all_numbers().await.unwrap(), vec![routed]);
+        // The number's own settings are kept and shown through the tenant read.
+        assert_eq!(db.store.number(&a, &n.sid).await.unwrap().unwrap().voice_url, n.voice_url);
+
+        // Deleting the application puts the number back on its own URLs.
+        assert!(db.store.delete_application(&a, &app.sid).await.unwrap());
+        assert_eq!(db.store.number_by_phone("+14155550100").await.unwrap().unwrap(), n);
+        assert!(db.store.number_voice_applications(&a, &[n.sid]).await.unwrap().is_empty());
+        assert!(db.store.set_number_voice_application(&a, &n.sid, None).await.unwrap());
     }
 
     #[tokio::test]

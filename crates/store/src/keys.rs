@@ -1,0 +1,188 @@
+//! API keys: a salted digest of each secret, never the secret itself.
+
+use model::{AccountSid, ApiKeyRecord, ApiKeySid};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::{
+    finish_page, micros, push_page, sid_col, time_col, Cursor, DbRow, Page, PageRequest, Sql,
+    Store, StoreError,
+};
+
+const COLUMNS: &str =
+    "SELECT sid, account_sid, friendly_name, date_created, date_updated FROM api_keys";
+
+fn decode(r: &DbRow) -> Result<ApiKeyRecord, StoreError> {
+    Ok(ApiKeyRecord {
+        sid: sid_col(r, "sid")?,
+        account_sid: sid_col(r, "account_sid")?,
+        friendly_name: r.try_get("friendly_name")?,
+        date_created: time_col(r, "date_created")?,
+        date_updated: time_col(r, "date_updated")?,
+    })
+}
+
+/// SHA-256 over the salt then the secret. The secrets are long random strings, so a fast digest
+/// is enough; the salt keeps equal secrets from having equal digests.
+fn digest(salt: &[u8], secret: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(secret.as_bytes());
+    h.finalize().into()
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a digest matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Store {
+    /// Adds a key of `rec.account_sid`; keeps only a salted digest of `secret`.
+    pub async fn create_api_key(&self, rec: &ApiKeyRecord, secret: &str) -> Result<(), StoreError> {
+        let salt: [u8; 16] = rand::random();
+        sqlx::query(
+            "INSERT INTO api_keys (sid, account_sid, friendly_name, secret_salt, secret_hash, \
+             date_created, date_updated) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(rec.sid.as_str())
+        .bind(rec.account_sid.as_str())
+        .bind(&rec.friendly_name)
+        .bind(hex::encode(salt))
+        .bind(hex::encode(digest(&salt, secret)))
+        .bind(micros(rec.date_created))
+        .bind(micros(rec.date_updated))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn api_key(
+        &self,
+        account: &AccountSid,
+        sid: &ApiKeySid,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let sql = format!("{COLUMNS} WHERE account_sid = $1 AND sid = $2");
+        let row = sqlx::query(&sql)
+            .bind(account.as_str())
+            .bind(sid.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Keys of one account, newest first.
+    pub async fn list_api_keys(
+        &self,
+        account: &AccountSid,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKeyRecord>, StoreError> {
+        let mut q = Sql::new(COLUMNS);
+        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        push_page(&mut q, page);
+        let rows = q.fetch_all(&self.pool).await?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(finish_page(items, page, |k| Cursor::new(k.date_created, k.sid.as_str())))
+    }
+
+    /// Saves `friendly_name` and `date_updated`. Returns whether the key existed in that account.
+    pub async fn update_api_key(&self, rec: &ApiKeyRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET friendly_name = $1, date_updated = $2 \
+             WHERE account_sid = $3 AND sid = $4",
+        )
+        .bind(&rec.friendly_name)
+        .bind(micros(rec.date_updated))
+        .bind(rec.account_sid.as_str())
+        .bind(rec.sid.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Returns whether the key existed in that account. A deleted key stops authenticating at
+    /// once: nothing caches it.
+    pub async fn delete_api_key(&self, account: &AccountSid, sid: &ApiKeySid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE account_sid = $1 AND sid = $2")
+            .bind(account.as_str())
+            .bind(sid.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Credential check (system-wide: the key names its account): the key if `secret` is its
+    /// secret, else `None`.
+    pub async fn authenticate_api_key(
+        &self,
+        sid: &ApiKeySid,
+        secret: &str,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sid, account_sid, friendly_name, date_created, date_updated, secret_salt, \
+             secret_hash FROM api_keys WHERE sid = $1",
+        )
+        .bind(sid.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let salt: String = row.try_get("secret_salt")?;
+        let hash: String = row.try_get("secret_hash")?;
+        let salt = hex::decode(&salt).map_err(|_| StoreError::Corrupt(format!("key {sid} salt")))?;
+        let hash = hex::decode(&hash).map_err(|_| StoreError::Corrupt(format!("key {sid} digest")))?;
+        if !constant_time_eq(&digest(&salt, secret), &hash) {
+            return Ok(None);
+        }
+        decode(&row).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    fn key(account: &AccountSid) -> ApiKeyRecord {
+        let now = now();
+        ApiKeyRecord {
+            sid: ApiKeySid::generate(),
+            account_sid: *account,
+            friendly_name: "ci".into(),
+            date_created: now,
+            date_updated: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_authenticate_by_secret_and_stop_when_deleted() {
+        let db = temp_store().await;
+        let (a, b) = (account(&db.store).await, account(&db.store).await);
+        let k = key(&a);
+        db.store.create_api_key(&k, "s3cret").await.unwrap();
+        assert_eq!(db.store.authenticate_api_key(&k.sid, "s3cret").await.unwrap().as_ref(), Some(&k));
+        assert_eq!(db.store.authenticate_api_key(&k.sid, "s3cres").await.unwrap(), None);
+        assert_eq!(db.store.authenticate_api_key(&k.sid, "").await.unwrap(), None);
+        assert_eq!(db.store.authenticate_api_key(&ApiKeySid::generate(), "s3cret").await.unwrap(), None);
+
+        // The secret is not stored, and two keys with one secret have different digests.
+        let k2 = key(&a);
+        db.store.create_api_key(&k2, "s3cret").await.unwrap();
+        let rows = sqlx::query("SELECT secret_hash, secret_salt FROM api_keys").fetch_all(&db.store.pool).await.unwrap();
+        let hashes: Vec<String> = rows.iter().map(|r| r.try_get("secret_hash").unwrap()).collect();
+        assert_ne!(hashes[0], hashes[1]);
+        assert!(rows.iter().all(|r| !r.try_get::<String, _>("secret_hash").unwrap().contains("s3cret")));
+
+        assert_eq!(db.store.api_key(&b, &k.sid).await.unwrap(), None, "other tenant");
+        assert!(!db.store.delete_api_key(&b, &k.sid).await.unwrap());
+        let mut renamed = k.clone();
+        renamed.friendly_name = "deploy".into();
+        assert!(db.store.update_api_key(&renamed).await.unwrap());
+        renamed.account_sid = b;
+        assert!(!db.store.update_api_key(&renamed).await.unwrap());
+        assert_eq!(db.store.api_key(&a, &k.sid).await.unwrap().unwrap().friendly_name, "deploy");
+        assert_eq!(db.store.list_api_keys(&a, &PageRequest::first(10)).await.unwrap().items.len(), 2);
+        assert!(db.store.list_api_keys(&b, &PageRequest::first(10)).await.unwrap().items.is_empty());
+
+        assert!(db.store.delete_api_key(&a, &k.sid).await.unwrap());
+        assert_eq!(db.store.authenticate_api_key(&k.sid, "s3cret").await.unwrap(), None);
+    }
+}
