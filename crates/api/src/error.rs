@@ -13,6 +13,16 @@ pub enum AppError {
     /// Missing or wrong credentials (Twilio 20003).
     #[error("authentication failed: {0}")]
     Unauthenticated(&'static str),
+    /// The credentials are right but their account (or its main account) is suspended: 401 with
+    /// Twilio's 20005 "Account not active".
+    #[error("account not active")]
+    AccountNotActive,
+    /// A parent tried to place a call from its suspended subaccount (403, 20005).
+    #[error("subaccount not active")]
+    ForbiddenInactive,
+    /// Authenticated, but these credentials may not do this (403, Twilio 20403).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     /// No such resource for this account (Twilio 20404). Holds the request path.
     #[error("not found: {0}")]
     NotFound(String),
@@ -44,6 +54,13 @@ impl AppError {
             AppError::Unauthenticated(why) => {
                 (StatusCode::UNAUTHORIZED, 20003, format!("Authentication Error - {why}"))
             }
+            AppError::AccountNotActive => {
+                (StatusCode::UNAUTHORIZED, 20005, "Account not active".to_owned())
+            }
+            AppError::ForbiddenInactive => {
+                (StatusCode::FORBIDDEN, 20005, "Account not active: a suspended account cannot place calls".to_owned())
+            }
+            AppError::Forbidden(why) => (StatusCode::FORBIDDEN, 20403, format!("Forbidden - {why}")),
             AppError::NotFound(path) => (
                 StatusCode::NOT_FOUND,
                 20404,

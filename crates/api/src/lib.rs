@@ -7,14 +7,18 @@
 //! runtime holds live calls.
 //!
 //! Architecture invariant: this is the only crate that knows the REST JSON. Every route
-//! authenticates (HTTP Basic, account SID + auth token) before routing is visible, and every
-//! handler checks the path's account against the authenticated one, so a request can reach only
-//! its own account's rows. User-supplied path segments are parsed into typed SIDs (junk is a 404)
-//! and never used to build file names.
+//! authenticates (HTTP Basic: account SID + primary or secondary auth token, or API key SID +
+//! secret) before routing is visible, and every handler checks the path's account against the
+//! ones the credentials may act on (their own account and, for a main account, its subaccounts;
+//! see `auth`), so a request can reach only those accounts' rows. User-supplied path segments
+//! are parsed into typed SIDs (junk is a 404) and never used to build file names.
 
+mod accounts;
+mod applications;
 mod auth;
 mod calls;
 mod error;
+mod keys;
 mod numbers;
 mod params;
 mod recordings;
@@ -23,14 +27,12 @@ mod render;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::get;
-use axum::{middleware, Json, Router};
-use serde_json::Value;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
 use store::Store;
 
 use crate::auth::Ctx;
-use crate::params::Seg;
 
 pub use crate::error::AppError;
 pub use model::{AccountSid, CallRecord, CallSid, CallStatus};
@@ -141,7 +143,17 @@ pub fn router(state: ApiState) -> Router {
     let at = |tail: &str| format!("{ACCOUNT}{tail}");
     Router::new()
         // `{account}` is `AC....json` here: the router cannot split a suffix off a parameter.
-        .route(ACCOUNT, get(fetch_account))
+        .route(ACCOUNT, get(accounts::fetch).post(accounts::update))
+        .route("/2010-04-01/Accounts.json", get(accounts::list).post(accounts::create))
+        .route("/v1/AuthTokens/Secondary", post(accounts::create_secondary).delete(accounts::delete_secondary))
+        .route("/v1/AuthTokens/Promote", post(accounts::promote))
+        .route(&at("/Keys.json"), get(keys::list).post(keys::create))
+        .route(&at("/Keys/{key}"), get(keys::fetch).post(keys::update).delete(keys::delete))
+        .route(&at("/Applications.json"), get(applications::list).post(applications::create))
+        .route(
+            &at("/Applications/{application}"),
+            get(applications::fetch).post(applications::update).delete(applications::delete),
+        )
         .route(&at("/IncomingPhoneNumbers.json"), get(numbers::list).post(numbers::create))
         .route(
             &at("/IncomingPhoneNumbers/{number}"),
@@ -159,16 +171,6 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
-}
-
-async fn fetch_account(
-    State(state): State<ApiState>,
-    ctx: Ctx,
-    Seg(account): Seg<String>,
-) -> Result<Json<Value>, AppError> {
-    let sid = ctx.scope(&account, ".json")?;
-    let rec = state.store.account(&sid).await?.ok_or_else(|| ctx.not_found())?;
-    Ok(Json(render::account(&rec)))
 }
 
 async fn not_found(ctx: Ctx) -> AppError {

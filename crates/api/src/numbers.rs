@@ -6,7 +6,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
-use model::{PhoneNumberRecord, PhoneNumberSid};
+use model::{AccountSid, ApplicationSid, PhoneNumberRecord, PhoneNumberSid};
 use serde_json::Value;
 use store::NumberFilter;
 
@@ -47,7 +47,7 @@ pub(crate) fn method_param(name: &str, value: &str) -> Result<String, AppError> 
     }
 }
 
-fn friendly_name_param(value: &str) -> Result<String, AppError> {
+pub(crate) fn friendly_name_param(value: &str) -> Result<String, AppError> {
     if value.chars().count() > MAX_FRIENDLY_NAME {
         return Err(AppError::bad(20002, "FriendlyName is longer than 64 characters"));
     }
@@ -78,6 +78,40 @@ fn apply(rec: &mut PhoneNumberRecord, p: &Params) -> Result<(), AppError> {
         rec.status_callback_method = method_param("StatusCallbackMethod", v)?;
     }
     Ok(())
+}
+
+/// `VoiceApplicationSid`: absent -> `None` (unchanged), empty -> `Some(None)` (use the number's
+/// own URLs), else an application of `account`.
+async fn voice_application_param(
+    state: &ApiState,
+    account: &AccountSid,
+    p: &Params,
+) -> Result<Option<Option<ApplicationSid>>, AppError> {
+    let Some(raw) = p.get("VoiceApplicationSid") else { return Ok(None) };
+    if raw.is_empty() {
+        return Ok(Some(None));
+    }
+    let invalid = || AppError::bad(21218, format!("VoiceApplicationSid {raw} is not an application of this account"));
+    let sid: ApplicationSid = raw.parse().map_err(|_| invalid())?;
+    state.store.application(account, &sid).await?.ok_or_else(invalid)?;
+    Ok(Some(Some(sid)))
+}
+
+/// Saves a `VoiceApplicationSid` change, if any; returns the number's application afterwards.
+async fn save_voice_application(
+    state: &ApiState,
+    ctx: &Ctx,
+    rec: &PhoneNumberRecord,
+    change: Option<Option<ApplicationSid>>,
+) -> Result<Option<ApplicationSid>, AppError> {
+    if let Some(app) = change {
+        if !state.store.set_number_voice_application(&rec.account_sid, &rec.sid, app.as_ref()).await? {
+            // The number or the application went away since they were read.
+            return Err(ctx.not_found());
+        }
+    }
+    let apps = state.store.number_voice_applications(&rec.account_sid, &[rec.sid]).await?;
+    Ok(apps.get(&rec.sid).copied())
 }
 
 fn number_sid(ctx: &Ctx, segment: &str) -> Result<PhoneNumberSid, AppError> {
@@ -115,9 +149,11 @@ pub(crate) async fn create(
         date_updated: now,
     };
     apply(&mut rec, &p)?;
+    let app = voice_application_param(&state, &account, &p).await?;
     state.store.create_number(&rec).await?;
+    let app = save_voice_application(&state, &ctx, &rec, app).await;
     state.hooks.numbers_changed();
-    Ok((StatusCode::CREATED, Json(render::number(&rec))))
+    Ok((StatusCode::CREATED, Json(render::number(&rec, app?.as_ref()))))
 }
 
 pub(crate) async fn list(
@@ -141,7 +177,11 @@ pub(crate) async fn list(
         filters.push(("FriendlyName", v.clone()));
     }
     let page = state.store.list_numbers(&account, &filter, &paging.request).await?;
-    Ok(Json(envelope("incoming_phone_numbers", &ctx.path, &filters, &paging, page, render::number)))
+    let sids: Vec<PhoneNumberSid> = page.items.iter().map(|n| n.sid).collect();
+    let apps = state.store.number_voice_applications(&account, &sids).await?;
+    Ok(Json(envelope("incoming_phone_numbers", &ctx.path, &filters, &paging, page, |n| {
+        render::number(n, apps.get(&n.sid))
+    })))
 }
 
 pub(crate) async fn fetch(
@@ -152,7 +192,8 @@ pub(crate) async fn fetch(
     let account = ctx.scope(&account, "")?;
     let sid = number_sid(&ctx, &number)?;
     let rec = state.store.number(&account, &sid).await?.ok_or_else(|| ctx.not_found())?;
-    Ok(Json(render::number(&rec)))
+    let app = save_voice_application(&state, &ctx, &rec, None).await?;
+    Ok(Json(render::number(&rec, app.as_ref())))
 }
 
 pub(crate) async fn update(
@@ -166,13 +207,15 @@ pub(crate) async fn update(
     let p = Params::from_body(body)?;
     let mut rec = state.store.number(&account, &sid).await?.ok_or_else(|| ctx.not_found())?;
     apply(&mut rec, &p)?;
+    let app = voice_application_param(&state, &account, &p).await?;
     rec.date_updated = Utc::now();
     if !state.store.update_number(&rec).await? {
         // Deleted between the read and the write.
         return Err(ctx.not_found());
     }
+    let app = save_voice_application(&state, &ctx, &rec, app).await;
     state.hooks.numbers_changed();
-    Ok(Json(render::number(&rec)))
+    Ok(Json(render::number(&rec, app?.as_ref())))
 }
 
 pub(crate) async fn delete(

@@ -2,7 +2,10 @@
 //! sends strings, `uri`s relative to the API root and ending in `.json`.
 
 use chrono::{DateTime, Utc};
-use model::{AccountRecord, CallRecord, NotificationRecord, PhoneNumberRecord, RecordingRecord};
+use model::{
+    AccountRecord, ApiKeyRecord, ApplicationRecord, ApplicationSid, CallRecord, NotificationRecord,
+    PhoneNumberRecord, RecordingRecord,
+};
 use serde_json::{json, Value};
 
 pub(crate) const API_VERSION: &str = "2010-04-01";
@@ -20,28 +23,126 @@ pub(crate) fn account_base(account: &str) -> String {
     format!("/{API_VERSION}/Accounts/{account}")
 }
 
-pub(crate) fn account(a: &AccountRecord) -> Value {
+/// The Account resource. `auth_token` is shown only to the account itself and to its parent
+/// (`show_token`), as Twilio does; anyone else gets `null`.
+pub(crate) fn account(a: &AccountRecord, show_token: bool) -> Value {
     let base = account_base(a.sid.as_str());
+    // Twilio's full map, so clients that follow a link find the path they expect; the ones this
+    // server does not serve answer 404.
+    let subresources = [
+        ("addresses", "Addresses"),
+        ("conferences", "Conferences"),
+        ("signing_keys", "SigningKeys"),
+        ("transcriptions", "Transcriptions"),
+        ("connect_apps", "ConnectApps"),
+        ("sip", "SIP"),
+        ("authorized_connect_apps", "AuthorizedConnectApps"),
+        ("usage", "Usage"),
+        ("keys", "Keys"),
+        ("applications", "Applications"),
+        ("recordings", "Recordings"),
+        ("outgoing_caller_ids", "OutgoingCallerIds"),
+        ("available_phone_numbers", "AvailablePhoneNumbers"),
+        ("queues", "Queues"),
+        ("incoming_phone_numbers", "IncomingPhoneNumbers"),
+        ("calls", "Calls"),
+        ("notifications", "Notifications"),
+        ("short_codes", "SMS/ShortCodes"),
+        ("messages", "Messages"),
+        ("balance", "Balance"),
+    ];
+    let uris: serde_json::Map<String, Value> = subresources
+        .iter()
+        .map(|(k, path)| ((*k).to_owned(), Value::String(format!("{base}/{path}.json"))))
+        .collect();
     json!({
-        "auth_token": a.auth_token,
+        "auth_token": if show_token { Some(&a.auth_token) } else { None },
         "date_created": rfc2822(a.date_created),
         "date_updated": rfc2822(a.date_updated),
         "friendly_name": a.friendly_name,
-        "owner_account_sid": a.sid,
+        "owner_account_sid": a.owner_account_sid,
         "sid": a.sid,
         "status": a.status,
-        "subresource_uris": {
-            "calls": format!("{base}/Calls.json"),
-            "incoming_phone_numbers": format!("{base}/IncomingPhoneNumbers.json"),
-            "notifications": format!("{base}/Notifications.json"),
-            "recordings": format!("{base}/Recordings.json"),
-        },
+        "subresource_uris": uris,
         "type": "Full",
         "uri": format!("{base}.json"),
     })
 }
 
-pub(crate) fn number(n: &PhoneNumberRecord) -> Value {
+/// `2015-07-31T04:00:00Z`: the accounts.twilio.com (v1) APIs use ISO 8601, not RFC 2822.
+pub(crate) fn iso8601(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A Key as listed and fetched: never its secret.
+pub(crate) fn api_key(k: &ApiKeyRecord) -> Value {
+    json!({
+        "date_created": rfc2822(k.date_created),
+        "date_updated": rfc2822(k.date_updated),
+        "friendly_name": k.friendly_name,
+        "sid": k.sid,
+    })
+}
+
+/// A Key as created: the one time its secret is shown.
+pub(crate) fn new_api_key(k: &ApiKeyRecord, secret: &str) -> Value {
+    let mut v = api_key(k);
+    v["secret"] = json!(secret);
+    v
+}
+
+pub(crate) fn application(a: &ApplicationRecord) -> Value {
+    json!({
+        "account_sid": a.account_sid,
+        "api_version": API_VERSION,
+        "date_created": rfc2822(a.date_created),
+        "date_updated": rfc2822(a.date_updated),
+        "friendly_name": a.friendly_name,
+        "message_status_callback": a.message_status_callback,
+        "public_application_connect_enabled": a.public_application_connect_enabled,
+        "sid": a.sid,
+        "sms_fallback_method": a.sms_fallback_method,
+        "sms_fallback_url": a.sms_fallback_url,
+        "sms_method": a.sms_method,
+        "sms_status_callback": a.sms_status_callback,
+        "sms_url": a.sms_url,
+        "status_callback": a.status_callback,
+        "status_callback_method": a.status_callback_method,
+        "uri": format!("{}/Applications/{}.json", account_base(a.account_sid.as_str()), a.sid),
+        "voice_caller_id_lookup": a.voice_caller_id_lookup,
+        "voice_fallback_method": a.voice_fallback_method,
+        "voice_fallback_url": a.voice_fallback_url,
+        "voice_method": a.voice_method,
+        "voice_url": a.voice_url,
+    })
+}
+
+/// `POST/DELETE /v1/AuthTokens/Secondary` (accounts.twilio.com).
+pub(crate) fn secondary_auth_token(a: &AccountRecord, public_url: &str) -> Value {
+    let created = a.secondary_auth_token_created.unwrap_or(a.date_updated);
+    json!({
+        "account_sid": a.sid,
+        "date_created": iso8601(created),
+        "date_updated": iso8601(created),
+        "secondary_auth_token": a.secondary_auth_token,
+        "url": format!("{}/v1/AuthTokens/Secondary", public_url.trim_end_matches('/')),
+    })
+}
+
+/// `POST /v1/AuthTokens/Promote`: the new primary token; `created` is when it was made.
+pub(crate) fn promoted_auth_token(a: &AccountRecord, created: DateTime<Utc>, public_url: &str) -> Value {
+    json!({
+        "account_sid": a.sid,
+        "auth_token": a.auth_token,
+        "date_created": iso8601(created),
+        "date_updated": iso8601(a.date_updated),
+        "url": format!("{}/v1/AuthTokens/Promote", public_url.trim_end_matches('/')),
+    })
+}
+
+/// A number with its own settings; `voice_application_sid` is the application its calls use
+/// instead, if any.
+pub(crate) fn number(n: &PhoneNumberRecord, voice_application_sid: Option<&ApplicationSid>) -> Value {
     let base = format!("{}/IncomingPhoneNumbers/{}", account_base(n.account_sid.as_str()), n.sid);
     json!({
         "account_sid": n.account_sid,
@@ -71,8 +172,9 @@ pub(crate) fn number(n: &PhoneNumberRecord) -> Value {
         "status_callback_method": n.status_callback_method,
         "subresource_uris": { "assigned_add_ons": format!("{base}/AssignedAddOns.json") },
         "trunk_sid": null,
+        "type": "local",
         "uri": format!("{base}.json"),
-        "voice_application_sid": null,
+        "voice_application_sid": voice_application_sid,
         "voice_caller_id_lookup": false,
         "voice_fallback_method": n.voice_fallback_method,
         "voice_fallback_url": n.voice_fallback_url,
