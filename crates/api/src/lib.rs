@@ -183,3 +183,5 @@ async fn method_not_allowed() -> AppError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tenancy_tests;
