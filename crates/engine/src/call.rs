@@ -300,10 +300,8 @@ impl Call {
                     self.outputs.push_back(Output::StopPlayback);
                 }
             }
-            State::Recording(run) => {
-                if !run.stopping {
-                    self.outputs.push_back(Output::StopRecording { id: run.id });
-                }
+            State::Recording(run) if !run.stopping => {
+                self.outputs.push_back(Output::StopRecording { id: run.id });
             }
             _ => {}
         }
