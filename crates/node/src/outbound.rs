@@ -248,7 +248,7 @@ impl Dialing {
         shared.metrics.active_calls.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn from_uri(&self) -> String {
+    fn caller_uri(&self) -> String {
         let from = &self.req.from;
         if from.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) {
             from.clone()
@@ -271,7 +271,7 @@ impl Dialing {
         let sdp = sip::sdp::offer(config.advertise_ip, stream.local_port, session_id, 1);
         let local_tag = format!("{:016x}", rand::thread_rng().gen::<u64>());
         let mut invite = Request::new(Method::Invite, &self.target.request_uri);
-        invite.headers.push("From", &format!("<{}>;tag={local_tag}", self.from_uri()));
+        invite.headers.push("From", &format!("<{}>;tag={local_tag}", self.caller_uri()));
         invite.headers.push("To", &format!("<{}>", self.target.request_uri));
         invite.headers.push("Call-ID", call_id);
         invite.headers.push("CSeq", "1 INVITE");
