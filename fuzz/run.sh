@@ -149,7 +149,8 @@ for target in "${targets[@]}"; do
         status=1
         artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
         line="CRASH  $target: after ${runs:-?} runs; input ${artifact:-?}"
-        grep -m 3 -E "panicked at|^thread '|==ERROR" "$log" || tail -n 20 "$log"
+        # The panic location and message, or for a timeout or OOM libFuzzer's own report.
+        grep -m 1 -A 2 "panicked at" "$log" || grep -m 1 -A 5 "==ERROR" "$log" || tail -n 20 "$log"
     fi
     echo "$line"
     summary+=("$line")
