@@ -173,6 +173,15 @@ pub async fn run(shared: Arc<Shared>, sip: mpsc::UnboundedSender<SipCommand>, ne
     let _ = sip.send(ended);
 }
 
+/// Whether the account may place or receive calls. An active main account needs no further read;
+/// a subaccount also depends on its main account's status.
+pub(crate) async fn may_call(shared: &Shared, account: &model::records::AccountRecord) -> Result<bool, store::StoreError> {
+    if account.status == "active" && !account.is_subaccount() {
+        return Ok(true);
+    }
+    Ok(shared.store.account_call_permission(&account.sid).await? == store::CallPermission::Allowed)
+}
+
 /// The number part of a Request-URI: `sip:+15551234567@host;user=phone` -> `+15551234567`.
 pub fn dialled_number(uri: &str) -> Option<&str> {
     let rest = uri.strip_prefix("sips:").or_else(|| uri.strip_prefix("sip:")).or_else(|| uri.strip_prefix("tel:"))?;
@@ -193,6 +202,17 @@ async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, le
             return Err((500, "Server Internal Error"));
         }
     };
+    match may_call(shared, &account).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(account_sid = %account.sid, "inbound call refused: account not active (10003)");
+            return Err((403, "Forbidden"));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store failed during call set-up");
+            return Err((500, "Server Internal Error"));
+        }
+    }
     let body = std::str::from_utf8(&new.request.body).map_err(|_| (400, "SDP is not UTF-8"))?;
     if body.trim().is_empty() {
         return Err((488, "Not Acceptable Here: SDP offer required"));

@@ -162,6 +162,9 @@ fn internal(e: impl std::fmt::Display) -> HookError {
 /// `POST Calls.json`: stores the call `queued`, starts it in the background, returns the record.
 pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, HookError> {
     let account = shared.store.account(&req.account_sid).await.map_err(internal)?.ok_or(HookError::NotFound)?;
+    if !crate::call::may_call(&shared, &account).await.map_err(internal)? {
+        return Err(HookError::Rejected { code: 10001, message: "Account is not active".into() });
+    }
     let target = target(&shared, &req.to).await?;
     let now = Utc::now();
     let record = CallRecord {

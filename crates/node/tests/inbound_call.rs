@@ -55,15 +55,13 @@ async fn recv_sip(sock: &UdpSocket, wait: Duration) -> Option<sip::Message> {
     sip::parse_message(&buf[..n]).ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn caller_hears_the_prompt_and_its_digits_reach_the_webhook() {
-    let dir = std::env::temp_dir().join(format!("dialtone-node-test-{}", std::process::id()));
+/// A store with one account and the number +15550001000 pointing at `hook`, and a node on it.
+async fn start(name: &str, hook: SocketAddr, rtp_ports: (u16, u16)) -> (std::path::PathBuf, store::Store, AccountSid, node::Node) {
+    let dir = std::env::temp_dir().join(format!("dialtone-node-test-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = store::Store::open(&format!("sqlite://{}/db.sqlite", dir.display())).await.unwrap();
     let account: AccountSid = AccountSid::generate();
     store.ensure_account(&account, "0123456789abcdef0123456789abcdef", "test").await.unwrap();
-    let seen: Seen = Arc::default();
-    let hook = webhook_server(seen.clone()).await;
     let now = Utc::now();
     store
         .create_number(&PhoneNumberRecord {
@@ -87,8 +85,8 @@ async fn caller_hears_the_prompt_and_its_digits_reach_the_webhook() {
         sip_addr: "127.0.0.1:0".parse().unwrap(),
         advertise_ip: "127.0.0.1".parse().unwrap(),
         rtp_bind_ip: "127.0.0.1".parse().unwrap(),
-        rtp_port_min: 41000,
-        rtp_port_max: 41099,
+        rtp_port_min: rtp_ports.0,
+        rtp_port_max: rtp_ports.1,
         recordings_dir: dir.join("recordings"),
         data_dir: dir.clone(),
         public_url: "http://127.0.0.1:1".into(),
@@ -96,6 +94,15 @@ async fn caller_hears_the_prompt_and_its_digits_reach_the_webhook() {
         trunks: Vec::new(),
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();
+
+    (dir, store, account, node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_hears_the_prompt_and_its_digits_reach_the_webhook() {
+    let seen: Seen = Arc::default();
+    let hook = webhook_server(seen.clone()).await;
+    let (dir, store, account, node) = start("prompt", hook, (41000, 41099)).await;
 
     let sip_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let rtp_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -190,5 +197,30 @@ async fn caller_hears_the_prompt_and_its_digits_reach_the_webhook() {
         assert!(Instant::now() < deadline, "RTP ports leaked: {}", node.shared.media.ports_in_use());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_accounts_number_refuses_calls() {
+    let seen: Seen = Arc::default();
+    let hook = webhook_server(seen.clone()).await;
+    let (dir, store, account, node) = start("suspended", hook, (41100, 41199)).await;
+    let mut record = store.account(&account).await.unwrap().unwrap();
+    record.status = "suspended".into();
+    assert!(store.update_account(&record).await.unwrap());
+
+    let sip_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sip_sock.local_addr().unwrap();
+    sip_sock.send_to(invite("call-two", node.sip_addr, local, 4000).as_bytes(), node.sip_addr).await.unwrap();
+    let status = loop {
+        match recv_sip(&sip_sock, Duration::from_secs(5)).await {
+            Some(sip::Message::Response(r)) if r.status() >= 200 => break r.status(),
+            Some(_) => continue,
+            None => panic!("no final response to the INVITE"),
+        }
+    };
+    assert_eq!(status, 403);
+    assert!(seen.lock().unwrap().is_empty(), "the app was asked about a refused call");
+    assert_eq!(node.shared.media.ports_in_use(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
