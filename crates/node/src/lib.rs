@@ -13,27 +13,16 @@
 //! Architecture invariant: `node` is the only crate that owns sockets, timers and subprocesses;
 //! it makes no protocol decisions of its own beyond routing.
 
-pub mod media;
 pub mod audio;
+pub mod call;
+pub mod calls_registry;
+pub mod http;
+pub mod media;
+pub mod outbound;
+pub mod routing;
+pub mod sip_task;
+pub mod transport;
 pub mod tts;
 pub mod webhook;
-
-// The wiring, behind the `wiring` feature while the crates it wires are being written.
-#[cfg(feature = "wiring")]
-pub mod call;
-#[cfg(feature = "wiring")]
-pub mod calls_registry;
-#[cfg(feature = "wiring")]
-pub mod outbound;
-#[cfg(feature = "wiring")]
-pub mod http;
-#[cfg(feature = "wiring")]
-pub mod routing;
-#[cfg(feature = "wiring")]
-pub mod sip_task;
-#[cfg(feature = "wiring")]
-pub mod transport;
-#[cfg(feature = "wiring")]
 mod wiring;
-#[cfg(feature = "wiring")]
 pub use wiring::*;

@@ -2,8 +2,6 @@
 //! real HTTP webhook server, and the store on a temporary SQLite file. The caller listens to the
 //! prompt, presses two digits over RFC 4733, and the webhook must receive them.
 
-#![cfg(feature = "wiring")]
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

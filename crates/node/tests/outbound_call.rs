@@ -2,8 +2,6 @@
 //! the INVITE through a trunk to a raw UDP UAS, a real HTTP app serves the TwiML and receives
 //! the status callbacks, and the store is a temporary SQLite file.
 
-#![cfg(feature = "wiring")]
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
