@@ -38,3 +38,14 @@ if ! "$VENV/bin/python" -c 'import pjsua2, twilio, pytest, requests' 2>/dev/null
     cp tests/requirements.txt "$VENV/.installed-requirements"
 fi
 "$VENV/bin/python" -c 'import pjsua2, twilio, pytest, requests; print("python peers ok: twilio", twilio.__version__)'
+
+# The official twilio Node SDK for tests/interop/test_sdk_scenarios.py, pinned by
+# tests/sdk-node/package-lock.json; `npm ci` only when the lock file changed since the last install.
+command -v node >/dev/null && command -v npm >/dev/null \
+    || { echo "node and npm are needed for the Node SDK scenarios (apt-get install nodejs npm)" >&2; exit 1; }
+if [ ! -d tests/sdk-node/node_modules/twilio ] \
+   || ! cmp -s tests/sdk-node/package-lock.json tests/sdk-node/node_modules/.installed-package-lock.json; then
+    (cd tests/sdk-node && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/sdk-node/package-lock.json tests/sdk-node/node_modules/.installed-package-lock.json
+fi
+(cd tests/sdk-node && node -e 'console.log("node peers ok: twilio", require("twilio/package.json").version)')
