@@ -33,18 +33,42 @@ async fn webhook_server(seen: Seen) -> SocketAddr {
 }
 
 fn invite(call_id: &str, node: SocketAddr, local: SocketAddr, rtp_port: u16) -> String {
+    let to = format!("<sip:+15550001000@{node}>");
+    in_dialog_invite(call_id, node, local, rtp_port, &to, 1, "sendrecv")
+}
+
+/// An INVITE, or with a tagged `to` and a higher `cseq` a re-INVITE (hold is `sendonly`).
+fn in_dialog_invite(call_id: &str, node: SocketAddr, local: SocketAddr, rtp_port: u16, to: &str, cseq: u32, direction: &str) -> String {
     let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        "v=0\r\no=- 1 {cseq} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
-         a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+         a=fmtp:101 0-16\r\na=ptime:20\r\na={direction}\r\n"
     );
     format!(
-        "INVITE sip:+15550001000@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call_id};rport\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:+15557654321@127.0.0.1>;tag=caller1\r\nTo: <sip:+15550001000@{node}>\r\n\
-         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{local}>\r\n\
+        "INVITE sip:+15550001000@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call_id}{cseq};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15557654321@127.0.0.1>;tag=caller1\r\nTo: {to}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:caller@{local}>\r\n\
          Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     )
+}
+
+fn ack(call_id: &str, node: SocketAddr, local: SocketAddr, to: &str, cseq: u32) -> String {
+    format!(
+        "ACK sip:{node} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKack{cseq}\r\nMax-Forwards: 70\r\n\
+         From: <sip:+15557654321@127.0.0.1>;tag=caller1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Waits for the final response, skipping provisional ones.
+async fn final_response(sock: &UdpSocket) -> sip::Response {
+    loop {
+        match recv_sip(sock, Duration::from_secs(5)).await {
+            Some(sip::Message::Response(r)) if r.status() >= 200 => return r,
+            Some(_) => continue,
+            None => panic!("no final response"),
+        }
+    }
 }
 
 async fn recv_sip(sock: &UdpSocket, wait: Duration) -> Option<sip::Message> {
@@ -121,12 +145,7 @@ async fn caller_hears_the_prompt_and_its_digits_reach_the_webhook() {
     let answer = sip::sdp::SessionDescription::parse(std::str::from_utf8(&ok.body).unwrap()).unwrap();
     let remote_rtp = sip::sdp::negotiate(&answer, &[sip::sdp::Codec::Pcmu]).unwrap().remote_rtp;
     let to = ok.headers.get("To").unwrap().to_owned();
-    let ack = format!(
-        "ACK sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKack1\r\nMax-Forwards: 70\r\n\
-         From: <sip:+15557654321@127.0.0.1>;tag=caller1\r\nTo: {to}\r\nCall-ID: call-one\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-        node.sip_addr
-    );
-    sip_sock.send_to(ack.as_bytes(), node.sip_addr).await.unwrap();
+    sip_sock.send_to(ack("call-one", node.sip_addr, local, &to, 1).as_bytes(), node.sip_addr).await.unwrap();
 
     // Listen to a second of the prompt: PCMU packets with speech energy.
     let mut buf = vec![0u8; 2048];
@@ -144,6 +163,32 @@ async fn caller_hears_the_prompt_and_its_digits_reach_the_webhook() {
     assert!(pcm.len() >= 8000, "heard only {} samples of the prompt", pcm.len());
     let level = media::level::rms_dbfs(&pcm);
     assert!(level > -35.0, "the prompt is too quiet to be speech: {level} dBFS");
+
+    // Hold (re-INVITE sendonly): the answer says recvonly and the rest of the prompt is not sent.
+    let rtp_port = rtp_sock.local_addr().unwrap().port();
+    let hold = in_dialog_invite("call-one", node.sip_addr, local, rtp_port, &to, 2, "sendonly");
+    sip_sock.send_to(hold.as_bytes(), node.sip_addr).await.unwrap();
+    let held = final_response(&sip_sock).await;
+    assert_eq!(held.status(), 200);
+    assert!(std::str::from_utf8(&held.body).unwrap().contains("a=recvonly"), "{held:?}");
+    sip_sock.send_to(ack("call-one", node.sip_addr, local, &to, 2).as_bytes(), node.sip_addr).await.unwrap();
+    let mut while_held = 0;
+    let hold_until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < hold_until {
+        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(50), rtp_sock.recv_from(&mut buf)).await {
+            // Packets sent before the re-INVITE arrived may still be in flight: count the rest.
+            if n > 0 && Instant::now() > hold_until - Duration::from_millis(400) {
+                while_held += 1;
+            }
+        }
+    }
+    assert!(while_held <= 1, "{while_held} RTP packets sent while on hold");
+    let unhold = in_dialog_invite("call-one", node.sip_addr, local, rtp_port, &to, 3, "sendrecv");
+    sip_sock.send_to(unhold.as_bytes(), node.sip_addr).await.unwrap();
+    let resumed = final_response(&sip_sock).await;
+    assert_eq!(resumed.status(), 200);
+    assert!(std::str::from_utf8(&resumed.body).unwrap().contains("a=sendrecv"), "{resumed:?}");
+    sip_sock.send_to(ack("call-one", node.sip_addr, local, &to, 3).as_bytes(), node.sip_addr).await.unwrap();
 
     // Press 4 then 2 (RFC 4733), paced at 20 ms.
     let mut sender = rtp::RtpSender::new(0x1234_5678, 100, 1000);
