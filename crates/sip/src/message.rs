@@ -156,10 +156,10 @@ impl fmt::Display for Method {
 
 /// Long name for a compact form (RFC 3261 §7.3.3 and the extensions that define one).
 fn expand_compact(name: &str) -> &str {
-    if name.len() != 1 {
+    let [letter] = name.as_bytes() else {
         return name;
-    }
-    match name.as_bytes()[0].to_ascii_lowercase() {
+    };
+    match letter.to_ascii_lowercase() {
         b'i' => "Call-ID",
         b'f' => "From",
         b't' => "To",
@@ -179,16 +179,166 @@ fn expand_compact(name: &str) -> &str {
     }
 }
 
-fn names_match(a: &str, b: &str) -> bool {
-    expand_compact(a).eq_ignore_ascii_case(expand_compact(b))
+/// A header name the look-ups know by number: index + 1 into [`KNOWN_NAMES`]; 0 is any
+/// other name. Each known id stands for its long name in any case and for its compact form,
+/// so two names match exactly when their ids are equal, or both are 0 and they are equal
+/// ignoring ASCII case.
+type NameId = u8;
+
+const OTHER_NAME: NameId = 0;
+
+/// Every name with a compact form, then the ones a SIP node looks up on every message.
+const KNOWN_NAMES: [&str; 34] = [
+    "Call-ID",
+    "From",
+    "To",
+    "Via",
+    "Contact",
+    "Content-Length",
+    "Content-Type",
+    "Supported",
+    "Subject",
+    "Content-Encoding",
+    "Event",
+    "Refer-To",
+    "Referred-By",
+    "Allow-Events",
+    "Session-Expires",
+    "CSeq",
+    "Max-Forwards",
+    "Route",
+    "Record-Route",
+    "Date",
+    "User-Agent",
+    "Server",
+    "Allow",
+    "Expires",
+    "Min-Expires",
+    "Require",
+    "Proxy-Require",
+    "Unsupported",
+    "Authorization",
+    "WWW-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Authenticate",
+    "RSeq",
+    "RAck",
+];
+
+/// Classifies a header name: one `match` on its length and first and last letters picks the
+/// only known name it can be, then one case-insensitive compare confirms it.
+fn name_id(name: &str) -> NameId {
+    let bytes = name.as_bytes();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return OTHER_NAME;
+    };
+    let (first, last) = (first.to_ascii_lowercase(), last.to_ascii_lowercase());
+    let id = match (bytes.len(), first, last) {
+        // Compact forms (RFC 3261 §7.3.3): the first 15 KNOWN_NAMES, in the same order.
+        (1, ..) => {
+            return match first {
+                b'i' => 1,
+                b'f' => 2,
+                b't' => 3,
+                b'v' => 4,
+                b'm' => 5,
+                b'l' => 6,
+                b'c' => 7,
+                b'k' => 8,
+                b's' => 9,
+                b'e' => 10,
+                b'o' => 11,
+                b'r' => 12,
+                b'b' => 13,
+                b'u' => 14,
+                b'x' => 15,
+                _ => OTHER_NAME,
+            }
+        }
+        (2, b't', b'o') => 3,
+        (3, b'v', b'a') => 4,
+        (4, b'c', b'q') => 16,
+        (4, b'd', b'e') => 20,
+        (4, b'f', b'm') => 2,
+        (4, b'r', b'k') => 34,
+        (4, b'r', b'q') => 33,
+        (5, b'a', b'w') => 23,
+        (5, b'e', b't') => 11,
+        (5, b'r', b'e') => 18,
+        (6, b's', b'r') => 22,
+        (7, b'c', b'd') => 1,
+        (7, b'c', b't') => 5,
+        (7, b'e', b's') => 24,
+        (7, b'r', b'e') => 26,
+        (7, b's', b't') => 9,
+        (8, b'r', b'o') => 12,
+        (9, b's', b'd') => 8,
+        (10, b'u', b't') => 21,
+        (11, b'm', b's') => 25,
+        (11, b'r', b'y') => 13,
+        (11, b'u', b'd') => 28,
+        (12, b'a', b's') => 14,
+        (12, b'c', b'e') => 7,
+        (12, b'm', b's') => 17,
+        (12, b'r', b'e') => 19,
+        (13, b'a', b'n') => 29,
+        (13, b'p', b'e') => 27,
+        (14, b'c', b'h') => 6,
+        (15, b's', b's') => 15,
+        (16, b'c', b'g') => 10,
+        (16, b'w', b'e') => 30,
+        (18, b'p', b'e') => 32,
+        (19, b'p', b'n') => 31,
+        _ => return OTHER_NAME,
+    };
+    match KNOWN_NAMES.get(usize::from(id) - 1) {
+        Some(known) if known.eq_ignore_ascii_case(name) => id,
+        _ => OTHER_NAME,
+    }
+}
+
+/// Whether a header named `a` (classified as `a_id`) is the header `b`.
+fn id_matches(a_id: NameId, a: &str, b_id: NameId, b: &str) -> bool {
+    if a_id != OTHER_NAME || b_id != OTHER_NAME {
+        return a_id == b_id;
+    }
+    a.eq_ignore_ascii_case(b)
+}
+
+/// One header line: `text[start..name_end]` is the name, `text[name_end..end]` the value.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    start: usize,
+    name_end: usize,
+    end: usize,
+    id: NameId,
 }
 
 /// Header fields in arrival order. Names keep the spelling they were received or pushed with;
 /// look-ups are case-insensitive and treat compact forms as their long names. Values are
 /// stored unfolded (each CRLF+LWS continuation replaced by one space) and trimmed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// All names and values live in one string and each line is a set of offsets into it with
+/// its name's id, so a parsed message costs two allocations rather than two per header, and
+/// finding a well-known header compares one byte per line.
+#[derive(Clone, Default)]
 pub struct Headers {
-    entries: Vec<(String, String)>,
+    text: String,
+    entries: Vec<Entry>,
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Headers").field("entries", &self.iter().collect::<Vec<_>>()).finish()
+    }
 }
 
 impl Headers {
@@ -196,55 +346,124 @@ impl Headers {
         Headers::default()
     }
 
+    fn with_capacity(bytes: usize, lines: usize) -> Headers {
+        Headers { text: String::with_capacity(bytes), entries: Vec::with_capacity(lines) }
+    }
+
+    fn name_of(&self, entry: &Entry) -> &str {
+        self.text.get(entry.start..entry.name_end).unwrap_or_default()
+    }
+
+    fn value_of(&self, entry: &Entry) -> &str {
+        self.text.get(entry.name_end..entry.end).unwrap_or_default()
+    }
+
+    /// Appends `name` and `value` to the text and returns their entry.
+    fn store(&mut self, name: &str, value: &str) -> Entry {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let name_end = self.text.len();
+        self.text.push_str(value);
+        Entry { start, name_end, end: self.text.len(), id: name_id(name) }
+    }
+
+    /// The lines named `name`.
+    fn matching<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        let id = name_id(name);
+        // Known names compare ids only; other names also need their text compared.
+        self.entries
+            .iter()
+            .filter(move |e| e.id == id && (id != OTHER_NAME || self.name_of(e).eq_ignore_ascii_case(name)))
+    }
+
+    /// Rewrites the text without the bytes replaced values left behind, once they outweigh
+    /// the live ones (only `set`, `remove` and `set_top_via` leave any).
+    fn reclaim(&mut self) {
+        let live: usize = self.entries.iter().map(|e| e.end - e.start).sum();
+        if self.text.len() <= 2 * live + 1024 {
+            return;
+        }
+        let mut fresh = Headers::with_capacity(live, self.entries.len());
+        for entry in &self.entries {
+            let stored = fresh.store(self.name_of(entry), self.value_of(entry));
+            fresh.entries.push(stored);
+        }
+        *self = fresh;
+    }
+
     pub fn push(&mut self, name: &str, value: &str) {
-        self.entries.push((name.to_string(), value.to_string()));
+        let entry = self.store(name, value);
+        self.entries.push(entry);
     }
 
     /// Inserts before every other header field (a new top Via).
     pub fn push_front(&mut self, name: &str, value: &str) {
-        self.entries.insert(0, (name.to_string(), value.to_string()));
+        let entry = self.store(name, value);
+        self.entries.insert(0, entry);
     }
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries.iter().find(|(n, _)| names_match(n, name)).map(|(_, v)| v.as_str())
+        self.matching(name).next().map(|e| self.value_of(e))
     }
 
     /// Every header line of `name`, in order. A line may itself hold a comma list.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries.iter().filter(move |(n, _)| names_match(n, name)).map(|(_, v)| v.as_str())
+        self.matching(name).map(|e| self.value_of(e))
     }
 
     pub fn count(&self, name: &str) -> usize {
-        self.get_all(name).count()
+        self.matching(name).count()
     }
 
     /// Removes every line of `name`.
     pub fn remove(&mut self, name: &str) {
-        self.entries.retain(|(n, _)| !names_match(n, name));
+        let id = name_id(name);
+        let text = &self.text;
+        self.entries.retain(|e| !id_matches(e.id, text.get(e.start..e.name_end).unwrap_or_default(), id, name));
+        self.reclaim();
     }
 
     /// Replaces the first line of `name` in place, or appends it.
     pub fn set(&mut self, name: &str, value: &str) {
-        let mut seen = false;
-        self.entries.retain_mut(|(n, v)| {
-            if !names_match(n, name) {
+        let id = name_id(name);
+        let text = &self.text;
+        let mut first = None;
+        let mut index = 0;
+        self.entries.retain(|e| {
+            let i = index;
+            index += 1;
+            if !id_matches(e.id, text.get(e.start..e.name_end).unwrap_or_default(), id, name) {
                 return true;
             }
-            if seen {
+            if first.is_some() {
                 return false;
             }
-            seen = true;
-            *v = value.to_string();
+            first = Some(i);
             true
         });
-        if !seen {
-            self.push(name, value);
+        match first {
+            Some(i) => self.replace_value(i, value),
+            None => self.push(name, value),
+        }
+        self.reclaim();
+    }
+
+    /// Gives line `index` (of the entries as they are now) a new value, keeping its name.
+    fn replace_value(&mut self, index: usize, value: &str) {
+        let Some(&old) = self.entries.get(index) else { return };
+        let name = old.start..old.name_end;
+        let start = self.text.len();
+        self.text.extend_from_within(name);
+        let name_end = self.text.len();
+        self.text.push_str(value);
+        if let Some(entry) = self.entries.get_mut(index) {
+            *entry = Entry { start, name_end, end: self.text.len(), id: old.id };
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.entries.iter().map(|e| (self.name_of(e), self.value_of(e)))
     }
 
     pub fn len(&self) -> usize {
@@ -290,16 +509,18 @@ impl Headers {
 
     /// Replaces the top Via element, keeping the rest of its line.
     pub(crate) fn set_top_via(&mut self, via: &Via) {
-        let Some(entry) = self.entries.iter_mut().find(|(n, _)| names_match(n, "Via")) else {
+        let Some(index) = self.entries.iter().position(|e| e.id == name_id("Via")) else {
             return;
         };
-        let elements = split_list(&entry.1);
         let mut value = via.to_string();
-        for rest in elements.iter().skip(1) {
-            value.push_str(", ");
-            value.push_str(rest);
+        if let Some(entry) = self.entries.get(index) {
+            for rest in split_list(self.value_of(entry)).iter().skip(1) {
+                value.push_str(", ");
+                value.push_str(rest);
+            }
         }
-        entry.1 = value;
+        self.replace_value(index, &value);
+        self.reclaim();
     }
 
     /// `Route` or `Record-Route` elements as name-addrs, in order.
@@ -312,16 +533,16 @@ impl Headers {
     }
 
     fn write(&self, out: &mut Vec<u8>, body_len: usize) {
-        for (name, value) in &self.entries {
-            if names_match(name, "Content-Length") {
-                continue;
-            }
-            out.extend_from_slice(name.as_bytes());
+        let content_length = name_id("Content-Length");
+        for entry in self.entries.iter().filter(|e| e.id != content_length) {
+            out.extend_from_slice(self.name_of(entry).as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(self.value_of(entry).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(format!("Content-Length: {body_len}\r\n\r\n").as_bytes());
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(body_len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
     }
 }
 
@@ -435,15 +656,12 @@ impl Response {
     /// §8.2.6.2), plus Record-Route for dialog-creating responses (§12.1.1).
     pub fn from_request(request: &Request, status: u16, reason: &str) -> Response {
         let mut resp = Response::new(status, reason);
-        for (name, value) in request.headers.iter() {
-            let copy = names_match(name, "Via")
-                || names_match(name, "From")
-                || names_match(name, "To")
-                || names_match(name, "Call-ID")
-                || names_match(name, "CSeq")
-                || ((101..300).contains(&status) && names_match(name, "Record-Route"));
-            if copy {
-                resp.headers.push(expand_compact(name), value);
+        let copied = ["Via", "From", "To", "Call-ID", "CSeq"].map(name_id);
+        let record_route = name_id("Record-Route");
+        let headers = &request.headers;
+        for entry in &headers.entries {
+            if copied.contains(&entry.id) || ((101..300).contains(&status) && entry.id == record_route) {
+                resp.headers.push(expand_compact(headers.name_of(entry)), headers.value_of(entry));
             }
         }
         resp
@@ -632,8 +850,9 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head<'_>, ParseError> {
     if start_line.contains('\r') {
         return Err(ParseError::BadHeaderLine);
     }
-    let mut headers = Headers::new();
-    let mut current: Option<(&str, String)> = None;
+    let mut headers = Headers::with_capacity(head.len(), 16);
+    // The line being read (its value may still grow by folded continuations).
+    let mut current: Option<Entry> = None;
     for line in lines {
         if line.contains('\r') {
             return Err(ParseError::BadHeaderLine);
@@ -643,28 +862,29 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head<'_>, ParseError> {
         }
         if line.starts_with([' ', '\t']) {
             // Folded continuation (RFC 3261 §7.3.1): joins the previous line with one SP.
-            let (_, value) = current.as_mut().ok_or(ParseError::BadHeaderLine)?;
+            let entry = current.as_mut().ok_or(ParseError::BadHeaderLine)?;
             let more = trim_lws(line);
             if !more.is_empty() {
-                if !value.is_empty() {
-                    value.push(' ');
+                if entry.end > entry.name_end {
+                    headers.text.push(' ');
                 }
-                value.push_str(more);
+                headers.text.push_str(more);
+                entry.end = headers.text.len();
             }
             continue;
         }
-        if let Some((name, value)) = current.take() {
-            headers.entries.push((name.to_string(), value));
+        if let Some(entry) = current.take() {
+            headers.entries.push(entry);
         }
         let (name, value) = line.split_once(':').ok_or(ParseError::BadHeaderLine)?;
         let name = trim_lws(name);
         if !is_token(name) {
             return Err(ParseError::BadHeaderLine);
         }
-        current = Some((name, trim_lws(value).to_string()));
+        current = Some(headers.store(name, trim_lws(value)));
     }
-    if let Some((name, value)) = current.take() {
-        headers.entries.push((name.to_string(), value));
+    if let Some(entry) = current.take() {
+        headers.entries.push(entry);
     }
     Ok(Head { start_line, headers, body_start })
 }
@@ -861,6 +1081,51 @@ l: 4\r\n\r\nv=0\r\nEXTRA";
         let Message::Response(again) = parse_message(&bytes).unwrap() else { panic!("not a response") };
         assert_eq!(again.status(), 180);
         assert_eq!(again.call_id(), Some("abc@host"));
+    }
+
+    /// The name classification agrees with the plain definition of a header-name match:
+    /// compact forms expanded, then ASCII case ignored.
+    #[test]
+    fn name_ids_match_like_expanded_names() {
+        for (i, known) in KNOWN_NAMES.iter().enumerate() {
+            assert_eq!(usize::from(name_id(known)), i + 1, "{known}");
+            assert_eq!(name_id(&known.to_ascii_uppercase()), name_id(known));
+        }
+        let mut names: Vec<String> = KNOWN_NAMES.iter().map(|n| n.to_string()).collect();
+        names.extend((b'a'..=b'z').map(|b| char::from(b).to_string()));
+        names.extend((b'A'..=b'Z').map(|b| char::from(b).to_string()));
+        names.extend(["call-id", "CALL-ID", "Call-IDs", "Contacts", "X-Call-ID", "Rseq", "RAKC", "Fron", "Vi", "Via2", "X", "", "Route-X"].map(String::from));
+        for a in &names {
+            for b in &names {
+                let expected = expand_compact(a).eq_ignore_ascii_case(expand_compact(b));
+                assert_eq!(id_matches(name_id(a), a, name_id(b), b), expected, "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn headers_set_remove_and_reclaim() {
+        let mut h = Headers::new();
+        h.push("Via", "SIP/2.0/UDP a, SIP/2.0/UDP b");
+        h.push("X-Custom", "1");
+        h.push("x-custom", "2");
+        h.push("To", "<sip:b@example.com>");
+        for i in 0..2000 {
+            h.set("X-CUSTOM", &format!("value {i}"));
+        }
+        assert_eq!(h.get_all("x-custom").collect::<Vec<_>>(), vec!["value 1999"]);
+        assert!(h.text.len() < 4096, "replaced values are reclaimed: {}", h.text.len());
+        h.set_top_via(&Via::parse("SIP/2.0/UDP c;branch=z9hG4bKc").unwrap());
+        assert_eq!(h.get("v"), Some("SIP/2.0/UDP c;branch=z9hG4bKc, SIP/2.0/UDP b"));
+        h.remove("t");
+        assert_eq!(h.iter().map(|(n, _)| n).collect::<Vec<_>>(), vec!["Via", "X-Custom"]);
+        h.push_front("Route", "<sip:p>");
+        assert_eq!(h.iter().next(), Some(("Route", "<sip:p>")));
+        let mut other = Headers::new();
+        for (n, v) in h.iter() {
+            other.push(n, v);
+        }
+        assert_eq!(other, h, "equality ignores how the text is laid out");
     }
 
     #[test]
