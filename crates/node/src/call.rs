@@ -252,10 +252,7 @@ async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, le
         date_created: now,
         date_updated: now,
     };
-    if let Err(e) = shared.store.insert_call(&record).await {
-        tracing::error!(error = %e, "could not write the call record");
-        return Err((500, "Server Internal Error"));
-    }
+    shared.records.insert_call(&record);
     tracing::info!(call_sid = %call_sid, from = %from, to = %number.phone_number, "inbound call");
     let config = engine::CallConfig {
         call_sid,
@@ -632,9 +629,7 @@ impl ActiveCall {
         self.record.status = CallStatus::InProgress;
         self.record.start_time = Some(Utc::now());
         self.record.date_updated = Utc::now();
-        if let Err(e) = self.shared.store.update_call(&self.record).await {
-            tracing::error!(error = %e, call_sid = %self.record.sid, "could not update the call record");
-        }
+        self.shared.records.update_call(&self.record);
     }
 
     fn fetch(&self, request_id: u64, url: String, method: HttpMethod, params: Vec<(String, String)>) {
@@ -736,6 +731,8 @@ impl ActiveCall {
             date_updated: now,
             file_name,
         };
+        // The call's row goes first: the recording refers to it.
+        self.shared.records.flush().await;
         if let Err(e) = self.shared.store.insert_recording(&record).await {
             tracing::error!(error = %e, recording_sid = %sid, "could not write the recording record");
         }
@@ -758,6 +755,7 @@ impl ActiveCall {
             date_created: now,
             date_updated: now,
         };
+        self.shared.records.flush().await;
         if let Err(e) = self.shared.store.insert_notification(&notification).await {
             tracing::error!(error = %e, "could not write the notification");
         }
@@ -775,9 +773,8 @@ impl ActiveCall {
             Some(t) => SystemTime::now().duration_since(t).map_or(0, |d| d.as_secs_f64().round() as u32),
             None => 0,
         });
-        if let Err(e) = self.shared.store.update_call(&self.record).await {
-            tracing::error!(error = %e, call_sid = %self.record.sid, "could not close the call record");
-        }
+        self.shared.records.update_call(&self.record);
+        self.shared.records.flush().await;
         tracing::info!(call_sid = %self.record.sid, status = %status, duration = self.record.duration, "call ended");
         self.callbacks.post("completed", &self.record);
     }

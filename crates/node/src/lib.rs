@@ -6,6 +6,7 @@
 //! - `call`: one task per call owns its `engine::Call`, its media stream and its SIP leg.
 //! - `outbound`: API-originated calls: trunks, the UAC leg until answer, then `call`'s loop.
 //! - `calls_registry`: live calls by CallSid, so API updates reach them.
+//! - `records`: call-record writes through one task, in order, off the set-up path.
 //! - `media`: media workers own the RTP sockets and tick every stream each 20 ms.
 //! - `webhook`, `tts`, `audio`: the customer's app over HTTP, speech synthesis, audio files.
 //! - `http`: the REST API (from `api`) plus `/metrics`.
@@ -19,6 +20,7 @@ pub mod calls_registry;
 pub mod http;
 pub mod media;
 pub mod outbound;
+pub mod records;
 pub mod routing;
 pub mod sip_task;
 pub mod transport;

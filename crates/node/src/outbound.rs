@@ -183,7 +183,9 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
         date_created: now,
         date_updated: now,
     };
-    shared.store.insert_call(&record).await.map_err(internal)?;
+    // The API answers with this record and a client may fetch it at once: wait for the write.
+    shared.records.insert_call(&record);
+    shared.records.flush().await;
     let (registration, control) = shared.calls.register(record.account_sid, record.sid);
     tracing::info!(call_sid = %record.sid, to = %record.to, destination = %target.destination, "outbound call");
     let callbacks = StatusCallbacks::new(
@@ -478,9 +480,7 @@ impl Dialing {
     }
 
     async fn save(&self) {
-        if let Err(e) = self.shared.store.update_call(&self.record).await {
-            tracing::error!(error = %e, call_sid = %self.record.sid, "could not update the call record");
-        }
+        self.shared.records.update_call(&self.record);
     }
 
     async fn end_unanswered(&mut self, status: CallStatus) {

@@ -53,6 +53,8 @@ pub struct Metrics {
 pub struct Shared {
     pub config: NodeConfig,
     pub store: store::Store,
+    /// Call-record writes, queued in order off the call set-up path.
+    pub records: crate::records::RecordWriter,
     pub media: media::MediaEngine,
     pub webhooks: webhook::WebhookClient,
     pub tts: Arc<dyn tts::TtsProvider>,
@@ -123,6 +125,7 @@ impl Node {
             webhooks,
             media,
             routing,
+            records: crate::records::RecordWriter::start(store.clone()),
             store,
             metrics: Metrics::default(),
             beep: ::media::tone::beep().into(),

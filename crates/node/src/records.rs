@@ -1,0 +1,61 @@
+//! Call-record writes through one task, in order.
+//!
+//! SQLite takes one writer at a time: call tasks writing at once make the losers sleep in its busy
+//! handler, and under load those sleeps land in call set-up. So one task takes every call-record
+//! write from a queue and runs them back to back. A call enqueues and goes on; its writes keep
+//! their order because the queue is FIFO. [`RecordWriter::flush`] waits until everything queued
+//! before it is written: a call's end and the REST API's create wait, so what they hand on is in
+//! the store.
+
+use model::records::CallRecord;
+use tokio::sync::{mpsc, oneshot};
+
+enum Write {
+    Insert(Box<CallRecord>),
+    Update(Box<CallRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct RecordWriter {
+    queue: mpsc::UnboundedSender<Write>,
+}
+
+impl RecordWriter {
+    /// Starts the writer task on the current runtime.
+    pub fn start(store: store::Store) -> RecordWriter {
+        let (queue, mut writes) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(write) = writes.recv().await {
+                let (what, result) = match write {
+                    Write::Insert(record) => ("insert", store.insert_call(&record).await.map(|_| record)),
+                    Write::Update(record) => ("update", store.update_call(&record).await.map(|_| record)),
+                    Write::Flush(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, what, "could not write a call record");
+                }
+            }
+        });
+        RecordWriter { queue }
+    }
+
+    pub fn insert_call(&self, record: &CallRecord) {
+        let _ = self.queue.send(Write::Insert(Box::new(record.clone())));
+    }
+
+    pub fn update_call(&self, record: &CallRecord) {
+        let _ = self.queue.send(Write::Update(Box::new(record.clone())));
+    }
+
+    /// Waits until every write queued before this call is done.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.queue.send(Write::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+}
