@@ -289,9 +289,14 @@ async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, le
         control,
         registration,
         answered_at: None,
-        time_limit: None,
+        // Twilio's cap on every call: a caller gone without a BYE, on a looping <Play>, would
+        // otherwise hold its ports for ever.
+        time_limit: Some(tokio::time::Instant::now() + MAX_CALL_DURATION),
     }))
 }
+
+/// The longest an inbound call may last (Twilio's 4 hours; outbound calls take `TimeLimit`).
+pub const MAX_CALL_DURATION: Duration = Duration::from_secs(4 * 60 * 60);
 
 /// Everything an [`ActiveCall`] starts from.
 pub(crate) struct ActiveCallParts {
