@@ -88,13 +88,7 @@ impl Store {
         account: &AccountSid,
         sid: &ApplicationSid,
     ) -> Result<Option<ApplicationRecord>, StoreError> {
-        let sql = format!("{COLUMNS} WHERE account_sid = $1 AND sid = $2");
-        let row = sqlx::query(&sql)
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode).transpose()
+        self.fetch_scoped(COLUMNS, account, sid.as_str(), decode).await
     }
 
     /// Applications of one account, newest first.

@@ -104,13 +104,7 @@ impl Store {
         account: &AccountSid,
         sid: &CallSid,
     ) -> Result<Option<CallRecord>, StoreError> {
-        let sql = format!("{COLUMNS} WHERE account_sid = $1 AND sid = $2");
-        let row = sqlx::query(&sql)
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode).transpose()
+        self.fetch_scoped(COLUMNS, account, sid.as_str(), decode).await
     }
 
     /// Calls of one account, newest first.
@@ -142,12 +136,7 @@ impl Store {
 
     /// Returns whether the call existed in that account.
     pub async fn delete_call(&self, account: &AccountSid, sid: &CallSid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM calls WHERE account_sid = $1 AND sid = $2")
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_scoped("calls", account, sid.as_str()).await
     }
 
     /// Calls not yet over (queued, ringing, in progress), across all accounts: a gauge and a

@@ -61,13 +61,7 @@ impl Store {
         account: &AccountSid,
         sid: &ApiKeySid,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let sql = format!("{COLUMNS} WHERE account_sid = $1 AND sid = $2");
-        let row = sqlx::query(&sql)
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode).transpose()
+        self.fetch_scoped(COLUMNS, account, sid.as_str(), decode).await
     }
 
     /// Keys of one account, newest first.
@@ -102,12 +96,7 @@ impl Store {
     /// Returns whether the key existed in that account. A deleted key stops authenticating at
     /// once: nothing caches it.
     pub async fn delete_api_key(&self, account: &AccountSid, sid: &ApiKeySid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM api_keys WHERE account_sid = $1 AND sid = $2")
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_scoped("api_keys", account, sid.as_str()).await
     }
 
     /// Credential check (system-wide: the key names its account): the key if `secret` is its

@@ -222,6 +222,29 @@ fn time_of(v: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(v).ok_or_else(|| StoreError::Corrupt(format!("time {v} out of range")))
 }
 
+impl Store {
+    /// One row by its SID, within one account: the single-row read every resource shares, so the
+    /// account scope of the tenancy invariant is written once. `select` is `SELECT ... FROM table`.
+    async fn fetch_scoped<T>(
+        &self,
+        select: &str,
+        account: &AccountSid,
+        sid: &str,
+        decode: fn(&DbRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let sql = format!("{select} WHERE account_sid = $1 AND sid = $2");
+        let row = sqlx::query(&sql).bind(account.as_str()).bind(sid).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Deletes one row by its SID within one account; whether it existed there.
+    async fn delete_scoped(&self, table: &str, account: &AccountSid, sid: &str) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM {table} WHERE account_sid = $1 AND sid = $2");
+        let done = sqlx::query(&sql).bind(account.as_str()).bind(sid).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
 fn time_col(row: &DbRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
     time_of(row.try_get(col)?)
 }

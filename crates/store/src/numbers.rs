@@ -126,13 +126,7 @@ impl Store {
         account: &AccountSid,
         sid: &PhoneNumberSid,
     ) -> Result<Option<PhoneNumberRecord>, StoreError> {
-        let sql = format!("{COLUMNS} WHERE account_sid = $1 AND sid = $2");
-        let row = sqlx::query(&sql)
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode).transpose()
+        self.fetch_scoped(COLUMNS, account, sid.as_str(), decode).await
     }
 
     pub async fn list_numbers(
@@ -188,12 +182,7 @@ impl Store {
         account: &AccountSid,
         sid: &PhoneNumberSid,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM phone_numbers WHERE account_sid = $1 AND sid = $2")
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_scoped("phone_numbers", account, sid.as_str()).await
     }
 
     /// Routing lookup (system-wide, not scoped by account): who owns the dialled number, with its

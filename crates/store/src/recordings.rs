@@ -77,13 +77,7 @@ impl Store {
         account: &AccountSid,
         sid: &RecordingSid,
     ) -> Result<Option<RecordingRecord>, StoreError> {
-        let sql = format!("{RECORDING_COLUMNS} WHERE account_sid = $1 AND sid = $2");
-        let row = sqlx::query(&sql)
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode_recording).transpose()
+        self.fetch_scoped(RECORDING_COLUMNS, account, sid.as_str(), decode_recording).await
     }
 
     /// Recordings of one account (optionally of one call), newest first.
