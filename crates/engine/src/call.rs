@@ -15,7 +15,8 @@ use twiml::{Document, Gather, Record, Verb};
 use url::Url;
 
 use crate::{
-    CallConfig, HttpMethod, Input, MediaSource, Output, RecordStop, RejectReason, WebhookReply,
+    CallConfig, DialOutcome, HttpMethod, Input, MediaSource, Output, RecordStop, RejectReason,
+    WebhookReply,
 };
 
 /// What the caller hears when the app fails and there is no working fallback, as on Twilio.
@@ -29,6 +30,10 @@ pub const MAX_REDIRECTS_WITHOUT_MEDIA: u32 = 10;
 /// After the caller hangs up mid-`<Record>`, how long to wait for the media worker to report
 /// the recording before finishing the call without the action request.
 pub const RECORDING_REPORT_GRACE: Duration = Duration::from_secs(5);
+
+/// After the caller hangs up mid-`<Dial>`, how long to wait for the runtime's `DialEnded`
+/// before finishing the call without the action request.
+pub const DIAL_REPORT_GRACE: Duration = Duration::from_secs(5);
 
 /// Twilio error: HTTP retrieval failure.
 const ERR_HTTP: u32 = 11200;
@@ -80,6 +85,16 @@ struct RecordRun {
 }
 
 #[derive(Debug)]
+struct DialRun {
+    id: u64,
+    /// As written in the markup: `action` is resolved when it is requested, so a bad URL is
+    /// handled like any other bad action (11100, fallback).
+    dial: twiml::Dial,
+    /// The caller hung up; the call finishes once the dial is reported (or the grace ends).
+    hung_up_at: Option<Instant>,
+}
+
+#[derive(Debug)]
 enum State {
     /// Between verbs: `run` picks the next one.
     Ready,
@@ -91,6 +106,8 @@ enum State {
         record: Record,
     },
     Recording(Box<RecordRun>),
+    /// A `<Dial>` is running in the runtime; the call waits for `DialEnded`.
+    Dialing(Box<DialRun>),
     /// Playing [`APPLICATION_ERROR_MESSAGE`]; hang up when it ends.
     AppError {
         id: u64,
@@ -114,6 +131,9 @@ pub struct Call {
     redirects_without_media: u32,
     /// The id of the last `Play { Url }`, so its failure can be reported as 11200.
     last_url_play: Option<u64>,
+    /// A dial a live update canceled, with its `answerOnBridge`: if its late `DialEnded` says
+    /// it bridged, the runtime answered this call then.
+    canceled_dial: Option<(u64, bool)>,
 }
 
 impl Call {
@@ -140,6 +160,7 @@ impl Call {
             verbs: VecDeque::new(),
             redirects_without_media: 0,
             last_url_play: None,
+            canceled_dial: None,
             config,
         };
         let params = call.base_params();
@@ -190,6 +211,7 @@ impl Call {
                 }
             }
             State::Recording(run) => run.hung_up_at.map(|t| t + RECORDING_REPORT_GRACE),
+            State::Dialing(run) => run.hung_up_at.map(|t| t + DIAL_REPORT_GRACE),
             _ => None,
         }
     }
@@ -218,6 +240,15 @@ impl Call {
                 if run
                     .hung_up_at
                     .is_some_and(|t| t + RECORDING_REPORT_GRACE <= now) =>
+            {
+                self.finish(now);
+            }
+            // The runtime never reported the dial: without an outcome there is nothing true
+            // to tell the action, so the request is skipped, as for an unreported recording.
+            State::Dialing(run)
+                if run
+                    .hung_up_at
+                    .is_some_and(|t| t + DIAL_REPORT_GRACE <= now) =>
             {
                 self.finish(now);
             }
@@ -279,17 +310,18 @@ impl Call {
                     self.handle_document(now, fetch, inline(document));
                 }
             }
+            Input::DialEnded { id, outcome } => self.handle_dial_ended(now, id, outcome),
         }
     }
 
     /// Stops whatever the call is doing so a live update can replace the document. False when
-    /// the caller already hung up mid-`<Record>`: the call is ending and keeps waiting for the
-    /// recording.
+    /// the caller already hung up mid-`<Record>` or mid-`<Dial>`: the call is ending and keeps
+    /// waiting for the runtime's report.
     fn interrupt(&mut self) -> bool {
-        if let State::Recording(run) = &self.state {
-            if run.hung_up_at.is_some() {
-                return false;
-            }
+        match &self.state {
+            State::Recording(run) if run.hung_up_at.is_some() => return false,
+            State::Dialing(run) if run.hung_up_at.is_some() => return false,
+            _ => {}
         }
         match std::mem::replace(&mut self.state, State::Ready) {
             State::Media(Prompt::Playing(_))
@@ -302,6 +334,11 @@ impl Call {
             }
             State::Recording(run) if !run.stopping => {
                 self.outputs.push_back(Output::StopRecording { id: run.id });
+            }
+            // The dial's action is not requested: the update replaces the rest of the call.
+            State::Dialing(run) => {
+                self.outputs.push_back(Output::CancelDial { id: run.id });
+                self.canceled_dial = Some((run.id, run.dial.answer_on_bridge));
             }
             _ => {}
         }
@@ -469,8 +506,94 @@ impl Call {
         }
     }
 
+    fn handle_dial_ended(&mut self, now: Instant, id: u64, outcome: DialOutcome) {
+        if !matches!(&self.state, State::Dialing(run) if run.id == id) {
+            if let Some((canceled, answer_on_bridge)) = self.canceled_dial {
+                if canceled == id && answer_on_bridge && outcome.status.is_bridged() {
+                    self.answered_at_bridge(now, outcome.duration);
+                }
+            }
+            return;
+        }
+        // Matched as Dialing just above, so the `else` is never taken.
+        let State::Dialing(run) = std::mem::replace(&mut self.state, State::Ready) else {
+            return;
+        };
+        let bridged = outcome.status.is_bridged();
+        if run.dial.answer_on_bridge && bridged {
+            self.answered_at_bridge(now, outcome.duration);
+        }
+        let hung_up = run.hung_up_at.is_some();
+        if hung_up {
+            self.status = self.hangup_status();
+        }
+
+        let mut params = self.base_params();
+        params.push(("DialCallStatus".into(), outcome.status.as_str().to_owned()));
+        if let Some(sid) = outcome.dial_call_sid {
+            params.push(("DialCallSid".into(), sid.to_string()));
+        }
+        if bridged {
+            params.push(("DialCallDuration".into(), round_secs(outcome.duration).to_string()));
+        }
+        params.push(("DialBridged".into(), bridged.to_string()));
+        if let Some(recording) = &outcome.recording {
+            let seconds = round_secs(recording.duration).to_string();
+            params.push(("RecordingUrl".into(), recording.url.clone()));
+            params.push(("RecordingSid".into(), recording.sid.to_string()));
+            params.push(("RecordingDuration".into(), seconds.clone()));
+            if let Some(callback) = run.dial.recording_status_callback.as_deref() {
+                let channels = if run.dial.record.is_dual() { "2" } else { "1" };
+                let status_params = vec![
+                    ("AccountSid".into(), self.config.account_sid.to_string()),
+                    ("CallSid".into(), self.config.call_sid.to_string()),
+                    ("RecordingSid".into(), recording.sid.to_string()),
+                    ("RecordingUrl".into(), recording.url.clone()),
+                    ("RecordingStatus".into(), "completed".into()),
+                    ("RecordingDuration".into(), seconds),
+                    ("RecordingChannels".into(), channels.into()),
+                    ("RecordingSource".into(), "DialVerb".into()),
+                ];
+                self.fire_and_forget(Some(callback), HttpMethod::Post, status_params);
+            }
+        }
+
+        let method = run.dial.method.into();
+        match (run.dial.action.as_deref(), hung_up) {
+            // Twilio still requests the action; its reply has no call left to drive.
+            (Some(action), true) => {
+                self.fire_and_forget(Some(action), method, params);
+                self.finish(now);
+            }
+            (None, true) => self.finish(now),
+            (Some(action), false) => self.request_action(now, Some(action), method, params),
+            // No action: the document goes on after the <Dial>.
+            (None, false) => self.run(now),
+        }
+    }
+
+    /// With `answerOnBridge` the runtime answered this call when the legs were bridged,
+    /// `bridged_for` before now.
+    fn answered_at_bridge(&mut self, now: Instant, bridged_for: Duration) {
+        if self.answered_at.is_none() {
+            self.answered_at = Some(now.checked_sub(bridged_for).unwrap_or(now));
+            if self.status == CallStatus::Ringing {
+                self.status = CallStatus::InProgress;
+            }
+        }
+    }
+
     fn handle_remote_hangup(&mut self, now: Instant) {
         self.status = self.hangup_status();
+        if let State::Dialing(run) = &mut self.state {
+            // Legs may still ring or be bridged: have them ended, then wait for the report
+            // (the runtime may already have sent it before this hang-up, or send it after).
+            if run.hung_up_at.is_none() {
+                run.hung_up_at = Some(now);
+                self.outputs.push_back(Output::CancelDial { id: run.id });
+            }
+            return;
+        }
         if let State::Recording(run) = &mut self.state {
             if run.hung_up_at.is_none() {
                 run.hung_up_at = Some(now);
@@ -507,6 +630,7 @@ impl Call {
                     loop_: 1,
                     digits: None,
                 })],
+                warnings: Vec::new(),
             }
         } else {
             match twiml::parse(&reply.body) {
@@ -528,6 +652,10 @@ impl Call {
                 verb.name()
             );
             return self.document_failed(now, fetch, ERR_DOCUMENT, message);
+        }
+        // Twilio logs these (e.g. 13212, a bad <Dial timeout>) and runs the verb with defaults.
+        for warning in document.warnings {
+            self.notify(warning.code, format!("{}: {}", fetch.url, warning.message));
         }
         self.document_url = fetch.url;
         self.verbs = document.verbs.into();
@@ -608,6 +736,30 @@ impl Call {
                 };
                 self.document_failed(now, failed, ERR_URL, message);
             }
+        }
+    }
+
+    /// The dial as the runtime needs it: every URL absolute. A target URL or callback that
+    /// cannot be resolved is reported (11100) and left out; a bad `action` is reported when
+    /// it is requested.
+    fn resolve_dial(&mut self, dial: &twiml::Dial) -> twiml::Dial {
+        let mut out = dial.clone();
+        out.action = dial.action.as_deref().and_then(|a| self.resolve(Some(a)).ok());
+        self.resolve_in_place(&mut out.recording_status_callback);
+        for target in &mut out.targets {
+            self.resolve_in_place(&mut target.url);
+            self.resolve_in_place(&mut target.status_callback);
+        }
+        out
+    }
+
+    fn resolve_in_place(&mut self, url: &mut Option<String>) {
+        let Some(written) = url.take() else {
+            return;
+        };
+        match self.resolve(Some(&written)) {
+            Ok(resolved) => *url = Some(resolved),
+            Err(message) => self.notify(ERR_URL, message),
         }
     }
 
@@ -708,6 +860,20 @@ impl Call {
                 }
                 let params = self.base_params();
                 self.request_action(now, Some(&redirect.url), redirect.method.into(), params);
+            }
+            Verb::Dial(dial) => {
+                if !dial.answer_on_bridge {
+                    self.answer(now);
+                }
+                self.redirects_without_media = 0;
+                let id = self.take_id();
+                let resolved = self.resolve_dial(&dial);
+                self.outputs.push_back(Output::Dial { id, dial: resolved });
+                self.state = State::Dialing(Box::new(DialRun {
+                    id,
+                    dial,
+                    hung_up_at: None,
+                }));
             }
             Verb::Hangup => self.hang_up(now),
             Verb::Reject(reject) => {
@@ -892,6 +1058,11 @@ fn inline(body: String) -> WebhookReply {
         body,
         content_type: Some("text/xml".to_owned()),
     }
+}
+
+/// Whole seconds, rounded to the nearest, as Twilio reports durations.
+fn round_secs(d: Duration) -> u128 {
+    (d.as_millis() + 500) / 1000
 }
 
 fn secs(n: u32) -> Duration {
@@ -1765,10 +1936,10 @@ mod tests {
         let (id, ..) = h.fetch();
         let out = h.reply(
             id,
-            "<Response><Say>hi</Say><Dial>+15551234567</Dial></Response>",
+            "<Response><Say>hi</Say><Dial><Conference>room</Conference></Dial></Response>",
         );
         assert!(
-            matches!(&out[0], Output::Notify { code: 12100, message } if message.contains("<Dial>")),
+            matches!(&out[0], Output::Notify { code: 12100, message } if message.contains("<Conference>")),
             "{out:?}"
         );
         assert!(

@@ -52,7 +52,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use call::{
-    Call, APPLICATION_ERROR_MESSAGE, MAX_REDIRECTS_WITHOUT_MEDIA, RECORDING_REPORT_GRACE,
+    Call, APPLICATION_ERROR_MESSAGE, DIAL_REPORT_GRACE, MAX_REDIRECTS_WITHOUT_MEDIA,
+    RECORDING_REPORT_GRACE,
 };
 pub use model::{AccountSid, CallDirection, CallSid, CallStatus, RecordingSid};
 
@@ -175,6 +176,66 @@ pub enum RejectReason {
     Rejected,
 }
 
+/// How a `<Dial>` ended, as Twilio's `DialCallStatus` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DialCallStatus {
+    /// A target answered and the bridge is over.
+    Completed,
+    /// A target answered (the bridge ended without the usual completion report).
+    Answered,
+    Busy,
+    NoAnswer,
+    Failed,
+    /// The dial was ended before anyone answered (caller hang-up, live update).
+    Canceled,
+}
+
+impl DialCallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialCallStatus::Completed => "completed",
+            DialCallStatus::Answered => "answered",
+            DialCallStatus::Busy => "busy",
+            DialCallStatus::NoAnswer => "no-answer",
+            DialCallStatus::Failed => "failed",
+            DialCallStatus::Canceled => "canceled",
+        }
+    }
+
+    /// A target answered, so the two legs were bridged.
+    pub fn is_bridged(self) -> bool {
+        matches!(self, DialCallStatus::Completed | DialCallStatus::Answered)
+    }
+}
+
+impl fmt::Display for DialCallStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The recording of a `<Dial record>`, made by the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialRecording {
+    pub sid: RecordingSid,
+    /// Its REST URL (`{public_url}/2010-04-01/Accounts/{AC}/Recordings/{RE}`), sent as
+    /// `RecordingUrl`.
+    pub url: String,
+    pub duration: Duration,
+}
+
+/// What the runtime reports when a `<Dial>` is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialOutcome {
+    pub status: DialCallStatus,
+    /// The SID of the leg that answered, or of the leg that was tried when there was one
+    /// (absent when no leg could be created at all).
+    pub dial_call_sid: Option<CallSid>,
+    /// How long the legs were bridged; zero when nobody answered.
+    pub duration: Duration,
+    pub recording: Option<DialRecording>,
+}
+
 /// Events the runtime hands to a [`Call`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -207,6 +268,11 @@ pub enum Input {
     /// A live update (Calls API `Twiml`): stop what the call is doing and run this document.
     Twiml {
         document: String,
+    },
+    /// The `<Dial>` started with `Output::Dial { id, .. }` is over (every leg ended).
+    DialEnded {
+        id: u64,
+        outcome: DialOutcome,
     },
 }
 
@@ -246,6 +312,20 @@ pub enum Output {
     },
     /// Send BYE (or a final error response if not answered).
     Hangup,
+    /// Ring `dial.targets` and bridge the first that answers; report `DialEnded { id, .. }` when
+    /// the dial is over. URLs in `dial` (`action`, targets' `url` and `status_callback`,
+    /// `recording_status_callback`) are absolute. Follows `Answer` unless
+    /// `dial.answer_on_bridge`, in which case the runtime answers this call at the bridge.
+    Dial {
+        id: u64,
+        dial: twiml::Dial,
+    },
+    /// End the dial `id` now (its legs are hung up or canceled); the runtime still reports
+    /// `DialEnded { id, .. }`, which the engine may ignore. Safe to receive after the runtime
+    /// already ended the dial on its own.
+    CancelDial {
+        id: u64,
+    },
     /// A Twilio error (e.g. 11200, 12100) to record for the call.
     Notify {
         code: u32,

@@ -16,8 +16,9 @@ mod verb;
 
 pub use parse::parse;
 pub use verb::{
-    Document, Gather, GatherInput, Method, Pause, Play, Record, Redirect, Reject, RejectReason,
-    Say, SpeechTimeout, Trim, Verb,
+    Dial, DialKind, DialRecord, DialTarget, Document, Gather, GatherInput, Method, Pause, Play,
+    Record, Redirect, Reject, RejectReason, Say, SpeechTimeout, Trim, Verb, Warning,
+    MAX_DIAL_TARGETS,
 };
 
 /// Why a document could not be read. Every variant is Twilio error 12100 ("Document parse

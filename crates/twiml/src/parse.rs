@@ -13,7 +13,7 @@ const MAX_DEPTH: usize = 32;
 
 /// Verbs Twilio has that this crate does not type yet; they parse to [`Verb::Unsupported`].
 const UNSUPPORTED_VERBS: &[&str] = &[
-    "Dial", "Enqueue", "Leave", "Connect", "Start", "Stop", "Refer", "Pay", "Echo", "Sms",
+    "Enqueue", "Leave", "Connect", "Start", "Stop", "Refer", "Pay", "Echo", "Sms",
     "Message",
 ];
 
@@ -37,13 +37,15 @@ pub fn parse(text: &str) -> Result<Document, TwimlError> {
         return Err(TwimlError::Root { found: root.name });
     }
     let mut verbs = Vec::new();
+    let mut warnings = Vec::new();
     for node in &root.children {
         match node {
+            Node::Element(el) if el.name == "Dial" => verbs.push(read_dial(el, &mut warnings)?),
             Node::Element(el) => verbs.push(read_verb(el)?),
             Node::Text(t) => reject_text(t, "Response")?,
         }
     }
-    Ok(Document { verbs })
+    Ok(Document { verbs, warnings })
 }
 
 fn xml_error(reader: &Reader<&[u8]>, reason: impl ToString) -> TwimlError {
@@ -473,6 +475,268 @@ fn read_play(el: &Element) -> Result<Play, TwimlError> {
     })
 }
 
+/// Nouns of `<Dial>` this server does not carry out; a `<Dial>` holding one parses to
+/// [`Verb::Unsupported`] named after the noun, so the document is refused with 12100.
+const UNSUPPORTED_DIAL_NOUNS: &[&str] = &["Conference", "Queue", "Sim", "Application", "WhatsApp"];
+
+/// `statusCallbackEvent` values of `<Number>`, `<Sip>` and `<Client>`.
+const DIAL_CALLBACK_EVENTS: &[&str] = &["initiated", "ringing", "answered", "completed"];
+
+/// Twilio warning: Dial: invalid timeout value.
+const WARN_DIAL_TIMEOUT: u32 = 13212;
+/// Twilio warning: invalid timeLimit value.
+const WARN_DIAL_TIME_LIMIT: u32 = 13216;
+/// Twilio warning: Dial: invalid record value.
+const WARN_DIAL_RECORD: u32 = 13217;
+
+const DIAL_TIMEOUT_RANGE: (u32, u32) = (5, 600);
+/// 24 hours: Twilio's longest call.
+const DIAL_TIME_LIMIT_MAX: u32 = 86_400;
+
+/// `<Dial>`. Twilio reports bad `timeout`, `timeLimit` and `record` values as warnings and
+/// dials with the default, so those become [`Warning`]s, not errors.
+fn read_dial(el: &Element, warnings: &mut Vec<Warning>) -> Result<Verb, TwimlError> {
+    let a = Attrs { el };
+    let mut text = String::new();
+    let mut targets = Vec::new();
+    for node in &el.children {
+        match node {
+            Node::Text(t) => text.push_str(t),
+            Node::Element(child) => match child.name.as_str() {
+                "Number" => targets.push(read_dial_target(child)?),
+                "Sip" => targets.push(read_dial_target(child)?),
+                "Client" => targets.push(read_dial_target(child)?),
+                name if UNSUPPORTED_DIAL_NOUNS.contains(&name) => {
+                    return Ok(Verb::Unsupported {
+                        name: name.to_owned(),
+                    })
+                }
+                name => {
+                    return Err(TwimlError::UnexpectedElement {
+                        name: name.to_owned(),
+                        parent: "Dial".to_owned(),
+                    })
+                }
+            },
+        }
+    }
+    let text = text.trim();
+    match (text.is_empty(), targets.is_empty()) {
+        (false, true) => targets.push(DialTarget::new(DialKind::Number(text.to_owned()))),
+        (false, false) => {
+            return Err(TwimlError::Content {
+                verb: "Dial".to_owned(),
+                reason: format!("text {text:?} next to nouns; put the number in a <Number>"),
+            })
+        }
+        (true, true) => {
+            return Err(TwimlError::Content {
+                verb: "Dial".to_owned(),
+                reason: "nothing to dial: give a number, <Number>, <Sip> or <Client>".to_owned(),
+            })
+        }
+        (true, false) => {}
+    }
+    if targets.len() > MAX_DIAL_TARGETS {
+        return Err(TwimlError::Content {
+            verb: "Dial".to_owned(),
+            reason: format!(
+                "{} targets; at most {MAX_DIAL_TARGETS} may be dialed at once",
+                targets.len()
+            ),
+        });
+    }
+
+    let mut warn = |code: u32, attribute: &str, value: &str, used: String| {
+        warnings.push(Warning {
+            code,
+            message: format!("<Dial> {attribute}=\"{value}\" is invalid; using {used}"),
+        });
+    };
+    let (min, max) = DIAL_TIMEOUT_RANGE;
+    let timeout = match a.raw("timeout") {
+        None => 30,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(0) | Err(_) => {
+                warn(WARN_DIAL_TIMEOUT, "timeout", v, "30".to_owned());
+                30
+            }
+            Ok(n) if n < min || n > max => {
+                let used = n.clamp(min, max);
+                warn(WARN_DIAL_TIMEOUT, "timeout", v, used.to_string());
+                used
+            }
+            Ok(n) => n,
+        },
+    };
+    let time_limit = match a.raw("timeLimit") {
+        None => 14400,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(0) | Err(_) => {
+                warn(WARN_DIAL_TIME_LIMIT, "timeLimit", v, "14400".to_owned());
+                14400
+            }
+            Ok(n) if n > DIAL_TIME_LIMIT_MAX => {
+                warn(WARN_DIAL_TIME_LIMIT, "timeLimit", v, DIAL_TIME_LIMIT_MAX.to_string());
+                DIAL_TIME_LIMIT_MAX
+            }
+            Ok(n) => n,
+        },
+    };
+    let record = match a.raw("record") {
+        None => DialRecord::DoNotRecord,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "record-from-answer" => DialRecord::RecordFromAnswer,
+            "false" | "do-not-record" => DialRecord::DoNotRecord,
+            "record-from-ringing" => DialRecord::RecordFromRinging,
+            "record-from-answer-dual" => DialRecord::RecordFromAnswerDual,
+            "record-from-ringing-dual" => DialRecord::RecordFromRingingDual,
+            _ => {
+                warn(WARN_DIAL_RECORD, "record", v, "do-not-record".to_owned());
+                DialRecord::DoNotRecord
+            }
+        },
+    };
+    Ok(Verb::Dial(Dial {
+        action: a.url("action"),
+        method: a.method("method")?,
+        timeout,
+        time_limit,
+        caller_id: a.string("callerId").filter(|v| !v.is_empty()),
+        answer_on_bridge: a.boolean("answerOnBridge", false)?,
+        record,
+        hangup_on_star: a.boolean("hangupOnStar", false)?,
+        ring_tone: a.string("ringTone").filter(|v| !v.is_empty()),
+        recording_status_callback: a.url("recordingStatusCallback"),
+        targets,
+    }))
+}
+
+/// `<Number>`, `<Sip>` or `<Client>` inside `<Dial>`.
+fn read_dial_target(el: &Element) -> Result<DialTarget, TwimlError> {
+    let a = Attrs { el };
+    let empty = |what: &str| TwimlError::Content {
+        verb: el.name.clone(),
+        reason: format!("{what} is required"),
+    };
+    let kind = match el.name.as_str() {
+        "Number" => {
+            let number = url_content(el)?;
+            if number.is_empty() {
+                return Err(empty("a phone number"));
+            }
+            DialKind::Number(number)
+        }
+        "Sip" => {
+            let uri = url_content(el)?;
+            if uri.is_empty() {
+                return Err(empty("a SIP URI"));
+            }
+            let scheme = uri.split(':').next().unwrap_or_default();
+            if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+                return Err(TwimlError::Content {
+                    verb: "Sip".to_owned(),
+                    reason: format!("{uri:?} is not a sip: or sips: URI"),
+                });
+            }
+            DialKind::Sip(uri)
+        }
+        _ => DialKind::Client(client_identity(el)?),
+    };
+    let send_digits = match a.raw("sendDigits") {
+        None => None,
+        Some(v) if v.trim().is_empty() => None,
+        Some(v) => {
+            let d = v.trim();
+            if !d.chars().all(|c| is_dtmf_key(c) || c == 'w' || c == 'W') {
+                return Err(a.invalid("sendDigits", v, "digits must be among 0-9, *, # and w"));
+            }
+            Some(d.to_owned())
+        }
+    };
+    let mut status_callback_events = Vec::new();
+    if let Some(v) = a.raw("statusCallbackEvent") {
+        // Twilio's examples separate events with spaces; commas are accepted too.
+        for token in v.split(|c: char| c.is_whitespace() || c == ',') {
+            if token.is_empty() {
+                continue;
+            }
+            let token = token.to_ascii_lowercase();
+            if !DIAL_CALLBACK_EVENTS.contains(&token.as_str()) {
+                return Err(a.invalid(
+                    "statusCallbackEvent",
+                    v,
+                    "events must be among initiated, ringing, answered and completed",
+                ));
+            }
+            if !status_callback_events.contains(&token) {
+                status_callback_events.push(token);
+            }
+        }
+    }
+    Ok(DialTarget {
+        kind,
+        send_digits,
+        url: a.url("url"),
+        method: a.method("method")?,
+        status_callback: a.url("statusCallback"),
+        status_callback_events,
+        username: a.string("username").filter(|v| !v.is_empty()),
+        password: a.string("password").filter(|v| !v.is_empty()),
+    })
+}
+
+/// `<Client>alice</Client>` or `<Client><Identity>alice</Identity><Parameter .../></Client>`.
+/// A `client:` prefix is dropped: the identity is the name alone.
+fn client_identity(el: &Element) -> Result<String, TwimlError> {
+    let mut text = String::new();
+    let mut identity: Option<String> = None;
+    for node in &el.children {
+        match node {
+            Node::Text(t) => text.push_str(t),
+            Node::Element(child) if child.name == "Identity" => {
+                if identity.is_some() {
+                    return Err(TwimlError::Content {
+                        verb: "Client".to_owned(),
+                        reason: "more than one <Identity>".to_owned(),
+                    });
+                }
+                identity = Some(url_content(child)?);
+            }
+            // Custom parameters for the client SDK; no client here reads them.
+            Node::Element(child) if child.name == "Parameter" => no_content(child)?,
+            Node::Element(child) => {
+                return Err(TwimlError::UnexpectedElement {
+                    name: child.name.clone(),
+                    parent: "Client".to_owned(),
+                })
+            }
+        }
+    }
+    let text = text.trim();
+    let name = match identity {
+        Some(_) if !text.is_empty() => {
+            return Err(TwimlError::Content {
+                verb: "Client".to_owned(),
+                reason: format!("text {text:?} next to <Identity>"),
+            })
+        }
+        Some(id) => id,
+        None => text.to_owned(),
+    };
+    let name = match (name.get(..7), name.get(7..)) {
+        (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("client:") => rest.trim().to_owned(),
+        _ => name,
+    };
+    if name.is_empty() {
+        return Err(TwimlError::Content {
+            verb: "Client".to_owned(),
+            reason: "a client identity is required".to_owned(),
+        });
+    }
+    Ok(name)
+}
+
 fn read_pause(el: &Element) -> Result<Pause, TwimlError> {
     no_content(el)?;
     Ok(Pause {
@@ -732,11 +996,17 @@ mod tests {
     }
 
     #[test]
-    fn dial_is_unsupported_but_accepted() {
+    fn dial_conference_and_queue_are_unsupported_but_accepted() {
         assert_eq!(
-            one("<Response><Dial><Number>+15551234567</Number></Dial></Response>"),
+            one("<Response><Dial><Conference>room</Conference></Dial></Response>"),
             Verb::Unsupported {
-                name: "Dial".into()
+                name: "Conference".into()
+            }
+        );
+        assert_eq!(
+            one("<Response><Dial action=\"/a\"><Queue>support</Queue></Dial></Response>"),
+            Verb::Unsupported {
+                name: "Queue".into()
             }
         );
     }

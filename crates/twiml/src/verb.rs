@@ -4,6 +4,17 @@
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Document {
     pub verbs: Vec<Verb>,
+    /// Values Twilio reports as warnings and replaces by their default (e.g. 13212, an invalid
+    /// `<Dial timeout>`): the document still runs.
+    pub warnings: Vec<Warning>,
+}
+
+/// A value that was not used as written; the verb runs with the default instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// Twilio's warning code (13212 invalid Dial timeout, 13216 timeLimit, 13217 record).
+    pub code: u32,
+    pub message: String,
 }
 
 /// One instruction of a `<Response>`.
@@ -18,6 +29,7 @@ pub enum Verb {
     Redirect(Redirect),
     Hangup,
     Reject(Reject),
+    Dial(Dial),
     /// A real TwiML verb this server does not carry out yet (`Dial`, `Enqueue`, `Connect`...).
     /// Parsed so the document is accepted; the interpreter decides what to do with it.
     Unsupported {
@@ -37,6 +49,7 @@ impl Verb {
             Verb::Redirect(_) => "Redirect",
             Verb::Hangup => "Hangup",
             Verb::Reject(_) => "Reject",
+            Verb::Dial(_) => "Dial",
             Verb::Unsupported { name } => name,
         }
     }
@@ -172,4 +185,143 @@ pub enum RejectReason {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reject {
     pub reason: RejectReason,
+}
+
+/// Most targets one `<Dial>` may ring at once, as on Twilio.
+pub const MAX_DIAL_TARGETS: usize = 10;
+
+/// `record` of `<Dial>`: whether and from when both legs are recorded, and in how many channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DialRecord {
+    #[default]
+    DoNotRecord,
+    /// From the bridge on; `record="true"` means this.
+    RecordFromAnswer,
+    /// From the start of the dial, ringback included.
+    RecordFromRinging,
+    /// As `RecordFromAnswer`, one channel per leg.
+    RecordFromAnswerDual,
+    /// As `RecordFromRinging`, one channel per leg.
+    RecordFromRingingDual,
+}
+
+impl DialRecord {
+    /// The attribute value as Twilio spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialRecord::DoNotRecord => "do-not-record",
+            DialRecord::RecordFromAnswer => "record-from-answer",
+            DialRecord::RecordFromRinging => "record-from-ringing",
+            DialRecord::RecordFromAnswerDual => "record-from-answer-dual",
+            DialRecord::RecordFromRingingDual => "record-from-ringing-dual",
+        }
+    }
+
+    pub fn is_recording(self) -> bool {
+        self != DialRecord::DoNotRecord
+    }
+
+    /// Two channels (one per leg) rather than one mixed channel.
+    pub fn is_dual(self) -> bool {
+        matches!(
+            self,
+            DialRecord::RecordFromAnswerDual | DialRecord::RecordFromRingingDual
+        )
+    }
+
+    /// Recording starts when the dial starts (ringing), not at the bridge.
+    pub fn from_ringing(self) -> bool {
+        matches!(
+            self,
+            DialRecord::RecordFromRinging | DialRecord::RecordFromRingingDual
+        )
+    }
+}
+
+/// Who a `<Dial>` target is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialKind {
+    /// `<Number>`, or bare text in `<Dial>`: the number as written (trimmed).
+    Number(String),
+    /// `<Sip>`: a `sip:` or `sips:` URI.
+    Sip(String),
+    /// `<Client>`: the identity (its text, or its `<Identity>` child), without a `client:` prefix.
+    Client(String),
+}
+
+/// One noun of a `<Dial>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialTarget {
+    pub kind: DialKind,
+    /// `<Number sendDigits>`: DTMF sent to the callee once it answers (`0-9`, `*`, `#`, `w`).
+    pub send_digits: Option<String>,
+    /// Markup (or audio) run for the callee before the bridge: the "whisper". As written
+    /// in the markup; the engine resolves it to an absolute URL in `Output::Dial`.
+    pub url: Option<String>,
+    /// Method for `url`. Default POST.
+    pub method: Method,
+    pub status_callback: Option<String>,
+    /// `statusCallbackEvent`, lowercased: among `initiated`, `ringing`, `answered`,
+    /// `completed`. Empty when the attribute is absent (Twilio then posts `completed` only).
+    pub status_callback_events: Vec<String>,
+    /// `<Sip username>`: digest credentials for the far end.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl DialTarget {
+    /// A target with no attributes.
+    pub fn new(kind: DialKind) -> DialTarget {
+        DialTarget {
+            kind,
+            send_digits: None,
+            url: None,
+            method: Method::Post,
+            status_callback: None,
+            status_callback_events: Vec::new(),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+/// `<Dial>`: ring one or more targets, bridge the first that answers with this call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial {
+    /// Requested when the dial ends; without it the document goes on.
+    pub action: Option<String>,
+    pub method: Method,
+    /// Seconds to ring before giving up. Default 30, kept within 5..=600.
+    pub timeout: u32,
+    /// Most seconds the bridged call may last. Default 14400 (4 hours), at most 86400.
+    pub time_limit: u32,
+    pub caller_id: Option<String>,
+    /// Leave this call ringing until a target answers (the runtime answers at the bridge).
+    pub answer_on_bridge: bool,
+    pub record: DialRecord,
+    /// The caller can end the bridge by pressing `*`.
+    pub hangup_on_star: bool,
+    /// Ringback tone country code (`us`, `uk`, ...), as written.
+    pub ring_tone: Option<String>,
+    pub recording_status_callback: Option<String>,
+    /// One to [`MAX_DIAL_TARGETS`], rung at once; the first to answer wins.
+    pub targets: Vec<DialTarget>,
+}
+
+impl Default for Dial {
+    fn default() -> Dial {
+        Dial {
+            action: None,
+            method: Method::Post,
+            timeout: 30,
+            time_limit: 14400,
+            caller_id: None,
+            answer_on_bridge: false,
+            record: DialRecord::DoNotRecord,
+            hangup_on_star: false,
+            ring_tone: None,
+            recording_status_callback: None,
+            targets: Vec::new(),
+        }
+    }
 }
