@@ -1,5 +1,5 @@
 //! Dialtone's domain model: identifiers (SIDs), accounts and their subaccounts, API keys,
-//! applications, numbers, calls, recordings.
+//! applications, numbers, calls, recordings, SIP domains and credentials.
 //!
 //! Architecture invariant: no runtime, socket, database or HTTP crate here. Types in this crate are
 //! plain data shared by `engine`, `store`, `api` and `node`; the REST JSON shape lives in `api` only.
@@ -14,5 +14,6 @@ pub use records::{
     NotificationSid, PhoneNumberRecord, RecordingRecord,
 };
 pub use sid::{
-    AccountSid, ApiKeySid, ApplicationSid, CallSid, PhoneNumberSid, RecordingSid, Sid, SidError,
+    AccountSid, ApiKeySid, ApplicationSid, CallSid, CredentialListSid, CredentialSid, PhoneNumberSid,
+    RecordingSid, Sid, SidError, SipDomainSid,
 };

@@ -36,6 +36,12 @@ sid_kind!(/// An application (`AP...`): a named set of voice URLs that numbers a
     Application, ApplicationSid, "AP");
 sid_kind!(/// An API key (`SK...`): a credential of an account, used in place of its auth token.
     ApiKey, ApiKeySid, "SK");
+sid_kind!(/// A SIP domain (`SD...`): a domain name whose REGISTERs and calls belong to one account.
+    SipDomain, SipDomainSid, "SD");
+sid_kind!(/// A SIP credential list (`CL...`): usernames and passwords SIP users authenticate with.
+    CredentialList, CredentialListSid, "CL");
+sid_kind!(/// A SIP credential (`CR...`): one username of a credential list.
+    Credential, CredentialSid, "CR");
 
 /// A typed SID. Stored as its 34 ASCII bytes so it is `Copy` and compares cheaply.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -140,5 +146,14 @@ mod tests {
         assert_eq!("CA".parse::<CallSid>(), Err(SidError::Length(2)));
         let upper = format!("CA{}", "F".repeat(32));
         assert_eq!(upper.parse::<CallSid>(), Err(SidError::Hex));
+    }
+
+    #[test]
+    fn sip_sids_have_twilio_prefixes() {
+        assert!(SipDomainSid::generate().as_str().starts_with("SD"));
+        assert!(CredentialListSid::generate().as_str().starts_with("CL"));
+        let cr = CredentialSid::generate().to_string();
+        assert!(cr.starts_with("CR"));
+        assert_eq!(cr.parse::<CredentialListSid>(), Err(SidError::Prefix { expected: "CL" }));
     }
 }
