@@ -618,7 +618,7 @@ impl ActiveCall {
     }
 
     fn recording_path(&self, sid: RecordingSid) -> std::path::PathBuf {
-        self.shared.config.recordings_dir.join(self.record.account_sid.as_str()).join(format!("{sid}.wav"))
+        crate::records::recording_path(&self.shared.config, &self.record.account_sid, &self.record.sid, &sid)
     }
 
     async fn answer(&mut self) {

@@ -7,8 +7,20 @@
 //! before it is written: a call's end and the REST API's create wait, so what they hand on is in
 //! the store.
 
+use std::path::PathBuf;
+
 use model::records::CallRecord;
+use model::{AccountSid, CallSid, RecordingSid};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::NodeConfig;
+
+/// Where a recording's WAV lives: `<recordings_dir>/<AC>/<CA>/<RE>.wav`. Every recording (the
+/// `<Record>` verb, `<Dial record>`, API recordings) goes here, so a restart after a crash can
+/// finalize a file and give it a row from its path alone.
+pub fn recording_path(config: &NodeConfig, account: &AccountSid, call: &CallSid, recording: &RecordingSid) -> PathBuf {
+    config.recordings_dir.join(account.as_str()).join(call.as_str()).join(format!("{}.wav", recording.as_str()))
+}
 
 enum Write {
     Insert(Box<CallRecord>),
