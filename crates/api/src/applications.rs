@@ -21,7 +21,7 @@ fn application_sid(ctx: &Ctx, segment: &str) -> Result<ApplicationSid, AppError>
     segment.strip_suffix(".json").and_then(|s| s.parse().ok()).ok_or_else(|| ctx.not_found())
 }
 
-fn bool_param(name: &str, value: &str) -> Result<bool, AppError> {
+pub(crate) fn bool_param(name: &str, value: &str) -> Result<bool, AppError> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),

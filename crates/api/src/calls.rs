@@ -6,11 +6,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use model::{CallSid, CallStatus};
+use model::{ApplicationRecord, ApplicationSid, CallSid, CallStatus};
 use serde_json::Value;
 use store::CallFilter;
 
 use crate::auth::Ctx;
+use crate::applications::bool_param;
 use crate::numbers::{e164, method_param, url_param};
 use crate::params::{envelope, Paging, Params, Seg};
 use crate::{render, ApiState, AppError, CallUpdate, CreateCall, HookError};
@@ -23,6 +24,8 @@ const DEFAULT_TIME_LIMIT: u32 = 14_400;
 const MAX_TIME_LIMIT: u32 = 86_400;
 /// Twilio's limit on an inline `Twiml` document.
 const MAX_TWIML: usize = 4000;
+/// Twilio's longest `SendDigits`.
+const MAX_SEND_DIGITS: usize = 32;
 const EVENTS: [&str; 4] = ["initiated", "ringing", "answered", "completed"];
 
 /// A destination: E.164 (spaces and dashes allowed) or a SIP URI.
@@ -36,12 +39,12 @@ fn destination(raw: &str) -> Option<String> {
     e164(raw)
 }
 
-fn seconds(p: &Params, name: &str, default: u32, max: u32) -> Result<u32, AppError> {
+fn seconds(p: &Params, name: &str, code: u32, default: u32, max: u32) -> Result<u32, AppError> {
     match p.get(name) {
         None | Some("") => Ok(default),
         Some(v) => match v.trim().parse::<u32>() {
             Ok(n) if n > 0 => Ok(n.min(max)),
-            _ => Err(AppError::bad(20001, format!("{name} must be a positive number of seconds, not {v:?}"))),
+            _ => Err(AppError::bad(code, format!("Invalid {name} {v:?}: use a positive whole number of seconds"))),
         },
     }
 }
@@ -55,6 +58,16 @@ fn twiml_param(p: &Params) -> Result<Option<String>, AppError> {
     }
 }
 
+/// A method parameter of Calls, refused with Twilio's 21209 (Invalid Method).
+fn call_method(p: &Params, name: &str) -> Result<String, AppError> {
+    match p.get(name) {
+        None | Some("") => Ok("POST".into()),
+        Some(m) => method_param(name, m).map_err(|_| {
+            AppError::bad(21209, format!("Invalid {name} {m:?}: use GET or POST"))
+        }),
+    }
+}
+
 /// `Url` (with `Method`), `Twiml`: what a call runs. Twiml wins when both are given, as Twilio.
 fn document_params(p: &Params) -> Result<(Option<String>, String, Option<String>), AppError> {
     let twiml = twiml_param(p)?;
@@ -62,11 +75,26 @@ fn document_params(p: &Params) -> Result<(Option<String>, String, Option<String>
         Some(v) if !v.is_empty() => url_param("Url", v)?,
         _ => None,
     };
-    let method = p.get("Method").map(|m| method_param("Method", m)).transpose()?.unwrap_or_else(|| "POST".into());
-    Ok((url, method, twiml))
+    Ok((url, call_method(p, "Method")?, twiml))
 }
 
-fn parse_create(account: model::AccountSid, p: &Params) -> Result<CreateCall, AppError> {
+/// `SendDigits`: Twilio's keypad alphabet (`w` waits half a second, `W` a second).
+fn send_digits_param(p: &Params) -> Result<Option<String>, AppError> {
+    let Some(digits) = p.get("SendDigits").filter(|d| !d.is_empty()) else { return Ok(None) };
+    let valid = digits.len() <= MAX_SEND_DIGITS
+        && digits.chars().all(|c| c.is_ascii_digit() || "ABCD*#wW".contains(c));
+    if !valid {
+        return Err(AppError::bad(
+            21206,
+            format!("Invalid SendDigits {digits:?}: use up to {MAX_SEND_DIGITS} of 0-9, A-D, *, #, w and W"),
+        ));
+    }
+    Ok(Some(digits.to_owned()))
+}
+
+/// The parameters of `POST Calls.json`, checked. `ApplicationSid` is returned apart: it still has
+/// to be looked up (see [`apply_application`]).
+fn parse_create(account: model::AccountSid, p: &Params) -> Result<(CreateCall, Option<ApplicationSid>), AppError> {
     let to = p.get_number("To").filter(|s| !s.trim().is_empty());
     let to = to.ok_or_else(|| AppError::bad(21201, "No 'To' number is specified"))?;
     let to = destination(&to).ok_or_else(|| AppError::bad(21211, format!("Invalid 'To' Phone Number: {to}")))?;
@@ -74,21 +102,16 @@ fn parse_create(account: model::AccountSid, p: &Params) -> Result<CreateCall, Ap
     let from = from.ok_or_else(|| AppError::bad(21213, "No 'From' number is specified"))?;
     let from = destination(&from)
         .ok_or_else(|| AppError::bad(21212, format!("Invalid 'From' Phone Number: {from}")))?;
-    if p.get("ApplicationSid").is_some_and(|a| !a.is_empty()) {
-        return Err(AppError::bad(20001, "ApplicationSid is not supported by this server: use Url or Twiml"));
-    }
-    if p.get("SendDigits").is_some_and(|d| !d.is_empty()) {
-        return Err(AppError::bad(20001, "SendDigits is not supported by this server yet"));
-    }
+    let application = match p.get("ApplicationSid").filter(|a| !a.is_empty()) {
+        None => None,
+        Some(raw) => Some(raw.parse::<ApplicationSid>().map_err(|_| invalid_application(raw))?),
+    };
     let (url, method, twiml) = document_params(p)?;
-    if url.is_none() && twiml.is_none() {
+    if url.is_none() && twiml.is_none() && application.is_none() {
         return Err(AppError::bad(21205, "Url or Twiml or ApplicationSid required"));
     }
     let optional_url = |name: &str| -> Result<Option<String>, AppError> {
         p.get(name).map(|v| url_param(name, v)).transpose().map(Option::flatten)
-    };
-    let method_or_post = |name: &str| -> Result<String, AppError> {
-        Ok(p.get(name).map(|m| method_param(name, m)).transpose()?.unwrap_or_else(|| "POST".into()))
     };
     let mut events = Vec::new();
     for value in p.get_all("StatusCallbackEvent") {
@@ -109,7 +132,11 @@ fn parse_create(account: model::AccountSid, p: &Params) -> Result<CreateCall, Ap
     if events.is_empty() {
         events.push("completed".to_owned());
     }
-    Ok(CreateCall {
+    let record = match p.get("Record") {
+        None | Some("") => false,
+        Some(v) => bool_param("Record", v)?,
+    };
+    let call = CreateCall {
         account_sid: account,
         to,
         from,
@@ -117,13 +144,40 @@ fn parse_create(account: model::AccountSid, p: &Params) -> Result<CreateCall, Ap
         method,
         twiml,
         fallback_url: optional_url("FallbackUrl")?,
-        fallback_method: method_or_post("FallbackMethod")?,
+        fallback_method: call_method(p, "FallbackMethod")?,
         status_callback: optional_url("StatusCallback")?,
-        status_callback_method: method_or_post("StatusCallbackMethod")?,
+        status_callback_method: call_method(p, "StatusCallbackMethod")?,
         status_callback_events: events,
-        timeout: seconds(p, "Timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?,
-        time_limit: seconds(p, "TimeLimit", DEFAULT_TIME_LIMIT, MAX_TIME_LIMIT)?,
-    })
+        timeout: seconds(p, "Timeout", 21208, DEFAULT_TIMEOUT, MAX_TIMEOUT)?,
+        time_limit: seconds(p, "TimeLimit", 20001, DEFAULT_TIME_LIMIT, MAX_TIME_LIMIT)?,
+        send_digits: send_digits_param(p)?,
+        record,
+    };
+    Ok((call, application))
+}
+
+fn invalid_application(raw: &str) -> AppError {
+    AppError::bad(21218, format!("Invalid ApplicationSid {raw}: no such application in this account"))
+}
+
+/// Runs the call with `app`'s voice settings instead of `Url`, `Method` and the fallback (as
+/// Twilio: an `ApplicationSid` overrides them); its status callback applies when the request
+/// names none. Inline `Twiml` still wins over both.
+fn apply_application(call: &mut CreateCall, app: &ApplicationRecord, asked_callback: bool) -> Result<(), AppError> {
+    if call.twiml.is_none() {
+        let url = app.voice_url.clone().ok_or_else(|| {
+            AppError::bad(21205, format!("Application {} has no VoiceUrl: set one, or pass Url or Twiml", app.sid))
+        })?;
+        call.url = Some(url);
+        call.method = app.voice_method.clone();
+        call.fallback_url = app.voice_fallback_url.clone();
+        call.fallback_method = app.voice_fallback_method.clone();
+    }
+    if !asked_callback && app.status_callback.is_some() {
+        call.status_callback = app.status_callback.clone();
+        call.status_callback_method = app.status_callback_method.clone();
+    }
+    Ok(())
 }
 
 fn parse_update(p: &Params) -> Result<CallUpdate, AppError> {
@@ -146,7 +200,13 @@ pub(crate) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let account = ctx.scope(&account, "")?;
-    let call = parse_create(account, &Params::from_body(body)?)?;
+    let p = Params::from_body(body)?;
+    let (mut call, application) = parse_create(account, &p)?;
+    if let Some(sid) = application {
+        // Another account's application looks exactly like a missing one.
+        let app = state.store.application(&account, &sid).await?.ok_or_else(|| invalid_application(sid.as_str()))?;
+        apply_application(&mut call, &app, p.get("StatusCallback").is_some_and(|v| !v.is_empty()))?;
+    }
     let rec = state.hooks.create_call(call).await?;
     Ok((StatusCode::CREATED, Json(render::call(&rec))))
 }

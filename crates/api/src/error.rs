@@ -5,6 +5,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use store::StoreError;
 
+/// How much of a request path a 404 message repeats.
+const MAX_ECHOED_PATH: usize = 256;
+
 /// Everything a handler can fail with. Client faults carry a Twilio error code and a message meant
 /// for the client; server faults are logged and answered with a generic 500.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,9 @@ pub enum AppError {
     /// A parameter the client sent is wrong (Twilio 21xxx / 20001).
     #[error("bad request ({code}): {message}")]
     BadRequest { code: u32, message: String },
+    /// A POST body that is not a form; holds the Content-Type sent (415, 20001).
+    #[error("unsupported content type {0:?}")]
+    UnsupportedMediaType(String),
     /// The body is larger than [`crate::BODY_LIMIT`].
     #[error("request body too large")]
     PayloadTooLarge,
@@ -61,10 +67,16 @@ impl AppError {
                 (StatusCode::FORBIDDEN, 20005, "Account not active: a suspended account cannot place calls".to_owned())
             }
             AppError::Forbidden(why) => (StatusCode::FORBIDDEN, 20403, format!("Forbidden - {why}")),
-            AppError::NotFound(path) => (
-                StatusCode::NOT_FOUND,
-                20404,
-                format!("The requested resource {path} was not found"),
+            AppError::NotFound(path) => {
+                // The path is the client's own input: echo a bounded part of it.
+                let shown: String = path.chars().take(MAX_ECHOED_PATH).collect();
+                let more = if shown.len() < path.len() { "..." } else { "" };
+                (StatusCode::NOT_FOUND, 20404, format!("The requested resource {shown}{more} was not found"))
+            }
+            AppError::UnsupportedMediaType(sent) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                20001,
+                format!("Content-Type must be application/x-www-form-urlencoded, not {sent:?}"),
             ),
             AppError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed".to_owned())

@@ -11,7 +11,8 @@
 //! secret) before routing is visible, and every handler checks the path's account against the
 //! ones the credentials may act on (their own account and, for a main account, its subaccounts;
 //! see `auth`), so a request can reach only those accounts' rows. User-supplied path segments
-//! are parsed into typed SIDs (junk is a 404) and never used to build file names.
+//! are parsed into typed SIDs (junk is a 404) and never used to build file names. The one route
+//! without credentials is `GET /openapi.json`, the document generated from the route table.
 
 mod accounts;
 mod applications;
@@ -20,15 +21,17 @@ mod calls;
 mod error;
 mod keys;
 mod numbers;
+mod openapi;
 mod params;
 mod recordings;
 mod render;
+mod routes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{middleware, Router};
 use store::Store;
 
@@ -90,6 +93,10 @@ pub struct CreateCall {
     pub timeout: u32,
     /// Longest the call may last once answered, in seconds.
     pub time_limit: u32,
+    /// Keys to press once the call is answered (`0-9`, `A-D`, `*`, `#`; `w` waits 0.5 s, `W` 1 s).
+    pub send_digits: Option<String>,
+    /// Record the whole call from answer (`Record=true`).
+    pub record: bool,
 }
 
 /// A change to a call: `redirect` (URL and method) or `twiml` replaces what it runs, `status`
@@ -138,39 +145,16 @@ pub struct ApiState {
 }
 
 /// The whole API as a router; serve it or drive it with `tower::ServiceExt::oneshot`.
+///
+/// The routes come from the table in `routes`, which also writes the OpenAPI document served,
+/// without credentials, at `/openapi.json`.
 pub fn router(state: ApiState) -> Router {
-    const ACCOUNT: &str = "/2010-04-01/Accounts/{account}";
-    let at = |tail: &str| format!("{ACCOUNT}{tail}");
-    Router::new()
-        // `{account}` is `AC....json` here: the router cannot split a suffix off a parameter.
-        .route(ACCOUNT, get(accounts::fetch).post(accounts::update))
-        .route("/2010-04-01/Accounts.json", get(accounts::list).post(accounts::create))
-        .route("/v1/AuthTokens/Secondary", post(accounts::create_secondary).delete(accounts::delete_secondary))
-        .route("/v1/AuthTokens/Promote", post(accounts::promote))
-        .route(&at("/Keys.json"), get(keys::list).post(keys::create))
-        .route(&at("/Keys/{key}"), get(keys::fetch).post(keys::update).delete(keys::delete))
-        .route(&at("/Applications.json"), get(applications::list).post(applications::create))
-        .route(
-            &at("/Applications/{application}"),
-            get(applications::fetch).post(applications::update).delete(applications::delete),
-        )
-        .route(&at("/IncomingPhoneNumbers.json"), get(numbers::list).post(numbers::create))
-        .route(
-            &at("/IncomingPhoneNumbers/{number}"),
-            get(numbers::fetch).post(numbers::update).delete(numbers::delete),
-        )
-        .route(&at("/Calls.json"), get(calls::list).post(calls::create))
-        .route(&at("/Calls/{call}"), get(calls::fetch).post(calls::update).delete(calls::delete))
-        .route(&at("/Calls/{call}/Notifications.json"), get(calls::call_notifications))
-        .route(&at("/Calls/{call}/Recordings.json"), get(recordings::list_for_call))
-        .route(&at("/Notifications.json"), get(calls::account_notifications))
-        .route(&at("/Recordings.json"), get(recordings::list))
-        .route(&at("/Recordings/{recording}"), get(recordings::fetch))
+    let api = routes::operations_router()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    Router::new().route("/openapi.json", get(openapi::serve)).merge(api).with_state(state)
 }
 
 async fn not_found(ctx: Ctx) -> AppError {

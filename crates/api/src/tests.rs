@@ -490,8 +490,11 @@ async fn call_create_validates_like_twilio_then_asks_the_runtime() {
         ("To=%2B15550002222&From=%2B15550001111", 21205),
         ("To=%2B15550002222&From=%2B15550001111&Url=ftp%3A%2F%2Fa.test%2Fv", 21205),
         ("To=hello&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv", 21211),
-        ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Method=PUT", 20001),
-        ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Timeout=x", 20001),
+        ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Method=PUT", 21209),
+        ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Timeout=x", 21208),
+        ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&SendDigits=12x", 21206),
+        ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Record=maybe", 20001),
+        ("To=%2B15550002222&From=%2B15550001111&ApplicationSid=AP123", 21218),
         ("To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&StatusCallbackEvent=bogus", 20001),
     ];
     for (form, code) in cases {

@@ -1,0 +1,715 @@
+//! The OpenAPI 3.0 document (`GET /openapi.json`), built from the route table
+//! ([`crate::routes::OPERATIONS`]) and the resource schemas below. The schemas list the fields of
+//! `crate::render` with Twilio's names and types; a test renders every shape and checks it
+//! against its schema, so the two cannot drift apart.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::Method;
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::routes::{Operation, Param, Reply, Shape, Ty, OPERATIONS};
+use crate::{ApiState, BODY_LIMIT};
+
+/// `GET /openapi.json`; no credentials needed. Built once: it depends only on the code and the
+/// public URL, which does not change while the server runs.
+pub(crate) async fn serve(State(state): State<ApiState>) -> Json<Value> {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    Json(DOCUMENT.get_or_init(|| document(&state.public_url)).clone())
+}
+
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+
+fn nullable(mut schema: Value) -> Value {
+    schema["nullable"] = json!(true);
+    schema
+}
+
+fn one_of(values: &[&str]) -> Value {
+    json!({ "type": "string", "enum": values })
+}
+
+/// An RFC 2822 date (`Sat, 21 Nov 2026 19:24:29 +0000`), as Twilio's 2010 API sends them.
+fn date() -> Value {
+    json!({ "type": "string", "format": "date-time-rfc-2822" })
+}
+
+fn sid(prefix: &str) -> Value {
+    json!({ "type": "string", "pattern": format!("^{prefix}[0-9a-f]{{32}}$"), "minLength": 34, "maxLength": 34 })
+}
+
+fn string_map() -> Value {
+    json!({ "type": "object", "additionalProperties": { "type": "string" } })
+}
+
+/// A closed object: exactly these fields, all present (null where the type allows).
+fn object(fields: Vec<(&str, Value)>) -> Value {
+    let required: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+    let properties: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
+}
+
+const METHODS: &[&str] = &["GET", "POST"];
+const CALL_STATUSES: &[&str] =
+    &["queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"];
+
+pub(crate) fn shape_name(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Account => "Account",
+        Shape::Key => "Key",
+        Shape::NewKey => "NewKey",
+        Shape::Application => "Application",
+        Shape::Number => "IncomingPhoneNumber",
+        Shape::Call => "Call",
+        Shape::Recording => "Recording",
+        Shape::Notification => "Notification",
+        Shape::SecondaryAuthToken => "SecondaryAuthToken",
+        Shape::PromotedAuthToken => "AuthTokenPromotion",
+    }
+}
+
+pub(crate) const SHAPES: [Shape; 10] = [
+    Shape::Account,
+    Shape::Key,
+    Shape::NewKey,
+    Shape::Application,
+    Shape::Number,
+    Shape::Call,
+    Shape::Recording,
+    Shape::Notification,
+    Shape::SecondaryAuthToken,
+    Shape::PromotedAuthToken,
+];
+
+/// The JSON schema of one resource as `crate::render` writes it.
+pub(crate) fn shape_schema(shape: Shape) -> Value {
+    let s = string;
+    let ns = || nullable(string());
+    let method = || one_of(METHODS);
+    let nurl = || nullable(json!({ "type": "string", "format": "uri" }));
+    match shape {
+        Shape::Account => object(vec![
+            ("auth_token", ns()),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("friendly_name", s()),
+            ("owner_account_sid", sid("AC")),
+            ("sid", sid("AC")),
+            ("status", one_of(&["active", "suspended", "closed"])),
+            ("subresource_uris", string_map()),
+            ("type", one_of(&["Trial", "Full"])),
+            ("uri", s()),
+        ]),
+        Shape::Key => object(vec![
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("friendly_name", s()),
+            ("sid", sid("SK")),
+        ]),
+        Shape::NewKey => object(vec![
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("friendly_name", s()),
+            ("secret", s()),
+            ("sid", sid("SK")),
+        ]),
+        Shape::Application => object(vec![
+            ("account_sid", sid("AC")),
+            ("api_version", s()),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("friendly_name", s()),
+            ("message_status_callback", nurl()),
+            ("public_application_connect_enabled", json!({ "type": "boolean" })),
+            ("sid", sid("AP")),
+            ("sms_fallback_method", method()),
+            ("sms_fallback_url", nurl()),
+            ("sms_method", method()),
+            ("sms_status_callback", nurl()),
+            ("sms_url", nurl()),
+            ("status_callback", nurl()),
+            ("status_callback_method", method()),
+            ("uri", s()),
+            ("voice_caller_id_lookup", json!({ "type": "boolean" })),
+            ("voice_fallback_method", method()),
+            ("voice_fallback_url", nurl()),
+            ("voice_method", method()),
+            ("voice_url", nurl()),
+        ]),
+        Shape::Number => object(vec![
+            ("account_sid", sid("AC")),
+            ("address_requirements", one_of(&["none", "any", "local", "foreign"])),
+            ("address_sid", ns()),
+            ("api_version", s()),
+            ("beta", json!({ "type": "boolean" })),
+            ("bundle_sid", ns()),
+            (
+                "capabilities",
+                object(vec![
+                    ("voice", json!({ "type": "boolean" })),
+                    ("sms", json!({ "type": "boolean" })),
+                    ("mms", json!({ "type": "boolean" })),
+                    ("fax", json!({ "type": "boolean" })),
+                ]),
+            ),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("emergency_address_sid", ns()),
+            ("emergency_address_status", s()),
+            ("emergency_status", one_of(&["Active", "Inactive"])),
+            ("friendly_name", s()),
+            ("identity_sid", ns()),
+            ("origin", s()),
+            ("phone_number", s()),
+            ("sid", sid("PN")),
+            ("sms_application_sid", ns()),
+            ("sms_fallback_method", method()),
+            ("sms_fallback_url", ns()),
+            ("sms_method", method()),
+            ("sms_url", ns()),
+            ("status", s()),
+            ("status_callback", nurl()),
+            ("status_callback_method", method()),
+            ("subresource_uris", string_map()),
+            ("trunk_sid", ns()),
+            ("type", s()),
+            ("uri", s()),
+            ("voice_application_sid", nullable(sid("AP"))),
+            ("voice_caller_id_lookup", json!({ "type": "boolean" })),
+            ("voice_fallback_method", method()),
+            ("voice_fallback_url", nurl()),
+            ("voice_method", method()),
+            ("voice_receive_mode", one_of(&["voice", "fax"])),
+            ("voice_url", nurl()),
+        ]),
+        Shape::Call => object(vec![
+            ("account_sid", sid("AC")),
+            ("annotation", ns()),
+            ("answered_by", ns()),
+            ("api_version", s()),
+            ("caller_name", ns()),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("direction", one_of(&["inbound", "outbound-api", "outbound-dial"])),
+            ("duration", nullable(json!({ "type": "string", "pattern": "^[0-9]+$" }))),
+            ("end_time", nullable(date())),
+            ("forwarded_from", ns()),
+            ("from", s()),
+            ("from_formatted", s()),
+            ("group_sid", ns()),
+            ("parent_call_sid", nullable(sid("CA"))),
+            ("phone_number_sid", nullable(sid("PN"))),
+            ("price", ns()),
+            ("price_unit", s()),
+            ("queue_time", s()),
+            ("sid", sid("CA")),
+            ("start_time", nullable(date())),
+            ("status", one_of(CALL_STATUSES)),
+            ("subresource_uris", string_map()),
+            ("to", s()),
+            ("to_formatted", s()),
+            ("trunk_sid", ns()),
+            ("uri", s()),
+        ]),
+        Shape::Recording => object(vec![
+            ("account_sid", sid("AC")),
+            ("api_version", s()),
+            ("call_sid", sid("CA")),
+            ("channels", json!({ "type": "integer" })),
+            ("conference_sid", ns()),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("duration", json!({ "type": "string", "pattern": "^[0-9]+$" })),
+            ("encryption_details", nullable(json!({ "type": "object" }))),
+            ("error_code", nullable(json!({ "type": "integer" }))),
+            ("media_url", json!({ "type": "string", "format": "uri" })),
+            ("price", ns()),
+            ("price_unit", s()),
+            ("sid", sid("RE")),
+            ("source", s()),
+            ("start_time", date()),
+            ("status", s()),
+            ("subresource_uris", string_map()),
+            ("track", s()),
+            ("uri", s()),
+        ]),
+        Shape::Notification => object(vec![
+            ("account_sid", sid("AC")),
+            ("api_version", s()),
+            ("call_sid", nullable(sid("CA"))),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("error_code", s()),
+            ("log", s()),
+            ("message_date", date()),
+            ("message_text", s()),
+            ("more_info", s()),
+            ("request_method", ns()),
+            ("request_url", ns()),
+            ("request_variables", ns()),
+            ("response_body", ns()),
+            ("response_headers", ns()),
+            ("sid", sid("NO")),
+            ("uri", s()),
+        ]),
+        Shape::SecondaryAuthToken => object(vec![
+            ("account_sid", sid("AC")),
+            ("date_created", json!({ "type": "string", "format": "date-time" })),
+            ("date_updated", json!({ "type": "string", "format": "date-time" })),
+            ("secondary_auth_token", ns()),
+            ("url", json!({ "type": "string", "format": "uri" })),
+        ]),
+        Shape::PromotedAuthToken => object(vec![
+            ("account_sid", sid("AC")),
+            ("auth_token", s()),
+            ("date_created", json!({ "type": "string", "format": "date-time" })),
+            ("date_updated", json!({ "type": "string", "format": "date-time" })),
+            ("url", json!({ "type": "string", "format": "uri" })),
+        ]),
+    }
+}
+
+/// Twilio's list envelope around records of `shape` under `key`.
+fn page_schema(key: &str, shape: Shape) -> Value {
+    let count = || json!({ "type": "integer", "minimum": 0 });
+    object(vec![
+        (key, json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{}", shape_name(shape)) } })),
+        ("end", count()),
+        ("first_page_uri", string()),
+        ("next_page_uri", nullable(string())),
+        ("page", count()),
+        ("page_size", json!({ "type": "integer", "minimum": 1 })),
+        ("previous_page_uri", nullable(string())),
+        ("start", count()),
+        ("uri", string()),
+    ])
+}
+
+fn error_schema() -> Value {
+    object(vec![
+        ("code", json!({ "type": "integer" })),
+        ("message", string()),
+        ("more_info", json!({ "type": "string", "format": "uri" })),
+        ("status", json!({ "type": "integer", "minimum": 400, "maximum": 599 })),
+    ])
+}
+
+fn param_schema(p: &Param) -> Value {
+    let one = match p.ty {
+        Ty::Str => string(),
+        // Page counts from 0; the other numbers (PageSize, seconds) from 1.
+        Ty::Int if p.name == "Page" => json!({ "type": "integer", "minimum": 0 }),
+        Ty::Int => json!({ "type": "integer", "minimum": 1, "maximum": u32::MAX }),
+        Ty::Bool => json!({ "type": "boolean" }),
+        Ty::Url => json!({ "type": "string", "format": "uri" }),
+        Ty::HttpMethod => one_of(METHODS),
+        Ty::Phone => json!({ "type": "string", "pattern": "^\\+[1-9][0-9]{1,14}$" }),
+        Ty::Destination => json!({ "type": "string", "pattern": "^(\\+[1-9][0-9]{1,14}|sips?:[^\\s<>\"]+)$" }),
+        Ty::Sid(prefix) => sid(prefix),
+        Ty::OneOf(values) => one_of(values),
+    };
+    let mut schema = if p.repeated { json!({ "type": "array", "items": one }) } else { one };
+    schema["description"] = json!(p.doc);
+    schema
+}
+
+/// The SID prefix of a path parameter, from its name and the collection before it.
+fn path_param_prefix(path: &str, name: &str) -> &'static str {
+    if name == "AccountSid" {
+        return "AC";
+    }
+    if name == "CallSid" {
+        return "CA";
+    }
+    let before = path.split(&format!("/{{{name}}}")).next().unwrap_or("");
+    match before.rsplit('/').next().unwrap_or("") {
+        "Accounts" => "AC",
+        "Keys" => "SK",
+        "Applications" => "AP",
+        "IncomingPhoneNumbers" => "PN",
+        "Calls" => "CA",
+        "Recordings" => "RE",
+        _ => "",
+    }
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+    })
+}
+
+fn status_description(status: u16) -> &'static str {
+    match status {
+        400 => "A parameter is missing, unknown or invalid (Twilio code in the body)",
+        401 => "Missing or wrong credentials (20003), or the account is suspended (20005)",
+        403 => "These credentials may not do this (20403), or the subaccount is suspended (20005)",
+        404 => "No such resource for this account (20404)",
+        413 => "The form body is larger than the limit",
+        415 => "The body is not application/x-www-form-urlencoded",
+        _ => "Error",
+    }
+}
+
+fn operation(op: &Operation) -> Value {
+    let mut parameters = Vec::new();
+    let mut rest = op.path;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        let name = &rest[open + 1..open + close];
+        parameters.push(json!({
+            "name": name,
+            "in": "path",
+            "required": true,
+            "schema": sid(path_param_prefix(op.path, name)),
+        }));
+        rest = &rest[open + close + 1..];
+    }
+    let mut out = json!({
+        "operationId": op.id,
+        "summary": op.summary,
+        "tags": [op.path.split('/').filter(|s| !s.is_empty() && !s.contains('{')).last().unwrap_or("").trim_end_matches(".json")],
+    });
+    if op.method == Method::POST {
+        let properties: Map<String, Value> = op.params.iter().map(|p| (p.name.to_owned(), param_schema(p))).collect();
+        let required: Vec<&str> = op.params.iter().filter(|p| p.required).map(|p| p.name).collect();
+        let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+        if !required.is_empty() {
+            schema["required"] = json!(required);
+        }
+        let mut media = json!({ "schema": schema });
+        let repeated: Map<String, Value> = op
+            .params
+            .iter()
+            .filter(|p| p.repeated)
+            .map(|p| (p.name.to_owned(), json!({ "style": "form", "explode": true })))
+            .collect();
+        if !repeated.is_empty() {
+            media["encoding"] = Value::Object(repeated);
+        }
+        out["requestBody"] = json!({
+            "required": op.params.iter().any(|p| p.required),
+            "content": { "application/x-www-form-urlencoded": media },
+        });
+    } else {
+        for p in op.params {
+            parameters.push(json!({ "name": p.name, "in": "query", "required": p.required, "schema": param_schema(p) }));
+        }
+    }
+    if !parameters.is_empty() {
+        out["parameters"] = json!(parameters);
+    }
+    if !op.ignored.is_empty() {
+        out["x-twilio-ignored-parameters"] = json!(op.ignored);
+    }
+    let mut responses = Map::new();
+    let (status, success) = match op.reply {
+        Reply::One(status, shape) => (
+            status,
+            json!({
+                "description": "The resource",
+                "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{}", shape_name(shape)) } } },
+            }),
+        ),
+        Reply::Page(_, shape) => (
+            200,
+            json!({
+                "description": "One page of the list",
+                "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{}List", shape_name(shape)) } } },
+            }),
+        ),
+        Reply::Empty => (204, json!({ "description": "Deleted" })),
+        Reply::Audio => (
+            200,
+            json!({
+                "description": "The audio, WAV",
+                "content": { "audio/x-wav": { "schema": { "type": "string", "format": "binary" } } },
+            }),
+        ),
+    };
+    responses.insert(status.to_string(), success);
+    let mut errors: Vec<u16> = op.errors.to_vec();
+    errors.extend([401, 403, 404]);
+    errors.sort_unstable();
+    errors.dedup();
+    for e in errors {
+        responses.insert(e.to_string(), error_response(status_description(e)));
+    }
+    out["responses"] = Value::Object(responses);
+    out
+}
+
+/// The whole document, for a server reached at `public_url`.
+pub(crate) fn document(public_url: &str) -> Value {
+    let mut paths = Map::new();
+    for op in OPERATIONS.iter() {
+        let item = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
+        item[op.method.as_str().to_ascii_lowercase()] = operation(op);
+    }
+    paths.insert(
+        "/openapi.json".to_owned(),
+        json!({ "get": {
+            "operationId": "FetchOpenApi",
+            "summary": "This document",
+            "tags": ["OpenAPI"],
+            "security": [],
+            "responses": { "200": {
+                "description": "The OpenAPI document",
+                "content": { "application/json": { "schema": { "type": "object" } } },
+            } },
+        } }),
+    );
+    let mut schemas = Map::new();
+    for shape in SHAPES {
+        schemas.insert(shape_name(shape).to_owned(), shape_schema(shape));
+    }
+    for op in OPERATIONS.iter() {
+        if let Reply::Page(key, shape) = op.reply {
+            schemas.insert(format!("{}List", shape_name(shape)), page_schema(key, shape));
+        }
+    }
+    schemas.insert("Error".to_owned(), error_schema());
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Dialtone REST API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Twilio's 2010-04-01 voice API as served by Dialtone. Requests authenticate with HTTP \
+                 Basic: the account SID and its auth token (primary or secondary), or an API key SID and \
+                 secret. Request bodies are application/x-www-form-urlencoded, at most {BODY_LIMIT} bytes. \
+                 A parameter that is neither in an operation's list nor one of Twilio's parameters for it \
+                 (x-twilio-ignored-parameters: accepted, not acted on) is refused with 400, code 20001. \
+                 Errors are JSON: code (Twilio's), message, more_info, status."
+            ),
+        },
+        "servers": [{ "url": public_url.trim_end_matches('/') }],
+        "security": [{ "basicAuth": [] }],
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "basicAuth": { "type": "http", "scheme": "basic" } },
+            "schemas": schemas,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use model::{
+        AccountRecord, AccountSid, ApiKeyRecord, ApiKeySid, ApplicationRecord, ApplicationSid, CallDirection, CallRecord,
+        CallSid, CallStatus, NotificationRecord, NotificationSid, PhoneNumberRecord, PhoneNumberSid, RecordingRecord,
+        RecordingSid,
+    };
+
+    use super::*;
+    use crate::render;
+
+    /// A small validator for the subset of JSON Schema the document uses; `schemas` resolves `$ref`s.
+    fn check(value: &Value, schema: &Value, schemas: &Map<String, Value>, at: &str) {
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.trim_start_matches("#/components/schemas/");
+            return check(value, &schemas[name], schemas, at);
+        }
+        if value.is_null() {
+            assert_eq!(schema["nullable"], json!(true), "{at} is null but not nullable");
+            return;
+        }
+        let ty = schema["type"].as_str().unwrap_or_else(|| panic!("{at}: no type in {schema}"));
+        let ok = match ty {
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "boolean" => value.is_boolean(),
+            "array" => value.is_array(),
+            "object" => value.is_object(),
+            other => panic!("{at}: type {other}"),
+        };
+        assert!(ok, "{at}: {value} is not a {ty}");
+        if let Some(values) = schema["enum"].as_array() {
+            assert!(values.contains(value), "{at}: {value} not in {values:?}");
+        }
+        if let Some(items) = value.as_array() {
+            for (i, v) in items.iter().enumerate() {
+                check(v, &schema["items"], schemas, &format!("{at}[{i}]"));
+            }
+        }
+        if let (Some(obj), Some(props)) = (value.as_object(), schema["properties"].as_object()) {
+            let have: Vec<&String> = obj.keys().collect();
+            let want: Vec<&String> = props.keys().collect();
+            assert_eq!(have, want, "{at}: fields differ from the schema");
+            for (k, v) in obj {
+                check(v, &props[k], schemas, &format!("{at}.{k}"));
+            }
+        }
+    }
+
+    fn samples() -> Vec<(Shape, Value)> {
+        let now = Utc::now();
+        let account = AccountRecord {
+            sid: AccountSid::generate(),
+            owner_account_sid: AccountSid::generate(),
+            friendly_name: "A".into(),
+            auth_token: "t".into(),
+            secondary_auth_token: Some("s".into()),
+            secondary_auth_token_created: Some(now),
+            status: "active".into(),
+            date_created: now,
+            date_updated: now,
+        };
+        let key = ApiKeyRecord { sid: ApiKeySid::generate(), account_sid: account.sid, friendly_name: "k".into(), date_created: now, date_updated: now };
+        let app = ApplicationRecord {
+            sid: ApplicationSid::generate(),
+            account_sid: account.sid,
+            friendly_name: String::new(),
+            voice_url: Some("https://a.example/v".into()),
+            voice_method: "POST".into(),
+            voice_fallback_url: None,
+            voice_fallback_method: "GET".into(),
+            status_callback: None,
+            status_callback_method: "POST".into(),
+            voice_caller_id_lookup: false,
+            sms_url: None,
+            sms_method: "POST".into(),
+            sms_fallback_url: None,
+            sms_fallback_method: "POST".into(),
+            sms_status_callback: None,
+            message_status_callback: None,
+            public_application_connect_enabled: true,
+            date_created: now,
+            date_updated: now,
+        };
+        let number = PhoneNumberRecord {
+            sid: PhoneNumberSid::generate(),
+            account_sid: account.sid,
+            friendly_name: "n".into(),
+            phone_number: "+14155550100".into(),
+            voice_url: None,
+            voice_method: "POST".into(),
+            voice_fallback_url: None,
+            voice_fallback_method: "POST".into(),
+            status_callback: Some("https://a.example/s".into()),
+            status_callback_method: "POST".into(),
+            date_created: now,
+            date_updated: now,
+        };
+        let mut call = CallRecord {
+            sid: CallSid::generate(),
+            account_sid: account.sid,
+            parent_call_sid: None,
+            phone_number_sid: None,
+            from: "+1555".into(),
+            to: "sip:a@b".into(),
+            status: CallStatus::Queued,
+            direction: CallDirection::OutboundApi,
+            start_time: None,
+            end_time: None,
+            duration: None,
+            answered_by: None,
+            date_created: now,
+            date_updated: now,
+        };
+        let recording = RecordingRecord {
+            sid: RecordingSid::generate(),
+            account_sid: account.sid,
+            call_sid: call.sid,
+            duration: 3,
+            channels: 1,
+            status: "completed".into(),
+            source: "RecordVerb".into(),
+            start_time: now,
+            date_created: now,
+            date_updated: now,
+            file_name: "x.wav".into(),
+        };
+        let notification = NotificationRecord {
+            sid: NotificationSid::generate(),
+            account_sid: account.sid,
+            call_sid: Some(call.sid),
+            error_code: 12100,
+            log: 0,
+            message_text: "m".into(),
+            message_date: now,
+            request_url: Some("https://a.example/v".into()),
+            request_method: None,
+            response_body: None,
+            date_created: now,
+            date_updated: now,
+        };
+        let mut out = vec![
+            (Shape::Account, render::account(&account, true)),
+            (Shape::Account, render::account(&account, false)),
+            (Shape::Key, render::api_key(&key)),
+            (Shape::NewKey, render::new_api_key(&key, "secret")),
+            (Shape::Application, render::application(&app)),
+            (Shape::Number, render::number(&number, None)),
+            (Shape::Number, render::number(&number, Some(&app.sid))),
+            (Shape::Call, render::call(&call)),
+            (Shape::Recording, render::recording(&recording, "https://voice.example")),
+            (Shape::Notification, render::notification(&notification)),
+            (Shape::SecondaryAuthToken, render::secondary_auth_token(&account, "https://voice.example")),
+            (Shape::PromotedAuthToken, render::promoted_auth_token(&account, now, "https://voice.example")),
+        ];
+        call.parent_call_sid = Some(CallSid::generate());
+        call.phone_number_sid = Some(number.sid);
+        call.status = CallStatus::Completed;
+        call.start_time = Some(now);
+        call.end_time = Some(now);
+        call.duration = Some(12);
+        call.answered_by = Some("human".into());
+        out.push((Shape::Call, render::call(&call)));
+        out
+    }
+
+    #[test]
+    fn every_rendered_shape_matches_its_schema() {
+        let doc = document("https://voice.example");
+        let schemas = doc["components"]["schemas"].as_object().unwrap().clone();
+        let samples = samples();
+        for shape in SHAPES {
+            assert!(samples.iter().any(|(s, _)| *s == shape), "no sample of {shape:?}");
+        }
+        for (shape, value) in samples {
+            check(&value, &shape_schema(shape), &schemas, shape_name(shape));
+        }
+        let err = json!({ "code": 20404, "message": "m", "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404 });
+        check(&err, &schemas["Error"], &schemas, "Error");
+    }
+
+    #[test]
+    fn the_document_covers_every_operation_with_auth_and_errors() {
+        let doc = document("https://voice.example/");
+        assert_eq!(doc["servers"][0]["url"], "https://voice.example");
+        assert_eq!(doc["components"]["securitySchemes"]["basicAuth"]["scheme"], "basic");
+        for op in OPERATIONS.iter() {
+            let o = &doc["paths"][op.path][op.method.as_str().to_ascii_lowercase()];
+            assert_eq!(o["operationId"], op.id);
+            for status in ["401", "404"] {
+                assert_eq!(
+                    o["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/Error",
+                    "{} {status}",
+                    op.id
+                );
+            }
+            for p in o["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    assert!(p["schema"]["pattern"].as_str().is_some_and(|s| s.len() > 15), "{} {}", op.id, p["name"]);
+                }
+            }
+        }
+        let create = &doc["paths"]["/2010-04-01/Accounts/{AccountSid}/Calls.json"]["post"];
+        let form = &create["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"];
+        assert_eq!(form["required"], json!(["To", "From"]));
+        assert_eq!(form["properties"]["Timeout"]["type"], "integer");
+        assert_eq!(form["properties"]["StatusCallbackEvent"]["type"], "array");
+        assert!(create["responses"]["201"].is_object());
+        assert!(create["responses"]["413"].is_object());
+        let list = &doc["components"]["schemas"]["CallList"];
+        assert!(list["required"].as_array().unwrap().contains(&json!("next_page_uri")));
+    }
+}

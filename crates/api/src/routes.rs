@@ -1,0 +1,459 @@
+//! The route table: one [`Operation`] per method and path, which builds the router
+//! ([`operations_router`]), the OpenAPI document (`crate::openapi`) and the request guard
+//! ([`guard`]) that holds every request to what its operation accepts.
+//!
+//! The guard runs before the handler and answers, with Twilio's error body:
+//! - a form body over [`crate::BODY_LIMIT`]: 413, 20001;
+//! - a POST body that is not `application/x-www-form-urlencoded`: 415, 20001;
+//! - a name or value that does not decode to UTF-8: 400, 20001;
+//! - a parameter that is neither one this server reads nor one Twilio defines for the operation:
+//!   400, 20001 "Unknown parameter", naming it. Twilio's own parameters that this server does not
+//!   act on (`MachineDetection`, `SmsUrl` of a number...) are accepted and ignored, so SDK code
+//!   written for Twilio keeps working; a misspelt name is refused instead of silently dropped.
+//!
+//! Handlers still check the values themselves (types, ranges, formats): they know the codes.
+
+use std::sync::LazyLock;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::Router;
+
+use crate::{accounts, applications, calls, keys, numbers, recordings, ApiState, AppError, BODY_LIMIT};
+
+/// What a parameter holds; the document's type, and the format a handler checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ty {
+    Str,
+    Int,
+    Bool,
+    /// An absolute http(s) URL; the empty string clears a setting.
+    Url,
+    /// `GET` or `POST`.
+    HttpMethod,
+    /// E.164, e.g. `+14155550100`.
+    Phone,
+    /// E.164 or a `sip:` URI.
+    Destination,
+    /// A SID with this two-letter prefix.
+    Sid(&'static str),
+    OneOf(&'static [&'static str]),
+}
+
+/// A query or form parameter this server reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Param {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub required: bool,
+    /// May be given more than once (`StatusCallbackEvent`).
+    pub repeated: bool,
+    pub doc: &'static str,
+}
+
+const fn opt(name: &'static str, ty: Ty, doc: &'static str) -> Param {
+    Param { name, ty, required: false, repeated: false, doc }
+}
+
+const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Param {
+    Param { name, ty, required: true, repeated: false, doc }
+}
+
+/// The JSON a successful request returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// One resource, with this status (200 or 201).
+    One(u16, Shape),
+    /// A list envelope whose records are under this key.
+    Page(&'static str, Shape),
+    /// 204, no body.
+    Empty,
+    /// The recording's audio, `audio/x-wav`.
+    Audio,
+}
+
+/// The resource shapes of [`crate::render`]; `crate::openapi` holds their schemas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Account,
+    Key,
+    NewKey,
+    Application,
+    Number,
+    Call,
+    Recording,
+    Notification,
+    SecondaryAuthToken,
+    PromotedAuthToken,
+}
+
+/// One method on one path.
+pub(crate) struct Operation {
+    pub method: Method,
+    /// As Twilio writes it, e.g. `/2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json`: the
+    /// document's path; the router's is derived from it ([`route_path`]).
+    pub path: &'static str,
+    pub id: &'static str,
+    pub summary: &'static str,
+    /// In the query for GET, in the form body for POST.
+    pub params: &'static [Param],
+    /// Twilio's other parameters for this operation: accepted, not acted on.
+    pub ignored: &'static [&'static str],
+    pub reply: Reply,
+    /// Error statuses beyond the ones every operation has (401, 403, 404).
+    pub errors: &'static [u16],
+    pub handler: fn() -> MethodRouter<ApiState>,
+}
+
+const PAGING: [Param; 3] = [
+    opt("PageSize", Ty::Int, "Records per page, 1 to 1000 (default 50)."),
+    opt("Page", Ty::Int, "Page number, from 0."),
+    opt("PageToken", Ty::Str, "The cursor from a `next_page_uri`."),
+];
+const ACCOUNT_STATUS: Ty = Ty::OneOf(&["active", "suspended", "closed"]);
+const CALL_STATUS: Ty =
+    Ty::OneOf(&["queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"]);
+
+const FRIENDLY_NAME: [Param; 1] = [opt("FriendlyName", Ty::Str, "Up to 64 characters.")];
+const ACCOUNT_UPDATE: [Param; 2] = [
+    opt("FriendlyName", Ty::Str, "Up to 64 characters."),
+    opt("Status", ACCOUNT_STATUS, "By the parent, on a subaccount; closed is final."),
+];
+
+const NUMBER_SETTINGS: [Param; 8] = [
+    opt("FriendlyName", Ty::Str, "Up to 64 characters."),
+    opt("VoiceUrl", Ty::Url, "Fetched when the number is called."),
+    opt("VoiceMethod", Ty::HttpMethod, "Method for VoiceUrl (default POST)."),
+    opt("VoiceFallbackUrl", Ty::Url, "Fetched when VoiceUrl fails."),
+    opt("VoiceFallbackMethod", Ty::HttpMethod, "Method for VoiceFallbackUrl."),
+    opt("StatusCallback", Ty::Url, "Told when a call to the number ends."),
+    opt("StatusCallbackMethod", Ty::HttpMethod, "Method for StatusCallback."),
+    opt("VoiceApplicationSid", Ty::Sid("AP"), "Use this application's voice URLs instead; empty clears it."),
+];
+const NUMBER_IGNORED: &[&str] = &[
+    "AccountSid", "ApiVersion", "SmsApplicationSid", "SmsFallbackMethod", "SmsFallbackUrl", "SmsMethod", "SmsUrl",
+    "VoiceCallerIdLookup", "EmergencyStatus", "EmergencyAddressSid", "TrunkSid", "VoiceReceiveMode", "IdentitySid",
+    "AddressSid", "BundleSid", "AreaCode",
+];
+
+const APPLICATION_SETTINGS: [Param; 16] = [
+    opt("FriendlyName", Ty::Str, "Up to 64 characters."),
+    opt("ApiVersion", Ty::OneOf(&["2010-04-01"]), "Only 2010-04-01."),
+    opt("VoiceUrl", Ty::Url, "Fetched when a call uses the application."),
+    opt("VoiceMethod", Ty::HttpMethod, "Method for VoiceUrl (default POST)."),
+    opt("VoiceFallbackUrl", Ty::Url, "Fetched when VoiceUrl fails."),
+    opt("VoiceFallbackMethod", Ty::HttpMethod, "Method for VoiceFallbackUrl."),
+    opt("StatusCallback", Ty::Url, "Told when a call of the application ends."),
+    opt("StatusCallbackMethod", Ty::HttpMethod, "Method for StatusCallback."),
+    opt("VoiceCallerIdLookup", Ty::Bool, "Stored; caller names are not looked up."),
+    opt("SmsUrl", Ty::Url, "Stored; this server does not do messaging."),
+    opt("SmsMethod", Ty::HttpMethod, "Stored."),
+    opt("SmsFallbackUrl", Ty::Url, "Stored."),
+    opt("SmsFallbackMethod", Ty::HttpMethod, "Stored."),
+    opt("SmsStatusCallback", Ty::Url, "Stored."),
+    opt("MessageStatusCallback", Ty::Url, "Stored."),
+    opt("PublicApplicationConnectEnabled", Ty::Bool, "Stored."),
+];
+
+const CALL_CREATE: [Param; 15] = [
+    req("To", Ty::Destination, "E.164 number (through a trunk) or a `sip:` URI."),
+    req("From", Ty::Destination, "Caller ID: E.164 number or `sip:` URI."),
+    opt("Url", Ty::Url, "Where the call's TwiML comes from. One of Url, Twiml, ApplicationSid is required."),
+    opt("Method", Ty::HttpMethod, "Method for Url (default POST)."),
+    opt("Twiml", Ty::Str, "Inline TwiML, up to 4000 characters; wins over Url and ApplicationSid."),
+    opt("ApplicationSid", Ty::Sid("AP"), "Run this application's voice URLs (and its status callback when none is given)."),
+    opt("FallbackUrl", Ty::Url, "Fetched when Url fails."),
+    opt("FallbackMethod", Ty::HttpMethod, "Method for FallbackUrl."),
+    opt("StatusCallback", Ty::Url, "Told about the call's progress."),
+    opt("StatusCallbackMethod", Ty::HttpMethod, "Method for StatusCallback."),
+    Param {
+        name: "StatusCallbackEvent",
+        ty: Ty::OneOf(&["initiated", "ringing", "answered", "completed"]),
+        required: false,
+        repeated: true,
+        doc: "Events for StatusCallback (default completed); repeat it or separate with spaces.",
+    },
+    opt("Timeout", Ty::Int, "Seconds to ring, 1 to 600 (default 60; larger is clamped)."),
+    opt("TimeLimit", Ty::Int, "Longest call in seconds once answered (default 14400)."),
+    opt("SendDigits", Ty::Str, "Keys to press on answer: 0-9, A-D, *, #, w (0.5 s), W (1 s); up to 32."),
+    opt("Record", Ty::Bool, "Record the whole call."),
+];
+const CALL_CREATE_IGNORED: &[&str] = &[
+    "RecordingChannels", "RecordingStatusCallback", "RecordingStatusCallbackMethod", "RecordingConfigurationId",
+    "SipAuthUsername", "SipAuthPassword", "MachineDetection", "MachineDetectionTimeout",
+    "RecordingStatusCallbackEvent", "Trim", "CallerId", "MachineDetectionSpeechThreshold",
+    "MachineDetectionSpeechEndThreshold", "MachineDetectionSilenceTimeout", "AsyncAmd", "AsyncAmdStatusCallback",
+    "AsyncAmdStatusCallbackMethod", "Passports", "Byoc", "CallReason", "CallToken", "RecordingTrack",
+    "ClientNotificationUrl",
+];
+const CALL_UPDATE: [Param; 4] = [
+    opt("Url", Ty::Url, "Redirect the live call to this TwiML."),
+    opt("Method", Ty::HttpMethod, "Method for Url."),
+    opt("Twiml", Ty::Str, "Replace what the live call runs with this TwiML."),
+    opt("Status", Ty::OneOf(&["completed", "canceled"]), "End the call."),
+];
+
+fn page_params<const N: usize>(extra: [Param; N]) -> &'static [Param] {
+    let mut all = extra.to_vec();
+    all.extend_from_slice(&PAGING);
+    all.leak()
+}
+
+/// Every operation of the API, in the document's order.
+pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
+    let op = |method: Method, path, id, summary, params, ignored, reply, errors, handler| Operation {
+        method,
+        path,
+        id,
+        summary,
+        params,
+        ignored,
+        reply,
+        errors,
+        handler,
+    };
+    const A: &str = "/2010-04-01/Accounts/{AccountSid}";
+    const BAD: &[u16] = &[400];
+    const FORM: &[u16] = &[400, 413, 415];
+    vec![
+        op(Method::GET, "/2010-04-01/Accounts.json", "ListAccount", "The account and its subaccounts",
+            page_params([opt("FriendlyName", Ty::Str, "Only accounts with this name."), opt("Status", ACCOUNT_STATUS, "Only accounts with this status.")]),
+            &[], Reply::Page("accounts", Shape::Account), BAD, || get(accounts::list)),
+        op(Method::POST, "/2010-04-01/Accounts.json", "CreateAccount", "Create a subaccount",
+            &FRIENDLY_NAME, &[], Reply::One(201, Shape::Account), FORM,
+            || post(accounts::create)),
+        op(Method::GET, "/2010-04-01/Accounts/{Sid}.json", "FetchAccount", "An account", &[], &[],
+            Reply::One(200, Shape::Account), &[], || get(accounts::fetch)),
+        op(Method::POST, "/2010-04-01/Accounts/{Sid}.json", "UpdateAccount", "Rename an account or change a subaccount's status",
+            &ACCOUNT_UPDATE,
+            &[], Reply::One(200, Shape::Account), FORM, || post(accounts::update)),
+        op(Method::POST, "/v1/AuthTokens/Secondary", "CreateSecondaryAuthToken", "A new secondary auth token", &[], &[],
+            Reply::One(201, Shape::SecondaryAuthToken), FORM, || post(accounts::create_secondary)),
+        op(Method::DELETE, "/v1/AuthTokens/Secondary", "DeleteSecondaryAuthToken", "Remove the secondary auth token", &[], &[],
+            Reply::Empty, &[], || delete(accounts::delete_secondary)),
+        op(Method::POST, "/v1/AuthTokens/Promote", "UpdateAuthTokenPromotion", "Make the secondary auth token the primary", &[], &[],
+            Reply::One(200, Shape::PromotedAuthToken), FORM, || post(accounts::promote)),
+        op(Method::GET, concat_path(A, "/Keys.json"), "ListKey", "API keys", page_params([]), &[],
+            Reply::Page("keys", Shape::Key), BAD, || get(keys::list)),
+        op(Method::POST, concat_path(A, "/Keys.json"), "CreateNewKey", "Create an API key (its secret is shown once)",
+            &FRIENDLY_NAME, &[], Reply::One(201, Shape::NewKey), FORM, || post(keys::create)),
+        op(Method::GET, concat_path(A, "/Keys/{Sid}.json"), "FetchKey", "An API key", &[], &[], Reply::One(200, Shape::Key), &[],
+            || get(keys::fetch)),
+        op(Method::POST, concat_path(A, "/Keys/{Sid}.json"), "UpdateKey", "Rename an API key",
+            &FRIENDLY_NAME, &[], Reply::One(200, Shape::Key), FORM, || post(keys::update)),
+        op(Method::DELETE, concat_path(A, "/Keys/{Sid}.json"), "DeleteKey", "Delete an API key", &[], &[], Reply::Empty, &[],
+            || delete(keys::delete)),
+        op(Method::GET, concat_path(A, "/Applications.json"), "ListApplication", "Applications",
+            page_params([opt("FriendlyName", Ty::Str, "Only applications with this name.")]), &[],
+            Reply::Page("applications", Shape::Application), BAD, || get(applications::list)),
+        op(Method::POST, concat_path(A, "/Applications.json"), "CreateApplication", "Create an application",
+            &APPLICATION_SETTINGS, &[], Reply::One(201, Shape::Application), FORM, || post(applications::create)),
+        op(Method::GET, concat_path(A, "/Applications/{Sid}.json"), "FetchApplication", "An application", &[], &[],
+            Reply::One(200, Shape::Application), &[], || get(applications::fetch)),
+        op(Method::POST, concat_path(A, "/Applications/{Sid}.json"), "UpdateApplication", "Change an application",
+            &APPLICATION_SETTINGS, &[], Reply::One(200, Shape::Application), FORM, || post(applications::update)),
+        op(Method::DELETE, concat_path(A, "/Applications/{Sid}.json"), "DeleteApplication", "Delete an application", &[], &[],
+            Reply::Empty, &[], || delete(applications::delete)),
+        op(Method::GET, concat_path(A, "/IncomingPhoneNumbers.json"), "ListIncomingPhoneNumber", "Phone numbers",
+            page_params([opt("PhoneNumber", Ty::Str, "Only this number."), opt("FriendlyName", Ty::Str, "Only numbers with this name.")]),
+            &["Beta", "Origin"], Reply::Page("incoming_phone_numbers", Shape::Number), BAD, || get(numbers::list)),
+        op(Method::POST, concat_path(A, "/IncomingPhoneNumbers.json"), "CreateIncomingPhoneNumber", "Add a phone number",
+            {
+                let mut all = vec![req("PhoneNumber", Ty::Phone, "The number, E.164.")];
+                all.extend_from_slice(&NUMBER_SETTINGS);
+                all.leak()
+            },
+            NUMBER_IGNORED, Reply::One(201, Shape::Number), FORM, || post(numbers::create)),
+        op(Method::GET, concat_path(A, "/IncomingPhoneNumbers/{Sid}.json"), "FetchIncomingPhoneNumber", "A phone number", &[], &[],
+            Reply::One(200, Shape::Number), &[], || get(numbers::fetch)),
+        op(Method::POST, concat_path(A, "/IncomingPhoneNumbers/{Sid}.json"), "UpdateIncomingPhoneNumber", "Change a phone number",
+            &NUMBER_SETTINGS, NUMBER_IGNORED, Reply::One(200, Shape::Number), FORM, || post(numbers::update)),
+        op(Method::DELETE, concat_path(A, "/IncomingPhoneNumbers/{Sid}.json"), "DeleteIncomingPhoneNumber", "Release a phone number",
+            &[], &[], Reply::Empty, &[], || delete(numbers::delete)),
+        op(Method::GET, concat_path(A, "/Calls.json"), "ListCall", "Calls, newest first",
+            page_params([
+                opt("To", Ty::Str, "Only calls to this number or URI."),
+                opt("From", Ty::Str, "Only calls from this number or URI."),
+                opt("ParentCallSid", Ty::Sid("CA"), "Only legs of this call."),
+                opt("Status", CALL_STATUS, "Only calls with this status."),
+            ]),
+            &["StartTime", "StartTime<", "StartTime>", "EndTime", "EndTime<", "EndTime>"],
+            Reply::Page("calls", Shape::Call), BAD, || get(calls::list)),
+        op(Method::POST, concat_path(A, "/Calls.json"), "CreateCall", "Place an outbound call", &CALL_CREATE, CALL_CREATE_IGNORED,
+            Reply::One(201, Shape::Call), FORM, || post(calls::create)),
+        op(Method::GET, concat_path(A, "/Calls/{Sid}.json"), "FetchCall", "A call", &[], &[], Reply::One(200, Shape::Call), &[],
+            || get(calls::fetch)),
+        op(Method::POST, concat_path(A, "/Calls/{Sid}.json"), "UpdateCall", "Redirect or end a live call", &CALL_UPDATE,
+            &["FallbackUrl", "FallbackMethod", "StatusCallback", "StatusCallbackMethod", "TimeLimit"],
+            Reply::One(200, Shape::Call), FORM, || post(calls::update)),
+        op(Method::DELETE, concat_path(A, "/Calls/{Sid}.json"), "DeleteCall", "Delete a finished call's record", &[], &[],
+            Reply::Empty, BAD, || delete(calls::delete)),
+        op(Method::GET, concat_path(A, "/Calls/{CallSid}/Notifications.json"), "ListCallNotification", "A call's errors and warnings",
+            page_params([]), &["Log", "MessageDate", "MessageDate<", "MessageDate>"],
+            Reply::Page("notifications", Shape::Notification), BAD, || get(calls::call_notifications)),
+        op(Method::GET, concat_path(A, "/Calls/{CallSid}/Recordings.json"), "ListCallRecording", "A call's recordings",
+            page_params([]), &["DateCreated", "DateCreated<", "DateCreated>"],
+            Reply::Page("recordings", Shape::Recording), BAD, || get(recordings::list_for_call)),
+        op(Method::GET, concat_path(A, "/Notifications.json"), "ListNotification", "The account's errors and warnings",
+            page_params([]), &["Log", "MessageDate", "MessageDate<", "MessageDate>"],
+            Reply::Page("notifications", Shape::Notification), BAD, || get(calls::account_notifications)),
+        op(Method::GET, concat_path(A, "/Recordings.json"), "ListRecording", "Recordings",
+            page_params([opt("CallSid", Ty::Sid("CA"), "Only this call's recordings.")]),
+            &["DateCreated", "DateCreated<", "DateCreated>", "ConferenceSid", "IncludeSoftDeleted"],
+            Reply::Page("recordings", Shape::Recording), BAD, || get(recordings::list)),
+        op(Method::GET, concat_path(A, "/Recordings/{Sid}.json"), "FetchRecording", "A recording's metadata", &[], &[],
+            Reply::One(200, Shape::Recording), &[], || get(recordings::fetch)),
+        // The same route as the metadata: the handler tells them apart by the suffix (the bare
+        // SID serves the audio too, as Twilio).
+        op(Method::GET, concat_path(A, "/Recordings/{Sid}.wav"), "FetchRecordingMedia", "A recording's audio (WAV)", &[], &[],
+            Reply::Audio, &[], || get(recordings::fetch)),
+    ]
+});
+
+fn concat_path(base: &str, tail: &str) -> &'static str {
+    format!("{base}{tail}").leak()
+}
+
+/// The router's path for a document path: each segment holding a `{Name}` (and perhaps a
+/// suffix such as `.json`, which the router cannot split off) becomes one parameter named by
+/// its position, so that routes sharing a prefix agree on the names.
+pub(crate) fn route_path(path: &str) -> String {
+    path.split('/')
+        .enumerate()
+        .map(|(i, segment)| if segment.contains('{') { format!("{{p{i}}}") } else { segment.to_owned() })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every operation on its route, each behind the [`guard`] of its parameters.
+pub(crate) fn operations_router() -> Router<ApiState> {
+    let mut router = Router::new();
+    let mut seen: Vec<(String, Method)> = Vec::new();
+    for op in OPERATIONS.iter() {
+        let route = route_path(op.path);
+        if seen.iter().any(|(r, m)| *r == route && *m == op.method) {
+            // A second document path served by the same route and handler (recording media).
+            continue;
+        }
+        seen.push((route.clone(), op.method.clone()));
+        let handler = (op.handler)().route_layer(middleware::from_fn_with_state(op, guard));
+        router = router.route(&route, handler);
+    }
+    router
+}
+
+/// Checks a request against its operation before the handler runs (see the module comment).
+async fn guard(State(op): State<&'static Operation>, req: Request, next: Next) -> Response {
+    match check(op, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn check(op: &'static Operation, req: Request) -> Result<Request, AppError> {
+    let query = req.uri().query().map(|q| q.as_bytes().to_vec());
+    if op.method != Method::POST {
+        if let Some(q) = query {
+            check_names(op, &decode_form(&q)?)?;
+        }
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
+        // `to_bytes` reports the limit through a boxed error; anything else is a broken upload.
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit")
+        {
+            AppError::PayloadTooLarge
+        } else {
+            AppError::bad(20001, "Could not read the request body")
+        }
+    })?;
+    if !bytes.is_empty() {
+        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(AppError::UnsupportedMediaType(content_type.chars().take(100).collect()));
+        }
+        check_names(op, &decode_form(&bytes)?)?;
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn check_names(op: &Operation, pairs: &[(String, String)]) -> Result<(), AppError> {
+    for (name, _) in pairs {
+        let known = op.params.iter().any(|p| p.name == name) || op.ignored.contains(&name.as_str());
+        if !known {
+            let shown: String = name.chars().take(64).collect();
+            return Err(AppError::bad(20001, format!("Unknown parameter {shown:?} for {} {}", op.method, op.path)));
+        }
+    }
+    Ok(())
+}
+
+/// `application/x-www-form-urlencoded` pairs, refusing names and values that are not UTF-8 once
+/// decoded (the lenient decoder would turn them into U+FFFD silently).
+pub(crate) fn decode_form(raw: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+    let decode = |part: &[u8]| -> Result<String, ()> {
+        let plus_as_space: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+        percent_encoding::percent_decode(&plus_as_space).decode_utf8().map(|s| s.into_owned()).map_err(|_| ())
+    };
+    let mut out = Vec::new();
+    for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        };
+        let name = decode(name).map_err(|_| AppError::bad(20001, "A parameter name is not valid UTF-8"))?;
+        let value = decode(value).map_err(|_| {
+            let shown: String = name.chars().take(64).collect();
+            AppError::bad(20001, format!("The value of {shown} is not valid UTF-8"))
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_paths_name_parameters_by_position() {
+        assert_eq!(
+            route_path("/2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json"),
+            "/2010-04-01/Accounts/{p3}/Calls/{p5}"
+        );
+        assert_eq!(route_path("/2010-04-01/Accounts/{Sid}.json"), "/2010-04-01/Accounts/{p3}");
+        assert_eq!(route_path("/v1/AuthTokens/Promote"), "/v1/AuthTokens/Promote");
+    }
+
+    #[test]
+    fn every_operation_is_unique_and_documents_its_own_names() {
+        let ops = &*OPERATIONS;
+        for (i, a) in ops.iter().enumerate() {
+            assert!(ops[i + 1..].iter().all(|b| (a.method.clone(), a.path) != (b.method.clone(), b.path)), "{}", a.id);
+            assert!(ops[i + 1..].iter().all(|b| a.id != b.id), "{}", a.id);
+            for p in a.params {
+                assert!(!a.ignored.contains(&p.name), "{} lists {} twice", a.id, p.name);
+            }
+        }
+    }
+
+    #[test]
+    fn forms_decode_strictly() {
+        assert_eq!(
+            decode_form(b"To=%2B1555&Body=a+b&&Empty=&Flag").unwrap(),
+            [("To", "+1555"), ("Body", "a b"), ("Empty", ""), ("Flag", "")]
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        assert!(decode_form(b"FriendlyName=%FF%FE").is_err());
+        assert!(decode_form(b"%C3=x").is_err());
+        assert!(decode_form(b"FriendlyName=\xff").is_err());
+        assert_eq!(decode_form("FriendlyName=caf%C3%A9".as_bytes()).unwrap()[0].1, "café");
+    }
+}
