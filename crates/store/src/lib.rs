@@ -35,6 +35,7 @@ mod keys;
 mod numbers;
 mod page;
 mod recordings;
+pub mod sip;
 pub mod testing;
 
 use std::path::Path;
