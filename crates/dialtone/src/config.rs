@@ -27,10 +27,16 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     pub media_workers: Option<usize>,
     /// The outbound gateway for the simple case: `sip:host[:port][;transport=tcp]`
-    /// (`DIALTONE_TRUNK`); tried after the `trunks` list.
+    /// (`DIALTONE_TRUNK`; several, comma-separated, are failover gateways); tried after the
+    /// `trunks` list.
     pub trunk: Option<String>,
+    /// Digest credentials of the simple-case trunk (`DIALTONE_TRUNK_USERNAME`, `..._PASSWORD`).
+    pub trunk_username: Option<String>,
+    pub trunk_password: Option<String>,
     /// Outbound gateways, tried in order: the first whose prefixes match the number.
     pub trunks: Option<Vec<RawTrunk>>,
+    /// Limits against toll fraud.
+    pub fraud: Option<RawFraud>,
 }
 
 /// One `[[trunks]]` table.
@@ -38,9 +44,49 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawTrunk {
     pub name: Option<String>,
-    pub uri: String,
+    /// The first gateway, `sip:host[:port][;transport=tcp]`.
+    pub uri: Option<String>,
+    /// Gateways tried after `uri`, in order (failover on 5xx, 408 or silence).
+    pub gateways: Option<Vec<String>>,
     /// Number prefixes this trunk takes (e.g. `"+1"`); none means every number.
     pub prefixes: Option<Vec<String>>,
+    /// Digest credentials for the carrier's 401/407.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Answer only challenges of this realm.
+    pub realm: Option<String>,
+    /// REGISTER to the carrier (needs username and password).
+    pub register: Option<bool>,
+    pub register_expires: Option<u32>,
+    pub register_retry_secs: Option<u64>,
+    /// New calls per second through this trunk; more wait their turn.
+    pub calls_per_second: Option<f64>,
+    /// Seconds a gateway has to send a first response before the next one is tried.
+    pub failover_timeout_secs: Option<f64>,
+    /// Addresses or networks inbound INVITEs are accepted from. When no trunk sets it, INVITEs
+    /// are accepted from anywhere; once one does, only from these, the trunks' gateways and
+    /// registered users.
+    pub inbound_acl: Option<Vec<String>>,
+}
+
+/// The `[fraud]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFraud {
+    /// API-created calls per second per account (default 10); more wait in `queued`.
+    pub calls_per_second: Option<f64>,
+    /// Destination number prefixes every account may call; absent allows all.
+    pub allowed_prefixes: Option<Vec<String>>,
+    pub accounts: Option<Vec<RawAccountLimits>>,
+}
+
+/// One `[[fraud.accounts]]` table: overrides for one account.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccountLimits {
+    pub account_sid: String,
+    pub calls_per_second: Option<f64>,
+    pub allowed_prefixes: Option<Vec<String>>,
 }
 
 impl RawConfig {
@@ -69,6 +115,16 @@ impl RawConfig {
         pick(&mut self.log, "DIALTONE_LOG");
         pick(&mut self.log_format, "DIALTONE_LOG_FORMAT");
         pick(&mut self.trunk, "DIALTONE_TRUNK");
+        pick(&mut self.trunk_username, "DIALTONE_TRUNK_USERNAME");
+        pick(&mut self.trunk_password, "DIALTONE_TRUNK_PASSWORD");
+        if let Some(v) = var("DIALTONE_CALLS_PER_SECOND").filter(|v| !v.is_empty()) {
+            // A bad number is reported by `validate`, not dropped here.
+            self.fraud.get_or_insert_with(RawFraud::default).calls_per_second = Some(v.parse().unwrap_or(f64::NAN));
+        }
+        if let Some(v) = var("DIALTONE_ALLOWED_PREFIXES").filter(|v| !v.is_empty()) {
+            let prefixes = v.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+            self.fraud.get_or_insert_with(RawFraud::default).allowed_prefixes = Some(prefixes);
+        }
         if let Some(n) = var("DIALTONE_MEDIA_WORKERS").and_then(|v| v.parse().ok()) {
             self.media_workers = Some(n);
         }
@@ -92,6 +148,7 @@ pub struct Config {
     pub auth_token: Option<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
+    pub fraud: node::fraud::Policy,
 }
 
 impl RawConfig {
@@ -139,14 +196,23 @@ impl RawConfig {
             .max(1);
         let mut trunks = Vec::new();
         for (i, t) in self.trunks.unwrap_or_default().into_iter().enumerate() {
-            let name = t.name.unwrap_or_else(|| format!("trunk{}", i + 1));
-            let trunk = node::outbound::Trunk::from_uri(&name, &t.uri, t.prefixes.unwrap_or_default())
-                .with_context(|| format!("trunks: {name}"))?;
-            trunks.push(trunk);
+            let name = t.name.clone().unwrap_or_else(|| format!("trunk{}", i + 1));
+            trunks.push(build_trunk(&name, t).with_context(|| format!("trunks: {name}"))?);
         }
         if let Some(uri) = &self.trunk {
-            trunks.push(node::outbound::Trunk::from_uri("default", uri, Vec::new()).context("DIALTONE_TRUNK")?);
+            let mut gateways = uri.split(',').map(|g| g.trim().to_owned()).filter(|g| !g.is_empty());
+            let raw = RawTrunk {
+                uri: gateways.next(),
+                gateways: Some(gateways.collect()),
+                username: self.trunk_username.clone(),
+                password: self.trunk_password.clone(),
+                ..RawTrunk::default()
+            };
+            trunks.push(build_trunk("default", raw).context("DIALTONE_TRUNK")?);
         }
+        let fraud = build_fraud(self.fraud.unwrap_or_default()).context("fraud")?;
+        // The fraud policy is process-wide: installed here, once, at start.
+        node::fraud::configure(fraud.clone());
         let rtp_bind_ip = if sip_addr.ip().is_loopback() { sip_addr.ip() } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
         Ok(Config {
             node: node::NodeConfig {
@@ -167,8 +233,64 @@ impl RawConfig {
             auth_token: self.auth_token,
             log_filter: self.log.unwrap_or_else(|| "info".into()),
             log_format,
+            fraud,
         })
     }
+}
+
+fn build_trunk(name: &str, t: RawTrunk) -> Result<node::trunk::Trunk> {
+    let first = t.uri.as_deref().context("uri: a trunk needs at least one gateway")?;
+    let mut trunk = node::trunk::Trunk::from_uri(name, first, t.prefixes.unwrap_or_default())?;
+    for g in t.gateways.unwrap_or_default() {
+        trunk = trunk.with_gateway(&g)?;
+    }
+    match (&t.username, &t.password) {
+        (Some(u), Some(p)) => trunk = trunk.with_credentials(u, p, t.realm.as_deref()),
+        (None, None) => {}
+        _ => bail!("username and password go together"),
+    }
+    if t.register.unwrap_or(false) {
+        let retry = t.register_retry_secs.map_or(node::trunk::DEFAULT_REGISTER_RETRY, std::time::Duration::from_secs);
+        trunk = trunk.with_register(t.register_expires.unwrap_or(node::trunk::DEFAULT_REGISTER_EXPIRES), retry)?;
+    }
+    if let Some(rate) = t.calls_per_second {
+        trunk = trunk.with_calls_per_second(rate)?;
+    }
+    if let Some(secs) = t.failover_timeout_secs {
+        if !(secs > 0.0 && secs.is_finite()) {
+            bail!("failover_timeout_secs must be above 0, got {secs}");
+        }
+        trunk = trunk.with_gateway_timeout(std::time::Duration::from_secs_f64(secs));
+    }
+    if let Some(acl) = &t.inbound_acl {
+        trunk = trunk.with_inbound_acl(acl)?;
+    }
+    Ok(trunk)
+}
+
+fn build_fraud(raw: RawFraud) -> Result<node::fraud::Policy> {
+    let rate = |r: f64| -> Result<f64> {
+        if r > 0.0 && r.is_finite() {
+            Ok(r)
+        } else {
+            bail!("calls_per_second must be a number above 0, got {r}")
+        }
+    };
+    let mut policy = node::fraud::Policy {
+        calls_per_second: rate(raw.calls_per_second.unwrap_or(node::fraud::DEFAULT_CALLS_PER_SECOND))?,
+        allowed_prefixes: raw.allowed_prefixes,
+        ..node::fraud::Policy::default()
+    };
+    for a in raw.accounts.unwrap_or_default() {
+        let sid: model::AccountSid =
+            a.account_sid.parse().with_context(|| format!("accounts: {:?} is not an account SID", a.account_sid))?;
+        let limits = node::fraud::AccountLimits {
+            calls_per_second: a.calls_per_second.map(rate).transpose()?,
+            allowed_prefixes: a.allowed_prefixes,
+        };
+        policy.accounts.insert(sid, limits);
+    }
+    Ok(policy)
 }
 
 fn parse_addr(raw: Option<&str>, default: &str, what: &str) -> Result<SocketAddr> {
@@ -249,10 +371,90 @@ mod tests {
         let trunks = &c.node.trunks;
         assert_eq!(trunks.len(), 2);
         assert_eq!((trunks[0].name.as_str(), trunks[0].prefixes.as_slice()), ("us", ["+1".to_owned()].as_slice()));
-        assert_eq!(trunks[1].address.to_string(), "127.0.0.1:5091");
+        assert_eq!(trunks[1].address().unwrap().to_string(), "127.0.0.1:5091");
         assert!(trunks[1].prefixes.is_empty());
         let err = RawConfig { trunk: Some("127.0.0.1:5060".into()), ..Default::default() }.validate().unwrap_err();
         assert!(format!("{err:#}").contains("DIALTONE_TRUNK"), "{err:#}");
+    }
+
+    #[test]
+    fn a_full_trunk_table() {
+        let raw: RawConfig = toml::from_str(
+            r#"
+            [[trunks]]
+            name = "carrier"
+            uri = "sip:127.0.0.1:5090"
+            gateways = ["sip:127.0.0.1:5092", "sip:127.0.0.1:5094;transport=tcp"]
+            username = "acme"
+            password = "s3cret"
+            realm = "carrier.example"
+            register = true
+            register_expires = 600
+            calls_per_second = 5
+            failover_timeout_secs = 1.5
+            inbound_acl = ["192.0.2.0/24", "198.51.100.7"]
+            "#,
+        )
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let t = &c.node.trunks[0];
+        assert_eq!(t.gateways.len(), 3);
+        assert_eq!(format!("{:?}", t.gateways[2].transport), "Tcp");
+        let creds = t.credentials.as_ref().unwrap();
+        assert_eq!((creds.username.as_str(), creds.password.as_str(), creds.realm.as_deref()), ("acme", "s3cret", Some("carrier.example")));
+        assert_eq!(t.register.as_ref().map(|r| r.expires), Some(600));
+        assert_eq!(t.calls_per_second, Some(5.0));
+        assert_eq!(t.gateway_timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(t.inbound_acl.as_ref().map(Vec::len), Some(2));
+
+        let bad = |text: &str| toml::from_str::<RawConfig>(text).unwrap().validate().map(|_| ()).unwrap_err();
+        let err = bad("[[trunks]]\nuri = \"sip:127.0.0.1:5090\"\nregister = true\n");
+        assert!(format!("{err:#}").contains("credentials"), "{err:#}");
+        let err = bad("[[trunks]]\nuri = \"sip:127.0.0.1:5090\"\nusername = \"u\"\n");
+        assert!(format!("{err:#}").contains("go together"), "{err:#}");
+        let err = bad("[[trunks]]\nuri = \"sip:127.0.0.1:5090\"\ninbound_acl = [\"10.0.0.0/40\"]\n");
+        assert!(format!("{err:#}").contains("10.0.0.0/40"), "{err:#}");
+        let err = bad("[[trunks]]\nname = \"x\"\n");
+        assert!(format!("{err:#}").contains("gateway"), "{err:#}");
+    }
+
+    #[test]
+    fn simple_trunk_with_failover_and_credentials_from_the_environment() {
+        let c = RawConfig::default()
+            .overlay_env(env(&[
+                ("DIALTONE_TRUNK", "sip:127.0.0.1:5091, sip:127.0.0.1:5093"),
+                ("DIALTONE_TRUNK_USERNAME", "u"),
+                ("DIALTONE_TRUNK_PASSWORD", "p"),
+            ]))
+            .validate()
+            .unwrap();
+        let t = &c.node.trunks[0];
+        assert_eq!(t.gateways.iter().map(|g| g.address.port()).collect::<Vec<_>>(), [5091, 5093]);
+        assert_eq!(t.credentials.as_ref().map(|c| c.username.as_str()), Some("u"));
+    }
+
+    #[test]
+    fn fraud_limits_from_the_file_and_the_environment() {
+        let account = model::AccountSid::generate();
+        let raw: RawConfig = toml::from_str(&format!(
+            "[fraud]\ncalls_per_second = 2\nallowed_prefixes = [\"+1\"]\n[[fraud.accounts]]\naccount_sid = \"{account}\"\nallowed_prefixes = [\"+44\"]\n"
+        ))
+        .unwrap();
+        let c = raw.validate().unwrap();
+        assert_eq!(c.fraud.calls_per_second, 2.0);
+        assert!(c.fraud.check_destination(&account, "+15550001111").is_err());
+        assert!(c.fraud.check_destination(&account, "+447700900000").is_ok());
+        assert!(c.fraud.check_destination(&model::AccountSid::generate(), "+15550001111").is_ok());
+
+        let c = RawConfig::default()
+            .overlay_env(env(&[("DIALTONE_CALLS_PER_SECOND", "1"), ("DIALTONE_ALLOWED_PREFIXES", "+33, +49")]))
+            .validate()
+            .unwrap();
+        assert_eq!(c.fraud.calls_per_second, 1.0);
+        assert_eq!(c.fraud.allowed_prefixes, Some(vec!["+33".to_owned(), "+49".to_owned()]));
+        let err = RawConfig::default().overlay_env(env(&[("DIALTONE_CALLS_PER_SECOND", "fast")])).validate().unwrap_err();
+        assert!(format!("{err:#}").contains("calls_per_second"), "{err:#}");
+        assert_eq!(RawConfig::default().validate().unwrap().fraud, node::fraud::Policy::default());
     }
 
     #[test]

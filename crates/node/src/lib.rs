@@ -17,13 +17,16 @@
 pub mod audio;
 pub mod call;
 pub mod calls_registry;
+pub mod fraud;
 pub mod http;
 pub mod media;
 pub mod outbound;
 pub mod records;
+pub mod registrar;
 pub mod routing;
 pub mod sip_task;
 pub mod transport;
+pub mod trunk;
 pub mod tts;
 pub mod webhook;
 mod wiring;

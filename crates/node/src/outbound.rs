@@ -1,13 +1,24 @@
-//! API-originated calls: where a destination goes (a trunk for phone numbers, the URI's host for
-//! `sip:` URIs), the UAC leg until the far end answers, then the shared call loop of `call.rs`.
+//! Outbound legs and API-originated calls.
 //!
-//! Until the answer the task owns the INVITE client transaction's view: 180/183 is `ringing`,
-//! a 2xx is ACKed and its SDP answer sets up the media stream, 486/600 is `busy`,
-//! 408/480/487 (and no final response) `no-answer`, any other final error `failed`. `Timeout`
-//! seconds without an answer, or an API cancel, send CANCEL. Set-up time is never billed: the
-//! call's `start_time` and `duration` count from the answer.
+//! [`originate`] places one UAC leg (for API-created calls and for `<Dial>` legs): it picks the
+//! route (the trunk whose prefix matches a phone number, the host of a `sip:` URI, or a contact
+//! given directly), checks the destination against the toll-fraud policy, waits for the trunk's
+//! calls-per-second slot, sends the INVITE, answers 401/407 with the trunk's credentials, fails
+//! over to the trunk's next gateway on 5xx, 408 or silence, and reports [`LegEvent`]s until the
+//! far end answers or the leg fails.
+//!
+//! Until the answer the leg task owns the INVITE client transaction's view: 180/183 is
+//! `Ringing`, a 2xx is ACKed and its SDP answer negotiated, 486/600 is `busy`, 408/480/487 (and
+//! no final response) `no-answer`, any other final error `failed`. The leg's `timeout` without
+//! an answer, or a cancel, sends CANCEL. Once answered, the [`Leg`] belongs to whoever holds it;
+//! the leg task forgets the SIP routes when that `Leg` is dropped.
+//!
+//! [`create`] is `POST Calls.json`: the call waits in `queued` for the account's
+//! calls-per-second slot, then rings through [`originate`], then runs the shared call loop of
+//! `call.rs`. Set-up time is never billed: the call's `start_time` and `duration` count from the
+//! answer.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,115 +29,115 @@ use model::records::CallRecord;
 use model::{AccountSid, CallDirection, CallSid, CallStatus};
 use rand::Rng;
 use sip::dialog::Dialog;
-use sip::sdp::SessionDescription;
+use sip::sdp::{Negotiated, SessionDescription};
 use sip::{Method, Request, Response, Transport};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::call::{apply_media, http_method, ActiveCall, ActiveCallParts, CallSignal, Leg, StatusCallbacks};
 use crate::calls_registry::{CallControl, Registration};
 use crate::sip_task::{SipCommand, ALLOW};
-use crate::Shared;
+use crate::trunk::SipUri;
+pub use crate::trunk::{Trunk, TrunkError};
+use crate::{fraud, Shared};
 
 /// How long to wait for the final response to a CANCELled INVITE before giving up on it.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-/// An outbound SIP gateway for calls to phone numbers.
+/// Where a leg goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trunk {
-    pub name: String,
-    /// `host[:port]` as it goes in Request-URIs.
-    pub host: String,
-    /// Where requests are sent, resolved at start-up.
-    pub address: SocketAddr,
-    pub transport: Transport,
-    /// Numbers starting with one of these go through this trunk; empty means every number.
-    pub prefixes: Vec<String>,
+pub enum LegTarget {
+    /// A phone number (through the first trunk whose prefix matches) or a `sip:` URI (to its
+    /// host, directly).
+    Address(String),
+    /// A known contact (a registered user's binding): the Request-URI and where to send it.
+    Direct { uri: String, destination: SocketAddr, transport: Transport },
 }
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TrunkError {
-    #[error("{0:?} is not a SIP URI like sip:host:port (transport udp or tcp)")]
-    BadUri(String),
-    #[error("cannot resolve {host}: {reason}")]
-    Resolve { host: String, reason: String },
-}
-
-impl Trunk {
-    /// A trunk from `sip:host[:port][;transport=tcp]`; the host is resolved now (start-up).
-    pub fn from_uri(name: &str, uri: &str, prefixes: Vec<String>) -> Result<Trunk, TrunkError> {
-        let t = SipUri::parse(uri).ok_or_else(|| TrunkError::BadUri(uri.to_owned()))?;
-        let address = (t.host.as_str(), t.port)
-            .to_socket_addrs()
-            .map_err(|e| TrunkError::Resolve { host: t.host.clone(), reason: e.to_string() })?
-            .next()
-            .ok_or_else(|| TrunkError::Resolve { host: t.host.clone(), reason: "no address".into() })?;
-        Ok(Trunk { name: name.to_owned(), host: t.hostport, address, transport: t.transport, prefixes })
+impl From<String> for LegTarget {
+    fn from(to: String) -> LegTarget {
+        LegTarget::Address(to)
     }
 }
 
-/// The parts of a `sip:` URI we route on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SipUri {
-    hostport: String,
-    host: String,
-    port: u16,
-    transport: Transport,
-}
-
-impl SipUri {
-    /// `sip:[user@]host[:port][;params]`. `sips:` is refused: there is no TLS transport.
-    fn parse(uri: &str) -> Option<SipUri> {
-        let rest = uri.get(..4).filter(|s| s.eq_ignore_ascii_case("sip:")).and(uri.get(4..))?;
-        let (main, params) = rest.split_once(';').unwrap_or((rest, ""));
-        let main = main.split('?').next()?;
-        let hostport = main.rsplit_once('@').map_or(main, |(_, h)| h);
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (host, after) = v6.split_once(']')?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().ok()?,
-                None if after.is_empty() => 5060,
-                None => return None,
-            };
-            (host.to_owned(), port)
-        } else {
-            match hostport.split_once(':') {
-                Some((h, p)) => (h.to_owned(), p.parse().ok()?),
-                None => (hostport.to_owned(), 5060),
-            }
-        };
-        if host.is_empty() || port == 0 {
-            return None;
-        }
-        let mut transport = Transport::Udp;
-        for param in params.split(';') {
-            if let Some((k, v)) = param.split_once('=') {
-                if k.eq_ignore_ascii_case("transport") {
-                    transport = match v.to_ascii_lowercase().as_str() {
-                        "udp" => Transport::Udp,
-                        "tcp" => Transport::Tcp,
-                        _ => return None,
-                    };
-                }
-            }
-        }
-        Some(SipUri { hostport: hostport.to_owned(), host, port, transport })
+impl From<&str> for LegTarget {
+    fn from(to: &str) -> LegTarget {
+        LegTarget::Address(to.to_owned())
     }
 }
 
-/// Where the INVITE goes.
+/// One leg to place.
 #[derive(Debug, Clone)]
-struct Target {
+pub struct LegRequest {
+    pub account_sid: AccountSid,
+    pub call_sid: CallSid,
+    pub to: LegTarget,
+    /// The caller ID: a number (From `sip:NUMBER@our-address`) or a `sip:` URI.
+    pub from: String,
+    /// How long to let it ring before CANCEL (`no-answer`).
+    pub timeout: Duration,
+    /// The RTP port our SDP offer names.
+    pub local_port: u16,
+}
+
+/// What happens to a leg, in order: maybe `Ringing`, then one `Answered` or `Failed`.
+pub(crate) enum LegEvent {
+    Ringing,
+    /// ACKed; the leg's dialog, signals and the negotiated media now belong to the receiver.
+    Answered { leg: Leg, negotiated: Negotiated },
+    /// `Busy`, `NoAnswer`, `Failed` or `Canceled`, with the final SIP status when there was one.
+    Failed { status: CallStatus, sip_status: Option<u16> },
+}
+
+/// A leg being placed. Dropping it cancels the leg unless it was answered.
+pub(crate) struct LegHandle {
+    pub events: mpsc::UnboundedReceiver<LegEvent>,
+    cancel: mpsc::UnboundedSender<()>,
+}
+
+impl LegHandle {
+    /// CANCELs the leg if it is not answered yet; it then ends with `Failed { Canceled }`.
+    pub fn cancel(&self) {
+        let _ = self.cancel.send(());
+    }
+}
+
+/// Places one leg in the background and returns its event stream at once.
+pub(crate) fn originate(shared: Arc<Shared>, leg: LegRequest) -> LegHandle {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let (cancel, cancel_rx) = mpsc::unbounded_channel();
+    let local_tag = format!("{:016x}", rand::thread_rng().gen::<u64>());
+    let task = LegTask { shared, req: leg, events: events_tx, cancel: cancel_rx, cancel_open: true, local_tag, ringing: false };
+    tokio::spawn(task.run());
+    LegHandle { events, cancel }
+}
+
+/// Where one INVITE goes.
+#[derive(Debug, Clone)]
+struct Attempt {
     request_uri: String,
     destination: SocketAddr,
     transport: Transport,
+}
+
+/// Every INVITE to try, in order, and the trunk they belong to.
+struct Route {
+    attempts: Vec<Attempt>,
+    trunk: Option<Trunk>,
 }
 
 fn rejected(code: u32, message: impl Into<String>) -> HookError {
     HookError::Rejected { code, message: message.into() }
 }
 
-async fn target(shared: &Shared, to: &str) -> Result<Target, HookError> {
+async fn route(shared: &Shared, to: &LegTarget) -> Result<Route, HookError> {
+    let to = match to {
+        LegTarget::Direct { uri, destination, transport } => {
+            let attempt = Attempt { request_uri: uri.clone(), destination: *destination, transport: *transport };
+            return Ok(Route { attempts: vec![attempt], trunk: None });
+        }
+        LegTarget::Address(to) => to,
+    };
     if to.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) {
         let uri = SipUri::parse(to).ok_or_else(|| rejected(21211, format!("Invalid 'To' SIP URI: {to}")))?;
         let destination = match uri.host.parse::<IpAddr>() {
@@ -137,7 +148,8 @@ async fn target(shared: &Shared, to: &str) -> Result<Target, HookError> {
                 .and_then(|mut a| a.next())
                 .ok_or_else(|| rejected(21211, format!("Cannot resolve the host of {to}")))?,
         };
-        return Ok(Target { request_uri: to.to_owned(), destination, transport: uri.transport });
+        let attempt = Attempt { request_uri: to.to_owned(), destination, transport: uri.transport };
+        return Ok(Route { attempts: vec![attempt], trunk: None });
     }
     if to.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:")) {
         return Err(rejected(21211, "sips: destinations are not supported (no TLS transport)"));
@@ -146,26 +158,333 @@ async fn target(shared: &Shared, to: &str) -> Result<Target, HookError> {
         .config
         .trunks
         .iter()
-        .find(|t| t.prefixes.is_empty() || t.prefixes.iter().any(|p| to.starts_with(p.as_str())))
+        .find(|t| t.takes(to) && !t.gateways.is_empty())
         .ok_or_else(|| rejected(21215, format!("No trunk is configured for {to} (set DIALTONE_TRUNK)")))?;
-    Ok(Target {
-        request_uri: format!("sip:{to}@{};user=phone", trunk.host),
-        destination: trunk.address,
-        transport: trunk.transport,
-    })
+    let attempts = trunk
+        .gateways
+        .iter()
+        .map(|g| Attempt {
+            request_uri: format!("sip:{to}@{};user=phone", g.host),
+            destination: g.address,
+            transport: g.transport,
+        })
+        .collect();
+    Ok(Route { attempts, trunk: Some(trunk.clone()) })
 }
 
 fn internal(e: impl std::fmt::Display) -> HookError {
     HookError::Internal(e.to_string())
 }
 
-/// `POST Calls.json`: stores the call `queued`, starts it in the background, returns the record.
+/// The task behind a [`LegHandle`].
+struct LegTask {
+    shared: Arc<Shared>,
+    req: LegRequest,
+    events: mpsc::UnboundedSender<LegEvent>,
+    cancel: mpsc::UnboundedReceiver<()>,
+    /// False once the handle is gone (a closed channel would wake `select!` forever).
+    cancel_open: bool,
+    local_tag: String,
+    /// Whether `Ringing` was reported.
+    ringing: bool,
+}
+
+/// How one gateway's INVITE ended.
+enum Tried {
+    /// Answered or finally refused: the events are sent.
+    Done,
+    /// Try the next gateway; the SIP status that made us move on, if any.
+    Next(Option<u16>),
+}
+
+impl LegTask {
+    async fn run(mut self) {
+        let route = match route(&self.shared, &self.req.to).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(call_sid = %self.req.call_sid, error = ?e, "no route for the leg");
+                return self.fail(CallStatus::Failed, None);
+            }
+        };
+        if let LegTarget::Address(to) = &self.req.to {
+            if let Err(e) = fraud::check_destination(&self.req.account_sid, to) {
+                tracing::warn!(call_sid = %self.req.call_sid, %e, "destination refused");
+                return self.fail(CallStatus::Failed, None);
+            }
+        }
+        if let Some(trunk) = &route.trunk {
+            let slot = Instant::from_std(trunk.reserve_slot(std::time::Instant::now()));
+            if slot > Instant::now() {
+                tracing::debug!(call_sid = %self.req.call_sid, trunk = %trunk.name, "waiting for the trunk's calls-per-second slot");
+                tokio::select! {
+                    () = tokio::time::sleep_until(slot) => {}
+                    _ = self.cancel.recv() => return self.fail(CallStatus::Canceled, None),
+                }
+            }
+        }
+        let deadline = Instant::now() + self.req.timeout;
+        let gateway_timeout = route.trunk.as_ref().map(|t| t.gateway_timeout);
+        let credentials = route.trunk.as_ref().and_then(|t| t.credentials.clone());
+        let mut last = None;
+        for (i, attempt) in route.attempts.iter().enumerate() {
+            // Only a gateway with a next one behind it is given up early.
+            let failover = gateway_timeout.filter(|_| i + 1 < route.attempts.len());
+            match self.try_gateway(attempt, deadline, failover, credentials.as_ref()).await {
+                Tried::Done => return,
+                Tried::Next(status) => {
+                    tracing::info!(call_sid = %self.req.call_sid, gateway = %attempt.destination, ?status, "gateway failed: trying the next");
+                    last = status;
+                }
+            }
+        }
+        let status = if last == Some(408) { CallStatus::NoAnswer } else { CallStatus::Failed };
+        self.fail(status, last)
+    }
+
+    fn fail(&self, status: CallStatus, sip_status: Option<u16>) {
+        let _ = self.events.send(LegEvent::Failed { status, sip_status });
+    }
+
+    fn caller_uri(&self) -> String {
+        let from = &self.req.from;
+        if from.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) {
+            from.clone()
+        } else {
+            format!("sip:{from}@{}", self.shared.config.advertise_ip_for_uri())
+        }
+    }
+
+    fn invite(&self, attempt: &Attempt, call_id: &str, cseq: u32) -> Request {
+        let config = &self.shared.config;
+        let session_id = rand::thread_rng().gen::<u32>() as u64;
+        let sdp = sip::sdp::offer(config.advertise_ip, self.req.local_port, session_id, 1);
+        let mut invite = Request::new(Method::Invite, &attempt.request_uri);
+        invite.headers.push("From", &format!("<{}>;tag={}", self.caller_uri(), self.local_tag));
+        invite.headers.push("To", &format!("<{}>", attempt.request_uri));
+        invite.headers.push("Call-ID", call_id);
+        invite.headers.push("CSeq", &format!("{cseq} INVITE"));
+        invite.headers.push("Contact", &config.contact_uri());
+        invite.headers.push("Allow", ALLOW);
+        invite.set_body("application/sdp", sdp.into_bytes());
+        invite
+    }
+
+    fn forget(&self, call_id: &str) {
+        let _ = self.shared.sip.send(SipCommand::OutboundEnded { call_id: call_id.to_owned() });
+    }
+
+    /// One gateway: INVITE (again with credentials after a challenge) until an answer, a final
+    /// refusal, or a reason to try the next gateway.
+    async fn try_gateway(
+        &mut self,
+        attempt: &Attempt,
+        deadline: Instant,
+        failover: Option<Duration>,
+        credentials: Option<&crate::trunk::Credentials>,
+    ) -> Tried {
+        let call_id = format!("{:032x}@dialtone", rand::thread_rng().gen::<u128>());
+        let mut cseq = 1;
+        let mut invite = self.invite(attempt, &call_id, cseq);
+        let (signal_tx, mut signals) = mpsc::unbounded_channel();
+        let (destination, transport) = (attempt.destination, attempt.transport);
+        let send = |invite: &Request| {
+            let _ = self.shared.sip.send(SipCommand::Request {
+                request: invite.clone(),
+                destination,
+                transport,
+                reply: Some(signal_tx.clone()),
+            });
+        };
+        send(&invite);
+        let silence_deadline = failover.map(|t| Instant::now() + t);
+        let mut heard = false;
+        let mut challenged = false;
+        // Set once we sent CANCEL: the status to end with, and how long we wait for the final response.
+        let mut cancelled: Option<(CallStatus, Instant)> = None;
+        loop {
+            let wake = match (cancelled, silence_deadline) {
+                (Some((_, t)), _) => t,
+                (None, Some(s)) if !heard => s.min(deadline),
+                (None, _) => deadline,
+            };
+            let cancel_open = self.cancel_open && cancelled.is_none();
+            tokio::select! {
+                signal = signals.recv() => match signal {
+                    None => {
+                        self.forget(&call_id);
+                        self.fail(CallStatus::Failed, None);
+                        return Tried::Done;
+                    }
+                    Some(CallSignal::Response { response }) => {
+                        let code = response.status();
+                        heard = true;
+                        if code < 200 {
+                            if matches!(code, 180 | 183) && !self.ringing && cancelled.is_none() {
+                                self.ringing = true;
+                                let _ = self.events.send(LegEvent::Ringing);
+                            }
+                            continue;
+                        }
+                        if code < 300 {
+                            if let Some((status, _)) = cancelled {
+                                // The answer crossed our CANCEL: take the call and end it at once.
+                                hang_up_answered(&self.shared, &invite, &response, destination, transport);
+                                self.forget(&call_id);
+                                self.fail(status, Some(code));
+                                return Tried::Done;
+                            }
+                            self.answered(&invite, response, destination, transport, signal_tx, signals, call_id).await;
+                            return Tried::Done;
+                        }
+                        if matches!(code, 401 | 407) && !challenged && cancelled.is_none() {
+                            if let Some(auth) = credentials.and_then(|c| crate::trunk::authorization(c, &response, &Method::Invite, &attempt.request_uri)) {
+                                challenged = true;
+                                cseq += 1;
+                                invite = self.invite(attempt, &call_id, cseq);
+                                invite.headers.push(auth.0, &auth.1);
+                                // The challenged transaction is over: drop its routes before the retry takes the Call-ID.
+                                self.forget(&call_id);
+                                send(&invite);
+                                continue;
+                            }
+                        }
+                        self.forget(&call_id);
+                        if let Some((status, _)) = cancelled {
+                            self.fail(status, Some(code));
+                            return Tried::Done;
+                        }
+                        if failover.is_some() && (code >= 500 && code < 600 || code == 408) {
+                            return Tried::Next(Some(code));
+                        }
+                        let status = match code {
+                            486 | 600 => CallStatus::Busy,
+                            408 | 480 | 487 => CallStatus::NoAnswer,
+                            _ => CallStatus::Failed,
+                        };
+                        tracing::info!(call_sid = %self.req.call_sid, code, status = %status, "leg not answered");
+                        self.fail(status, Some(code));
+                        return Tried::Done;
+                    }
+                    Some(CallSignal::RequestTimeout) => {
+                        self.forget(&call_id);
+                        if cancelled.is_none() && failover.is_some() {
+                            return Tried::Next(Some(408));
+                        }
+                        self.fail(cancelled.map_or(CallStatus::NoAnswer, |(s, _)| s), Some(408));
+                        return Tried::Done;
+                    }
+                    Some(CallSignal::Request { tx, request }) => {
+                        // Nothing is established before the 2xx.
+                        let response = Response::from_request(&request, 481, "Call/Transaction Does Not Exist");
+                        let _ = self.shared.sip.send(SipCommand::Respond { tx, response });
+                    }
+                    Some(_) => {}
+                },
+                cancel = self.cancel.recv(), if cancel_open => {
+                    if cancel.is_none() {
+                        // The handle is gone: nobody wants this leg any more.
+                        self.cancel_open = false;
+                    }
+                    let _ = self.shared.sip.send(SipCommand::Cancel { call_id: call_id.clone() });
+                    cancelled = Some((CallStatus::Canceled, Instant::now() + CANCEL_GRACE));
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    if let Some((status, _)) = cancelled {
+                        self.forget(&call_id);
+                        self.fail(status, None);
+                        return Tried::Done;
+                    }
+                    if Instant::now() >= deadline {
+                        tracing::info!(call_sid = %self.req.call_sid, "no answer within the timeout: CANCEL");
+                        let _ = self.shared.sip.send(SipCommand::Cancel { call_id: call_id.clone() });
+                        cancelled = Some((CallStatus::NoAnswer, Instant::now() + CANCEL_GRACE));
+                    } else {
+                        // Not a word from this gateway: give it up (its transaction ends on its own).
+                        self.forget(&call_id);
+                        return Tried::Next(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// ACKs the 2xx, negotiates its SDP answer and hands the leg over; forgets the SIP routes
+    /// once the new owner drops the leg.
+    #[allow(clippy::too_many_arguments)]
+    async fn answered(
+        &self,
+        invite: &Request,
+        response: Response,
+        destination: SocketAddr,
+        transport: Transport,
+        signal_tx: mpsc::UnboundedSender<CallSignal>,
+        signals: mpsc::UnboundedReceiver<CallSignal>,
+        call_id: String,
+    ) {
+        let code = response.status();
+        let mut dialog = match Dialog::uac(invite, &response) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, call_sid = %self.req.call_sid, "2xx without a usable dialog");
+                self.forget(&call_id);
+                return self.fail(CallStatus::Failed, Some(code));
+            }
+        };
+        let ack = dialog.ack_for(&response);
+        let _ = self.shared.sip.send(SipCommand::Stateless { message: sip::Message::Request(ack.clone()), destination, transport });
+        let negotiated = std::str::from_utf8(&response.body)
+            .ok()
+            .and_then(|b| SessionDescription::parse(b).ok())
+            .and_then(|answer| sip::sdp::negotiate(&answer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok());
+        let Some(negotiated) = negotiated else {
+            tracing::warn!(call_sid = %self.req.call_sid, "answer without a usable SDP: hanging up");
+            let bye = dialog.request(Method::Bye);
+            let _ = self.shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
+            self.forget(&call_id);
+            return self.fail(CallStatus::Failed, Some(code));
+        };
+        let leg = Leg {
+            peer: destination,
+            transport,
+            signals,
+            self_signals: signal_tx.clone(),
+            invite: None,
+            dialog: Some(dialog),
+            ack: Some(ack),
+        };
+        if let Err(mpsc::error::SendError(event)) = self.events.send(LegEvent::Answered { leg, negotiated }) {
+            // Nobody took the answer: end the call we just made.
+            if let LegEvent::Answered { mut leg, .. } = event {
+                if let Some(dialog) = leg.dialog.as_mut() {
+                    let bye = dialog.request(Method::Bye);
+                    let _ = self.shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
+                }
+            }
+        }
+        signal_tx.closed().await;
+        self.forget(&call_id);
+    }
+}
+
+/// ACK and BYE for a 2xx that arrived after we gave up on the call.
+fn hang_up_answered(shared: &Shared, invite: &Request, response: &Response, destination: SocketAddr, transport: Transport) {
+    let Ok(mut dialog) = Dialog::uac(invite, response) else { return };
+    let ack = sip::Message::Request(dialog.ack_for(response));
+    let _ = shared.sip.send(SipCommand::Stateless { message: ack, destination, transport });
+    let bye = dialog.request(Method::Bye);
+    let _ = shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
+}
+
+/// `POST Calls.json`: checks the destination, stores the call `queued`, starts it in the
+/// background, returns the record.
 pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, HookError> {
     let account = shared.store.account(&req.account_sid).await.map_err(internal)?.ok_or(HookError::NotFound)?;
     if !crate::call::may_call(&shared, &account).await.map_err(internal)? {
         return Err(HookError::Rejected { code: 10001, message: "Account is not active".into() });
     }
-    let target = target(&shared, &req.to).await?;
+    fraud::check_destination(&req.account_sid, &req.to).map_err(|e| rejected(fraud::NOT_AUTHORIZED_CODE, e.to_string()))?;
+    // Refuse what cannot be routed now rather than fail it later.
+    route(&shared, &LegTarget::Address(req.to.clone())).await?;
     let now = Utc::now();
     let record = CallRecord {
         sid: CallSid::generate(),
@@ -187,7 +506,7 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
     shared.records.insert_call(&record);
     shared.records.flush().await;
     let (registration, control) = shared.calls.register(record.account_sid, record.sid);
-    tracing::info!(call_sid = %record.sid, to = %record.to, destination = %target.destination, "outbound call");
+    tracing::info!(call_sid = %record.sid, to = %record.to, "outbound call");
     let callbacks = StatusCallbacks::new(
         &shared,
         req.status_callback.clone(),
@@ -195,7 +514,7 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
         req.status_callback_events.clone(),
         account.auth_token.clone(),
     );
-    let dialing = Dialing { shared, req, target, record: record.clone(), auth_token: account.auth_token, callbacks };
+    let dialing = Dialing { shared, req, record: record.clone(), auth_token: account.auth_token, callbacks };
     tokio::spawn(dialing.run(registration, control));
     Ok(record)
 }
@@ -227,42 +546,43 @@ pub async fn update(shared: Arc<Shared>, account: AccountSid, sid: CallSid, upda
     Ok(record)
 }
 
-/// An outbound call until it is answered (or not).
+/// An API-created call until it is answered (or not).
 struct Dialing {
     shared: Arc<Shared>,
     req: CreateCall,
-    target: Target,
     record: CallRecord,
     auth_token: String,
     callbacks: StatusCallbacks,
-}
-
-/// How the ringing phase ended.
-enum Rung {
-    Answered { response: Response },
-    Ended(CallStatus),
 }
 
 impl Dialing {
     async fn run(mut self, registration: Registration, mut control: mpsc::UnboundedReceiver<CallControl>) {
         let shared = self.shared.clone();
         shared.metrics.active_calls.fetch_add(1, Ordering::Relaxed);
-        let call_id = format!("{:032x}@dialtone", rand::thread_rng().gen::<u128>());
-        self.dial(&call_id, registration, &mut control).await;
-        let _ = shared.sip.send(SipCommand::OutboundEnded { call_id });
+        self.dial(registration, &mut control).await;
         shared.metrics.active_calls.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn caller_uri(&self) -> String {
-        let from = &self.req.from;
-        if from.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) {
-            from.clone()
-        } else {
-            format!("sip:{from}@{}", self.shared.config.advertise_ip_for_uri())
-        }
-    }
+    async fn dial(&mut self, registration: Registration, control: &mut mpsc::UnboundedReceiver<CallControl>) {
+        let mut engine_url = self.req.url.clone().map(|u| (u, http_method(&self.req.method)));
+        let mut engine_twiml = self.req.twiml.clone();
 
-    async fn dial(&mut self, call_id: &str, registration: Registration, control: &mut mpsc::UnboundedReceiver<CallControl>) {
+        // The account's calls-per-second slot: until then the call stays `queued`.
+        let slot = Instant::from_std(fraud::reserve_slot(&self.record.account_sid, std::time::Instant::now()));
+        while Instant::now() < slot {
+            tokio::select! {
+                () = tokio::time::sleep_until(slot) => {}
+                Some(ctl) = control.recv() => match ctl {
+                    CallControl::End(_) => return self.end_unanswered(CallStatus::Canceled).await,
+                    CallControl::Redirect { url, method } => {
+                        engine_url = Some((url, method));
+                        engine_twiml = None;
+                    }
+                    CallControl::Twiml(document) => engine_twiml = Some(document),
+                },
+            }
+        }
+
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let stream = match self.shared.media.allocate(media_tx) {
             Ok(s) => s,
@@ -271,65 +591,47 @@ impl Dialing {
                 return self.end_unanswered(CallStatus::Failed).await;
             }
         };
-        let config = &self.shared.config;
-        let session_id = rand::thread_rng().gen::<u32>() as u64;
-        let sdp = sip::sdp::offer(config.advertise_ip, stream.local_port, session_id, 1);
-        let local_tag = format!("{:016x}", rand::thread_rng().gen::<u64>());
-        let mut invite = Request::new(Method::Invite, &self.target.request_uri);
-        invite.headers.push("From", &format!("<{}>;tag={local_tag}", self.caller_uri()));
-        invite.headers.push("To", &format!("<{}>", self.target.request_uri));
-        invite.headers.push("Call-ID", call_id);
-        invite.headers.push("CSeq", "1 INVITE");
-        invite.headers.push("Contact", &config.contact_uri());
-        invite.headers.push("Allow", ALLOW);
-        invite.set_body("application/sdp", sdp.into_bytes());
-
-        let (signal_tx, mut signals) = mpsc::unbounded_channel();
-        let (destination, transport) = (self.target.destination, self.target.transport);
-        let _ = self.shared.sip.send(SipCommand::Request {
-            request: invite.clone(),
-            destination,
-            transport,
-            reply: Some(signal_tx.clone()),
-        });
+        let mut handle = originate(
+            self.shared.clone(),
+            LegRequest {
+                account_sid: self.record.account_sid,
+                call_sid: self.record.sid,
+                to: LegTarget::Address(self.req.to.clone()),
+                from: self.req.from.clone(),
+                timeout: Duration::from_secs(u64::from(self.req.timeout)),
+                local_port: stream.local_port,
+            },
+        );
         self.callbacks.post("initiated", &self.record);
 
-        let mut engine_url = self.req.url.clone().map(|u| (u, http_method(&self.req.method)));
-        let mut engine_twiml = self.req.twiml.clone();
-        let rung = self.ring(call_id, &mut signals, control, &mut engine_url, &mut engine_twiml).await;
-        let response = match rung {
-            Rung::Answered { response } => response,
-            Rung::Ended(status) => return self.end_unanswered(status).await,
-        };
-        let dialog = match Dialog::uac(&invite, &response) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, call_sid = %self.record.sid, "2xx without a usable dialog");
-                return self.end_unanswered(CallStatus::Failed).await;
+        let (leg, negotiated) = loop {
+            tokio::select! {
+                event = handle.events.recv() => match event {
+                    None => return self.end_unanswered(CallStatus::Failed).await,
+                    Some(LegEvent::Ringing) => {
+                        if self.record.status == CallStatus::Queued {
+                            self.record.status = CallStatus::Ringing;
+                            self.record.date_updated = Utc::now();
+                            self.save();
+                            self.callbacks.post("ringing", &self.record);
+                        }
+                    }
+                    Some(LegEvent::Answered { leg, negotiated }) => break (leg, negotiated),
+                    Some(LegEvent::Failed { status, sip_status }) => {
+                        tracing::info!(call_sid = %self.record.sid, ?sip_status, status = %status, "outbound call not answered");
+                        return self.end_unanswered(status).await;
+                    }
+                },
+                Some(ctl) = control.recv() => match ctl {
+                    CallControl::End(_) => handle.cancel(),
+                    // Not answered yet: the change applies to what runs once it is.
+                    CallControl::Redirect { url, method } => {
+                        engine_url = Some((url, method));
+                        engine_twiml = None;
+                    }
+                    CallControl::Twiml(document) => engine_twiml = Some(document),
+                },
             }
-        };
-        let ack = dialog.ack_for(&response);
-        let _ = self.shared.sip.send(SipCommand::Stateless { message: sip::Message::Request(ack.clone()), destination, transport });
-        let negotiated = std::str::from_utf8(&response.body)
-            .ok()
-            .and_then(|b| SessionDescription::parse(b).ok())
-            .and_then(|answer| sip::sdp::negotiate(&answer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok());
-        let mut leg = Leg {
-            peer: destination,
-            transport,
-            signals,
-            self_signals: signal_tx,
-            invite: None,
-            dialog: Some(dialog),
-            ack: Some(ack),
-        };
-        let Some(negotiated) = negotiated else {
-            tracing::warn!(call_sid = %self.record.sid, "answer without a usable SDP: hanging up");
-            if let Some(dialog) = leg.dialog.as_mut() {
-                let bye = dialog.request(Method::Bye);
-                let _ = self.shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
-            }
-            return self.end_unanswered(CallStatus::Failed).await;
         };
         apply_media(&stream, &negotiated);
 
@@ -337,7 +639,7 @@ impl Dialing {
         self.record.status = CallStatus::InProgress;
         self.record.start_time = Some(now);
         self.record.date_updated = now;
-        self.save().await;
+        self.save();
         self.callbacks.post("answered", &self.record);
 
         let (voice_url, voice_method) = engine_url.unwrap_or_default();
@@ -374,112 +676,12 @@ impl Dialing {
             control,
             registration,
             answered_at: Some(SystemTime::now()),
-            time_limit: Some(tokio::time::Instant::now() + Duration::from_secs(u64::from(self.req.time_limit))),
+            time_limit: Some(Instant::now() + Duration::from_secs(u64::from(self.req.time_limit))),
         });
         call.run().await;
     }
 
-    /// Waits for the answer; CANCELs on `Timeout` or an API cancel.
-    async fn ring(
-        &mut self,
-        call_id: &str,
-        signals: &mut mpsc::UnboundedReceiver<CallSignal>,
-        control: &mut mpsc::UnboundedReceiver<CallControl>,
-        engine_url: &mut Option<(String, engine::HttpMethod)>,
-        engine_twiml: &mut Option<String>,
-    ) -> Rung {
-        let ring_deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(self.req.timeout));
-        // Set once we sent CANCEL: the status to end with, and how long we wait for the 487.
-        let mut cancelled: Option<(CallStatus, tokio::time::Instant)> = None;
-        loop {
-            let wake = cancelled.map_or(ring_deadline, |(_, t)| t);
-            tokio::select! {
-                signal = signals.recv() => match signal {
-                    None => return Rung::Ended(CallStatus::Failed),
-                    Some(CallSignal::Response { response }) => {
-                        let code = response.status();
-                        if code < 200 {
-                            if matches!(code, 180 | 183) && self.record.status == CallStatus::Queued && cancelled.is_none() {
-                                self.record.status = CallStatus::Ringing;
-                                self.record.date_updated = Utc::now();
-                                self.save().await;
-                                self.callbacks.post("ringing", &self.record);
-                            }
-                        } else if code < 300 {
-                            if let Some((status, _)) = cancelled {
-                                // The answer crossed our CANCEL: take the call and end it at once.
-                                self.hang_up_answered(&response);
-                                return Rung::Ended(status);
-                            }
-                            return Rung::Answered { response };
-                        } else {
-                            let status = cancelled.map(|(s, _)| s).unwrap_or(match code {
-                                486 | 600 => CallStatus::Busy,
-                                408 | 480 | 487 => CallStatus::NoAnswer,
-                                _ => CallStatus::Failed,
-                            });
-                            tracing::info!(call_sid = %self.record.sid, code, status = %status, "outbound call not answered");
-                            return Rung::Ended(status);
-                        }
-                    }
-                    Some(CallSignal::RequestTimeout) => {
-                        return Rung::Ended(cancelled.map_or(CallStatus::NoAnswer, |(s, _)| s));
-                    }
-                    Some(CallSignal::Request { tx, request }) => {
-                        // Nothing is established before the 2xx.
-                        let response = Response::from_request(&request, 481, "Call/Transaction Does Not Exist");
-                        let _ = self.shared.sip.send(SipCommand::Respond { tx, response });
-                    }
-                    Some(_) => {}
-                },
-                Some(ctl) = control.recv() => match ctl {
-                    CallControl::End(_) => {
-                        if cancelled.is_none() {
-                            let _ = self.shared.sip.send(SipCommand::Cancel { call_id: call_id.to_owned() });
-                            cancelled = Some((CallStatus::Canceled, tokio::time::Instant::now() + CANCEL_GRACE));
-                        }
-                    }
-                    // Not answered yet: the change applies to what runs once it is.
-                    CallControl::Redirect { url, method } => {
-                        *engine_url = Some((url, method));
-                        *engine_twiml = None;
-                    }
-                    CallControl::Twiml(document) => *engine_twiml = Some(document),
-                },
-                () = tokio::time::sleep_until(wake) => match cancelled {
-                    Some((status, _)) => return Rung::Ended(status),
-                    None => {
-                        tracing::info!(call_sid = %self.record.sid, "no answer within Timeout: CANCEL");
-                        let _ = self.shared.sip.send(SipCommand::Cancel { call_id: call_id.to_owned() });
-                        cancelled = Some((CallStatus::NoAnswer, tokio::time::Instant::now() + CANCEL_GRACE));
-                    }
-                },
-            }
-        }
-    }
-
-    /// ACK and BYE for a 2xx that arrived after we gave up on the call.
-    fn hang_up_answered(&self, response: &Response) {
-        let Some(invite) = self.rebuild_invite_for(response) else { return };
-        let Ok(mut dialog) = Dialog::uac(&invite, response) else { return };
-        let (destination, transport) = (self.target.destination, self.target.transport);
-        let ack = sip::Message::Request(dialog.ack_for(response));
-        let _ = self.shared.sip.send(SipCommand::Stateless { message: ack, destination, transport });
-        let bye = dialog.request(Method::Bye);
-        let _ = self.shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
-    }
-
-    /// The parts of our INVITE a UAC dialog needs, read back from its response.
-    fn rebuild_invite_for(&self, response: &Response) -> Option<Request> {
-        let mut invite = Request::new(Method::Invite, &self.target.request_uri);
-        invite.headers.push("From", response.headers.get("From")?);
-        invite.headers.push("Call-ID", response.call_id()?);
-        invite.headers.push("CSeq", response.headers.get("CSeq")?);
-        invite.headers.push("Contact", &self.shared.config.contact_uri());
-        Some(invite)
-    }
-
-    async fn save(&self) {
+    fn save(&self) {
         self.shared.records.update_call(&self.record);
     }
 
@@ -489,34 +691,9 @@ impl Dialing {
         self.record.end_time = Some(now);
         self.record.duration = Some(0);
         self.record.date_updated = now;
-        self.save().await;
+        self.save();
+        self.shared.records.flush().await;
         tracing::info!(call_sid = %self.record.sid, status = %status, "outbound call ended unanswered");
         self.callbacks.post("completed", &self.record);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sip_uris_give_host_port_and_transport() {
-        let u = SipUri::parse("sip:bob@127.0.0.1:5070").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.transport, u.hostport.as_str()), ("127.0.0.1", 5070, Transport::Udp, "127.0.0.1:5070"));
-        let u = SipUri::parse("sip:gw.example.com;transport=TCP").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.transport), ("gw.example.com", 5060, Transport::Tcp));
-        let u = SipUri::parse("SIP:+1555@[::1]:5080").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", 5080));
-        for bad in ["sips:a@b", "http://x", "sip:", "sip:a@b:notaport", "sip:h;transport=sctp", "sip:[::1", "sip:h:0"] {
-            assert_eq!(SipUri::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn trunk_from_uri_resolves_at_once() {
-        let t = Trunk::from_uri("default", "sip:127.0.0.1:5099", vec![]).unwrap();
-        assert_eq!(t.address, "127.0.0.1:5099".parse().unwrap());
-        assert_eq!(t.host, "127.0.0.1:5099");
-        assert!(Trunk::from_uri("x", "127.0.0.1", vec![]).is_err());
     }
 }

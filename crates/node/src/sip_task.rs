@@ -38,7 +38,7 @@ pub enum SipCommand {
 }
 
 /// Methods we route or answer, for Allow headers.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 
 struct Route {
     signals: mpsc::UnboundedSender<CallSignal>,
@@ -276,6 +276,7 @@ impl SipTask {
         }
         match request.method {
             Method::Invite => self.handle_new_invite(tx, request, source, transport),
+            Method::Register => crate::registrar::handle_register(&self.shared, tx, request, source, transport),
             Method::Options => self.respond(tx, &request, 200, "OK"),
             Method::Bye | Method::Info => self.respond(tx, &request, 481, "Call/Transaction Does Not Exist"),
             Method::Extension(_) => self.respond(tx, &request, 501, "Not Implemented"),
@@ -284,6 +285,11 @@ impl SipTask {
     }
 
     fn handle_new_invite(&mut self, tx: ServerTxId, request: Request, source: SocketAddr, transport: Transport) {
+        if !crate::trunk::inbound_allowed(&self.shared.config.trunks, source) {
+            tracing::info!(%source, "INVITE from outside the trunks' inbound ACL refused");
+            self.respond(tx, &request, 403, "Forbidden");
+            return;
+        }
         let local_tag = format!("{:016x}", self.rng.gen::<u64>());
         let Some(call_id) = request.call_id().map(str::to_owned) else {
             self.respond(tx, &request, 400, "Missing Call-ID");

@@ -66,6 +66,8 @@ pub struct Shared {
     pub sip: mpsc::UnboundedSender<sip_task::SipCommand>,
     pub metrics: Metrics,
     pub beep: Arc<[i16]>,
+    /// Registered SIP users' bindings and the REGISTER failure counter.
+    pub registrar: crate::registrar::Registrations,
 }
 
 /// A running node: its bound addresses, and its tasks until dropped with the runtime.
@@ -129,12 +131,15 @@ impl Node {
             store,
             metrics: Metrics::default(),
             beep: ::media::tone::beep().into(),
+            registrar: crate::registrar::Registrations::default(),
             config,
         });
 
         let sip = sip_task::SipTask::new(transports, tcp_events, commands, command_tx.clone(), shared.clone());
         tokio::spawn(sip.run());
         tokio::spawn(http::serve(listener, shared.clone()));
+        crate::registrar::start(shared.clone());
+        crate::trunk::start(shared.clone());
         tracing::info!(sip = %shared.config.sip_addr, http = %http_addr, "dialtone node started");
         Ok(Node { sip_addr: shared.config.sip_addr, http_addr, shared })
     }
