@@ -149,6 +149,19 @@ impl Store {
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+
+    /// Every call not yet over (queued, ringing, in progress), across all accounts, oldest first.
+    /// Read once at start-up, before the node takes calls: these are the calls a previous run
+    /// left open when it died, which crash recovery then closes. A system-wide read like
+    /// [`Store::active_calls_count`]; it hands the rows to no tenant.
+    pub async fn unfinished_calls(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{COLUMNS} WHERE status IN ('queued', 'ringing', 'in-progress') ORDER BY date_created, sid"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
 }
 
 #[cfg(test)]
@@ -251,5 +264,35 @@ pub(crate) mod tests {
         assert!(db.store.list_calls(&a, &st, &PageRequest::first(100)).await.unwrap().items.is_empty());
         let by_offset = PageRequest { size: 10, after: None, offset: 40 };
         assert_eq!(db.store.list_calls(&a, &CallFilter::default(), &by_offset).await.unwrap().items.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn unfinished_calls_span_accounts_and_skip_ended_ones() {
+        let db = temp_store().await;
+        let (a, b) = (account(&db.store).await, account(&db.store).await);
+        let base = now();
+        let mut ringing = call(&a, "+1");
+        ringing.date_created = base;
+        let mut queued = call(&b, "+2");
+        queued.status = CallStatus::Queued;
+        queued.date_created = base + Duration::seconds(1);
+        let mut answered = call(&a, "+3");
+        answered.status = CallStatus::InProgress;
+        answered.start_time = Some(base + Duration::seconds(3));
+        answered.date_created = base + Duration::seconds(2);
+        let mut done = call(&b, "+4");
+        done.status = CallStatus::Completed;
+        let mut failed = call(&a, "+5");
+        failed.status = CallStatus::Failed;
+        for c in [&ringing, &queued, &answered, &done, &failed] {
+            db.store.insert_call(c).await.unwrap();
+        }
+        let open = db.store.unfinished_calls().await.unwrap();
+        assert_eq!(open, vec![ringing, queued, answered.clone()]);
+
+        answered.status = CallStatus::Completed;
+        db.store.update_call(&answered).await.unwrap();
+        let tos: Vec<_> = db.store.unfinished_calls().await.unwrap().into_iter().map(|c| c.to).collect();
+        assert_eq!(tos, vec!["+1", "+2"]);
     }
 }

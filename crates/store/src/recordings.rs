@@ -72,6 +72,38 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts the recording, or saves every field but `sid`, `account_sid` and `date_created`
+    /// over an existing row of the same sid and account. Crash recovery finalizes a file and
+    /// writes its row this way, so running it again after it was itself interrupted is harmless.
+    /// A row of the same sid in another account is left alone and counts as not written:
+    /// returns whether the recording row of `rec.account_sid` now holds `rec`.
+    pub async fn upsert_recording(&self, rec: &RecordingRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO recordings (sid, account_sid, call_sid, duration, channels, status, source, \
+             start_time, date_created, date_updated, file_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (sid) DO UPDATE SET call_sid = excluded.call_sid, \
+             duration = excluded.duration, channels = excluded.channels, status = excluded.status, \
+             source = excluded.source, start_time = excluded.start_time, \
+             date_updated = excluded.date_updated, file_name = excluded.file_name \
+             WHERE recordings.account_sid = excluded.account_sid",
+        )
+        .bind(rec.sid.as_str())
+        .bind(rec.account_sid.as_str())
+        .bind(rec.call_sid.as_str())
+        .bind(i64::from(rec.duration))
+        .bind(i64::from(rec.channels))
+        .bind(&rec.status)
+        .bind(&rec.source)
+        .bind(micros(rec.start_time))
+        .bind(micros(rec.date_created))
+        .bind(micros(rec.date_updated))
+        .bind(&rec.file_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn recording(
         &self,
         account: &AccountSid,
@@ -209,5 +241,34 @@ mod tests {
         assert!(db.store.list_notifications(&b, None, &PageRequest::first(50)).await.unwrap().items.is_empty());
         let other = CallSid::generate();
         assert!(db.store.list_notifications(&a, Some(&other), &PageRequest::first(50)).await.unwrap().items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn upsert_inserts_then_updates_within_its_account_only() {
+        let db = temp_store().await;
+        let (a, b) = (account(&db.store).await, account(&db.store).await);
+        let call = CallSid::generate();
+        let mut r = recording(&a, &call);
+        r.status = "processing".into();
+        assert!(db.store.upsert_recording(&r).await.unwrap());
+        assert_eq!(db.store.recording(&a, &r.sid).await.unwrap().as_ref(), Some(&r));
+
+        let created = r.date_created;
+        r.status = "completed".into();
+        r.duration = 3;
+        r.file_name = format!("{a}/{call}/{}.wav", r.sid);
+        r.date_created = created + chrono::Duration::seconds(5);
+        assert!(db.store.upsert_recording(&r).await.unwrap());
+        let stored = db.store.recording(&a, &r.sid).await.unwrap().unwrap();
+        assert_eq!((stored.status.as_str(), stored.duration, stored.file_name.as_str()), ("completed", 3, r.file_name.as_str()));
+        assert_eq!(stored.date_created, created, "date_created is the first write's");
+
+        // Same sid, other account: the row stays the first account's.
+        let mut foreign = r.clone();
+        foreign.account_sid = b;
+        foreign.duration = 99;
+        assert!(!db.store.upsert_recording(&foreign).await.unwrap());
+        assert!(db.store.recording(&b, &r.sid).await.unwrap().is_none());
+        assert_eq!(db.store.recording(&a, &r.sid).await.unwrap().unwrap().duration, 3);
     }
 }
