@@ -1,4 +1,4 @@
-//! Tone generation: the `<Record>` beep and DTMF tones, at 8 kHz.
+//! Tone generation: the `<Record>` beep, ringback and DTMF tones, at 8 kHz.
 
 use std::f64::consts::PI;
 
@@ -19,6 +19,24 @@ const FADE_MS: u32 = 5;
 /// conventional answering-machine beep, short enough not to eat into the caller's message.
 pub fn beep() -> Vec<i16> {
     sine(BEEP_HZ, BEEP_MS, BEEP_DBFS)
+}
+
+/// The two frequencies of the North American ringback tone (ANSI T1.401).
+pub const RINGBACK_HZ: [f64; 2] = [440.0, 480.0];
+/// Ringback cadence: 2 s of tone, then 4 s of silence.
+pub const RINGBACK_ON_MS: u32 = 2000;
+pub const RINGBACK_OFF_MS: u32 = 4000;
+/// Level of each ringback component (-19 dBm0 is the North American figure; about -16 dBFS).
+pub const RINGBACK_DBFS: f64 = -16.0;
+
+/// One ringback cadence (440 + 480 Hz for 2 s, then 4 s of silence), played in a loop to a caller
+/// while the callee rings. Ringback is what North American phones (and Twilio) play; the whole
+/// cadence is one buffer so looping it keeps the rhythm.
+pub fn ringback() -> Vec<i16> {
+    let mut samples = mix(&RINGBACK_HZ, RINGBACK_ON_MS, RINGBACK_DBFS);
+    let off = (u64::from(SAMPLE_RATE) * u64::from(RINGBACK_OFF_MS) / 1000) as usize;
+    samples.resize(samples.len() + off, 0);
+    samples
 }
 
 fn amplitude(dbfs: f64) -> f64 {
@@ -55,7 +73,9 @@ fn mix(freqs: &[f64], duration_ms: u32, dbfs: f64) -> Vec<i16> {
         .map(|i| {
             let t = i as f64 / f64::from(SAMPLE_RATE);
             let v: f64 = freqs.iter().map(|f| (2.0 * PI * f * t).sin()).sum();
-            (v * amp * fade_gain(i, len)).round().clamp(-32768.0, 32767.0) as i16
+            (v * amp * fade_gain(i, len))
+                .round()
+                .clamp(-32768.0, 32767.0) as i16
         })
         .collect()
 }
@@ -77,6 +97,32 @@ mod tests {
         assert!((f64::from(peak) - expected).abs() < expected * 0.01);
         // Fades: the first and last samples are near zero.
         assert!(b[0].abs() < 100 && b[b.len() - 1].abs() < 100);
+    }
+
+    #[test]
+    fn ringback_is_two_seconds_of_tone_then_four_of_silence() {
+        let r = ringback();
+        assert_eq!(r.len(), 6 * SAMPLE_RATE as usize);
+        let (on, off) = r.split_at(2 * SAMPLE_RATE as usize);
+        assert!(off.iter().all(|&s| s == 0));
+        // Two components at -16 dBFS each: RMS of the pair about -16 dBFS (each -19 dB RMS).
+        let level = crate::level::rms_dbfs(&on[800..15200]);
+        assert!((level - -16.0).abs() < 1.0, "{level}");
+        // 440 and 480 Hz beat at 40 Hz: the envelope dips every 25 ms (200 samples); sample one beat.
+        let window_peak = |from: usize| {
+            on[from..from + 20]
+                .iter()
+                .map(|s| s.unsigned_abs())
+                .max()
+                .unwrap()
+        };
+        let peaks: Vec<u16> = (0..8).map(|k| window_peak(2000 + 25 * k)).collect();
+        assert!(
+            peaks.iter().max().unwrap() > &(peaks.iter().min().unwrap() * 3),
+            "{peaks:?}"
+        );
+        // The loop boundary is smooth: the tone fades in from zero.
+        assert!(r[0].abs() < 100);
     }
 
     #[test]

@@ -1,26 +1,31 @@
-//! The media worker: owns the RTP/RTCP sockets of every call and ticks them
-//! every 20 ms.
+//! The media workers: own the RTP/RTCP sockets of every call, relay bridged
+//! calls packet by packet, and tick every stream each 20 ms.
 //!
-//! [`MediaEngine::start`] spawns one worker task per core. [`MediaEngine::allocate`]
-//! binds an RTP socket on a free even port of the range and RTCP on the port
-//! above it, hands both to the least loaded worker and returns a [`Stream`]
-//! handle; its methods are commands sent to that worker over a channel, and
-//! what the worker learns comes back as [`MediaEvent`]s on the channel given to
-//! `allocate`. Dropping the handle closes the sockets and frees the ports.
+//! [`MediaEngine::start`] starts one worker thread per core.
+//! [`MediaEngine::allocate`] binds an RTP socket on a free even port of the
+//! range and RTCP on the port above it, hands both to the least loaded worker
+//! ([`MediaEngine::allocate_near`]: to the worker of another stream, so the two
+//! can be bridged) and returns a [`Stream`] handle; its methods are commands
+//! sent to that worker, and what the worker learns comes back as
+//! [`MediaEvent`]s on the channel given to `allocate`. Dropping the handle
+//! closes the sockets and frees the ports.
 //!
-//! Each worker ticks all its streams in one pass every 20 ms (instead of a task
-//! or a timer per stream): drain the sockets, hand packets to the `rtp` and
-//! `media` cores (symmetric RTP latching, RFC 4733 digits, decoding into the
-//! recording), then send one frame of whatever is playing. Nothing is sent
-//! while nothing plays (RFC 3551 silence suppression), which is what keeps a
-//! node with thousands of listening calls cheap. RTP and audio logic live in
-//! the `rtp` and `media` crates; this module only moves bytes and keeps time.
+//! A worker waits on all its sockets at once (epoll, level-triggered) with
+//! the next 20 ms tick as the timeout. A packet is handled when it arrives:
+//! symmetric RTP latching, RFC 4733 digits, decoding into recordings, and for
+//! a bridged stream ([`Stream::bridge`]) the relay to the other leg within the
+//! same wake-up, copied as is between legs of one codec. The tick sends one
+//! frame of whatever plays or the next step of [`Stream::send_digits`], and
+//! RTCP. Nothing is sent while nothing plays (RFC 3551 silence suppression),
+//! which keeps a node with thousands of listening calls cheap. RTP and audio
+//! logic live in the `rtp` and `media` crates; this module moves bytes and
+//! keeps time.
 //!
-//! Sockets are `tokio::net::UdpSocket`s read with `try_recv_from` in the tick:
-//! tokio caches readiness, so polling a socket that received nothing (most
-//! RTCP sockets, most of the time) costs no system call, while the tick keeps
-//! the single-pass cadence. Binding happens synchronously in `allocate`, so a
-//! port that fails to bind is skipped before the caller sees it.
+//! Workers are OS threads, not tokio tasks: a relay must not wait behind
+//! webhook or SIP work on the runtime's threads, and owning the epoll loop
+//! lets one wake-up serve every ready socket. Binding happens synchronously in
+//! `allocate`, so a port that fails to bind is skipped before the caller sees
+//! it.
 
 mod ports;
 mod recording;
@@ -39,7 +44,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 use ports::PortPool;
-use worker::{Command, StreamCommand, WorkerHandle};
+use worker::{Command, Link, StreamCommand, WorkerHandle};
 
 /// Why a recording ended (the engine's own type, so events pass through
 /// unchanged).
@@ -95,6 +100,9 @@ pub enum MediaEvent {
     /// Recording `id` could not be written (file system error); nothing is
     /// left at its path.
     RecordingFailed { id: u64, reason: String },
+    /// Every digit of `send_digits` call `id` has been sent (not sent when a
+    /// later call replaced it).
+    DigitsSent { id: u64 },
 }
 
 /// Media layer failures.
@@ -107,8 +115,8 @@ pub enum MediaError {
     InvalidConfig(&'static str),
     #[error("cannot bind RTP/RTCP socket: {0}")]
     Bind(#[source] std::io::Error),
-    #[error("the media engine must be started inside a tokio runtime")]
-    NoRuntime,
+    #[error("cannot start a media worker: {0}")]
+    Worker(#[source] std::io::Error),
     #[error("media workers have stopped")]
     WorkersStopped,
 }
@@ -124,14 +132,13 @@ struct Inner {
     config: MediaConfig,
     ports: Arc<PortPool>,
     workers: Vec<WorkerHandle>,
-    runtime: tokio::runtime::Handle,
     next_stream_id: AtomicU64,
 }
 
 impl MediaEngine {
-    /// Spawns the worker tasks on the current tokio runtime.
+    /// Starts the worker threads. They stop once the engine and every
+    /// stream handle are dropped.
     pub fn start(config: MediaConfig) -> Result<MediaEngine, MediaError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| MediaError::NoRuntime)?;
         if config.port_min > config.port_max {
             return Err(MediaError::InvalidConfig("port_min is above port_max"));
         }
@@ -145,13 +152,15 @@ impl MediaEngine {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let workers = (0..count).map(|_| worker::spawn(&runtime)).collect();
+        let workers = (0..count)
+            .map(worker::spawn)
+            .collect::<Result<_, _>>()
+            .map_err(MediaError::Worker)?;
         Ok(MediaEngine {
             inner: Arc::new(Inner {
                 config,
                 ports,
                 workers,
-                runtime,
                 next_stream_id: AtomicU64::new(1),
             }),
         })
@@ -165,27 +174,49 @@ impl MediaEngine {
     /// Binds a new stream (RTP on an even port, RTCP on the next) and hands it
     /// to the least loaded worker. Events of the stream go to `events`.
     pub fn allocate(&self, events: UnboundedSender<MediaEvent>) -> Result<Stream, MediaError> {
-        let inner = &*self.inner;
-        // `from_std` registers with the reactor of the runtime the workers run on,
-        // whichever thread calls us.
-        let _runtime = inner.runtime.enter();
-        let (lease, rtp, rtcp) = bind_pair(inner)?;
-        let worker = inner
+        let worker = self
+            .inner
             .workers
             .iter()
-            .min_by_key(|w| w.load())
-            // `start` spawns at least one worker.
-            .expect("at least one media worker");
+            .enumerate()
+            .min_by_key(|(_, w)| w.load())
+            .map_or(0, |(index, _)| index);
+        self.allocate_on(worker, events)
+    }
+
+    /// Like [`MediaEngine::allocate`], on the worker of `near`, so the two
+    /// streams can be bridged ([`Stream::bridge`] relays only between streams
+    /// of one worker).
+    pub fn allocate_near(
+        &self,
+        near: &Stream,
+        events: UnboundedSender<MediaEvent>,
+    ) -> Result<Stream, MediaError> {
+        self.allocate_on(near.worker, events)
+    }
+
+    fn allocate_on(
+        &self,
+        worker_index: usize,
+        events: UnboundedSender<MediaEvent>,
+    ) -> Result<Stream, MediaError> {
+        let inner = &*self.inner;
+        let worker = inner
+            .workers
+            .get(worker_index)
+            .ok_or(MediaError::WorkersStopped)?;
+        let (lease, rtp, rtcp) = bind_pair(inner)?;
         let id = inner.next_stream_id.fetch_add(1, Ordering::Relaxed);
         let local_port = lease.port();
         let state = stream::StreamState::new(id, rtp, rtcp, lease, events, worker.load_counter());
-        worker
-            .send(Command::Add(Box::new(state)))
+        let link = worker.link();
+        link.send(Command::Add(Box::new(state)))
             .map_err(|_| MediaError::WorkersStopped)?;
         Ok(Stream {
             local_port,
             id,
-            commands: worker.sender(),
+            worker: worker_index,
+            link,
         })
     }
 
@@ -207,14 +238,7 @@ impl MediaEngine {
 /// port could bind (bad `bind_ip`), so it is returned at once.
 fn bind_pair(
     inner: &Inner,
-) -> Result<
-    (
-        ports::PortLease,
-        tokio::net::UdpSocket,
-        tokio::net::UdpSocket,
-    ),
-    MediaError,
-> {
+) -> Result<(ports::PortLease, std::net::UdpSocket, std::net::UdpSocket), MediaError> {
     let attempts = inner.ports.free_pairs();
     for _ in 0..attempts {
         let Some(lease) = inner.ports.take() else {
@@ -235,10 +259,10 @@ fn bind_pair(
     Err(MediaError::PortsExhausted)
 }
 
-fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
-    tokio::net::UdpSocket::from_std(socket)
+    Ok(socket)
 }
 
 fn is_port_taken(e: &std::io::Error) -> bool {
@@ -257,7 +281,8 @@ pub struct Stream {
     /// The local RTP port (RTCP is `local_port + 1`).
     pub local_port: u16,
     id: u64,
-    commands: UnboundedSender<Command>,
+    worker: usize,
+    link: Arc<Link>,
 }
 
 impl Stream {
@@ -321,12 +346,61 @@ impl Stream {
         self.send(StreamCommand::SetHold(on));
     }
 
+    /// Relays what arrives on each stream to the other's far end, packet by
+    /// packet as it arrives: payload copied without decoding when both use one
+    /// codec, PCMU<->PCMA transcoded otherwise, RFC 4733 events with the other
+    /// leg's payload type (and still reported as [`MediaEvent::Dtmf`] where
+    /// they arrive). Each outgoing leg keeps its own SSRC, sequence numbers and
+    /// timestamp base. Stops playback on both; a stream on hold receives
+    /// nothing. Replaces an earlier bridge of either stream; dropping either
+    /// ends it. Both must be on one worker ([`MediaEngine::allocate_near`]);
+    /// otherwise nothing is bridged and an error is logged.
+    pub fn bridge(&self, other: &Stream) {
+        if !Arc::ptr_eq(&self.link, &other.link) {
+            tracing::error!(
+                a = self.id,
+                b = other.id,
+                "streams on different media workers cannot be bridged (use allocate_near)"
+            );
+            return;
+        }
+        self.command(Command::Bridge(self.id, other.id));
+    }
+
+    /// Ends the bridge this stream is in (both directions).
+    pub fn unbridge(&self) {
+        self.command(Command::Unbridge(self.id));
+    }
+
+    /// Records the whole call until [`Stream::stop_recording`]`(id)` or drop,
+    /// both directions placed by arrival time: `channels` 1 is the mix of what
+    /// is received and what is sent, 2 puts what the far end sends us on the
+    /// left and what we send the far end (the bridged leg, or playback) on the
+    /// right. Replaces a running call recording (which stops as `Stopped`).
+    /// Ends with [`MediaEvent::RecordingStopped`].
+    pub fn start_call_recording(&self, id: u64, path: PathBuf, channels: u16) {
+        self.send(StreamCommand::StartCallRecording { id, path, channels });
+    }
+
+    /// Sends DTMF digits (`0-9 * # A-D`; `w` pauses 0.5 s, `W` 1 s; others are
+    /// skipped): RFC 4733 events of 160 ms with the end packet sent three
+    /// times and 80 ms between digits, or in-band tones when no
+    /// telephone-event was negotiated. Playback and relayed audio pause
+    /// meanwhile. [`MediaEvent::DigitsSent`] follows the last digit; a new
+    /// call replaces a running one.
+    pub fn send_digits(&self, id: u64, digits: &str) {
+        self.send(StreamCommand::SendDigits {
+            id,
+            digits: digits.to_owned(),
+        });
+    }
+
     fn send(&self, command: StreamCommand) {
-        if self
-            .commands
-            .send(Command::Stream(self.id, command))
-            .is_err()
-        {
+        self.command(Command::Stream(self.id, command));
+    }
+
+    fn command(&self, command: Command) {
+        if self.link.send(command).is_err() {
             tracing::warn!(stream = self.id, "media worker gone; command dropped");
         }
     }
@@ -335,6 +409,6 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         // If the worker is gone its streams (and their ports) were dropped with it.
-        let _ = self.commands.send(Command::Remove(self.id));
+        let _ = self.link.send(Command::Remove(self.id));
     }
 }

@@ -1,4 +1,7 @@
-//! Recording what the far end sends into a WAV file (8 kHz mono 16-bit).
+//! Recording into WAV files (8 kHz 16-bit): [`Recording`] keeps what the far
+//! end sends (the `<Record>` verb, mono, by RTP timestamp, with silence
+//! trimming); [`CallRecording`] keeps both directions of a call (bridged
+//! or not), by arrival time, mixed or as two channels.
 //!
 //! The file is written under a temporary name (`<path>.part`) and renamed to
 //! its final path when the recording ends, so a crash never leaves a
@@ -258,6 +261,202 @@ impl Recording {
     }
 }
 
+/// Which side of the call a sample belongs to in a call recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// What the far end sends us (left channel).
+    Received,
+    /// What we send the far end (right channel): the other leg of a bridge,
+    /// or what plays.
+    Sent,
+}
+
+/// Audio a channel may lag wall time by before the gap counts as silence:
+/// three frames of network jitter, so packets that arrive a little late are
+/// not padded in front of.
+const JITTER_SAMPLES: u64 = 3 * media::FRAME_SAMPLES as u64;
+
+/// Audio a channel may run ahead of wall time (a far end sending faster
+/// than real time); beyond it packets are dropped so memory stays bounded.
+const MAX_AHEAD_SAMPLES: u64 = SAMPLE_RATE as u64;
+
+/// A whole-call recording of both directions, placed by arrival time: each
+/// side's audio goes at the position wall time says it arrived (less its
+/// own length), gaps (silence suppression, loss, hold) become silence, and
+/// the two sides stay aligned however their RTP clocks run. One channel is
+/// the sum of both sides; two channels keep them apart (left: received,
+/// right: sent), as Twilio's dual-channel recordings.
+pub(crate) struct CallRecording {
+    id: u64,
+    path: PathBuf,
+    temp_path: PathBuf,
+    channels: u16,
+    writer: Option<Writer>,
+    error: Option<hound::Error>,
+    started: Instant,
+    last_flush: Instant,
+    /// Sample frames in the file (one sample per channel each).
+    written: u64,
+    /// Per side, audio placed but not written yet (written once the other
+    /// side has reached the same position).
+    pending: [Vec<i16>; 2],
+}
+
+impl std::fmt::Debug for CallRecording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallRecording")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .field("channels", &self.channels)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallRecording {
+    /// `channels` other than 1 or 2 is taken as 2.
+    pub(crate) fn start(
+        id: u64,
+        path: PathBuf,
+        channels: u16,
+        now: Instant,
+    ) -> Result<CallRecording, hound::Error> {
+        let channels = if channels == 1 { 1 } else { 2 };
+        let temp_path = temp_path_of(&path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer = hound::WavWriter::create(&temp_path, spec)?;
+        Ok(CallRecording {
+            id,
+            path,
+            temp_path,
+            channels,
+            writer: Some(writer),
+            error: None,
+            started: now,
+            last_flush: now,
+            written: 0,
+            pending: [Vec::new(), Vec::new()],
+        })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn elapsed_samples(&self, now: Instant) -> u64 {
+        let micros = now.saturating_duration_since(self.started).as_micros();
+        u64::try_from(micros * u128::from(SAMPLE_RATE) / 1_000_000).unwrap_or(u64::MAX)
+    }
+
+    /// Audio of one side that arrived (or was sent) at `now`.
+    pub(crate) fn handle_audio(&mut self, now: Instant, side: Side, pcm: &[i16]) {
+        let len = pcm.len() as u64;
+        let end_now = self.elapsed_samples(now);
+        let start = end_now.saturating_sub(len);
+        let position = self.written + self.pending[side as usize].len() as u64;
+        if position > end_now + MAX_AHEAD_SAMPLES {
+            return;
+        }
+        if position + JITTER_SAMPLES < start {
+            self.pad(side, start);
+        }
+        self.pending[side as usize].extend_from_slice(pcm);
+    }
+
+    /// Pads silent sides up to wall time and writes what both sides cover.
+    /// Called every tick.
+    pub(crate) fn handle_tick(&mut self, now: Instant) {
+        let due = self.elapsed_samples(now).saturating_sub(JITTER_SAMPLES);
+        self.pad(Side::Received, due);
+        self.pad(Side::Sent, due);
+        self.write_common();
+        if now >= self.last_flush + FLUSH_EVERY {
+            self.last_flush = now;
+            if let Some(writer) = self.writer.as_mut() {
+                if let Err(e) = writer.flush() {
+                    self.error = Some(e);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    fn pad(&mut self, side: Side, to: u64) {
+        let buffer = &mut self.pending[side as usize];
+        let position = self.written + buffer.len() as u64;
+        if let Ok(missing) = usize::try_from(to.saturating_sub(position)) {
+            buffer.resize(buffer.len() + missing, 0);
+        }
+    }
+
+    fn write_common(&mut self) {
+        let common = self.pending[0].len().min(self.pending[1].len());
+        if common == 0 {
+            return;
+        }
+        if let (Some(writer), None) = (self.writer.as_mut(), self.error.as_ref()) {
+            let [received, sent] = &self.pending;
+            let mut result = Ok(());
+            for (&r, &s) in received[..common].iter().zip(&sent[..common]) {
+                result = if self.channels == 1 {
+                    writer.write_sample(r.saturating_add(s))
+                } else {
+                    writer.write_sample(r).and_then(|()| writer.write_sample(s))
+                };
+                if result.is_err() {
+                    break;
+                }
+            }
+            if let Err(e) = result {
+                self.error = Some(e);
+            }
+        }
+        self.written += common as u64;
+        for buffer in &mut self.pending {
+            buffer.drain(..common);
+        }
+    }
+
+    /// Writes what is pending (the shorter side padded with silence),
+    /// completes the file and moves it to its final path.
+    pub(crate) fn finish(mut self) -> Result<(Duration, PathBuf), hound::Error> {
+        let end = self.written + self.pending.iter().map(Vec::len).max().unwrap_or(0) as u64;
+        self.pad(Side::Received, end);
+        self.pad(Side::Sent, end);
+        self.write_common();
+        let result = (|| {
+            if let Some(e) = self.error.take() {
+                return Err(e);
+            }
+            if let Some(writer) = self.writer.take() {
+                writer.finalize()?;
+            }
+            std::fs::rename(&self.temp_path, &self.path)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.temp_path);
+        }
+        result.map(|()| {
+            (
+                samples_to_duration(self.written),
+                std::mem::take(&mut self.path),
+            )
+        })
+    }
+}
+
 /// Exact: one sample at 8 kHz is 125 µs.
 fn samples_to_duration(samples: u64) -> Duration {
     Duration::from_micros(samples.saturating_mul(1_000_000 / u64::from(SAMPLE_RATE)))
@@ -420,6 +619,58 @@ mod tests {
             Some(RecordStop::MaxLength)
         );
         r.finish().expect("finish");
+    }
+
+    fn read_stereo(path: &Path) -> (Vec<i16>, Vec<i16>) {
+        let samples = read(path);
+        let left = samples.iter().step_by(2).copied().collect();
+        let right = samples.iter().skip(1).step_by(2).copied().collect();
+        (left, right)
+    }
+
+    #[test]
+    fn call_recording_places_each_side_by_arrival() {
+        let path = dir("call-stereo").join("i.wav");
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut r = CallRecording::start(1, path.clone(), 2, t0).expect("start");
+        // Received audio 0-100 ms; sent audio only from 200 ms (silence before).
+        for n in 1..=5 {
+            r.handle_audio(at(20 * n), Side::Received, &loud());
+            r.handle_tick(at(20 * n));
+        }
+        for n in 6..=9 {
+            r.handle_tick(at(20 * n));
+        }
+        for n in 11..=15 {
+            r.handle_audio(at(20 * n), Side::Sent, &[1000; FRAME]);
+            r.handle_tick(at(20 * n));
+        }
+        let (duration, done) = r.finish().expect("finish");
+        assert_eq!(done, path);
+        let (left, right) = read_stereo(&path);
+        assert_eq!(left.len(), right.len());
+        assert_eq!(duration, Duration::from_millis(300));
+        assert_eq!(&left[..FRAME], &loud()[..]);
+        assert!(left[5 * FRAME..].iter().all(|&s| s == 0));
+        assert!(
+            right[..10 * FRAME].iter().all(|&s| s == 0),
+            "sent side silent at first"
+        );
+        assert!(right[10 * FRAME..].iter().all(|&s| s == 1000));
+    }
+
+    #[test]
+    fn mono_call_recording_mixes_both_sides() {
+        let path = dir("call-mono").join("j.wav");
+        let t0 = Instant::now();
+        let mut r = CallRecording::start(2, path.clone(), 1, t0).expect("start");
+        let now = t0 + Duration::from_millis(20);
+        r.handle_audio(now, Side::Received, &[100; FRAME]);
+        r.handle_audio(now, Side::Sent, &[20; FRAME]);
+        r.handle_tick(now);
+        r.finish().expect("finish");
+        assert_eq!(read(&path), vec![120; FRAME]);
     }
 
     #[test]

@@ -1,20 +1,22 @@
 //! One RTP/RTCP stream as its worker holds it: sockets, sender and receiver
-//! state, what plays and what records.
+//! state, what plays, what records, the digits it sends and the stream it is
+//! bridged to.
 
-use std::net::SocketAddr;
+use std::collections::VecDeque;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use media::{Codec, FRAME_SAMPLES};
-use rtp::dtmf::DtmfReceiver;
+use rtp::dtmf::{DtmfReceiver, DtmfSender};
 use rtp::rtcp::{self, SenderInfo};
-use rtp::{ReceiverStats, RtpSender};
-use tokio::net::UdpSocket;
+use rtp::{ReceiverStats, RtpHeader, RtpSender};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::ports::PortLease;
-use super::recording::Recording;
+use super::recording::{CallRecording, Recording, Side};
 use super::worker::StreamCommand;
 use super::{MediaEvent, RecordStop};
 
@@ -23,9 +25,14 @@ use super::{MediaEvent, RecordStop};
 /// as garbage audio, both harmless).
 const MAX_DATAGRAM: usize = 1500;
 
-/// Datagrams read per socket per tick. A flooded socket cannot starve the other
-/// streams of the worker; the excess waits in (or overflows) the kernel buffer.
-const MAX_READS_PER_TICK: usize = 32;
+/// RFC 4733 digits sent by `send_digits`: tone length and the pause after
+/// each (Twilio's sendDigits spacing is close to this).
+const DIGIT_TONE: Duration = Duration::from_millis(160);
+const DIGIT_GAP_TICKS: u32 = 4;
+/// `w` in a digit string: half a second.
+const PAUSE_TICKS: u32 = 25;
+/// In-band DTMF tone length in frames (160 ms).
+const INBAND_TONE_MS: u32 = 160;
 
 /// Nominal RTCP interval (RFC 3550 §6.2 minimum of 5 s), randomised by ±50 %
 /// (§6.3.1) so streams started together do not report together.
@@ -40,6 +47,44 @@ pub(crate) struct Scratch {
     frame: [i16; FRAME_SAMPLES],
     payload: Vec<u8>,
     packet: Vec<u8>,
+}
+
+/// A received packet to be relayed to the bridged stream; its bytes stay in
+/// [`Scratch`] (`datagram[payload]`).
+#[derive(Debug)]
+pub(crate) struct Relay {
+    pub(crate) peer_slot: usize,
+    header: RtpHeader,
+    payload: std::ops::Range<usize>,
+    /// The codec of the payload, or `None` for a telephone-event.
+    codec: Option<Codec>,
+}
+
+/// The mapping from a bridged peer's incoming RTP timestamps to ours: the
+/// outgoing stream keeps its own SSRC, sequence and timestamp base, and the
+/// spacing of the incoming timestamps.
+#[derive(Debug, Clone, Copy)]
+struct TimestampMap {
+    ssrc: u32,
+    offset: u32,
+}
+
+/// Digits being sent, one tick at a time.
+#[derive(Debug)]
+struct Digits {
+    id: u64,
+    queue: VecDeque<char>,
+    current: DigitStep,
+}
+
+#[derive(Debug)]
+enum DigitStep {
+    Next,
+    Event(DtmfSender),
+    /// In-band tone: samples and how far they were sent.
+    Tone(Vec<i16>, usize),
+    /// Ticks of pause left (silence while in-band, nothing for RFC 4733).
+    Gap(u32),
 }
 
 impl Scratch {
@@ -94,6 +139,11 @@ pub(crate) struct Counters {
 #[derive(Debug)]
 pub(crate) struct StreamState {
     id: u64,
+    /// The worker slot of the stream this one is bridged to.
+    bridge: Option<usize>,
+    relay_map: Option<TimestampMap>,
+    call_recording: Option<CallRecording>,
+    digits: Option<Digits>,
     // Field order matters: the sockets close before the lease gives the ports back.
     rtp: UdpSocket,
     rtcp: UdpSocket,
@@ -132,6 +182,10 @@ impl StreamState {
         let sender = RtpSender::new(rand::random(), rand::random(), rand::random());
         StreamState {
             id,
+            bridge: None,
+            relay_map: None,
+            call_recording: None,
+            digits: None,
             rtp,
             rtcp,
             _lease: lease,
@@ -155,6 +209,25 @@ impl StreamState {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    pub(crate) fn rtp_fd(&self) -> RawFd {
+        self.rtp.as_raw_fd()
+    }
+
+    pub(crate) fn rtcp_fd(&self) -> RawFd {
+        self.rtcp.as_raw_fd()
+    }
+
+    /// Bridges to (or, with `None`, unbridges from) the stream in `slot`;
+    /// returns the previous peer. A new bridge stops playback, and either way
+    /// the next relayed packet starts a new timestamp mapping.
+    pub(crate) fn set_bridge(&mut self, slot: Option<usize>) -> Option<usize> {
+        if slot.is_some() {
+            self.playback = None;
+        }
+        self.relay_map = None;
+        std::mem::replace(&mut self.bridge, slot)
     }
 
     pub(crate) fn handle_command(&mut self, command: StreamCommand, now: Instant) {
@@ -204,41 +277,76 @@ impl StreamState {
                     }
                 }
             }
+            StreamCommand::StartCallRecording { id, path, channels } => {
+                self.end_call_recording(RecordStop::Stopped);
+                match CallRecording::start(id, path, channels, now) {
+                    Ok(recording) => self.call_recording = Some(recording),
+                    Err(e) => {
+                        tracing::warn!(stream = self.id, recording = id, error = %e, "cannot start call recording");
+                        self.emit(MediaEvent::RecordingFailed {
+                            id,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
             StreamCommand::StopRecording { id } => {
                 if self.recording.as_ref().is_some_and(|r| r.id() == id) {
                     self.end_recording(RecordStop::Stopped);
                 }
+                if self.call_recording.as_ref().is_some_and(|r| r.id() == id) {
+                    self.end_call_recording(RecordStop::Stopped);
+                }
             }
             StreamCommand::SetHold(on) => self.hold = on,
+            StreamCommand::SendDigits { id, digits } => {
+                self.digits = Some(Digits {
+                    id,
+                    queue: digits.chars().collect(),
+                    current: DigitStep::Next,
+                });
+            }
         }
     }
 
-    /// One 20 ms step: take in what arrived, then send what is due.
+    /// One 20 ms step: send what is due (digits first, else playback) and
+    /// keep the recordings and RTCP going. Receiving is not part of it: the
+    /// worker reads each socket when it has data.
     pub(crate) fn tick(&mut self, now: Instant, wall: SystemTime, scratch: &mut Scratch) {
-        self.receive_rtp(now, scratch);
-        self.receive_rtcp(now, scratch);
         if let Some(stop) = self.recording.as_mut().and_then(|r| r.poll_stop(now)) {
             self.end_recording(stop);
         }
-        self.send_frame(scratch);
+        if self.digits.is_some() {
+            self.send_digit_step(now, scratch);
+        } else {
+            self.send_frame(now, scratch);
+        }
+        if let Some(recording) = self.call_recording.as_mut() {
+            recording.handle_tick(now);
+            if recording.failed() {
+                self.end_call_recording(RecordStop::Stopped);
+            }
+        }
         if now >= self.next_rtcp {
             self.next_rtcp = now + rtcp_interval();
             self.send_rtcp(now, wall, scratch);
         }
     }
 
-    fn receive_rtp(&mut self, now: Instant, scratch: &mut Scratch) {
-        for _ in 0..MAX_READS_PER_TICK {
-            match self.rtp.try_recv_from(&mut scratch.datagram) {
-                Ok((len, source)) => {
-                    let datagram = scratch.datagram.get(..len).unwrap_or_default();
-                    self.handle_rtp(now, datagram, source, &mut scratch.pcm);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
+    /// Reads one datagram from the RTP socket (the worker calls this when
+    /// epoll says it is readable; more waiting datagrams make it readable
+    /// again). Returns what to relay when the stream is bridged.
+    pub(crate) fn receive_rtp(&mut self, now: Instant, scratch: &mut Scratch) -> Option<Relay> {
+        match self.rtp.recv_from(&mut scratch.datagram) {
+            Ok((len, source)) => {
+                let datagram = scratch.datagram.get(..len).unwrap_or_default();
+                self.handle_rtp(now, datagram, source, &mut scratch.pcm)
+            }
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
                     tracing::debug!(stream = self.id, error = %e, "RTP receive failed");
-                    break;
                 }
+                None
             }
         }
     }
@@ -249,57 +357,154 @@ impl StreamState {
         datagram: &[u8],
         source: SocketAddr,
         pcm: &mut Vec<i16>,
-    ) {
+    ) -> Option<Relay> {
         let Some(remote) = self.remote.as_mut() else {
             // Media before the answer was negotiated: nothing to check it against.
             self.counters.ignored += 1;
-            return;
+            return None;
         };
         let Ok(packet) = rtp::parse_rtp(datagram) else {
             self.counters.ignored += 1;
-            return;
+            return None;
         };
         let pt = packet.header.payload_type;
         let is_audio = pt == remote.payload_type;
         let is_event = Some(pt) == remote.telephone_event_pt;
         if !is_audio && !is_event {
             self.counters.ignored += 1;
-            return;
+            return None;
         }
         if !remote.rtp_latched {
             remote.rtp = source;
             remote.rtp_latched = true;
         } else if source != remote.rtp {
             self.counters.ignored += 1;
-            return;
+            return None;
         }
+        let codec = remote.codec;
         self.counters.rtp_received += 1;
         // Advisory: a packet still on probation (RFC 3550 A.1) is used all the same.
         self.stats.handle_packet(now, &packet.header);
+        // The payload's place in the datagram, for the relay (parse_rtp
+        // returns a subslice of `datagram`).
+        let start = packet.payload.as_ptr() as usize - datagram.as_ptr() as usize;
+        let payload = start..start + packet.payload.len();
         if is_event {
             if let Some(digit) = self.dtmf.handle_packet(&packet.header, packet.payload) {
                 self.emit(MediaEvent::Dtmf { digit });
             }
+        } else if self.recording.is_some() || self.call_recording.is_some() {
+            pcm.clear();
+            codec.decode(packet.payload, pcm);
+            if let Some(recording) = self.recording.as_mut() {
+                recording.handle_audio(now, packet.header.ssrc, packet.header.timestamp, pcm);
+            }
+            if let Some(recording) = self.call_recording.as_mut() {
+                recording.handle_audio(now, Side::Received, pcm);
+            }
+        }
+        Some(Relay {
+            peer_slot: self.bridge?,
+            header: packet.header,
+            payload,
+            codec: (!is_event).then_some(codec),
+        })
+    }
+
+    /// Sends a packet that arrived on the bridged stream to this stream's far
+    /// end, right away: audio copied as is when both legs use the same codec
+    /// and transcoded otherwise, telephone-events with our payload type,
+    /// under our SSRC and sequence numbers, timestamps shifted onto ours.
+    pub(crate) fn relay_in(&mut self, now: Instant, relay: &Relay, scratch: &mut Scratch) {
+        let Some(remote) = self.remote.filter(|_| !self.hold) else {
+            return;
+        };
+        if self.digits.is_some() {
+            // Our own digits are on the wire; the peer's audio would interleave.
             return;
         }
-        if let Some(recording) = self.recording.as_mut() {
-            pcm.clear();
-            remote.codec.decode(packet.payload, pcm);
-            recording.handle_audio(now, packet.header.ssrc, packet.header.timestamp, pcm);
+        let Scratch {
+            datagram,
+            pcm,
+            payload: converted,
+            packet,
+            ..
+        } = scratch;
+        let Some(payload) = datagram.get(relay.payload.clone()) else {
+            return;
+        };
+        let (payload_type, body) = match relay.codec {
+            None => match remote.telephone_event_pt {
+                Some(pt) => (pt, payload),
+                // The far end takes no telephone-events (the digit was
+                // reported on the receiving stream all the same).
+                None => return,
+            },
+            Some(codec) => {
+                let decoded = codec != remote.codec || self.call_recording.is_some();
+                if decoded {
+                    pcm.clear();
+                    codec.decode(payload, pcm);
+                }
+                if let Some(recording) = self.call_recording.as_mut() {
+                    recording.handle_audio(now, Side::Sent, pcm);
+                }
+                if codec == remote.codec {
+                    (remote.payload_type, payload)
+                } else {
+                    remote.codec.encode(pcm, converted);
+                    (remote.payload_type, &converted[..])
+                }
+            }
+        };
+        let incoming = relay.header;
+        let mut marker = incoming.marker;
+        let map = match self.relay_map {
+            Some(map) if map.ssrc == incoming.ssrc => map,
+            _ => {
+                // A new source (or a new bridge): continue our own timeline
+                // and mark the discontinuity.
+                marker = true;
+                let map = TimestampMap {
+                    ssrc: incoming.ssrc,
+                    offset: self.sender.timestamp().wrapping_sub(incoming.timestamp),
+                };
+                self.relay_map = Some(map);
+                map
+            }
+        };
+        let header = self.sender.next_header_at(
+            payload_type,
+            incoming.timestamp.wrapping_add(map.offset),
+            marker,
+        );
+        self.sender.count_payload(body.len());
+        rtp::write_rtp(&header, body, packet);
+        self.send_rtp(remote.rtp, packet);
+    }
+
+    fn send_rtp(&mut self, to: SocketAddr, packet: &[u8]) {
+        match self.rtp.send_to(packet, to) {
+            Ok(_) => self.counters.sent += 1,
+            Err(e) => {
+                // A full socket buffer or an unreachable peer: the packet is
+                // lost like any other RTP loss.
+                self.counters.send_errors += 1;
+                tracing::trace!(stream = self.id, error = %e, "RTP send failed");
+            }
         }
     }
 
-    fn receive_rtcp(&mut self, now: Instant, scratch: &mut Scratch) {
-        for _ in 0..MAX_READS_PER_TICK {
-            match self.rtcp.try_recv_from(&mut scratch.datagram) {
-                Ok((len, source)) => {
-                    let datagram = scratch.datagram.get(..len).unwrap_or_default();
-                    self.handle_rtcp(now, datagram, source);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
+    /// Reads one RTCP datagram (see [`StreamState::receive_rtp`]).
+    pub(crate) fn receive_rtcp(&mut self, now: Instant, scratch: &mut Scratch) {
+        match self.rtcp.recv_from(&mut scratch.datagram) {
+            Ok((len, source)) => {
+                let datagram = scratch.datagram.get(..len).unwrap_or_default();
+                self.handle_rtcp(now, datagram, source);
+            }
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
                     tracing::debug!(stream = self.id, error = %e, "RTCP receive failed");
-                    break;
                 }
             }
         }
@@ -333,7 +538,7 @@ impl StreamState {
     }
 
     /// Sends the next frame of the playback, or nothing.
-    fn send_frame(&mut self, scratch: &mut Scratch) {
+    fn send_frame(&mut self, now: Instant, scratch: &mut Scratch) {
         let samples = FRAME_SAMPLES as u32;
         let Some(playback) = self.playback.as_mut() else {
             self.sender.advance_timestamp(samples);
@@ -363,15 +568,10 @@ impl StreamState {
                     &mut scratch.packet,
                 );
                 self.talking = true;
-                match self.rtp.try_send_to(&scratch.packet, remote.rtp) {
-                    Ok(_) => self.counters.sent += 1,
-                    Err(e) => {
-                        // A full socket buffer or an unreachable peer: the frame is
-                        // lost like any other RTP loss.
-                        self.counters.send_errors += 1;
-                        tracing::trace!(stream = self.id, error = %e, "RTP send failed");
-                    }
+                if let Some(recording) = self.call_recording.as_mut() {
+                    recording.handle_audio(now, Side::Sent, &scratch.frame);
                 }
+                self.send_rtp(remote.rtp, &scratch.packet);
             }
         }
         if matches!(last, Frame::Last | Frame::Empty) {
@@ -409,9 +609,129 @@ impl StreamState {
                 &mut scratch.packet,
             );
         }
-        if let Err(e) = self.rtcp.try_send_to(&scratch.packet, remote.rtcp) {
+        if let Err(e) = self.rtcp.send_to(&scratch.packet, remote.rtcp) {
             self.counters.send_errors += 1;
             tracing::trace!(stream = self.id, error = %e, "RTCP send failed");
+        }
+    }
+
+    /// One tick of `send_digits`: an RFC 4733 packet, a frame of in-band
+    /// tone, or a tick of pause. Keeps wall-clock pace when nothing can be
+    /// sent, like playback, so `DigitsSent` always comes.
+    fn send_digit_step(&mut self, now: Instant, scratch: &mut Scratch) {
+        let samples = FRAME_SAMPLES as u32;
+        // Taken out while it runs, so sending can borrow the stream.
+        let Some(mut digits) = self.digits.take() else {
+            return;
+        };
+        let sendable = self.remote.filter(|_| !self.hold);
+        if matches!(digits.current, DigitStep::Next) {
+            digits.current = match digits.queue.pop_front() {
+                None => {
+                    self.sender.advance_timestamp(samples);
+                    self.talking = false;
+                    self.emit(MediaEvent::DigitsSent { id: digits.id });
+                    return;
+                }
+                Some('w') => DigitStep::Gap(PAUSE_TICKS),
+                Some('W') => DigitStep::Gap(2 * PAUSE_TICKS),
+                Some(c) => match self.remote.and_then(|r| r.telephone_event_pt) {
+                    Some(pt) => {
+                        DtmfSender::new(c, pt, DIGIT_TONE).map_or(DigitStep::Next, DigitStep::Event)
+                    }
+                    None => media::tone::dtmf(c, INBAND_TONE_MS)
+                        .map_or(DigitStep::Next, |tone| DigitStep::Tone(tone, 0)),
+                },
+            };
+        }
+        match &mut digits.current {
+            // A character that is no digit: skipped, the tick passes.
+            DigitStep::Next => self.sender.advance_timestamp(samples),
+            DigitStep::Event(event) => {
+                // poll_packet moves the media clock on by one packet itself.
+                if let Some((header, payload)) = event.poll_packet(&mut self.sender) {
+                    if let Some(remote) = sendable {
+                        rtp::write_rtp(&header, &payload, &mut scratch.packet);
+                        self.send_rtp(remote.rtp, &scratch.packet);
+                    }
+                }
+                if event.is_done() {
+                    digits.current = DigitStep::Gap(DIGIT_GAP_TICKS);
+                }
+            }
+            DigitStep::Tone(tone, sent) => {
+                let end = (*sent + FRAME_SAMPLES).min(tone.len());
+                let frame = tone.get(*sent..end).unwrap_or_default();
+                scratch.frame[..frame.len()].copy_from_slice(frame);
+                scratch.frame[frame.len()..].fill(0);
+                *sent = end;
+                if end >= tone.len() {
+                    digits.current = DigitStep::Gap(DIGIT_GAP_TICKS);
+                }
+                self.send_audio_frame(now, sendable, scratch);
+            }
+            DigitStep::Gap(left) => {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    digits.current = DigitStep::Next;
+                }
+                let inband = self.remote.is_some_and(|r| r.telephone_event_pt.is_none());
+                if inband {
+                    // Silence, so an in-band detector hears the key released.
+                    scratch.frame.fill(0);
+                    self.send_audio_frame(now, sendable, scratch);
+                } else {
+                    self.sender.advance_timestamp(samples);
+                    self.talking = false;
+                }
+            }
+        }
+        self.digits = Some(digits);
+    }
+
+    /// Encodes and sends `scratch.frame` (or only moves the clock on when it
+    /// cannot be sent).
+    fn send_audio_frame(&mut self, now: Instant, sendable: Option<Remote>, scratch: &mut Scratch) {
+        let samples = FRAME_SAMPLES as u32;
+        let Some(remote) = sendable else {
+            self.sender.advance_timestamp(samples);
+            return;
+        };
+        remote.codec.encode(&scratch.frame, &mut scratch.payload);
+        let marker = !self.talking;
+        self.talking = true;
+        self.sender.write_packet(
+            remote.payload_type,
+            samples,
+            marker,
+            &scratch.payload,
+            &mut scratch.packet,
+        );
+        if let Some(recording) = self.call_recording.as_mut() {
+            recording.handle_audio(now, Side::Sent, &scratch.frame);
+        }
+        self.send_rtp(remote.rtp, &scratch.packet);
+    }
+
+    fn end_call_recording(&mut self, stop: RecordStop) {
+        let Some(recording) = self.call_recording.take() else {
+            return;
+        };
+        let id = recording.id();
+        match recording.finish() {
+            Ok((duration, path)) => self.emit(MediaEvent::RecordingStopped {
+                id,
+                duration,
+                stop,
+                path,
+            }),
+            Err(e) => {
+                tracing::warn!(stream = self.id, recording = id, error = %e, "call recording failed");
+                self.emit(MediaEvent::RecordingFailed {
+                    id,
+                    reason: e.to_string(),
+                });
+            }
         }
     }
 
@@ -448,6 +768,7 @@ impl StreamState {
 impl Drop for StreamState {
     fn drop(&mut self) {
         self.end_recording(RecordStop::Hangup);
+        self.end_call_recording(RecordStop::Hangup);
         self.load.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(stream = self.id, counters = ?self.counters, "media stream closed");
     }

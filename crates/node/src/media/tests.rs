@@ -644,9 +644,497 @@ async fn start_needs_a_usable_range() {
 }
 
 #[test]
-fn start_outside_a_runtime_is_an_error() {
-    assert!(matches!(
-        MediaEngine::start(MediaConfig::default()),
-        Err(MediaError::NoRuntime)
-    ));
+fn workers_are_threads_and_need_no_runtime() {
+    let engine = MediaEngine::start(MediaConfig {
+        bind_ip: LOCALHOST,
+        port_min: 43100,
+        port_max: 43109,
+        ..MediaConfig::default()
+    })
+    .expect("starts outside a runtime");
+    let stream = engine
+        .allocate(mpsc::unbounded_channel().0)
+        .expect("allocate");
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while engine.ports_in_use() != 0 {
+        assert!(Instant::now() < deadline, "ports not released");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---- bridging, call recording, digits ----
+
+/// Two far ends, each talking to one stream of a bridged pair.
+struct Bridged {
+    a: Stream,
+    b: Stream,
+    far_a: FarEnd,
+    far_b: FarEnd,
+    events_a: UnboundedReceiver<MediaEvent>,
+    events_b: UnboundedReceiver<MediaEvent>,
+}
+
+impl Bridged {
+    /// `a` and `b` are each far end's (codec, payload type, telephone-event pt).
+    async fn new(
+        engine: &MediaEngine,
+        a: (Codec, u8, Option<u8>),
+        b: (Codec, u8, Option<u8>),
+    ) -> Bridged {
+        let (tx_a, events_a) = mpsc::unbounded_channel();
+        let (tx_b, events_b) = mpsc::unbounded_channel();
+        let stream_a = engine.allocate(tx_a).expect("allocate");
+        let stream_b = engine
+            .allocate_near(&stream_a, tx_b)
+            .expect("allocate near");
+        let far_a = FarEnd::new().await;
+        let far_b = FarEnd::new().await;
+        for (stream, far, (codec, pt, te)) in [(&stream_a, &far_a, a), (&stream_b, &far_b, b)] {
+            stream.set_remote(
+                far.rtp.local_addr().expect("addr"),
+                far.rtcp.local_addr().expect("addr"),
+                codec,
+                pt,
+                te,
+            );
+        }
+        stream_a.bridge(&stream_b);
+        // Let the commands reach the worker before media does.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Bridged {
+            a: stream_a,
+            b: stream_b,
+            far_a,
+            far_b,
+            events_a,
+            events_b,
+        }
+    }
+}
+
+/// Receives RTP packets until `quiet` passes without one.
+async fn collect(socket: &UdpSocket, quiet: Duration) -> Vec<(Instant, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(r) = tokio::time::timeout(quiet, socket.recv_from(&mut buf)).await {
+        let (len, _) = r.expect("recv");
+        out.push((Instant::now(), buf[..len].to_vec()));
+    }
+    out
+}
+
+/// Sends `count` packets of distinct payloads, 20 ms apart; returns them.
+async fn send_numbered(
+    far: &FarEnd,
+    to: SocketAddr,
+    sender: &mut RtpSender,
+    pt: u8,
+    count: u8,
+) -> Vec<(Instant, Vec<u8>)> {
+    let mut sent = Vec::new();
+    let mut packet = Vec::new();
+    let mut interval = tokio::time::interval(TICK);
+    for n in 0..count {
+        interval.tick().await;
+        let payload: Vec<u8> = (0..160)
+            .map(|i| n.wrapping_mul(7).wrapping_add(i as u8))
+            .collect();
+        sender.write_packet(pt, 160, n == 0, &payload, &mut packet);
+        sent.push((Instant::now(), payload));
+        far.rtp.send_to(&packet, to).await.expect("send");
+    }
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_relays_both_ways_payload_untouched_with_own_headers() {
+    let engine = engine(44000, 44099);
+    let pair = Bridged::new(
+        &engine,
+        (Codec::Pcmu, 0, Some(TE_PT)),
+        (Codec::Pcmu, 0, Some(TE_PT)),
+    )
+    .await;
+    for (from, to, to_stream) in [
+        (&pair.far_a, &pair.far_b, &pair.a),
+        (&pair.far_b, &pair.far_a, &pair.b),
+    ] {
+        let mut sender = RtpSender::new(0x1234, 65530, u32::MAX - 500);
+        let (sent, got) = tokio::join!(
+            send_numbered(from, to_local(to_stream), &mut sender, 0, 20),
+            collect(&to.rtp, Duration::from_millis(150)),
+        );
+        assert_eq!(got.len(), sent.len(), "every packet relayed");
+        let first = rtp::parse_rtp(&got[0].1).expect("RTP").header;
+        assert_ne!(first.ssrc, 0x1234, "the outgoing leg has its own SSRC");
+        assert!(first.marker);
+        for (n, ((sent_at, payload), (got_at, bytes))) in sent.iter().zip(&got).enumerate() {
+            let packet = rtp::parse_rtp(bytes).expect("RTP");
+            assert_eq!(packet.payload, &payload[..], "payload copied byte for byte");
+            assert_eq!(packet.header.payload_type, 0);
+            assert_eq!(packet.header.ssrc, first.ssrc);
+            assert_eq!(
+                packet.header.sequence,
+                first.sequence.wrapping_add(n as u16)
+            );
+            assert_eq!(
+                packet.header.timestamp,
+                first.timestamp.wrapping_add(160 * n as u32)
+            );
+            let delay = *got_at - *sent_at;
+            assert!(
+                delay < Duration::from_millis(10),
+                "relayed on receipt, not on a tick: {delay:?}"
+            );
+        }
+    }
+}
+
+/// Frequency from rising zero crossings.
+fn frequency(samples: &[i16]) -> f64 {
+    let rising = samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
+    rising as f64 * 8000.0 / samples.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_transcodes_pcmu_to_pcma_and_back() {
+    let engine = engine(44100, 44199);
+    let pair = Bridged::new(
+        &engine,
+        (Codec::Pcmu, 0, Some(TE_PT)),
+        (Codec::Pcma, 8, Some(TE_PT)),
+    )
+    .await;
+    for (from, from_codec, to, to_codec, to_stream) in [
+        (&pair.far_a, Codec::Pcmu, &pair.far_b, Codec::Pcma, &pair.a),
+        (&pair.far_b, Codec::Pcma, &pair.far_a, Codec::Pcmu, &pair.b),
+    ] {
+        let mut sender = RtpSender::new(77, 1, 1);
+        let pt = from_codec.payload_type();
+        from.send_audio(
+            to_local(to_stream),
+            &mut sender,
+            from_codec,
+            pt,
+            &tone(0.5, 8000.0),
+        )
+        .await;
+        let got = collect(&to.rtp, Duration::from_millis(150)).await;
+        assert_eq!(got.len(), 25);
+        let mut pcm = Vec::new();
+        for (_, bytes) in &got {
+            let packet = rtp::parse_rtp(bytes).expect("RTP");
+            assert_eq!(packet.header.payload_type, to_codec.payload_type());
+            let mut frame = Vec::new();
+            to_codec.decode(packet.payload, &mut frame);
+            pcm.extend(frame);
+        }
+        let level = rms_dbfs(&pcm);
+        assert!((level - -15.3).abs() < 1.0, "level {level} dBFS");
+        let hz = frequency(&pcm);
+        assert!((hz - 1000.0).abs() < 20.0, "{hz} Hz");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_relays_digits_with_the_other_legs_payload_type_and_reports_them() {
+    let engine = engine(44200, 44299);
+    let mut pair = Bridged::new(
+        &engine,
+        (Codec::Pcmu, 0, Some(101)),
+        (Codec::Pcmu, 0, Some(96)),
+    )
+    .await;
+    let mut sender = RtpSender::new(5, 5, 5);
+    let mut packet = Vec::new();
+    let to = to_local(&pair.a);
+    for digit in ['4', '#'] {
+        let mut dtmf = DtmfSender::new(digit, 101, Duration::from_millis(100)).expect("digit");
+        while let Some((header, payload)) = dtmf.poll_packet(&mut sender) {
+            rtp::write_rtp(&header, &payload, &mut packet);
+            pair.far_a.rtp.send_to(&packet, to).await.expect("send");
+            tokio::time::sleep(TICK).await;
+        }
+    }
+    let got = collect(&pair.far_b.rtp, Duration::from_millis(150)).await;
+    assert_eq!(
+        got.len(),
+        2 * 7,
+        "4 updates + the end packet 3 times per digit"
+    );
+    let mut receiver = rtp::dtmf::DtmfReceiver::new();
+    let mut digits = String::new();
+    for (_, bytes) in &got {
+        let packet = rtp::parse_rtp(bytes).expect("RTP");
+        assert_eq!(
+            packet.header.payload_type, 96,
+            "mapped to the other leg's payload type"
+        );
+        digits.extend(receiver.handle_packet(&packet.header, packet.payload));
+    }
+    assert_eq!(digits, "4#");
+    let mut reported = String::new();
+    while let Some(event) = next_event(&mut pair.events_a, Duration::from_millis(100)).await {
+        if let MediaEvent::Dtmf { digit } = event {
+            reported.push(digit);
+        }
+    }
+    assert_eq!(
+        reported, "4#",
+        "still reported once per digit on the receiving stream"
+    );
+    assert_eq!(
+        next_event(&mut pair.events_b, Duration::from_millis(20)).await,
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_unbridge_stop_the_relay_and_dropping_a_leg_frees_its_ports() {
+    let engine = engine(44300, 44399);
+    let pair = Bridged::new(
+        &engine,
+        (Codec::Pcmu, 0, Some(TE_PT)),
+        (Codec::Pcmu, 0, Some(TE_PT)),
+    )
+    .await;
+    let mut sender = RtpSender::new(9, 9, 9);
+    let to_a = to_local(&pair.a);
+
+    pair.b.set_hold(true);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send_numbered(&pair.far_a, to_a, &mut sender, 0, 5).await;
+    assert!(
+        collect(&pair.far_b.rtp, Duration::from_millis(100))
+            .await
+            .is_empty(),
+        "a leg on hold receives nothing"
+    );
+    pair.b.set_hold(false);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send_numbered(&pair.far_a, to_a, &mut sender, 0, 5).await;
+    assert_eq!(
+        collect(&pair.far_b.rtp, Duration::from_millis(100))
+            .await
+            .len(),
+        5
+    );
+
+    pair.b.unbridge();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send_numbered(&pair.far_a, to_a, &mut sender, 0, 5).await;
+    assert!(
+        collect(&pair.far_b.rtp, Duration::from_millis(100))
+            .await
+            .is_empty(),
+        "unbridged"
+    );
+    let mut s2 = RtpSender::new(10, 10, 10);
+    send_numbered(&pair.far_b, to_local(&pair.b), &mut s2, 0, 5).await;
+    assert!(
+        collect(&pair.far_a.rtp, Duration::from_millis(100))
+            .await
+            .is_empty(),
+        "unbridged both ways"
+    );
+
+    // Bridged again, then one leg hangs up: the other lives on, unbridged.
+    pair.a.bridge(&pair.b);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send_numbered(&pair.far_b, to_local(&pair.b), &mut s2, 0, 3).await;
+    assert_eq!(
+        collect(&pair.far_a.rtp, Duration::from_millis(100))
+            .await
+            .len(),
+        3
+    );
+    let Bridged {
+        a, b, far_a, far_b, ..
+    } = pair;
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while engine.ports_in_use() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "ports of the dropped leg still in use"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    send_numbered(&far_b, to_local(&b), &mut s2, 0, 3).await;
+    assert!(collect(&far_a.rtp, Duration::from_millis(100))
+        .await
+        .is_empty());
+    // The survivor still works on its own.
+    b.play(1, tone(0.1, 4000.0).into(), 1);
+    assert_eq!(
+        collect(&far_b.rtp, Duration::from_millis(150)).await.len(),
+        5
+    );
+    drop(b);
+    wait_until_released(&engine).await;
+}
+
+fn read_stereo(path: &std::path::Path) -> (Vec<i16>, Vec<i16>) {
+    let mut reader = hound::WavReader::open(path).expect("a complete WAV");
+    assert_eq!(reader.spec().channels, 2);
+    let samples: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
+    (
+        samples.iter().step_by(2).copied().collect(),
+        samples.iter().skip(1).step_by(2).copied().collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_channel_call_recording_holds_both_sides_aligned() {
+    let engine = engine(44400, 44499);
+    let pair = Bridged::new(
+        &engine,
+        (Codec::Pcmu, 0, Some(TE_PT)),
+        (Codec::Pcma, 8, Some(TE_PT)),
+    )
+    .await;
+    let path = temp_wav("dual");
+    let _ = std::fs::remove_file(&path);
+    let (tx, mut events) = mpsc::unbounded_channel::<MediaEvent>();
+    drop(tx);
+    let mut events_a = pair.events_a;
+    pair.a.start_call_recording(21, path.clone(), 2);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Both far ends talk at once for a second: A's far end loud, B's quiet.
+    let (to_a, to_b) = (to_local(&pair.a), to_local(&pair.b));
+    let far_a = &pair.far_a;
+    let far_b = &pair.far_b;
+    let mut sa = RtpSender::new(1, 1, 1);
+    let mut sb = RtpSender::new(2, 2, 2);
+    let (loud, quiet) = (tone(1.0, 8000.0), tone(1.0, 2000.0));
+    tokio::join!(
+        far_a.send_audio(to_a, &mut sa, Codec::Pcmu, 0, &loud),
+        far_b.send_audio(to_b, &mut sb, Codec::Pcma, 8, &quiet),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    pair.a.stop_recording(21);
+    let event = next_event(&mut events_a, Duration::from_secs(1)).await;
+    let Some(MediaEvent::RecordingStopped {
+        id: 21,
+        stop: RecordStop::Stopped,
+        duration,
+        ..
+    }) = event
+    else {
+        panic!("expected the call recording to stop, got {event:?}");
+    };
+    assert!(
+        duration >= Duration::from_millis(1000) && duration < Duration::from_millis(1400),
+        "{duration:?}"
+    );
+    let (left, right) = read_stereo(&path);
+    // Where the far ends spoke (skip the edges): left -15.3 dBFS, right -27.3 dBFS.
+    let speaking = |ch: &[i16]| -> (usize, usize) {
+        let first = ch
+            .iter()
+            .position(|s| s.abs() > 500)
+            .expect("audio in the channel");
+        let last = ch
+            .iter()
+            .rposition(|s| s.abs() > 500)
+            .expect("audio in the channel");
+        (first, last)
+    };
+    let (la, lb) = speaking(&left);
+    let quiet_right: Vec<i16> = right.iter().map(|&s| s.saturating_mul(4)).collect();
+    let (ra, rb) = speaking(&quiet_right);
+    let l = rms_dbfs(&left[la + 400..lb - 400]);
+    let r = rms_dbfs(&right[ra + 400..rb - 400]);
+    assert!((l - -15.3).abs() < 1.0, "left {l} dBFS");
+    assert!((r - -27.3).abs() < 1.0, "right {r} dBFS");
+    // Time-aligned by arrival: both sides start within a few frames of each other.
+    assert!(
+        la.abs_diff(ra) < 4 * media::FRAME_SAMPLES,
+        "left starts at {la}, right at {ra}"
+    );
+    assert!((lb - la).abs_diff(rb - ra) < 4 * media::FRAME_SAMPLES);
+    assert!(events.try_recv().is_err());
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_digits_arrive_as_rfc4733_events_with_pauses() {
+    let engine = engine(44500, 44599);
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let stream = engine.allocate(tx).expect("allocate");
+    let far = FarEnd::new().await;
+    far.connect(&stream, Codec::Pcmu, 0);
+    let started = Instant::now();
+    stream.send_digits(4, "1w2#x");
+    let mut receiver = rtp::dtmf::DtmfReceiver::new();
+    let mut digits = Vec::new();
+    let mut buf = [0u8; 2048];
+    let mut packets = 0;
+    let done = loop {
+        tokio::select! {
+            r = far.rtp.recv_from(&mut buf) => {
+                let (len, _) = r.expect("recv");
+                let packet = rtp::parse_rtp(&buf[..len]).expect("RTP");
+                assert_eq!(packet.header.payload_type, TE_PT);
+                packets += 1;
+                if let Some(d) = receiver.handle_packet(&packet.header, packet.payload) {
+                    digits.push((d, started.elapsed()));
+                }
+            }
+            e = next_event(&mut events, Duration::from_secs(3)) => break e,
+        }
+    };
+    assert_eq!(done, Some(MediaEvent::DigitsSent { id: 4 }));
+    let text: String = digits.iter().map(|(d, _)| *d).collect();
+    assert_eq!(text, "12#");
+    // 160 ms of event = 8 packets, the end one sent 3 times: 10 per digit.
+    assert_eq!(packets, 30);
+    let pause = digits[1].1 - digits[0].1;
+    assert!(
+        pause >= Duration::from_millis(700) && pause < Duration::from_millis(900),
+        "{pause:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_digits_are_inband_tones_without_telephone_event() {
+    let engine = engine(44600, 44699);
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let stream = engine.allocate(tx).expect("allocate");
+    let far = FarEnd::new().await;
+    stream.set_remote(
+        far.rtp.local_addr().expect("addr"),
+        far.rtcp.local_addr().expect("addr"),
+        Codec::Pcma,
+        8,
+        None,
+    );
+    stream.send_digits(5, "90*");
+    let mut detector = media::dtmf::InbandDetector::new();
+    let mut digits = String::new();
+    let mut buf = [0u8; 2048];
+    let done = loop {
+        tokio::select! {
+            r = far.rtp.recv_from(&mut buf) => {
+                let (len, _) = r.expect("recv");
+                let packet = rtp::parse_rtp(&buf[..len]).expect("RTP");
+                assert_eq!(packet.header.payload_type, 8);
+                let mut pcm = Vec::new();
+                Codec::Pcma.decode(packet.payload, &mut pcm);
+                digits.extend(detector.handle_frame(&pcm));
+            }
+            e = next_event(&mut events, Duration::from_secs(3)) => break e,
+        }
+    };
+    assert_eq!(done, Some(MediaEvent::DigitsSent { id: 5 }));
+    assert_eq!(digits, "90*");
+}
+
+#[test]
+fn ringback_is_one_cadence_to_loop() {
+    assert_eq!(media::tone::ringback().len(), 6 * 8000);
 }

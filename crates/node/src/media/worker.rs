@@ -1,11 +1,23 @@
-//! One worker task: owns many streams and ticks them all every 20 ms.
+//! One worker thread: owns many streams, relays bridged packets the moment
+//! they arrive, and ticks every stream each 20 ms.
+//!
+//! A worker is an OS thread around one epoll instance rather than a tokio
+//! task: every RTP and RTCP socket of its streams is registered
+//! level-triggered, so one `epoll_wait` reports all sockets with data and each
+//! is read once (one `recvfrom` per packet, no `EAGAIN` round trip); a packet
+//! of a bridged stream is relayed inside that same wake-up, within
+//! microseconds of arrival. The wait's timeout is the next 20 ms tick, so a
+//! worker wakes 50 times a second plus once per burst of packets, whatever
+//! the number of streams. Commands from [`super::Stream`] handles come over a
+//! channel and an eventfd that is written only when the worker has not been
+//! woken yet.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
-
-use tokio::sync::mpsc::{self, error::SendError, UnboundedReceiver, UnboundedSender};
-use tokio::time::MissedTickBehavior;
 
 use super::stream::{Scratch, StreamState};
 use super::TICK;
@@ -16,6 +28,10 @@ pub(crate) enum Command {
     Add(Box<StreamState>),
     Remove(u64),
     Stream(u64, StreamCommand),
+    Bridge(u64, u64),
+    Unbridge(u64),
+    /// Every handle on the worker is gone.
+    Shutdown,
 }
 
 #[derive(Debug)]
@@ -39,17 +55,140 @@ pub(crate) enum StreamCommand {
         max_length: Duration,
         silence_timeout: Option<Duration>,
     },
+    StartCallRecording {
+        id: u64,
+        path: std::path::PathBuf,
+        channels: u16,
+    },
     StopRecording {
         id: u64,
     },
     SetHold(bool),
+    SendDigits {
+        id: u64,
+        digits: String,
+    },
 }
 
-/// The engine's side of a worker: its command queue and how many streams it
+/// The sending side of a worker's command queue, shared by the engine and
+/// every stream handle of the worker. When the last one drops, the worker
+/// stops (and drops whatever streams it still holds).
+#[derive(Debug)]
+pub(crate) struct Link {
+    tx: mpsc::Sender<Command>,
+    wake: Arc<Wake>,
+}
+
+impl Link {
+    pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
+        self.tx.send(command).map_err(|e| e.0)?;
+        self.wake.signal();
+        Ok(())
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // The worker may already be gone; nothing to stop then.
+        let _ = self.send(Command::Shutdown);
+    }
+}
+
+/// An eventfd plus a flag, so a burst of commands costs one `write`.
+#[derive(Debug)]
+struct Wake {
+    fd: OwnedFd,
+    pending: AtomicBool,
+}
+
+impl Wake {
+    fn new() -> io::Result<Wake> {
+        // SAFETY: eventfd has no memory arguments; the result is checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Wake {
+            // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            pending: AtomicBool::new(false),
+        })
+    }
+
+    fn signal(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to an eventfd we own. A
+            // failure (counter overflow) cannot happen with values of 1 and
+            // a reader that resets it; it would only delay the wake-up.
+            unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// Called by the worker before it drains the queue, so a command sent
+    /// during the drain wakes it again.
+    fn reset(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64; EAGAIN (already reset) is fine.
+        unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+        self.pending.store(false, Ordering::Release);
+    }
+}
+
+/// Level-triggered epoll instance.
+#[derive(Debug)]
+pub(crate) struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: no memory arguments; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `event` is a live epoll_event for the duration of the call.
+        let r =
+            unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
+        let max = i32::try_from(events.len()).unwrap_or(i32::MAX);
+        // SAFETY: the kernel writes at most `max` entries into `events`.
+        let n =
+            unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, timeout_ms) };
+        // EINTR (or any error) reads as "nothing ready": the loop retries.
+        usize::try_from(n).unwrap_or(0)
+    }
+}
+
+/// Token of the wake-up eventfd; stream tokens are `slot << 1 | is_rtcp`.
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// Events taken per `epoll_wait`.
+const EVENTS_PER_WAIT: usize = 512;
+
+/// The engine's side of a worker: its command link and how many streams it
 /// holds (for least-loaded placement).
 #[derive(Debug)]
 pub(crate) struct WorkerHandle {
-    commands: UnboundedSender<Command>,
+    link: Arc<Link>,
     load: Arc<AtomicUsize>,
 }
 
@@ -63,75 +202,208 @@ impl WorkerHandle {
         Arc::clone(&self.load)
     }
 
-    pub(crate) fn sender(&self) -> UnboundedSender<Command> {
-        self.commands.clone()
-    }
-
-    pub(crate) fn send(&self, command: Command) -> Result<(), SendError<Command>> {
-        self.commands.send(command)
+    pub(crate) fn link(&self) -> Arc<Link> {
+        Arc::clone(&self.link)
     }
 }
 
-pub(crate) fn spawn(runtime: &tokio::runtime::Handle) -> WorkerHandle {
-    let (commands, rx) = mpsc::unbounded_channel();
+pub(crate) fn spawn(index: usize) -> io::Result<WorkerHandle> {
+    let (tx, rx) = mpsc::channel();
+    let wake = Arc::new(Wake::new()?);
+    let epoll = Epoll::new()?;
+    epoll.add(wake.fd.as_raw_fd(), WAKE_TOKEN)?;
     let load = Arc::new(AtomicUsize::new(0));
-    runtime.spawn(run(rx));
-    WorkerHandle { commands, load }
-}
-
-/// Runs until every handle on the worker (engine and streams) is gone.
-async fn run(mut commands: UnboundedReceiver<Command>) {
-    let mut worker = Worker {
-        streams: Vec::new(),
+    let worker = Worker {
+        epoll,
+        wake: Arc::clone(&wake),
+        commands: rx,
+        slots: Vec::new(),
+        free: Vec::new(),
+        ids: HashMap::new(),
         scratch: Scratch::new(),
     };
-    let mut interval = tokio::time::interval(TICK);
-    // Burst: a late tick is followed by the missed ones at once, so over time
-    // there are exactly 50 ticks a second and RTP timestamps follow wall time.
-    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    loop {
-        tokio::select! {
-            command = commands.recv() => match command {
-                Some(command) => worker.handle_command(command, Instant::now()),
-                None => break,
-            },
-            _ = interval.tick() => worker.tick(Instant::now(), SystemTime::now()),
-        }
-    }
+    std::thread::Builder::new()
+        .name(format!("media-{index}"))
+        .spawn(move || worker.run())?;
+    Ok(WorkerHandle {
+        link: Arc::new(Link { tx, wake }),
+        load,
+    })
 }
 
 struct Worker {
-    // A Vec, not a map: the tick walks every stream 50 times a second, removal
-    // is rare and a linear search over one worker's streams is cheap.
-    streams: Vec<StreamState>,
+    epoll: Epoll,
+    wake: Arc<Wake>,
+    commands: mpsc::Receiver<Command>,
+    /// Streams by slot; a slot's index is its epoll token, so readiness finds
+    /// its stream without a lookup.
+    slots: Vec<Option<StreamState>>,
+    free: Vec<usize>,
+    ids: HashMap<u64, usize>,
     scratch: Scratch,
 }
 
 impl Worker {
-    fn handle_command(&mut self, command: Command, now: Instant) {
-        match command {
-            Command::Add(state) => self.streams.push(*state),
-            Command::Remove(id) => {
-                if let Some(index) = self.position(id) {
-                    // Dropping the state ends a recording, closes both sockets,
-                    // then returns the ports.
-                    drop(self.streams.swap_remove(index));
+    fn run(mut self) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                self.tick(now, SystemTime::now());
+                // Burst: a late tick is followed by the missed ones at once, so
+                // there are exactly 50 ticks a second and RTP timestamps follow
+                // wall time; after a long stall (suspended process) start afresh.
+                next_tick += TICK;
+                if now > next_tick + Duration::from_secs(1) {
+                    next_tick = now + TICK;
+                }
+                continue;
+            }
+            let wait = next_tick - now;
+            let timeout_ms = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            let ready = self.epoll.wait(&mut events, timeout_ms);
+            let mut commands = false;
+            let now = Instant::now();
+            for event in events.iter().take(ready) {
+                let token = event.u64;
+                if token == WAKE_TOKEN {
+                    commands = true;
+                } else {
+                    self.handle_ready(token, now);
                 }
             }
-            Command::Stream(id, command) => {
-                if let Some(index) = self.position(id) {
-                    self.streams[index].handle_command(command, now);
-                }
+            // After the batch, so no event of this batch names a slot that a
+            // command freed or reused.
+            if commands && !self.drain_commands() {
+                return;
             }
         }
     }
 
-    fn position(&self, id: u64) -> Option<usize> {
-        self.streams.iter().position(|s| s.id() == id)
+    /// False once the worker must stop.
+    fn drain_commands(&mut self) -> bool {
+        self.wake.reset();
+        let now = Instant::now();
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return false,
+                Ok(command) => self.handle_command(command, now),
+                Err(mpsc::TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn handle_ready(&mut self, token: u64, now: Instant) {
+        let Ok(slot) = usize::try_from(token >> 1) else {
+            return;
+        };
+        let Some(Some(stream)) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if token & 1 == 1 {
+            stream.receive_rtcp(now, &mut self.scratch);
+            return;
+        }
+        let Some(relay) = stream.receive_rtp(now, &mut self.scratch) else {
+            return;
+        };
+        let Some(Some(peer)) = self.slots.get_mut(relay.peer_slot) else {
+            return;
+        };
+        peer.relay_in(now, &relay, &mut self.scratch);
+    }
+
+    fn handle_command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Add(state) => self.add(*state),
+            Command::Remove(id) => {
+                if let Some(slot) = self.ids.remove(&id) {
+                    self.unbridge(slot);
+                    // Dropping the state ends its recordings, closes both
+                    // sockets (which leaves epoll), then returns the ports.
+                    let state = self.slots.get_mut(slot).and_then(Option::take);
+                    drop(state);
+                    self.free.push(slot);
+                }
+            }
+            Command::Stream(id, command) => {
+                if let Some(stream) = self.stream_mut(id) {
+                    stream.handle_command(command, now);
+                }
+            }
+            Command::Bridge(a, b) => self.bridge(a, b),
+            Command::Unbridge(id) => {
+                if let Some(&slot) = self.ids.get(&id) {
+                    self.unbridge(slot);
+                }
+            }
+            // Handled by `drain_commands`.
+            Command::Shutdown => {}
+        }
+    }
+
+    fn add(&mut self, state: StreamState) {
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        let token = (slot as u64) << 1;
+        let registered = self
+            .epoll
+            .add(state.rtp_fd(), token)
+            .and_then(|()| self.epoll.add(state.rtcp_fd(), token | 1));
+        if let Err(e) = registered {
+            // Dropping the state frees its ports; the stream stays silent.
+            tracing::error!(stream = state.id(), error = %e, "cannot watch RTP sockets");
+            self.free.push(slot);
+            return;
+        }
+        self.ids.insert(state.id(), slot);
+        if slot == self.slots.len() {
+            self.slots.push(Some(state));
+        } else if let Some(entry) = self.slots.get_mut(slot) {
+            *entry = Some(state);
+        }
+    }
+
+    fn stream_mut(&mut self, id: u64) -> Option<&mut StreamState> {
+        let slot = *self.ids.get(&id)?;
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    fn bridge(&mut self, a: u64, b: u64) {
+        let (Some(&slot_a), Some(&slot_b)) = (self.ids.get(&a), self.ids.get(&b)) else {
+            tracing::warn!(
+                a,
+                b,
+                "bridge of a stream this worker does not hold; not bridged"
+            );
+            return;
+        };
+        if slot_a == slot_b {
+            return;
+        }
+        self.unbridge(slot_a);
+        self.unbridge(slot_b);
+        if let Some(Some(s)) = self.slots.get_mut(slot_a) {
+            s.set_bridge(Some(slot_b));
+        }
+        if let Some(Some(s)) = self.slots.get_mut(slot_b) {
+            s.set_bridge(Some(slot_a));
+        }
+    }
+
+    /// Ends the bridge of `slot`, on both sides.
+    fn unbridge(&mut self, slot: usize) {
+        let peer = match self.slots.get_mut(slot) {
+            Some(Some(s)) => s.set_bridge(None),
+            _ => None,
+        };
+        if let Some(Some(p)) = peer.and_then(|p| self.slots.get_mut(p)) {
+            p.set_bridge(None);
+        }
     }
 
     fn tick(&mut self, now: Instant, wall: SystemTime) {
-        for stream in &mut self.streams {
+        for stream in self.slots.iter_mut().flatten() {
             stream.tick(now, wall, &mut self.scratch);
         }
     }
