@@ -7,6 +7,7 @@
 //! - `outbound`: API-originated calls: trunks, the UAC leg until answer, then `call`'s loop.
 //! - `calls_registry`: live calls by CallSid, so API updates reach them.
 //! - `records`: call-record writes through one task, in order, off the set-up path.
+//! - `recovery`: the liveness mark, and closing what a crashed run left open at the next start.
 //! - `media`: media workers own the RTP sockets and tick every stream each 20 ms.
 //! - `webhook`, `tts`, `audio`: the customer's app over HTTP, speech synthesis, audio files.
 //! - `http`: the REST API (from `api`) plus `/metrics`.
@@ -22,6 +23,7 @@ pub mod http;
 pub mod media;
 pub mod outbound;
 pub mod records;
+pub mod recovery;
 pub mod registrar;
 pub mod routing;
 pub mod sip_task;

@@ -88,6 +88,8 @@ pub enum StartError {
     Media(String),
     #[error("reading numbers: {0}")]
     Store(String),
+    #[error("crash recovery: {0}")]
+    Recovery(String),
 }
 
 impl Node {
@@ -102,6 +104,15 @@ impl Node {
             .map_err(|source| StartError::Http { addr: config.http_addr, source })?;
         let http_addr = listener.local_addr().map_err(|source| StartError::Http { addr: config.http_addr, source })?;
         config.http_addr = http_addr;
+
+        // Bound: no other node runs on these addresses. Close what a crashed run left open before
+        // taking calls, then start this run's liveness mark.
+        let recovered =
+            crate::recovery::recover(&config, &store).await.map_err(|e| StartError::Recovery(e.to_string()))?;
+        if recovered != crate::recovery::Recovered::default() {
+            tracing::warn!(?recovered, "recovered calls and recordings left open by a crash");
+        }
+        crate::recovery::start_heartbeat(config.data_dir.clone()).map_err(|e| StartError::Recovery(e.to_string()))?;
 
         let media = media::MediaEngine::start(media::MediaConfig {
             bind_ip: config.rtp_bind_ip,
