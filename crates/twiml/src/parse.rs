@@ -1011,6 +1011,278 @@ mod tests {
         );
     }
 
+    fn dial(xml: &str) -> Dial {
+        match one(xml) {
+            Verb::Dial(d) => d,
+            other => panic!("not a Dial: {other:?}"),
+        }
+    }
+
+    fn dial_warnings(xml: &str) -> (Dial, Vec<u32>) {
+        let doc = parse(xml).unwrap_or_else(|e| panic!("{xml}: {e}"));
+        let codes = doc.warnings.iter().map(|w| w.code).collect();
+        match doc.verbs.into_iter().next() {
+            Some(Verb::Dial(d)) => (d, codes),
+            other => panic!("not a Dial: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dial_bare_text_is_one_number_with_defaults() {
+        assert_eq!(
+            dial("<Response><Dial> 415-123-4567 </Dial></Response>"),
+            Dial {
+                targets: vec![DialTarget::new(DialKind::Number("415-123-4567".into()))],
+                ..Dial::default()
+            }
+        );
+        let d = Dial::default();
+        assert_eq!((d.timeout, d.time_limit, d.method), (30, 14400, Method::Post));
+        assert_eq!(d.record, DialRecord::DoNotRecord);
+        assert!(!d.answer_on_bridge && !d.hangup_on_star);
+        assert_eq!(parse("<Response><Dial>1</Dial></Response>").unwrap().warnings, vec![]);
+    }
+
+    #[test]
+    fn dial_attributes() {
+        let d = dial(
+            r#"<Response><Dial action="/after" method="GET" timeout="10" timeLimit="60" callerId="+15550001111" answerOnBridge="true" record="record-from-ringing-dual" hangupOnStar="true" ringTone="uk" recordingStatusCallback="/rs" unknownThing="x">+15551234567</Dial></Response>"#,
+        );
+        assert_eq!(
+            d,
+            Dial {
+                action: Some("/after".into()),
+                method: Method::Get,
+                timeout: 10,
+                time_limit: 60,
+                caller_id: Some("+15550001111".into()),
+                answer_on_bridge: true,
+                record: DialRecord::RecordFromRingingDual,
+                hangup_on_star: true,
+                ring_tone: Some("uk".into()),
+                recording_status_callback: Some("/rs".into()),
+                targets: vec![DialTarget::new(DialKind::Number("+15551234567".into()))],
+            }
+        );
+        assert!(d.record.is_dual() && d.record.from_ringing() && d.record.is_recording());
+        // Empty URL attributes count as absent, as for the other verbs.
+        let d = dial(r#"<Response><Dial action="" callerId="" ringTone="">1</Dial></Response>"#);
+        assert_eq!((d.action, d.caller_id, d.ring_tone), (None, None, None));
+    }
+
+    #[test]
+    fn dial_record_values() {
+        for (value, expected) in [
+            ("true", DialRecord::RecordFromAnswer),
+            ("false", DialRecord::DoNotRecord),
+            ("do-not-record", DialRecord::DoNotRecord),
+            ("record-from-answer", DialRecord::RecordFromAnswer),
+            ("record-from-ringing", DialRecord::RecordFromRinging),
+            ("record-from-answer-dual", DialRecord::RecordFromAnswerDual),
+            ("record-from-ringing-dual", DialRecord::RecordFromRingingDual),
+            ("TRUE", DialRecord::RecordFromAnswer),
+        ] {
+            let (d, warnings) =
+                dial_warnings(&format!(r#"<Response><Dial record="{value}">1</Dial></Response>"#));
+            assert_eq!(d.record, expected, "{value}");
+            assert!(warnings.is_empty(), "{value}");
+            if value != "TRUE" && value != "true" && value != "false" {
+                assert_eq!(expected.as_str(), value);
+            }
+        }
+        assert!(!DialRecord::RecordFromAnswer.is_dual());
+        assert!(!DialRecord::RecordFromAnswer.from_ringing());
+        assert!(!DialRecord::DoNotRecord.is_recording());
+    }
+
+    #[test]
+    fn dial_bad_numbers_are_warnings_with_defaults() {
+        for (attrs, timeout, time_limit, record, code) in [
+            (r#"timeout="0""#, 30, 14400, DialRecord::DoNotRecord, 13212),
+            (r#"timeout="soon""#, 30, 14400, DialRecord::DoNotRecord, 13212),
+            (r#"timeout="-5""#, 30, 14400, DialRecord::DoNotRecord, 13212),
+            (r#"timeout="2""#, 5, 14400, DialRecord::DoNotRecord, 13212),
+            (r#"timeout="601""#, 600, 14400, DialRecord::DoNotRecord, 13212),
+            (r#"timeLimit="0""#, 30, 14400, DialRecord::DoNotRecord, 13216),
+            (r#"timeLimit="1.5""#, 30, 14400, DialRecord::DoNotRecord, 13216),
+            (r#"timeLimit="100000""#, 30, 86400, DialRecord::DoNotRecord, 13216),
+            (r#"record="yes""#, 30, 14400, DialRecord::DoNotRecord, 13217),
+        ] {
+            let xml = format!("<Response><Dial {attrs}>1</Dial></Response>");
+            let (d, warnings) = dial_warnings(&xml);
+            assert_eq!((d.timeout, d.time_limit, d.record), (timeout, time_limit, record), "{attrs}");
+            assert_eq!(warnings, vec![code], "{attrs}");
+        }
+        let doc = parse(r#"<Response><Dial timeout="x" record="y">1</Dial></Response>"#).unwrap();
+        assert_eq!(doc.warnings.len(), 2);
+        assert!(doc.warnings[0].message.contains("timeout=\"x\""), "{:?}", doc.warnings);
+        // Bounds themselves are fine.
+        assert_eq!(dial_warnings(r#"<Response><Dial timeout="5" timeLimit="86400">1</Dial></Response>"#).1, vec![]);
+        assert_eq!(dial(r#"<Response><Dial timeout="600">1</Dial></Response>"#).timeout, 600);
+    }
+
+    #[test]
+    fn dial_bad_booleans_and_methods_are_errors() {
+        for xml in [
+            r#"<Response><Dial answerOnBridge="yes">1</Dial></Response>"#,
+            r#"<Response><Dial hangupOnStar="1">1</Dial></Response>"#,
+            r#"<Response><Dial method="PUT">1</Dial></Response>"#,
+            r#"<Response><Dial><Number method="DELETE">1</Number></Dial></Response>"#,
+            r#"<Response><Dial><Number sendDigits="12x">1</Number></Dial></Response>"#,
+            r#"<Response><Dial><Number statusCallbackEvent="initiated hungup">1</Number></Dial></Response>"#,
+        ] {
+            let err = parse(xml).unwrap_err();
+            assert!(matches!(err, TwimlError::Attribute { .. }), "{xml}: {err}");
+            assert_eq!(err.code(), 12100);
+        }
+    }
+
+    #[test]
+    fn dial_number_noun() {
+        let d = dial(
+            r#"<Response><Dial><Number sendDigits="ww1234#" url="/whisper" method="GET" statusCallback="/status" statusCallbackEvent="initiated ringing,Answered  completed ringing">+15551234567</Number></Dial></Response>"#,
+        );
+        assert_eq!(
+            d.targets,
+            vec![DialTarget {
+                kind: DialKind::Number("+15551234567".into()),
+                send_digits: Some("ww1234#".into()),
+                url: Some("/whisper".into()),
+                method: Method::Get,
+                status_callback: Some("/status".into()),
+                status_callback_events: vec![
+                    "initiated".into(),
+                    "ringing".into(),
+                    "answered".into(),
+                    "completed".into()
+                ],
+                username: None,
+                password: None,
+            }]
+        );
+        assert!(matches!(
+            parse("<Response><Dial><Number> </Number></Dial></Response>"),
+            Err(TwimlError::Content { .. })
+        ));
+        assert!(matches!(
+            parse("<Response><Dial><Number><Say>x</Say></Number></Dial></Response>"),
+            Err(TwimlError::UnexpectedElement { .. })
+        ));
+    }
+
+    #[test]
+    fn dial_sip_noun() {
+        let d = dial(
+            r#"<Response><Dial><Sip username="bob" password="s3cret" url="/w" statusCallback="/s" statusCallbackEvent="completed"> sip:bob@pbx.test;transport=tcp </Sip></Dial></Response>"#,
+        );
+        assert_eq!(
+            d.targets,
+            vec![DialTarget {
+                kind: DialKind::Sip("sip:bob@pbx.test;transport=tcp".into()),
+                url: Some("/w".into()),
+                status_callback: Some("/s".into()),
+                status_callback_events: vec!["completed".into()],
+                username: Some("bob".into()),
+                password: Some("s3cret".into()),
+                ..DialTarget::new(DialKind::Sip(String::new()))
+            }]
+        );
+        assert_eq!(
+            dial("<Response><Dial><Sip>SIPS:a@b.test</Sip></Dial></Response>").targets[0].kind,
+            DialKind::Sip("SIPS:a@b.test".into())
+        );
+        for xml in [
+            "<Response><Dial><Sip>bob@pbx.test</Sip></Dial></Response>",
+            "<Response><Dial><Sip>tel:+1555</Sip></Dial></Response>",
+            "<Response><Dial><Sip/></Dial></Response>",
+        ] {
+            assert!(matches!(parse(xml), Err(TwimlError::Content { .. })), "{xml}");
+        }
+    }
+
+    #[test]
+    fn dial_client_noun() {
+        let d = dial(
+            r#"<Response><Dial><Client url="/w" method="GET" statusCallback="/s" statusCallbackEvent="ringing">alice</Client><Client><Identity> bob </Identity><Parameter name="k" value="v"/></Client><Client>client:carol</Client></Dial></Response>"#,
+        );
+        let kinds: Vec<&DialKind> = d.targets.iter().map(|t| &t.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                &DialKind::Client("alice".into()),
+                &DialKind::Client("bob".into()),
+                &DialKind::Client("carol".into())
+            ]
+        );
+        assert_eq!(d.targets[0].url.as_deref(), Some("/w"));
+        assert_eq!(d.targets[0].method, Method::Get);
+        assert_eq!(d.targets[0].status_callback_events, vec!["ringing".to_owned()]);
+        for xml in [
+            "<Response><Dial><Client/></Dial></Response>",
+            "<Response><Dial><Client>client:</Client></Dial></Response>",
+            "<Response><Dial><Client>x<Identity>y</Identity></Client></Dial></Response>",
+            "<Response><Dial><Client><Identity>a</Identity><Identity>b</Identity></Client></Dial></Response>",
+        ] {
+            assert!(matches!(parse(xml), Err(TwimlError::Content { .. })), "{xml}");
+        }
+        assert!(matches!(
+            parse("<Response><Dial><Client><Say>x</Say></Client></Dial></Response>"),
+            Err(TwimlError::UnexpectedElement { .. })
+        ));
+    }
+
+    #[test]
+    fn dial_mixed_nouns_in_order() {
+        let d = dial(
+            "<Response><Dial>\n <Number>+1555</Number>\n <Sip>sip:a@b.test</Sip>\n <Client>c</Client>\n</Dial></Response>",
+        );
+        assert_eq!(
+            d.targets.into_iter().map(|t| t.kind).collect::<Vec<_>>(),
+            vec![
+                DialKind::Number("+1555".into()),
+                DialKind::Sip("sip:a@b.test".into()),
+                DialKind::Client("c".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn dial_target_count_limits() {
+        let err = parse("<Response><Dial/></Response>").unwrap_err();
+        assert!(matches!(err, TwimlError::Content { .. }), "{err}");
+        assert_eq!(err.code(), 12100);
+        assert!(parse("<Response><Dial>  </Dial></Response>").is_err());
+        let ten = "<Number>+1555</Number>".repeat(MAX_DIAL_TARGETS);
+        assert_eq!(
+            dial(&format!("<Response><Dial>{ten}</Dial></Response>")).targets.len(),
+            10
+        );
+        let eleven = "<Number>+1555</Number>".repeat(MAX_DIAL_TARGETS + 1);
+        let err = parse(&format!("<Response><Dial>{eleven}</Dial></Response>")).unwrap_err();
+        assert!(matches!(err, TwimlError::Content { .. }), "{err}");
+        assert!(err.to_string().contains("at most 10"), "{err}");
+    }
+
+    #[test]
+    fn dial_structure_errors() {
+        assert!(matches!(
+            parse("<Response><Dial>+1555<Number>+1666</Number></Dial></Response>"),
+            Err(TwimlError::Content { .. })
+        ));
+        assert_eq!(
+            parse("<Response><Dial><Say>hi</Say></Dial></Response>"),
+            Err(TwimlError::UnexpectedElement {
+                name: "Say".into(),
+                parent: "Dial".into()
+            })
+        );
+        // <Dial> is a verb of <Response>, not a prompt of <Gather>.
+        assert!(matches!(
+            parse("<Response><Gather><Dial>1</Dial></Gather></Response>"),
+            Err(TwimlError::UnexpectedElement { .. })
+        ));
+    }
+
     #[test]
     fn document_order_is_kept() {
         let doc = parse("<Response><Say>a</Say><Pause/><Hangup/></Response>").unwrap();
@@ -1078,7 +1350,7 @@ mod tests {
 
     #[test]
     fn mutated_documents_never_panic() {
-        let base = br##"<?xml version="1.0"?><Response><Say voice="alice" loop="2">Hi &amp; <break/>bye</Say><Gather numDigits="3" finishOnKey="#" action="/a"><Play loop="0">x.wav</Play><Pause length="2"/></Gather><Record maxLength="30" timeout="0"/><Redirect method="GET">/r</Redirect><Reject reason="busy"/><Hangup/></Response>"##;
+        let base = br##"<?xml version="1.0"?><Response><Say voice="alice" loop="2">Hi &amp; <break/>bye</Say><Gather numDigits="3" finishOnKey="#" action="/a"><Play loop="0">x.wav</Play><Pause length="2"/></Gather><Record maxLength="30" timeout="0"/><Redirect method="GET">/r</Redirect><Dial timeout="10" record="true" action="/d"><Number sendDigits="1w2">+15551234567</Number><Client><Identity>al</Identity></Client><Sip>sip:x@y</Sip></Dial><Reject reason="busy"/><Hangup/></Response>"##;
         // A fixed linear congruential generator: reproducible, and twiml needs no RNG crate.
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move || {
