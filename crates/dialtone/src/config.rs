@@ -33,6 +33,8 @@ pub struct RawConfig {
     /// Digest credentials of the simple-case trunk (`DIALTONE_TRUNK_USERNAME`, `..._PASSWORD`).
     pub trunk_username: Option<String>,
     pub trunk_password: Option<String>,
+    /// REGISTER the simple-case trunk with the carrier (`DIALTONE_TRUNK_REGISTER=true`).
+    pub trunk_register: Option<bool>,
     /// Outbound gateways, tried in order: the first whose prefixes match the number.
     pub trunks: Option<Vec<RawTrunk>>,
     /// Limits against toll fraud.
@@ -117,6 +119,9 @@ impl RawConfig {
         pick(&mut self.trunk, "DIALTONE_TRUNK");
         pick(&mut self.trunk_username, "DIALTONE_TRUNK_USERNAME");
         pick(&mut self.trunk_password, "DIALTONE_TRUNK_PASSWORD");
+        if let Some(v) = var("DIALTONE_TRUNK_REGISTER").filter(|v| !v.is_empty()) {
+            self.trunk_register = Some(matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        }
         if let Some(v) = var("DIALTONE_CALLS_PER_SECOND").filter(|v| !v.is_empty()) {
             // A bad number is reported by `validate`, not dropped here.
             self.fraud.get_or_insert_with(RawFraud::default).calls_per_second = Some(v.parse().unwrap_or(f64::NAN));
@@ -148,6 +153,9 @@ pub struct Config {
     pub auth_token: Option<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// The toll-fraud policy; `validate` already installed it process-wide (`node::fraud`),
+    /// so the binary itself does not read it again.
+    #[allow(dead_code)]
     pub fraud: node::fraud::Policy,
 }
 
@@ -206,6 +214,7 @@ impl RawConfig {
                 gateways: Some(gateways.collect()),
                 username: self.trunk_username.clone(),
                 password: self.trunk_password.clone(),
+                register: self.trunk_register,
                 ..RawTrunk::default()
             };
             trunks.push(build_trunk("default", raw).context("DIALTONE_TRUNK")?);
@@ -425,12 +434,14 @@ mod tests {
                 ("DIALTONE_TRUNK", "sip:127.0.0.1:5091, sip:127.0.0.1:5093"),
                 ("DIALTONE_TRUNK_USERNAME", "u"),
                 ("DIALTONE_TRUNK_PASSWORD", "p"),
+                ("DIALTONE_TRUNK_REGISTER", "true"),
             ]))
             .validate()
             .unwrap();
         let t = &c.node.trunks[0];
         assert_eq!(t.gateways.iter().map(|g| g.address.port()).collect::<Vec<_>>(), [5091, 5093]);
         assert_eq!(t.credentials.as_ref().map(|c| c.username.as_str()), Some("u"));
+        assert!(t.register.is_some());
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct LegRequest {
 }
 
 /// What happens to a leg, in order: maybe `Ringing`, then one `Answered` or `Failed`.
+// One `Answered` per leg at most: boxing the leg would cost an allocation and change nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum LegEvent {
     Ringing,
     /// ACKed; the leg's dialog, signals and the negotiated media now belong to the receiver.
@@ -353,7 +355,7 @@ impl LegTask {
                             self.fail(status, Some(code));
                             return Tried::Done;
                         }
-                        if failover.is_some() && (code >= 500 && code < 600 || code == 408) {
+                        if failover.is_some() && ((500..600).contains(&code) || code == 408) {
                             return Tried::Next(Some(code));
                         }
                         let status = match code {
@@ -452,14 +454,11 @@ impl LegTask {
             dialog: Some(dialog),
             ack: Some(ack),
         };
-        if let Err(mpsc::error::SendError(event)) = self.events.send(LegEvent::Answered { leg, negotiated }) {
-            // Nobody took the answer: end the call we just made.
-            if let LegEvent::Answered { mut leg, .. } = event {
-                if let Some(dialog) = leg.dialog.as_mut() {
-                    let bye = dialog.request(Method::Bye);
-                    let _ = self.shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
-                }
-            }
+        let event = LegEvent::Answered { leg, negotiated };
+        // Nobody took the answer: end the call we just made.
+        if let Err(mpsc::error::SendError(LegEvent::Answered { leg: Leg { dialog: Some(mut dialog), .. }, .. })) = self.events.send(event) {
+            let bye = dialog.request(Method::Bye);
+            let _ = self.shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
         }
         signal_tx.closed().await;
         self.forget(&call_id);

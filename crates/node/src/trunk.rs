@@ -371,8 +371,9 @@ enum Registered {
     Failed(Option<u16>),
 }
 
-/// REGISTER, then again before the binding expires (at 80% of its life, at least 30 s before);
-/// on failure again after the retry delay, moving to the next gateway.
+/// REGISTER, then again before the binding expires (at 80% of its life, at least 30 s before).
+/// A failure moves on to the next gateway at once; once every gateway failed in a row, the next
+/// round starts after the retry delay.
 async fn register_loop(shared: Arc<Shared>, index: usize) {
     // `start` checked the index, the config, and that `register` is set; the config never changes.
     let trunk = &shared.config.trunks[index];
@@ -381,6 +382,7 @@ async fn register_loop(shared: Arc<Shared>, index: usize) {
     let local_tag = format!("{:016x}", rand::thread_rng().gen::<u64>());
     let mut cseq = 0u32;
     let mut gateway = 0usize;
+    let mut failures = 0usize;
     loop {
         let gw = &trunk.gateways[gateway % trunk.gateways.len()];
         let outcome = register_once(&shared, trunk, gw, &register, &call_id, &local_tag, &mut cseq).await;
@@ -388,6 +390,7 @@ async fn register_loop(shared: Arc<Shared>, index: usize) {
             Registered::Ok(granted) => {
                 let granted = granted.max(1);
                 let life = Duration::from_secs(u64::from(granted));
+                failures = 0;
                 trunk.set_registration(RegistrationState::Registered { until: Instant::now() + life });
                 tracing::info!(trunk = %trunk.name, gateway = %gw.address, expires = granted, "registered with the carrier");
                 let early = (life * 4 / 5).min(life.saturating_sub(Duration::from_secs(30)));
@@ -397,7 +400,12 @@ async fn register_loop(shared: Arc<Shared>, index: usize) {
                 trunk.set_registration(RegistrationState::Failed { status });
                 tracing::warn!(trunk = %trunk.name, gateway = %gw.address, ?status, "REGISTER to the carrier failed");
                 gateway += 1;
-                register.retry
+                failures += 1;
+                if failures % trunk.gateways.len() == 0 {
+                    register.retry
+                } else {
+                    Duration::ZERO
+                }
             }
         };
         tokio::time::sleep(wait).await;
