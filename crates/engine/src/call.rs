@@ -245,11 +245,7 @@ impl Call {
             }
             // The runtime never reported the dial: without an outcome there is nothing true
             // to tell the action, so the request is skipped, as for an unreported recording.
-            State::Dialing(run)
-                if run
-                    .hung_up_at
-                    .is_some_and(|t| t + DIAL_REPORT_GRACE <= now) =>
-            {
+            State::Dialing(run) if run.hung_up_at.is_some_and(|t| t + DIAL_REPORT_GRACE <= now) => {
                 self.finish(now);
             }
             _ => {}
@@ -324,9 +320,9 @@ impl Call {
             _ => {}
         }
         match std::mem::replace(&mut self.state, State::Ready) {
-            State::Media(Prompt::Playing(_))
-            | State::Beeping { .. }
-            | State::AppError { .. } => self.outputs.push_back(Output::StopPlayback),
+            State::Media(Prompt::Playing(_)) | State::Beeping { .. } | State::AppError { .. } => {
+                self.outputs.push_back(Output::StopPlayback)
+            }
             State::Gathering(run) => {
                 if let Some(Prompt::Playing(_)) = run.prompt {
                     self.outputs.push_back(Output::StopPlayback);
@@ -534,7 +530,10 @@ impl Call {
             params.push(("DialCallSid".into(), sid.to_string()));
         }
         if bridged {
-            params.push(("DialCallDuration".into(), round_secs(outcome.duration).to_string()));
+            params.push((
+                "DialCallDuration".into(),
+                round_secs(outcome.duration).to_string(),
+            ));
         }
         params.push(("DialBridged".into(), bridged.to_string()));
         if let Some(recording) = &outcome.recording {
@@ -573,13 +572,13 @@ impl Call {
     }
 
     /// With `answerOnBridge` the runtime answered this call when the legs were bridged,
-    /// `bridged_for` before now.
+    /// `bridged_for` before now. The earliest answer counts: a live update's document may
+    /// have "answered" again after the bridge.
     fn answered_at_bridge(&mut self, now: Instant, bridged_for: Duration) {
-        if self.answered_at.is_none() {
-            self.answered_at = Some(now.checked_sub(bridged_for).unwrap_or(now));
-            if self.status == CallStatus::Ringing {
-                self.status = CallStatus::InProgress;
-            }
+        let bridged_at = now.checked_sub(bridged_for).unwrap_or(now);
+        self.answered_at = Some(self.answered_at.map_or(bridged_at, |t| t.min(bridged_at)));
+        if self.status == CallStatus::Ringing {
+            self.status = CallStatus::InProgress;
         }
     }
 
@@ -744,7 +743,10 @@ impl Call {
     /// it is requested.
     fn resolve_dial(&mut self, dial: &twiml::Dial) -> twiml::Dial {
         let mut out = dial.clone();
-        out.action = dial.action.as_deref().and_then(|a| self.resolve(Some(a)).ok());
+        out.action = dial
+            .action
+            .as_deref()
+            .and_then(|a| self.resolve(Some(a)).ok());
         self.resolve_in_place(&mut out.recording_status_callback);
         for target in &mut out.targets {
             self.resolve_in_place(&mut target.url);
@@ -1072,7 +1074,7 @@ fn secs(n: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::WebhookFailure;
+    use crate::{DialCallStatus, DialRecording, WebhookFailure};
 
     const VOICE_URL: &str = "https://app.test/voice/start";
 
@@ -2123,11 +2125,15 @@ mod tests {
         let mut cfg = config();
         cfg.direction = CallDirection::OutboundApi;
         cfg.twiml = Some(
-            r#"<Response><Gather numDigits="1" action="next"><Say>Hi</Say></Gather></Response>"#.into(),
+            r#"<Response><Gather numDigits="1" action="next"><Say>Hi</Say></Gather></Response>"#
+                .into(),
         );
         let mut h = Harness::new(cfg);
         let out = h.drain();
-        assert!(!out.iter().any(|o| matches!(o, Output::FetchWebhook { .. })), "{out:#?}");
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::FetchWebhook { .. })),
+            "{out:#?}"
+        );
         assert_eq!(
             out,
             [Output::Play {
@@ -2151,7 +2157,10 @@ mod tests {
         cfg.fallback_url = Some("https://app.test/fallback".into());
         let mut h = Harness::new(cfg);
         let out = h.drain();
-        assert!(matches!(out[0], Output::Notify { code: 12100, .. }), "{out:#?}");
+        assert!(
+            matches!(out[0], Output::Notify { code: 12100, .. }),
+            "{out:#?}"
+        );
         let (_, url, _, params) = fetch_in(&out);
         assert_eq!(url, "https://app.test/fallback");
         assert_eq!(param(&params, "ErrorCode"), Some("12100"));
@@ -2167,13 +2176,19 @@ mod tests {
         });
         assert_eq!(out[0], Output::StopPlayback);
         let (id, url, method, params) = fetch_in(&out);
-        assert_eq!((url.as_str(), method), ("https://other.test/next", HttpMethod::Get));
+        assert_eq!(
+            (url.as_str(), method),
+            ("https://other.test/next", HttpMethod::Get)
+        );
         assert_eq!(param(&params, "CallStatus"), Some("in-progress"));
         // The stopped playback's end changes nothing; the rest of the old document is gone.
         assert!(h.input(Input::PlaybackDone { id: playing }).is_empty());
         let out = h.reply(id, "<Response><Hangup/></Response>");
         assert_eq!(out[0], Output::Hangup);
-        assert!(!h.all.iter().any(|o| matches!(o, Output::Play { source, .. } if *source == tts("never"))));
+        assert!(!h
+            .all
+            .iter()
+            .any(|o| matches!(o, Output::Play { source, .. } if *source == tts("never"))));
         h.assert_finished(CallStatus::Completed);
     }
 
@@ -2195,7 +2210,9 @@ mod tests {
             document: "<Response><Pause length=\"2\"/></Response>".into(),
         });
         assert!(out.is_empty(), "{out:#?}");
-        assert!(h.reply(stale, "<Response><Say>stale</Say></Response>").is_empty());
+        assert!(h
+            .reply(stale, "<Response><Say>stale</Say></Response>")
+            .is_empty());
         let out = h.advance(Duration::from_secs(2));
         assert_eq!(out[0], Output::Hangup);
         h.assert_finished(CallStatus::Completed);
@@ -2241,6 +2258,591 @@ mod tests {
         assert!(out.is_empty(), "{out:#?}");
         let out = h.advance(RECORDING_REPORT_GRACE);
         assert!(matches!(out.last(), Some(Output::Finished { .. })));
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    // ---- <Dial> ----
+
+    const DIALED: &str = "CAfedcba9876543210fedcba9876543210";
+
+    fn dial_in(out: &[Output]) -> (u64, twiml::Dial) {
+        let dials: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Dial { id, dial } => Some((*id, dial.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dials.len(), 1, "{out:#?}");
+        dials.into_iter().next().expect("length checked")
+    }
+
+    fn ended(id: u64, status: DialCallStatus, bridged_secs: u64) -> Input {
+        Input::DialEnded {
+            id,
+            outcome: DialOutcome {
+                status,
+                dial_call_sid: Some(DIALED.parse().expect("valid SID")),
+                duration: Duration::from_secs(bridged_secs),
+                recording: None,
+            },
+        }
+    }
+
+    type Params = Vec<(String, String)>;
+
+    fn fetches(out: &[Output]) -> Vec<(u64, String, Params)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::FetchWebhook {
+                    request_id,
+                    url,
+                    params,
+                    ..
+                } => Some((*request_id, url.clone(), params.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dial_call_status_names() {
+        for (status, name, bridged) in [
+            (DialCallStatus::Completed, "completed", true),
+            (DialCallStatus::Answered, "answered", true),
+            (DialCallStatus::Busy, "busy", false),
+            (DialCallStatus::NoAnswer, "no-answer", false),
+            (DialCallStatus::Failed, "failed", false),
+            (DialCallStatus::Canceled, "canceled", false),
+        ] {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(status.to_string(), name);
+            assert_eq!(status.is_bridged(), bridged, "{name}");
+        }
+    }
+
+    #[test]
+    fn dial_answers_first_and_sends_absolute_urls() {
+        let mut h = Harness::new(config());
+        let (id, ..) = h.fetch();
+        let out = h.reply(
+            id,
+            r#"<Response><Dial action="/after" timeout="10" callerId="+15550009999"><Number url="whisper" statusCallback="/st" statusCallbackEvent="answered">+15553334444</Number><Client>alice</Client></Dial></Response>"#,
+        );
+        assert_eq!(out[0], Output::Answer, "{out:#?}");
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let (_, dial) = dial_in(&out);
+        assert_eq!(dial.action.as_deref(), Some("https://app.test/after"));
+        assert_eq!(dial.timeout, 10);
+        assert_eq!(dial.caller_id.as_deref(), Some("+15550009999"));
+        assert_eq!(
+            dial.targets[0].url.as_deref(),
+            Some("https://app.test/voice/whisper")
+        );
+        assert_eq!(
+            dial.targets[0].status_callback.as_deref(),
+            Some("https://app.test/st")
+        );
+        assert_eq!(
+            dial.targets[1].kind,
+            twiml::DialKind::Client("alice".into())
+        );
+        assert_eq!(h.call.status(), CallStatus::InProgress);
+        // The dial has no engine timer: the runtime owns timeout and timeLimit.
+        assert_eq!(h.call.poll_timeout(), None);
+    }
+
+    #[test]
+    fn dtmf_and_playback_events_are_ignored_while_dialing() {
+        let mut h = Harness::with_document(
+            r#"<Response><Say>connecting</Say><Dial hangupOnStar="true">+15553334444</Dial><Say>after</Say></Response>"#,
+        );
+        let say = play_id(&h.all);
+        let out = h.input(Input::PlaybackDone { id: say });
+        let (id, dial) = dial_in(&out);
+        assert!(dial.hangup_on_star);
+        assert!(dtmf(&mut h, "*12#").is_empty());
+        assert!(h.input(Input::PlaybackDone { id: say }).is_empty());
+        assert!(h
+            .input(Input::PlaybackFailed {
+                id,
+                reason: "x".into()
+            })
+            .is_empty());
+        assert!(h
+            .input(Input::RecordingStopped {
+                id,
+                duration: Duration::from_secs(3),
+                stop: RecordStop::Stopped
+            })
+            .is_empty());
+        // A report for another dial id is stale.
+        assert!(h.input(ended(id + 100, DialCallStatus::Busy, 0)).is_empty());
+        let out = h.input(ended(id, DialCallStatus::Completed, 5));
+        assert!(out.contains(&Output::Play {
+            id: play_id(&out),
+            source: tts("after"),
+            loops: 1
+        }));
+    }
+
+    #[test]
+    fn dial_action_gets_the_outcome_and_its_twiml_runs() {
+        let mut h = Harness::with_document(
+            r#"<Response><Dial action="/after" method="GET">+15553334444</Dial><Say>unreached</Say></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        h.advance(Duration::from_secs(50));
+        let mut input = ended(id, DialCallStatus::Completed, 0);
+        if let Input::DialEnded { outcome, .. } = &mut input {
+            outcome.duration = Duration::from_millis(42_600);
+        }
+        let out = h.input(input);
+        let (request, url, method, params) = fetch_in(&out);
+        assert_eq!(
+            (url.as_str(), method),
+            ("https://app.test/after", HttpMethod::Get)
+        );
+        assert_eq!(param(&params, "DialCallStatus"), Some("completed"));
+        assert_eq!(param(&params, "DialCallSid"), Some(DIALED));
+        assert_eq!(param(&params, "DialCallDuration"), Some("43"));
+        assert_eq!(param(&params, "DialBridged"), Some("true"));
+        assert_eq!(param(&params, "CallStatus"), Some("in-progress"));
+        assert_eq!(
+            param(&params, "CallSid"),
+            Some(h.call.config().call_sid.as_str())
+        );
+        assert_eq!(param(&params, "RecordingUrl"), None);
+        let out = h.reply(request, "<Response><Say>thanks</Say></Response>");
+        let say = play_id(&out);
+        assert!(out.contains(&Output::Play {
+            id: say,
+            source: tts("thanks"),
+            loops: 1
+        }));
+        let out = h.input(Input::PlaybackDone { id: say });
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+        assert!(!h
+            .all
+            .iter()
+            .any(|o| matches!(o, Output::Play { source, .. } if *source == tts("unreached"))));
+    }
+
+    #[test]
+    fn unanswered_dial_outcomes_reach_the_action() {
+        for status in [
+            DialCallStatus::Busy,
+            DialCallStatus::NoAnswer,
+            DialCallStatus::Failed,
+            DialCallStatus::Canceled,
+        ] {
+            let mut h = Harness::with_document(
+                r#"<Response><Dial action="https://other.test/after">+15553334444</Dial></Response>"#,
+            );
+            let (id, _) = dial_in(&h.all);
+            let out = h.input(Input::DialEnded {
+                id,
+                outcome: DialOutcome {
+                    status,
+                    dial_call_sid: None,
+                    duration: Duration::ZERO,
+                    recording: None,
+                },
+            });
+            let (_, url, method, params) = fetch_in(&out);
+            assert_eq!(
+                (url.as_str(), method),
+                ("https://other.test/after", HttpMethod::Post)
+            );
+            assert_eq!(param(&params, "DialCallStatus"), Some(status.as_str()));
+            assert_eq!(param(&params, "DialBridged"), Some("false"));
+            assert_eq!(param(&params, "DialCallDuration"), None, "{status}");
+            assert_eq!(param(&params, "DialCallSid"), None, "{status}");
+            assert_eq!(param(&params, "CallStatus"), Some("in-progress"));
+        }
+    }
+
+    #[test]
+    fn dial_without_action_goes_on_with_the_document() {
+        // Busy: the next verb runs.
+        let mut h = Harness::with_document(
+            r#"<Response><Dial>+15553334444</Dial><Say>nobody</Say></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        let out = h.input(ended(id, DialCallStatus::Busy, 0));
+        assert!(fetches(&out).is_empty(), "{out:#?}");
+        assert!(out.contains(&Output::Play {
+            id: play_id(&out),
+            source: tts("nobody"),
+            loops: 1
+        }));
+        // Bridged, then the callee hung up: the caller goes on too; the end of the document
+        // hangs up.
+        let mut h = Harness::with_document(
+            r#"<Response><Dial><Sip>sip:bob@pbx.test</Sip></Dial><Dial>+1555</Dial></Response>"#,
+        );
+        let (first, dial) = dial_in(&h.all);
+        assert_eq!(
+            dial.targets[0].kind,
+            twiml::DialKind::Sip("sip:bob@pbx.test".into())
+        );
+        let out = h.input(ended(first, DialCallStatus::Completed, 30));
+        let (second, _) = dial_in(&out);
+        assert_ne!(first, second);
+        assert!(!out.contains(&Output::Answer), "answered once: {out:#?}");
+        let out = h.input(ended(second, DialCallStatus::NoAnswer, 0));
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn answer_on_bridge_leaves_the_call_ringing_until_the_bridge() {
+        let mut h = Harness::new(config());
+        let (id, ..) = h.fetch();
+        let out = h.reply(
+            id,
+            r#"<Response><Dial answerOnBridge="true" action="/after">+15553334444</Dial></Response>"#,
+        );
+        assert!(!out.contains(&Output::Answer), "{out:#?}");
+        let (dial_id, dial) = dial_in(&out);
+        assert!(dial.answer_on_bridge);
+        assert_eq!(h.call.status(), CallStatus::Ringing);
+        // Rings 8 s, bridged 20 s.
+        h.advance(Duration::from_secs(28));
+        let bridged_at = h.start + Duration::from_secs(8);
+        let out = h.input(ended(dial_id, DialCallStatus::Completed, 20));
+        assert_eq!(h.call.status(), CallStatus::InProgress);
+        let (request, _, _, params) = fetch_in(&out);
+        assert_eq!(param(&params, "CallStatus"), Some("in-progress"));
+        let out = h.reply(request, "<Response><Hangup/></Response>");
+        assert_eq!(
+            out,
+            vec![
+                Output::Hangup,
+                Output::Finished {
+                    status: CallStatus::Completed,
+                    answered_at: Some(bridged_at),
+                    ended_at: h.now
+                }
+            ],
+            "the runtime answered at the bridge: no Answer from the engine"
+        );
+    }
+
+    #[test]
+    fn answer_on_bridge_without_answer_keeps_ringing_then_answers_for_media() {
+        let mut h = Harness::with_document(
+            r#"<Response><Dial answerOnBridge="true">+15553334444</Dial><Say>sorry</Say></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        assert!(!h.all.contains(&Output::Answer));
+        let out = h.input(ended(id, DialCallStatus::NoAnswer, 0));
+        assert_eq!(out[0], Output::Answer, "{out:#?}");
+        assert_eq!(h.call.status(), CallStatus::InProgress);
+
+        // The caller gives up while the only target rings: canceled, never answered.
+        let mut h = Harness::with_document(
+            r#"<Response><Dial answerOnBridge="true" action="/after">+15553334444</Dial></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        let out = h.input(Input::RemoteHangup);
+        assert_eq!(out, vec![Output::CancelDial { id }]);
+        let out = h.input(ended(id, DialCallStatus::Canceled, 0));
+        let (_, _, _, params) = fetch_in(&out);
+        assert_eq!(param(&params, "CallStatus"), Some("canceled"));
+        h.assert_finished(CallStatus::Canceled);
+    }
+
+    #[test]
+    fn caller_hangup_reported_after_dial_ended() {
+        // The runtime's usual order: DialEnded, then RemoteHangup.
+        let mut h = Harness::with_document(
+            r#"<Response><Dial action="/after">+15553334444</Dial><Say>unreached</Say></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        let out = h.input(ended(id, DialCallStatus::Completed, 12));
+        let (request, url, _, params) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/after");
+        assert_eq!(param(&params, "DialCallDuration"), Some("12"));
+        let out = h.input(Input::RemoteHangup);
+        assert!(matches!(out[..], [Output::Finished { .. }]), "{out:#?}");
+        h.assert_finished(CallStatus::Completed);
+        // The action's TwiML has no call left to drive.
+        assert!(h
+            .reply(request, "<Response><Say>late</Say></Response>")
+            .is_empty());
+    }
+
+    #[test]
+    fn caller_hangup_reported_before_dial_ended() {
+        let mut h = Harness::with_document(
+            r#"<Response><Dial action="/after">+15553334444</Dial><Say>unreached</Say></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        h.advance(Duration::from_secs(20));
+        let out = h.input(Input::RemoteHangup);
+        assert_eq!(out, vec![Output::CancelDial { id }]);
+        assert_eq!(h.call.poll_timeout(), Some(h.now + DIAL_REPORT_GRACE));
+        // Updates while the call is ending change nothing.
+        assert!(h
+            .input(Input::Redirect {
+                url: "https://app.test/x".into(),
+                method: HttpMethod::Post
+            })
+            .is_empty());
+        h.advance(Duration::from_secs(1));
+        let out = h.input(ended(id, DialCallStatus::Completed, 15));
+        let (request, url, _, params) = fetch_in(&out);
+        assert_eq!(url, "https://app.test/after");
+        assert_eq!(param(&params, "CallStatus"), Some("completed"));
+        assert_eq!(param(&params, "DialCallStatus"), Some("completed"));
+        assert_eq!(param(&params, "DialBridged"), Some("true"));
+        assert!(matches!(out.last(), Some(Output::Finished { .. })));
+        h.assert_finished(CallStatus::Completed);
+        assert!(h
+            .reply(request, "<Response><Say>late</Say></Response>")
+            .is_empty());
+
+        // Without action: finished at once on the report.
+        let mut h = Harness::with_document(
+            r#"<Response><Dial>+15553334444</Dial><Say>unreached</Say></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        h.input(Input::RemoteHangup);
+        let out = h.input(ended(id, DialCallStatus::Completed, 3));
+        assert!(fetches(&out).is_empty(), "{out:#?}");
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn answer_on_bridge_caller_hangup_before_the_report_still_completes() {
+        let mut h = Harness::with_document(
+            r#"<Response><Dial answerOnBridge="true" action="/after">+15553334444</Dial></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        h.advance(Duration::from_secs(40));
+        h.input(Input::RemoteHangup);
+        h.advance(Duration::from_secs(1));
+        let out = h.input(ended(id, DialCallStatus::Completed, 31));
+        let (_, _, _, params) = fetch_in(&out);
+        assert_eq!(param(&params, "CallStatus"), Some("completed"));
+        assert_eq!(param(&params, "DialCallDuration"), Some("31"));
+        assert_eq!(
+            out.last(),
+            Some(&Output::Finished {
+                status: CallStatus::Completed,
+                answered_at: Some(h.start + Duration::from_secs(10)),
+                ended_at: h.now
+            })
+        );
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn caller_hangup_with_no_dial_report_finishes_after_the_grace() {
+        let mut h = Harness::with_document(
+            r#"<Response><Dial action="/after">+15553334444</Dial></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        h.input(Input::RemoteHangup);
+        assert!(h
+            .advance(DIAL_REPORT_GRACE - Duration::from_millis(1))
+            .is_empty());
+        let out = h.advance(Duration::from_millis(1));
+        assert!(fetches(&out).is_empty(), "{out:#?}");
+        h.assert_finished(CallStatus::Completed);
+        assert!(h.input(ended(id, DialCallStatus::Completed, 3)).is_empty());
+    }
+
+    #[test]
+    fn redirect_during_dial_cancels_it_and_skips_its_action() {
+        let mut h = Harness::with_document(
+            r#"<Response><Dial action="/after">+15553334444</Dial><Say>unreached</Say></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        let out = h.input(Input::Redirect {
+            url: "https://other.test/next".into(),
+            method: HttpMethod::Post,
+        });
+        assert_eq!(out[0], Output::CancelDial { id });
+        let (request, url, _, params) = fetch_in(&out);
+        assert_eq!(url, "https://other.test/next");
+        assert_eq!(param(&params, "DialCallStatus"), None);
+        // The runtime's report of the canceled dial asks for nothing.
+        assert!(h.input(ended(id, DialCallStatus::Completed, 9)).is_empty());
+        let out = h.reply(request, "<Response><Hangup/></Response>");
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+        assert!(!h
+            .all
+            .iter()
+            .any(|o| matches!(o, Output::FetchWebhook { url, .. } if url.ends_with("/after"))));
+    }
+
+    #[test]
+    fn twiml_update_during_an_answer_on_bridge_dial_keeps_the_answer() {
+        let mut h = Harness::with_document(
+            r#"<Response><Dial answerOnBridge="true">+15553334444</Dial></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        h.advance(Duration::from_secs(10));
+        let out = h.input(Input::Twiml {
+            document: r#"<Response><Pause length="30"/></Response>"#.into(),
+        });
+        // The pause answers the call (the runtime ignores a second answer).
+        assert_eq!(out, vec![Output::CancelDial { id }, Output::Answer]);
+        // Bridged 4 s before the update arrived: the call was answered then.
+        let late = h.input(ended(id, DialCallStatus::Completed, 4));
+        assert!(late.is_empty(), "{late:#?}");
+        let out = h.input(Input::RemoteHangup);
+        assert_eq!(
+            out,
+            vec![Output::Finished {
+                status: CallStatus::Completed,
+                answered_at: Some(h.start + Duration::from_secs(6)),
+                ended_at: h.now
+            }]
+        );
+    }
+
+    #[test]
+    fn dial_recording_reaches_the_action_and_the_status_callback() {
+        let mut h = Harness::with_document(
+            r#"<Response><Dial record="record-from-answer-dual" recordingStatusCallback="/rsc" action="/after">+15553334444</Dial></Response>"#,
+        );
+        let (id, dial) = dial_in(&h.all);
+        assert_eq!(dial.record, twiml::DialRecord::RecordFromAnswerDual);
+        assert_eq!(
+            dial.recording_status_callback.as_deref(),
+            Some("https://app.test/rsc")
+        );
+        let sid: RecordingSid = "RE0123456789abcdef0123456789abcdef"
+            .parse()
+            .expect("valid SID");
+        let url = format!(
+            "https://dialtone.test/2010-04-01/Accounts/{}/Recordings/{sid}",
+            h.call.config().account_sid
+        );
+        let out = h.input(Input::DialEnded {
+            id,
+            outcome: DialOutcome {
+                status: DialCallStatus::Completed,
+                dial_call_sid: Some(DIALED.parse().expect("valid SID")),
+                duration: Duration::from_secs(30),
+                recording: Some(DialRecording {
+                    sid,
+                    url: url.clone(),
+                    duration: Duration::from_millis(29_400),
+                }),
+            },
+        });
+        let requests = fetches(&out);
+        assert_eq!(requests.len(), 2, "{out:#?}");
+        let (_, cb_url, cb) = &requests[0];
+        assert_eq!(cb_url, "https://app.test/rsc");
+        assert_eq!(param(cb, "RecordingSid"), Some(sid.as_str()));
+        assert_eq!(param(cb, "RecordingUrl"), Some(url.as_str()));
+        assert_eq!(param(cb, "RecordingStatus"), Some("completed"));
+        assert_eq!(param(cb, "RecordingDuration"), Some("29"));
+        assert_eq!(param(cb, "RecordingChannels"), Some("2"));
+        assert_eq!(param(cb, "RecordingSource"), Some("DialVerb"));
+        let (request, action_url, params) = &requests[1];
+        assert_eq!(action_url, "https://app.test/after");
+        assert_eq!(param(params, "RecordingUrl"), Some(url.as_str()));
+        assert_eq!(param(params, "RecordingSid"), Some(sid.as_str()));
+        assert_eq!(param(params, "RecordingDuration"), Some("29"));
+        assert_eq!(param(params, "DialCallDuration"), Some("30"));
+        // The call waits on the action, not on the callback.
+        let out = h.reply(*request, "<Response/>");
+        assert_eq!(out[0], Output::Hangup);
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn mono_dial_recording_without_action_still_reports_the_callback() {
+        let mut h = Harness::with_document(
+            r#"<Response><Dial record="true" recordingStatusCallback="https://cb.test/r">+15553334444</Dial></Response>"#,
+        );
+        let (id, _) = dial_in(&h.all);
+        let out = h.input(Input::DialEnded {
+            id,
+            outcome: DialOutcome {
+                status: DialCallStatus::Completed,
+                dial_call_sid: None,
+                duration: Duration::from_secs(5),
+                recording: Some(DialRecording {
+                    sid: "RE0123456789abcdef0123456789abcdef"
+                        .parse()
+                        .expect("valid SID"),
+                    url: "https://dialtone.test/rec".into(),
+                    duration: Duration::from_secs(5),
+                }),
+            },
+        });
+        let (_, url, _, params) = fetch_in(&out);
+        assert_eq!(url, "https://cb.test/r");
+        assert_eq!(param(&params, "RecordingChannels"), Some("1"));
+        assert_eq!(out[out.len() - 2], Output::Hangup, "{out:#?}");
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn dial_warnings_are_notified_and_the_dial_runs() {
+        let mut h = Harness::new(config());
+        let (id, ..) = h.fetch();
+        let out = h.reply(
+            id,
+            r#"<Response><Dial timeout="0" record="maybe">+15553334444</Dial></Response>"#,
+        );
+        assert!(
+            matches!(&out[0], Output::Notify { code: 13212, message } if message.contains("timeout")),
+            "{out:#?}"
+        );
+        assert!(
+            matches!(&out[1], Output::Notify { code: 13217, .. }),
+            "{out:#?}"
+        );
+        let (_, dial) = dial_in(&out);
+        assert_eq!(dial.timeout, 30);
+        assert_eq!(dial.record, twiml::DialRecord::DoNotRecord);
+    }
+
+    #[test]
+    fn dial_target_with_a_bad_url_is_reported_and_dialed_without_it() {
+        let h = Harness::with_document(
+            r#"<Response><Dial><Number url="ftp://x.test/w" statusCallback="/ok">+15553334444</Number></Dial></Response>"#,
+        );
+        assert!(
+            h.all
+                .iter()
+                .any(|o| matches!(o, Output::Notify { code: 11100, .. })),
+            "{:#?}",
+            h.all
+        );
+        let (_, dial) = dial_in(&h.all);
+        assert_eq!(dial.targets[0].url, None);
+        assert_eq!(
+            dial.targets[0].status_callback.as_deref(),
+            Some("https://app.test/ok")
+        );
+    }
+
+    #[test]
+    fn outbound_call_dials_without_answering() {
+        let mut cfg = config();
+        cfg.direction = CallDirection::OutboundApi;
+        cfg.twiml = Some("<Response><Dial>client:bob</Dial></Response>".into());
+        let mut h = Harness::new(cfg);
+        let out = h.drain();
+        let (id, dial) = dial_in(&out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(
+            dial.targets[0].kind,
+            twiml::DialKind::Number("client:bob".into())
+        );
+        let out = h.input(ended(id, DialCallStatus::Failed, 0));
+        assert_eq!(out[0], Output::Hangup);
         h.assert_finished(CallStatus::Completed);
     }
 }

@@ -18,15 +18,44 @@
 //!   [`RECORDING_REPORT_GRACE`] for `RecordingStopped`).
 //! - Some `FetchWebhook`s are not waited on (`recordingStatusCallback`, the `<Record>` action
 //!   after the caller hung up): send them; their result may be handed in or dropped.
-//! - Ids of requests, playbacks and recordings come from one counter per call and never repeat.
+//! - Ids of requests, playbacks, recordings and dials come from one counter per call and never
+//!   repeat.
 //!   Results for ids the call no longer waits on are ignored.
+//!
+//! # `<Dial>`
+//! The runtime does all leg work (ringing and ringback, whisper `url`, `sendDigits`, bridging,
+//! `hangupOnStar`, `timeLimit`, recording both legs) between `Output::Dial { id, dial }` and
+//! `Input::DialEnded { id, outcome }`; the engine only decides when to dial and what follows.
+//! - `Answer` comes before `Dial` unless `dial.answer_on_bridge`: then the call stays ringing
+//!   and the runtime answers it at the bridge. A `DialEnded` whose status is bridged
+//!   (`Completed`, `Answered`) then counts as the answer, at `now - outcome.duration`, for the
+//!   call's status and `answered_at`. Outbound calls are already answered and never `Answer`.
+//! - While dialing, DTMF and playback or recording events are ignored.
+//! - On `DialEnded`: with `action`, a `FetchWebhook` with the usual call parameters plus
+//!   `DialCallStatus`, `DialCallSid` (when known), `DialCallDuration` (when bridged, rounded
+//!   seconds), `DialBridged` (`true`/`false`), and `RecordingUrl`, `RecordingSid`,
+//!   `RecordingDuration` when recorded; its document replaces the rest of this one. Without
+//!   `action` the document goes on after the `<Dial>` (a bridged call whose callee hung up too).
+//!   With a recording and `recordingStatusCallback`, the engine also sends that callback
+//!   (`RecordingSource=DialVerb`, `RecordingChannels` 1 or 2), not waited on: the runtime must
+//!   not send it again.
+//! - Caller hang-up during a dial, in either order: `DialEnded` then `RemoteHangup` (the
+//!   action is requested as above and the call finishes when the hang-up arrives; its reply is
+//!   ignored), or `RemoteHangup` first: the engine emits `CancelDial { id }` and waits up to
+//!   [`DIAL_REPORT_GRACE`] for `DialEnded`, then sends the action request without waiting on it
+//!   and finishes. No report within the grace: finished without the action request.
+//! - A live update (`Input::Redirect`, `Input::Twiml`) during a dial emits `CancelDial { id }`
+//!   and runs the new document at once. The dial's later `DialEnded` requests no action; it only
+//!   records the answer when an `answerOnBridge` dial had bridged.
+//! - `CancelDial` may reach the runtime after it ended the dial itself: ignore it then, but
+//!   send `DialEnded` exactly once per `Dial`.
 //!
 //! # Behaviour where Twilio's docs are silent (choices)
 //! - Any verb other than `<Reject>` answers first, so an empty `<Response/>` or a first
 //!   `<Hangup>` gives `Answer`, `Hangup`, status `completed`. `<Reject>` after the call was
 //!   answered hangs up. `<Reject reason="busy">` ends `busy`, `rejected` ends `no-answer`.
 //! - A failed document fetch (11200: connect, timeout, non-2xx) or an unreadable document
-//!   (12100, including verbs this server does not run yet, such as `<Dial>`) is reported with
+//!   (12100, including verbs this server does not run yet, such as `<Dial><Conference>`) is reported with
 //!   `Notify`, then the fallback URL is requested with the failed request's parameters plus
 //!   `ErrorCode` and `ErrorUrl`. This applies to every document fetch (voice URL, `action`,
 //!   `<Redirect>`), not only the first. When the fallback fails too, or there is none, the call
@@ -43,6 +72,9 @@
 //!   and runs the new document as a `<Redirect>` would. The redirect loop guard starts over.
 //!   An unreadable inline document is handled like a failed fetch (fallback, then the
 //!   application error).
+//! - Values Twilio only warns about (a bad `<Dial timeout>`, `timeLimit` or `record`) are
+//!   reported with `Notify` and their Twilio warning code (13212, 13216, 13217); the verb runs
+//!   with the default.
 //! - `<Play digits>` (sending DTMF) is skipped: there is no output for it yet. A failed
 //!   `<Play>` URL is reported as 11200 and the document goes on.
 

@@ -13,8 +13,7 @@ const MAX_DEPTH: usize = 32;
 
 /// Verbs Twilio has that this crate does not type yet; they parse to [`Verb::Unsupported`].
 const UNSUPPORTED_VERBS: &[&str] = &[
-    "Enqueue", "Leave", "Connect", "Start", "Stop", "Refer", "Pay", "Echo", "Sms",
-    "Message",
+    "Enqueue", "Leave", "Connect", "Start", "Stop", "Refer", "Pay", "Echo", "Sms", "Message",
 ];
 
 #[derive(Debug)]
@@ -577,7 +576,12 @@ fn read_dial(el: &Element, warnings: &mut Vec<Warning>) -> Result<Verb, TwimlErr
                 14400
             }
             Ok(n) if n > DIAL_TIME_LIMIT_MAX => {
-                warn(WARN_DIAL_TIME_LIMIT, "timeLimit", v, DIAL_TIME_LIMIT_MAX.to_string());
+                warn(
+                    WARN_DIAL_TIME_LIMIT,
+                    "timeLimit",
+                    v,
+                    DIAL_TIME_LIMIT_MAX.to_string(),
+                );
                 DIAL_TIME_LIMIT_MAX
             }
             Ok(n) => n,
@@ -725,7 +729,9 @@ fn client_identity(el: &Element) -> Result<String, TwimlError> {
         None => text.to_owned(),
     };
     let name = match (name.get(..7), name.get(7..)) {
-        (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("client:") => rest.trim().to_owned(),
+        (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("client:") => {
+            rest.trim().to_owned()
+        }
         _ => name,
     };
     if name.is_empty() {
@@ -1037,10 +1043,18 @@ mod tests {
             }
         );
         let d = Dial::default();
-        assert_eq!((d.timeout, d.time_limit, d.method), (30, 14400, Method::Post));
+        assert_eq!(
+            (d.timeout, d.time_limit, d.method),
+            (30, 14400, Method::Post)
+        );
         assert_eq!(d.record, DialRecord::DoNotRecord);
         assert!(!d.answer_on_bridge && !d.hangup_on_star);
-        assert_eq!(parse("<Response><Dial>1</Dial></Response>").unwrap().warnings, vec![]);
+        assert_eq!(
+            parse("<Response><Dial>1</Dial></Response>")
+                .unwrap()
+                .warnings,
+            vec![]
+        );
     }
 
     #[test]
@@ -1079,11 +1093,15 @@ mod tests {
             ("record-from-answer", DialRecord::RecordFromAnswer),
             ("record-from-ringing", DialRecord::RecordFromRinging),
             ("record-from-answer-dual", DialRecord::RecordFromAnswerDual),
-            ("record-from-ringing-dual", DialRecord::RecordFromRingingDual),
+            (
+                "record-from-ringing-dual",
+                DialRecord::RecordFromRingingDual,
+            ),
             ("TRUE", DialRecord::RecordFromAnswer),
         ] {
-            let (d, warnings) =
-                dial_warnings(&format!(r#"<Response><Dial record="{value}">1</Dial></Response>"#));
+            let (d, warnings) = dial_warnings(&format!(
+                r#"<Response><Dial record="{value}">1</Dial></Response>"#
+            ));
             assert_eq!(d.record, expected, "{value}");
             assert!(warnings.is_empty(), "{value}");
             if value != "TRUE" && value != "true" && value != "false" {
@@ -1099,26 +1117,70 @@ mod tests {
     fn dial_bad_numbers_are_warnings_with_defaults() {
         for (attrs, timeout, time_limit, record, code) in [
             (r#"timeout="0""#, 30, 14400, DialRecord::DoNotRecord, 13212),
-            (r#"timeout="soon""#, 30, 14400, DialRecord::DoNotRecord, 13212),
+            (
+                r#"timeout="soon""#,
+                30,
+                14400,
+                DialRecord::DoNotRecord,
+                13212,
+            ),
             (r#"timeout="-5""#, 30, 14400, DialRecord::DoNotRecord, 13212),
             (r#"timeout="2""#, 5, 14400, DialRecord::DoNotRecord, 13212),
-            (r#"timeout="601""#, 600, 14400, DialRecord::DoNotRecord, 13212),
-            (r#"timeLimit="0""#, 30, 14400, DialRecord::DoNotRecord, 13216),
-            (r#"timeLimit="1.5""#, 30, 14400, DialRecord::DoNotRecord, 13216),
-            (r#"timeLimit="100000""#, 30, 86400, DialRecord::DoNotRecord, 13216),
+            (
+                r#"timeout="601""#,
+                600,
+                14400,
+                DialRecord::DoNotRecord,
+                13212,
+            ),
+            (
+                r#"timeLimit="0""#,
+                30,
+                14400,
+                DialRecord::DoNotRecord,
+                13216,
+            ),
+            (
+                r#"timeLimit="1.5""#,
+                30,
+                14400,
+                DialRecord::DoNotRecord,
+                13216,
+            ),
+            (
+                r#"timeLimit="100000""#,
+                30,
+                86400,
+                DialRecord::DoNotRecord,
+                13216,
+            ),
             (r#"record="yes""#, 30, 14400, DialRecord::DoNotRecord, 13217),
         ] {
             let xml = format!("<Response><Dial {attrs}>1</Dial></Response>");
             let (d, warnings) = dial_warnings(&xml);
-            assert_eq!((d.timeout, d.time_limit, d.record), (timeout, time_limit, record), "{attrs}");
+            assert_eq!(
+                (d.timeout, d.time_limit, d.record),
+                (timeout, time_limit, record),
+                "{attrs}"
+            );
             assert_eq!(warnings, vec![code], "{attrs}");
         }
         let doc = parse(r#"<Response><Dial timeout="x" record="y">1</Dial></Response>"#).unwrap();
         assert_eq!(doc.warnings.len(), 2);
-        assert!(doc.warnings[0].message.contains("timeout=\"x\""), "{:?}", doc.warnings);
+        assert!(
+            doc.warnings[0].message.contains("timeout=\"x\""),
+            "{:?}",
+            doc.warnings
+        );
         // Bounds themselves are fine.
-        assert_eq!(dial_warnings(r#"<Response><Dial timeout="5" timeLimit="86400">1</Dial></Response>"#).1, vec![]);
-        assert_eq!(dial(r#"<Response><Dial timeout="600">1</Dial></Response>"#).timeout, 600);
+        assert_eq!(
+            dial_warnings(r#"<Response><Dial timeout="5" timeLimit="86400">1</Dial></Response>"#).1,
+            vec![]
+        );
+        assert_eq!(
+            dial(r#"<Response><Dial timeout="600">1</Dial></Response>"#).timeout,
+            600
+        );
     }
 
     #[test]
@@ -1196,7 +1258,10 @@ mod tests {
             "<Response><Dial><Sip>tel:+1555</Sip></Dial></Response>",
             "<Response><Dial><Sip/></Dial></Response>",
         ] {
-            assert!(matches!(parse(xml), Err(TwimlError::Content { .. })), "{xml}");
+            assert!(
+                matches!(parse(xml), Err(TwimlError::Content { .. })),
+                "{xml}"
+            );
         }
     }
 
@@ -1216,7 +1281,10 @@ mod tests {
         );
         assert_eq!(d.targets[0].url.as_deref(), Some("/w"));
         assert_eq!(d.targets[0].method, Method::Get);
-        assert_eq!(d.targets[0].status_callback_events, vec!["ringing".to_owned()]);
+        assert_eq!(
+            d.targets[0].status_callback_events,
+            vec!["ringing".to_owned()]
+        );
         for xml in [
             "<Response><Dial><Client/></Dial></Response>",
             "<Response><Dial><Client>client:</Client></Dial></Response>",
@@ -1254,7 +1322,9 @@ mod tests {
         assert!(parse("<Response><Dial>  </Dial></Response>").is_err());
         let ten = "<Number>+1555</Number>".repeat(MAX_DIAL_TARGETS);
         assert_eq!(
-            dial(&format!("<Response><Dial>{ten}</Dial></Response>")).targets.len(),
+            dial(&format!("<Response><Dial>{ten}</Dial></Response>"))
+                .targets
+                .len(),
             10
         );
         let eleven = "<Number>+1555</Number>".repeat(MAX_DIAL_TARGETS + 1);
