@@ -1,0 +1,654 @@
+//! The registrar for agents' phones: REGISTER with digest authentication (SHA-256 and MD5,
+//! `qop=auth`, stateless nonces from `sip::auth`), bindings with expiry (`sip::registrar`),
+//! and what other parts of the node ask of it: where a user can be reached ([`contacts`]) and
+//! whether it is available ([`presence`]).
+//!
+//! Which account a REGISTER is for: its Request-URI host. A SIP domain's `domain_name` names
+//! its account and only the credential lists mapped to the domain's registrations apply; any
+//! other host (the node's address, a hostname) is the default domain of the first main
+//! account, where all its credential lists apply. A user is the credential's username; its
+//! address-of-record is `<AccountSid>/<username>`, whatever host it registered through, so
+//! `client:alice` in an account reaches every phone registered as alice.
+//!
+//! Bindings live in this node's memory: a restart forgets them and phones register again
+//! (within their refresh interval). They are mirrored to the store (`sip_registrations`, one
+//! writer task, in order) so the REST API can list them; the node clears that table at start.
+//!
+//! No user enumeration: a REGISTER without credentials gets the same challenge whoever it
+//! names, and for an unknown user (or an unknown domain) the check runs against a stand-in
+//! digest, so it fails exactly like a wrong password: same query, same hashing, same answer.
+//! Failed attempts are counted per source IP: after [`FORBID_AFTER`] in [`FAILURE_WINDOW`] the
+//! answer is 403 instead of a new challenge, and after [`BLOCK_AFTER`] the source's REGISTERs
+//! are refused with 403 unread for [`BLOCK_FOR`], so a password cracker cannot grind.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use model::AccountSid;
+use rand::Rng;
+use sip::auth::{AuthFailure, Credential, DigestChallenger};
+use sip::registrar::{RegisterOutcome, Registrar, RegistrarConfig};
+use sip::transaction::ServerTxId;
+use sip::{Request, Response, Transport};
+use store::sip::{SipDigests, SipRegistrationRow, SIP_DIGEST_REALM};
+use tokio::sync::mpsc;
+
+use crate::sip_task::SipCommand;
+use crate::Shared;
+
+/// Failures counted per source within this window.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// From this many failures in the window, a failed attempt gets 403 rather than a challenge.
+pub const FORBID_AFTER: usize = 3;
+/// At this many failures in the window, the source is blocked.
+pub const BLOCK_AFTER: usize = 10;
+/// How long a blocked source's REGISTERs are refused unread.
+pub const BLOCK_FOR: Duration = Duration::from_secs(300);
+/// Sources tracked at most; beyond it the quietest are forgotten (a spoofed-source flood cannot
+/// grow the table without bound).
+const MAX_TRACKED_SOURCES: usize = 10_000;
+
+/// Where to send a request for a registered user: the Request-URI is the registered Contact,
+/// the packet goes where the REGISTER came from (phones behind NAT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactTarget {
+    pub uri: String,
+    pub destination: SocketAddr,
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Available,
+    Busy,
+    Offline,
+}
+
+impl Presence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Presence::Available => "available",
+            Presence::Busy => "busy",
+            Presence::Offline => "offline",
+        }
+    }
+}
+
+/// The addresses `user` of `account` is registered at now, oldest registration first.
+pub fn contacts(shared: &Shared, account: &AccountSid, user: &str) -> Vec<ContactTarget> {
+    shared.registrar.contacts(Instant::now(), account, user)
+}
+
+/// `Offline` without a live binding; `Busy` with a live call to or from `client:USER` in the
+/// account; else `Available`.
+pub fn presence(shared: &Shared, account: &AccountSid, user: &str) -> Presence {
+    if contacts(shared, account, user).is_empty() {
+        return Presence::Offline;
+    }
+    if shared.registrar.is_busy(account, user) {
+        return Presence::Busy;
+    }
+    Presence::Available
+}
+
+/// What the failure counter says about a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureVerdict {
+    /// Challenge again (the user may have mistyped).
+    Challenge,
+    /// Refuse: too many failures from this source.
+    Forbid,
+}
+
+#[derive(Debug, Default)]
+struct SourceRecord {
+    failures: VecDeque<Instant>,
+    blocked_until: Option<Instant>,
+}
+
+/// Failed authentications per source IP, over a sliding window. Time is passed in.
+#[derive(Debug, Default)]
+pub struct FailureGuard {
+    sources: HashMap<IpAddr, SourceRecord>,
+}
+
+impl FailureGuard {
+    pub fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        self.sources.get(&ip).and_then(|s| s.blocked_until).is_some_and(|until| now < until)
+    }
+
+    pub fn handle_failure(&mut self, ip: IpAddr, now: Instant) -> FailureVerdict {
+        if self.sources.len() >= MAX_TRACKED_SOURCES && !self.sources.contains_key(&ip) {
+            self.forget_idle(now);
+        }
+        let record = self.sources.entry(ip).or_default();
+        while record.failures.front().is_some_and(|t| now.saturating_duration_since(*t) > FAILURE_WINDOW) {
+            record.failures.pop_front();
+        }
+        record.failures.push_back(now);
+        if record.failures.len() >= BLOCK_AFTER {
+            record.blocked_until = Some(now + BLOCK_FOR);
+        }
+        if record.failures.len() >= FORBID_AFTER {
+            FailureVerdict::Forbid
+        } else {
+            FailureVerdict::Challenge
+        }
+    }
+
+    /// A success clears the source's count (a phone that mistyped once is not held to it).
+    pub fn handle_success(&mut self, ip: IpAddr) {
+        if let Some(r) = self.sources.get(&ip) {
+            if r.blocked_until.is_none() {
+                self.sources.remove(&ip);
+            }
+        }
+    }
+
+    fn forget_idle(&mut self, now: Instant) {
+        self.sources.retain(|_, r| {
+            r.blocked_until.is_some_and(|u| now < u)
+                || r.failures.back().is_some_and(|t| now.saturating_duration_since(*t) <= FAILURE_WINDOW)
+        });
+        if self.sources.len() >= MAX_TRACKED_SOURCES {
+            // Still full of live entries: drop the ones that are not blocked.
+            self.sources.retain(|_, r| r.blocked_until.is_some());
+        }
+    }
+}
+
+struct State {
+    registrar: Registrar,
+    guard: FailureGuard,
+}
+
+/// What `Shared` holds: the bindings, the failure counter and the nonce key of this node.
+pub struct Registrations {
+    state: Mutex<State>,
+    challenger: DigestChallenger,
+    /// Key for the stand-in digests of unknown users.
+    decoy_key: [u8; 32],
+    mirror: mpsc::UnboundedSender<Mirror>,
+    mirror_rx: Mutex<Option<mpsc::UnboundedReceiver<Mirror>>>,
+    busy: Mutex<Option<Box<dyn Fn(&AccountSid, &str) -> bool + Send + Sync>>>,
+}
+
+/// A store write: the bindings of one user as they now stand.
+struct Mirror {
+    account: AccountSid,
+    username: String,
+    rows: Vec<SipRegistrationRow>,
+}
+
+impl Default for Registrations {
+    fn default() -> Registrations {
+        Registrations::new(RegistrarConfig::default())
+    }
+}
+
+// A poisoned lock only means another thread panicked while holding it; the maps are still whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn aor(account: &AccountSid, user: &str) -> String {
+    format!("{account}/{user}")
+}
+
+/// How a REGISTER is answered.
+enum Verdict {
+    Respond(Response),
+    Authenticated { scope_account: AccountSid, username: String },
+}
+
+impl Registrations {
+    pub fn new(config: RegistrarConfig) -> Registrations {
+        let mut rng = rand::thread_rng();
+        let (mirror, rx) = mpsc::unbounded_channel();
+        Registrations {
+            state: Mutex::new(State { registrar: Registrar::new(config), guard: FailureGuard::default() }),
+            challenger: DigestChallenger::new(SIP_DIGEST_REALM, rng.gen()),
+            decoy_key: rng.gen(),
+            mirror,
+            mirror_rx: Mutex::new(Some(rx)),
+            busy: Mutex::new(None),
+        }
+    }
+
+    /// Sets how [`presence`] learns that a user is in a call (the owner of live calls provides
+    /// it; without one nobody is busy).
+    pub fn set_busy_check(&self, check: impl Fn(&AccountSid, &str) -> bool + Send + Sync + 'static) {
+        *lock(&self.busy) = Some(Box::new(check));
+    }
+
+    fn is_busy(&self, account: &AccountSid, user: &str) -> bool {
+        lock(&self.busy).as_ref().is_some_and(|f| f(account, user))
+    }
+
+    pub fn contacts(&self, now: Instant, account: &AccountSid, user: &str) -> Vec<ContactTarget> {
+        lock(&self.state)
+            .registrar
+            .contacts(&aor(account, user))
+            .into_iter()
+            .filter(|b| b.expires_at > now)
+            .map(|b| ContactTarget { uri: b.contact.uri, destination: b.source, transport: b.transport })
+            .collect()
+    }
+
+    pub fn binding_count(&self) -> usize {
+        lock(&self.state).registrar.binding_count()
+    }
+
+    /// The HA1s an unknown user is checked against: derived from a secret, so they match no
+    /// password anyone knows, and costing the same hashing as a real check.
+    fn decoy(&self, username: &str) -> Credential {
+        let seed: String = self.decoy_key.iter().map(|b| format!("{b:02x}")).collect();
+        let d = SipDigests::new(username, &seed);
+        Credential::Ha1 { md5: Some(d.md5), sha256: Some(d.sha256) }
+    }
+
+    fn challenge(&self, request: &Request, stale: bool) -> Response {
+        self.challenger.challenge(unix_now(), request, stale)
+    }
+
+    fn forbidden(request: &Request) -> Response {
+        Response::from_request(request, 403, "Forbidden")
+    }
+
+    /// Decides on a REGISTER once its user's digests are known (`None`: unknown user or
+    /// domain). Sans-IO apart from the unix time of the nonce.
+    fn check(
+        &self,
+        now: Instant,
+        request: &Request,
+        source: IpAddr,
+        scope_account: Option<AccountSid>,
+        digests: Option<SipDigests>,
+    ) -> Verdict {
+        let unix = unix_now();
+        let lookup = |username: &str, _realm: &str| match (&digests, scope_account) {
+            (Some(d), Some(_)) => Some(Credential::Ha1 { md5: Some(d.md5.clone()), sha256: Some(d.sha256.clone()) }),
+            _ => Some(self.decoy(username)),
+        };
+        match self.challenger.verify(unix, request, lookup) {
+            Ok(ok) => {
+                let Some(account) = scope_account.filter(|_| digests.is_some()) else {
+                    // The decoy matched: impossible without the secret; refuse like a failure.
+                    return self.failed(now, request, source);
+                };
+                // A user registers its own address-of-record only.
+                let to_user = sip::registrar::address_of_record(request)
+                    .and_then(|a| a.split_once('@').map(|(u, _)| u.to_owned()));
+                if to_user.as_deref() != Some(ok.username.as_str()) {
+                    return Verdict::Respond(Self::forbidden(request));
+                }
+                lock(&self.state).guard.handle_success(source);
+                Verdict::Authenticated { scope_account: account, username: ok.username }
+            }
+            Err(AuthFailure::Missing | AuthFailure::InvalidNonce | AuthFailure::RealmMismatch) => {
+                Verdict::Respond(self.challenge(request, false))
+            }
+            Err(AuthFailure::StaleNonce) => Verdict::Respond(self.challenge(request, true)),
+            Err(f) if f.is_bad_request() => {
+                lock(&self.state).guard.handle_failure(source, now);
+                Verdict::Respond(self.challenger.reject(unix, request, &f))
+            }
+            Err(_) => self.failed(now, request, source),
+        }
+    }
+
+    fn failed(&self, now: Instant, request: &Request, source: IpAddr) -> Verdict {
+        let verdict = lock(&self.state).guard.handle_failure(source, now);
+        tracing::info!(%source, ?verdict, "REGISTER authentication failed");
+        match verdict {
+            FailureVerdict::Challenge => Verdict::Respond(self.challenge(request, false)),
+            FailureVerdict::Forbid => Verdict::Respond(Self::forbidden(request)),
+        }
+    }
+
+    /// Applies an authenticated REGISTER and queues the store mirror of the user's bindings.
+    fn apply(
+        &self,
+        now: Instant,
+        account: AccountSid,
+        username: &str,
+        request: &Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Response {
+        let key = aor(&account, username);
+        let outcome = lock(&self.state).registrar.handle_register(now, &key, request, source, transport);
+        if let RegisterOutcome::Updated { bindings, .. } = &outcome {
+            let wall = chrono::Utc::now();
+            let rows = bindings
+                .iter()
+                .map(|b| SipRegistrationRow {
+                    account_sid: account,
+                    username: username.to_owned(),
+                    contact: b.contact.to_string(),
+                    source: b.source.to_string(),
+                    transport: b.transport.as_str().to_ascii_lowercase(),
+                    expires_at: wall + chrono::Duration::seconds(i64::from(b.expires_in(now))),
+                })
+                .collect();
+            let _ = self.mirror.send(Mirror { account, username: username.to_owned(), rows });
+        }
+        outcome.into_response()
+    }
+
+    /// Expires bindings due at `now` and queues the store updates.
+    pub fn handle_timeout(&self, now: Instant) {
+        let expired = lock(&self.state).registrar.handle_timeout(now);
+        let mut users: Vec<(AccountSid, String)> = Vec::new();
+        for (key, _) in expired {
+            let Some((account, user)) = key.split_once('/') else { continue };
+            let Ok(account) = account.parse::<AccountSid>() else { continue };
+            if !users.iter().any(|(a, u)| *a == account && u == user) {
+                users.push((account, user.to_owned()));
+            }
+        }
+        for (account, username) in users {
+            let wall = chrono::Utc::now();
+            let rows = lock(&self.state)
+                .registrar
+                .contacts(&aor(&account, &username))
+                .into_iter()
+                .map(|b| SipRegistrationRow {
+                    account_sid: account,
+                    username: username.clone(),
+                    contact: b.contact.to_string(),
+                    source: b.source.to_string(),
+                    transport: b.transport.as_str().to_ascii_lowercase(),
+                    expires_at: wall + chrono::Duration::seconds(i64::from(b.expires_in(now))),
+                })
+                .collect();
+            let _ = self.mirror.send(Mirror { account, username, rows });
+        }
+    }
+}
+
+/// Starts the registrar's background work: clears the store mirror (this node holds no
+/// bindings yet), then writes mirror updates in order and expires bindings every second.
+pub fn start(shared: Arc<Shared>) {
+    let Some(mut rx) = lock(&shared.registrar.mirror_rx).take() else { return };
+    let writer = shared.clone();
+    tokio::spawn(async move {
+        if let Err(e) = writer.store.clear_sip_registrations().await {
+            tracing::warn!(error = %e, "clearing SIP registrations failed");
+        }
+        while let Some(m) = rx.recv().await {
+            if let Err(e) = writer.store.replace_sip_registrations(&m.account, &m.username, &m.rows).await {
+                tracing::warn!(error = %e, "mirroring SIP registrations failed");
+            }
+        }
+    });
+    let weak = Arc::downgrade(&shared);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            shared.registrar.handle_timeout(Instant::now());
+        }
+    });
+}
+
+/// The host of a SIP Request-URI (`sip:acme.example.com;transport=tcp` -> `acme.example.com`).
+fn request_host(uri: &str) -> Option<String> {
+    let (_, rest) = uri.split_once(':')?;
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = hostport.split([';', '?']).next().unwrap_or(hostport);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or(v6)
+    } else {
+        hostport.split(':').next().unwrap_or(hostport)
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// The digest username of the request's Authorization header, if it has one.
+fn auth_username(request: &Request) -> Option<String> {
+    let value = request.headers.get_all("Authorization").find(|v| v.trim_start().starts_with("Digest"))?;
+    let at = value.find("username=")? + "username=".len();
+    let rest = &value[at..];
+    let name = if let Some(quoted) = rest.strip_prefix('"') {
+        quoted.split('"').next()?
+    } else {
+        rest.split([',', ' ']).next()?
+    };
+    Some(name.to_owned())
+}
+
+/// A REGISTER from the SIP task. Answers at once when the source is blocked or there are no
+/// credentials; otherwise looks the user up in the store on a task and answers from there.
+pub fn handle_register(shared: &Arc<Shared>, tx: ServerTxId, request: Request, source: SocketAddr, transport: Transport) {
+    let now = Instant::now();
+    let regs = &shared.registrar;
+    let respond = move |shared: &Shared, mut response: Response| {
+        if response.to().is_some_and(|t| t.tag().is_none()) {
+            response.set_to_tag(&format!("{:016x}", rand::random::<u64>()));
+        }
+        let _ = shared.sip.send(SipCommand::Respond { tx, response });
+    };
+    if lock(&regs.state).guard.is_blocked(source.ip(), now) {
+        respond(shared, Registrations::forbidden(&request));
+        return;
+    }
+    let Some(username) = auth_username(&request) else {
+        respond(shared, regs.challenge(&request, false));
+        return;
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let regs = &shared.registrar;
+        let host = request_host(&request.uri).unwrap_or_default();
+        // Store errors answer like an unknown user: the phone retries, nothing is revealed.
+        let scope = shared.store.sip_realm_scope(&host).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "SIP domain lookup failed");
+            None
+        });
+        let digests = match &scope {
+            Some(s) => shared.store.sip_digests(s, &username).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "SIP credential lookup failed");
+                None
+            }),
+            None => None,
+        };
+        let now = Instant::now();
+        let response = match regs.check(now, &request, source.ip(), scope.map(|s| s.account_sid), digests) {
+            Verdict::Respond(r) => r,
+            Verdict::Authenticated { scope_account, username } => {
+                regs.apply(now, scope_account, &username, &request, source, transport)
+            }
+        };
+        respond(&shared, response);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sip::Method;
+
+    fn register(user: &str, host: &str) -> Request {
+        let mut r = Request::new(Method::Register, &format!("sip:{host}"));
+        r.headers.push("Via", "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKabc");
+        r.headers.push("From", &format!("<sip:{user}@{host}>;tag=1"));
+        r.headers.push("To", &format!("<sip:{user}@{host}>"));
+        r.headers.push("Call-ID", "reg-1");
+        r.headers.push("CSeq", "1 REGISTER");
+        r.headers.push("Contact", &format!("<sip:{user}@10.0.0.5:5062>"));
+        r.headers.push("Expires", "600");
+        r
+    }
+
+    fn answered(regs: &Registrations, user: &str, password: &str, challenge_index: usize) -> Request {
+        let mut r = register(user, "127.0.0.1");
+        let challenge = regs.challenge(&r, false);
+        let value = challenge.headers.get_all("WWW-Authenticate").nth(challenge_index).unwrap().to_string();
+        let auth = sip::auth::authorize(&value, &Method::Register, &r.uri, user, password, "cn", 1).unwrap();
+        r.headers.push("Authorization", &auth);
+        r
+    }
+
+    fn status(v: &Verdict) -> u16 {
+        match v {
+            Verdict::Respond(r) => r.status(),
+            Verdict::Authenticated { .. } => 200,
+        }
+    }
+
+    const SRC: &str = "127.0.0.1:5062";
+
+    #[test]
+    fn good_password_registers_with_either_algorithm() {
+        let regs = Registrations::default();
+        let account = AccountSid::generate();
+        let d = SipDigests::new("alice", "Correct-Horse-9");
+        let source: SocketAddr = SRC.parse().unwrap();
+        for index in [0, 1] {
+            let mut req = answered(&regs, "alice", "Correct-Horse-9", index);
+            // A refresh: same Call-ID, next CSeq.
+            req.headers.remove("CSeq");
+            req.headers.push("CSeq", &format!("{} REGISTER", index + 1));
+            let v = regs.check(Instant::now(), &req, source.ip(), Some(account), Some(d.clone()));
+            let Verdict::Authenticated { scope_account, username } = v else { panic!("not authenticated") };
+            assert_eq!((scope_account, username.as_str()), (account, "alice"));
+            let resp = regs.apply(Instant::now(), account, "alice", &req, source, Transport::Udp);
+            assert_eq!(resp.status(), 200);
+        }
+        let targets = regs.contacts(Instant::now(), &account, "alice");
+        assert_eq!(
+            targets,
+            vec![ContactTarget { uri: "sip:alice@10.0.0.5:5062".into(), destination: source, transport: Transport::Udp }]
+        );
+        assert!(regs.contacts(Instant::now(), &AccountSid::generate(), "alice").is_empty());
+
+        // Unregister.
+        let mut req = answered(&regs, "alice", "Correct-Horse-9", 0);
+        req.headers.remove("Expires");
+        req.headers.push("Expires", "0");
+        req.headers.remove("CSeq");
+        req.headers.push("CSeq", "3 REGISTER");
+        assert_eq!(regs.apply(Instant::now(), account, "alice", &req, source, Transport::Udp).status(), 200);
+        assert!(regs.contacts(Instant::now(), &account, "alice").is_empty());
+    }
+
+    #[test]
+    fn unknown_user_and_wrong_password_look_the_same() {
+        let regs = Registrations::default();
+        let account = AccountSid::generate();
+        let d = SipDigests::new("alice", "Correct-Horse-9");
+        let wrong = regs.check(
+            Instant::now(),
+            &answered(&regs, "alice", "guess", 0),
+            "10.0.0.1".parse().unwrap(),
+            Some(account),
+            Some(d),
+        );
+        let unknown =
+            regs.check(Instant::now(), &answered(&regs, "bob", "guess", 0), "10.0.0.2".parse().unwrap(), Some(account), None);
+        let no_domain =
+            regs.check(Instant::now(), &answered(&regs, "bob", "guess", 0), "10.0.0.3".parse().unwrap(), None, None);
+        let shape = |v: &Verdict| match v {
+            Verdict::Respond(r) => {
+                let names: Vec<String> = r.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+                let challenges: Vec<String> = r
+                    .headers
+                    .get_all("WWW-Authenticate")
+                    .map(|c| c.split("nonce=").next().unwrap_or("").to_owned())
+                    .collect();
+                (r.status(), names, challenges)
+            }
+            Verdict::Authenticated { .. } => panic!("authenticated"),
+        };
+        assert_eq!(shape(&wrong).0, 401);
+        assert_eq!(shape(&wrong), shape(&unknown));
+        assert_eq!(shape(&wrong), shape(&no_domain));
+    }
+
+    #[test]
+    fn repeated_failures_get_403_then_the_source_is_blocked() {
+        let regs = Registrations::default();
+        let account = AccountSid::generate();
+        let d = SipDigests::new("alice", "Correct-Horse-9");
+        let ip: IpAddr = "10.9.9.9".parse().unwrap();
+        let t0 = Instant::now();
+        let mut statuses = Vec::new();
+        for i in 0..BLOCK_AFTER {
+            let req = answered(&regs, "alice", &format!("guess{i}"), 0);
+            statuses.push(status(&regs.check(t0, &req, ip, Some(account), Some(d.clone()))));
+        }
+        assert_eq!(&statuses[..FORBID_AFTER - 1], &[401; FORBID_AFTER - 1]);
+        assert!(statuses[FORBID_AFTER - 1..].iter().all(|s| *s == 403), "{statuses:?}");
+        let guard = &lock(&regs.state).guard;
+        assert!(guard.is_blocked(ip, t0 + Duration::from_secs(1)));
+        assert!(!guard.is_blocked(ip, t0 + BLOCK_FOR + Duration::from_secs(1)));
+        assert!(!guard.is_blocked("10.9.9.8".parse().unwrap(), t0));
+    }
+
+    #[test]
+    fn failures_age_out_of_the_window_and_success_clears_them() {
+        let mut guard = FailureGuard::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(guard.handle_failure(ip, t0), FailureVerdict::Challenge);
+        assert_eq!(guard.handle_failure(ip, t0), FailureVerdict::Challenge);
+        // The first two are out of the window a minute later.
+        let later = t0 + FAILURE_WINDOW + Duration::from_secs(1);
+        assert_eq!(guard.handle_failure(ip, later), FailureVerdict::Challenge);
+        guard.handle_success(ip);
+        assert_eq!(guard.handle_failure(ip, later), FailureVerdict::Challenge);
+        assert_eq!(guard.handle_failure(ip, later), FailureVerdict::Challenge);
+        assert_eq!(guard.handle_failure(ip, later), FailureVerdict::Forbid);
+    }
+
+    #[test]
+    fn a_user_cannot_register_someone_elses_address() {
+        let regs = Registrations::default();
+        let account = AccountSid::generate();
+        let mut req = answered(&regs, "alice", "Correct-Horse-9", 0);
+        req.headers.remove("To");
+        req.headers.push("To", "<sip:bob@127.0.0.1>");
+        let v = regs.check(Instant::now(), &req, "10.0.0.1".parse().unwrap(), Some(account), Some(SipDigests::new("alice", "Correct-Horse-9")));
+        assert_eq!(status(&v), 403);
+    }
+
+    #[test]
+    fn stale_nonce_is_rechallenged_with_stale() {
+        let regs = Registrations::default();
+        let account = AccountSid::generate();
+        let mut req = register("alice", "127.0.0.1");
+        let nonce_time = unix_now() - 3600;
+        let value = regs.challenger.challenges(nonce_time, false).remove(0);
+        let auth = sip::auth::authorize(&value, &Method::Register, &req.uri, "alice", "Correct-Horse-9", "cn", 1).unwrap();
+        req.headers.push("Authorization", &auth);
+        let Verdict::Respond(r) =
+            regs.check(Instant::now(), &req, "10.0.0.1".parse().unwrap(), Some(account), Some(SipDigests::new("alice", "Correct-Horse-9")))
+        else {
+            panic!("accepted a stale nonce")
+        };
+        assert_eq!(r.status(), 401);
+        assert!(r.headers.get("WWW-Authenticate").unwrap().contains("stale=true"));
+    }
+
+    #[test]
+    fn hosts_and_usernames_are_read_leniently() {
+        assert_eq!(request_host("sip:Acme.Example.com;transport=tcp").as_deref(), Some("acme.example.com"));
+        assert_eq!(request_host("sip:127.0.0.1:5060").as_deref(), Some("127.0.0.1"));
+        assert_eq!(request_host("sip:u@[::1]:5060").as_deref(), Some("::1"));
+        assert_eq!(request_host("nonsense"), None);
+        let regs = Registrations::default();
+        assert_eq!(auth_username(&answered(&regs, "alice", "x", 0)).as_deref(), Some("alice"));
+        assert_eq!(auth_username(&register("alice", "h")), None);
+        let mut r = register("a", "h");
+        r.headers.push("Authorization", "Digest username=");
+        assert_eq!(auth_username(&r).as_deref(), Some(""));
+    }
+}
