@@ -274,7 +274,7 @@ async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, le
         vec!["completed".to_owned()],
         account.auth_token.clone(),
     );
-    let (registration, control) = shared.calls.register(record.account_sid, call_sid);
+    let (registration, control) = shared.calls.register_parties(record.account_sid, call_sid, record.from.clone(), record.to.clone());
     Ok(ActiveCall::new(ActiveCallParts {
         shared: shared.clone(),
         sip: sip.clone(),
@@ -340,28 +340,32 @@ pub(crate) fn http_method(m: &str) -> HttpMethod {
 }
 
 pub(crate) struct ActiveCall {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     sip: mpsc::UnboundedSender<SipCommand>,
     leg: Leg,
     engine: engine::Call,
-    stream: Option<Stream>,
+    pub(crate) stream: Option<Stream>,
     media_rx: mpsc::UnboundedReceiver<MediaEvent>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     negotiated: Negotiated,
     sdp_version: u64,
     session_id: u64,
-    record: CallRecord,
-    auth_token: String,
+    pub(crate) record: CallRecord,
+    pub(crate) auth_token: String,
     callbacks: StatusCallbacks,
     control: mpsc::UnboundedReceiver<CallControl>,
     _registration: Registration,
     time_limit: Option<tokio::time::Instant>,
-    answered_at: Option<SystemTime>,
+    pub(crate) answered_at: Option<SystemTime>,
     /// The playback the engine last asked for; a late-loaded file for another id is dropped.
     playing: Option<u64>,
     recordings: Vec<(u64, RecordingSid, DateTime<Utc>)>,
     finished: bool,
+    /// The running `<Dial>` (see `dial.rs`).
+    pub(crate) dial: Option<crate::dial::Dial>,
+    /// A dial that ended and waits for its recording file before the engine hears of it.
+    pub(crate) pending_dial_end: Option<crate::dial::PendingDialEnd>,
 }
 
 impl ActiveCall {
@@ -390,6 +394,8 @@ impl ActiveCall {
             playing: None,
             recordings: Vec::new(),
             finished: false,
+            dial: None,
+            pending_dial_end: None,
         }
     }
 
@@ -418,6 +424,8 @@ impl ActiveCall {
                 Some(event) = self.media_rx.recv() => self.handle_media(event).await,
                 Some(done) = self.done_rx.recv() => self.handle_done(done),
                 Some(control) = self.control.recv() => self.handle_control(control),
+                wake = crate::dial::wait(&mut self.dial) => self.handle_dial(wake).await,
+                () = crate::dial::wait_pending(&self.pending_dial_end) => self.handle_pending_dial_timeout(),
                 () = sleep => self.engine.handle_timeout(std::time::Instant::now()),
                 () = limit => {
                     tracing::info!(call_sid = %self.record.sid, "time limit reached: hanging up");
@@ -426,11 +434,27 @@ impl ActiveCall {
                 }
             }
         }
+        // A dial recording stopped as the caller hung up still gets its row once its file closes.
+        if self.pending_dial_end.is_some() {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while self.pending_dial_end.is_some() {
+                match tokio::time::timeout_at(deadline, self.media_rx.recv()).await {
+                    Ok(Some(event)) => {
+                        self.handle_dial_media(&event).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
         // Dropping the stream releases its sockets and ports.
         self.stream.take();
     }
 
-    fn input(&mut self, input: engine::Input) {
+    pub(crate) fn input(&mut self, input: engine::Input) {
+        if input == engine::Input::RemoteHangup && self.dial.is_some() {
+            // The engine hears of the dial's end before the hang-up (Twilio still requests `action`).
+            self.end_dial(crate::dial::EndCause::ParentGone);
+        }
         self.engine.handle_input(std::time::Instant::now(), input);
     }
 
@@ -613,6 +637,8 @@ impl ActiveCall {
                     self.finish(status).await;
                     self.finished = true;
                 }
+                Output::Dial { id, dial } => self.start_dial(id, dial),
+                Output::CancelDial { id } => self.cancel_dial(id),
             }
         }
     }
@@ -621,7 +647,7 @@ impl ActiveCall {
         crate::records::recording_path(&self.shared.config, &self.record.account_sid, &self.record.sid, &sid)
     }
 
-    async fn answer(&mut self) {
+    pub(crate) async fn answer(&mut self) {
         if self.answered_at.is_some() {
             return;
         }
@@ -689,6 +715,9 @@ impl ActiveCall {
     }
 
     async fn handle_media(&mut self, event: MediaEvent) {
+        if self.handle_dial_media(&event).await {
+            return;
+        }
         match event {
             MediaEvent::PlaybackDone { id } => {
                 if self.playing == Some(id) {
@@ -696,7 +725,11 @@ impl ActiveCall {
                 }
                 self.input(engine::Input::PlaybackDone { id });
             }
-            MediaEvent::Dtmf { digit } => self.input(engine::Input::Dtmf { digit }),
+            MediaEvent::Dtmf { digit } => {
+                if !self.handle_dial_digit(digit) {
+                    self.input(engine::Input::Dtmf { digit });
+                }
+            }
             MediaEvent::RecordingStopped { id, duration, stop, path } => {
                 self.save_recording(id, duration, &path).await;
                 self.input(engine::Input::RecordingStopped { id, duration, stop });

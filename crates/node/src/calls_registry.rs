@@ -1,6 +1,7 @@
 //! Live calls by CallSid, so the REST API can reach the task that holds a call (redirect it,
-//! end it). Inbound and outbound calls register the same way; the entry goes when the call's
-//! task drops its [`Registration`].
+//! end it), and so presence can tell whether an agent is in a call. Inbound, outbound and
+//! `<Dial>` child calls register the same way; the entry goes when the call's task drops its
+//! [`Registration`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,14 @@ pub enum CallControl {
     End(CallStatus),
 }
 
-type Map = HashMap<CallSid, (AccountSid, mpsc::UnboundedSender<CallControl>)>;
+struct Entry {
+    account: AccountSid,
+    control: mpsc::UnboundedSender<CallControl>,
+    /// The call's `from` and `to` as its record shows them (`client:alice` for agents).
+    parties: [String; 2],
+}
+
+type Map = HashMap<CallSid, Entry>;
 
 #[derive(Default, Clone)]
 pub struct CallRegistry {
@@ -44,22 +52,42 @@ fn lock(m: &Mutex<Map>) -> std::sync::MutexGuard<'_, Map> {
 }
 
 impl CallRegistry {
+    /// Registers a call whose parties do not matter to presence.
     pub fn register(&self, account: AccountSid, sid: CallSid) -> (Registration, mpsc::UnboundedReceiver<CallControl>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.calls).insert(sid, (account, tx));
+        self.register_parties(account, sid, String::new(), String::new())
+    }
+
+    /// Registers a call with its `from` and `to` as the call record has them.
+    pub fn register_parties(
+        &self,
+        account: AccountSid,
+        sid: CallSid,
+        from: String,
+        to: String,
+    ) -> (Registration, mpsc::UnboundedReceiver<CallControl>) {
+        let (control, rx) = mpsc::unbounded_channel();
+        lock(&self.calls).insert(sid, Entry { account, control, parties: [from, to] });
         (Registration { calls: self.calls.clone(), sid }, rx)
     }
 
     /// Hands `control` to the call if it is live and belongs to `account`.
     pub fn send(&self, account: &AccountSid, sid: &CallSid, control: CallControl) -> bool {
         match lock(&self.calls).get(sid) {
-            Some((owner, tx)) if owner == account => tx.send(control).is_ok(),
+            Some(e) if e.account == *account => e.control.send(control).is_ok(),
             _ => false,
         }
     }
 
     pub fn is_live(&self, account: &AccountSid, sid: &CallSid) -> bool {
-        lock(&self.calls).get(sid).is_some_and(|(owner, tx)| owner == account && !tx.is_closed())
+        lock(&self.calls).get(sid).is_some_and(|e| e.account == *account && !e.control.is_closed())
+    }
+
+    /// Whether a live call of `account` is from or to `party` (e.g. `client:alice`), compared
+    /// without regard to case.
+    pub fn has_party(&self, account: &AccountSid, party: &str) -> bool {
+        lock(&self.calls)
+            .values()
+            .any(|e| e.account == *account && e.parties.iter().any(|p| !p.is_empty() && p.eq_ignore_ascii_case(party)))
     }
 
     pub fn len(&self) -> usize {
@@ -87,5 +115,21 @@ mod tests {
         drop(guard);
         assert!(registry.is_empty());
         assert!(!registry.send(&account, &sid, CallControl::End(CallStatus::Completed)));
+    }
+
+    #[test]
+    fn parties_tell_who_is_in_a_call() {
+        let registry = CallRegistry::default();
+        let (account, other) = (AccountSid::generate(), AccountSid::generate());
+        let (_plain, _) = registry.register(account, CallSid::generate());
+        assert!(!registry.has_party(&account, ""));
+        let (guard, _rx) = registry.register_parties(account, CallSid::generate(), "+15550001111".into(), "client:alice".into());
+        assert!(registry.has_party(&account, "client:alice"));
+        assert!(registry.has_party(&account, "Client:Alice"));
+        assert!(registry.has_party(&account, "+15550001111"));
+        assert!(!registry.has_party(&account, "client:bob"));
+        assert!(!registry.has_party(&other, "client:alice"));
+        drop(guard);
+        assert!(!registry.has_party(&account, "client:alice"));
     }
 }

@@ -18,6 +18,7 @@
 pub mod audio;
 pub mod call;
 pub mod calls_registry;
+pub mod dial;
 pub mod fraud;
 pub mod http;
 pub mod media;

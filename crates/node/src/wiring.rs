@@ -151,6 +151,7 @@ impl Node {
         tokio::spawn(http::serve(listener, shared.clone()));
         crate::registrar::start(shared.clone());
         crate::trunk::start(shared.clone());
+        crate::dial::start(&shared);
         tracing::info!(sip = %shared.config.sip_addr, http = %http_addr, "dialtone node started");
         Ok(Node { sip_addr: shared.config.sip_addr, http_addr, shared })
     }
