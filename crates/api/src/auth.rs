@@ -12,6 +12,17 @@
 //! - A parent may manage a suspended subaccount but not place calls from it (403, 20005).
 //! - API keys are Twilio's "standard" keys: they reach every resource under an account but not
 //!   the Accounts, Keys or AuthTokens resources (403, 20403), which need the auth token.
+//!
+//! Every request authenticates, so the account rows and verified API keys that authentication
+//! reads are cached per router ([`CredentialCache`]): a fetch would otherwise cost two database
+//! round trips instead of one. Changes made through this API apply to the next request (the cache
+//! is emptied after every request that changes accounts, keys or tokens); a change made elsewhere
+//! (another node on the same database) applies within [`CACHE_TTL`]. Failed checks are never
+//! cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -22,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use model::{AccountRecord, AccountSid, AccountStatus, ApiKeySid};
 
-use crate::{ApiState, AppError};
+use crate::{ApiHooks, ApiState, AppError};
 
 /// Who the request authenticated as and which account of the path it may act on; put in the
 /// request extensions by [`require`].
@@ -39,41 +50,181 @@ pub(crate) async fn require(State(state): State<ApiState>, mut req: Request, nex
     let header = req.headers().get(AUTHORIZATION).cloned();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    match authorize(&state, header, &method, &path).await {
+    let cache = CredentialCache::of(&state);
+    match authorize(&state, &cache, header, &method, &path).await {
         Ok(auth) => {
             req.extensions_mut().insert(auth);
-            next.run(req).await
+            let response = next.run(req).await;
+            if changes_credentials(&method, &path) {
+                // After the handler: its write is committed, so what is read next is current.
+                cache.clear();
+            }
+            response
         }
         Err(e) => e.into_response(),
     }
 }
 
+/// Whether a request may change what authentication reads: an account's tokens or status, or
+/// keys. The cache is emptied after such a request, whatever its outcome.
+fn changes_credentials(method: &Method, path: &str) -> bool {
+    if *method == Method::GET || *method == Method::HEAD || *method == Method::OPTIONS {
+        return false;
+    }
+    match target(path) {
+        Target::AccountsList | Target::AuthTokens => true,
+        Target::Account { rest, .. } => rest.is_empty() || rest == ".json" || rest.starts_with("/Keys"),
+        Target::Other => false,
+    }
+}
+
+/// How long a cached account row or verified API key is used without reading the database again:
+/// the longest a change made outside this node's API (another node sharing the database) takes to
+/// apply to requests here.
+pub(crate) const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// More entries than this (only valid credentials get in) and the cache starts over.
+const CACHE_MAX_ENTRIES: usize = 10_000;
+
+/// Account rows and verified API keys read by authentication, for [`CACHE_TTL`].
+///
+/// One per router, found through the router's `hooks` (`ApiState` is the router's state and its
+/// `hooks` the one `Arc` all clones share): two routers on two databases, as in tests, must not
+/// see each other's accounts. A fill is dropped when the cache was emptied while its read was in
+/// flight (`generation`), so a row read before a change cannot outlive the change.
+#[derive(Default)]
+pub(crate) struct CredentialCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    generation: u64,
+    accounts: HashMap<AccountSid, (Arc<AccountRecord>, Instant)>,
+    /// Key SID -> (the secret that matched its stored digest, the key's account, when).
+    keys: HashMap<ApiKeySid, (String, AccountSid, Instant)>,
+}
+
+type Registry = Vec<(Weak<dyn ApiHooks>, Arc<CredentialCache>)>;
+
+/// The caches of the live routers. An entry's `Weak` keeps its `hooks` allocation, and so the
+/// address compared, from being reused by another router while the entry exists.
+static CACHES: Mutex<Registry> = Mutex::new(Vec::new());
+
+impl CredentialCache {
+    fn of(state: &ApiState) -> Arc<CredentialCache> {
+        let id = Arc::as_ptr(&state.hooks) as *const ();
+        // A poisoned lock only means a thread panicked while holding it; the list is whole.
+        let mut all = CACHES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, cache)) = all.iter().find(|(w, _)| w.as_ptr() as *const () == id) {
+            return cache.clone();
+        }
+        all.retain(|(w, _)| w.strong_count() > 0);
+        let cache = Arc::new(CredentialCache::default());
+        all.push((Arc::downgrade(&state.hooks), cache.clone()));
+        cache
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    fn clear(&self) {
+        let mut c = self.lock();
+        c.generation += 1;
+        c.accounts.clear();
+        c.keys.clear();
+    }
+
+    fn account(&self, sid: &AccountSid, now: Instant) -> Option<Arc<AccountRecord>> {
+        let c = self.lock();
+        let (rec, at) = c.accounts.get(sid)?;
+        (now.saturating_duration_since(*at) < CACHE_TTL).then(|| rec.clone())
+    }
+
+    fn put_account(&self, generation: u64, rec: Arc<AccountRecord>, now: Instant) {
+        let mut c = self.lock();
+        if c.generation != generation {
+            return;
+        }
+        if c.accounts.len() >= CACHE_MAX_ENTRIES {
+            c.accounts.clear();
+        }
+        c.accounts.insert(rec.sid, (rec, now));
+    }
+
+    /// The key's account when `secret` is the one last verified for it.
+    fn key(&self, sid: &ApiKeySid, secret: &str, now: Instant) -> Option<AccountSid> {
+        let c = self.lock();
+        let (known, account, at) = c.keys.get(sid)?;
+        (now.saturating_duration_since(*at) < CACHE_TTL
+            && constant_time_eq(known.as_bytes(), secret.as_bytes()))
+        .then_some(*account)
+    }
+
+    fn put_key(&self, generation: u64, sid: ApiKeySid, secret: &str, account: AccountSid, now: Instant) {
+        let mut c = self.lock();
+        if c.generation != generation {
+            return;
+        }
+        if c.keys.len() >= CACHE_MAX_ENTRIES {
+            c.keys.clear();
+        }
+        c.keys.insert(sid, (secret.to_owned(), account, now));
+    }
+}
+
+/// An account row, from the cache or the database (and then cached).
+async fn account_row(
+    state: &ApiState,
+    cache: &CredentialCache,
+    sid: &AccountSid,
+) -> Result<Option<Arc<AccountRecord>>, AppError> {
+    if let Some(rec) = cache.account(sid, Instant::now()) {
+        return Ok(Some(rec));
+    }
+    let generation = cache.generation();
+    let Some(rec) = state.store.account(sid).await? else { return Ok(None) };
+    let rec = Arc::new(rec);
+    cache.put_account(generation, rec.clone(), Instant::now());
+    Ok(Some(rec))
+}
+
 /// The principal account, checked for status (its own and its main account's).
 async fn authenticate(
     state: &ApiState,
+    cache: &CredentialCache,
     header: Option<HeaderValue>,
-) -> Result<(AccountRecord, bool), AppError> {
+) -> Result<(Arc<AccountRecord>, bool), AppError> {
     let header = header.ok_or(AppError::Unauthenticated("No credentials provided"))?;
     let (user, password) = parse_basic(header.as_bytes())
         .ok_or(AppError::Unauthenticated("invalid Authorization header"))?;
     let (account, via_key) = if let Ok(key) = user.parse::<ApiKeySid>() {
-        let key = state
-            .store
-            .authenticate_api_key(&key, &password)
-            .await?
-            .ok_or(AppError::Unauthenticated("invalid username or password"))?;
-        let account = state
-            .store
-            .account(&key.account_sid)
+        let account_sid = match cache.key(&key, &password, Instant::now()) {
+            Some(sid) => sid,
+            None => {
+                let generation = cache.generation();
+                let rec = state
+                    .store
+                    .authenticate_api_key(&key, &password)
+                    .await?
+                    .ok_or(AppError::Unauthenticated("invalid username or password"))?;
+                cache.put_key(generation, key, &password, rec.account_sid, Instant::now());
+                rec.account_sid
+            }
+        };
+        let account = account_row(state, cache, &account_sid)
             .await?
             .ok_or(AppError::Unauthenticated("invalid username"))?;
         (account, true)
     } else {
         let sid: AccountSid =
             user.parse().map_err(|_| AppError::Unauthenticated("invalid username"))?;
-        let account = state
-            .store
-            .account(&sid)
+        let account = account_row(state, cache, &sid)
             .await?
             .ok_or(AppError::Unauthenticated("invalid username"))?;
         let primary = constant_time_eq(account.auth_token.as_bytes(), password.as_bytes());
@@ -88,8 +239,8 @@ async fn authenticate(
     };
     let mut statuses = vec![status_of(&account)?];
     if account.is_subaccount() {
-        let owner = state.store.account(&account.owner_account_sid).await?;
-        statuses.push(owner.as_ref().map_or(Ok(AccountStatus::Closed), status_of)?);
+        let owner = account_row(state, cache, &account.owner_account_sid).await?;
+        statuses.push(owner.as_deref().map_or(Ok(AccountStatus::Closed), status_of)?);
     }
     if statuses.contains(&AccountStatus::Closed) {
         return Err(AppError::Unauthenticated("invalid username"));
@@ -142,11 +293,12 @@ fn target(path: &str) -> Target<'_> {
 
 async fn authorize(
     state: &ApiState,
+    cache: &CredentialCache,
     header: Option<HeaderValue>,
     method: &Method,
     path: &str,
 ) -> Result<Authenticated, AppError> {
-    let (principal, via_key) = authenticate(state, header).await?;
+    let (principal, via_key) = authenticate(state, cache, header).await?;
     let target = target(path);
     let key_refused = match &target {
         Target::AccountsList | Target::AuthTokens => true,
@@ -168,7 +320,7 @@ async fn authorize(
     if principal.is_subaccount() {
         return Ok(auth);
     }
-    let Some(child) = state.store.account(&sid).await? else { return Ok(auth) };
+    let Some(child) = account_row(state, cache, &sid).await? else { return Ok(auth) };
     if child.owner_account_sid != principal.sid || child.sid == child.owner_account_sid {
         return Ok(auth);
     }
@@ -282,5 +434,160 @@ mod tests {
         assert_eq!(target("/2010-04-01/Accounts/ACx"), Target::Account { segment: "ACx", rest: "" });
         assert_eq!(target("/v1/AuthTokens/Promote"), Target::AuthTokens);
         assert_eq!(target("/nope"), Target::Other);
+    }
+
+    fn account_record(sid: AccountSid, token: &str) -> AccountRecord {
+        let now = chrono::Utc::now();
+        AccountRecord {
+            sid,
+            owner_account_sid: sid,
+            friendly_name: "Main".into(),
+            auth_token: token.into(),
+            secondary_auth_token: None,
+            secondary_auth_token_created: None,
+            status: "active".into(),
+            date_created: now,
+            date_updated: now,
+        }
+    }
+
+    #[test]
+    fn cached_accounts_expire_and_a_clear_drops_fills_read_before_it() {
+        let cache = CredentialCache::default();
+        let sid = AccountSid::generate();
+        let t0 = Instant::now();
+        let g = cache.generation();
+        cache.put_account(g, Arc::new(account_record(sid, "tok")), t0);
+        assert_eq!(cache.account(&sid, t0 + CACHE_TTL / 2).unwrap().auth_token, "tok");
+        assert!(cache.account(&sid, t0 + CACHE_TTL).is_none(), "used past its TTL");
+        // A read that started before a clear (a change committed meanwhile) is not kept.
+        let before = cache.generation();
+        cache.clear();
+        assert!(cache.account(&sid, t0).is_none());
+        cache.put_account(before, Arc::new(account_record(sid, "old")), t0);
+        assert!(cache.account(&sid, t0).is_none(), "a stale fill got in");
+        cache.put_account(cache.generation(), Arc::new(account_record(sid, "new")), t0);
+        assert_eq!(cache.account(&sid, t0).unwrap().auth_token, "new");
+    }
+
+    #[test]
+    fn cached_keys_match_only_their_exact_secret() {
+        let cache = CredentialCache::default();
+        let key = ApiKeySid::generate();
+        let account = AccountSid::generate();
+        let t0 = Instant::now();
+        cache.put_key(cache.generation(), key, "secret", account, t0);
+        assert_eq!(cache.key(&key, "secret", t0), Some(account));
+        assert_eq!(cache.key(&key, "secreT", t0), None);
+        assert_eq!(cache.key(&key, "secret ", t0), None);
+        assert_eq!(cache.key(&ApiKeySid::generate(), "secret", t0), None);
+        assert_eq!(cache.key(&key, "secret", t0 + CACHE_TTL), None);
+        cache.clear();
+        assert_eq!(cache.key(&key, "secret", t0), None);
+    }
+
+    #[test]
+    fn credential_changing_requests_are_recognised() {
+        let acc = "/2010-04-01/Accounts/ACx";
+        for (m, p) in [
+            (Method::POST, "/2010-04-01/Accounts.json".to_owned()),
+            (Method::POST, format!("{acc}.json")),
+            (Method::POST, format!("{acc}/Keys.json")),
+            (Method::DELETE, format!("{acc}/Keys/SKx.json")),
+            (Method::POST, "/v1/AuthTokens/Promote".to_owned()),
+            (Method::DELETE, "/v1/AuthTokens/Secondary".to_owned()),
+        ] {
+            assert!(changes_credentials(&m, &p), "{m} {p}");
+        }
+        for (m, p) in [
+            (Method::GET, format!("{acc}.json")),
+            (Method::GET, format!("{acc}/Keys.json")),
+            (Method::POST, format!("{acc}/Calls.json")),
+            (Method::POST, format!("{acc}/IncomingPhoneNumbers.json")),
+        ] {
+            assert!(!changes_credentials(&m, &p), "{m} {p}");
+        }
+    }
+
+    struct NoHooks;
+    impl ApiHooks for NoHooks {}
+
+    async fn state(dir: &std::path::Path) -> ApiState {
+        let store = ::store::testing::open_fresh(&dir.join("db")).await.unwrap();
+        ApiState {
+            store,
+            public_url: "http://127.0.0.1".into(),
+            recordings_dir: dir.join("recordings"),
+            hooks: Arc::new(NoHooks),
+        }
+    }
+
+    async fn status_of_request(state: &ApiState, method: Method, uri: &str, user: &str, password: &str, form: &str) -> u16 {
+        use tower::ServiceExt;
+        let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(AUTHORIZATION, format!("Basic {enc}"))
+            .header(axum::http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(form.to_owned()))
+            .unwrap();
+        crate::router(state.clone()).oneshot(req).await.unwrap().status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn changes_through_the_api_apply_at_once_and_others_within_the_ttl() {
+        let dir = std::env::temp_dir().join(format!("dialtone-auth-{}", AccountSid::generate()));
+        let state = state(&dir).await;
+        let main = AccountSid::generate();
+        state.store.ensure_account(&main, "main-token-0123456789", "Main").await.unwrap();
+        let mut sub = account_record(AccountSid::generate(), "sub-token-0123456789");
+        sub.owner_account_sid = main;
+        state.store.create_account(&sub).await.unwrap();
+        let sub_url = format!("/2010-04-01/Accounts/{}.json", sub.sid);
+        let get = |user: AccountSid, token: &'static str| {
+            let (state, url) = (state.clone(), sub_url.clone());
+            async move { status_of_request(&state, Method::GET, &url, user.as_str(), token, "").await }
+        };
+        assert_eq!(get(sub.sid, "sub-token-0123456789").await, 200);
+        // Suspended by its parent through the API: refused on the very next request (cached
+        // as active a moment ago).
+        let code = status_of_request(&state, Method::POST, &sub_url, main.as_str(), "main-token-0123456789", "Status=suspended").await;
+        assert_eq!(code, 200);
+        assert_eq!(get(sub.sid, "sub-token-0123456789").await, 401);
+        // Reactivated behind the API's back (as another node would): seen within the TTL.
+        let code = status_of_request(&state, Method::POST, &sub_url, main.as_str(), "main-token-0123456789", "Status=active").await;
+        assert_eq!(code, 200);
+        assert_eq!(get(sub.sid, "sub-token-0123456789").await, 200);
+        let mut changed = state.store.account(&sub.sid).await.unwrap().unwrap();
+        changed.status = "suspended".into();
+        assert!(state.store.update_account(&changed).await.unwrap());
+        tokio::time::sleep(CACHE_TTL + Duration::from_millis(50)).await;
+        assert_eq!(get(sub.sid, "sub-token-0123456789").await, 401);
+        // A wrong token is never let in by a cached row.
+        assert_eq!(get(main, "wrong-token-0123456789").await, 401);
+        state.store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn routers_on_different_databases_do_not_share_cached_accounts() {
+        let (d1, d2) = (
+            std::env::temp_dir().join(format!("dialtone-auth-{}", AccountSid::generate())),
+            std::env::temp_dir().join(format!("dialtone-auth-{}", AccountSid::generate())),
+        );
+        let (a, b) = (state(&d1).await, state(&d2).await);
+        let sid = AccountSid::generate();
+        a.store.ensure_account(&sid, "token-of-database-a", "A").await.unwrap();
+        b.store.ensure_account(&sid, "token-of-database-b", "B").await.unwrap();
+        let url = format!("/2010-04-01/Accounts/{sid}.json");
+        assert_eq!(status_of_request(&a, Method::GET, &url, sid.as_str(), "token-of-database-a", "").await, 200);
+        assert_eq!(status_of_request(&b, Method::GET, &url, sid.as_str(), "token-of-database-a", "").await, 401);
+        assert_eq!(status_of_request(&b, Method::GET, &url, sid.as_str(), "token-of-database-b", "").await, 200);
+        assert_eq!(status_of_request(&a, Method::GET, &url, sid.as_str(), "token-of-database-b", "").await, 401);
+        for (s, d) in [(a, d1), (b, d2)] {
+            s.store.close().await;
+            let _ = std::fs::remove_dir_all(&d);
+        }
     }
 }

@@ -90,7 +90,8 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
     let s = string;
     let ns = || nullable(string());
     let method = || one_of(METHODS);
-    let nurl = || nullable(json!({ "type": "string", "format": "uri" }));
+    // The URLs a client set come back as sent (checked as http(s) URLs, not normalised).
+    let nurl = || nullable(string());
     match shape {
         Shape::Account => object(vec![
             ("auth_token", ns()),
@@ -312,6 +313,13 @@ fn param_schema(p: &Param) -> Value {
         Ty::Sid(prefix) => sid(prefix),
         Ty::OneOf(values) => one_of(values),
     };
+    let mut one = one;
+    match p.name {
+        "FriendlyName" => one["maxLength"] = json!(64),
+        "Twiml" => one["maxLength"] = json!(4000),
+        "SendDigits" => one["pattern"] = json!("^[0-9A-D*#wW]{1,32}$"),
+        _ => {}
+    }
     let mut schema = if p.repeated { json!({ "type": "array", "items": one }) } else { one };
     schema["description"] = json!(p.doc);
     schema
@@ -432,9 +440,17 @@ fn operation(op: &Operation) -> Value {
             }),
         ),
     };
+    let mut success = success;
+    if let Reply::One(201, _) = op.reply {
+        let links = links_from_create(op);
+        if !links.is_empty() {
+            success["links"] = Value::Object(links);
+        }
+    }
     responses.insert(status.to_string(), success);
     let mut errors: Vec<u16> = op.errors.to_vec();
-    errors.extend([401, 403, 404]);
+    // 400: the guard refuses unknown parameters on every operation.
+    errors.extend([400, 401, 403, 404]);
     errors.sort_unstable();
     errors.dedup();
     for e in errors {
@@ -442,6 +458,24 @@ fn operation(op: &Operation) -> Value {
     }
     out["responses"] = Value::Object(responses);
     out
+}
+
+/// OpenAPI links from a create (`.../Things.json`) to the operations on what it made
+/// (`.../Things/{Sid}.json`), so that generated tests reach real resources.
+fn links_from_create(create: &Operation) -> Map<String, Value> {
+    let Some(collection) = create.path.strip_suffix(".json") else { return Map::new() };
+    let item = format!("{collection}/{{Sid}}.json");
+    OPERATIONS
+        .iter()
+        .filter(|op| op.path == item)
+        .map(|op| {
+            let mut parameters = json!({ "Sid": "$response.body#/sid" });
+            if create.path.contains("{AccountSid}") {
+                parameters["AccountSid"] = json!("$request.path.AccountSid");
+            }
+            (op.id.to_owned(), json!({ "operationId": op.id, "parameters": parameters }))
+        })
+        .collect()
 }
 
 /// The whole document, for a server reached at `public_url`.
@@ -709,6 +743,7 @@ mod tests {
         assert_eq!(form["properties"]["StatusCallbackEvent"]["type"], "array");
         assert!(create["responses"]["201"].is_object());
         assert!(create["responses"]["413"].is_object());
+        assert_eq!(create["responses"]["201"]["links"]["FetchCall"]["parameters"]["Sid"], "$response.body#/sid");
         let list = &doc["components"]["schemas"]["CallList"];
         assert!(list["required"].as_array().unwrap().contains(&json!("next_page_uri")));
     }

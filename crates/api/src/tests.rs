@@ -570,3 +570,209 @@ async fn call_update_parses_and_delete_refuses_live_calls() {
     assert_eq!(f.request(Method::DELETE, &uri, None).await.0, StatusCode::NO_CONTENT);
     assert_eq!(f.get(&uri).await.0, StatusCode::NOT_FOUND);
 }
+
+impl Fixture {
+    /// Any body with any Content-Type, authenticated; the JSON reply (`Null` when empty).
+    async fn raw(&self, method: Method, uri: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, basic(self.account.as_str(), TOKEN));
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let (status, headers, bytes) = self.send(req.body(Body::from(body)).unwrap()).await;
+        if !bytes.is_empty() {
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        }
+        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, json)
+    }
+}
+
+fn message(body: &Value) -> &str {
+    body["message"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn bad_bodies_get_twilio_errors_naming_the_fault() {
+    let f = fixture().await;
+    let numbers = format!("{}/IncomingPhoneNumbers.json", f.base());
+    let form = Some("application/x-www-form-urlencoded");
+
+    // Over the limit: 413 whatever the Content-Length says.
+    let big = format!("PhoneNumber=%2B14155550100&FriendlyName={}", "x".repeat(BODY_LIMIT));
+    let (status, body) = f.raw(Method::POST, &numbers, form, big.into_bytes()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_twilio_error(&body, 20001, 413);
+    assert!(message(&body).contains("65536 bytes"), "{body}");
+
+    // Not a form.
+    for ct in [Some("application/json"), Some("text/plain; charset=utf-8"), None] {
+        let (status, body) = f.raw(Method::POST, &numbers, ct, br#"{"PhoneNumber":"+14155550100"}"#.to_vec()).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+        assert_twilio_error(&body, 20001, 415);
+        assert!(message(&body).contains("application/x-www-form-urlencoded"), "{body}");
+    }
+    // The charset parameter and upper case are fine.
+    let (status, _) = f
+        .raw(Method::POST, &numbers, Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"), b"PhoneNumber=%2B14155550100".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Invalid UTF-8, percent-encoded or raw, in a value or a name.
+    for raw in [&b"PhoneNumber=%2B14155550101&FriendlyName=%FF%FE"[..], b"PhoneNumber=%2B14155550101&FriendlyName=\xff", b"Friendly%C3Name=x"] {
+        let (status, body) = f.raw(Method::POST, &numbers, form, raw.to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_twilio_error(&body, 20001, 400);
+        assert!(message(&body).contains("UTF-8"), "{body}");
+    }
+
+    // Unknown parameters are named; Twilio's own that we do not act on are accepted.
+    let (status, body) = f.raw(Method::POST, &numbers, form, b"PhoneNumber=%2B14155550102&VoiceUlr=http%3A%2F%2Fa.test".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 20001, 400);
+    assert!(message(&body).contains("Unknown parameter \"VoiceUlr\""), "{body}");
+    let (status, body) = f.raw(Method::POST, &numbers, form, b"PhoneNumber=%2B14155550102&SmsUrl=http%3A%2F%2Fa.test&AreaCode=415".to_vec()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = f.get(&format!("{numbers}?PageSize=2&Colour=red")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("\"Colour\""), "{body}");
+    let (status, body) = f.get(&format!("{}/Recordings.json?DateCreated%3E=2020-01-01", f.base())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Wrong types and bad numbers.
+    let (status, body) = f.raw(Method::POST, &numbers, form, b"PhoneNumber=call-me".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 21421, 400);
+    assert!(message(&body).contains("PhoneNumber call-me is invalid"), "{body}");
+    let (status, body) = f.raw(Method::POST, &numbers, form, b"FriendlyName=x".to_vec()).await;
+    assert_twilio_error(&body, 21452, 400);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let calls = format!("{}/Calls.json", f.base());
+    let (status, body) = f
+        .raw(Method::POST, &calls, form, b"To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Timeout=abc".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 21208, 400);
+    assert!(message(&body).contains("Invalid Timeout \"abc\""), "{body}");
+    let (status, body) = f.get(&format!("{calls}?PageSize=ten")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("PageSize"), "{body}");
+    let (status, body) =
+        f.raw(Method::POST, &format!("{}/Applications.json", f.base()), form, b"VoiceCallerIdLookup=perhaps".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("VoiceCallerIdLookup must be true or false"), "{body}");
+    assert!(f.hooks.1.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn path_tricks_and_bad_sids_are_404_and_read_nothing() {
+    let f = fixture().await;
+    // A file beside the recordings directory that a traversal would reach.
+    std::fs::write(f.dir.join("secret.wav"), b"RIFF-secret").unwrap();
+    let base = f.base();
+    let paths = [
+        format!("{base}/Calls/CA123.json"),
+        format!("{base}/Calls/{}.json", CallSid::generate().as_str().to_uppercase()),
+        format!("{base}/Calls/../../../etc/passwd"),
+        format!("{base}/Recordings/..%2Fsecret.wav"),
+        format!("{base}/Recordings/..%2F..%2Fsecret"),
+        format!("{base}/Recordings/%2e%2e%2fsecret.wav"),
+        format!("{base}/Recordings/RE0123456789abcdef0123456789abcdef%2F..%2F..%2Fsecret.wav"),
+        format!("{base}/IncomingPhoneNumbers/PN%00.json"),
+        format!("{base}/Keys/%C0%AF.json"),
+        format!("{base}/Applications/{}.json", "A".repeat(10_000)),
+        format!("/2010-04-01/Accounts/{}%2FCalls.json", f.account),
+        format!("/{}", "x/".repeat(4000)),
+    ];
+    for path in &paths {
+        let (status, body) = f.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_twilio_error(&body, 20404, 404);
+        assert!(message(&body).len() < 400, "{path}: the message echoes a bounded part of the path");
+        assert!(!body.to_string().contains("RIFF"));
+    }
+    // Nothing was written beside the store and the one file put there.
+    let mut names: Vec<String> = std::fs::read_dir(&f.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(names.iter().all(|n| n == "secret.wav" || n == "recordings" || n.starts_with("db")), "{names:?}");
+    assert_eq!(std::fs::read_dir(f.dir.join("recordings")).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_credentials() {
+    let f = fixture().await;
+    let req = Request::builder().uri("/openapi.json").body(Body::empty()).unwrap();
+    let (status, headers, bytes) = f.send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["servers"][0]["url"], "https://voice.example.com");
+    for path in ["/2010-04-01/Accounts/{AccountSid}/Calls.json", "/2010-04-01/Accounts/{AccountSid}/Recordings/{Sid}.wav"] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+    // Every documented path answers through its handler: an unknown SID of the right shape is
+    // the handler's 404 naming that path, and a list is a list.
+    let calls = f.get(&format!("{}/Calls.json", f.base())).await;
+    assert_eq!(calls.0, StatusCode::OK);
+    assert!(calls.1["calls"].is_array());
+}
+
+#[tokio::test]
+async fn calls_run_an_application_of_their_own_account() {
+    let f = fixture().await;
+    let form = Some("application/x-www-form-urlencoded");
+    let apps = format!("{}/Applications.json", f.base());
+    let (status, app) = f
+        .raw(Method::POST, &apps, form,
+            b"VoiceUrl=http%3A%2F%2Fapp.test%2Fv&VoiceMethod=GET&VoiceFallbackUrl=http%3A%2F%2Fapp.test%2Ff&StatusCallback=http%3A%2F%2Fapp.test%2Fs&StatusCallbackMethod=GET".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let app_sid = app["sid"].as_str().unwrap().to_owned();
+    let calls = format!("{}/Calls.json", f.base());
+
+    let body = format!("To=%2B15550002222&From=%2B15550001111&ApplicationSid={app_sid}");
+    let (status, rec) = f.raw(Method::POST, &calls, form, body.into_bytes()).await;
+    assert_eq!(status, StatusCode::CREATED, "{rec}");
+    let call = f.hooks.1.lock().unwrap().pop().unwrap();
+    assert_eq!((call.url.as_deref(), call.method.as_str()), (Some("http://app.test/v"), "GET"));
+    assert_eq!(call.fallback_url.as_deref(), Some("http://app.test/f"));
+    assert_eq!((call.status_callback.as_deref(), call.status_callback_method.as_str()), (Some("http://app.test/s"), "GET"));
+    assert_eq!((call.send_digits, call.record), (None, false));
+
+    // The request's own status callback wins; the application's Url wins over the request's.
+    let body = format!(
+        "To=%2B15550002222&From=%2B15550001111&ApplicationSid={app_sid}&Url=http%3A%2F%2Fother.test%2F\
+         &StatusCallback=http%3A%2F%2Fmine.test%2Fs&SendDigits=1234w%23&Record=true"
+    );
+    let (status, _) = f.raw(Method::POST, &calls, form, body.into_bytes()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let call = f.hooks.1.lock().unwrap().pop().unwrap();
+    assert_eq!(call.url.as_deref(), Some("http://app.test/v"));
+    assert_eq!((call.status_callback.as_deref(), call.status_callback_method.as_str()), (Some("http://mine.test/s"), "POST"));
+    assert_eq!((call.send_digits.as_deref(), call.record), (Some("1234w#"), true));
+
+    // Another account's application is an invalid one (21218); so is an unknown one.
+    let other = AccountSid::generate();
+    f.state.store.ensure_account(&other, "other-token-0123456789abcdef0123", "Other").await.unwrap();
+    let mut foreign = f.state.store.application(&f.account, &app_sid.parse().unwrap()).await.unwrap().unwrap();
+    foreign.sid = model::ApplicationSid::generate();
+    foreign.account_sid = other;
+    f.state.store.create_application(&foreign).await.unwrap();
+    for sid in [foreign.sid, model::ApplicationSid::generate()] {
+        let body = format!("To=%2B15550002222&From=%2B15550001111&ApplicationSid={sid}");
+        let (status, err) = f.raw(Method::POST, &calls, form, body.into_bytes()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_twilio_error(&err, 21218, 400);
+        assert!(message(&err).contains(sid.as_str()), "{err}");
+    }
+    // An application without a VoiceUrl cannot run a call.
+    let (_, bare) = f.raw(Method::POST, &apps, form, b"FriendlyName=bare".to_vec()).await;
+    let body = format!("To=%2B15550002222&From=%2B15550001111&ApplicationSid={}", bare["sid"].as_str().unwrap());
+    let (status, err) = f.raw(Method::POST, &calls, form, body.into_bytes()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&err, 21205, 400);
+    assert!(f.hooks.1.lock().unwrap().is_empty());
+}
