@@ -631,4 +631,220 @@ mod tests {
             assert!(domain_name_param(bad).is_err(), "{bad}");
         }
     }
+
+    mod http {
+        use std::sync::Arc;
+
+        use axum::body::Body;
+        use axum::http::{header, Method, Request, StatusCode};
+        use base64::Engine;
+        use http_body_util::BodyExt;
+        use model::{AccountSid, CallDirection, CallRecord, CallSid, CallStatus};
+        use serde_json::Value;
+        use store::sip::SipRegistrationRow;
+        use tower::ServiceExt;
+
+        use crate::{router, ApiState, NoHooks};
+
+        const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+        struct Fx {
+            dir: std::path::PathBuf,
+            state: ApiState,
+            main: AccountSid,
+        }
+
+        impl Drop for Fx {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
+
+        async fn fx() -> Fx {
+            let dir = std::env::temp_dir().join(format!("dialtone-api-sip-{}", CallSid::generate()));
+            let store = store::testing::open_fresh(&dir.join("db")).await.unwrap();
+            let main = AccountSid::generate();
+            store.ensure_account(&main, TOKEN, "Main").await.unwrap();
+            let state =
+                ApiState { store, public_url: "https://voice.example.com".into(), recordings_dir: dir.clone(), hooks: Arc::new(NoHooks) };
+            Fx { dir, state, main }
+        }
+
+        type Cred = (String, String);
+
+        impl Fx {
+            fn main_cred(&self) -> Cred {
+                (self.main.to_string(), TOKEN.into())
+            }
+
+            async fn req(&self, cred: &Cred, method: Method, path: &str, form: Option<&str>) -> (StatusCode, Value) {
+                let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", cred.0, cred.1));
+                let mut req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Basic {auth}"));
+                let body = match form {
+                    Some(f) => {
+                        req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                        Body::from(f.to_owned())
+                    }
+                    None => Body::empty(),
+                };
+                let resp = router(self.state.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
+                let status = resp.status();
+                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+                (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            }
+
+            async fn child(&self) -> (AccountSid, Cred) {
+                let (s, b) = self.req(&self.main_cred(), Method::POST, "/2010-04-01/Accounts.json", Some("FriendlyName=kid")).await;
+                assert_eq!(s, StatusCode::CREATED, "{b}");
+                let sid: AccountSid = b["sid"].as_str().unwrap().parse().unwrap();
+                (sid, (sid.to_string(), b["auth_token"].as_str().unwrap().to_owned()))
+            }
+        }
+
+        fn sip(account: &AccountSid, tail: &str) -> String {
+            format!("/2010-04-01/Accounts/{account}/SIP{tail}")
+        }
+
+        #[tokio::test]
+        async fn credentials_are_write_only_and_tenant_scoped() {
+            let f = fx().await;
+            let main = f.main_cred();
+            let (s, list) = f.req(&main, Method::POST, &sip(&f.main, "/CredentialLists.json"), Some("FriendlyName=agents")).await;
+            assert_eq!(s, StatusCode::CREATED, "{list}");
+            let cl = list["sid"].as_str().unwrap().to_owned();
+            assert!(cl.starts_with("CL"));
+            let creds = sip(&f.main, &format!("/CredentialLists/{cl}/Credentials.json"));
+            let (s, weak) = f.req(&main, Method::POST, &creds, Some("Username=alice&Password=short")).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{weak}");
+            let (s, cred) = f.req(&main, Method::POST, &creds, Some("Username=alice&Password=Correct-Horse-9")).await;
+            assert_eq!(s, StatusCode::CREATED, "{cred}");
+            assert_eq!(cred["username"], "alice");
+            assert!(cred["sid"].as_str().unwrap().starts_with("CR"));
+            assert!(!cred.to_string().contains("Correct-Horse"), "{cred}");
+            assert!(cred.get("password").is_none());
+            let (s, _) = f.req(&main, Method::POST, &creds, Some("Username=alice&Password=Correct-Horse-9")).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "duplicate username");
+            let (s, page) = f.req(&main, Method::GET, &creds, None).await;
+            assert_eq!(s, StatusCode::OK);
+            assert_eq!(page["credentials"].as_array().unwrap().len(), 1);
+            assert!(!page.to_string().contains("Correct-Horse"));
+            let cr = cred["sid"].as_str().unwrap();
+            let one = sip(&f.main, &format!("/CredentialLists/{cl}/Credentials/{cr}.json"));
+            let (s, _) = f.req(&main, Method::POST, &one, Some("Password=Another-Secret-7")).await;
+            assert_eq!(s, StatusCode::OK);
+
+            // A subaccount's list is readable by its parent, never the reverse; siblings see 404.
+            let (kid, kid_cred) = f.child().await;
+            let (sib, sib_cred) = f.child().await;
+            let (s, kid_list) =
+                f.req(&kid_cred, Method::POST, &sip(&kid, "/CredentialLists.json"), Some("FriendlyName=kids")).await;
+            assert_eq!(s, StatusCode::CREATED);
+            let kid_path = sip(&kid, &format!("/CredentialLists/{}.json", kid_list["sid"].as_str().unwrap()));
+            assert_eq!(f.req(&main, Method::GET, &kid_path, None).await.0, StatusCode::OK);
+            assert_eq!(f.req(&sib_cred, Method::GET, &kid_path, None).await.0, StatusCode::NOT_FOUND);
+            let main_path = sip(&f.main, &format!("/CredentialLists/{cl}.json"));
+            assert_eq!(f.req(&kid_cred, Method::GET, &main_path, None).await.0, StatusCode::NOT_FOUND);
+            // The list SID under another account's path is not found either.
+            let wrong = sip(&sib, &format!("/CredentialLists/{cl}.json"));
+            assert_eq!(f.req(&sib_cred, Method::GET, &wrong, None).await.0, StatusCode::NOT_FOUND);
+            assert_eq!(f.req(&kid_cred, Method::DELETE, &main_path, None).await.0, StatusCode::NOT_FOUND);
+            assert_eq!(f.req(&main, Method::DELETE, &one, None).await.0, StatusCode::NO_CONTENT);
+            assert_eq!(f.req(&main, Method::DELETE, &main_path, None).await.0, StatusCode::NO_CONTENT);
+            assert_eq!(f.req(&main, Method::GET, &main_path, None).await.0, StatusCode::NOT_FOUND);
+        }
+
+        #[tokio::test]
+        async fn domains_and_registration_mappings() {
+            let f = fx().await;
+            let main = f.main_cred();
+            let (s, d) = f
+                .req(&main, Method::POST, &sip(&f.main, "/Domains.json"), Some("DomainName=Acme.sip.example&FriendlyName=Acme"))
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{d}");
+            assert_eq!(d["domain_name"], "acme.sip.example");
+            assert_eq!(d["sip_registration"], true);
+            let sd = d["sid"].as_str().unwrap().to_owned();
+            let (kid, kid_cred) = f.child().await;
+            let (s, _) = f.req(&kid_cred, Method::POST, &sip(&kid, "/Domains.json"), Some("DomainName=acme.sip.example")).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "domain names are unique");
+            let (_, list) = f.req(&main, Method::POST, &sip(&f.main, "/CredentialLists.json"), Some("FriendlyName=agents")).await;
+            let cl = list["sid"].as_str().unwrap().to_owned();
+            let (_, kid_list) = f.req(&kid_cred, Method::POST, &sip(&kid, "/CredentialLists.json"), Some("FriendlyName=k")).await;
+            let maps = sip(&f.main, &format!("/Domains/{sd}/Auth/Registrations/CredentialListMappings.json"));
+            let (s, m) = f.req(&main, Method::POST, &maps, Some(&format!("CredentialListSid={cl}"))).await;
+            assert_eq!(s, StatusCode::CREATED, "{m}");
+            assert_eq!(m["sid"], cl.as_str());
+            let other = format!("CredentialListSid={}", kid_list["sid"].as_str().unwrap());
+            assert_eq!(f.req(&main, Method::POST, &maps, Some(&other)).await.0, StatusCode::BAD_REQUEST);
+            let (_, page) = f.req(&main, Method::GET, &maps, None).await;
+            assert_eq!(page["contents"].as_array().unwrap().len(), 1);
+            let kid_maps = sip(&kid, &format!("/Domains/{sd}/Auth/Registrations/CredentialListMappings.json"));
+            assert_eq!(f.req(&kid_cred, Method::GET, &kid_maps, None).await.0, StatusCode::NOT_FOUND);
+            let one = sip(&f.main, &format!("/Domains/{sd}/Auth/Registrations/CredentialListMappings/{cl}.json"));
+            assert_eq!(f.req(&main, Method::GET, &one, None).await.0, StatusCode::OK);
+            assert_eq!(f.req(&main, Method::DELETE, &one, None).await.0, StatusCode::NO_CONTENT);
+            let dpath = sip(&f.main, &format!("/Domains/{sd}.json"));
+            let (s, d) = f.req(&main, Method::POST, &dpath, Some("SipRegistration=false")).await;
+            assert_eq!((s, &d["sip_registration"]), (StatusCode::OK, &Value::Bool(false)));
+            assert_eq!(f.req(&main, Method::DELETE, &dpath, None).await.0, StatusCode::NO_CONTENT);
+        }
+
+        #[tokio::test]
+        async fn registrations_show_presence() {
+            let f = fx().await;
+            let main = f.main_cred();
+            let (_, list) = f.req(&main, Method::POST, &sip(&f.main, "/CredentialLists.json"), Some("FriendlyName=agents")).await;
+            let creds = sip(&f.main, &format!("/CredentialLists/{}/Credentials.json", list["sid"].as_str().unwrap()));
+            for u in ["alice", "bob"] {
+                let (s, _) = f.req(&main, Method::POST, &creds, Some(&format!("Username={u}&Password=Correct-Horse-9"))).await;
+                assert_eq!(s, StatusCode::CREATED);
+            }
+            let now = chrono::Utc::now();
+            let row = SipRegistrationRow {
+                account_sid: f.main,
+                username: "alice".into(),
+                contact: "<sip:alice@127.0.0.1:5062>".into(),
+                source: "127.0.0.1:5062".into(),
+                transport: "udp".into(),
+                expires_at: now + chrono::Duration::seconds(300),
+            };
+            f.state.store.replace_sip_registrations(&f.main, "alice", &[row]).await.unwrap();
+            let path = sip(&f.main, "/Registrations.json");
+            let (s, page) = f.req(&main, Method::GET, &path, None).await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            let regs = page["registrations"].as_array().unwrap();
+            assert_eq!(regs[0]["username"], "alice");
+            assert_eq!(regs[0]["presence"], "available");
+            assert_eq!(regs[0]["contacts"][0]["contact"], "<sip:alice@127.0.0.1:5062>");
+            assert!(regs[0]["contacts"][0]["expires"].as_i64().unwrap() > 290);
+            assert_eq!(regs[1]["username"], "bob");
+            assert_eq!(regs[1]["presence"], "offline");
+
+            let call = CallRecord {
+                sid: CallSid::generate(),
+                account_sid: f.main,
+                parent_call_sid: None,
+                phone_number_sid: None,
+                from: "+15005550006".into(),
+                to: "client:alice".into(),
+                status: CallStatus::InProgress,
+                direction: CallDirection::OutboundDial,
+                start_time: Some(now),
+                end_time: None,
+                duration: None,
+                answered_by: None,
+                date_created: now,
+                date_updated: now,
+            };
+            f.state.store.insert_call(&call).await.unwrap();
+            let (_, page) = f.req(&main, Method::GET, &path, None).await;
+            assert_eq!(page["registrations"][0]["presence"], "busy");
+
+            // Another account sees none of it.
+            let (kid, kid_cred) = f.child().await;
+            let (_, page) = f.req(&kid_cred, Method::GET, &sip(&kid, "/Registrations.json"), None).await;
+            assert!(page["registrations"].as_array().unwrap().is_empty());
+            assert_eq!(f.req(&kid_cred, Method::GET, &path, None).await.0, StatusCode::NOT_FOUND);
+        }
+    }
 }
