@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime};
 
 use api::{CallUpdate, CreateCall, HookError};
 use chrono::Utc;
-use model::records::CallRecord;
-use model::{AccountSid, CallDirection, CallSid, CallStatus};
+use model::records::{CallRecord, RecordingRecord};
+use model::{AccountSid, CallDirection, CallSid, CallStatus, RecordingSid};
 use rand::Rng;
 use sip::dialog::Dialog;
 use sip::sdp::{Negotiated, SessionDescription};
@@ -36,6 +36,7 @@ use tokio::time::Instant;
 
 use crate::call::{apply_media, http_method, ActiveCall, ActiveCallParts, CallSignal, Leg, StatusCallbacks};
 use crate::calls_registry::{CallControl, Registration};
+use crate::media::MediaEvent;
 use crate::sip_task::{SipCommand, ALLOW};
 use crate::trunk::SipUri;
 pub use crate::trunk::{Trunk, TrunkError};
@@ -545,6 +546,83 @@ pub async fn update(shared: Arc<Shared>, account: AccountSid, sid: CallSid, upda
     Ok(record)
 }
 
+/// Media ids of the call-wide recording (`Record=true`) and of `SendDigits`, far above the ids
+/// the engine hands out (it counts up from 1).
+const CALL_RECORDING_ID: u64 = u64::MAX - 1;
+const SEND_DIGITS_ID: u64 = u64::MAX - 2;
+
+/// Passes the stream's events on to the call loop, except those of the call recording (whose
+/// row is stored here when it ends, after the call if need be) and of `SendDigits`.
+fn forward_media(
+    shared: Arc<Shared>,
+    call: CallRecord,
+    recording: Option<(RecordingSid, chrono::DateTime<Utc>)>,
+    mut events: mpsc::UnboundedReceiver<MediaEvent>,
+) -> mpsc::UnboundedReceiver<MediaEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                MediaEvent::RecordingStopped { id: CALL_RECORDING_ID, duration, path, .. } => {
+                    if let Some((sid, started)) = recording {
+                        save_call_recording(&shared, &call, sid, started, duration, &path).await;
+                    }
+                }
+                MediaEvent::RecordingFailed { id: CALL_RECORDING_ID, reason } => {
+                    tracing::error!(call_sid = %call.sid, reason, "call recording failed");
+                }
+                MediaEvent::DigitsSent { id: SEND_DIGITS_ID } => {
+                    tracing::debug!(call_sid = %call.sid, "SendDigits sent");
+                }
+                other => {
+                    // The call loop is gone once the call ended; the recording may still end after it.
+                    let _ = tx.send(other);
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The row of a finished `Record=true` recording (an empty one is removed instead).
+async fn save_call_recording(
+    shared: &Shared,
+    call: &CallRecord,
+    sid: RecordingSid,
+    started: chrono::DateTime<Utc>,
+    duration: Duration,
+    path: &std::path::Path,
+) {
+    if duration.is_zero() {
+        let _ = tokio::fs::remove_file(path).await;
+        return;
+    }
+    let now = Utc::now();
+    let file_name = path
+        .strip_prefix(&shared.config.recordings_dir)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("{}/{sid}.wav", call.account_sid));
+    let record = RecordingRecord {
+        sid,
+        account_sid: call.account_sid,
+        call_sid: call.sid,
+        duration: duration.as_secs_f64().round() as u32,
+        channels: 1,
+        status: "completed".into(),
+        // Twilio's source for recordings asked for with Calls create.
+        source: "OutboundAPI".into(),
+        start_time: started,
+        date_created: now,
+        date_updated: now,
+        file_name,
+    };
+    shared.records.flush().await;
+    match shared.store.insert_recording(&record).await {
+        Ok(()) => tracing::info!(call_sid = %call.sid, recording_sid = %sid, seconds = record.duration, "call recording stored"),
+        Err(e) => tracing::error!(error = %e, recording_sid = %sid, "could not write the recording record"),
+    }
+}
+
 /// An API-created call until it is answered (or not).
 struct Dialing {
     shared: Arc<Shared>,
@@ -582,7 +660,7 @@ impl Dialing {
             }
         }
 
-        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let (media_tx, raw_media_rx) = mpsc::unbounded_channel();
         let stream = match self.shared.media.allocate(media_tx) {
             Ok(s) => s,
             Err(e) => {
@@ -640,6 +718,19 @@ impl Dialing {
         self.record.date_updated = now;
         self.save();
         self.callbacks.post("answered", &self.record);
+
+        // `Record` and `SendDigits` belong to the call, not to its document: their media events
+        // are taken here and the rest goes on to the call loop.
+        let recording = self.req.record.then(|| {
+            let sid = RecordingSid::generate();
+            let path = crate::records::recording_path(&self.shared.config, &self.record.account_sid, &self.record.sid, &sid);
+            stream.start_call_recording(CALL_RECORDING_ID, path, 1);
+            (sid, now)
+        });
+        if let Some(digits) = self.req.send_digits.as_deref().filter(|d| !d.is_empty()) {
+            stream.send_digits(SEND_DIGITS_ID, digits);
+        }
+        let media_rx = forward_media(self.shared.clone(), self.record.clone(), recording, raw_media_rx);
 
         let (voice_url, voice_method) = engine_url.unwrap_or_default();
         let config = engine::CallConfig {

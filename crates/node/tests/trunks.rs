@@ -387,3 +387,80 @@ async fn fraud_limits_refuse_and_queue() {
     gw.reply(&invite, node_addr, 486, "Busy Here").await;
     assert!(gw.try_expect(sip::Method::Invite, Duration::from_millis(1500)).await.is_none(), "the cancelled call never went out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_digits_after_answer_and_the_whole_call_recorded() {
+    let gw = Gateway::bind().await;
+    let trunk = node::trunk::Trunk::from_uri("carrier", &gw.uri(), vec![]).unwrap();
+    let f = fixture(43800, vec![trunk]).await;
+    let twiml = "<Response><Say>Recorded call.</Say><Pause length=\"30\"/></Response>";
+    let (code, body) = f
+        .api("/Calls.json", &[
+            ("To", "+15550008888"),
+            ("From", "+15550001111"),
+            ("Twiml", twiml),
+            ("SendDigits", "19#"),
+            ("Record", "true"),
+        ])
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let sid: CallSid = body["sid"].as_str().unwrap().parse().unwrap();
+    let (invite, node_addr) = gw.expect(sip::Method::Invite, Duration::from_secs(5)).await;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut ok = sip::Response::from_request(&invite, 200, "OK");
+    ok.set_to_tag("gw-tag");
+    ok.headers.push("Contact", &format!("<sip:gw@{}>", gw.socket.local_addr().unwrap()));
+    let sdp = format!(
+        "v=0\r\no=- 7 7 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    ok.set_body("application/sdp", sdp.into_bytes());
+    gw.send(ok, node_addr).await;
+    gw.expect(sip::Method::Ack, Duration::from_secs(3)).await;
+
+    // The digits arrive as RFC 4733 events, in order, once each.
+    let mut receiver = rtp::dtmf::DtmfReceiver::new();
+    let mut digits = String::new();
+    let mut buf = vec![0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while digits.len() < 3 && Instant::now() < deadline {
+        let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_secs(1), rtp.recv_from(&mut buf)).await else { continue };
+        if let Ok(packet) = rtp::parse_rtp(&buf[..n]) {
+            if packet.header.payload_type == 101 {
+                if let Some(d) = receiver.handle_packet(&packet.header, packet.payload) {
+                    digits.push(d);
+                }
+            }
+        }
+    }
+    assert_eq!(digits, "19#");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, _) = f.api(&format!("/Calls/{sid}.json"), &[("Status", "completed")]).await;
+    assert_eq!(code, 200);
+    let (bye, node_addr) = gw.expect(sip::Method::Bye, Duration::from_secs(3)).await;
+    gw.reply(&bye, node_addr, 200, "OK").await;
+    f.wait_status(&sid, CallStatus::Completed).await;
+
+    // One mono recording of the call, about as long as the call was up.
+    let url = format!("http://{}/2010-04-01/Accounts/{}/Calls/{sid}/Recordings.json", f.node.http_addr, f.account);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let recordings = loop {
+        let text = f.http.get(&url).basic_auth(f.account.as_str(), Some(TOKEN)).send().await.unwrap().text().await.unwrap();
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let list = body["recordings"].as_array().cloned().unwrap_or_default();
+        if !list.is_empty() || Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(recordings.len(), 1, "{recordings:?}");
+    let r = &recordings[0];
+    let duration: u32 = r["duration"].as_str().map(|d| d.parse().unwrap()).or(r["duration"].as_u64().map(|d| d as u32)).unwrap();
+    assert!((2..=5).contains(&duration), "{r}");
+    assert_eq!(r["channels"].as_u64(), Some(1), "{r}");
+    assert_eq!(r["source"], "OutboundAPI", "{r}");
+    let rec_sid = r["sid"].as_str().unwrap();
+    let wav = f.dir.join("recordings").join(f.account.as_str()).join(sid.as_str()).join(format!("{rec_sid}.wav"));
+    assert!(std::fs::metadata(&wav).map(|m| m.len() > 8000 * 2).unwrap_or(false), "{wav:?}");
+}
