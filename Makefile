@@ -2,6 +2,7 @@
 #   make run     build the release binary and run `dialtone serve` (DIALTONE_* variables configure it)
 #   make test    everything CI runs: unit tests, a bounded fuzz run, the interop suite with real peers
 #   make bench   the benchmarks in bench/
+#   make bench-api  the REST API benchmark alone (bench/api.sh: SQLite, PostgreSQL, reference)
 #   make interop the interop suite alone (tests/interop; PYTEST_ARGS="-k record" to pick tests)
 
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ VENV := tests/.venv
 PYTEST_ARGS ?=
 FUZZ_SECONDS ?= 20
 
-.PHONY: run build test test-peers unit fuzz interop bench
+.PHONY: run build test test-peers unit fuzz interop bench bench-api
 
 run:
 	@command -v espeak-ng >/dev/null || scripts/install-run-deps.sh \
@@ -59,3 +60,8 @@ interop: test-peers
 
 bench:
 	@if [ -f bench/run.sh ]; then bash bench/run.sh; else echo "no bench/run.sh" >&2; exit 1; fi
+
+# Builds the release binary in this target dir first (the script builds one only if missing).
+bench-api:
+	$(CARGO) build --release -p dialtone
+	DIALTONE=$(TARGET_DIR)/release/dialtone bash bench/api.sh $(BENCH_ARGS)
