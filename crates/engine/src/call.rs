@@ -537,24 +537,13 @@ impl Call {
         }
         params.push(("DialBridged".into(), bridged.to_string()));
         if let Some(recording) = &outcome.recording {
-            let seconds = round_secs(recording.duration).to_string();
+            // The runtime, which closes the file, sends `recordingStatusCallback` itself.
             params.push(("RecordingUrl".into(), recording.url.clone()));
             params.push(("RecordingSid".into(), recording.sid.to_string()));
-            params.push(("RecordingDuration".into(), seconds.clone()));
-            if let Some(callback) = run.dial.recording_status_callback.as_deref() {
-                let channels = if run.dial.record.is_dual() { "2" } else { "1" };
-                let status_params = vec![
-                    ("AccountSid".into(), self.config.account_sid.to_string()),
-                    ("CallSid".into(), self.config.call_sid.to_string()),
-                    ("RecordingSid".into(), recording.sid.to_string()),
-                    ("RecordingUrl".into(), recording.url.clone()),
-                    ("RecordingStatus".into(), "completed".into()),
-                    ("RecordingDuration".into(), seconds),
-                    ("RecordingChannels".into(), channels.into()),
-                    ("RecordingSource".into(), "DialVerb".into()),
-                ];
-                self.fire_and_forget(Some(callback), HttpMethod::Post, status_params);
-            }
+            params.push((
+                "RecordingDuration".into(),
+                round_secs(recording.duration).to_string(),
+            ));
         }
 
         let method = run.dial.method.into();
@@ -2707,12 +2696,13 @@ mod tests {
     }
 
     #[test]
-    fn dial_recording_reaches_the_action_and_the_status_callback() {
+    fn dial_recording_reaches_the_action() {
         let mut h = Harness::with_document(
             r#"<Response><Dial record="record-from-answer-dual" recordingStatusCallback="/rsc" action="/after">+15553334444</Dial></Response>"#,
         );
         let (id, dial) = dial_in(&h.all);
         assert_eq!(dial.record, twiml::DialRecord::RecordFromAnswerDual);
+        // For the runtime, which sends the recording status callback.
         assert_eq!(
             dial.recording_status_callback.as_deref(),
             Some("https://app.test/rsc")
@@ -2737,30 +2727,20 @@ mod tests {
                 }),
             },
         });
-        let requests = fetches(&out);
-        assert_eq!(requests.len(), 2, "{out:#?}");
-        let (_, cb_url, cb) = &requests[0];
-        assert_eq!(cb_url, "https://app.test/rsc");
-        assert_eq!(param(cb, "RecordingSid"), Some(sid.as_str()));
-        assert_eq!(param(cb, "RecordingUrl"), Some(url.as_str()));
-        assert_eq!(param(cb, "RecordingStatus"), Some("completed"));
-        assert_eq!(param(cb, "RecordingDuration"), Some("29"));
-        assert_eq!(param(cb, "RecordingChannels"), Some("2"));
-        assert_eq!(param(cb, "RecordingSource"), Some("DialVerb"));
-        let (request, action_url, params) = &requests[1];
+        let (request, action_url, _, params) = fetch_in(&out);
         assert_eq!(action_url, "https://app.test/after");
-        assert_eq!(param(params, "RecordingUrl"), Some(url.as_str()));
-        assert_eq!(param(params, "RecordingSid"), Some(sid.as_str()));
-        assert_eq!(param(params, "RecordingDuration"), Some("29"));
-        assert_eq!(param(params, "DialCallDuration"), Some("30"));
-        // The call waits on the action, not on the callback.
-        let out = h.reply(*request, "<Response/>");
+        assert_eq!(param(&params, "RecordingUrl"), Some(url.as_str()));
+        assert_eq!(param(&params, "RecordingSid"), Some(sid.as_str()));
+        assert_eq!(param(&params, "RecordingDuration"), Some("29"));
+        assert_eq!(param(&params, "DialCallDuration"), Some("30"));
+        assert_eq!(param(&params, "DialBridged"), Some("true"));
+        let out = h.reply(request, "<Response/>");
         assert_eq!(out[0], Output::Hangup);
         h.assert_finished(CallStatus::Completed);
     }
 
     #[test]
-    fn mono_dial_recording_without_action_still_reports_the_callback() {
+    fn dial_recording_without_action_requests_nothing() {
         let mut h = Harness::with_document(
             r#"<Response><Dial record="true" recordingStatusCallback="https://cb.test/r">+15553334444</Dial></Response>"#,
         );
@@ -2780,10 +2760,8 @@ mod tests {
                 }),
             },
         });
-        let (_, url, _, params) = fetch_in(&out);
-        assert_eq!(url, "https://cb.test/r");
-        assert_eq!(param(&params, "RecordingChannels"), Some("1"));
-        assert_eq!(out[out.len() - 2], Output::Hangup, "{out:#?}");
+        assert!(fetches(&out).is_empty(), "{out:#?}");
+        assert_eq!(out[0], Output::Hangup, "{out:#?}");
         h.assert_finished(CallStatus::Completed);
     }
 

@@ -36,9 +36,7 @@
 //!   seconds), `DialBridged` (`true`/`false`), and `RecordingUrl`, `RecordingSid`,
 //!   `RecordingDuration` when recorded; its document replaces the rest of this one. Without
 //!   `action` the document goes on after the `<Dial>` (a bridged call whose callee hung up too).
-//!   With a recording and `recordingStatusCallback`, the engine also sends that callback
-//!   (`RecordingSource=DialVerb`, `RecordingChannels` 1 or 2), not waited on: the runtime must
-//!   not send it again.
+//!   The runtime, which closes the recording file, sends `recordingStatusCallback` itself.
 //! - Caller hang-up during a dial, in either order: `DialEnded` then `RemoteHangup` (the
 //!   action is requested as above and the call finishes when the hang-up arrives; its reply is
 //!   ignored), or `RemoteHangup` first: the engine emits `CancelDial { id }` and waits up to
