@@ -401,7 +401,7 @@ async fn register_loop(shared: Arc<Shared>, index: usize) {
                 tracing::warn!(trunk = %trunk.name, gateway = %gw.address, ?status, "REGISTER to the carrier failed");
                 gateway += 1;
                 failures += 1;
-                if failures % trunk.gateways.len() == 0 {
+                if failures.is_multiple_of(trunk.gateways.len()) {
                     register.retry
                 } else {
                     Duration::ZERO
