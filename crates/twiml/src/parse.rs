@@ -502,9 +502,7 @@ fn read_dial(el: &Element, warnings: &mut Vec<Warning>) -> Result<Verb, TwimlErr
         match node {
             Node::Text(t) => text.push_str(t),
             Node::Element(child) => match child.name.as_str() {
-                "Number" => targets.push(read_dial_target(child)?),
-                "Sip" => targets.push(read_dial_target(child)?),
-                "Client" => targets.push(read_dial_target(child)?),
+                "Number" | "Sip" | "Client" => targets.push(read_dial_target(child)?),
                 name if UNSUPPORTED_DIAL_NOUNS.contains(&name) => {
                     return Ok(Verb::Unsupported {
                         name: name.to_owned(),
