@@ -1,6 +1,7 @@
 """Outbound calls placed with the official twilio SDK through a SIP trunk (DIALTONE_TRUNK) to a
 pjsua2 UAS: the call is answered, its TwiML is heard, status callbacks arrive in order with
-Twilio's parameters, a live update redirects it and status="completed" ends it."""
+Twilio's parameters, a live update redirects it and status="completed" ends it. SendDigits reach
+the UAS as DTMF once answered, and Record=true leaves one recording of the whole call."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_sdk_call_through_trunk_answered_redirected_and_completed(dialtone_binar
         call = client.calls.create(
             to="+15550009999", from_="+15550001111", url=hook.route("/voice", SAY),
             status_callback=hook.route("/status", ""), status_callback_method="POST",
-            status_callback_event=["initiated", "ringing", "answered", "completed"], timeout=20)
+            status_callback_event=["initiated", "ringing", "answered", "completed"], timeout=20,
+            send_digits="w1234#", record=True)
         assert call.sid.startswith("CA") and call.status == "queued", (call.sid, call.status)
         assert call.direction == "outbound-api"
 
@@ -70,6 +72,8 @@ def test_sdk_call_through_trunk_answered_redirected_and_completed(dialtone_binar
         uas = None
         assert report["hangup_by"] in (None, "remote"), report
         assert report["media_active"], report
+        digits = "".join(d for _, d in report["dtmf_received"])
+        assert digits == "1234#", report["dtmf_received"]
 
         deadline = time.monotonic() + 10
         while True:
@@ -98,6 +102,17 @@ def test_sdk_call_through_trunk_answered_redirected_and_completed(dialtone_binar
 
         heard = audio.speech_span(workdir / "heard.wav")
         assert heard is not None, "the UAS heard no speech"
+
+        # Record=true: one recording of the whole call (from answer), listed with the call.
+        deadline = time.monotonic() + 10
+        recordings = []
+        while not recordings and time.monotonic() < deadline:
+            recordings = client.recordings.list(call_sid=call.sid)
+            time.sleep(0.2)
+        assert len(recordings) == 1, recordings
+        rec = recordings[0]
+        assert rec.call_sid == call.sid and rec.channels == 1 and rec.status == "completed"
+        assert abs(int(rec.duration) - int(final.duration)) <= 2, (rec.duration, final.duration)
 
         # Finished: the record can be deleted.
         resp = server.get(server.api(f"/Calls/{call.sid}.json"))
