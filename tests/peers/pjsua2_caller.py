@@ -117,7 +117,7 @@ class UaAccount(pj.Account):
         call = UaCall(self, self.report, self.args, prm.callId)
         self.incoming = call
         op = pj.CallOpParam()
-        op.statusCode = 200
+        op.statusCode = 486 if self.args.busy else 200
         call.answer(op)
 
 
@@ -125,6 +125,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--uri", help="Request-URI to call (caller mode)")
     ap.add_argument("--listen", action="store_true", help="wait for one incoming call instead")
+    ap.add_argument("--busy", action="store_true", help="with --listen: refuse the call with 486")
     ap.add_argument("--user", default="+15557654321", help="user part of our From URI")
     ap.add_argument("--sip-port", type=int, default=0)
     ap.add_argument("--rtp-port", type=int, default=0, help="first RTP port (0: any)")
