@@ -381,7 +381,7 @@ fn operation(op: &Operation) -> Value {
     let mut out = json!({
         "operationId": op.id,
         "summary": op.summary,
-        "tags": [op.path.split('/').filter(|s| !s.is_empty() && !s.contains('{')).last().unwrap_or("").trim_end_matches(".json")],
+        "tags": [op.path.split('/').rfind(|s| !s.is_empty() && !s.contains('{')).unwrap_or("").trim_end_matches(".json")],
     });
     if op.method == Method::POST {
         let properties: Map<String, Value> = op.params.iter().map(|p| (p.name.to_owned(), param_schema(p))).collect();
