@@ -6,6 +6,13 @@
 //! their order because the queue is FIFO. [`RecordWriter::flush`] waits until everything queued
 //! before it is written: a call's end and the REST API's create wait, so what they hand on is in
 //! the store.
+//!
+//! Crash window: a call's insert is queued when its INVITE is accepted, before the webhook fetch
+//! that must come back before the 200 OK, and the writer commits it within milliseconds unless the
+//! store stalls. A committed row survives `kill -9` (SQLite in WAL with `synchronous=NORMAL`, or
+//! PostgreSQL); what a crash can lose is what sits in this queue, so a call whose INVITE arrived in
+//! the last few milliseconds before the crash (not yet answered) may have no row. Calls left open
+//! are closed at the next start by [`crate::recovery`].
 
 use std::path::PathBuf;
 
