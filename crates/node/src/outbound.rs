@@ -67,6 +67,12 @@ impl From<&str> for LegTarget {
     }
 }
 
+impl From<crate::registrar::ContactTarget> for LegTarget {
+    fn from(c: crate::registrar::ContactTarget) -> LegTarget {
+        LegTarget::Direct { uri: c.uri, destination: c.destination, transport: c.transport }
+    }
+}
+
 /// One leg to place.
 #[derive(Debug, Clone)]
 pub struct LegRequest {
