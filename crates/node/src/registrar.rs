@@ -46,6 +46,8 @@ pub const FORBID_AFTER: usize = 3;
 pub const BLOCK_AFTER: usize = 10;
 /// How long a blocked source's REGISTERs are refused unread.
 pub const BLOCK_FOR: Duration = Duration::from_secs(300);
+/// User-Agent substrings (lower case) of clients that are sent an MD5 challenge only.
+const MD5_ONLY_AGENTS: &[&str] = &["baresip"];
 /// Sources tracked at most; beyond it the quietest are forgotten (a spoofed-source flood cannot
 /// grow the table without bound).
 const MAX_TRACKED_SOURCES: usize = 10_000;
@@ -253,8 +255,26 @@ impl Registrations {
         Credential::Ha1 { md5: Some(d.md5), sha256: Some(d.sha256) }
     }
 
+    /// A 401 with SHA-256 and MD5 challenges (RFC 8760: preferred first), or MD5 alone for user
+    /// agents that give up on a challenge set holding an algorithm they do not know (libre, the
+    /// SIP stack of baresip 1.x, fails the whole REGISTER with ENOSYS). The choice depends only
+    /// on the User-Agent, never on the user, so it reveals nothing about who exists.
     fn challenge(&self, request: &Request, stale: bool) -> Response {
-        self.challenger.challenge(unix_now(), request, stale)
+        let md5_only = request
+            .headers
+            .get("User-Agent")
+            .is_some_and(|ua| MD5_ONLY_AGENTS.iter().any(|a| ua.to_ascii_lowercase().contains(a)));
+        if !md5_only {
+            return self.challenger.challenge(unix_now(), request, stale);
+        }
+        let (code, reason) = self.challenger.kind().status();
+        let mut resp = Response::from_request(request, code, reason);
+        for value in self.challenger.challenges(unix_now(), stale) {
+            if value.contains("algorithm=MD5") {
+                resp.headers.push(self.challenger.kind().challenge_header(), &value);
+            }
+        }
+        resp
     }
 
     fn forbidden(request: &Request) -> Response {
@@ -636,6 +656,18 @@ mod tests {
         };
         assert_eq!(r.status(), 401);
         assert!(r.headers.get("WWW-Authenticate").unwrap().contains("stale=true"));
+    }
+
+    #[test]
+    fn md5_only_agents_get_one_challenge() {
+        let regs = Registrations::default();
+        let mut req = register("alice", "127.0.0.1");
+        assert_eq!(regs.challenge(&req, false).headers.get_all("WWW-Authenticate").count(), 2);
+        req.headers.push("User-Agent", "baresip v1.0.0 (x86_64/linux)");
+        let resp = regs.challenge(&req, true);
+        let values: Vec<&str> = resp.headers.get_all("WWW-Authenticate").collect();
+        assert_eq!(values.len(), 1);
+        assert!(values[0].contains("algorithm=MD5") && values[0].contains("stale=true"), "{values:?}");
     }
 
     #[test]
