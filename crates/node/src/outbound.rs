@@ -362,14 +362,10 @@ impl LegTask {
                             self.fail(status, Some(code));
                             return Tried::Done;
                         }
-                        if failover.is_some() && ((500..600).contains(&code) || code == 408) {
+                        if failover.is_some() && is_gateway_fault(code) {
                             return Tried::Next(Some(code));
                         }
-                        let status = match code {
-                            486 | 600 => CallStatus::Busy,
-                            408 | 480 | 487 => CallStatus::NoAnswer,
-                            _ => CallStatus::Failed,
-                        };
+                        let status = unanswered_status(code);
                         tracing::info!(call_sid = %self.req.call_sid, code, status = %status, "leg not answered");
                         self.fail(status, Some(code));
                         return Tried::Done;
@@ -469,6 +465,20 @@ impl LegTask {
         }
         signal_tx.closed().await;
         self.forget(&call_id);
+    }
+}
+
+/// A final response that says the gateway, not the callee, failed: worth the next gateway.
+fn is_gateway_fault(code: u16) -> bool {
+    (500..600).contains(&code) || code == 408
+}
+
+/// The call status a final error response leaves an unanswered leg in.
+fn unanswered_status(code: u16) -> CallStatus {
+    match code {
+        486 | 600 => CallStatus::Busy,
+        408 | 480 | 487 => CallStatus::NoAnswer,
+        _ => CallStatus::Failed,
     }
 }
 
@@ -791,5 +801,41 @@ impl Dialing {
         self.shared.records.flush().await;
         tracing::info!(call_sid = %self.record.sid, status = %status, "outbound call ended unanswered");
         self.callbacks.post("completed", &self.record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_responses_map_to_twilio_statuses_and_failover() {
+        assert_eq!(unanswered_status(486), CallStatus::Busy);
+        assert_eq!(unanswered_status(600), CallStatus::Busy);
+        assert_eq!(unanswered_status(480), CallStatus::NoAnswer);
+        assert_eq!(unanswered_status(487), CallStatus::NoAnswer);
+        assert_eq!(unanswered_status(404), CallStatus::Failed);
+        assert_eq!(unanswered_status(503), CallStatus::Failed);
+        for code in [500, 502, 503, 504, 408] {
+            assert!(is_gateway_fault(code), "{code}");
+        }
+        // The callee's answers are final: no other gateway would change them.
+        for code in [404, 480, 486, 487, 600, 603] {
+            assert!(!is_gateway_fault(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn leg_targets_from_strings_and_contacts() {
+        assert_eq!(LegTarget::from("+15550001111"), LegTarget::Address("+15550001111".into()));
+        let contact = crate::registrar::ContactTarget {
+            uri: "sip:alice@192.0.2.7:5062".into(),
+            destination: "192.0.2.7:5062".parse().unwrap(),
+            transport: Transport::Tcp,
+        };
+        assert_eq!(
+            LegTarget::from(contact),
+            LegTarget::Direct { uri: "sip:alice@192.0.2.7:5062".into(), destination: "192.0.2.7:5062".parse().unwrap(), transport: Transport::Tcp }
+        );
     }
 }
