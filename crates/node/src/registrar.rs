@@ -174,8 +174,11 @@ pub struct Registrations {
     decoy_key: [u8; 32],
     mirror: mpsc::UnboundedSender<Mirror>,
     mirror_rx: Mutex<Option<mpsc::UnboundedReceiver<Mirror>>>,
-    busy: Mutex<Option<Box<dyn Fn(&AccountSid, &str) -> bool + Send + Sync>>>,
+    busy: Mutex<Option<BusyCheck>>,
 }
+
+/// Whether `user` of an account is in a live call (set by the owner of live calls).
+type BusyCheck = Box<dyn Fn(&AccountSid, &str) -> bool + Send + Sync>;
 
 /// A store write: the bindings of one user as they now stand.
 struct Mirror {
