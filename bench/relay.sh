@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Media relay benchmark: the largest number of bridged G.711 calls (20 ms RTP both ways) held
+# for STEP_S seconds with under MAX_LOSS_PCT packets lost and one-way relay delay p99 under
+# MAX_P99_US, for rtpengine (userspace forwarding, no kernel module) and for Dialtone's media
+# workers (crates/node/examples/relay_server.rs), rung by rung in the same run, from the same
+# generator (rtpload). Prints both, the ratio and RELAY_RESULT.
+#
+#   bench/relay.sh                    # both
+#   bench/relay.sh dialtone           # one side only (or: rtpengine)
+#   CALLS="500 1000" STEP_S=20 bench/relay.sh
+#
+# Everything binds to 127.0.0.1 and everything started here is stopped on exit.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+WHICH=${1:-all}
+
+CALLS=${CALLS:-"500 1000 2000 3000 4000"}
+STEP_S=${STEP_S:-60}                 # counted seconds per rung
+WARMUP_S=${WARMUP_S:-2}              # uncounted seconds first
+MAX_LOSS_PCT=${MAX_LOSS_PCT:-0.1}
+MAX_P99_US=${MAX_P99_US:-2000}
+SOCKETS=${SOCKETS:-2}                # rtpload sockets (a sender and a receiver thread each)
+SETTLE_S=${SETTLE_S:-2}
+# A scheduling prefix for the relays and the generator, e.g. BENCH_PRIO="chrt -f 10" (root).
+BENCH_PRIO=${BENCH_PRIO:-}
+
+CONTROL=${CONTROL:-127.0.0.1:17070}
+NG=${NG:-127.0.0.1:22222}
+DT_PORTS=${DT_PORTS:-20000-39999}
+RTPE_PORT_MIN=${RTPE_PORT_MIN:-40000}
+RTPE_PORT_MAX=${RTPE_PORT_MAX:-59999}
+RTPE_THREADS=${RTPE_THREADS:-$(nproc)}
+LOCAL_BASE=${LOCAL_BASE:-61000}
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RELAY_SERVER=${RELAY_SERVER:-$TARGET_DIR/release/examples/relay_server}
+RTPLOAD=${RTPLOAD:-$HERE/target/release/rtpload}
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT=${OUT:-$HERE/results/relay-$STAMP}
+mkdir -p "$OUT"
+echo "# $(date -Is) $(nproc) cpus, load average $(cut -d' ' -f1-3 /proc/loadavg), BENCH_PRIO=${BENCH_PRIO:-none}" >"$OUT/summary.txt"
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 4000 calls are 8000 Dialtone streams of two sockets each.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+build() {
+    if [ -z "${RTPLOAD_PREBUILT:-}" ]; then
+        (cd "$HERE" && cargo build --release --bin rtpload >/dev/null)
+    fi
+    if [ -z "${RELAY_SERVER_PREBUILT:-}" ] && [[ $WHICH != rtpengine ]]; then
+        (cd "$ROOT" && cargo build --release -p node --example relay_server >/dev/null)
+    fi
+}
+
+wait_udp_port() { # wait until something listens on a UDP port
+    local port=$1
+    for _ in $(seq 1 50); do
+        ss -Huln "sport = :$port" | grep -q . && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+wait_tcp_port() {
+    local port=$1
+    for _ in $(seq 1 50); do
+        ss -Htln "sport = :$port" | grep -q . && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+cpu_seconds() { # user+system CPU seconds of a process so far
+    awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+start_relay() { # start_relay TARGET LOG -> sets RELAY_PID
+    local target=$1 log=$2
+    if [ "$target" = rtpengine ]; then
+        $BENCH_PRIO rtpengine --config-file=none --table=-1 --foreground --log-stderr --log-level=4 \
+            --interface=127.0.0.1 --listen-ng="$NG" --port-min="$RTPE_PORT_MIN" \
+            --port-max="$RTPE_PORT_MAX" --num-threads="$RTPE_THREADS" --timeout=600 >"$log" 2>&1 &
+        RELAY_PID=$!
+        PIDS+=("$RELAY_PID")
+        wait_udp_port "${NG##*:}" || { echo "rtpengine did not start, see $log" >&2; exit 1; }
+    else
+        $BENCH_PRIO "$RELAY_SERVER" --control "$CONTROL" --ports "$DT_PORTS" >"$log" 2>&1 &
+        RELAY_PID=$!
+        PIDS+=("$RELAY_PID")
+        wait_tcp_port "${CONTROL##*:}" || { echo "relay_server did not start, see $log" >&2; exit 1; }
+    fi
+}
+
+# run_rung TARGET CALLS -> sets LINE to the RTPLOAD_RESULT line (no sent= on a crash); 0 = pass
+run_rung() {
+    local target=$1 calls=$2
+    local log="$OUT/$target-$calls"
+    start_relay "$target" "$log.relay.log"
+    local before after
+    before=$(cpu_seconds "$RELAY_PID")
+    top -b -d 5 -n $(((STEP_S + WARMUP_S) / 5 + 4)) >"$log.top.txt" 2>/dev/null &
+    local top_pid=$!
+    PIDS+=("$top_pid")
+    local result=""
+    local t0=$SECONDS
+    if $BENCH_PRIO "$RTPLOAD" --target "$target" --control "$CONTROL" --ng "$NG" --calls "$calls" \
+        --seconds "$STEP_S" --warmup "$WARMUP_S" --sockets "$SOCKETS" --local-base "$LOCAL_BASE" \
+        --max-loss-pct "$MAX_LOSS_PCT" --max-p99-us "$MAX_P99_US" >"$log.rtpload.txt" 2>&1; then
+        result=$(grep '^RTPLOAD_RESULT' "$log.rtpload.txt" || true)
+    fi
+    after=$(cpu_seconds "$RELAY_PID")
+    local cpu
+    cpu=$(awk -v a="$after" -v b="$before" -v t=$((SECONDS - t0)) 'BEGIN { if (t > 0) printf "%.0f", (a - b) * 100 / t; else print 0 }')
+    kill "$top_pid" 2>/dev/null || true
+    cleanup
+    sleep "$SETTLE_S"
+    LINE="$result relay_cpu_pct=$cpu"
+    [[ $result == *pass=1* ]]
+}
+
+field() { # field LINE KEY
+    sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"
+}
+
+build
+declare -A BEST=([rtpengine]=0 [dialtone]=0)
+declare -A DONE=([rtpengine]=0 [dialtone]=0)
+TARGETS=(rtpengine dialtone)
+case $WHICH in
+    rtpengine) TARGETS=(rtpengine) ;;
+    dialtone) TARGETS=(dialtone) ;;
+esac
+
+printf '%-10s %6s %10s %9s %8s %8s %8s %6s  %s\n' target calls sent loss% p50_us p99_us max_us cpu% result | tee -a "$OUT/summary.txt"
+for calls in $CALLS; do
+    for target in "${TARGETS[@]}"; do
+        [ "${DONE[$target]}" = 1 ] && continue
+        if run_rung "$target" "$calls"; then verdict=pass; else verdict=FAIL; fi
+        line=$LINE
+        if [ -z "$(field "$line" sent)" ]; then
+            printf '%-10s %6s  generator failed, see %s\n' "$target" "$calls" "$OUT/$target-$calls.rtpload.txt" | tee -a "$OUT/summary.txt"
+            DONE[$target]=1
+            continue
+        fi
+        printf '%-10s %6s %10s %9s %8s %8s %8s %6s  %s\n' "$target" "$calls" "$(field "$line" sent)" \
+            "$(field "$line" loss_pct)" "$(field "$line" p50_us)" "$(field "$line" p99_us)" \
+            "$(field "$line" max_us)" "$(field "$line" relay_cpu_pct)" "$verdict" | tee -a "$OUT/summary.txt"
+        if [ $verdict = pass ]; then BEST[$target]=$calls; else DONE[$target]=1; fi
+    done
+done
+
+r=${BEST[rtpengine]} d=${BEST[dialtone]}
+ratio=$(awk -v d="$d" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", d / r; else print "inf" }')
+echo "rtpengine (userspace): $r calls; Dialtone: $d calls; ratio dialtone/rtpengine $ratio" | tee -a "$OUT/summary.txt"
+echo "RELAY_RESULT rtpengine_calls=$r dialtone_calls=$d ratio=$ratio" | tee -a "$OUT/summary.txt"
+echo "logs: $OUT"
