@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(baresip espeak-ng sox libsox-fmt-all kamailio sip-tester sipvicious lame)
+APT_PACKAGES=(baresip espeak-ng sox libsox-fmt-all kamailio sip-tester sipvicious lame postgresql)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -19,11 +19,14 @@ if ((${#missing[@]})); then
     echo "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
-    # kamailio's postinst would start a system service on 5060, which the tests never want.
+    # kamailio's and postgresql's postinst would start system services (5060, 5432) that the tests
+    # never want: tests start their own servers on free loopback ports.
     $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
-    if command -v systemctl >/dev/null && systemctl is-active --quiet kamailio 2>/dev/null; then
-        $SUDO systemctl stop kamailio || true
-    fi
+    for svc in kamailio postgresql; do
+        if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+            $SUDO systemctl stop "$svc" || true
+        fi
+    done
 fi
 
 PY="${PYTHON:-python3}"
