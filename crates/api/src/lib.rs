@@ -151,7 +151,6 @@ pub struct ApiState {
 /// without credentials, at `/openapi.json`.
 pub fn router(state: ApiState) -> Router {
     let api = routes::operations_router()
-        .merge(sip::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))

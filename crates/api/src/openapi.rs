@@ -69,10 +69,15 @@ pub(crate) fn shape_name(shape: Shape) -> &'static str {
         Shape::Notification => "Notification",
         Shape::SecondaryAuthToken => "SecondaryAuthToken",
         Shape::PromotedAuthToken => "AuthTokenPromotion",
+        Shape::SipDomain => "SipDomain",
+        Shape::SipCredentialList => "SipCredentialList",
+        Shape::SipCredential => "SipCredential",
+        Shape::SipCredentialListMapping => "SipAuthRegistrationsCredentialListMapping",
+        Shape::SipRegistration => "SipRegistration",
     }
 }
 
-pub(crate) const SHAPES: [Shape; 10] = [
+pub(crate) const SHAPES: [Shape; 15] = [
     Shape::Account,
     Shape::Key,
     Shape::NewKey,
@@ -83,6 +88,11 @@ pub(crate) const SHAPES: [Shape; 10] = [
     Shape::Notification,
     Shape::SecondaryAuthToken,
     Shape::PromotedAuthToken,
+    Shape::SipDomain,
+    Shape::SipCredentialList,
+    Shape::SipCredential,
+    Shape::SipCredentialListMapping,
+    Shape::SipRegistration,
 ];
 
 /// The JSON schema of one resource as `crate::render` writes it.
@@ -271,6 +281,71 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("date_updated", json!({ "type": "string", "format": "date-time" })),
             ("url", json!({ "type": "string", "format": "uri" })),
         ]),
+        Shape::SipDomain => object(vec![
+            ("account_sid", sid("AC")),
+            ("api_version", s()),
+            ("auth_type", s()),
+            ("byoc_trunk_sid", ns()),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("domain_name", s()),
+            ("emergency_caller_sid", ns()),
+            ("emergency_calling_enabled", json!({ "type": "boolean" })),
+            ("friendly_name", s()),
+            ("secure", json!({ "type": "boolean" })),
+            ("sid", sid("SD")),
+            ("sip_registration", json!({ "type": "boolean" })),
+            ("subresource_uris", string_map()),
+            ("uri", s()),
+            ("voice_fallback_method", method()),
+            ("voice_fallback_url", nurl()),
+            ("voice_method", method()),
+            ("voice_status_callback_method", method()),
+            ("voice_status_callback_url", nurl()),
+            ("voice_url", nurl()),
+        ]),
+        Shape::SipCredentialList => object(vec![
+            ("account_sid", sid("AC")),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("friendly_name", s()),
+            ("sid", sid("CL")),
+            ("subresource_uris", string_map()),
+            ("uri", s()),
+        ]),
+        Shape::SipCredential => object(vec![
+            ("account_sid", sid("AC")),
+            ("credential_list_sid", sid("CL")),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("sid", sid("CR")),
+            ("uri", s()),
+            ("username", s()),
+        ]),
+        Shape::SipCredentialListMapping => object(vec![
+            ("account_sid", sid("AC")),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("friendly_name", s()),
+            // The mapped credential list's SID, as Twilio.
+            ("sid", sid("CL")),
+            ("uri", s()),
+        ]),
+        Shape::SipRegistration => object(vec![
+            ("account_sid", sid("AC")),
+            (
+                "contacts",
+                json!({ "type": "array", "items": object(vec![
+                    ("contact", s()),
+                    ("date_expires", date()),
+                    ("expires", json!({ "type": "integer", "minimum": 0 })),
+                    ("source", s()),
+                    ("transport", s()),
+                ]) }),
+            ),
+            ("presence", one_of(&["available", "busy", "offline"])),
+            ("username", s()),
+        ]),
     }
 }
 
@@ -318,6 +393,17 @@ fn param_schema(p: &Param) -> Value {
         "FriendlyName" => one["maxLength"] = json!(64),
         "Twiml" => one["maxLength"] = json!(4000),
         "SendDigits" => one["pattern"] = json!("^[0-9A-D*#wW]{1,32}$"),
+        "DomainName" => {
+            one["pattern"] = json!(r"^[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*$");
+            one["maxLength"] = json!(253);
+        }
+        // The characters RFC 3261 allows unescaped in a user part.
+        "Username" => one["pattern"] = json!(r"^[A-Za-z0-9_.!~*'()&=+$,;?/-]{1,255}$"),
+        // The strength rule (upper, lower, digit) is the handler's; JSON Schema has no "and".
+        "Password" => {
+            one["minLength"] = json!(12);
+            one["maxLength"] = json!(255);
+        }
         _ => {}
     }
     let mut schema = if p.repeated { json!({ "type": "array", "items": one }) } else { one };
@@ -330,8 +416,11 @@ fn path_param_prefix(path: &str, name: &str) -> &'static str {
     if name == "AccountSid" {
         return "AC";
     }
-    if name == "CallSid" {
-        return "CA";
+    match name {
+        "CallSid" => return "CA",
+        "DomainSid" => return "SD",
+        "CredentialListSid" => return "CL",
+        _ => {}
     }
     let before = path.split(&format!("/{{{name}}}")).next().unwrap_or("");
     match before.rsplit('/').next().unwrap_or("") {
@@ -341,6 +430,11 @@ fn path_param_prefix(path: &str, name: &str) -> &'static str {
         "IncomingPhoneNumbers" => "PN",
         "Calls" => "CA",
         "Recordings" => "RE",
+        "Domains" => "SD",
+        "CredentialLists" => "CL",
+        "Credentials" => "CR",
+        // A mapping is named by the SID of the list it maps.
+        "CredentialListMappings" => "CL",
         _ => "",
     }
 }
@@ -364,20 +458,30 @@ fn status_description(status: u16) -> &'static str {
     }
 }
 
-fn operation(op: &Operation) -> Value {
-    let mut parameters = Vec::new();
-    let mut rest = op.path;
+/// The `{Name}`s of a document path, in order.
+fn path_param_names(path: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = path;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else { break };
-        let name = &rest[open + 1..open + close];
-        parameters.push(json!({
-            "name": name,
-            "in": "path",
-            "required": true,
-            "schema": sid(path_param_prefix(op.path, name)),
-        }));
+        names.push(&rest[open + 1..open + close]);
         rest = &rest[open + close + 1..];
     }
+    names
+}
+
+fn operation(op: &Operation) -> Value {
+    let mut parameters: Vec<Value> = path_param_names(op.path)
+        .into_iter()
+        .map(|name| {
+            json!({
+                "name": name,
+                "in": "path",
+                "required": true,
+                "schema": sid(path_param_prefix(op.path, name)),
+            })
+        })
+        .collect();
     let mut out = json!({
         "operationId": op.id,
         "summary": op.summary,
@@ -470,8 +574,9 @@ fn links_from_create(create: &Operation) -> Map<String, Value> {
         .filter(|op| op.path == item)
         .map(|op| {
             let mut parameters = json!({ "Sid": "$response.body#/sid" });
-            if create.path.contains("{AccountSid}") {
-                parameters["AccountSid"] = json!("$request.path.AccountSid");
+            // The parent's path parameters (AccountSid, CredentialListSid...) carry over.
+            for name in path_param_names(create.path) {
+                parameters[name] = json!(format!("$request.path.{name}"));
             }
             (op.id.to_owned(), json!({ "operationId": op.id, "parameters": parameters }))
         })
@@ -541,8 +646,13 @@ mod tests {
         RecordingSid,
     };
 
+    use model::{CredentialListSid, CredentialSid, SipDomainSid};
+    use store::sip::{
+        CredentialListMapping, CredentialListRecord, CredentialRecord, SipDomainRecord, SipRegistrationRow, SipUserState,
+    };
+
     use super::*;
-    use crate::render;
+    use crate::{render, sip};
 
     /// A small validator for the subset of JSON Schema the document uses; `schemas` resolves `$ref`s.
     fn check(value: &Value, schema: &Value, schemas: &Map<String, Value>, at: &str) {
@@ -564,6 +674,9 @@ mod tests {
             other => panic!("{at}: type {other}"),
         };
         assert!(ok, "{at}: {value} is not a {ty}");
+        if let (Some(min), Some(n)) = (schema["minimum"].as_i64(), value.as_i64()) {
+            assert!(n >= min, "{at}: {n} is below {min}");
+        }
         if let Some(values) = schema["enum"].as_array() {
             assert!(values.contains(value), "{at}: {value} not in {values:?}");
         }
@@ -688,6 +801,7 @@ mod tests {
             (Shape::SecondaryAuthToken, render::secondary_auth_token(&account, "https://voice.example")),
             (Shape::PromotedAuthToken, render::promoted_auth_token(&account, now, "https://voice.example")),
         ];
+        out.extend(sip_samples(account.sid));
         call.parent_call_sid = Some(CallSid::generate());
         call.phone_number_sid = Some(number.sid);
         call.status = CallStatus::Completed;
@@ -696,6 +810,77 @@ mod tests {
         call.duration = Some(12);
         call.answered_by = Some("human".into());
         out.push((Shape::Call, render::call(&call)));
+        out
+    }
+
+    /// Every SIP shape `crate::sip` renders, with the optional fields both set and unset.
+    fn sip_samples(account: AccountSid) -> Vec<(Shape, Value)> {
+        let now = Utc::now();
+        let mut domain = SipDomainRecord {
+            sid: SipDomainSid::generate(),
+            account_sid: account,
+            domain_name: "acme.sip.example".into(),
+            friendly_name: String::new(),
+            voice_url: None,
+            voice_method: "POST".into(),
+            voice_fallback_url: None,
+            voice_fallback_method: "POST".into(),
+            voice_status_callback_url: None,
+            voice_status_callback_method: "GET".into(),
+            sip_registration: true,
+            date_created: now,
+            date_updated: now,
+        };
+        let list = CredentialListRecord {
+            sid: CredentialListSid::generate(),
+            account_sid: account,
+            friendly_name: "agents".into(),
+            date_created: now,
+            date_updated: now,
+        };
+        let credential = CredentialRecord {
+            sid: CredentialSid::generate(),
+            account_sid: account,
+            credential_list_sid: list.sid,
+            username: "alice".into(),
+            date_created: now,
+            date_updated: now,
+        };
+        let mapping = CredentialListMapping {
+            account_sid: account,
+            domain_sid: domain.sid,
+            credential_list_sid: list.sid,
+            friendly_name: "agents".into(),
+            date_created: now,
+        };
+        let binding = |contact: &str, secs| SipRegistrationRow {
+            account_sid: account,
+            username: "alice".into(),
+            contact: contact.into(),
+            source: "127.0.0.1:5062".into(),
+            transport: "udp".into(),
+            expires_at: now + chrono::Duration::seconds(secs),
+        };
+        let offline = SipUserState { username: "bob".into(), bindings: vec![], in_call: false };
+        let busy = SipUserState {
+            username: "alice".into(),
+            // One binding past its expiry: `expires` stays at 0, never negative.
+            bindings: vec![binding("<sip:alice@127.0.0.1:5062>", 300), binding("<sip:alice@127.0.0.1:5064>", -5)],
+            in_call: true,
+        };
+        let mut out = vec![(Shape::SipDomain, sip::domain_json(&domain))];
+        domain.voice_url = Some("https://a.example/v".into());
+        domain.voice_fallback_url = Some("https://a.example/f".into());
+        domain.voice_status_callback_url = Some("https://a.example/s".into());
+        domain.sip_registration = false;
+        out.extend([
+            (Shape::SipDomain, sip::domain_json(&domain)),
+            (Shape::SipCredentialList, sip::list_json(&list)),
+            (Shape::SipCredential, sip::credential_json(&credential)),
+            (Shape::SipCredentialListMapping, sip::mapping_json(&mapping)),
+            (Shape::SipRegistration, sip::registration_json(&account, &offline, now)),
+            (Shape::SipRegistration, sip::registration_json(&account, &busy, now)),
+        ]);
         out
     }
 
@@ -744,6 +929,13 @@ mod tests {
         assert!(create["responses"]["201"].is_object());
         assert!(create["responses"]["413"].is_object());
         assert_eq!(create["responses"]["201"]["links"]["FetchCall"]["parameters"]["Sid"], "$response.body#/sid");
+        // A nested create links to its item with the parent's SIDs carried over.
+        let credentials = "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists/{CredentialListSid}/Credentials.json";
+        let link = &doc["paths"][credentials]["post"]["responses"]["201"]["links"]["FetchSipCredential"]["parameters"];
+        assert_eq!(link["CredentialListSid"], "$request.path.CredentialListSid");
+        assert_eq!(link["AccountSid"], "$request.path.AccountSid");
+        let registrations = &doc["paths"]["/2010-04-01/Accounts/{AccountSid}/SIP/Registrations.json"]["get"];
+        assert_eq!(registrations["responses"]["200"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/SipRegistrationList");
         let list = &doc["components"]["schemas"]["CallList"];
         assert!(list["required"].as_array().unwrap().contains(&json!("next_page_uri")));
     }

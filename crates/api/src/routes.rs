@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
-use crate::{accounts, applications, calls, keys, numbers, recordings, ApiState, AppError, BODY_LIMIT};
+use crate::{accounts, applications, calls, keys, numbers, recordings, sip, ApiState, AppError, BODY_LIMIT};
 
 /// What a parameter holds; the document's type, and the format a handler checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +89,13 @@ pub(crate) enum Shape {
     Notification,
     SecondaryAuthToken,
     PromotedAuthToken,
+    SipDomain,
+    SipCredentialList,
+    SipCredential,
+    /// A domain's registration credential list mapping.
+    SipCredentialListMapping,
+    /// A user of `GET SIP/Registrations.json` (Dialtone extension).
+    SipRegistration,
 }
 
 /// One method on one path.
@@ -196,6 +203,28 @@ const CALL_UPDATE: [Param; 4] = [
     opt("Twiml", Ty::Str, "Replace what the live call runs with this TwiML."),
     opt("Status", Ty::OneOf(&["completed", "canceled"]), "End the call."),
 ];
+
+const SIP_DOMAIN_SETTINGS: [Param; 8] = [
+    opt("FriendlyName", Ty::Str, "Up to 64 characters."),
+    opt("VoiceUrl", Ty::Url, "Stored; calls are not routed by SIP domain yet."),
+    opt("VoiceMethod", Ty::HttpMethod, "Method for VoiceUrl (default POST)."),
+    opt("VoiceFallbackUrl", Ty::Url, "Stored."),
+    opt("VoiceFallbackMethod", Ty::HttpMethod, "Method for VoiceFallbackUrl."),
+    opt("VoiceStatusCallbackUrl", Ty::Url, "Stored."),
+    opt("VoiceStatusCallbackMethod", Ty::HttpMethod, "Method for VoiceStatusCallbackUrl."),
+    opt("SipRegistration", Ty::Bool, "Whether users of the mapped credential lists may REGISTER (default true)."),
+];
+const SIP_DOMAIN_IGNORED: &[&str] = &["EmergencyCallingEnabled", "Secure", "ByocTrunkSid", "EmergencyCallerSid"];
+const SIP_MAPPING_CREATE: [Param; 1] = [req("CredentialListSid", Ty::Sid("CL"), "A credential list of the same account.")];
+const SIP_LIST_CREATE: [Param; 1] = [req("FriendlyName", Ty::Str, "Up to 64 characters.")];
+const PASSWORD_RULE: &str = "12 to 255 characters with an upper-case letter, a lower-case letter and a digit; never returned.";
+const SIP_CREDENTIAL_CREATE: [Param; 2] = [
+    req("Username", Ty::Str, "SIP user part, 1 to 255 characters, unique in the list."),
+    req("Password", Ty::Str, PASSWORD_RULE),
+];
+const SIP_CREDENTIAL_UPDATE: [Param; 1] = [opt("Password", Ty::Str, PASSWORD_RULE)];
+/// One page holds all of these lists; Twilio's paging parameters are accepted and ignored.
+const SINGLE_PAGE_IGNORED: &[&str] = &["PageSize", "Page", "PageToken"];
 
 fn page_params<const N: usize>(extra: [Param; N]) -> &'static [Param] {
     let mut all = extra.to_vec();
@@ -311,6 +340,70 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
         // SID serves the audio too, as Twilio).
         op(Method::GET, concat_path(A, "/Recordings/{Sid}.wav"), "FetchRecordingMedia", "A recording's audio (WAV)", &[], &[],
             Reply::Audio, &[], || get(recordings::fetch)),
+        op(Method::GET, concat_path(A, "/SIP/Domains.json"), "ListSipDomain", "SIP domains", page_params([]), &[],
+            Reply::Page("domains", Shape::SipDomain), BAD, || get(sip::list_domains)),
+        op(Method::POST, concat_path(A, "/SIP/Domains.json"), "CreateSipDomain", "Create a SIP domain (REGISTERs to its name belong to the account)",
+            {
+                let mut all = vec![req("DomainName", Ty::Str, "Host name, unique on this server: letters, digits, dots, hyphens; stored lower-case.")];
+                all.extend_from_slice(&SIP_DOMAIN_SETTINGS);
+                all.leak()
+            },
+            SIP_DOMAIN_IGNORED, Reply::One(201, Shape::SipDomain), FORM, || post(sip::create_domain)),
+        op(Method::GET, concat_path(A, "/SIP/Domains/{Sid}.json"), "FetchSipDomain", "A SIP domain", &[], &[],
+            Reply::One(200, Shape::SipDomain), &[], || get(sip::fetch_domain)),
+        op(Method::POST, concat_path(A, "/SIP/Domains/{Sid}.json"), "UpdateSipDomain", "Change a SIP domain (its name stays)",
+            &SIP_DOMAIN_SETTINGS,
+            {
+                let mut all = vec!["DomainName"];
+                all.extend_from_slice(SIP_DOMAIN_IGNORED);
+                all.leak()
+            },
+            Reply::One(200, Shape::SipDomain), FORM, || post(sip::update_domain)),
+        op(Method::DELETE, concat_path(A, "/SIP/Domains/{Sid}.json"), "DeleteSipDomain", "Delete a SIP domain and its mappings", &[], &[],
+            Reply::Empty, &[], || delete(sip::delete_domain)),
+        op(Method::GET, concat_path(A, "/SIP/Domains/{DomainSid}/Auth/Registrations/CredentialListMappings.json"),
+            "ListSipAuthRegistrationsCredentialListMapping", "Credential lists whose users may register to the domain",
+            &[], SINGLE_PAGE_IGNORED, Reply::Page("contents", Shape::SipCredentialListMapping), BAD, || get(sip::list_mappings)),
+        op(Method::POST, concat_path(A, "/SIP/Domains/{DomainSid}/Auth/Registrations/CredentialListMappings.json"),
+            "CreateSipAuthRegistrationsCredentialListMapping", "Let a credential list's users register to the domain",
+            &SIP_MAPPING_CREATE, &[],
+            Reply::One(201, Shape::SipCredentialListMapping), FORM, || post(sip::create_mapping)),
+        op(Method::GET, concat_path(A, "/SIP/Domains/{DomainSid}/Auth/Registrations/CredentialListMappings/{Sid}.json"),
+            "FetchSipAuthRegistrationsCredentialListMapping", "A registration credential list mapping (its SID is the list's)",
+            &[], &[], Reply::One(200, Shape::SipCredentialListMapping), &[], || get(sip::fetch_mapping)),
+        op(Method::DELETE, concat_path(A, "/SIP/Domains/{DomainSid}/Auth/Registrations/CredentialListMappings/{Sid}.json"),
+            "DeleteSipAuthRegistrationsCredentialListMapping", "Stop a credential list's users registering to the domain",
+            &[], &[], Reply::Empty, &[], || delete(sip::delete_mapping)),
+        op(Method::GET, concat_path(A, "/SIP/CredentialLists.json"), "ListSipCredentialList", "SIP credential lists", page_params([]), &[],
+            Reply::Page("credential_lists", Shape::SipCredentialList), BAD, || get(sip::list_lists)),
+        op(Method::POST, concat_path(A, "/SIP/CredentialLists.json"), "CreateSipCredentialList", "Create a SIP credential list",
+            &SIP_LIST_CREATE, &[],
+            Reply::One(201, Shape::SipCredentialList), FORM, || post(sip::create_list)),
+        op(Method::GET, concat_path(A, "/SIP/CredentialLists/{Sid}.json"), "FetchSipCredentialList", "A SIP credential list", &[], &[],
+            Reply::One(200, Shape::SipCredentialList), &[], || get(sip::fetch_list)),
+        op(Method::POST, concat_path(A, "/SIP/CredentialLists/{Sid}.json"), "UpdateSipCredentialList", "Rename a SIP credential list",
+            &FRIENDLY_NAME, &[], Reply::One(200, Shape::SipCredentialList), FORM, || post(sip::update_list)),
+        op(Method::DELETE, concat_path(A, "/SIP/CredentialLists/{Sid}.json"), "DeleteSipCredentialList",
+            "Delete a SIP credential list, its credentials and mappings", &[], &[], Reply::Empty, &[], || delete(sip::delete_list)),
+        op(Method::GET, concat_path(A, "/SIP/CredentialLists/{CredentialListSid}/Credentials.json"), "ListSipCredential",
+            "A credential list's credentials (usernames; passwords are never returned)", page_params([]), &[],
+            Reply::Page("credentials", Shape::SipCredential), BAD, || get(sip::list_credentials)),
+        op(Method::POST, concat_path(A, "/SIP/CredentialLists/{CredentialListSid}/Credentials.json"), "CreateSipCredential",
+            "Add a SIP user to a credential list",
+            &SIP_CREDENTIAL_CREATE,
+            &[], Reply::One(201, Shape::SipCredential), FORM, || post(sip::create_credential)),
+        op(Method::GET, concat_path(A, "/SIP/CredentialLists/{CredentialListSid}/Credentials/{Sid}.json"), "FetchSipCredential",
+            "A SIP credential", &[], &[], Reply::One(200, Shape::SipCredential), &[], || get(sip::fetch_credential)),
+        op(Method::POST, concat_path(A, "/SIP/CredentialLists/{CredentialListSid}/Credentials/{Sid}.json"), "UpdateSipCredential",
+            "Change a SIP credential's password",
+            &SIP_CREDENTIAL_UPDATE, &[],
+            Reply::One(200, Shape::SipCredential), FORM, || post(sip::update_credential)),
+        op(Method::DELETE, concat_path(A, "/SIP/CredentialLists/{CredentialListSid}/Credentials/{Sid}.json"), "DeleteSipCredential",
+            "Remove a SIP user", &[], &[], Reply::Empty, &[], || delete(sip::delete_credential)),
+        // A Dialtone extension: Twilio has no such list.
+        op(Method::GET, concat_path(A, "/SIP/Registrations.json"), "ListSipRegistration",
+            "Dialtone extension: every SIP user of the account with its live contacts and presence",
+            &[], SINGLE_PAGE_IGNORED, Reply::Page("registrations", Shape::SipRegistration), BAD, || get(sip::registrations)),
     ]
 });
 

@@ -2,6 +2,9 @@
 //! and their Credentials (the password is write-only: it is checked, turned into digests and
 //! never returned), and a domain's registration CredentialListMappings.
 //!
+//! The routes are entries of `crate::routes::OPERATIONS`, like every other resource's, so they
+//! are documented and guarded the same way.
+//!
 //! `GET /Accounts/{AccountSid}/SIP/Registrations.json` is a Dialtone extension (Twilio has no
 //! such list): every username of the account's credential lists with its live contacts and its
 //! presence, `available`, `busy` (a queued, ringing or in-progress call to or from
@@ -11,43 +14,17 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use chrono::Utc;
-use model::{CredentialListSid, CredentialSid, SipDomainSid};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use model::{AccountSid, CredentialListSid, CredentialSid, SipDomainSid};
 use serde_json::{json, Value};
-use store::sip::{CredentialListMapping, CredentialListRecord, CredentialRecord, SipDomainRecord};
+use store::sip::{CredentialListMapping, CredentialListRecord, CredentialRecord, SipDomainRecord, SipUserState};
 
 use crate::auth::Ctx;
 use crate::numbers::{friendly_name_param, method_param, url_param};
 use crate::params::{envelope, Paging, Params, Seg};
 use crate::render::{account_base, rfc2822, API_VERSION};
 use crate::{ApiState, AppError};
-
-/// The SIP routes, merged into the authenticated API router.
-pub(crate) fn router() -> Router<ApiState> {
-    const SIP: &str = "/2010-04-01/Accounts/{account}/SIP";
-    let at = |tail: &str| format!("{SIP}{tail}");
-    Router::new()
-        .route(&at("/Domains.json"), get(list_domains).post(create_domain))
-        .route(&at("/Domains/{domain}"), get(fetch_domain).post(update_domain).delete(delete_domain))
-        .route(
-            &at("/Domains/{domain}/Auth/Registrations/CredentialListMappings.json"),
-            get(list_mappings).post(create_mapping),
-        )
-        .route(
-            &at("/Domains/{domain}/Auth/Registrations/CredentialListMappings/{list}"),
-            get(fetch_mapping).delete(delete_mapping),
-        )
-        .route(&at("/CredentialLists.json"), get(list_lists).post(create_list))
-        .route(&at("/CredentialLists/{list}"), get(fetch_list).post(update_list).delete(delete_list))
-        .route(&at("/CredentialLists/{list}/Credentials.json"), get(list_credentials).post(create_credential))
-        .route(
-            &at("/CredentialLists/{list}/Credentials/{credential}"),
-            get(fetch_credential).post(update_credential).delete(delete_credential),
-        )
-        .route(&at("/Registrations.json"), get(registrations))
-}
 
 fn sid_json<T: std::str::FromStr>(ctx: &Ctx, segment: &str) -> Result<T, AppError> {
     segment.strip_suffix(".json").and_then(|s| s.parse().ok()).ok_or_else(|| ctx.not_found())
@@ -104,7 +81,7 @@ fn sip_base(account: &str) -> String {
     format!("{}/SIP", account_base(account))
 }
 
-fn domain_json(d: &SipDomainRecord) -> Value {
+pub(crate) fn domain_json(d: &SipDomainRecord) -> Value {
     let base = format!("{}/Domains/{}", sip_base(d.account_sid.as_str()), d.sid);
     json!({
         "account_sid": d.account_sid,
@@ -134,7 +111,7 @@ fn domain_json(d: &SipDomainRecord) -> Value {
     })
 }
 
-fn list_json(l: &CredentialListRecord) -> Value {
+pub(crate) fn list_json(l: &CredentialListRecord) -> Value {
     let base = format!("{}/CredentialLists/{}", sip_base(l.account_sid.as_str()), l.sid);
     json!({
         "account_sid": l.account_sid,
@@ -147,7 +124,7 @@ fn list_json(l: &CredentialListRecord) -> Value {
     })
 }
 
-fn credential_json(c: &CredentialRecord) -> Value {
+pub(crate) fn credential_json(c: &CredentialRecord) -> Value {
     json!({
         "account_sid": c.account_sid,
         "credential_list_sid": c.credential_list_sid,
@@ -159,7 +136,7 @@ fn credential_json(c: &CredentialRecord) -> Value {
     })
 }
 
-fn mapping_json(m: &CredentialListMapping) -> Value {
+pub(crate) fn mapping_json(m: &CredentialListMapping) -> Value {
     json!({
         "account_sid": m.account_sid,
         "date_created": rfc2822(m.date_created),
@@ -227,7 +204,7 @@ fn apply_domain(d: &mut SipDomainRecord, p: &Params) -> Result<(), AppError> {
     Ok(())
 }
 
-async fn create_domain(
+pub(crate) async fn create_domain(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg(account): Seg<String>,
@@ -259,7 +236,7 @@ async fn create_domain(
     Ok((StatusCode::CREATED, Json(domain_json(&d))))
 }
 
-async fn list_domains(
+pub(crate) async fn list_domains(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg(account): Seg<String>,
@@ -271,7 +248,7 @@ async fn list_domains(
     Ok(Json(envelope("domains", &ctx.path, &[], &paging, page, domain_json)))
 }
 
-async fn fetch_domain(
+pub(crate) async fn fetch_domain(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, domain)): Seg<(String, String)>,
@@ -282,7 +259,7 @@ async fn fetch_domain(
     Ok(Json(domain_json(&d)))
 }
 
-async fn update_domain(
+pub(crate) async fn update_domain(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, domain)): Seg<(String, String)>,
@@ -300,7 +277,7 @@ async fn update_domain(
     Ok(Json(domain_json(&d)))
 }
 
-async fn delete_domain(
+pub(crate) async fn delete_domain(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, domain)): Seg<(String, String)>,
@@ -315,7 +292,7 @@ async fn delete_domain(
 
 // --- Registration mappings -----------------------------------------------------------------------
 
-async fn list_mappings(
+pub(crate) async fn list_mappings(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, domain)): Seg<(String, String)>,
@@ -327,7 +304,7 @@ async fn list_mappings(
     Ok(Json(single_page("contents", &ctx.path, items)))
 }
 
-async fn create_mapping(
+pub(crate) async fn create_mapping(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, domain)): Seg<(String, String)>,
@@ -359,7 +336,7 @@ async fn create_mapping(
     Ok((StatusCode::CREATED, Json(mapping_json(&m))))
 }
 
-async fn fetch_mapping(
+pub(crate) async fn fetch_mapping(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, domain, list)): Seg<(String, String, String)>,
@@ -377,7 +354,7 @@ async fn fetch_mapping(
     Ok(Json(mapping_json(&m)))
 }
 
-async fn delete_mapping(
+pub(crate) async fn delete_mapping(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, domain, list)): Seg<(String, String, String)>,
@@ -393,7 +370,7 @@ async fn delete_mapping(
 
 // --- Credential lists ----------------------------------------------------------------------------
 
-async fn create_list(
+pub(crate) async fn create_list(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg(account): Seg<String>,
@@ -414,7 +391,7 @@ async fn create_list(
     Ok((StatusCode::CREATED, Json(list_json(&l))))
 }
 
-async fn list_lists(
+pub(crate) async fn list_lists(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg(account): Seg<String>,
@@ -426,7 +403,7 @@ async fn list_lists(
     Ok(Json(envelope("credential_lists", &ctx.path, &[], &paging, page, list_json)))
 }
 
-async fn fetch_list(
+pub(crate) async fn fetch_list(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, list)): Seg<(String, String)>,
@@ -437,7 +414,7 @@ async fn fetch_list(
     Ok(Json(list_json(&l)))
 }
 
-async fn update_list(
+pub(crate) async fn update_list(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, list)): Seg<(String, String)>,
@@ -457,7 +434,7 @@ async fn update_list(
     Ok(Json(list_json(&l)))
 }
 
-async fn delete_list(
+pub(crate) async fn delete_list(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, list)): Seg<(String, String)>,
@@ -472,7 +449,7 @@ async fn delete_list(
 
 // --- Credentials ---------------------------------------------------------------------------------
 
-async fn create_credential(
+pub(crate) async fn create_credential(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, list)): Seg<(String, String)>,
@@ -503,7 +480,7 @@ async fn create_credential(
     Ok((StatusCode::CREATED, Json(credential_json(&c))))
 }
 
-async fn list_credentials(
+pub(crate) async fn list_credentials(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, list)): Seg<(String, String)>,
@@ -517,7 +494,7 @@ async fn list_credentials(
     Ok(Json(envelope("credentials", &ctx.path, &[], &paging, page, credential_json)))
 }
 
-async fn fetch_credential(
+pub(crate) async fn fetch_credential(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, list, credential)): Seg<(String, String, String)>,
@@ -529,7 +506,7 @@ async fn fetch_credential(
     Ok(Json(credential_json(&c)))
 }
 
-async fn update_credential(
+pub(crate) async fn update_credential(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, list, credential)): Seg<(String, String, String)>,
@@ -550,7 +527,7 @@ async fn update_credential(
     Ok(Json(credential_json(&c)))
 }
 
-async fn delete_credential(
+pub(crate) async fn delete_credential(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg((account, list, credential)): Seg<(String, String, String)>,
@@ -566,7 +543,37 @@ async fn delete_credential(
 
 // --- Registrations (Dialtone extension) ----------------------------------------------------------
 
-async fn registrations(
+/// One user with its live contacts and its presence at `now`.
+pub(crate) fn registration_json(account: &AccountSid, u: &SipUserState, now: DateTime<Utc>) -> Value {
+    let presence = if u.bindings.is_empty() {
+        "offline"
+    } else if u.in_call {
+        "busy"
+    } else {
+        "available"
+    };
+    let contacts: Vec<Value> = u
+        .bindings
+        .iter()
+        .map(|b| {
+            json!({
+                "contact": b.contact,
+                "source": b.source,
+                "transport": b.transport,
+                "expires": (b.expires_at - now).num_seconds().max(0),
+                "date_expires": rfc2822(b.expires_at),
+            })
+        })
+        .collect();
+    json!({
+        "account_sid": account,
+        "username": u.username,
+        "presence": presence,
+        "contacts": contacts,
+    })
+}
+
+pub(crate) async fn registrations(
     State(state): State<ApiState>,
     ctx: Ctx,
     Seg(account): Seg<String>,
@@ -574,37 +581,7 @@ async fn registrations(
     let account = ctx.scope(&account, "")?;
     let now = Utc::now();
     let users = state.store.sip_users(&account, now).await?;
-    let items = users
-        .iter()
-        .map(|u| {
-            let presence = if u.bindings.is_empty() {
-                "offline"
-            } else if u.in_call {
-                "busy"
-            } else {
-                "available"
-            };
-            let contacts: Vec<Value> = u
-                .bindings
-                .iter()
-                .map(|b| {
-                    json!({
-                        "contact": b.contact,
-                        "source": b.source,
-                        "transport": b.transport,
-                        "expires": (b.expires_at - now).num_seconds().max(0),
-                        "date_expires": rfc2822(b.expires_at),
-                    })
-                })
-                .collect();
-            json!({
-                "account_sid": account,
-                "username": u.username,
-                "presence": presence,
-                "contacts": contacts,
-            })
-        })
-        .collect();
+    let items = users.iter().map(|u| registration_json(&account, u, now)).collect();
     Ok(Json(single_page("registrations", &ctx.path, items)))
 }
 
@@ -787,6 +764,33 @@ mod tests {
             let (s, d) = f.req(&main, Method::POST, &dpath, Some("SipRegistration=false")).await;
             assert_eq!((s, &d["sip_registration"]), (StatusCode::OK, &Value::Bool(false)));
             assert_eq!(f.req(&main, Method::DELETE, &dpath, None).await.0, StatusCode::NO_CONTENT);
+        }
+
+        #[tokio::test]
+        async fn the_route_table_guards_sip_routes() {
+            let f = fx().await;
+            let main = f.main_cred();
+            let domains = sip(&f.main, "/Domains.json");
+            let (s, e) = f.req(&main, Method::POST, &domains, Some("DomainName=a.example&Bogus=1")).await;
+            assert_eq!((s, &e["code"]), (StatusCode::BAD_REQUEST, &Value::from(20001)), "{e}");
+            assert!(e["message"].as_str().unwrap().contains("Bogus"), "{e}");
+            // Twilio's own parameters are accepted and not acted on.
+            let (s, d) =
+                f.req(&main, Method::POST, &domains, Some("DomainName=a.example&Secure=true&ByocTrunkSid=BY1")).await;
+            assert_eq!(s, StatusCode::CREATED, "{d}");
+            assert_eq!(d["secure"], false);
+            let one = sip(&f.main, &format!("/Domains/{}.json", d["sid"].as_str().unwrap()));
+            let (s, d) = f.req(&main, Method::POST, &one, Some("DomainName=b.example&FriendlyName=A")).await;
+            assert_eq!((s, &d["domain_name"], &d["friendly_name"]), (StatusCode::OK, &Value::from("a.example"), &Value::from("A")));
+            // The single-page lists take the paging names their own page URIs carry, nothing else.
+            let regs = sip(&f.main, "/Registrations.json");
+            let (s, page) = f.req(&main, Method::GET, &regs, None).await;
+            assert_eq!(s, StatusCode::OK);
+            let first = page["first_page_uri"].as_str().unwrap();
+            assert_eq!(f.req(&main, Method::GET, first, None).await.0, StatusCode::OK);
+            assert_eq!(f.req(&main, Method::GET, &format!("{regs}?Presence=busy"), None).await.0, StatusCode::BAD_REQUEST);
+            let (s, _) = f.req(&main, Method::POST, &sip(&f.main, "/CredentialLists.json"), Some("FriendlyName=x&Username=y")).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST);
         }
 
         #[tokio::test]
