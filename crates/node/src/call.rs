@@ -725,11 +725,10 @@ impl ActiveCall {
                 }
                 self.input(engine::Input::PlaybackDone { id });
             }
-            MediaEvent::Dtmf { digit } => {
-                if !self.handle_dial_digit(digit) {
-                    self.input(engine::Input::Dtmf { digit });
-                }
+            MediaEvent::Dtmf { digit } if !self.handle_dial_digit(digit) => {
+                self.input(engine::Input::Dtmf { digit });
             }
+            MediaEvent::Dtmf { .. } => {}
             MediaEvent::RecordingStopped { id, duration, stop, path } => {
                 self.save_recording(id, duration, &path).await;
                 self.input(engine::Input::RecordingStopped { id, duration, stop });

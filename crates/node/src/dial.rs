@@ -52,7 +52,8 @@ const RECORDING_WAIT: Duration = Duration::from_secs(3);
 
 /// What happened to one leg.
 pub(crate) enum LegInput {
-    Progress(LegEvent),
+    /// Boxed: an answered leg carries its whole dialog, ten times the size of the other inputs.
+    Progress(Box<LegEvent>),
     Signal(CallSignal),
     Media(MediaEvent),
     Control(CallControl),
@@ -366,7 +367,7 @@ impl ActiveCall {
                 };
                 let mut handle = crate::outbound::originate(self.shared.clone(), request);
                 let progress = std::mem::replace(&mut handle.events, mpsc::unbounded_channel().1);
-                leg.forwards.push(forward(progress, dial.events_tx.clone(), index, LegInput::Progress));
+                leg.forwards.push(forward(progress, dial.events_tx.clone(), index, |e| LegInput::Progress(Box::new(e))));
                 leg.handle = Some(handle);
                 leg.stream = Some(stream);
                 dial.legs.push(leg);
@@ -492,55 +493,57 @@ impl ActiveCall {
         let Some(leg) = dial.legs.get_mut(index) else { return };
         let shared = self.shared.clone();
         match input {
-            LegInput::Progress(LegEvent::Ringing) => {
-                if leg.state == LegState::Ringing && leg.record.status == CallStatus::Queued {
-                    leg.record.status = CallStatus::Ringing;
-                    leg.record.date_updated = Utc::now();
-                    shared.records.update_call(&leg.record);
-                    leg.callbacks.post("ringing", &leg.record);
-                }
-            }
-            LegInput::Progress(LegEvent::Failed { status, sip_status }) => {
-                if leg.state != LegState::Ringing {
-                    return;
-                }
-                tracing::info!(call_sid = %leg.record.sid, status = %status, ?sip_status, "dial leg not answered");
-                leg.outcome = Some(status);
-                leg.handle = None;
-                drop_leg(&shared, leg, status);
-                self.check_legs_left();
-            }
-            LegInput::Progress(LegEvent::Answered { leg: mut sip, negotiated }) => {
-                if leg.state != LegState::Ringing || dial.winner.is_some() {
-                    // Too late: someone else was bridged (or the leg was given up).
-                    send_bye(&shared, &mut sip);
-                    return;
-                }
-                if let Some(stream) = &leg.stream {
-                    apply_media(stream, &negotiated);
-                }
-                let signals = std::mem::replace(&mut sip.signals, mpsc::unbounded_channel().1);
-                leg.forwards.push(forward(signals, dial.events_tx.clone(), index, LegInput::Signal));
-                leg.sip = Some(sip);
-                leg.negotiated = Some(negotiated);
-                leg.answered_at = Some(SystemTime::now());
-                leg.state = LegState::Screening;
-                let now = Utc::now();
-                leg.record.status = CallStatus::InProgress;
-                leg.record.start_time = Some(now);
-                leg.record.date_updated = now;
-                shared.records.update_call(&leg.record);
-                leg.callbacks.post("answered", &leg.record);
-                tracing::info!(call_sid = %leg.record.sid, "dial leg answered");
-                match leg.target.send_digits.clone().filter(|d| !d.is_empty()) {
-                    Some(digits) => {
-                        if let Some(stream) = &leg.stream {
-                            stream.send_digits(index as u64, &digits);
-                        }
+            LegInput::Progress(event) => match *event {
+                LegEvent::Ringing => {
+                    if leg.state == LegState::Ringing && leg.record.status == CallStatus::Queued {
+                        leg.record.status = CallStatus::Ringing;
+                        leg.record.date_updated = Utc::now();
+                        shared.records.update_call(&leg.record);
+                        leg.callbacks.post("ringing", &leg.record);
                     }
-                    None => self.after_digits(index).await,
                 }
-            }
+                LegEvent::Failed { status, sip_status } => {
+                    if leg.state != LegState::Ringing {
+                        return;
+                    }
+                    tracing::info!(call_sid = %leg.record.sid, status = %status, ?sip_status, "dial leg not answered");
+                    leg.outcome = Some(status);
+                    leg.handle = None;
+                    drop_leg(&shared, leg, status);
+                    self.check_legs_left();
+                }
+                LegEvent::Answered { leg: mut sip, negotiated } => {
+                    if leg.state != LegState::Ringing || dial.winner.is_some() {
+                        // Too late: someone else was bridged (or the leg was given up).
+                        send_bye(&shared, &mut sip);
+                        return;
+                    }
+                    if let Some(stream) = &leg.stream {
+                        apply_media(stream, &negotiated);
+                    }
+                    let signals = std::mem::replace(&mut sip.signals, mpsc::unbounded_channel().1);
+                    leg.forwards.push(forward(signals, dial.events_tx.clone(), index, LegInput::Signal));
+                    leg.sip = Some(sip);
+                    leg.negotiated = Some(negotiated);
+                    leg.answered_at = Some(SystemTime::now());
+                    leg.state = LegState::Screening;
+                    let now = Utc::now();
+                    leg.record.status = CallStatus::InProgress;
+                    leg.record.start_time = Some(now);
+                    leg.record.date_updated = now;
+                    shared.records.update_call(&leg.record);
+                    leg.callbacks.post("answered", &leg.record);
+                    tracing::info!(call_sid = %leg.record.sid, "dial leg answered");
+                    match leg.target.send_digits.clone().filter(|d| !d.is_empty()) {
+                        Some(digits) => {
+                            if let Some(stream) = &leg.stream {
+                                stream.send_digits(index as u64, &digits);
+                            }
+                        }
+                        None => self.after_digits(index).await,
+                    }
+                }
+            },
             LegInput::Media(MediaEvent::DigitsSent { id }) if id == index as u64 && leg.state == LegState::Screening => {
                 if leg.whisper.is_none() {
                     self.after_digits(index).await;
