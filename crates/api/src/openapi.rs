@@ -71,7 +71,7 @@ pub(crate) fn shape_name(shape: Shape) -> &'static str {
         Shape::PromotedAuthToken => "AuthTokenPromotion",
         Shape::SipDomain => "SipDomain",
         Shape::SipCredentialList => "SipCredentialList",
-        Shape::SipCredential => "SipCredential",
+        Shape::SipCredential => "SipCredentialListCredential",
         Shape::SipCredentialListMapping => "SipAuthRegistrationsCredentialListMapping",
         Shape::SipRegistration => "SipRegistration",
     }
@@ -565,20 +565,28 @@ fn operation(op: &Operation) -> Value {
 }
 
 /// OpenAPI links from a create (`.../Things.json`) to the operations on what it made
-/// (`.../Things/{Sid}.json`), so that generated tests reach real resources.
+/// (`.../Things/{Sid}.json`) and under it (`.../Things/{ThingSid}/Parts.json`), so that generated
+/// tests reach real resources. The create's own path parameters carry over; an operation that
+/// needs any other SID is left out.
 fn links_from_create(create: &Operation) -> Map<String, Value> {
     let Some(collection) = create.path.strip_suffix(".json") else { return Map::new() };
-    let item = format!("{collection}/{{Sid}}.json");
+    let parent = path_param_names(create.path);
     OPERATIONS
         .iter()
-        .filter(|op| op.path == item)
-        .map(|op| {
-            let mut parameters = json!({ "Sid": "$response.body#/sid" });
-            // The parent's path parameters (AccountSid, CredentialListSid...) carry over.
-            for name in path_param_names(create.path) {
-                parameters[name] = json!(format!("$request.path.{name}"));
+        .filter_map(|op| {
+            let rest = op.path.strip_prefix(collection)?.strip_prefix("/{")?;
+            let made = &rest[..rest.find('}')?];
+            // A new subaccount would link to every account-scoped operation and reach nothing
+            // new: those are tested on the credentials' own account.
+            if made == "AccountSid" || !path_param_names(op.path).iter().all(|n| *n == made || parent.contains(n)) {
+                return None;
             }
-            (op.id.to_owned(), json!({ "operationId": op.id, "parameters": parameters }))
+            let mut parameters = Map::new();
+            parameters.insert(made.to_owned(), json!("$response.body#/sid"));
+            for name in &parent {
+                parameters.insert((*name).to_owned(), json!(format!("$request.path.{name}")));
+            }
+            Some((op.id.to_owned(), json!({ "operationId": op.id, "parameters": parameters })))
         })
         .collect()
 }
@@ -900,6 +908,28 @@ mod tests {
     }
 
     #[test]
+    fn schema_names_are_distinct() {
+        // A resource's name and another's list name (`SipCredentialList`) once collided, and the
+        // document silently served one schema for both.
+        let mut pages: Vec<Shape> = Vec::new();
+        for op in OPERATIONS.iter() {
+            if let Reply::Page(_, shape) = op.reply {
+                if !pages.contains(&shape) {
+                    pages.push(shape);
+                }
+            }
+        }
+        let mut names: Vec<String> = SHAPES.iter().map(|s| shape_name(*s).to_owned()).collect();
+        names.extend(pages.iter().map(|s| format!("{}List", shape_name(*s))));
+        names.push("Error".to_owned());
+        let all = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all, "{names:?}");
+        assert_eq!(document("https://voice.example")["components"]["schemas"].as_object().unwrap().len(), all);
+    }
+
+    #[test]
     fn the_document_covers_every_operation_with_auth_and_errors() {
         let doc = document("https://voice.example/");
         assert_eq!(doc["servers"][0]["url"], "https://voice.example");
@@ -936,6 +966,9 @@ mod tests {
         assert_eq!(link["AccountSid"], "$request.path.AccountSid");
         let registrations = &doc["paths"]["/2010-04-01/Accounts/{AccountSid}/SIP/Registrations.json"]["get"];
         assert_eq!(registrations["responses"]["200"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/SipRegistrationList");
+        let list_create = &doc["paths"]["/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists.json"]["post"]["responses"]["201"];
+        assert_eq!(list_create["links"]["CreateSipCredential"]["parameters"]["CredentialListSid"], "$response.body#/sid");
+        assert!(list_create["links"]["FetchSipCredential"].is_null(), "needs a credential SID the create does not give");
         let list = &doc["components"]["schemas"]["CallList"];
         assert!(list["required"].as_array().unwrap().contains(&json!("next_page_uri")));
     }
