@@ -5,7 +5,8 @@
 //! deliver each packet to the other endpoint. Every payload carries the sending endpoint's id
 //! and its send time (CLOCK_REALTIME, taken when the packet is built, just before `sendmmsg`);
 //! the receiving side takes the kernel's receive timestamp (SO_TIMESTAMPNS), so the delay is the
-//! relay's, not the generator's scheduling. Endpoints are spread evenly over the 20 ms period so
+//! relay's, not the generator's scheduling, and the receivers can poll their sockets every
+//! 0.5 ms instead of being woken per packet. Endpoints are spread evenly over the 20 ms period so
 //! the relay sees a steady rate, as with real calls, rather than one burst per period.
 //!
 //! Bridges are set up through the relay's control protocol before the media starts:
@@ -33,7 +34,9 @@ const PAYLOAD: usize = 160;
 const PACKET: usize = 12 + PAYLOAD;
 const PERIOD_NS: u64 = 20_000_000;
 const SEND_BATCH: usize = 32;
+const SEND_PAUSE_NS: u64 = 200_000;
 const RECV_BATCH: usize = 64;
+const RECV_POLL: Duration = Duration::from_micros(500);
 /// Delay histogram: 1 µs buckets up to 100 ms, then one overflow bucket.
 const HIST_BUCKETS: usize = 100_000;
 
@@ -315,10 +318,11 @@ fn send(socket: &UdpSocket, mut eps: Vec<Endpoint>, warm_ns: u64, end_ns: u64) -
         if batch > 0 {
             send_batch(fd, &mut bufs, &mut names, &mut iovs, &mut msgs, batch);
         }
-        let wait = eps[cursor].next_ns.saturating_sub(realtime_ns());
-        if wait > 0 {
-            std::thread::sleep(Duration::from_nanos(wait));
-        }
+        // At least SEND_PAUSE between batches: thousands of endpoints are due every few
+        // microseconds, and a wake-up per packet would cost more than the sends. Each packet's
+        // stamp is taken as it is built, so this lateness is not counted as relay delay.
+        let wait = eps[cursor].next_ns.saturating_sub(realtime_ns()).max(SEND_PAUSE_NS);
+        std::thread::sleep(Duration::from_nanos(wait));
     }
     Ok((counted, late_max))
 }
@@ -383,12 +387,16 @@ fn receive(socket: &UdpSocket, stop: &AtomicBool, warm_ns: u64, end_ns: u64, end
             hdr.msg_controllen = 64;
             hdr.msg_flags = 0;
         }
-        // SAFETY: every message points at live buffers of the stated sizes. SO_RCVTIMEO bounds
-        // the wait so `stop` is seen.
+        // SAFETY: every message points at live buffers of the stated sizes.
         let n = unsafe {
-            libc::recvmmsg(fd, msgs.as_mut_ptr(), RECV_BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
+            libc::recvmmsg(fd, msgs.as_mut_ptr(), RECV_BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
         };
         if n <= 0 {
+            // Drained. Polling every RECV_POLL instead of blocking: the kernel's receive
+            // timestamps make the delay exact anyway, and a relay's send then never has to wake
+            // a sleeping generator thread (which would cost the relay, and the machine, a
+            // context switch per packet).
+            std::thread::sleep(RECV_POLL);
             continue;
         }
         for i in 0..n as usize {
@@ -537,7 +545,35 @@ fn setup_rtpengine(ng: &str, calls: usize, local: &dyn Fn(usize) -> SocketAddrV4
     let pid = std::process::id();
     let mut dests = vec![SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0); 2 * calls];
     for c in 0..calls {
-        let call_id = format!("rtpload-{pid}-{c}");
+        // rtpengine now and then answers an answer with "Unknown call-id" right after its
+        // start; the call is set up again under a new call-id.
+        let mut attempt = 0;
+        let (to_a, to_b) = loop {
+            match rtpengine_call(&socket, pid, c, attempt, local) {
+                Ok(ports) => break ports,
+                Err(e) if attempt < 3 => {
+                    eprintln!("rtpload: call {c} again after: {e}");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        dests[2 * c] = SocketAddrV4::new(Ipv4Addr::LOCALHOST, to_a);
+        dests[2 * c + 1] = SocketAddrV4::new(Ipv4Addr::LOCALHOST, to_b);
+    }
+    Ok(dests)
+}
+
+/// One offer/answer; returns (port leg A sends to, port leg B sends to).
+fn rtpengine_call(
+    socket: &UdpSocket,
+    pid: u32,
+    c: usize,
+    attempt: u32,
+    local: &dyn Fn(usize) -> SocketAddrV4,
+) -> Result<(u16, u16)> {
+    {
+        let call_id = format!("rtpload-{pid}-{c}-{attempt}");
         let (from_tag, to_tag) = (format!("a{c}"), format!("b{c}"));
         let offer_sdp = sdp(2 * c, local(2 * c).port());
         let offer = bencode_dict(&[
@@ -546,7 +582,7 @@ fn setup_rtpengine(ng: &str, calls: usize, local: &dyn Fn(usize) -> SocketAddrV4
             ("from-tag", &from_tag),
             ("sdp", &offer_sdp),
         ]);
-        let reply = ng_request(&socket, &format!("{pid}o{c}"), &offer)?;
+        let reply = ng_request(socket, &format!("{pid}o{c}-{attempt}"), &offer)?;
         if bencode_string(&reply, "result").as_deref() != Some("ok") {
             bail!("offer {c}: {reply}");
         }
@@ -560,15 +596,13 @@ fn setup_rtpengine(ng: &str, calls: usize, local: &dyn Fn(usize) -> SocketAddrV4
             ("to-tag", &to_tag),
             ("sdp", &answer_sdp),
         ]);
-        let reply = ng_request(&socket, &format!("{pid}a{c}"), &answer)?;
+        let reply = ng_request(socket, &format!("{pid}a{c}-{attempt}"), &answer)?;
         if bencode_string(&reply, "result").as_deref() != Some("ok") {
             bail!("answer {c}: {reply}");
         }
         let to_a = bencode_string(&reply, "sdp").and_then(|s| sdp_port(&s)).ok_or(anyhow!("answer {c}: no port"))?;
-        dests[2 * c] = SocketAddrV4::new(Ipv4Addr::LOCALHOST, to_a);
-        dests[2 * c + 1] = SocketAddrV4::new(Ipv4Addr::LOCALHOST, to_b);
+        Ok((to_a, to_b))
     }
-    Ok(dests)
 }
 
 #[cfg(test)]

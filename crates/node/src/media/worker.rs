@@ -11,6 +11,15 @@
 //! the number of streams. Commands from [`super::Stream`] handles come over a
 //! channel and an eventfd that is written only when the worker has not been
 //! woken yet.
+//!
+//! Under load the worker stops sleeping in `epoll_wait` and polls instead:
+//! once a tick period saw more than [`BUSY_EVENTS`] packets, it pauses
+//! [`BUSY_PAUSE`] between non-blocking waits. Each pause collects a batch of
+//! packets, and a packet that arrives finds no sleeping thread to wake, which
+//! on a busy node saves a context switch (and on a VM an inter-processor
+//! interrupt) per packet, the largest cost of a relay after the copies
+//! themselves. A packet then waits at most the pause (0.2 ms) more; when
+//! traffic falls below the threshold the worker sleeps in `epoll_wait` again.
 
 use std::collections::HashMap;
 use std::io;
@@ -184,6 +193,13 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// Events taken per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 512;
 
+/// Packets per tick period (20 ms) above which the worker polls: 5,000 a
+/// second, about 50 bridged calls.
+const BUSY_EVENTS: usize = 100;
+
+/// Pause between polls when busy.
+const BUSY_PAUSE: Duration = Duration::from_micros(200);
+
 /// The engine's side of a worker: its command link and how many streams it
 /// holds (for least-loaded placement).
 #[derive(Debug)]
@@ -247,9 +263,14 @@ impl Worker {
     fn run(mut self) {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
         let mut next_tick = Instant::now() + TICK;
+        // Events seen since the last tick, and whether the last period was busy.
+        let mut events_this_period = 0usize;
+        let mut busy = false;
         loop {
             let now = Instant::now();
             if now >= next_tick {
+                busy = events_this_period > BUSY_EVENTS;
+                events_this_period = 0;
                 self.tick(now, SystemTime::now());
                 // Burst: a late tick is followed by the missed ones at once, so
                 // there are exactly 50 ticks a second and RTP timestamps follow
@@ -261,8 +282,14 @@ impl Worker {
                 continue;
             }
             let wait = next_tick - now;
-            let timeout_ms = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            let timeout_ms = if busy {
+                std::thread::sleep(BUSY_PAUSE.min(wait));
+                0
+            } else {
+                i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            };
             let ready = self.epoll.wait(&mut events, timeout_ms);
+            events_this_period += ready;
             let mut commands = false;
             let now = Instant::now();
             for event in events.iter().take(ready) {
