@@ -1,7 +1,8 @@
 //! `<Dial>` end to end inside one process: a raw SIP caller calls a number whose app dials
 //! phone numbers; the legs go through a trunk to one raw UDP UAS that answers each INVITE as
 //! the test decides (busy, ringing, answer). Checks which leg is bridged (RTP relayed both
-//! ways), which are cancelled, and what the app's `action` receives.
+//! ways), which are cancelled, and what the app's `action` receives; and what each side hears
+//! of `hangupOnStar`, `answerOnBridge`, `sendDigits`, a whisper (`<Number url>`) and `timeLimit`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +18,22 @@ use model::{AccountSid, CallDirection, CallSid, CallStatus, PhoneNumberSid};
 use tokio::net::UdpSocket;
 
 const NUMBER: &str = "+15550001000";
+/// The app's `/tone.wav`: a tone no ringback or speech has, so a side that hears it is told apart.
+const TONE_HZ: f64 = 1000.0;
+const TONE_SECONDS: f64 = 1.0;
+
+/// 8 kHz mono 16-bit WAV of a sine at half of full scale.
+fn tone_wav(hz: f64, seconds: f64) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for i in 0..(seconds * 8000.0) as usize {
+        let v = (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin() * 16384.0;
+        w.write_sample(v as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
 
 #[derive(Default)]
 struct App {
@@ -32,7 +49,10 @@ async fn app(state: Shared) -> SocketAddr {
         app.seen.push((path.clone(), p));
         app.documents.get(&path).cloned().unwrap_or_default()
     }
-    let router = Router::new().route("/{path}", post(hook)).with_state(state);
+    async fn tone() -> ([(&'static str, &'static str); 1], Vec<u8>) {
+        ([("content-type", "audio/wav")], tone_wav(TONE_HZ, TONE_SECONDS))
+    }
+    let router = Router::new().route("/tone.wav", axum::routing::get(tone)).route("/{path}", post(hook)).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -47,7 +67,7 @@ struct Fixture {
     /// The trunk's far end: every leg's INVITE arrives here.
     uas: UdpSocket,
     caller: UdpSocket,
-    caller_rtp: UdpSocket,
+    caller_rtp: Arc<UdpSocket>,
     app: Shared,
 }
 
@@ -105,7 +125,7 @@ async fn fixture(rtp_base: u16, voice: &str, after: &str) -> Fixture {
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();
     let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller_rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     Fixture { dir, store, account, node, uas, caller, caller_rtp, app: state }
 }
 
@@ -133,6 +153,12 @@ const FROM: &str = "<sip:+15557654321@127.0.0.1>;tag=caller1";
 impl Fixture {
     /// Calls the number and waits for the 200 OK (Dial answers first), then ACKs it.
     async fn call(&self) -> CallerDialog {
+        self.call_timed().await.0
+    }
+
+    /// Calls the number and waits for the 200 OK, then ACKs it; also returns every response
+    /// to the INVITE (status, arrival), the 200 last.
+    async fn call_timed(&self) -> (CallerDialog, Vec<(u16, Instant)>) {
         let local = self.caller.local_addr().unwrap();
         let node = self.node.sip_addr;
         let body = sdp(self.caller_rtp.local_addr().unwrap().port());
@@ -144,9 +170,15 @@ impl Fixture {
             body.len()
         );
         self.caller.send_to(invite.as_bytes(), node).await.unwrap();
+        let mut responses = Vec::new();
         let ok = loop {
-            match recv(&self.caller, Duration::from_secs(10)).await {
-                Some(sip::Message::Response(r)) if r.status() >= 200 => break r,
+            match recv(&self.caller, Duration::from_secs(15)).await {
+                Some(sip::Message::Response(r)) => {
+                    responses.push((r.status(), Instant::now()));
+                    if r.status() >= 200 {
+                        break r;
+                    }
+                }
                 Some(_) => continue,
                 None => panic!("no final response to the caller's INVITE"),
             }
@@ -160,7 +192,47 @@ impl Fixture {
              From: {FROM}\r\nTo: {to}\r\nCall-ID: dial-parent\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
         );
         self.caller.send_to(ack.as_bytes(), node).await.unwrap();
-        CallerDialog { to, remote_rtp }
+        (CallerDialog { to, remote_rtp }, responses)
+    }
+
+    /// Waits for the node's BYE to the caller and answers it; returns when it came.
+    async fn caller_gets_bye(&self, wait: Duration) -> Instant {
+        let deadline = Instant::now() + wait;
+        loop {
+            match recv(&self.caller, deadline.saturating_duration_since(Instant::now())).await {
+                Some(sip::Message::Request(r)) if r.method == sip::Method::Bye => {
+                    let at = Instant::now();
+                    let ok = sip::Response::from_request(&r, 200, "OK");
+                    self.caller.send_to(&sip::Message::Response(ok).to_bytes(), self.node.sip_addr).await.unwrap();
+                    return at;
+                }
+                Some(_) => continue,
+                None => panic!("no BYE to the caller within {wait:?}"),
+            }
+        }
+    }
+
+    /// Answers a leg's INVITE with 200 and SDP for a new RTP socket, and waits for its ACK.
+    async fn answer(&self, invite: &sip::Request) -> (sip::Response, Arc<UdpSocket>, Instant) {
+        let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let ok = self.reply(invite, 200, "OK", Some(sdp(rtp.local_addr().unwrap().port()))).await;
+        let at = Instant::now();
+        loop {
+            let ack = self.expect(sip::Method::Ack, Duration::from_secs(3)).await;
+            if ack.call_id() == invite.call_id() {
+                break;
+            }
+        }
+        (ok, rtp, at)
+    }
+
+    /// Waits for a BYE at the UAS and answers it; returns it and when it came.
+    async fn leg_gets_bye(&self, wait: Duration) -> (sip::Request, Instant) {
+        let bye = self.expect(sip::Method::Bye, wait).await;
+        let at = Instant::now();
+        let ok = sip::Response::from_request(&bye, 200, "OK");
+        self.uas.send_to(&sip::Message::Response(ok).to_bytes(), self.node.sip_addr).await.unwrap();
+        (bye, at)
     }
 
     async fn caller_bye(&self, dialog: &CallerDialog) {
@@ -273,6 +345,124 @@ async fn relayed(from: &UdpSocket, to: SocketAddr, at: &UdpSocket, fill: u8) -> 
         }
     }
     false
+}
+
+/// Every RTP packet arriving on a socket with its arrival time, read by a task so that none is
+/// dropped while the test waits on SIP.
+type Packets = Vec<(Instant, rtp::RtpHeader, Vec<u8>)>;
+
+struct Capture {
+    packets: Arc<Mutex<Packets>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn capture(sock: Arc<UdpSocket>) -> Capture {
+    let packets: Arc<Mutex<Packets>> = Arc::default();
+    let sink = packets.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+            if let Ok(p) = rtp::parse_rtp(&buf[..n]) {
+                sink.lock().unwrap().push((Instant::now(), p.header, p.payload.to_vec()));
+            }
+        }
+    });
+    Capture { packets, task }
+}
+
+impl Capture {
+    fn packets(&self) -> Packets {
+        self.packets.lock().unwrap().clone()
+    }
+
+    /// The PCMU frames that arrived in `[from, to)`, decoded.
+    fn frames(&self, from: Instant, to: Instant) -> Vec<(Instant, Vec<i16>)> {
+        self.packets()
+            .into_iter()
+            .filter(|(t, h, _)| *t >= from && *t < to && h.payload_type == 0)
+            .map(|(t, _, p)| (t, p.iter().map(|&b| media::g711::ulaw_decode(b)).collect()))
+            .collect()
+    }
+
+    /// RFC 4733 digits (payload type 101 in both offers), each with its first packet's arrival.
+    fn digits(&self) -> Vec<(Instant, char)> {
+        let mut rx = rtp::dtmf::DtmfReceiver::new();
+        self.packets().iter().filter(|(_, h, _)| h.payload_type == 101).filter_map(|(t, h, p)| rx.handle_packet(h, p).map(|d| (*t, d))).collect()
+    }
+
+    /// When the first packet filled with `fill` (a marker sent through the bridge) arrived.
+    fn first_fill(&self, fill: u8) -> Option<Instant> {
+        self.packets().iter().find(|(_, h, p)| h.payload_type == 0 && p.len() == 160 && p.iter().all(|&b| b == fill)).map(|(t, _, _)| *t)
+    }
+}
+
+/// Sends marked audio every 20 ms until it shows up in `at` (the bridge is up); when it did.
+async fn send_until_relayed(from: &UdpSocket, to: SocketAddr, at: &Capture, fill: u8, wait: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + wait;
+    let mut seq = 0u16;
+    while Instant::now() < deadline {
+        from.send_to(&rtp_packet(seq, fill), to).await.unwrap();
+        seq = seq.wrapping_add(1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(t) = at.first_fill(fill) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// One RFC 4733 key press (payload type 101, 100 ms, end packet three times), as a phone sends it.
+async fn press(sock: &UdpSocket, to: SocketAddr, digit: char, seq: u16) {
+    let event = rtp::dtmf::char_to_event(digit).unwrap();
+    let timestamp = u32::from(seq) * 160;
+    for i in 0..8u16 {
+        let end = i >= 5;
+        let duration = if end { 800 } else { (i + 1) * 160 };
+        let header = rtp::RtpHeader { payload_type: 101, marker: i == 0, sequence: seq + i, timestamp, ssrc: 0x0102_0304 };
+        let payload = rtp::dtmf::TelephoneEvent { event, end, volume: 10, duration }.to_bytes();
+        let mut out = Vec::new();
+        rtp::write_rtp(&header, &payload, &mut out);
+        sock.send_to(&out, to).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn level_dbfs(x: &[i16]) -> f64 {
+    let energy: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    if energy == 0.0 {
+        return -120.0;
+    }
+    10.0 * (energy / x.len() as f64 / (32768.0 * 32768.0)).log10()
+}
+
+/// Share of the frame's energy at `hz` (Goertzel): 1 for a pure tone at `hz`.
+fn tone_share(x: &[i16], hz: f64) -> f64 {
+    let total: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    if total == 0.0 {
+        return 0.0;
+    }
+    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        (s1, s2) = (f64::from(v) + coeff * s1 - s2, s1);
+    }
+    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (x.len() as f64 * total)
+}
+
+/// A frame of the app's tone: loud, and nearly all of it at `TONE_HZ`.
+fn is_tone(x: &[i16]) -> bool {
+    level_dbfs(x) > -20.0 && tone_share(x, TONE_HZ) > 0.8
+}
+
+/// A frame of ringback: 440 + 480 Hz.
+fn is_ringback(x: &[i16]) -> bool {
+    level_dbfs(x) > -40.0 && tone_share(x, 440.0) + tone_share(x, 480.0) > 0.6
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,4 +607,174 @@ async fn caller_hanging_up_cancels_the_ringing_legs() {
     assert_eq!(param(&after, "DialCallStatus"), Some("canceled"), "{after:?}");
     f.no_leaks().await;
     assert!(!f.node.shared.calls.has_party(&f.account, "+15550005001"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hangup_on_star_ends_the_callee_leg_and_the_caller_goes_on_to_the_action() {
+    let voice = r#"<Response><Dial action="/after" hangupOnStar="true"><Number>+15550006001</Number></Dial></Response>"#;
+    let f = fixture(42800, voice, "<Response><Play>/tone.wav</Play><Hangup/></Response>").await;
+    let dialog = f.call().await;
+    let invites = f.invites(1).await;
+    let (_ok, uas_rtp, _) = f.answer(&invites["+15550006001"]).await;
+    let callee = capture(uas_rtp.clone());
+    let caller = capture(f.caller_rtp.clone());
+    let bridged = send_until_relayed(&f.caller_rtp, dialog.remote_rtp, &callee, 0x55, Duration::from_secs(3)).await.expect("not bridged");
+    tokio::time::sleep(Duration::from_millis(2000).saturating_sub(bridged.elapsed())).await;
+
+    let star = Instant::now();
+    let (_, (_, leg_bye)) =
+        tokio::join!(press(&f.caller_rtp, dialog.remote_rtp, '*', 1000), f.leg_gets_bye(Duration::from_secs(3)));
+    let after = f.after().await;
+    assert_eq!(param(&after, "DialCallStatus"), Some("completed"), "{after:?}");
+    let duration: u32 = param(&after, "DialCallDuration").unwrap().parse().unwrap();
+    assert!((1..=3).contains(&duration), "DialCallDuration {duration}");
+
+    // The parent call goes on with the action's document: the caller hears its tone, then BYE.
+    let caller_bye = f.caller_gets_bye(Duration::from_secs(10)).await;
+    let frames = caller.frames(star, caller_bye);
+    let tone = frames.iter().filter(|(_, x)| is_tone(x)).count();
+    println!(
+        "hangupOnStar: leg BYE {:?} after *, DialCallDuration {duration} s, caller heard {tone} tone frames ({:.2} s) \
+         from the action after * and before its BYE",
+        leg_bye - star,
+        tone as f64 * 0.02
+    );
+    assert!(leg_bye - star < Duration::from_millis(500), "the leg ended {:?} after *", leg_bye - star);
+    assert!((45..=55).contains(&tone), "the action's 1 s tone: {tone} frames");
+    f.no_leaks().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_on_bridge_answers_the_caller_only_when_the_callee_answers() {
+    let voice = r#"<Response><Dial action="/after" answerOnBridge="true"><Number>+15550007001</Number></Dial></Response>"#;
+    let f = fixture(43100, voice, "<Response><Hangup/></Response>").await;
+    let started = Instant::now();
+    let caller = capture(f.caller_rtp.clone());
+    let callee_side = async {
+        let invites = f.invites(1).await;
+        let invite = &invites["+15550007001"];
+        f.reply(invite, 180, "Ringing", None).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (ok, rtp, answered) = f.answer(invite).await;
+        (invite.clone(), ok, rtp, answered)
+    };
+    let ((dialog, responses), (invite, _ok, uas_rtp, callee_answered)) = tokio::join!(f.call_timed(), callee_side);
+    let (_, caller_answered) = *responses.last().unwrap();
+    let early: Vec<u16> = responses.iter().filter(|(s, _)| *s < 200).map(|(s, _)| *s).collect();
+    let ringing_at = responses.iter().find(|(s, _)| *s == 180).map(|(_, t)| *t - started);
+    let early_rtp = caller.packets().iter().filter(|(t, _, _)| *t < caller_answered).count();
+    println!(
+        "answerOnBridge: caller got {early:?} then 200 {:?} after the INVITE (180 at {ringing_at:?}), \
+         {:?} after the callee's 200; {early_rtp} RTP packets before its 200",
+        caller_answered - started,
+        caller_answered.saturating_duration_since(callee_answered)
+    );
+    assert!(ringing_at.is_some_and(|t| t < Duration::from_millis(1000)), "the caller rings at once: {responses:?}");
+    assert!(caller_answered >= callee_answered, "the caller was answered before the callee");
+    assert!(caller_answered - callee_answered < Duration::from_millis(1000), "{:?}", caller_answered - callee_answered);
+
+    // Bridged: audio both ways.
+    let callee = capture(uas_rtp.clone());
+    send_until_relayed(&f.caller_rtp, dialog.remote_rtp, &callee, 0x55, Duration::from_secs(3)).await.expect("caller -> callee not relayed");
+    send_until_relayed(&uas_rtp, offered_rtp(&invite), &caller, 0x66, Duration::from_secs(3)).await.expect("callee -> caller not relayed");
+    f.caller_bye(&dialog).await;
+    f.leg_gets_bye(Duration::from_secs(3)).await;
+    let after = f.after().await;
+    assert_eq!(param(&after, "DialCallStatus"), Some("completed"), "{after:?}");
+    f.no_leaks().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn number_send_digits_reach_the_callee_before_the_bridge() {
+    let voice = r#"<Response><Dial action="/after"><Number sendDigits="12w34#">+15550008001</Number></Dial></Response>"#;
+    let f = fixture(43300, voice, "<Response><Hangup/></Response>").await;
+    let dialog = f.call().await;
+    let invites = f.invites(1).await;
+    let (_ok, uas_rtp, answered) = f.answer(&invites["+15550008001"]).await;
+    let callee = capture(uas_rtp.clone());
+    // The caller talks from the start; its audio must reach the callee only after the digits.
+    let bridged = send_until_relayed(&f.caller_rtp, dialog.remote_rtp, &callee, 0x55, Duration::from_secs(6)).await.expect("never bridged");
+    let digits = callee.digits();
+    let text: String = digits.iter().map(|(_, d)| d).collect();
+    let at: Vec<Duration> = digits.iter().map(|(t, _)| *t - answered).collect();
+    println!("sendDigits: callee received {text:?} at {at:?} after its 200; bridged {:?} after it", bridged - answered);
+    assert_eq!(text, "1234#");
+    let gap = |i: usize| at[i + 1] - at[i];
+    // `w` is a 0.5 s pause between 2 and 3, on top of the usual gap.
+    let pause = gap(1).saturating_sub(gap(0));
+    assert!(pause >= Duration::from_millis(350) && pause <= Duration::from_millis(800), "w pause {pause:?}");
+    assert!(digits.iter().all(|(t, _)| *t < bridged), "audio was relayed before the digits were sent");
+    f.caller_bye(&dialog).await;
+    f.leg_gets_bye(Duration::from_secs(3)).await;
+    assert_eq!(param(&f.after().await, "DialCallStatus"), Some("completed"));
+    f.no_leaks().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whisper_is_heard_by_the_callee_alone_before_the_bridge() {
+    let voice = r#"<Response><Dial action="/after"><Number url="/whisper">+15550009001</Number></Dial></Response>"#;
+    let f = fixture(43500, voice, "<Response><Hangup/></Response>").await;
+    f.app.lock().unwrap().documents.insert("whisper".into(), "<Response><Play>/tone.wav</Play></Response>".into());
+    let dialog = f.call().await;
+    let caller = capture(f.caller_rtp.clone());
+    let invites = f.invites(1).await;
+    let invite = &invites["+15550009001"];
+    let (_ok, uas_rtp, answered) = f.answer(invite).await;
+    let callee = capture(uas_rtp.clone());
+    let bridged = send_until_relayed(&f.caller_rtp, dialog.remote_rtp, &callee, 0x55, Duration::from_secs(8)).await.expect("never bridged");
+    send_until_relayed(&uas_rtp, offered_rtp(invite), &caller, 0x66, Duration::from_secs(3)).await.expect("callee -> caller not relayed");
+    let end = Instant::now();
+
+    let callee_before = callee.frames(answered, bridged);
+    let whisper: Vec<Instant> = callee_before.iter().filter(|(_, x)| is_tone(x)).map(|(t, _)| *t).collect();
+    let callee_after = callee.frames(bridged, end).iter().filter(|(_, x)| is_tone(x)).count();
+    let caller_frames = caller.frames(answered, end);
+    let caller_tone = caller_frames.iter().filter(|(_, x)| is_tone(x)).count();
+    let caller_ringback = caller_frames.iter().filter(|(t, x)| *t < bridged && is_ringback(x)).count();
+    let peak = callee_before.iter().map(|(_, x)| level_dbfs(x)).fold(-120.0, f64::max);
+    println!(
+        "whisper: callee heard {} tone frames ({:.2} s, peak {peak:.1} dBFS) before the bridge ({:?} after its 200), \
+         {callee_after} after; caller heard {caller_tone} tone frames and {caller_ringback} ringback frames meanwhile",
+        whisper.len(),
+        whisper.len() as f64 * 0.02,
+        bridged - answered
+    );
+    assert!((45..=55).contains(&whisper.len()), "the whisper's 1 s tone: {} frames", whisper.len());
+    assert_eq!(callee_after, 0, "the whisper went on after the bridge");
+    assert_eq!(caller_tone, 0, "the caller heard the whisper");
+    assert!(caller_ringback > 10, "the caller hears ringback while the callee hears the whisper");
+    // The whisper document was fetched for the child call.
+    let seen = f.app.lock().unwrap().seen.clone();
+    let (_, params) = seen.iter().find(|(p, _)| p == "whisper").expect("whisper not fetched");
+    assert_eq!(param(params, "To"), Some("+15550009001"), "{params:?}");
+
+    f.caller_bye(&dialog).await;
+    f.leg_gets_bye(Duration::from_secs(3)).await;
+    assert_eq!(param(&f.after().await, "DialCallStatus"), Some("completed"));
+    f.no_leaks().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_limit_ends_the_bridge() {
+    let voice = r#"<Response><Dial action="/after" timeLimit="2"><Number>+15550010001</Number></Dial></Response>"#;
+    let f = fixture(43700, voice, "<Response><Hangup/></Response>").await;
+    let dialog = f.call().await;
+    let invites = f.invites(1).await;
+    let (_ok, uas_rtp, answered) = f.answer(&invites["+15550010001"]).await;
+    let callee = capture(uas_rtp.clone());
+    send_until_relayed(&f.caller_rtp, dialog.remote_rtp, &callee, 0x55, Duration::from_secs(3)).await.expect("not bridged");
+    let (_, leg_bye) = f.leg_gets_bye(Duration::from_secs(6)).await;
+    let after = f.after().await;
+    let caller_bye = f.caller_gets_bye(Duration::from_secs(5)).await;
+    println!(
+        "timeLimit=2: leg BYE {:?} after its 200, DialCallDuration {:?}, caller BYE (action <Hangup/>) {:?} after",
+        leg_bye - answered,
+        param(&after, "DialCallDuration"),
+        caller_bye - answered
+    );
+    assert!(leg_bye - answered >= Duration::from_millis(1900), "{:?}", leg_bye - answered);
+    assert!(leg_bye - answered <= Duration::from_millis(3000), "{:?}", leg_bye - answered);
+    assert_eq!(param(&after, "DialCallStatus"), Some("completed"), "{after:?}");
+    assert_eq!(param(&after, "DialCallDuration"), Some("2"), "{after:?}");
+    f.no_leaks().await;
 }
