@@ -21,7 +21,7 @@
 //! answer is 403 instead of a new challenge, and after [`BLOCK_AFTER`] the source's REGISTERs
 //! are refused with 403 unread for [`BLOCK_FOR`], so a password cracker cannot grind.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -164,6 +164,34 @@ impl FailureGuard {
 struct State {
     registrar: Registrar,
     guard: FailureGuard,
+    /// Which addresses-of-record have a binding registered from each source IP, so the inbound
+    /// ACL can let a registered phone's INVITE in without scanning every user.
+    by_source: HashMap<IpAddr, HashSet<String>>,
+}
+
+impl State {
+    /// Brings `by_source` up to date with the bindings `key` has now.
+    fn reindex(&mut self, key: &str) {
+        let now_from: HashSet<IpAddr> =
+            self.registrar.contacts(key).iter().map(|b| canonical_ip(b.source.ip())).collect();
+        self.by_source.retain(|ip, keys| {
+            if !now_from.contains(ip) {
+                keys.remove(key);
+            }
+            !keys.is_empty()
+        });
+        for ip in now_from {
+            self.by_source.entry(ip).or_default().insert(key.to_owned());
+        }
+    }
+}
+
+/// An IPv4 peer seen through an IPv6 socket (`::ffff:a.b.c.d`) is the IPv4 address.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// What `Shared` holds: the bindings, the failure counter and the nonce key of this node.
@@ -217,7 +245,11 @@ impl Registrations {
         let mut rng = rand::thread_rng();
         let (mirror, rx) = mpsc::unbounded_channel();
         Registrations {
-            state: Mutex::new(State { registrar: Registrar::new(config), guard: FailureGuard::default() }),
+            state: Mutex::new(State {
+                registrar: Registrar::new(config),
+                guard: FailureGuard::default(),
+                by_source: HashMap::new(),
+            }),
             challenger: DigestChallenger::new(SIP_DIGEST_REALM, rng.gen()),
             decoy_key: rng.gen(),
             mirror,
@@ -248,6 +280,18 @@ impl Registrations {
 
     pub fn binding_count(&self) -> usize {
         lock(&self.state).registrar.binding_count()
+    }
+
+    /// Whether some user has a live binding registered from `ip` (any port, any account): such
+    /// a phone may send INVITEs even when the trunks' inbound ACL does not list its address.
+    pub fn has_binding_from(&self, now: Instant, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        let state = lock(&self.state);
+        let Some(keys) = state.by_source.get(&ip) else { return false };
+        // Bindings past their expiry stay in the registrar until the next expiry tick.
+        keys.iter().any(|key| {
+            state.registrar.contacts(key).iter().any(|b| b.expires_at > now && canonical_ip(b.source.ip()) == ip)
+        })
     }
 
     /// The HA1s an unknown user is checked against: derived from a secret, so they match no
@@ -346,7 +390,12 @@ impl Registrations {
         transport: Transport,
     ) -> Response {
         let key = aor(&account, username);
-        let outcome = lock(&self.state).registrar.handle_register(now, &key, request, source, transport);
+        let outcome = {
+            let mut state = lock(&self.state);
+            let outcome = state.registrar.handle_register(now, &key, request, source, transport);
+            state.reindex(&key);
+            outcome
+        };
         if let RegisterOutcome::Updated { bindings, .. } = &outcome {
             let wall = chrono::Utc::now();
             let rows = bindings
@@ -367,7 +416,14 @@ impl Registrations {
 
     /// Expires bindings due at `now` and queues the store updates.
     pub fn handle_timeout(&self, now: Instant) {
-        let expired = lock(&self.state).registrar.handle_timeout(now);
+        let expired = {
+            let mut state = lock(&self.state);
+            let expired = state.registrar.handle_timeout(now);
+            for (key, _) in &expired {
+                state.reindex(key);
+            }
+            expired
+        };
         let mut users: Vec<(AccountSid, String)> = Vec::new();
         for (key, _) in expired {
             let Some((account, user)) = key.split_once('/') else { continue };
@@ -685,5 +741,42 @@ mod tests {
         let mut r = register("a", "h");
         r.headers.push("Authorization", "Digest username=");
         assert_eq!(auth_username(&r).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_live_binding_vouches_for_its_source_ip_until_it_ends() {
+        let regs = Registrations::default();
+        let account = AccountSid::generate();
+        let source: SocketAddr = SRC.parse().unwrap();
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        assert!(!regs.has_binding_from(t0, source.ip()));
+        let req = answered(&regs, "alice", "Correct-Horse-9", 0);
+        assert_eq!(regs.apply(t0, account, "alice", &req, source, Transport::Udp).status(), 200);
+        assert!(regs.has_binding_from(t0, source.ip()));
+        assert!(regs.has_binding_from(t0, mapped), "an IPv4-mapped peer is the same address");
+        assert!(!regs.has_binding_from(t0, other));
+
+        // Past its expiry it vouches for nothing, even before the expiry tick removes it.
+        let late = t0 + Duration::from_secs(601);
+        assert!(!regs.has_binding_from(late, source.ip()));
+        regs.handle_timeout(late);
+        assert!(lock(&regs.state).by_source.is_empty());
+
+        // Registered again, then unregistered.
+        let mut req = answered(&regs, "alice", "Correct-Horse-9", 0);
+        req.headers.remove("CSeq");
+        req.headers.push("CSeq", "2 REGISTER");
+        assert_eq!(regs.apply(late, account, "alice", &req, source, Transport::Udp).status(), 200);
+        assert!(regs.has_binding_from(late, source.ip()));
+        let mut req = answered(&regs, "alice", "Correct-Horse-9", 0);
+        req.headers.remove("Expires");
+        req.headers.push("Expires", "0");
+        req.headers.remove("CSeq");
+        req.headers.push("CSeq", "3 REGISTER");
+        assert_eq!(regs.apply(late, account, "alice", &req, source, Transport::Udp).status(), 200);
+        assert!(!regs.has_binding_from(late, source.ip()));
+        assert!(lock(&regs.state).by_source.is_empty());
     }
 }

@@ -285,7 +285,9 @@ impl SipTask {
     }
 
     fn handle_new_invite(&mut self, tx: ServerTxId, request: Request, source: SocketAddr, transport: Transport) {
-        if !crate::trunk::inbound_allowed(&self.shared.config.trunks, source) {
+        if !crate::trunk::inbound_allowed(&self.shared.config.trunks, source)
+            && !self.shared.registrar.has_binding_from(std::time::Instant::now(), source.ip())
+        {
             tracing::info!(%source, "INVITE from outside the trunks' inbound ACL refused");
             self.respond(tx, &request, 403, "Forbidden");
             return;

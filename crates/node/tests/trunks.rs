@@ -336,6 +336,95 @@ async fn inbound_invites_only_from_the_acl_once_one_is_set() {
     assert_eq!(final_status(&caller).await, 404);
 }
 
+/// Adds SIP user `username` to the fixture's account (its default domain takes any host).
+async fn sip_user(f: &Fixture, username: &str, password: &str) {
+    let now = chrono::Utc::now();
+    let list = store::sip::CredentialListRecord {
+        sid: model::CredentialListSid::generate(),
+        account_sid: f.account,
+        friendly_name: "agents".into(),
+        date_created: now,
+        date_updated: now,
+    };
+    f.store.create_credential_list(&list).await.unwrap();
+    let cred = store::sip::CredentialRecord {
+        sid: model::CredentialSid::generate(),
+        account_sid: f.account,
+        credential_list_sid: list.sid,
+        username: username.into(),
+        date_created: now,
+        date_updated: now,
+    };
+    assert!(f.store.create_credential(&cred, password).await.unwrap());
+}
+
+/// The final response `socket` gets next.
+async fn final_response(socket: &UdpSocket) -> sip::Response {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(3), socket.recv_from(&mut buf)).await.expect("no final response").unwrap();
+        if let Ok(sip::Message::Response(r)) = sip::parse_message(&buf[..n]) {
+            if r.status() >= 200 {
+                return r;
+            }
+        }
+    }
+}
+
+/// REGISTERs `user` from `socket` with digest auth (challenge, then credentials); the final status.
+async fn register(socket: &UdpSocket, node: SocketAddr, user: &str, password: &str, expires: u32, cseq: u32) -> u16 {
+    let local = socket.local_addr().unwrap();
+    let uri = format!("sip:{node}");
+    let request = |cseq: u32, auth: Option<&str>| {
+        format!(
+            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg{cseq}\r\nMax-Forwards: 70\r\n\
+             From: <sip:{user}@{node}>;tag=r1\r\nTo: <sip:{user}@{node}>\r\nCall-ID: reg-{}@test\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:{user}@{local}>\r\nExpires: {expires}\r\n{}Content-Length: 0\r\n\r\n",
+            local.port(),
+            auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default()
+        )
+    };
+    socket.send_to(request(cseq, None).as_bytes(), node).await.unwrap();
+    let challenge = final_response(socket).await;
+    assert_eq!(challenge.status(), 401);
+    let value = challenge.headers.get("WWW-Authenticate").unwrap().to_owned();
+    let auth = sip::auth::authorize(&value, &sip::Method::Register, &uri, user, password, "c0ffee", 1).unwrap();
+    socket.send_to(request(cseq + 1, Some(&auth)).as_bytes(), node).await.unwrap();
+    final_response(socket).await.status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_phone_is_let_in_past_the_inbound_acl_while_its_binding_lives() {
+    let closed = node::trunk::Trunk::from_uri("carrier", "sip:127.0.0.2:5999", vec![])
+        .unwrap()
+        .with_inbound_acl(&["192.0.2.0/24".into()])
+        .unwrap();
+    let f = fixture(44000, vec![closed]).await;
+    sip_user(&f, "alice", "Correct-Horse-9").await;
+    let node = f.node.sip_addr;
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let invite = |n: u32| {
+        let local = phone.local_addr().unwrap();
+        format!(
+            "INVITE sip:+15559990000@{node} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreginv{n}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@{node}>;tag=i{n}\r\nTo: <sip:+15559990000@{node}>\r\nCall-ID: reginv-{n}@test\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:alice@{local}>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    phone.send_to(invite(1).as_bytes(), node).await.unwrap();
+    assert_eq!(final_response(&phone).await.status(), 403, "not registered: the ACL refuses");
+
+    assert_eq!(register(&phone, node, "alice", "Correct-Horse-9", 600, 1).await, 200);
+    phone.send_to(invite(2).as_bytes(), node).await.unwrap();
+    // Let in, then refused by routing: nobody owns the number.
+    assert_eq!(final_response(&phone).await.status(), 404, "registered: let in");
+
+    // Unregistered (Expires: 0): refused again.
+    assert_eq!(register(&phone, node, "alice", "Correct-Horse-9", 0, 3).await, 200);
+    phone.send_to(invite(3).as_bytes(), node).await.unwrap();
+    assert_eq!(final_response(&phone).await.status(), 403, "unregistered: the ACL refuses again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fraud_limits_refuse_and_queue() {
     let gw = Gateway::bind().await;
