@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use engine::{HttpMethod, MediaSource, Output, RecordStop};
-use model::records::{CallRecord, NotificationRecord, RecordingRecord};
+use model::records::{CallRecord, NotificationRecord, PhoneNumberRecord, RecordingRecord};
 use model::{CallDirection, CallSid, CallStatus, RecordingSid};
 use rand::Rng;
 use sip::dialog::{Dialog, DialogId};
@@ -189,11 +189,29 @@ pub fn dialled_number(uri: &str) -> Option<&str> {
     (!user.is_empty()).then_some(user)
 }
 
+/// The number an INVITE calls: the Request-URI's user, else the To header's. A carrier that
+/// Dialtone registers with sends calls to the Contact it registered
+/// (`sip:<trunk username>@<our address>`), so the Request-URI names the trunk and only To
+/// carries the dialled number (Twilio and jambonz route registration-based trunks this way).
+/// To is no more trusted than the Request-URI: a caller could have put either number in both.
+async fn route(shared: &Shared, request: &Request) -> Option<PhoneNumberRecord> {
+    let by_uri = dialled_number(&request.uri);
+    if let Some(user) = by_uri {
+        if let Some(number) = shared.routing.lookup(&shared.store, user).await {
+            return Some(number);
+        }
+    }
+    let to = request.to()?;
+    let user = dialled_number(&to.uri).filter(|u| Some(*u) != by_uri)?;
+    let number = shared.routing.lookup(&shared.store, user).await?;
+    tracing::info!(request_uri = %request.uri, to = %number.phone_number, "routed by the To header");
+    Some(number)
+}
+
 async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, leg: Leg) -> Result<ActiveCall, (u16, &'static str)> {
     // `run` always builds an inbound leg with its INVITE.
     let Some(new) = leg.invite.clone() else { return Err((500, "Server Internal Error")) };
-    let number = dialled_number(&new.request.uri).ok_or((404, "Not Found"))?;
-    let number = shared.routing.lookup(&shared.store, number).await.ok_or((404, "Not Found"))?;
+    let number = route(shared, &new.request).await.ok_or((404, "Not Found"))?;
     let account = match shared.store.account(&number.account_sid).await {
         Ok(Some(a)) => a,
         Ok(None) => return Err((404, "Not Found")),

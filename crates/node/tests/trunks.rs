@@ -7,6 +7,7 @@
 //! only with entries for its own accounts.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use model::{AccountSid, CallSid, CallStatus};
@@ -423,6 +424,101 @@ async fn a_registered_phone_is_let_in_past_the_inbound_acl_while_its_binding_liv
     assert_eq!(register(&phone, node, "alice", "Correct-Horse-9", 0, 3).await, 200);
     phone.send_to(invite(3).as_bytes(), node).await.unwrap();
     assert_eq!(final_response(&phone).await.status(), 403, "unregistered: the ACL refuses again");
+}
+
+/// The form parameters of each webhook request an app received.
+type Seen = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+/// An app that refuses every call as busy and remembers what each webhook request carried.
+async fn busy_app(seen: Seen) -> SocketAddr {
+    use axum::extract::{Form, State};
+    async fn voice(State(seen): State<Seen>, Form(p): Form<Vec<(String, String)>>) -> &'static str {
+        seen.lock().unwrap().push(p);
+        r#"<Response><Reject reason="busy"/></Response>"#
+    }
+    let router = axum::Router::new().route("/voice", axum::routing::post(voice)).with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_call_to_our_registered_contact_is_routed_by_the_to_number() {
+    let carrier = Gateway::bind().await;
+    let trunk = node::trunk::Trunk::from_uri("carrier", &carrier.uri(), vec![])
+        .unwrap()
+        .with_credentials("acme", "s3cret", Some("carrier.example"))
+        .with_register(600, Duration::from_millis(500))
+        .unwrap()
+        .with_inbound_acl(&["127.0.0.1/32".into()])
+        .unwrap();
+    let f = fixture(44200, vec![trunk]).await;
+    let seen: Seen = Arc::default();
+    let hook = busy_app(seen.clone()).await;
+    let now = chrono::Utc::now();
+    f.store
+        .create_number(&model::records::PhoneNumberRecord {
+            sid: model::PhoneNumberSid::generate(),
+            account_sid: f.account,
+            phone_number: "+15550007777".into(),
+            friendly_name: "ours".into(),
+            voice_url: Some(format!("http://{hook}/voice")),
+            voice_method: "POST".into(),
+            voice_fallback_url: None,
+            voice_fallback_method: "POST".into(),
+            status_callback: None,
+            status_callback_method: "POST".into(),
+            date_created: now,
+            date_updated: now,
+        })
+        .await
+        .unwrap();
+
+    // Dialtone registers with the carrier: the carrier keeps its Contact.
+    let (register, node_addr) = carrier.expect(sip::Method::Register, Duration::from_secs(5)).await;
+    let contact = register.contact().expect("REGISTER without Contact").uri;
+    assert!(contact.starts_with("sip:acme@"), "{contact}");
+    let mut ok = sip::Response::from_request(&register, 200, "OK");
+    ok.headers.push("Contact", &format!("<{contact}>;expires=600"));
+    carrier.send(ok, node_addr).await;
+
+    // The carrier calls that Contact; only To holds the number the caller dialled. `+` may be
+    // missing there (carriers write national or bare E.164).
+    let invite = |n: u32, to: &str| {
+        let local = carrier.socket.local_addr().unwrap();
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40998 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        format!(
+            "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKcarrier{n}\r\nMax-Forwards: 70\r\n\
+             From: <sip:+15557654321@carrier.example>;tag=c{n}\r\nTo: <sip:{to}@carrier.example>\r\n\
+             Call-ID: carrier-{n}@test\r\nCSeq: 1 INVITE\r\nContact: <sip:gw@{local}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    };
+    async fn final_status(gw: &Gateway) -> u16 {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(5), gw.socket.recv_from(&mut buf)).await.expect("no final response").unwrap();
+            if let Ok(sip::Message::Response(r)) = sip::parse_message(&buf[..n]) {
+                if r.status() >= 200 && r.cseq().is_some_and(|(_, m)| m == sip::Method::Invite) {
+                    return r.status();
+                }
+            }
+        }
+    }
+    carrier.socket.send_to(invite(1, "15550007777").as_bytes(), f.node.sip_addr).await.unwrap();
+    // Routed to the number's app, whose <Reject reason="busy"/> answers 486.
+    assert_eq!(final_status(&carrier).await, 486);
+    let params = seen.lock().unwrap().first().cloned().expect("the app was not asked");
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("To").as_deref(), Some("+15550007777"), "{params:?}");
+    assert_eq!(get("From").as_deref(), Some("+15557654321"), "{params:?}");
+
+    // A To number nobody owns is not found, like any unknown number.
+    carrier.socket.send_to(invite(2, "+15550008888").as_bytes(), f.node.sip_addr).await.unwrap();
+    assert_eq!(final_status(&carrier).await, 404);
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
