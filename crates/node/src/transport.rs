@@ -30,12 +30,27 @@ pub struct Transports {
     events: mpsc::UnboundedSender<TcpEvent>,
 }
 
+/// UDP and TCP on the same port. With port 0 the kernel picks the UDP port, and another process
+/// may already hold that port for TCP: then a new pair is tried (a fixed port fails at once).
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut attempts = 0;
+    loop {
+        let udp = UdpSocket::bind(addr).await?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(listener) => return Ok((udp, listener)),
+            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && attempts < 16 => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl Transports {
     /// Binds UDP and TCP on `addr` (the same port for both) and starts accepting TCP connections.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<(Transports, mpsc::UnboundedReceiver<TcpEvent>)> {
-        let udp = UdpSocket::bind(addr).await?;
+        let (udp, listener) = bind_pair(addr).await?;
         let local = udp.local_addr()?;
-        let listener = TcpListener::bind(local).await?;
         let (events, rx) = mpsc::unbounded_channel();
         let accept_events = events.clone();
         tokio::spawn(async move {
