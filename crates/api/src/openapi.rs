@@ -220,6 +220,7 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("sid", sid("CA")),
             ("start_time", nullable(date())),
             ("status", one_of(CALL_STATUSES)),
+            ("stir_verstat", ns()),
             ("subresource_uris", string_map()),
             ("to", s()),
             ("to_formatted", s()),

@@ -209,6 +209,8 @@ pub(crate) fn call(c: &CallRecord) -> Value {
         "sid": c.sid,
         "start_time": opt_rfc2822(c.start_time),
         "status": c.status.as_str(),
+        // Twilio's STIR/SHAKEN verification result of an inbound call; Dialtone verifies none.
+        "stir_verstat": null,
         "subresource_uris": {
             "notifications": format!("{base}/Notifications.json"),
             "recordings": format!("{base}/Recordings.json"),
