@@ -89,7 +89,7 @@ impl Store {
         .bind(&rec.status)
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -129,7 +129,7 @@ impl Store {
         .bind(&rec.status)
         .bind(micros(rec.date_updated))
         .bind(rec.sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -150,7 +150,7 @@ impl Store {
         .bind(token.map(|_| micros(now)))
         .bind(micros(now))
         .bind(sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
@@ -173,7 +173,7 @@ impl Store {
         )
         .bind(micros(now))
         .bind(sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Ok(None);

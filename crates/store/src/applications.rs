@@ -78,7 +78,7 @@ impl Store {
         .bind(i64::from(rec.public_application_connect_enabled))
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -139,7 +139,7 @@ impl Store {
         .bind(micros(rec.date_updated))
         .bind(rec.account_sid.as_str())
         .bind(rec.sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -151,7 +151,7 @@ impl Store {
         account: &AccountSid,
         sid: &ApplicationSid,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query(
             "UPDATE phone_numbers SET voice_application_sid = NULL \
              WHERE account_sid = $1 AND voice_application_sid = $2",

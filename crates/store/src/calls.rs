@@ -67,7 +67,7 @@ impl Store {
         .bind(&rec.answered_by)
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -94,7 +94,7 @@ impl Store {
         .bind(micros(rec.date_updated))
         .bind(rec.account_sid.as_str())
         .bind(rec.sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -51,7 +51,7 @@ impl Store {
         .bind(hex::encode(digest(&salt, secret)))
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -88,7 +88,7 @@ impl Store {
         .bind(micros(rec.date_updated))
         .bind(rec.account_sid.as_str())
         .bind(rec.sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -110,7 +110,7 @@ impl Store {
         .bind(&rec.status_callback_method)
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await;
         match result {
             Ok(_) => Ok(()),
@@ -171,7 +171,7 @@ impl Store {
         .bind(micros(rec.date_updated))
         .bind(rec.account_sid.as_str())
         .bind(rec.sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -254,7 +254,7 @@ impl Store {
         .bind(application.map(|a| a.as_str().to_owned()))
         .bind(account.as_str())
         .bind(number.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }

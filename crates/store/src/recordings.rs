@@ -67,7 +67,7 @@ impl Store {
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
         .bind(&rec.file_name)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -99,7 +99,7 @@ impl Store {
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
         .bind(&rec.file_name)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -148,7 +148,7 @@ impl Store {
         .bind(&rec.response_body)
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

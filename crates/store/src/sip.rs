@@ -198,7 +198,7 @@ impl Store {
         .bind(i64::from(rec.sip_registration))
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -242,14 +242,14 @@ impl Store {
         .bind(micros(rec.date_updated))
         .bind(rec.account_sid.as_str())
         .bind(rec.sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Deletes a domain and its mappings. Whether it existed in that account.
     pub async fn delete_sip_domain(&self, account: &AccountSid, sid: &SipDomainSid) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query("DELETE FROM sip_domain_registration_mappings WHERE account_sid = $1 AND domain_sid = $2")
             .bind(account.as_str())
             .bind(sid.as_str())
@@ -276,7 +276,7 @@ impl Store {
         .bind(&rec.friendly_name)
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -310,7 +310,7 @@ impl Store {
         .bind(micros(rec.date_updated))
         .bind(rec.account_sid.as_str())
         .bind(rec.sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -321,7 +321,7 @@ impl Store {
         account: &AccountSid,
         sid: &CredentialListSid,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         for table in ["sip_credentials", "sip_domain_registration_mappings"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account_sid = $1 AND credential_list_sid = $2"))
                 .bind(account.as_str())
@@ -355,7 +355,7 @@ impl Store {
         .bind(&digests.sha256)
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -407,7 +407,7 @@ impl Store {
         .bind(rec.account_sid.as_str())
         .bind(rec.credential_list_sid.as_str())
         .bind(rec.sid.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -423,7 +423,7 @@ impl Store {
                 .bind(account.as_str())
                 .bind(list.as_str())
                 .bind(sid.as_str())
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -450,7 +450,7 @@ impl Store {
         .bind(list.as_str())
         .bind(account.as_str())
         .bind(micros(now))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -495,7 +495,7 @@ impl Store {
         .bind(account.as_str())
         .bind(domain.as_str())
         .bind(list.as_str())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -563,7 +563,7 @@ impl Store {
         username: &str,
         rows: &[SipRegistrationRow],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query("DELETE FROM sip_registrations WHERE account_sid = $1 AND username = $2")
             .bind(account.as_str())
             .bind(username)
@@ -589,7 +589,7 @@ impl Store {
 
     /// Forgets every mirrored binding: a node starting holds none.
     pub async fn clear_sip_registrations(&self) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sip_registrations").execute(&self.pool).await?;
+        sqlx::query("DELETE FROM sip_registrations").execute(self.writer()).await?;
         Ok(())
     }
 
