@@ -17,7 +17,7 @@ export RUSTC_BOOTSTRAP=1
 # builds invalidate each other, so always use this project's own fuzz/target.
 unset CARGO_TARGET_DIR
 
-targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens)
+targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth)
 features=()
 if [ "${FUZZ_STORE:-0}" = 1 ]; then
     targets+=(page_token)
@@ -29,6 +29,10 @@ done
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+
+# Digest: an answer to a challenge (MD5, qop=auth) and a carrier's SHA-256 challenge.
+printf 'Digest username="alice", realm="dialtone", nonce="1a2b3c", uri="sip:127.0.0.1", response="0123456789abcdef0123456789abcdef", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"' > corpus/digest_auth/authorization.txt
+printf 'Digest realm="carrier.example", nonce="5f2e", opaque="x", algorithm=SHA-256, qop="auth,auth-int", stale=FALSE' > corpus/digest_auth/challenge.txt
 
 # --- Seeds ---------------------------------------------------------------------------------
 # SIP: the RFC 4475 torture messages.
