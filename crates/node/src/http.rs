@@ -17,11 +17,7 @@ struct Hooks {
 impl api::ApiHooks for Hooks {
     fn numbers_changed(&self) {
         let Some(shared) = self.shared.upgrade() else { return };
-        tokio::spawn(async move {
-            if let Err(e) = shared.routing.reload(&shared.store).await {
-                tracing::error!(error = %e, "reloading the routing index failed");
-            }
-        });
+        shared.routing.schedule_reload(&shared.store);
     }
 
     fn create_call(&self, call: api::CreateCall) -> api::BoxFuture<'_, Result<api::CallRecord, api::HookError>> {
