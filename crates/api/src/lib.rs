@@ -49,8 +49,15 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 
 /// Callbacks from the API into the runtime that serves it.
 pub trait ApiHooks: Send + Sync {
-    /// A phone number was created, updated or deleted: the routing index is stale.
+    /// A phone number was updated or deleted, or an application or account that numbers route
+    /// through changed: the routing index is stale.
     fn numbers_changed(&self) {}
+
+    /// A phone number was created. Nothing routed is stale (a runtime whose index misses asks
+    /// the store), so the default does nothing; creating numbers in bulk costs no reloads.
+    fn number_created(&self, phone_number: &str) {
+        let _ = phone_number;
+    }
 
     /// Place an outbound call (`POST Calls.json`, already validated). Returns the new call's
     /// record, status `queued`, once it is stored; the call itself proceeds in the background.

@@ -152,7 +152,7 @@ pub(crate) async fn create(
     let app = voice_application_param(&state, &account, &p).await?;
     state.store.create_number(&rec).await?;
     let app = save_voice_application(&state, &ctx, &rec, app).await;
-    state.hooks.numbers_changed();
+    state.hooks.number_created(&rec.phone_number);
     Ok((StatusCode::CREATED, Json(render::number(&rec, app?.as_ref()))))
 }
 

@@ -27,6 +27,10 @@ impl ApiHooks for CountingHooks {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 
+    fn number_created(&self, _phone_number: &str) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn create_call(&self, call: CreateCall) -> BoxFuture<'_, Result<CallRecord, HookError>> {
         let now = Utc::now();
         let rec = CallRecord {

@@ -2,8 +2,8 @@
 //!
 //! An INVITE must not wait on the database in the common case. The index is reloaded whole when
 //! the API says numbers changed (the API does not say which: applications and accounts change
-//! what numbers route to as well); a miss still asks the store, so a number created a moment ago
-//! routes before the reload lands.
+//! what numbers route to as well); a miss still asks the store, so a created number routes at once
+//! and its creation needs no reload at all (`ApiHooks::number_created` is left at its default).
 //!
 //! Reloads are coalesced: at most one runs and at most one waits. A change made while a reload
 //! runs may be missed by it, so one more follows; every change reported during that one is
