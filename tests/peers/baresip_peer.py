@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +28,13 @@ class BaresipPeer:
             raise RuntimeError("baresip is not installed: run scripts/install-test-peers.sh")
         self.workdir = Path(workdir)
         self.confdir = self.workdir / "baresip"
-        self.record_dir = self.workdir / "baresip-rec"
+        # baresip's sndfile builds its file names in a 128-byte buffer: under a long test
+        # directory the name is cut and loses its ".wav". It records into a short temporary
+        # directory; stop() moves the files to <workdir>/baresip-rec.
+        self.saved_dir = self.workdir / "baresip-rec"
+        self.record_dir = Path(tempfile.mkdtemp(prefix="bsrec-"))
         self.confdir.mkdir(parents=True, exist_ok=True)
-        self.record_dir.mkdir(parents=True, exist_ok=True)
+        self.saved_dir.mkdir(parents=True, exist_ok=True)
         self.sip_port = sip_port
         self.ctrl_port = ctrl_port
         self.user = user
@@ -110,3 +115,8 @@ class BaresipPeer:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                     self.proc.wait()
             self.proc = None
+        if self.record_dir != self.saved_dir:
+            for f in self.record_dir.iterdir():
+                shutil.move(str(f), self.saved_dir / f.name)
+            shutil.rmtree(self.record_dir, ignore_errors=True)
+            self.record_dir = self.saved_dir
