@@ -151,7 +151,11 @@ pub(crate) async fn create(
     apply(&mut rec, &p)?;
     let app = voice_application_param(&state, &account, &p).await?;
     state.store.create_number(&rec).await?;
-    let app = save_voice_application(&state, &ctx, &rec, app).await;
+    // A new number has no application until this request gives it one.
+    let app = match app {
+        Some(_) => save_voice_application(&state, &ctx, &rec, app).await,
+        None => Ok(None),
+    };
     state.hooks.number_created(&rec.phone_number);
     Ok((StatusCode::CREATED, Json(render::number(&rec, app?.as_ref()))))
 }

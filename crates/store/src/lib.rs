@@ -180,10 +180,11 @@ async fn open_sqlite(database_url: &str) -> Result<(sqlx::AnyPool, sqlx::AnyPool
     let in_memory = file == Path::new(":memory:")
         || file.to_string_lossy().starts_with("file:sqlx-in-memory-")
         || params.split('&').any(|p| p == "mode=memory");
-    let pool = || {
-        AnyPoolOptions::new().after_connect(|conn, _meta| {
+    // Every connection gets SQLITE_PRAGMAS, then its own `extra` ones.
+    let pool = |extra: &'static [&'static str]| {
+        AnyPoolOptions::new().after_connect(move |conn, _meta| {
             Box::pin(async move {
-                for pragma in SQLITE_PRAGMAS {
+                for pragma in SQLITE_PRAGMAS.iter().chain(extra) {
                     sqlx::query(pragma).execute(&mut *conn).await?;
                 }
                 Ok(())
@@ -193,7 +194,7 @@ async fn open_sqlite(database_url: &str) -> Result<(sqlx::AnyPool, sqlx::AnyPool
     if in_memory {
         // A private in-memory database lives as long as the one connection that holds it: keep
         // exactly one, forever, for reads and writes alike.
-        let pool = pool().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+        let pool = pool(&[]).max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
         let pool = pool.connect_with(AnyConnectOptions::from_str("sqlite::memory:")?).await?;
         return Ok((pool.clone(), pool));
     }
@@ -215,9 +216,39 @@ async fn open_sqlite(database_url: &str) -> Result<(sqlx::AnyPool, sqlx::AnyPool
     }
     let options = AnyConnectOptions::from_str(&url)?;
     // The writer first: it creates the file and switches it to WAL before any reader opens it.
-    let writes = pool().max_connections(1).connect_with(options.clone()).await?;
-    let reads = pool().max_connections(8).connect_with(options).await?;
+    let writes = pool(&[SQLITE_WRITER_AUTOCHECKPOINT]).max_connections(1).connect_with(options.clone()).await?;
+    let reads = pool(&[]).max_connections(8).connect_with(options).await?;
+    tokio::spawn(checkpoint_wal(reads.clone()));
     Ok((reads, writes))
+}
+
+/// The writer's automatic checkpoint, as a backstop only: [`checkpoint_wal`] keeps the WAL far
+/// below it. SQLite's default (1,000 pages) runs the checkpoint, two fsyncs included, inside the
+/// commit that crosses it, and every write queued behind that commit waits for the disk: on a
+/// burst of number creations that was the whole p99.
+const SQLITE_WRITER_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 16384";
+
+/// How often [`checkpoint_wal`] copies the WAL back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Copies committed WAL frames into the database file from a read connection, off the write path:
+/// a PASSIVE checkpoint takes no lock that a reader or the writer waits on, and once it has
+/// caught up the writer starts the WAL again from its beginning. Ends when the pool is closed.
+async fn checkpoint_wal(reads: sqlx::AnyPool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if reads.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&reads).await {
+            if reads.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "SQLite WAL checkpoint failed; retrying");
+        }
+    }
 }
 
 /// Percent-encodes a path for a URL, keeping `/` and the unreserved characters.
@@ -472,6 +503,31 @@ mod tests {
         .await
         .unwrap_err();
         assert!(err.to_string().to_lowercase().contains("foreign key"), "{err}");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_in_the_background_not_by_the_writer() {
+        let dir = std::env::temp_dir().join(format!("dialtone-store-{}", rand::random::<u64>()));
+        let file = dir.join("ckpt.db");
+        let store = Store::open(&file.display().to_string()).await.unwrap();
+        let mut w = store.writer().acquire().await.unwrap();
+        let every: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&mut *w).await.unwrap();
+        assert_eq!(every, 16384, "the writer's own checkpoint is only a backstop");
+        drop(w);
+        // Enough rows for a few hundred WAL pages, far below the writer's threshold.
+        tokio::time::sleep(CHECKPOINT_EVERY * 2).await;
+        let before = std::fs::metadata(&file).unwrap().len();
+        for _ in 0..300 {
+            store.ensure_account(&AccountSid::generate(), &"t".repeat(2000), "filler").await.unwrap();
+        }
+        // Only a checkpoint copies pages into the database file itself.
+        let deadline = std::time::Instant::now() + CHECKPOINT_EVERY * 6;
+        while std::fs::metadata(&file).unwrap().len() <= before {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint within {:?}", CHECKPOINT_EVERY * 6);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
