@@ -166,6 +166,8 @@ for calls in $CALLS; do
         [ "${DONE[$target]}" = 1 ] && continue
         if run_rung "$target" "$calls"; then verdict=pass; else verdict=FAIL; fi
         line=$LINE
+        # The relay took so much CPU that the generator could not send what was due.
+        [ "$(field "$line" behind)" = 1 ] && verdict="FAIL (generator fell behind: $(field "$line" offered) due)"
         if [ -z "$(field "$line" sent)" ]; then
             printf '%-10s %6s  generator failed, see %s\n' "$target" "$calls" "$OUT/$target-$calls.rtpload.txt" | tee -a "$OUT/summary.txt"
             DONE[$target]=1
