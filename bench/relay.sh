@@ -176,7 +176,7 @@ for calls in $CALLS; do
         printf '%-10s %6s %10s %9s %8s %8s %8s %6s  %s\n' "$target" "$calls" "$(field "$line" sent)" \
             "$(field "$line" loss_pct)" "$(field "$line" p50_us)" "$(field "$line" p99_us)" \
             "$(field "$line" max_us)" "$(field "$line" relay_cpu_pct)" "$verdict" | tee -a "$OUT/summary.txt"
-        if [ $verdict = pass ]; then BEST[$target]=$calls; else DONE[$target]=1; fi
+        if [ "$verdict" = pass ]; then BEST[$target]=$calls; else DONE[$target]=1; fi
     done
 done
 
