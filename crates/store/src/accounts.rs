@@ -5,8 +5,7 @@ use model::{AccountRecord, AccountSid, AccountStatus};
 use sqlx::Row;
 
 use crate::{
-    finish_page, micros, opt_time_col, push_page, sid_col, time_col, Cursor, DbRow, Page,
-    PageRequest, Sql, Store, StoreError,
+    micros, opt_time_col, sid_col, time_col, DbRow, Page, PageRequest, Sql, Store, StoreError,
 };
 
 pub(crate) const COLUMNS: &str = "SELECT sid, owner_account_sid, friendly_name, auth_token, \
@@ -114,10 +113,7 @@ impl Store {
         if let Some(status) = filter.status {
             q.push(" AND status = ").push_bind(status.as_str());
         }
-        push_page(&mut q, page);
-        let rows = q.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |a| Cursor::new(a.date_created, a.sid.as_str())))
+        self.page_of(q, page, decode).await
     }
 
     /// Saves `friendly_name`, `status` and `date_updated`. Returns whether the account existed.

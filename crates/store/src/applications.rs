@@ -3,10 +3,7 @@
 use model::{AccountSid, ApplicationRecord, ApplicationSid};
 use sqlx::Row;
 
-use crate::{
-    finish_page, micros, push_page, sid_col, time_col, Cursor, DbRow, Page, PageRequest, Sql,
-    Store, StoreError,
-};
+use crate::{micros, sid_col, time_col, DbRow, Page, PageRequest, Sql, Store, StoreError};
 
 const COLUMNS: &str = "SELECT sid, account_sid, friendly_name, voice_url, voice_method, \
     voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, \
@@ -98,15 +95,11 @@ impl Store {
         filter: &ApplicationFilter,
         page: &PageRequest,
     ) -> Result<Page<ApplicationRecord>, StoreError> {
-        let mut q = Sql::new(COLUMNS);
-        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        let mut q = Sql::scoped(COLUMNS, account);
         if let Some(name) = &filter.friendly_name {
             q.push(" AND friendly_name = ").push_bind(name.clone());
         }
-        push_page(&mut q, page);
-        let rows = q.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |a| Cursor::new(a.date_created, a.sid.as_str())))
+        self.page_of(q, page, decode).await
     }
 
     /// Saves every field but `sid`, `account_sid` and `date_created` of an application of

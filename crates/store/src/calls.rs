@@ -4,8 +4,8 @@ use model::{AccountSid, CallRecord, CallSid, CallStatus};
 use sqlx::Row;
 
 use crate::{
-    finish_page, micros, Sql, opt_sid_col, opt_time_col, push_page, sid_col, time_col, Cursor,
-    DbRow, Page, PageRequest, Store, StoreError,
+    micros, Sql, opt_sid_col, opt_time_col, sid_col, time_col, DbRow, Page, PageRequest, Store,
+    StoreError,
 };
 
 const COLUMNS: &str = "SELECT sid, account_sid, parent_call_sid, phone_number_sid, from_address, \
@@ -114,8 +114,7 @@ impl Store {
         filter: &CallFilter,
         page: &PageRequest,
     ) -> Result<Page<CallRecord>, StoreError> {
-        let mut q = Sql::new(COLUMNS);
-        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        let mut q = Sql::scoped(COLUMNS, account);
         if let Some(to) = &filter.to {
             q.push(" AND to_address = ").push_bind(to.clone());
         }
@@ -128,10 +127,7 @@ impl Store {
         if let Some(parent) = &filter.parent_call_sid {
             q.push(" AND parent_call_sid = ").push_bind(parent.as_str().to_owned());
         }
-        push_page(&mut q, page);
-        let rows = q.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |c| Cursor::new(c.date_created, c.sid.as_str())))
+        self.page_of(q, page, decode).await
     }
 
     /// Returns whether the call existed in that account.

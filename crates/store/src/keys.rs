@@ -4,10 +4,7 @@ use model::{AccountSid, ApiKeyRecord, ApiKeySid};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::{
-    finish_page, micros, push_page, sid_col, time_col, Cursor, DbRow, Page, PageRequest, Sql,
-    Store, StoreError,
-};
+use crate::{micros, sid_col, time_col, DbRow, Page, PageRequest, Sql, Store, StoreError};
 
 const COLUMNS: &str =
     "SELECT sid, account_sid, friendly_name, date_created, date_updated FROM api_keys";
@@ -70,12 +67,7 @@ impl Store {
         account: &AccountSid,
         page: &PageRequest,
     ) -> Result<Page<ApiKeyRecord>, StoreError> {
-        let mut q = Sql::new(COLUMNS);
-        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
-        push_page(&mut q, page);
-        let rows = q.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |k| Cursor::new(k.date_created, k.sid.as_str())))
+        self.page_of(Sql::scoped(COLUMNS, account), page, decode).await
     }
 
     /// Saves `friendly_name` and `date_updated`. Returns whether the key existed in that account.

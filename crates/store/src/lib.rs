@@ -292,6 +292,28 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
+    /// One page of a list (a [`Sql::scoped`] select plus its filters): the keyset condition,
+    /// order and limit, the rows decoded, and the cursor after the last one kept when more follow.
+    async fn page_of<T>(
+        &self,
+        mut q: Sql,
+        page: &PageRequest,
+        decode: fn(&DbRow) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        push_page(&mut q, page);
+        let mut rows = q.fetch_all(&self.pool).await?;
+        // push_page asked for one row more than the page, to learn whether more follow.
+        let size = page.size.max(1) as usize;
+        let next = if rows.len() > size {
+            rows.truncate(size);
+            rows.last().map(cursor_of).transpose()?
+        } else {
+            None
+        };
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next })
+    }
+
     /// Deletes one row by its SID within one account; whether it existed there.
     async fn delete_scoped(&self, table: &str, account: &AccountSid, sid: &str) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM {table} WHERE account_sid = $1 AND sid = $2");
@@ -337,6 +359,14 @@ impl Sql {
         Sql { text: text.to_owned(), args: AnyArguments::default(), error: None }
     }
 
+    /// `select` (`SELECT ... FROM table`) within one account: where every list starts, so the
+    /// account scope of the tenancy invariant is written once.
+    fn scoped(select: &str, account: &AccountSid) -> Sql {
+        let mut q = Sql::new(select);
+        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        q
+    }
+
     fn push(&mut self, text: &str) -> &mut Sql {
         self.text.push_str(text);
         self
@@ -362,7 +392,8 @@ impl Sql {
     }
 }
 
-/// Appends the keyset condition, order and limit (one extra row, to learn whether more follow).
+/// Appends the keyset condition, order and limit (one extra row, to learn whether more follow;
+/// [`Store::page_of`] cuts it off).
 ///
 /// The condition is a row-value comparison because both databases turn that into a range on the
 /// `(account_sid, date_created, sid)` index every paged table has; the equivalent
@@ -381,20 +412,9 @@ fn push_page(q: &mut Sql, page: &PageRequest) {
     }
 }
 
-/// Cuts the extra row off and turns the last kept row into the next cursor.
-fn finish_page<T>(
-    mut items: Vec<T>,
-    page: &PageRequest,
-    key: impl Fn(&T) -> Cursor,
-) -> Page<T> {
-    let size = page.size.max(1) as usize;
-    let next = if items.len() > size {
-        items.truncate(size);
-        items.last().map(key)
-    } else {
-        None
-    };
-    Page { items, next }
+/// The cursor after `row`: every paged table has `date_created` (micros) and `sid` columns.
+fn cursor_of(row: &DbRow) -> Result<Cursor, StoreError> {
+    Ok(Cursor { date_created_micros: row.try_get("date_created")?, sid: row.try_get("sid")? })
 }
 
 #[cfg(test)]

@@ -8,10 +8,7 @@ use std::collections::HashMap;
 
 use model::{AccountSid, ApplicationSid, PhoneNumberRecord, PhoneNumberSid};
 
-use crate::{
-    finish_page, micros, Sql, push_page, sid_col, time_col, Cursor, DbRow, Page,
-    PageRequest, Store, StoreError,
-};
+use crate::{micros, Sql, sid_col, time_col, DbRow, Page, PageRequest, Store, StoreError};
 
 const COLUMNS: &str = "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method, \
     voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, \
@@ -135,8 +132,7 @@ impl Store {
         filter: &NumberFilter,
         page: &PageRequest,
     ) -> Result<Page<PhoneNumberRecord>, StoreError> {
-        let mut q = Sql::new(COLUMNS);
-        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        let mut q = Sql::scoped(COLUMNS, account);
         if let Some(pn) = &filter.phone_number {
             match like_pattern(pn) {
                 Some(p) => q.push(" AND phone_number LIKE ").push_bind(p),
@@ -146,10 +142,7 @@ impl Store {
         if let Some(name) = &filter.friendly_name {
             q.push(" AND friendly_name = ").push_bind(name.clone());
         }
-        push_page(&mut q, page);
-        let rows = q.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |n| Cursor::new(n.date_created, n.sid.as_str())))
+        self.page_of(q, page, decode).await
     }
 
     /// Saves the mutable fields (names, URLs, methods, `date_updated`) of a number of

@@ -4,8 +4,8 @@ use model::{AccountSid, CallSid, NotificationRecord, RecordingRecord, RecordingS
 use sqlx::Row;
 
 use crate::{
-    finish_page, micros, Sql, opt_sid_col, push_page, sid_col, time_col, u32_col, Cursor, DbRow,
-    Page, PageRequest, Store, StoreError,
+    micros, Sql, opt_sid_col, sid_col, time_col, u32_col, DbRow, Page, PageRequest, Store,
+    StoreError,
 };
 
 const RECORDING_COLUMNS: &str = "SELECT sid, account_sid, call_sid, duration, channels, status, \
@@ -119,15 +119,11 @@ impl Store {
         call_sid: Option<&CallSid>,
         page: &PageRequest,
     ) -> Result<Page<RecordingRecord>, StoreError> {
-        let mut q = Sql::new(RECORDING_COLUMNS);
-        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        let mut q = Sql::scoped(RECORDING_COLUMNS, account);
         if let Some(call) = call_sid {
             q.push(" AND call_sid = ").push_bind(call.as_str().to_owned());
         }
-        push_page(&mut q, page);
-        let rows = q.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(decode_recording).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |r| Cursor::new(r.date_created, r.sid.as_str())))
+        self.page_of(q, page, decode_recording).await
     }
 
     pub async fn insert_notification(&self, rec: &NotificationRecord) -> Result<(), StoreError> {
@@ -160,15 +156,11 @@ impl Store {
         call_sid: Option<&CallSid>,
         page: &PageRequest,
     ) -> Result<Page<NotificationRecord>, StoreError> {
-        let mut q = Sql::new(NOTIFICATION_COLUMNS);
-        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        let mut q = Sql::scoped(NOTIFICATION_COLUMNS, account);
         if let Some(call) = call_sid {
             q.push(" AND call_sid = ").push_bind(call.as_str().to_owned());
         }
-        push_page(&mut q, page);
-        let rows = q.fetch_all(&self.pool).await?;
-        let items = rows.iter().map(decode_notification).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |n| Cursor::new(n.date_created, n.sid.as_str())))
+        self.page_of(q, page, decode_notification).await
     }
 }
 

@@ -13,10 +13,7 @@ use model::{AccountSid, CredentialListSid, CredentialSid, SipDomainSid};
 use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 
-use crate::{
-    finish_page, micros, push_page, sid_col, time_col, time_of, Cursor, DbRow, Page, PageRequest,
-    Sql, Store, StoreError,
-};
+use crate::{micros, sid_col, time_col, time_of, DbRow, Page, PageRequest, Sql, Store, StoreError};
 
 /// The digest realm of every SIP credential.
 pub const SIP_DIGEST_REALM: &str = "dialtone";
@@ -216,11 +213,7 @@ impl Store {
         account: &AccountSid,
         page: &PageRequest,
     ) -> Result<Page<SipDomainRecord>, StoreError> {
-        let mut q = Sql::new(DOMAIN_COLUMNS);
-        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
-        push_page(&mut q, page);
-        let items = q.fetch_all(&self.pool).await?.iter().map(decode_domain).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |d| Cursor::new(d.date_created, d.sid.as_str())))
+        self.page_of(Sql::scoped(DOMAIN_COLUMNS, account), page, decode_domain).await
     }
 
     /// Saves the settable fields (not the domain name). Whether it existed in that account.
@@ -294,11 +287,7 @@ impl Store {
         account: &AccountSid,
         page: &PageRequest,
     ) -> Result<Page<CredentialListRecord>, StoreError> {
-        let mut q = Sql::new(LIST_COLUMNS);
-        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
-        push_page(&mut q, page);
-        let items = q.fetch_all(&self.pool).await?.iter().map(decode_list).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |l| Cursor::new(l.date_created, l.sid.as_str())))
+        self.page_of(Sql::scoped(LIST_COLUMNS, account), page, decode_list).await
     }
 
     pub async fn update_credential_list(&self, rec: &CredentialListRecord) -> Result<bool, StoreError> {
@@ -382,12 +371,9 @@ impl Store {
         list: &CredentialListSid,
         page: &PageRequest,
     ) -> Result<Page<CredentialRecord>, StoreError> {
-        let mut q = Sql::new(CREDENTIAL_COLUMNS);
-        q.push(" WHERE account_sid = ").push_bind(account.as_str().to_owned());
+        let mut q = Sql::scoped(CREDENTIAL_COLUMNS, account);
         q.push(" AND credential_list_sid = ").push_bind(list.as_str().to_owned());
-        push_page(&mut q, page);
-        let items = q.fetch_all(&self.pool).await?.iter().map(decode_credential).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(items, page, |c| Cursor::new(c.date_created, c.sid.as_str())))
+        self.page_of(q, page, decode_credential).await
     }
 
     /// Sets a new password. Whether the credential existed in that account and list.
