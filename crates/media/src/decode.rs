@@ -192,7 +192,9 @@ fn decode_wav(bytes: &[u8]) -> Result<Vec<i16>, DecodeError> {
     match wav.format_tag {
         WAVE_FORMAT_MULAW | WAVE_FORMAT_ALAW => decode_g711_wav(&wav),
         WAVE_FORMAT_PCM | WAVE_FORMAT_IEEE_FLOAT => decode_pcm_wav(bytes),
-        other => Err(DecodeError::Unsupported(format!("WAV format tag {other:#06x}"))),
+        other => Err(DecodeError::Unsupported(format!(
+            "WAV format tag {other:#06x}"
+        ))),
     }
 }
 
@@ -342,7 +344,14 @@ mod tests {
     use super::*;
     use std::f64::consts::PI;
 
-    fn tone_wav(freq: f64, rate: u32, channels: u16, seconds: f64, spec_bits: u16, float: bool) -> Vec<u8> {
+    fn tone_wav(
+        freq: f64,
+        rate: u32,
+        channels: u16,
+        seconds: f64,
+        spec_bits: u16,
+        float: bool,
+    ) -> Vec<u8> {
         let spec = hound::WavSpec {
             channels,
             sample_rate: rate,
@@ -458,7 +467,11 @@ mod tests {
         ] {
             let wav = tone_wav(1000.0, rate, 1, 0.5, bits, float);
             let pcm = decode_audio(&wav, Some("file.wav")).unwrap();
-            assert!((pcm.len() as i64 - 4000).abs() <= 160, "{rate}/{bits}: {}", pcm.len());
+            assert!(
+                (pcm.len() as i64 - 4000).abs() <= 160,
+                "{rate}/{bits}: {}",
+                pcm.len()
+            );
             let p = goertzel(middle(&pcm), 1000.0);
             assert!((p - 0.25).abs() < 0.03, "{rate}/{bits}/{float}: power {p}");
         }
@@ -579,7 +592,10 @@ mod tests {
         assert!(decode_audio(&zero_channels, None).is_err());
         let mut adpcm = g711_wav(WAVE_FORMAT_MULAW, 8000, 1, &[0xff; 64]);
         adpcm[20..22].copy_from_slice(&2u16.to_le_bytes());
-        assert!(matches!(decode_audio(&adpcm, None), Err(DecodeError::Unsupported(_))));
+        assert!(matches!(
+            decode_audio(&adpcm, None),
+            Err(DecodeError::Unsupported(_))
+        ));
         assert!(decode_audio(&[0xff, 0xfb, 0x90, 0x00, 1, 2, 3], None).is_err());
     }
 }

@@ -209,7 +209,10 @@ mod tests {
 
     #[test]
     fn detects_all_sixteen_keys_once_each() {
-        assert_eq!(detect(&keyed("0123456789*#ABCD", 100, 60)), "0123456789*#ABCD");
+        assert_eq!(
+            detect(&keyed("0123456789*#ABCD", 100, 60)),
+            "0123456789*#ABCD"
+        );
     }
 
     #[test]
@@ -241,7 +244,11 @@ mod tests {
     fn ignores_non_dtmf_audio() {
         assert_eq!(detect(&vec![0; 8000]), "");
         assert_eq!(detect(&tone::beep()), "");
-        assert_eq!(detect(&tone::sine(770.0, 500, -6.0)), "", "a single DTMF frequency");
+        assert_eq!(
+            detect(&tone::sine(770.0, 500, -6.0)),
+            "",
+            "a single DTMF frequency"
+        );
         // Two tones with the wrong twist (row 20 dB above column).
         let row = tone::sine(697.0, 300, -6.0);
         let col = tone::sine(1209.0, 300, -26.0);

@@ -166,8 +166,14 @@ mod tests {
             let a = i32::from(alaw_decode(alaw_encode(s)));
             let s = i32::from(s);
             let tol = (s.abs() / 16).max(16) + 8;
-            assert!((u - s).abs() <= tol.max(s.abs() - 32124 + 1), "ulaw {s} -> {u}");
-            assert!((a - s).abs() <= tol.max(s.abs() - 32256 + 1), "alaw {s} -> {a}");
+            assert!(
+                (u - s).abs() <= tol.max(s.abs() - 32124 + 1),
+                "ulaw {s} -> {u}"
+            );
+            assert!(
+                (a - s).abs() <= tol.max(s.abs() - 32256 + 1),
+                "alaw {s} -> {a}"
+            );
         }
     }
 }

@@ -19,6 +19,32 @@ pub fn rms_dbfs(samples: &[i16]) -> f32 {
     ((20.0 * rms.log10()) as f32).max(FLOOR_DBFS)
 }
 
+/// The level of one frequency in `samples` in dBFS (a full-scale sine at `freq_hz` reads about
+/// -3 dBFS, as [`rms_dbfs`] would read it alone), by the Goertzel filter: to tell which tones a
+/// mix holds (conference tests, tone detection). Frequencies within about
+/// `sample_rate / samples.len()` Hz of each other are not told apart.
+pub fn tone_dbfs(samples: &[i16], freq_hz: f64, sample_rate: u32) -> f32 {
+    if samples.is_empty() {
+        return FLOOR_DBFS;
+    }
+    let w = 2.0 * std::f64::consts::PI * freq_hz / f64::from(sample_rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) / 32768.0 + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = (s1 * s1 + s2 * s2 - coeff * s1 * s2).max(0.0);
+    // A sine of amplitude A gives |X| = A * N / 2; its RMS is A / sqrt(2).
+    let amplitude = 2.0 * power.sqrt() / samples.len() as f64;
+    let rms = amplitude / std::f64::consts::SQRT_2;
+    if rms <= 0.0 {
+        return FLOOR_DBFS;
+    }
+    ((20.0 * rms.log10()) as f32).max(FLOOR_DBFS)
+}
+
 /// Tracks how long the input has been silent, frame by frame, for `<Record timeout>`.
 ///
 /// A frame is loud when its RMS level is at or above the threshold (default
@@ -127,13 +153,35 @@ fn samples_in(d: Duration, sample_rate: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tone_level_picks_one_frequency_out_of_a_mix() {
+        let n = 8000;
+        let mix: Vec<i16> = (0..n)
+            .map(|i| {
+                let t = i as f64 / 8000.0;
+                (8000.0 * (2.0 * std::f64::consts::PI * 500.0 * t).sin()
+                    + 4000.0 * (2.0 * std::f64::consts::PI * 1300.0 * t).sin())
+                    as i16
+            })
+            .collect();
+        let l500 = tone_dbfs(&mix, 500.0, 8000);
+        let l1300 = tone_dbfs(&mix, 1300.0, 8000);
+        let l900 = tone_dbfs(&mix, 900.0, 8000);
+        // 8000/32768 peak = -12.2 dBFS peak, -15.3 dBFS RMS; half that is 6 dB less.
+        assert!((l500 + 15.3).abs() < 0.5, "{l500}");
+        assert!((l1300 + 21.3).abs() < 0.5, "{l1300}");
+        assert!(l900 < -60.0, "{l900}");
+    }
     use crate::{tone, FRAME_SAMPLES};
 
     #[test]
     fn rms_levels() {
         assert_eq!(rms_dbfs(&[]), FLOOR_DBFS);
         assert_eq!(rms_dbfs(&[0; 160]), FLOOR_DBFS);
-        let square: Vec<i16> = (0..160).map(|i| if i % 2 == 0 { 32767 } else { -32767 }).collect();
+        let square: Vec<i16> = (0..160)
+            .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
+            .collect();
         assert!(rms_dbfs(&square).abs() < 0.01);
         // A sine with peak at -9 dBFS has RMS 3 dB lower.
         let sine = tone::sine(1000.0, 100, -9.0);

@@ -3,7 +3,8 @@
 //! This crate owns what happens to samples: G.711 companding ([`g711`], [`Codec`]), decoding
 //! audio files that `<Play>` fetches into 8 kHz mono ([`decode_audio`]), the band-limited
 //! resampler behind it ([`resample`]), tones such as the `<Record>` beep ([`tone`]), signal level
-//! and silence detection ([`level`]) and in-band DTMF detection ([`dtmf`]).
+//! and silence detection ([`level`]), in-band DTMF detection ([`dtmf`]) and conference mixing with
+//! a limiter ([`mix`]).
 //!
 //! It is driven by the media worker in `node` once per 20 ms frame of [`FRAME_SAMPLES`] samples,
 //! and by the audio cache once per fetched file. Everything works on caller-provided slices and
@@ -14,6 +15,7 @@ mod decode;
 pub mod dtmf;
 pub mod g711;
 pub mod level;
+pub mod mix;
 pub mod resample;
 pub mod tone;
 

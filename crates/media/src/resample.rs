@@ -157,7 +157,11 @@ impl Resampler {
         }
         // Unity gain at DC for every phase, so a constant input stays constant.
         for (t, h) in row.iter_mut().zip(taps) {
-            *t = if sum.abs() > 1e-12 { (h / sum) as f32 } else { 0.0 };
+            *t = if sum.abs() > 1e-12 {
+                (h / sum) as f32
+            } else {
+                0.0
+            };
         }
     }
 
@@ -261,7 +265,9 @@ pub(crate) mod tests {
 
     #[test]
     fn output_lengths() {
-        for rate in [8000u32, 11025, 16000, 22050, 32000, 44100, 48000, 96000, 44056, 6000] {
+        for rate in [
+            8000u32, 11025, 16000, 22050, 32000, 44100, 48000, 96000, 44056, 6000,
+        ] {
             let out = resample(&vec![0.1; rate as usize], rate, 8000).unwrap();
             assert_eq!(out.len(), 8000, "rate {rate}");
         }

@@ -29,21 +29,25 @@
 
 mod ports;
 mod recording;
+mod room;
 mod stream;
 mod worker;
 
+#[cfg(test)]
+mod plane_tests;
 #[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use ports::PortPool;
+use room::{RoomCommand, RoomState};
 use worker::{Command, Link, StreamCommand, WorkerHandle};
 
 /// Why a recording ended (the engine's own type, so events pass through
@@ -103,6 +107,100 @@ pub enum MediaEvent {
     /// Every digit of `send_digits` call `id` has been sent (not sent when a
     /// later call replaced it).
     DigitsSent { id: u64 },
+    /// Feed `id` reached `mark`: every frame fed before it has been sent.
+    FeedMark { id: u64, mark: u64 },
+    /// Feed `id`'s sender is gone and all it fed was sent.
+    FeedEnded { id: u64 },
+}
+
+/// What a room reports to its owner.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RoomEvent {
+    /// The last frame of room playback `id` was mixed in.
+    PlaybackDone {
+        id: u64,
+    },
+    RecordingStopped {
+        id: u64,
+        duration: Duration,
+        stop: RecordStop,
+        path: PathBuf,
+    },
+    RecordingFailed {
+        id: u64,
+        reason: String,
+    },
+}
+
+/// How a stream takes part in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Participation {
+    /// The room hears it (false: muted, on hold, waiting for the start).
+    pub heard: bool,
+    /// It hears the room (false: on hold or waiting; its own playback, the hold music, goes
+    /// out instead).
+    pub hears: bool,
+    /// It whispers to this participant (a [`Stream::id`]) alone: nobody else hears it.
+    pub coach_of: Option<u64>,
+}
+
+impl Participation {
+    /// Talks and listens.
+    pub const FULL: Participation = Participation {
+        heard: true,
+        hears: true,
+        coach_of: None,
+    };
+    /// Neither: on hold, or waiting for the conference to start.
+    pub const APART: Participation = Participation {
+        heard: false,
+        hears: false,
+        coach_of: None,
+    };
+}
+
+/// Which of a stream's audio a tap takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    /// What the far end sends us.
+    Inbound,
+    /// What we send the far end.
+    Outbound,
+    Both,
+}
+
+/// Frames a tap's channel holds before the worker drops what the consumer is too slow for.
+pub const TAP_QUEUE_FRAMES: usize = 50;
+
+/// One frame of a stream's audio given to a tap (decoded 8 kHz PCM). Fixed-size, so handing
+/// it over never allocates.
+#[derive(Debug, Clone, Copy)]
+pub struct TapFrame {
+    /// `Inbound` or `Outbound`.
+    pub track: Track,
+    /// When the worker had it (arrival, or sending).
+    pub at: std::time::Instant,
+    /// Valid samples in `samples` (160 but for odd packet sizes).
+    pub len: usize,
+    pub samples: [i16; media::FRAME_SAMPLES],
+}
+
+impl TapFrame {
+    pub fn pcm(&self) -> &[i16] {
+        self.samples.get(..self.len).unwrap_or(&self.samples)
+    }
+}
+
+/// What a feed carries ([`Stream::feed`]). Fixed-size on purpose, like [`TapFrame`]: feeding
+/// never allocates.
+#[derive(Debug, Clone, Copy)]
+#[allow(clippy::large_enum_variant)]
+pub enum FeedItem {
+    /// A 20 ms frame, sent on the next free tick.
+    Audio([i16; media::FRAME_SAMPLES]),
+    /// Reported as [`MediaEvent::FeedMark`] once the audio fed before it has been sent.
+    Mark(u64),
 }
 
 /// Media layer failures.
@@ -133,6 +231,7 @@ struct Inner {
     ports: Arc<PortPool>,
     workers: Vec<WorkerHandle>,
     next_stream_id: AtomicU64,
+    next_room_id: AtomicU64,
 }
 
 impl MediaEngine {
@@ -162,6 +261,7 @@ impl MediaEngine {
                 ports,
                 workers,
                 next_stream_id: AtomicU64::new(1),
+                next_room_id: AtomicU64::new(1),
             }),
         })
     }
@@ -171,28 +271,70 @@ impl MediaEngine {
         &self.inner.config
     }
 
-    /// Binds a new stream (RTP on an even port, RTCP on the next) and hands it
-    /// to the least loaded worker. Events of the stream go to `events`.
-    pub fn allocate(&self, events: UnboundedSender<MediaEvent>) -> Result<Stream, MediaError> {
-        let worker = self
-            .inner
+    fn least_loaded(&self) -> usize {
+        self.inner
             .workers
             .iter()
             .enumerate()
             .min_by_key(|(_, w)| w.load())
-            .map_or(0, |(index, _)| index);
-        self.allocate_on(worker, events)
+            .map_or(0, |(index, _)| index)
     }
 
-    /// Like [`MediaEngine::allocate`], on the worker of `near`, so the two
-    /// streams can be bridged ([`Stream::bridge`] relays only between streams
-    /// of one worker).
+    /// Binds a new stream (RTP on an even port, RTCP on the next) and hands it
+    /// to the least loaded worker. Events of the stream go to `events`.
+    pub fn allocate(&self, events: UnboundedSender<MediaEvent>) -> Result<Stream, MediaError> {
+        self.allocate_on(self.least_loaded(), events)
+    }
+
+    /// Like [`MediaEngine::allocate`], on the worker `near` is on now, so a bridge of the two
+    /// needs no migration.
     pub fn allocate_near(
         &self,
         near: &Stream,
         events: UnboundedSender<MediaEvent>,
     ) -> Result<Stream, MediaError> {
-        self.allocate_on(near.worker, events)
+        self.allocate_on(near.route.worker(), events)
+    }
+
+    /// Like [`MediaEngine::allocate`], on worker `index` (modulo the worker count): for tests
+    /// and benchmarks that place streams on purpose.
+    pub fn allocate_on_worker(
+        &self,
+        index: usize,
+        events: UnboundedSender<MediaEvent>,
+    ) -> Result<Stream, MediaError> {
+        let count = self.inner.workers.len().max(1);
+        self.allocate_on(index % count, events)
+    }
+
+    /// Media worker threads.
+    pub fn workers(&self) -> usize {
+        self.inner.workers.len()
+    }
+
+    /// Creates a conference room on the least loaded worker (or on `worker`, modulo the
+    /// count). Its participants move to that worker when they join.
+    pub fn create_room(
+        &self,
+        worker: Option<usize>,
+        events: UnboundedSender<RoomEvent>,
+    ) -> Result<Room, MediaError> {
+        let count = self.inner.workers.len().max(1);
+        let index = worker.map_or_else(|| self.least_loaded(), |w| w % count);
+        let handle = self
+            .inner
+            .workers
+            .get(index)
+            .ok_or(MediaError::WorkersStopped)?;
+        let id = self.inner.next_room_id.fetch_add(1, Ordering::Relaxed);
+        let link = handle.link();
+        link.send(Command::AddRoom(Box::new(RoomState::new(id, events))))
+            .map_err(|_| MediaError::WorkersStopped)?;
+        Ok(Room {
+            id,
+            worker: index,
+            link,
+        })
     }
 
     fn allocate_on(
@@ -214,9 +356,10 @@ impl MediaEngine {
             .map_err(|_| MediaError::WorkersStopped)?;
         Ok(Stream {
             local_port,
-            id,
-            worker: worker_index,
-            link,
+            route: Arc::new(Route {
+                id,
+                at: Mutex::new((worker_index, link)),
+            }),
         })
     }
 
@@ -280,9 +423,167 @@ fn is_port_taken(e: &std::io::Error) -> bool {
 pub struct Stream {
     /// The local RTP port (RTCP is `local_port + 1`).
     pub local_port: u16,
+    route: Arc<Route>,
+}
+
+/// Where a stream's commands go: the worker it is on. A stream moves to another worker when
+/// it is bridged to a stream there or joins a room there; the move and every command take
+/// this lock, so commands reach the stream in the order they were given.
+#[derive(Debug)]
+struct Route {
+    id: u64,
+    /// The worker's index and command link.
+    at: Mutex<(usize, Arc<Link>)>,
+}
+
+type RouteGuard<'a> = std::sync::MutexGuard<'a, (usize, Arc<Link>)>;
+
+impl Route {
+    fn lock(&self) -> RouteGuard<'_> {
+        // A panic while holding it cannot leave the pair half-written: use it as is.
+        self.at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn worker(&self) -> usize {
+        self.lock().0
+    }
+
+    fn send(&self, command: Command) {
+        if self.lock().1.send(command).is_err() {
+            tracing::warn!(stream = self.id, "media worker gone; command dropped");
+        }
+    }
+
+    /// Moves the stream (whose route `at` is) to worker `to`: the new worker is told to hold
+    /// back commands naming the stream until it arrives, the old one hands it over.
+    fn migrate(id: u64, at: &mut RouteGuard<'_>, to: (usize, Arc<Link>)) {
+        if Arc::ptr_eq(&at.1, &to.1) {
+            return;
+        }
+        if to.1.send(Command::Expect(id)).is_err() {
+            tracing::warn!(stream = id, "media worker gone; stream not moved");
+            return;
+        }
+        let _ = at.1.send(Command::Migrate {
+            id,
+            to: Arc::clone(&to.1),
+        });
+        **at = to;
+    }
+
+    /// Bridges two streams, moving `a` to `b`'s worker first when they are apart.
+    fn bridge(a: &Route, b: &Route) {
+        if a.id == b.id {
+            return;
+        }
+        // Locked in id order, so two bridges of the same pair cannot deadlock.
+        let (mut ga, gb) = if a.id < b.id {
+            let ga = a.lock();
+            (ga, b.lock())
+        } else {
+            let gb = b.lock();
+            (a.lock(), gb)
+        };
+        let target = (gb.0, Arc::clone(&gb.1));
+        drop(gb);
+        Route::migrate(a.id, &mut ga, target);
+        if ga.1.send(Command::Bridge(a.id, b.id)).is_err() {
+            tracing::warn!(a = a.id, b = b.id, "media worker gone; not bridged");
+        }
+    }
+
+    fn join(&self, room: &Room, part: Participation) {
+        let mut at = self.lock();
+        Route::migrate(self.id, &mut at, (room.worker, Arc::clone(&room.link)));
+        let join = Command::Join {
+            room: room.id,
+            stream: self.id,
+            part,
+        };
+        if at.1.send(join).is_err() {
+            tracing::warn!(
+                stream = self.id,
+                room = room.id,
+                "media worker gone; not joined"
+            );
+        }
+    }
+}
+
+/// A cloneable reference to a stream that another task owns, to bridge to it or join it to a
+/// room (a queued caller, taken by an agent's call). It does not keep the stream alive.
+#[derive(Debug, Clone)]
+pub struct StreamRef(Arc<Route>);
+
+impl StreamRef {
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The worker the stream is on now.
+    pub fn worker(&self) -> usize {
+        self.0.worker()
+    }
+
+    /// Joins the stream to `room` (see [`Stream::join_room`]).
+    pub fn join_room(&self, room: &Room, part: Participation) {
+        self.0.join(room, part);
+    }
+}
+
+/// Handle on a conference room (a mixer) on one worker. Dropping it ends the room: its
+/// participants stay, out of any room, and its recordings end with [`RecordStop::Hangup`].
+#[derive(Debug)]
+pub struct Room {
     id: u64,
     worker: usize,
     link: Arc<Link>,
+}
+
+impl Room {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The worker the room mixes on.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// Plays into the room (an announcement, a beep): every participant that hears the room
+    /// hears it, and so do the room's recordings. Replaces what played;
+    /// [`RoomEvent::PlaybackDone`] follows the last frame.
+    pub fn play(&self, id: u64, samples: Arc<[i16]>, loops: u32) {
+        self.send(RoomCommand::Play { id, samples, loops });
+    }
+
+    pub fn stop_playback(&self) {
+        self.send(RoomCommand::StopPlayback);
+    }
+
+    /// Records what the room hears (all heard participants and what plays into it), mono, at
+    /// `path`. Several may run; each ends with [`RoomEvent::RecordingStopped`].
+    pub fn start_recording(&self, id: u64, path: PathBuf) {
+        self.send(RoomCommand::StartRecording { id, path });
+    }
+
+    pub fn stop_recording(&self, id: u64) {
+        self.send(RoomCommand::StopRecording { id });
+    }
+
+    fn send(&self, command: RoomCommand) {
+        if self.link.send(Command::Room(self.id, command)).is_err() {
+            tracing::warn!(room = self.id, "media worker gone; room command dropped");
+        }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        let _ = self.link.send(Command::RemoveRoom(self.id));
+    }
 }
 
 impl Stream {
@@ -352,32 +653,85 @@ impl Stream {
     /// leg's payload type (and still reported as [`MediaEvent::Dtmf`] where
     /// they arrive). Each outgoing leg keeps its own SSRC, sequence numbers and
     /// timestamp base. Stops playback on both; a stream on hold receives
-    /// nothing. Replaces an earlier bridge of either stream; dropping either
-    /// ends it. Both must be on one worker ([`MediaEngine::allocate_near`]);
-    /// otherwise nothing is bridged and an error is logged.
+    /// nothing. Replaces an earlier bridge (or room) of either stream; dropping
+    /// either ends it. Streams on different workers are bridged all the same:
+    /// this one moves to the other's worker first (its sockets change threads,
+    /// not ports), so the relay itself never crosses a thread or takes a lock.
     pub fn bridge(&self, other: &Stream) {
-        if !Arc::ptr_eq(&self.link, &other.link) {
-            tracing::error!(
-                a = self.id,
-                b = other.id,
-                "streams on different media workers cannot be bridged (use allocate_near)"
-            );
-            return;
-        }
-        self.command(Command::Bridge(self.id, other.id));
+        Route::bridge(&self.route, &other.route);
+    }
+
+    /// Like [`Stream::bridge`], to a stream another task owns.
+    pub fn bridge_to(&self, other: &StreamRef) {
+        Route::bridge(&self.route, &other.0);
     }
 
     /// Ends the bridge this stream is in (both directions).
     pub fn unbridge(&self) {
-        self.command(Command::Unbridge(self.id));
+        self.route.send(Command::Unbridge(self.route.id));
+    }
+
+    /// This stream's id (for [`Participation::coach_of`]).
+    pub fn id(&self) -> u64 {
+        self.route.id
+    }
+
+    /// A reference another task can bridge to or join to a room.
+    pub fn reference(&self) -> StreamRef {
+        StreamRef(Arc::clone(&self.route))
+    }
+
+    /// The worker the stream is on now.
+    pub fn worker(&self) -> usize {
+        self.route.worker()
+    }
+
+    /// Joins `room` (moving to its worker when elsewhere), leaving a bridge or another room;
+    /// called again, changes how the stream takes part (mute, hold, coach). Joining stops
+    /// playback; while the stream hears the room its own playback is mixed into what it hears.
+    pub fn join_room(&self, room: &Room, part: Participation) {
+        self.route.join(room, part);
+    }
+
+    /// Leaves the room it is in.
+    pub fn leave_room(&self) {
+        self.route.send(Command::Leave(self.route.id));
+    }
+
+    /// Forks the stream's decoded audio (`track`) to a consumer, at most
+    /// [`TAP_QUEUE_FRAMES`] frames behind: frames the consumer is too slow for are dropped and
+    /// counted, never waited for. Several taps may run, each with its own `id`.
+    pub fn tap(&self, id: u64, track: Track) -> std::sync::mpsc::Receiver<TapFrame> {
+        let (sink, frames) = std::sync::mpsc::sync_channel(TAP_QUEUE_FRAMES);
+        self.send(StreamCommand::AddTap { id, track, sink });
+        frames
+    }
+
+    pub fn remove_tap(&self, id: u64) {
+        self.send(StreamCommand::RemoveTap { id });
+    }
+
+    /// Sends audio that another source produces (a WebSocket's frames, a synthesiser's
+    /// output) when nothing else plays: one frame per tick while frames wait, nothing when
+    /// none does. Replaces an earlier feed. Returns the sending side, holding up to `capacity`
+    /// items; dropping it ends the feed with [`MediaEvent::FeedEnded`] once all was sent.
+    pub fn feed(&self, id: u64, capacity: usize) -> std::sync::mpsc::SyncSender<FeedItem> {
+        let (tx, source) = std::sync::mpsc::sync_channel(capacity.max(1));
+        self.send(StreamCommand::Feed { id, source });
+        tx
+    }
+
+    pub fn stop_feed(&self) {
+        self.send(StreamCommand::StopFeed);
     }
 
     /// Records the whole call until [`Stream::stop_recording`]`(id)` or drop,
     /// both directions placed by arrival time: `channels` 1 is the mix of what
     /// is received and what is sent, 2 puts what the far end sends us on the
-    /// left and what we send the far end (the bridged leg, or playback) on the
-    /// right. Replaces a running call recording (which stops as `Stopped`).
-    /// Ends with [`MediaEvent::RecordingStopped`].
+    /// left and what we send the far end (the bridged leg, the room, or
+    /// playback) on the right. Several run at once, each complete; one with
+    /// the same `id` is replaced (and stops as `Stopped`). Each ends with
+    /// [`MediaEvent::RecordingStopped`].
     pub fn start_call_recording(&self, id: u64, path: PathBuf, channels: u16) {
         self.send(StreamCommand::StartCallRecording { id, path, channels });
     }
@@ -396,19 +750,13 @@ impl Stream {
     }
 
     fn send(&self, command: StreamCommand) {
-        self.command(Command::Stream(self.id, command));
-    }
-
-    fn command(&self, command: Command) {
-        if self.link.send(command).is_err() {
-            tracing::warn!(stream = self.id, "media worker gone; command dropped");
-        }
+        self.route.send(Command::Stream(self.route.id, command));
     }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
         // If the worker is gone its streams (and their ports) were dropped with it.
-        let _ = self.link.send(Command::Remove(self.id));
+        let _ = self.route.lock().1.send(Command::Remove(self.route.id));
     }
 }

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,7 +19,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::ports::PortLease;
 use super::recording::{CallRecording, Recording, Side};
 use super::worker::StreamCommand;
-use super::{MediaEvent, RecordStop};
+use super::{FeedItem, MediaEvent, Participation, RecordStop, TapFrame, Track};
 
 /// Largest datagram read; RTP for G.711 at 20 ms is 172 bytes, anything
 /// longer than this is not ours and is cut (then fails to parse or decodes
@@ -44,7 +45,7 @@ const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) struct Scratch {
     datagram: Box<[u8]>,
     pcm: Vec<i16>,
-    frame: [i16; FRAME_SAMPLES],
+    pub(crate) frame: [i16; FRAME_SAMPLES],
     payload: Vec<u8>,
     packet: Vec<u8>,
 }
@@ -114,7 +115,7 @@ struct Remote {
 }
 
 #[derive(Debug)]
-struct Playback {
+pub(crate) struct Playback {
     id: u64,
     samples: Arc<[i16]>,
     position: usize,
@@ -122,6 +123,75 @@ struct Playback {
     loops: u32,
     /// Completed passes over `samples`.
     passes: u32,
+}
+
+impl Playback {
+    pub(crate) fn new(id: u64, samples: Arc<[i16]>, loops: u32) -> Playback {
+        Playback {
+            id,
+            samples,
+            position: 0,
+            loops,
+            passes: 0,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// Most decoded audio a participant's inbox holds for its room: three frames. Beyond it the
+/// oldest is dropped, so a far end whose clock runs fast (or a burst after a stall) never adds
+/// delay that stays.
+const INBOX_MAX_SAMPLES: usize = 3 * FRAME_SAMPLES;
+
+/// A room participant's received audio, decoded, waiting for the room's next tick.
+#[derive(Debug, Default)]
+struct Inbox {
+    samples: VecDeque<i16>,
+    /// Samples dropped because the inbox was full.
+    dropped: u64,
+    /// Ticks that found less than a frame (silence was used).
+    underruns: u64,
+}
+
+/// A consumer of a stream's audio ([`super::Stream::tap`]).
+#[derive(Debug)]
+struct Tap {
+    id: u64,
+    track: Track,
+    sink: SyncSender<TapFrame>,
+    /// Frames the consumer was too slow to take.
+    dropped: u64,
+}
+
+impl Tap {
+    fn offer(&mut self, track: Track, now: Instant, pcm: &[i16]) {
+        if self.track != track && self.track != Track::Both {
+            return;
+        }
+        for chunk in pcm.chunks(FRAME_SAMPLES) {
+            let mut samples = [0; FRAME_SAMPLES];
+            samples[..chunk.len()].copy_from_slice(chunk);
+            let frame = TapFrame {
+                track,
+                at: now,
+                len: chunk.len(),
+                samples,
+            };
+            if let Err(TrySendError::Full(_)) = self.sink.try_send(frame) {
+                self.dropped += 1;
+            }
+        }
+    }
+}
+
+/// Audio fed into the stream from elsewhere ([`super::Stream::feed`]).
+#[derive(Debug)]
+struct Feed {
+    id: u64,
+    source: Receiver<FeedItem>,
 }
 
 /// Counters kept per stream (logged when the stream closes).
@@ -142,7 +212,13 @@ pub(crate) struct StreamState {
     /// The worker slot of the stream this one is bridged to.
     bridge: Option<usize>,
     relay_map: Option<TimestampMap>,
-    call_recording: Option<CallRecording>,
+    /// Whole-call recordings, each complete on its own (the call's, a dial's, ...).
+    call_recordings: Vec<CallRecording>,
+    taps: Vec<Tap>,
+    feed: Option<Feed>,
+    /// The room this stream takes part in, and how.
+    room: Option<(u64, Participation)>,
+    inbox: Inbox,
     digits: Option<Digits>,
     // Field order matters: the sockets close before the lease gives the ports back.
     rtp: UdpSocket,
@@ -184,7 +260,11 @@ impl StreamState {
             id,
             bridge: None,
             relay_map: None,
-            call_recording: None,
+            call_recordings: Vec::new(),
+            taps: Vec::new(),
+            feed: None,
+            room: None,
+            inbox: Inbox::default(),
             digits: None,
             rtp,
             rtcp,
@@ -217,6 +297,157 @@ impl StreamState {
 
     pub(crate) fn rtcp_fd(&self) -> RawFd {
         self.rtcp.as_raw_fd()
+    }
+
+    /// Counts the stream on another worker's load (after a migration).
+    pub(crate) fn set_load(&mut self, load: Arc<AtomicUsize>) {
+        self.load.fetch_sub(1, Ordering::Relaxed);
+        load.fetch_add(1, Ordering::Relaxed);
+        self.load = load;
+    }
+
+    pub(crate) fn room(&self) -> Option<u64> {
+        self.room.map(|(id, _)| id)
+    }
+
+    /// Joins (or, with `None`, leaves) a room. Joining stops playback, like a bridge; leaving
+    /// empties the inbox.
+    pub(crate) fn set_room(&mut self, room: Option<(u64, Participation)>) {
+        let joining = room.is_some_and(|(id, _)| self.room() != Some(id));
+        if joining {
+            self.playback = None;
+        }
+        if room.is_none() {
+            self.inbox.samples.clear();
+        }
+        self.room = room;
+    }
+
+    /// This tick's frame of what the far end said, for the room (silence when none came).
+    pub(crate) fn pull_room_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]) {
+        let inbox = &mut self.inbox;
+        if inbox.samples.len() < FRAME_SAMPLES {
+            if !inbox.samples.is_empty() || self.counters.rtp_received > 0 {
+                inbox.underruns += 1;
+            }
+            frame.fill(0);
+            return;
+        }
+        for (out, sample) in frame.iter_mut().zip(inbox.samples.drain(..FRAME_SAMPLES)) {
+            *out = sample;
+        }
+    }
+
+    /// Whether the room sends this stream its mix this tick: it hears the room, has a far end
+    /// to send to, is not on hold and sends no digits.
+    pub(crate) fn takes_mix(&self) -> bool {
+        self.room.is_some_and(|(_, part)| part.hears)
+            && self.remote.is_some()
+            && !self.hold
+            && self.digits.is_none()
+    }
+
+    /// The stream's own next frame (playback, else a feed) for mixing into what it hears;
+    /// false when nothing plays. Reports a finished playback as `send_frame` does.
+    pub(crate) fn own_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]) -> bool {
+        if let Some(playback) = self.playback.as_mut() {
+            let last = fill_frame(playback, frame);
+            if matches!(last, Frame::Last | Frame::Empty) {
+                if let Some(done) = self.playback.take() {
+                    self.emit(MediaEvent::PlaybackDone { id: done.id });
+                }
+            }
+            return last != Frame::Empty;
+        }
+        self.feed_frame(frame)
+    }
+
+    /// Sends a frame the room mixed for this stream.
+    pub(crate) fn send_mixed(
+        &mut self,
+        now: Instant,
+        frame: &[i16; FRAME_SAMPLES],
+        scratch: &mut Scratch,
+    ) {
+        let Some(remote) = self.remote.filter(|_| !self.hold) else {
+            self.sender.advance_timestamp(FRAME_SAMPLES as u32);
+            return;
+        };
+        remote.codec.encode(frame, &mut scratch.payload);
+        let marker = !self.talking;
+        self.talking = true;
+        self.sender.write_packet(
+            remote.payload_type,
+            FRAME_SAMPLES as u32,
+            marker,
+            &scratch.payload,
+            &mut scratch.packet,
+        );
+        self.handle_sent_audio(now, frame);
+        self.send_rtp(remote.rtp, &scratch.packet);
+    }
+
+    /// The next frame of the feed into `frame`; false when the feed has none now.
+    fn feed_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]) -> bool {
+        loop {
+            let Some(feed) = self.feed.as_mut() else {
+                return false;
+            };
+            match feed.source.try_recv() {
+                Ok(FeedItem::Audio(samples)) => {
+                    *frame = samples;
+                    return true;
+                }
+                Ok(FeedItem::Mark(mark)) => {
+                    let id = feed.id;
+                    self.emit(MediaEvent::FeedMark { id, mark });
+                }
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => {
+                    let id = feed.id;
+                    self.feed = None;
+                    self.emit(MediaEvent::FeedEnded { id });
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// What the far end sent, decoded: to the recordings, the taps and the room.
+    fn handle_received_audio(&mut self, now: Instant, pcm: &[i16]) {
+        for recording in &mut self.call_recordings {
+            recording.handle_audio(now, Side::Received, pcm);
+        }
+        for tap in &mut self.taps {
+            tap.offer(Track::Inbound, now, pcm);
+        }
+        if self.room.is_some() {
+            let inbox = &mut self.inbox;
+            inbox.samples.extend(pcm);
+            if inbox.samples.len() > INBOX_MAX_SAMPLES {
+                let excess = inbox.samples.len() - INBOX_MAX_SAMPLES;
+                inbox.samples.drain(..excess);
+                inbox.dropped += excess as u64;
+            }
+        }
+    }
+
+    /// What we sent the far end, decoded: to the recordings and the taps.
+    fn handle_sent_audio(&mut self, now: Instant, pcm: &[i16]) {
+        for recording in &mut self.call_recordings {
+            recording.handle_audio(now, Side::Sent, pcm);
+        }
+        for tap in &mut self.taps {
+            tap.offer(Track::Outbound, now, pcm);
+        }
+    }
+
+    /// Whether received audio must be decoded (someone consumes it as PCM).
+    fn wants_pcm(&self) -> bool {
+        self.recording.is_some()
+            || !self.call_recordings.is_empty()
+            || !self.taps.is_empty()
+            || self.room.is_some()
     }
 
     /// Bridges to (or, with `None`, unbridges from) the stream in `slot`;
@@ -278,9 +509,9 @@ impl StreamState {
                 }
             }
             StreamCommand::StartCallRecording { id, path, channels } => {
-                self.end_call_recording(RecordStop::Stopped);
+                self.end_call_recording(id, RecordStop::Stopped);
                 match CallRecording::start(id, path, channels, now) {
-                    Ok(recording) => self.call_recording = Some(recording),
+                    Ok(recording) => self.call_recordings.push(recording),
                     Err(e) => {
                         tracing::warn!(stream = self.id, recording = id, error = %e, "cannot start call recording");
                         self.emit(MediaEvent::RecordingFailed {
@@ -294,9 +525,7 @@ impl StreamState {
                 if self.recording.as_ref().is_some_and(|r| r.id() == id) {
                     self.end_recording(RecordStop::Stopped);
                 }
-                if self.call_recording.as_ref().is_some_and(|r| r.id() == id) {
-                    self.end_call_recording(RecordStop::Stopped);
-                }
+                self.end_call_recording(id, RecordStop::Stopped);
             }
             StreamCommand::SetHold(on) => self.hold = on,
             StreamCommand::SendDigits { id, digits } => {
@@ -306,6 +535,18 @@ impl StreamState {
                     current: DigitStep::Next,
                 });
             }
+            StreamCommand::AddTap { id, track, sink } => {
+                self.taps.retain(|t| t.id != id);
+                self.taps.push(Tap {
+                    id,
+                    track,
+                    sink,
+                    dropped: 0,
+                });
+            }
+            StreamCommand::RemoveTap { id } => self.taps.retain(|t| t.id != id),
+            StreamCommand::Feed { id, source } => self.feed = Some(Feed { id, source }),
+            StreamCommand::StopFeed => self.feed = None,
         }
     }
 
@@ -318,14 +559,20 @@ impl StreamState {
         }
         if self.digits.is_some() {
             self.send_digit_step(now, scratch);
-        } else {
+        } else if !self.takes_mix() {
+            // (A stream that takes its room's mix was sent it by the room this tick.)
             self.send_frame(now, scratch);
         }
-        if let Some(recording) = self.call_recording.as_mut() {
+        for recording in &mut self.call_recordings {
             recording.handle_tick(now);
-            if recording.failed() {
-                self.end_call_recording(RecordStop::Stopped);
-            }
+        }
+        if let Some(failed) = self
+            .call_recordings
+            .iter()
+            .find(|r| r.failed())
+            .map(CallRecording::id)
+        {
+            self.end_call_recording(failed, RecordStop::Stopped);
         }
         if now >= self.next_rtcp {
             self.next_rtcp = now + rtcp_interval();
@@ -393,15 +640,13 @@ impl StreamState {
             if let Some(digit) = self.dtmf.handle_packet(&packet.header, packet.payload) {
                 self.emit(MediaEvent::Dtmf { digit });
             }
-        } else if self.recording.is_some() || self.call_recording.is_some() {
+        } else if self.wants_pcm() {
             pcm.clear();
             codec.decode(packet.payload, pcm);
             if let Some(recording) = self.recording.as_mut() {
                 recording.handle_audio(now, packet.header.ssrc, packet.header.timestamp, pcm);
             }
-            if let Some(recording) = self.call_recording.as_mut() {
-                recording.handle_audio(now, Side::Received, pcm);
-            }
+            self.handle_received_audio(now, pcm);
         }
         Some(Relay {
             peer_slot: self.bridge?,
@@ -441,13 +686,18 @@ impl StreamState {
                 None => return,
             },
             Some(codec) => {
-                let decoded = codec != remote.codec || self.call_recording.is_some();
-                if decoded {
+                let tapped = !self.call_recordings.is_empty() || !self.taps.is_empty();
+                if codec != remote.codec || tapped {
                     pcm.clear();
                     codec.decode(payload, pcm);
                 }
-                if let Some(recording) = self.call_recording.as_mut() {
-                    recording.handle_audio(now, Side::Sent, pcm);
+                if tapped {
+                    for recording in &mut self.call_recordings {
+                        recording.handle_audio(now, Side::Sent, pcm);
+                    }
+                    for tap in &mut self.taps {
+                        tap.offer(Track::Outbound, now, pcm);
+                    }
                 }
                 if codec == remote.codec {
                     (remote.payload_type, payload)
@@ -541,8 +791,13 @@ impl StreamState {
     fn send_frame(&mut self, now: Instant, scratch: &mut Scratch) {
         let samples = FRAME_SAMPLES as u32;
         let Some(playback) = self.playback.as_mut() else {
-            self.sender.advance_timestamp(samples);
-            self.talking = false;
+            if self.feed_frame(&mut scratch.frame) {
+                let sendable = self.remote.filter(|_| !self.hold);
+                self.send_audio_frame(now, sendable, scratch);
+            } else {
+                self.sender.advance_timestamp(samples);
+                self.talking = false;
+            }
             return;
         };
         let last = fill_frame(playback, &mut scratch.frame);
@@ -568,9 +823,7 @@ impl StreamState {
                     &mut scratch.packet,
                 );
                 self.talking = true;
-                if let Some(recording) = self.call_recording.as_mut() {
-                    recording.handle_audio(now, Side::Sent, &scratch.frame);
-                }
+                self.handle_sent_audio(now, &scratch.frame);
                 self.send_rtp(remote.rtp, &scratch.packet);
             }
         }
@@ -707,17 +960,16 @@ impl StreamState {
             &scratch.payload,
             &mut scratch.packet,
         );
-        if let Some(recording) = self.call_recording.as_mut() {
-            recording.handle_audio(now, Side::Sent, &scratch.frame);
-        }
+        self.handle_sent_audio(now, &scratch.frame);
         self.send_rtp(remote.rtp, &scratch.packet);
     }
 
-    fn end_call_recording(&mut self, stop: RecordStop) {
-        let Some(recording) = self.call_recording.take() else {
+    /// Ends call recording `id`, if it runs.
+    fn end_call_recording(&mut self, id: u64, stop: RecordStop) {
+        let Some(index) = self.call_recordings.iter().position(|r| r.id() == id) else {
             return;
         };
-        let id = recording.id();
+        let recording = self.call_recordings.swap_remove(index);
         match recording.finish() {
             Ok((duration, path)) => self.emit(MediaEvent::RecordingStopped {
                 id,
@@ -768,14 +1020,29 @@ impl StreamState {
 impl Drop for StreamState {
     fn drop(&mut self) {
         self.end_recording(RecordStop::Hangup);
-        self.end_call_recording(RecordStop::Hangup);
+        for id in self
+            .call_recordings
+            .iter()
+            .map(CallRecording::id)
+            .collect::<Vec<_>>()
+        {
+            self.end_call_recording(id, RecordStop::Hangup);
+        }
         self.load.fetch_sub(1, Ordering::Relaxed);
-        tracing::debug!(stream = self.id, counters = ?self.counters, "media stream closed");
+        let taps_dropped: u64 = self.taps.iter().map(|t| t.dropped).sum();
+        tracing::debug!(
+            stream = self.id,
+            counters = ?self.counters,
+            inbox_dropped = self.inbox.dropped,
+            inbox_underruns = self.inbox.underruns,
+            taps_dropped,
+            "media stream closed"
+        );
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Frame {
+pub(crate) enum Frame {
     /// Nothing to play (empty samples).
     Empty,
     /// A frame, more follow.
@@ -786,7 +1053,7 @@ enum Frame {
 
 /// Copies the next 160 samples of `playback` into `frame`, wrapping into the
 /// next loop mid-frame and padding the very last frame with silence.
-fn fill_frame(playback: &mut Playback, frame: &mut [i16; FRAME_SAMPLES]) -> Frame {
+pub(crate) fn fill_frame(playback: &mut Playback, frame: &mut [i16; FRAME_SAMPLES]) -> Frame {
     let samples = &playback.samples;
     if samples.is_empty() {
         return Frame::Empty;

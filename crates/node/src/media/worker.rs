@@ -21,17 +21,18 @@
 //! themselves. A packet then waits at most the pause (0.2 ms) more; when
 //! traffic falls below the threshold the worker sleeps in `epoll_wait` again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::room::{RoomCommand, RoomState};
 use super::stream::{Scratch, StreamState};
-use super::TICK;
+use super::{FeedItem, Participation, TapFrame, Track, TICK};
 
-/// What a [`super::Stream`] handle asks of its worker.
+/// What a [`super::Stream`] or [`super::Room`] handle asks of its worker.
 #[derive(Debug)]
 pub(crate) enum Command {
     Add(Box<StreamState>),
@@ -39,8 +40,54 @@ pub(crate) enum Command {
     Stream(u64, StreamCommand),
     Bridge(u64, u64),
     Unbridge(u64),
+    /// Stream `id` is on its way here from another worker: commands naming it wait until
+    /// [`Command::Adopt`] brings it.
+    Expect(u64),
+    /// Hand stream `id` over to the worker behind `to` (which was told to expect it).
+    Migrate {
+        id: u64,
+        to: Arc<Link>,
+    },
+    /// A stream handed over by another worker.
+    Adopt(Box<StreamState>),
+    /// The stream that was to be handed over is gone (dropped before it could move).
+    NotComing(u64),
+    AddRoom(Box<RoomState>),
+    RemoveRoom(u64),
+    Room(u64, RoomCommand),
+    /// Stream `stream` joins room `room` (both on this worker), or changes how it takes part.
+    Join {
+        room: u64,
+        stream: u64,
+        part: Participation,
+    },
+    /// Stream `id` leaves its room.
+    Leave(u64),
     /// Every handle on the worker is gone.
     Shutdown,
+}
+
+impl Command {
+    /// The streams a command acts on, for holding it back while one is migrating here.
+    fn streams(&self) -> [Option<u64>; 2] {
+        match self {
+            Command::Remove(id)
+            | Command::Stream(id, _)
+            | Command::Unbridge(id)
+            | Command::Leave(id) => [Some(*id), None],
+            Command::Bridge(a, b) => [Some(*a), Some(*b)],
+            Command::Migrate { id, .. } => [Some(*id), None],
+            Command::Join { stream, .. } => [Some(*stream), None],
+            Command::Add(_)
+            | Command::Expect(_)
+            | Command::Adopt(_)
+            | Command::NotComing(_)
+            | Command::AddRoom(_)
+            | Command::RemoveRoom(_)
+            | Command::Room(..)
+            | Command::Shutdown => [None, None],
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -77,6 +124,19 @@ pub(crate) enum StreamCommand {
         id: u64,
         digits: String,
     },
+    AddTap {
+        id: u64,
+        track: Track,
+        sink: std::sync::mpsc::SyncSender<TapFrame>,
+    },
+    RemoveTap {
+        id: u64,
+    },
+    Feed {
+        id: u64,
+        source: std::sync::mpsc::Receiver<FeedItem>,
+    },
+    StopFeed,
 }
 
 /// The sending side of a worker's command queue, shared by the engine and
@@ -177,6 +237,12 @@ impl Epoll {
         Ok(())
     }
 
+    fn remove(&self, fd: RawFd) {
+        // SAFETY: EPOLL_CTL_DEL ignores the event argument (non-null for old kernels).
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut event) };
+    }
+
     fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
         let max = i32::try_from(events.len()).unwrap_or(i32::MAX);
         // SAFETY: the kernel writes at most `max` entries into `events`.
@@ -237,6 +303,10 @@ pub(crate) fn spawn(index: usize) -> io::Result<WorkerHandle> {
         free: Vec::new(),
         ids: HashMap::new(),
         scratch: Scratch::new(),
+        load: Arc::clone(&load),
+        expected: HashSet::new(),
+        deferred: VecDeque::new(),
+        rooms: HashMap::new(),
     };
     std::thread::Builder::new()
         .name(format!("media-{index}"))
@@ -257,6 +327,12 @@ struct Worker {
     free: Vec<usize>,
     ids: HashMap<u64, usize>,
     scratch: Scratch,
+    /// Streams this worker holds (for least-loaded placement).
+    load: Arc<AtomicUsize>,
+    /// Streams migrating here, and the commands naming them that wait for them, in order.
+    expected: HashSet<u64>,
+    deferred: VecDeque<Command>,
+    rooms: HashMap<u64, RoomState>,
 }
 
 impl Worker {
@@ -342,16 +418,29 @@ impl Worker {
     }
 
     fn handle_command(&mut self, command: Command, now: Instant) {
+        if !self.expected.is_empty() {
+            // A command waits while it names a stream on its way here, or a stream that an
+            // earlier waiting command names (so commands on one stream keep their order).
+            let ids = command.streams();
+            let held = |id: &u64| {
+                self.expected.contains(id)
+                    || self
+                        .deferred
+                        .iter()
+                        .any(|d| d.streams().contains(&Some(*id)))
+            };
+            if ids.iter().flatten().any(held) {
+                self.deferred.push_back(command);
+                return;
+            }
+        }
         match command {
             Command::Add(state) => self.add(*state),
             Command::Remove(id) => {
-                if let Some(slot) = self.ids.remove(&id) {
-                    self.unbridge(slot);
-                    // Dropping the state ends its recordings, closes both
-                    // sockets (which leaves epoll), then returns the ports.
-                    let state = self.slots.get_mut(slot).and_then(Option::take);
+                if let Some(state) = self.take(id) {
+                    // Dropping the state ends its recordings and closes both sockets, then
+                    // returns the ports.
                     drop(state);
-                    self.free.push(slot);
                 }
             }
             Command::Stream(id, command) => {
@@ -365,8 +454,120 @@ impl Worker {
                     self.unbridge(slot);
                 }
             }
+            Command::Expect(id) => {
+                self.expected.insert(id);
+            }
+            Command::Migrate { id, to } => {
+                let handover = match self.take(id) {
+                    // The stream moves its count to the new worker's load on arrival.
+                    Some(state) => Command::Adopt(state),
+                    None => Command::NotComing(id),
+                };
+                // The other worker gone: the stream is dropped, as that worker's own were.
+                let _ = to.send(handover);
+            }
+            Command::NotComing(id) => {
+                self.expected.remove(&id);
+                self.replay_deferred(now);
+            }
+            Command::Adopt(mut state) => {
+                let id = state.id();
+                self.expected.remove(&id);
+                state.set_load(Arc::clone(&self.load));
+                self.add(*state);
+                self.replay_deferred(now);
+            }
+            Command::AddRoom(room) => {
+                self.rooms.insert(room.id(), *room);
+            }
+            Command::RemoveRoom(id) => {
+                if let Some(room) = self.rooms.remove(&id) {
+                    for slot in room.member_slots() {
+                        if let Some(Some(stream)) = self.slots.get_mut(slot) {
+                            stream.set_room(None);
+                        }
+                    }
+                }
+            }
+            Command::Room(id, command) => {
+                if let Some(room) = self.rooms.get_mut(&id) {
+                    room.handle_command(command, now);
+                }
+            }
+            Command::Join { room, stream, part } => self.join(room, stream, part),
+            Command::Leave(id) => {
+                if let Some(&slot) = self.ids.get(&id) {
+                    self.leave_room(slot);
+                }
+            }
             // Handled by `drain_commands`.
             Command::Shutdown => {}
+        }
+    }
+
+    /// Runs the commands that waited for a migrating stream, in their order; those still
+    /// naming a stream on its way wait on.
+    fn replay_deferred(&mut self, now: Instant) {
+        let waiting = std::mem::take(&mut self.deferred);
+        for command in waiting {
+            self.handle_command(command, now);
+        }
+    }
+
+    /// Takes stream `id` off this worker: out of epoll, its bridge and its room.
+    fn take(&mut self, id: u64) -> Option<Box<StreamState>> {
+        let slot = self.ids.remove(&id)?;
+        self.unbridge(slot);
+        self.leave_room(slot);
+        let state = self.slots.get_mut(slot).and_then(Option::take)?;
+        self.epoll.remove(state.rtp_fd());
+        self.epoll.remove(state.rtcp_fd());
+        self.free.push(slot);
+        Some(Box::new(state))
+    }
+
+    fn join(&mut self, room_id: u64, id: u64, part: Participation) {
+        let Some(&slot) = self.ids.get(&id) else {
+            tracing::warn!(
+                room = room_id,
+                stream = id,
+                "join of a stream this worker does not hold"
+            );
+            return;
+        };
+        let current = self
+            .slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .and_then(StreamState::room);
+        if current != Some(room_id) {
+            self.unbridge(slot);
+            self.leave_room(slot);
+        }
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            tracing::warn!(
+                room = room_id,
+                stream = id,
+                "join of a room this worker does not hold"
+            );
+            return;
+        };
+        room.join(id, slot, part);
+        if let Some(Some(stream)) = self.slots.get_mut(slot) {
+            stream.set_room(Some((room_id, part)));
+        }
+    }
+
+    fn leave_room(&mut self, slot: usize) {
+        let Some(Some(stream)) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let Some(room_id) = stream.room() else {
+            return;
+        };
+        stream.set_room(None);
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.leave(slot);
         }
     }
 
@@ -410,6 +611,8 @@ impl Worker {
         }
         self.unbridge(slot_a);
         self.unbridge(slot_b);
+        self.leave_room(slot_a);
+        self.leave_room(slot_b);
         if let Some(Some(s)) = self.slots.get_mut(slot_a) {
             s.set_bridge(Some(slot_b));
         }
@@ -430,6 +633,11 @@ impl Worker {
     }
 
     fn tick(&mut self, now: Instant, wall: SystemTime) {
+        // Rooms first: a participant that hears its room is sent the mix (with its own
+        // playback in it) here, and its own tick then sends nothing more.
+        for room in self.rooms.values_mut() {
+            room.tick(now, &mut self.slots, &mut self.scratch);
+        }
         for stream in self.slots.iter_mut().flatten() {
             stream.tick(now, wall, &mut self.scratch);
         }
