@@ -9,16 +9,19 @@
 //!
 //! Attribute names are case-sensitive (`finishOnKey`, not `finishonkey`), as Twilio reads them.
 //! Attributes this crate does not know are ignored, as Twilio does for attributes it does not use;
-//! a known attribute with a value it cannot read is an error.
+//! a known attribute with a value it cannot read is an error, except where Twilio documents a
+//! warning and carries on with the default (a few `<Dial>` and `<Conference>` attributes): those
+//! become [`Document::warnings`].
 
 mod parse;
 mod verb;
 
 pub use parse::parse;
 pub use verb::{
-    Dial, DialKind, DialRecord, DialTarget, Document, Gather, GatherInput, Method, Pause, Play,
-    Record, Redirect, Reject, RejectReason, Say, SpeechTimeout, Trim, Verb, Warning,
-    MAX_DIAL_TARGETS,
+    ConferenceBeep, ConferenceRecord, Dial, DialConference, DialJoin, DialKind, DialQueue,
+    DialRecord, DialTarget, Document, Enqueue, Gather, GatherInput, Method, Pause, Play, Record,
+    Redirect, Reject, RejectReason, Say, SpeechTimeout, Trim, Verb, Warning,
+    MAX_CONFERENCE_PARTICIPANTS, MAX_DIAL_TARGETS, MAX_QUEUE_NAME_LEN, MAX_QUEUE_SIZE,
 };
 
 /// Why a document could not be read. Every variant is Twilio error 12100 ("Document parse

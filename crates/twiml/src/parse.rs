@@ -13,7 +13,7 @@ const MAX_DEPTH: usize = 32;
 
 /// Verbs Twilio has that this crate does not type yet; they parse to [`Verb::Unsupported`].
 const UNSUPPORTED_VERBS: &[&str] = &[
-    "Enqueue", "Leave", "Connect", "Start", "Stop", "Refer", "Pay", "Echo", "Sms", "Message",
+    "Connect", "Start", "Stop", "Refer", "Pay", "Echo", "Sms", "Message",
 ];
 
 #[derive(Debug)]
@@ -265,6 +265,40 @@ impl<'a> Attrs<'a> {
         }
     }
 
+    /// `trim` of `<Record>` and `<Conference>`.
+    fn trim(&self) -> Result<Trim, TwimlError> {
+        match self.raw("trim") {
+            None => Ok(Trim::TrimSilence),
+            Some(v) if v.trim() == "trim-silence" => Ok(Trim::TrimSilence),
+            Some(v) if v.trim() == "do-not-trim" => Ok(Trim::DoNotTrim),
+            Some(v) => Err(self.invalid("trim", v, "expected trim-silence or do-not-trim")),
+        }
+    }
+
+    /// A list of callback events, lowercased, each once, in the order written; empty when
+    /// the attribute is absent. Twilio's examples separate events with spaces; commas are
+    /// accepted too.
+    fn events(&self, name: &str, allowed: &[&str]) -> Result<Vec<String>, TwimlError> {
+        let mut events: Vec<String> = Vec::new();
+        let Some(v) = self.raw(name) else {
+            return Ok(events);
+        };
+        for token in v.split(|c: char| c.is_whitespace() || c == ',') {
+            if token.is_empty() {
+                continue;
+            }
+            let token = token.to_ascii_lowercase();
+            if !allowed.contains(&token.as_str()) {
+                let reason = format!("events must be among {}", allowed.join(", "));
+                return Err(self.invalid(name, v, &reason));
+            }
+            if !events.contains(&token) {
+                events.push(token);
+            }
+        }
+        Ok(events)
+    }
+
     /// A set of DTMF keys (`0-9`, `*`, `#`), possibly empty.
     fn keys(&self, name: &str, default: &str) -> Result<String, TwimlError> {
         match self.raw(name) {
@@ -373,14 +407,7 @@ fn read_verb(el: &Element) -> Result<Verb, TwimlError> {
         }
         "Record" => {
             no_content(el)?;
-            let trim = match a.raw("trim") {
-                None => Trim::TrimSilence,
-                Some(v) if v.trim() == "trim-silence" => Trim::TrimSilence,
-                Some(v) if v.trim() == "do-not-trim" => Trim::DoNotTrim,
-                Some(v) => {
-                    return Err(a.invalid("trim", v, "expected trim-silence or do-not-trim"))
-                }
-            };
+            let trim = a.trim()?;
             Ok(Verb::Record(Record {
                 action: a.url("action"),
                 method: a.method("method")?,
@@ -419,6 +446,11 @@ fn read_verb(el: &Element) -> Result<Verb, TwimlError> {
                 Some(v) => return Err(a.invalid("reason", v, "expected rejected or busy")),
             };
             Ok(Verb::Reject(Reject { reason }))
+        }
+        "Enqueue" => read_enqueue(el).map(Verb::Enqueue),
+        "Leave" => {
+            no_content(el)?;
+            Ok(Verb::Leave)
         }
         name if UNSUPPORTED_VERBS.contains(&name) => Ok(Verb::Unsupported {
             name: name.to_owned(),
@@ -476,7 +508,7 @@ fn read_play(el: &Element) -> Result<Play, TwimlError> {
 
 /// Nouns of `<Dial>` this server does not carry out; a `<Dial>` holding one parses to
 /// [`Verb::Unsupported`] named after the noun, so the document is refused with 12100.
-const UNSUPPORTED_DIAL_NOUNS: &[&str] = &["Conference", "Queue", "Sim", "Application", "WhatsApp"];
+const UNSUPPORTED_DIAL_NOUNS: &[&str] = &["Sim", "Application", "WhatsApp"];
 
 /// `statusCallbackEvent` values of `<Number>`, `<Sip>` and `<Client>`.
 const DIAL_CALLBACK_EVENTS: &[&str] = &["initiated", "ringing", "answered", "completed"];
@@ -492,17 +524,43 @@ const DIAL_TIMEOUT_RANGE: (u32, u32) = (5, 600);
 /// 24 hours: Twilio's longest call.
 const DIAL_TIME_LIMIT_MAX: u32 = 86_400;
 
+/// A value Twilio replaces by its default, with the warning it logs.
+fn push_warning(
+    warnings: &mut Vec<Warning>,
+    code: u32,
+    element: &str,
+    attribute: &str,
+    value: &str,
+    used: &str,
+) {
+    warnings.push(Warning {
+        code,
+        message: format!("<{element}> {attribute}=\"{value}\" is invalid; using {used}"),
+    });
+}
+
 /// `<Dial>`. Twilio reports bad `timeout`, `timeLimit` and `record` values as warnings and
 /// dials with the default, so those become [`Warning`]s, not errors.
 fn read_dial(el: &Element, warnings: &mut Vec<Warning>) -> Result<Verb, TwimlError> {
     let a = Attrs { el };
     let mut text = String::new();
     let mut targets = Vec::new();
+    // The first `<Number>`, `<Sip>` or `<Client>`, named in the error when a join has company.
+    let mut first_target: Option<&str> = None;
+    let mut joins: Vec<(&str, DialJoin)> = Vec::new();
     for node in &el.children {
         match node {
             Node::Text(t) => text.push_str(t),
             Node::Element(child) => match child.name.as_str() {
-                "Number" | "Sip" | "Client" => targets.push(read_dial_target(child)?),
+                name @ ("Number" | "Sip" | "Client") => {
+                    targets.push(read_dial_target(child)?);
+                    first_target.get_or_insert(name);
+                }
+                "Queue" => joins.push(("Queue", DialJoin::Queue(read_dial_queue(child)?))),
+                "Conference" => joins.push((
+                    "Conference",
+                    DialJoin::Conference(Box::new(read_dial_conference(child, warnings)?)),
+                )),
                 name if UNSUPPORTED_DIAL_NOUNS.contains(&name) => {
                     return Ok(Verb::Unsupported {
                         name: name.to_owned(),
@@ -518,7 +576,34 @@ fn read_dial(el: &Element, warnings: &mut Vec<Warning>) -> Result<Verb, TwimlErr
         }
     }
     let text = text.trim();
-    match (text.is_empty(), targets.is_empty()) {
+    // Twilio only warns (13000) when a <Conference> has company, without documenting which
+    // noun then wins; refusing the document beats guessing.
+    let only_noun = "a <Queue> or <Conference> must be the only noun of its <Dial>";
+    let join = match joins.as_slice() {
+        [] => None,
+        [(name, _)] => {
+            if let Some(other) = first_target {
+                return Err(TwimlError::Content {
+                    verb: "Dial".to_owned(),
+                    reason: format!("<{name}> next to <{other}>; {only_noun}"),
+                });
+            }
+            if !text.is_empty() {
+                return Err(TwimlError::Content {
+                    verb: "Dial".to_owned(),
+                    reason: format!("text {text:?} next to <{name}>; {only_noun}"),
+                });
+            }
+            joins.pop().map(|(_, join)| join)
+        }
+        [(first, _), (second, _), ..] => {
+            return Err(TwimlError::Content {
+                verb: "Dial".to_owned(),
+                reason: format!("<{first}> and <{second}> in one <Dial>; {only_noun}"),
+            })
+        }
+    };
+    match (text.is_empty(), targets.is_empty() && join.is_none()) {
         (false, true) => targets.push(DialTarget::new(DialKind::Number(text.to_owned()))),
         (false, false) => {
             return Err(TwimlError::Content {
@@ -529,7 +614,9 @@ fn read_dial(el: &Element, warnings: &mut Vec<Warning>) -> Result<Verb, TwimlErr
         (true, true) => {
             return Err(TwimlError::Content {
                 verb: "Dial".to_owned(),
-                reason: "nothing to dial: give a number, <Number>, <Sip> or <Client>".to_owned(),
+                reason: "nothing to dial: give a number, <Number>, <Sip>, <Client>, <Queue> or \
+                         <Conference>"
+                    .to_owned(),
             })
         }
         (true, false) => {}
@@ -545,10 +632,7 @@ fn read_dial(el: &Element, warnings: &mut Vec<Warning>) -> Result<Verb, TwimlErr
     }
 
     let mut warn = |code: u32, attribute: &str, value: &str, used: String| {
-        warnings.push(Warning {
-            code,
-            message: format!("<Dial> {attribute}=\"{value}\" is invalid; using {used}"),
-        });
+        push_warning(warnings, code, "Dial", attribute, value, &used);
     };
     let (min, max) = DIAL_TIMEOUT_RANGE;
     let timeout = match a.raw("timeout") {
@@ -611,6 +695,7 @@ fn read_dial(el: &Element, warnings: &mut Vec<Warning>) -> Result<Verb, TwimlErr
         ring_tone: a.string("ringTone").filter(|v| !v.is_empty()),
         recording_status_callback: a.url("recordingStatusCallback"),
         targets,
+        join,
     }))
 }
 
@@ -656,26 +741,7 @@ fn read_dial_target(el: &Element) -> Result<DialTarget, TwimlError> {
             Some(d.to_owned())
         }
     };
-    let mut status_callback_events = Vec::new();
-    if let Some(v) = a.raw("statusCallbackEvent") {
-        // Twilio's examples separate events with spaces; commas are accepted too.
-        for token in v.split(|c: char| c.is_whitespace() || c == ',') {
-            if token.is_empty() {
-                continue;
-            }
-            let token = token.to_ascii_lowercase();
-            if !DIAL_CALLBACK_EVENTS.contains(&token.as_str()) {
-                return Err(a.invalid(
-                    "statusCallbackEvent",
-                    v,
-                    "events must be among initiated, ringing, answered and completed",
-                ));
-            }
-            if !status_callback_events.contains(&token) {
-                status_callback_events.push(token);
-            }
-        }
-    }
+    let status_callback_events = a.events("statusCallbackEvent", DIAL_CALLBACK_EVENTS)?;
     Ok(DialTarget {
         kind,
         send_digits,
@@ -739,6 +805,287 @@ fn client_identity(el: &Element) -> Result<String, TwimlError> {
         });
     }
     Ok(name)
+}
+
+/// Text content that names something (a queue, a room): trimmed, required.
+fn name_content(el: &Element, what: &str) -> Result<String, TwimlError> {
+    let name = url_content(el)?;
+    if name.is_empty() {
+        return Err(TwimlError::Content {
+            verb: el.name.clone(),
+            reason: format!("{what} is required"),
+        });
+    }
+    Ok(name)
+}
+
+/// A string attribute where an empty value means absent.
+fn non_empty(a: &Attrs<'_>, name: &str) -> Option<String> {
+    a.string(name).filter(|v| !v.is_empty())
+}
+
+/// `<Queue>` inside `<Dial>`.
+fn read_dial_queue(el: &Element) -> Result<DialQueue, TwimlError> {
+    let a = Attrs { el };
+    Ok(DialQueue {
+        name: name_content(el, "a queue name")?,
+        url: a.url("url"),
+        method: a.method("method")?,
+        reservation_sid: non_empty(&a, "reservationSid"),
+        post_work_activity_sid: non_empty(&a, "postWorkActivitySid"),
+    })
+}
+
+/// Twilio warning: Dial->Conference: invalid muted value.
+const WARN_CONFERENCE_MUTED: u32 = 13230;
+/// Twilio warning: Dial->Conference: invalid startConferenceOnEnter value.
+const WARN_CONFERENCE_START_ON_ENTER: u32 = 13232;
+/// Twilio warning: Dial->Conference: invalid waitMethod value.
+const WARN_CONFERENCE_WAIT_METHOD: u32 = 13234;
+/// Twilio warning: Dial->Conference: invalid beep value.
+const WARN_CONFERENCE_BEEP: u32 = 13235;
+
+/// Fewest participants a room may be limited to: a conference of one is a waiting room.
+const MIN_CONFERENCE_PARTICIPANTS: u32 = 2;
+
+/// `statusCallbackEvent` values of `<Conference>`.
+const CONFERENCE_CALLBACK_EVENTS: &[&str] = &[
+    "start",
+    "end",
+    "join",
+    "leave",
+    "mute",
+    "hold",
+    "modify",
+    "speaker",
+    "announcement",
+];
+
+/// `recordingStatusCallbackEvent` values of `<Conference>`.
+const CONFERENCE_RECORDING_EVENTS: &[&str] = &["in-progress", "completed", "absent"];
+
+const JITTER_BUFFER_SIZES: &[&str] = &["large", "medium", "small", "off"];
+
+/// Longest `participantLabel` Twilio takes (error 16023 beyond).
+const MAX_PARTICIPANT_LABEL_LEN: usize = 128;
+
+/// `CA` and 32 hex digits: the shape of a CallSid.
+fn is_call_sid(s: &str) -> bool {
+    s.len() == 34 && s.starts_with("CA") && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `<Conference>` inside `<Dial>`. Twilio documents warnings (13230, 13232, 13234, 13235) for
+/// bad `muted`, `startConferenceOnEnter`, `waitMethod` and `beep` and joins with the default,
+/// so those are [`Warning`]s; a bad `endConferenceOnExit` (13231), `coach` (13240),
+/// `participantLabel` (16023) or any other attribute it validates (16002) fails the call, so
+/// those are errors.
+fn read_dial_conference(
+    el: &Element,
+    warnings: &mut Vec<Warning>,
+) -> Result<DialConference, TwimlError> {
+    let a = Attrs { el };
+    let name = name_content(el, "a conference room name")?;
+    let mut warn = |code: u32, attribute: &str, value: &str, used: &str| {
+        push_warning(warnings, code, "Conference", attribute, value, used);
+    };
+    let mut warned_bool = |attribute: &str, default: bool, code: u32| match a.raw(attribute) {
+        None => default,
+        Some(v) if v.trim().eq_ignore_ascii_case("true") => true,
+        Some(v) if v.trim().eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            warn(code, attribute, v, if default { "true" } else { "false" });
+            default
+        }
+    };
+    let muted = warned_bool("muted", false, WARN_CONFERENCE_MUTED);
+    let start_conference_on_enter = warned_bool(
+        "startConferenceOnEnter",
+        true,
+        WARN_CONFERENCE_START_ON_ENTER,
+    );
+    let beep = match a.raw("beep") {
+        None => ConferenceBeep::True,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "true" => ConferenceBeep::True,
+            "false" => ConferenceBeep::False,
+            "onenter" => ConferenceBeep::OnEnter,
+            "onexit" => ConferenceBeep::OnExit,
+            _ => {
+                warn(WARN_CONFERENCE_BEEP, "beep", v, "true");
+                ConferenceBeep::True
+            }
+        },
+    };
+    let wait_method = match a.method("waitMethod") {
+        Ok(m) => m,
+        Err(_) => {
+            warn(
+                WARN_CONFERENCE_WAIT_METHOD,
+                "waitMethod",
+                a.raw("waitMethod").unwrap_or_default(),
+                "POST",
+            );
+            Method::Post
+        }
+    };
+    let max_participants = match a.raw("maxParticipants") {
+        None => MAX_CONFERENCE_PARTICIPANTS,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (MIN_CONFERENCE_PARTICIPANTS..=MAX_CONFERENCE_PARTICIPANTS).contains(&n) => n,
+            _ => {
+                return Err(a.invalid(
+                    "maxParticipants",
+                    v,
+                    &format!(
+                        "expected a whole number from {MIN_CONFERENCE_PARTICIPANTS} to \
+                         {MAX_CONFERENCE_PARTICIPANTS}"
+                    ),
+                ))
+            }
+        },
+    };
+    let record = match a.raw("record") {
+        None => ConferenceRecord::DoNotRecord,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "do-not-record" => ConferenceRecord::DoNotRecord,
+            "record-from-start" => ConferenceRecord::RecordFromStart,
+            _ => return Err(a.invalid("record", v, "expected do-not-record or record-from-start")),
+        },
+    };
+    let coach = match non_empty(&a, "coach") {
+        Some(sid) if !is_call_sid(&sid) => {
+            return Err(a.invalid(
+                "coach",
+                a.raw("coach").unwrap_or_default(),
+                "expected a CallSid (CA and 32 hex digits)",
+            ))
+        }
+        sid => sid,
+    };
+    let jitter_buffer_size = match non_empty(&a, "jitterBufferSize") {
+        Some(size) => {
+            let size = size.to_ascii_lowercase();
+            if !JITTER_BUFFER_SIZES.contains(&size.as_str()) {
+                return Err(a.invalid(
+                    "jitterBufferSize",
+                    a.raw("jitterBufferSize").unwrap_or_default(),
+                    "expected large, medium, small or off",
+                ));
+            }
+            Some(size)
+        }
+        None => None,
+    };
+    let participant_label = match non_empty(&a, "participantLabel") {
+        Some(label) if label.chars().count() > MAX_PARTICIPANT_LABEL_LEN => {
+            return Err(a.invalid(
+                "participantLabel",
+                &label,
+                &format!("longer than {MAX_PARTICIPANT_LABEL_LEN} characters"),
+            ))
+        }
+        // The label stands in for the CallSid in participant URLs, so it may look like
+        // neither a CallSid nor a path.
+        Some(label) if is_call_sid(&label) => {
+            return Err(a.invalid("participantLabel", &label, "must not be a CallSid"))
+        }
+        Some(label) if label.contains('/') || label.to_ascii_lowercase().contains("%2f") => {
+            return Err(a.invalid("participantLabel", &label, "must not contain '/'"))
+        }
+        label => label,
+    };
+    Ok(DialConference {
+        name,
+        muted,
+        beep,
+        start_conference_on_enter,
+        end_conference_on_exit: a.boolean("endConferenceOnExit", false)?,
+        // An empty waitUrl is meaningful (no hold music), so it is kept, unlike other URLs.
+        wait_url: a.string("waitUrl"),
+        wait_method,
+        max_participants,
+        record,
+        region: non_empty(&a, "region"),
+        coach,
+        trim: a.trim()?,
+        status_callback: a.url("statusCallback"),
+        status_callback_method: a.method("statusCallbackMethod")?,
+        status_callback_events: a.events("statusCallbackEvent", CONFERENCE_CALLBACK_EVENTS)?,
+        recording_status_callback: a.url("recordingStatusCallback"),
+        recording_status_callback_method: a.method("recordingStatusCallbackMethod")?,
+        recording_status_callback_events: a
+            .events("recordingStatusCallbackEvent", CONFERENCE_RECORDING_EVENTS)?,
+        event_callback_url: a.url("eventCallbackUrl"),
+        jitter_buffer_size,
+        participant_label,
+    })
+}
+
+/// `<Enqueue>`: the queue name as text, and an optional `<Task>` (TaskRouter attributes as
+/// JSON). `maxQueueSize` has no documented Twilio warning; the REST API refuses a size
+/// outside 1..=5000, so a bad one here is an error too.
+fn read_enqueue(el: &Element) -> Result<Enqueue, TwimlError> {
+    let a = Attrs { el };
+    let mut text = String::new();
+    let mut task: Option<String> = None;
+    for node in &el.children {
+        match node {
+            Node::Text(t) => text.push_str(t),
+            Node::Element(child) if child.name == "Task" => {
+                if task.is_some() {
+                    return Err(TwimlError::Content {
+                        verb: "Enqueue".to_owned(),
+                        reason: "more than one <Task>".to_owned(),
+                    });
+                }
+                task = Some(name_content(child, "JSON task attributes")?);
+            }
+            Node::Element(child) => {
+                return Err(TwimlError::UnexpectedElement {
+                    name: child.name.clone(),
+                    parent: "Enqueue".to_owned(),
+                })
+            }
+        }
+    }
+    let name = text.trim();
+    if name.is_empty() {
+        // Twilio takes `<Enqueue workflowSid><Task>` without a name and hands the call to
+        // TaskRouter; this server has no TaskRouter, so a queue name is needed.
+        return Err(TwimlError::Content {
+            verb: "Enqueue".to_owned(),
+            reason: "a queue name is required".to_owned(),
+        });
+    }
+    if name.chars().count() > MAX_QUEUE_NAME_LEN {
+        return Err(TwimlError::Content {
+            verb: "Enqueue".to_owned(),
+            reason: format!("queue name longer than {MAX_QUEUE_NAME_LEN} characters"),
+        });
+    }
+    let max_queue_size = match a.raw("maxQueueSize") {
+        None => None,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_QUEUE_SIZE).contains(&n) => Some(n),
+            _ => {
+                return Err(a.invalid(
+                    "maxQueueSize",
+                    v,
+                    &format!("expected a whole number from 1 to {MAX_QUEUE_SIZE}"),
+                ))
+            }
+        },
+    };
+    Ok(Enqueue {
+        name: name.to_owned(),
+        action: a.url("action"),
+        method: a.method("method")?,
+        wait_url: a.url("waitUrl"),
+        wait_url_method: a.method("waitUrlMethod")?,
+        max_queue_size,
+        workflow_sid: non_empty(&a, "workflowSid"),
+        task,
+    })
 }
 
 fn read_pause(el: &Element) -> Result<Pause, TwimlError> {
@@ -1000,17 +1347,15 @@ mod tests {
     }
 
     #[test]
-    fn dial_conference_and_queue_are_unsupported_but_accepted() {
+    fn verbs_and_dial_nouns_not_carried_out_are_accepted_as_unsupported() {
         assert_eq!(
-            one("<Response><Dial><Conference>room</Conference></Dial></Response>"),
-            Verb::Unsupported {
-                name: "Conference".into()
-            }
+            one("<Response><Dial><Sim>DE8e1234</Sim></Dial></Response>"),
+            Verb::Unsupported { name: "Sim".into() }
         );
         assert_eq!(
-            one("<Response><Dial action=\"/a\"><Queue>support</Queue></Dial></Response>"),
+            one("<Response><Connect><Stream url=\"wss://x.test\"/></Connect></Response>"),
             Verb::Unsupported {
-                name: "Queue".into()
+                name: "Connect".into()
             }
         );
     }
@@ -1074,6 +1419,7 @@ mod tests {
                 ring_tone: Some("uk".into()),
                 recording_status_callback: Some("/rs".into()),
                 targets: vec![DialTarget::new(DialKind::Number("+15551234567".into()))],
+                join: None,
             }
         );
         assert!(d.record.is_dual() && d.record.from_ringing() && d.record.is_recording());
@@ -1351,6 +1697,505 @@ mod tests {
         ));
     }
 
+    fn enqueue(xml: &str) -> Enqueue {
+        match one(xml) {
+            Verb::Enqueue(e) => e,
+            other => panic!("not an Enqueue: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn enqueue_defaults() {
+        let doc = parse("<Response><Enqueue> support </Enqueue></Response>").unwrap();
+        assert_eq!(
+            doc.verbs,
+            vec![Verb::Enqueue(Enqueue {
+                name: "support".into(),
+                action: None,
+                method: Method::Post,
+                wait_url: None,
+                wait_url_method: Method::Post,
+                max_queue_size: None,
+                workflow_sid: None,
+                task: None,
+            })]
+        );
+        assert_eq!(doc.warnings, vec![]);
+        assert_eq!(doc.verbs[0].name(), "Enqueue");
+    }
+
+    #[test]
+    fn enqueue_every_attribute_and_task() {
+        let e = enqueue(
+            r#"<Response><Enqueue action="/after" method="GET" waitUrl="/hold" waitUrlMethod="get" maxQueueSize="5000" workflowSid="WW0123456789abcdef0123456789abcdef" unknown="x">
+                 sales
+                 <Task> {"language": "fr", "vip": true} </Task>
+               </Enqueue></Response>"#,
+        );
+        assert_eq!(
+            e,
+            Enqueue {
+                name: "sales".into(),
+                action: Some("/after".into()),
+                method: Method::Get,
+                wait_url: Some("/hold".into()),
+                wait_url_method: Method::Get,
+                max_queue_size: Some(5000),
+                workflow_sid: Some("WW0123456789abcdef0123456789abcdef".into()),
+                task: Some(r#"{"language": "fr", "vip": true}"#.into()),
+            }
+        );
+        // JSON with markup characters, as CDATA.
+        let e = enqueue(
+            r#"<Response><Enqueue maxQueueSize="1">q<Task><![CDATA[{"note":"a<b"}]]></Task></Enqueue></Response>"#,
+        );
+        assert_eq!(e.task.as_deref(), Some(r#"{"note":"a<b"}"#));
+        assert_eq!(e.max_queue_size, Some(1));
+        // Empty URL and SID attributes count as absent.
+        let e = enqueue(
+            r#"<Response><Enqueue action="" waitUrl="" workflowSid=" ">q</Enqueue></Response>"#,
+        );
+        assert_eq!((e.action, e.wait_url, e.workflow_sid), (None, None, None));
+    }
+
+    #[test]
+    fn enqueue_bad_attributes_are_errors() {
+        for attrs in [
+            r#"method="PUT""#,
+            r#"waitUrlMethod="DELETE""#,
+            // No Twilio warning exists for maxQueueSize; the REST API refuses these sizes.
+            r#"maxQueueSize="0""#,
+            r#"maxQueueSize="5001""#,
+            r#"maxQueueSize="-1""#,
+            r#"maxQueueSize="1.5""#,
+            r#"maxQueueSize="ten""#,
+            r#"maxQueueSize="""#,
+        ] {
+            let xml = format!("<Response><Enqueue {attrs}>q</Enqueue></Response>");
+            let err = parse(&xml).unwrap_err();
+            assert!(matches!(err, TwimlError::Attribute { .. }), "{xml}: {err}");
+            assert_eq!(err.code(), 12100);
+        }
+    }
+
+    #[test]
+    fn enqueue_structure_errors() {
+        for xml in [
+            "<Response><Enqueue/></Response>",
+            "<Response><Enqueue>  </Enqueue></Response>",
+            // TaskRouter's form without a queue name: no TaskRouter here.
+            r#"<Response><Enqueue workflowSid="WW1"><Task>{}</Task></Enqueue></Response>"#,
+            "<Response><Enqueue>q<Task>{}</Task><Task>{}</Task></Enqueue></Response>",
+            "<Response><Enqueue>q<Task> </Task></Enqueue></Response>",
+        ] {
+            let err = parse(xml).unwrap_err();
+            assert!(matches!(err, TwimlError::Content { .. }), "{xml}: {err}");
+            assert_eq!(err.code(), 12100);
+        }
+        for xml in [
+            "<Response><Enqueue>q<Say>wait</Say></Enqueue></Response>",
+            "<Response><Enqueue>q<Task><a/></Task></Enqueue></Response>",
+            "<Response><Gather><Enqueue>q</Enqueue></Gather></Response>",
+        ] {
+            let err = parse(xml).unwrap_err();
+            assert!(
+                matches!(err, TwimlError::UnexpectedElement { .. }),
+                "{xml}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn enqueue_name_length_limit() {
+        let name = "q".repeat(MAX_QUEUE_NAME_LEN);
+        assert_eq!(
+            enqueue(&format!("<Response><Enqueue>{name}</Enqueue></Response>")).name,
+            name
+        );
+        // Characters, not bytes.
+        let name = "é".repeat(MAX_QUEUE_NAME_LEN);
+        assert_eq!(
+            enqueue(&format!("<Response><Enqueue>{name}</Enqueue></Response>")).name,
+            name
+        );
+        let long = "q".repeat(MAX_QUEUE_NAME_LEN + 1);
+        let err = parse(&format!("<Response><Enqueue>{long}</Enqueue></Response>")).unwrap_err();
+        assert!(matches!(err, TwimlError::Content { .. }), "{err}");
+        assert!(err.to_string().contains("64 characters"), "{err}");
+    }
+
+    #[test]
+    fn leave_takes_nothing() {
+        let doc = parse("<Response><Leave/><Leave></Leave><Leave> </Leave></Response>").unwrap();
+        assert_eq!(doc.verbs, vec![Verb::Leave, Verb::Leave, Verb::Leave]);
+        assert_eq!(doc.verbs[0].name(), "Leave");
+        assert!(matches!(
+            parse("<Response><Leave>now</Leave></Response>"),
+            Err(TwimlError::Content { .. })
+        ));
+        assert!(matches!(
+            parse("<Response><Leave><Say>bye</Say></Leave></Response>"),
+            Err(TwimlError::UnexpectedElement { .. })
+        ));
+        assert!(matches!(
+            parse("<Response><Gather><Leave/></Gather></Response>"),
+            Err(TwimlError::UnexpectedElement { .. })
+        ));
+    }
+
+    fn conference(xml: &str) -> DialConference {
+        match dial(xml).join {
+            Some(DialJoin::Conference(c)) => *c,
+            other => panic!("not a Conference: {other:?}"),
+        }
+    }
+
+    fn conference_warnings(xml: &str) -> (DialConference, Vec<u32>) {
+        match dial_warnings(xml) {
+            (
+                Dial {
+                    join: Some(DialJoin::Conference(c)),
+                    ..
+                },
+                codes,
+            ) => (*c, codes),
+            other => panic!("not a Conference: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dial_queue_defaults_and_attributes() {
+        let (d, warnings) =
+            dial_warnings("<Response><Dial> <Queue> support </Queue> </Dial></Response>");
+        assert_eq!(
+            d,
+            Dial {
+                join: Some(DialJoin::Queue(DialQueue {
+                    name: "support".into(),
+                    url: None,
+                    method: Method::Post,
+                    reservation_sid: None,
+                    post_work_activity_sid: None,
+                })),
+                ..Dial::default()
+            }
+        );
+        assert!(d.targets.is_empty());
+        assert_eq!(warnings, vec![]);
+        let d = dial(
+            r#"<Response><Dial action="/after" timeout="20" hangupOnStar="true" record="record-from-answer"><Queue url="/about-to-connect" method="GET" reservationSid="WR0123" postWorkActivitySid="WA0123">support</Queue></Dial></Response>"#,
+        );
+        assert_eq!(
+            d.join,
+            Some(DialJoin::Queue(DialQueue {
+                name: "support".into(),
+                url: Some("/about-to-connect".into()),
+                method: Method::Get,
+                reservation_sid: Some("WR0123".into()),
+                post_work_activity_sid: Some("WA0123".into()),
+            }))
+        );
+        // The <Dial> attributes still apply.
+        assert_eq!(d.action.as_deref(), Some("/after"));
+        assert_eq!(d.timeout, 20);
+        assert!(d.hangup_on_star);
+        assert_eq!(d.record, DialRecord::RecordFromAnswer);
+        assert!(d.targets.is_empty());
+        let err = parse(r#"<Response><Dial><Queue method="PUT">q</Queue></Dial></Response>"#)
+            .unwrap_err();
+        assert!(matches!(err, TwimlError::Attribute { .. }), "{err}");
+    }
+
+    #[test]
+    fn dial_conference_defaults() {
+        let (c, warnings) = conference_warnings(
+            "<Response><Dial><Conference> Room 1234 </Conference></Dial></Response>",
+        );
+        assert_eq!(c, DialConference::new("Room 1234"));
+        assert_eq!(warnings, vec![]);
+        // Twilio's documented defaults, spelled out.
+        assert!(!c.muted);
+        assert_eq!(c.beep, ConferenceBeep::True);
+        assert!(c.start_conference_on_enter);
+        assert!(!c.end_conference_on_exit);
+        assert_eq!(c.wait_url, None);
+        assert_eq!(c.wait_method, Method::Post);
+        assert_eq!(c.max_participants, 250);
+        assert_eq!(c.record, ConferenceRecord::DoNotRecord);
+        assert_eq!(c.trim, Trim::TrimSilence);
+        assert_eq!(c.status_callback_method, Method::Post);
+        assert_eq!(c.recording_status_callback_method, Method::Post);
+        assert!(
+            c.status_callback_events.is_empty() && c.recording_status_callback_events.is_empty()
+        );
+        assert_eq!(
+            (c.region, c.coach, c.jitter_buffer_size, c.participant_label),
+            (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn dial_conference_every_attribute() {
+        let d = dial(
+            r#"<Response><Dial action="/after" method="GET" timeLimit="600" callerId="+15550001111" hangupOnStar="true" recordingStatusCallback="/dial-rs">
+                 <Conference muted="true" beep="onExit" startConferenceOnEnter="false" endConferenceOnExit="TRUE"
+                   waitUrl="/hold.xml" waitMethod="GET" maxParticipants="2" record="record-from-start" region="ie1"
+                   coach="CA0123456789abcdef0123456789ABCDEF" trim="do-not-trim"
+                   statusCallback="/conf-status" statusCallbackMethod="GET" statusCallbackEvent="start end join leave mute hold modify speaker announcement START"
+                   recordingStatusCallback="/rec" recordingStatusCallbackMethod="GET" recordingStatusCallbackEvent="in-progress,completed absent"
+                   eventCallbackUrl="/events" jitterBufferSize="Small" participantLabel="customer">support-room</Conference>
+               </Dial></Response>"#,
+        );
+        assert_eq!(
+            d.join,
+            Some(DialJoin::Conference(Box::new(DialConference {
+                name: "support-room".into(),
+                muted: true,
+                beep: ConferenceBeep::OnExit,
+                start_conference_on_enter: false,
+                end_conference_on_exit: true,
+                wait_url: Some("/hold.xml".into()),
+                wait_method: Method::Get,
+                max_participants: 2,
+                record: ConferenceRecord::RecordFromStart,
+                region: Some("ie1".into()),
+                coach: Some("CA0123456789abcdef0123456789ABCDEF".into()),
+                trim: Trim::DoNotTrim,
+                status_callback: Some("/conf-status".into()),
+                status_callback_method: Method::Get,
+                status_callback_events: [
+                    "start",
+                    "end",
+                    "join",
+                    "leave",
+                    "mute",
+                    "hold",
+                    "modify",
+                    "speaker",
+                    "announcement"
+                ]
+                .map(String::from)
+                .to_vec(),
+                recording_status_callback: Some("/rec".into()),
+                recording_status_callback_method: Method::Get,
+                recording_status_callback_events: ["in-progress", "completed", "absent"]
+                    .map(String::from)
+                    .to_vec(),
+                event_callback_url: Some("/events".into()),
+                jitter_buffer_size: Some("small".into()),
+                participant_label: Some("customer".into()),
+            })))
+        );
+        // The <Dial> attributes still apply, and nothing is rung.
+        assert_eq!(d.action.as_deref(), Some("/after"));
+        assert_eq!(d.method, Method::Get);
+        assert_eq!(d.time_limit, 600);
+        assert_eq!(d.caller_id.as_deref(), Some("+15550001111"));
+        assert!(d.hangup_on_star);
+        assert_eq!(d.recording_status_callback.as_deref(), Some("/dial-rs"));
+        assert!(d.targets.is_empty());
+    }
+
+    #[test]
+    fn dial_conference_wait_url_empty_means_silence() {
+        let c = conference(
+            r#"<Response><Dial><Conference waitUrl="">r</Conference></Dial></Response>"#,
+        );
+        assert_eq!(c.wait_url.as_deref(), Some(""));
+        let c = conference(
+            r#"<Response><Dial><Conference waitUrl="  ">r</Conference></Dial></Response>"#,
+        );
+        assert_eq!(c.wait_url.as_deref(), Some(""));
+        let c = conference("<Response><Dial><Conference>r</Conference></Dial></Response>");
+        assert_eq!(c.wait_url, None);
+        // Other URLs keep the crate's rule: empty is absent.
+        let c = conference(
+            r#"<Response><Dial><Conference statusCallback="" eventCallbackUrl="" coach="" participantLabel="" region="">r</Conference></Dial></Response>"#,
+        );
+        assert_eq!(c, DialConference::new("r"));
+    }
+
+    #[test]
+    fn dial_conference_beep_values() {
+        for (value, expected) in [
+            ("true", ConferenceBeep::True),
+            ("false", ConferenceBeep::False),
+            ("onEnter", ConferenceBeep::OnEnter),
+            ("onExit", ConferenceBeep::OnExit),
+            ("ONENTER", ConferenceBeep::OnEnter),
+            (" False ", ConferenceBeep::False),
+        ] {
+            let (c, warnings) = conference_warnings(&format!(
+                r#"<Response><Dial><Conference beep="{value}">r</Conference></Dial></Response>"#
+            ));
+            assert_eq!(c.beep, expected, "{value}");
+            assert_eq!(warnings, vec![], "{value}");
+        }
+        for beep in [
+            ConferenceBeep::True,
+            ConferenceBeep::False,
+            ConferenceBeep::OnEnter,
+            ConferenceBeep::OnExit,
+        ] {
+            let c = conference(&format!(
+                r#"<Response><Dial><Conference beep="{}">r</Conference></Dial></Response>"#,
+                beep.as_str()
+            ));
+            assert_eq!(c.beep, beep);
+        }
+    }
+
+    #[test]
+    fn dial_conference_values_twilio_warns_about_use_the_default() {
+        for (attrs, code) in [
+            (r#"muted="yes""#, 13230),
+            (r#"startConferenceOnEnter="no""#, 13232),
+            (r#"waitMethod="PUT""#, 13234),
+            (r#"beep="loud""#, 13235),
+        ] {
+            let xml =
+                format!("<Response><Dial><Conference {attrs}>r</Conference></Dial></Response>");
+            let (c, warnings) = conference_warnings(&xml);
+            assert_eq!(c, DialConference::new("r"), "{attrs}");
+            assert_eq!(warnings, vec![code], "{attrs}");
+        }
+        let doc = parse(
+            r#"<Response><Dial><Conference muted="1" beep="2">r</Conference></Dial></Response>"#,
+        )
+        .unwrap();
+        assert_eq!(doc.warnings.len(), 2);
+        assert_eq!(
+            doc.warnings[0].message,
+            "<Conference> muted=\"1\" is invalid; using false"
+        );
+        assert_eq!(
+            doc.warnings[1].message,
+            "<Conference> beep=\"2\" is invalid; using true"
+        );
+    }
+
+    #[test]
+    fn dial_conference_bad_values_are_errors() {
+        let sid = "CA0123456789abcdef0123456789abcdef";
+        let long_label = "l".repeat(129);
+        for attrs in [
+            r#"endConferenceOnExit="yes""#.to_owned(),
+            r#"maxParticipants="0""#.to_owned(),
+            r#"maxParticipants="1""#.to_owned(),
+            r#"maxParticipants="251""#.to_owned(),
+            r#"maxParticipants="-3""#.to_owned(),
+            r#"maxParticipants="many""#.to_owned(),
+            r#"maxParticipants="""#.to_owned(),
+            r#"record="true""#.to_owned(),
+            r#"record="record-from-answer""#.to_owned(),
+            r#"trim="yes""#.to_owned(),
+            r#"coach="CA123""#.to_owned(),
+            r#"coach="XX0123456789abcdef0123456789abcdef""#.to_owned(),
+            r#"coach="CA0123456789abcdef0123456789abcdeg""#.to_owned(),
+            r#"coach="CA0123456789abcdef0123456789abcdef0""#.to_owned(),
+            r#"statusCallbackMethod="PUT""#.to_owned(),
+            r#"recordingStatusCallbackMethod="PATCH""#.to_owned(),
+            r#"statusCallbackEvent="start finish""#.to_owned(),
+            r#"statusCallbackEvent="completed""#.to_owned(),
+            r#"recordingStatusCallbackEvent="done""#.to_owned(),
+            r#"jitterBufferSize="huge""#.to_owned(),
+            format!(r#"participantLabel="{long_label}""#),
+            format!(r#"participantLabel="{sid}""#),
+            r#"participantLabel="team/a""#.to_owned(),
+            r#"participantLabel="team%2Fa""#.to_owned(),
+        ] {
+            let xml =
+                format!("<Response><Dial><Conference {attrs}>r</Conference></Dial></Response>");
+            let err = parse(&xml).unwrap_err();
+            assert!(
+                matches!(err, TwimlError::Attribute { .. }),
+                "{attrs}: {err}"
+            );
+            assert_eq!(err.code(), 12100);
+        }
+        // The bounds themselves are fine.
+        for (attrs, max) in [
+            (r#"maxParticipants="2""#, 2),
+            (r#"maxParticipants=" 250 ""#, 250),
+        ] {
+            let xml =
+                format!("<Response><Dial><Conference {attrs}>r</Conference></Dial></Response>");
+            assert_eq!(conference(&xml).max_participants, max);
+        }
+        let label = "l".repeat(128);
+        let c = conference(&format!(
+            r#"<Response><Dial><Conference participantLabel="{label}" coach="{sid}">r</Conference></Dial></Response>"#
+        ));
+        assert_eq!(c.participant_label, Some(label));
+        assert_eq!(c.coach.as_deref(), Some(sid));
+        for size in ["large", "medium", "small", "off"] {
+            let c = conference(&format!(
+                r#"<Response><Dial><Conference jitterBufferSize="{size}">r</Conference></Dial></Response>"#
+            ));
+            assert_eq!(c.jitter_buffer_size.as_deref(), Some(size));
+        }
+    }
+
+    #[test]
+    fn dial_join_must_be_the_only_noun() {
+        for (xml, mentions) in [
+            (
+                "<Response><Dial><Queue>q</Queue><Number>+1555</Number></Dial></Response>",
+                "<Queue> next to <Number>",
+            ),
+            (
+                "<Response><Dial><Client>alice</Client><Conference>r</Conference></Dial></Response>",
+                "<Conference> next to <Client>",
+            ),
+            (
+                "<Response><Dial><Conference>a</Conference><Conference>b</Conference></Dial></Response>",
+                "<Conference> and <Conference>",
+            ),
+            (
+                "<Response><Dial><Queue>q</Queue><Conference>r</Conference></Dial></Response>",
+                "<Queue> and <Conference>",
+            ),
+            (
+                "<Response><Dial><Queue>a</Queue><Queue>b</Queue></Dial></Response>",
+                "<Queue> and <Queue>",
+            ),
+            (
+                "<Response><Dial>+1555<Conference>r</Conference></Dial></Response>",
+                "text \"+1555\" next to <Conference>",
+            ),
+        ] {
+            let err = parse(xml).unwrap_err();
+            assert!(matches!(err, TwimlError::Content { .. }), "{xml}: {err}");
+            assert_eq!(err.code(), 12100);
+            let message = err.to_string();
+            assert!(message.contains(mentions), "{message}");
+            assert!(message.contains("only noun"), "{message}");
+        }
+    }
+
+    #[test]
+    fn dial_join_names_are_required() {
+        for xml in [
+            "<Response><Dial><Queue/></Dial></Response>",
+            "<Response><Dial><Queue>  </Queue></Dial></Response>",
+            "<Response><Dial><Conference/></Dial></Response>",
+            "<Response><Dial><Conference>\n</Conference></Dial></Response>",
+        ] {
+            let err = parse(xml).unwrap_err();
+            assert!(matches!(err, TwimlError::Content { .. }), "{xml}: {err}");
+        }
+        for xml in [
+            "<Response><Dial><Conference>r<Say>hi</Say></Conference></Dial></Response>",
+            "<Response><Dial><Queue>q<Number>1</Number></Queue></Dial></Response>",
+        ] {
+            let err = parse(xml).unwrap_err();
+            assert!(
+                matches!(err, TwimlError::UnexpectedElement { .. }),
+                "{xml}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn document_order_is_kept() {
         let doc = parse("<Response><Say>a</Say><Pause/><Hangup/></Response>").unwrap();
@@ -1418,7 +2263,15 @@ mod tests {
 
     #[test]
     fn mutated_documents_never_panic() {
-        let base = br##"<?xml version="1.0"?><Response><Say voice="alice" loop="2">Hi &amp; <break/>bye</Say><Gather numDigits="3" finishOnKey="#" action="/a"><Play loop="0">x.wav</Play><Pause length="2"/></Gather><Record maxLength="30" timeout="0"/><Redirect method="GET">/r</Redirect><Dial timeout="10" record="true" action="/d"><Number sendDigits="1w2">+15551234567</Number><Client><Identity>al</Identity></Client><Sip>sip:x@y</Sip></Dial><Reject reason="busy"/><Hangup/></Response>"##;
+        let verbs = br##"<?xml version="1.0"?><Response><Say voice="alice" loop="2">Hi &amp; <break/>bye</Say><Gather numDigits="3" finishOnKey="#" action="/a"><Play loop="0">x.wav</Play><Pause length="2"/></Gather><Record maxLength="30" timeout="0"/><Redirect method="GET">/r</Redirect><Dial timeout="10" record="true" action="/d"><Number sendDigits="1w2">+15551234567</Number><Client><Identity>al</Identity></Client><Sip>sip:x@y</Sip></Dial><Reject reason="busy"/><Hangup/></Response>"##;
+        let queues = br##"<Response><Enqueue waitUrl="/w" maxQueueSize="50" workflowSid="WW1">sales<Task>{"a":1}</Task></Enqueue><Leave/><Dial timeout="9"><Queue url="/u" method="GET">sales</Queue></Dial><Dial action="/d"><Conference muted="true" beep="onEnter" maxParticipants="10" waitUrl="" coach="CA0123456789abcdef0123456789abcdef" statusCallbackEvent="start join" participantLabel="p">room</Conference></Dial></Response>"##;
+        for base in [&verbs[..], &queues[..]] {
+            mutate_and_parse(base);
+        }
+    }
+
+    /// Parse 5000 random mutations of `base`; none may panic.
+    fn mutate_and_parse(base: &[u8]) {
         // A fixed linear congruential generator: reproducible, and twiml needs no RNG crate.
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move || {

@@ -12,7 +12,9 @@ pub struct Document {
 /// A value that was not used as written; the verb runs with the default instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
-    /// Twilio's warning code (13212 invalid Dial timeout, 13216 timeLimit, 13217 record).
+    /// Twilio's warning code (13212 invalid Dial timeout, 13216 timeLimit, 13217 record;
+    /// 13230 invalid Conference muted, 13232 startConferenceOnEnter, 13234 waitMethod,
+    /// 13235 beep).
     pub code: u32,
     pub message: String,
 }
@@ -30,7 +32,11 @@ pub enum Verb {
     Hangup,
     Reject(Reject),
     Dial(Dial),
-    /// A real TwiML verb this server does not carry out yet (`Dial`, `Enqueue`, `Connect`...).
+    Enqueue(Enqueue),
+    /// `<Leave>`: take the call out of the queue it waits in; only meaningful in the markup of
+    /// an `<Enqueue waitUrl>`, where the caller then goes on after its `<Enqueue>`.
+    Leave,
+    /// A real TwiML verb this server does not carry out yet (`Connect`, `Refer`, `Pay`...).
     /// Parsed so the document is accepted; the interpreter decides what to do with it.
     Unsupported {
         name: String,
@@ -50,6 +56,8 @@ impl Verb {
             Verb::Hangup => "Hangup",
             Verb::Reject(_) => "Reject",
             Verb::Dial(_) => "Dial",
+            Verb::Enqueue(_) => "Enqueue",
+            Verb::Leave => "Leave",
             Verb::Unsupported { name } => name,
         }
     }
@@ -304,8 +312,12 @@ pub struct Dial {
     /// Ringback tone country code (`us`, `uk`, ...), as written.
     pub ring_tone: Option<String>,
     pub recording_status_callback: Option<String>,
-    /// One to [`MAX_DIAL_TARGETS`], rung at once; the first to answer wins.
+    /// One to [`MAX_DIAL_TARGETS`], rung at once; the first to answer wins. Empty when `join`
+    /// is set.
     pub targets: Vec<DialTarget>,
+    /// `<Queue>` or `<Conference>`: the call joins a queue's caller or a room instead of
+    /// ringing anyone. Such a noun is the only one of its `<Dial>`.
+    pub join: Option<DialJoin>,
 }
 
 impl Default for Dial {
@@ -322,6 +334,173 @@ impl Default for Dial {
             ring_tone: None,
             recording_status_callback: None,
             targets: Vec::new(),
+            join: None,
         }
     }
+}
+
+/// What a `<Dial>` joins when it rings no one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialJoin {
+    Queue(DialQueue),
+    /// Boxed: its twenty-odd attributes would otherwise make every [`Dial`] and [`Verb`]
+    /// several times larger.
+    Conference(Box<DialConference>),
+}
+
+/// `<Dial><Queue>`: bridge this call with the caller who has waited longest in the queue.
+/// With nobody waiting, the dial waits for one until its `timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialQueue {
+    /// The queue name (trimmed, not empty).
+    pub name: String,
+    /// Markup run for the dequeued caller before the bridge (e.g. "you are being connected").
+    pub url: Option<String>,
+    /// Method for `url`. Default POST.
+    pub method: Method,
+    /// TaskRouter: the reservation this dial accepts. Kept, not acted on.
+    pub reservation_sid: Option<String>,
+    /// TaskRouter: the worker's activity once the call ends. Kept, not acted on.
+    pub post_work_activity_sid: Option<String>,
+}
+
+/// `beep` of `<Conference>`: when the room hears a tone for a participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConferenceBeep {
+    /// On both entry and exit.
+    #[default]
+    True,
+    False,
+    OnEnter,
+    OnExit,
+}
+
+impl ConferenceBeep {
+    /// The attribute value as Twilio spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConferenceBeep::True => "true",
+            ConferenceBeep::False => "false",
+            ConferenceBeep::OnEnter => "onEnter",
+            ConferenceBeep::OnExit => "onExit",
+        }
+    }
+}
+
+/// `record` of `<Conference>`: the whole room is recorded (one mixed channel), or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConferenceRecord {
+    #[default]
+    DoNotRecord,
+    RecordFromStart,
+}
+
+/// Most participants one conference room holds, and the default of `maxParticipants`.
+pub const MAX_CONFERENCE_PARTICIPANTS: u32 = 250;
+
+/// `<Dial><Conference>`: put this call into a named room with everyone else who dialed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialConference {
+    /// The room name (trimmed, not empty); rooms are scoped to the account.
+    pub name: String,
+    /// Join unable to speak. Default false.
+    pub muted: bool,
+    pub beep: ConferenceBeep,
+    /// The room starts (hold music stops, participants hear each other) when this participant
+    /// joins. Default true; with false the participant waits on `wait_url` until one with true
+    /// arrives.
+    pub start_conference_on_enter: bool,
+    /// The room ends, and every participant leaves it, when this participant does.
+    /// Default false.
+    pub end_conference_on_exit: bool,
+    /// What to play while the room has not started. `None`: the attribute is absent and
+    /// Twilio's default hold music plays; `Some("")`: written empty, which means silence.
+    pub wait_url: Option<String>,
+    /// Method for `wait_url`. Default POST.
+    pub wait_method: Method,
+    /// Set by the participant that creates the room. Default and most
+    /// [`MAX_CONFERENCE_PARTICIPANTS`], at least 2.
+    pub max_participants: u32,
+    pub record: ConferenceRecord,
+    /// Where the room's media is mixed (`us1`, `ie1`...), as written. Kept, not acted on.
+    pub region: Option<String>,
+    /// The CallSid of a participant this one coaches: heard by that participant only.
+    pub coach: Option<String>,
+    /// Applies to the room's recording. Default trim-silence.
+    pub trim: Trim,
+    pub status_callback: Option<String>,
+    pub status_callback_method: Method,
+    /// `statusCallbackEvent`, lowercased, among `start`, `end`, `join`, `leave`, `mute`,
+    /// `hold`, `modify`, `speaker` and `announcement`, each once, in the order written. Empty
+    /// when the attribute is absent.
+    pub status_callback_events: Vec<String>,
+    pub recording_status_callback: Option<String>,
+    pub recording_status_callback_method: Method,
+    /// `recordingStatusCallbackEvent`, lowercased, among `in-progress`, `completed` and
+    /// `absent`, each once. Empty when absent (Twilio then posts `completed` only).
+    pub recording_status_callback_events: Vec<String>,
+    /// Deprecated by Twilio in favour of `recording_status_callback`. Kept as written.
+    pub event_callback_url: Option<String>,
+    /// `large` (Twilio's default), `medium`, `small` or `off`, as written.
+    pub jitter_buffer_size: Option<String>,
+    /// A name for this participant, unique in the room, usable in place of its CallSid.
+    pub participant_label: Option<String>,
+}
+
+impl DialConference {
+    /// A conference noun with no attributes: Twilio's defaults.
+    pub fn new(name: impl Into<String>) -> DialConference {
+        DialConference {
+            name: name.into(),
+            muted: false,
+            beep: ConferenceBeep::True,
+            start_conference_on_enter: true,
+            end_conference_on_exit: false,
+            wait_url: None,
+            wait_method: Method::Post,
+            max_participants: MAX_CONFERENCE_PARTICIPANTS,
+            record: ConferenceRecord::DoNotRecord,
+            region: None,
+            coach: None,
+            trim: Trim::TrimSilence,
+            status_callback: None,
+            status_callback_method: Method::Post,
+            status_callback_events: Vec::new(),
+            recording_status_callback: None,
+            recording_status_callback_method: Method::Post,
+            recording_status_callback_events: Vec::new(),
+            event_callback_url: None,
+            jitter_buffer_size: None,
+            participant_label: None,
+        }
+    }
+}
+
+/// Most characters in a queue name, as on Twilio (error 14205 beyond).
+pub const MAX_QUEUE_NAME_LEN: usize = 64;
+
+/// Largest `maxQueueSize` Twilio allows a queue.
+pub const MAX_QUEUE_SIZE: u32 = 5000;
+
+/// `<Enqueue>`: put the caller in a named queue, where it waits (on `wait_url`) until a
+/// `<Dial><Queue>` takes it, a `<Leave>` in the wait markup, or a hang-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueue {
+    /// The queue name (trimmed, not empty, at most [`MAX_QUEUE_NAME_LEN`] characters); the
+    /// queue is created on first use.
+    pub name: String,
+    /// Requested when the call leaves the queue (with `QueueResult`); without it the document
+    /// goes on.
+    pub action: Option<String>,
+    pub method: Method,
+    /// Markup run, and rerun, while the caller waits. `None`: Twilio's default hold music.
+    pub wait_url: Option<String>,
+    pub wait_url_method: Method,
+    /// Size limit for a queue this verb creates, 1 to [`MAX_QUEUE_SIZE`]. `None`: the queue's
+    /// own limit (100 for a new queue).
+    pub max_queue_size: Option<u32>,
+    /// TaskRouter workflow the call would be handed to. Kept, not acted on.
+    pub workflow_sid: Option<String>,
+    /// The text of a `<Task>` child: TaskRouter task attributes as JSON, trimmed, not checked.
+    pub task: Option<String>,
 }
