@@ -77,6 +77,7 @@
 //!   `<Play>` URL is reported as 11200 and the document goes on.
 
 mod call;
+pub mod wait;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -183,6 +184,9 @@ pub enum MediaSource {
     },
     /// The short tone before `<Record>`.
     Beep,
+    /// Dialtone's default hold music (`media::tone::hold_music`), for a waiting caller whose
+    /// application gave no `waitUrl`.
+    HoldMusic,
 }
 
 /// Why a recording ended.

@@ -39,6 +39,78 @@ pub fn ringback() -> Vec<i16> {
     samples
 }
 
+/// Length of one pass of [`hold_music`]: 16 bars of 2 s.
+pub const HOLD_MUSIC_MS: u32 = 32_000;
+/// Peak level of the hold music: quiet enough to sit under speech, loud enough to tell the line
+/// is alive (its RMS is about -24 dBFS).
+pub const HOLD_MUSIC_DBFS: f64 = -12.0;
+
+/// Dialtone's default hold music, played to callers in a queue or waiting for a conference to
+/// start when the application gives no `waitUrl`: a slow arpeggio over a four-chord
+/// progression (I–vi–IV–V in C, 60 beats a minute, eighth notes), synthesised here from
+/// decaying sines with a soft second harmonic, so it ships with the code under the project's
+/// own licence and needs no file. 32 s long, made to loop seamlessly.
+pub fn hold_music() -> Vec<i16> {
+    // MIDI note numbers of each chord's arpeggio (root, third, fifth, octave, fifth, third...).
+    const CHORDS: [[u8; 4]; 4] = [[60, 64, 67, 72], [57, 60, 64, 69], [53, 57, 60, 65], [55, 59, 62, 67]];
+    const PATTERN: [usize; 8] = [0, 1, 2, 3, 2, 1, 2, 1];
+    let note_samples = (SAMPLE_RATE / 4) as usize; // an eighth note at 120 eighths a minute
+    let total = (u64::from(SAMPLE_RATE) * u64::from(HOLD_MUSIC_MS) / 1000) as usize;
+    let mut out = vec![0f64; total];
+    let bars = total / (note_samples * PATTERN.len());
+    for bar in 0..bars {
+        let chord = CHORDS[bar % CHORDS.len()];
+        for (step, &index) in PATTERN.iter().enumerate() {
+            let freq = 440.0 * 2f64.powf((f64::from(chord[index]) - 69.0) / 12.0);
+            let start = (bar * PATTERN.len() + step) * note_samples;
+            // Each note rings on under the next (1.5 notes), decaying.
+            let len = note_samples * 3 / 2;
+            for i in 0..len {
+                let Some(slot) = out.get_mut((start + i) % total) else {
+                    continue;
+                };
+                let t = i as f64 / f64::from(SAMPLE_RATE);
+                let attack = (i as f64 / 40.0).min(1.0);
+                let release = ((len - i) as f64 / 200.0).min(1.0);
+                let envelope = attack * release * (-3.0 * t).exp();
+                let phase = 2.0 * PI * freq * t;
+                *slot += envelope * (phase.sin() + 0.25 * (2.0 * phase).sin());
+            }
+            // A bass note on each bar's first beat.
+            if step == 0 {
+                let bass = freq / 2.0;
+                for i in 0..(note_samples * 8) {
+                    let Some(slot) = out.get_mut((start + i) % total) else {
+                        continue;
+                    };
+                    let t = i as f64 / f64::from(SAMPLE_RATE);
+                    let envelope = (i as f64 / 80.0).min(1.0) * (-1.2 * t).exp();
+                    *slot += 0.6 * envelope * (2.0 * PI * bass * t).sin();
+                }
+            }
+        }
+    }
+    let peak = out.iter().fold(0f64, |m, s| m.max(s.abs())).max(1e-9);
+    let gain = amplitude(HOLD_MUSIC_DBFS) / peak;
+    out.into_iter().map(|s| (s * gain).round() as i16).collect()
+}
+
+/// The beep a conference plays when a participant joins: a rising two-tone chime (600 then
+/// 900 Hz, 120 ms each), -12 dBFS.
+pub fn conference_enter_beep() -> Vec<i16> {
+    let mut samples = sine(600.0, 120, -12.0);
+    samples.extend(sine(900.0, 120, -12.0));
+    samples
+}
+
+/// The beep a conference plays when a participant leaves: the enter chime falling (900 then
+/// 600 Hz).
+pub fn conference_exit_beep() -> Vec<i16> {
+    let mut samples = sine(900.0, 120, -12.0);
+    samples.extend(sine(600.0, 120, -12.0));
+    samples
+}
+
 fn amplitude(dbfs: f64) -> f64 {
     32767.0 * 10f64.powf(dbfs / 20.0)
 }
@@ -83,6 +155,21 @@ fn mix(freqs: &[f64], duration_ms: u32, dbfs: f64) -> Vec<i16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hold_music_is_music_at_a_comfortable_level_and_loops() {
+        let music = hold_music();
+        assert_eq!(music.len(), 8 * HOLD_MUSIC_MS as usize);
+        let rms = crate::level::rms_dbfs(&music);
+        assert!((-30.0..-18.0).contains(&rms), "rms {rms}");
+        // Every second has sound in it (no gaps a caller would take for a dead line).
+        for second in music.chunks(8000) {
+            assert!(crate::level::rms_dbfs(second) > -40.0);
+        }
+        // The loop point joins without a jump bigger than the music's own steps.
+        let (first, last) = (music[0], music[music.len() - 1]);
+        assert!((i32::from(first) - i32::from(last)).abs() < 3000, "{first} {last}");
+    }
     use crate::FRAME_SAMPLES;
 
     #[test]

@@ -93,7 +93,13 @@ pub(crate) struct StatusCallbacks {
 
 impl StatusCallbacks {
     /// `events` among `initiated`, `ringing`, `answered`, `completed`; nothing is sent without a URL.
-    pub fn new(shared: &Shared, url: Option<String>, method: HttpMethod, events: Vec<String>, auth_token: String) -> Self {
+    pub fn new(
+        shared: &Shared,
+        url: Option<String>,
+        method: HttpMethod,
+        events: Vec<String>,
+        auth_token: String,
+    ) -> Self {
         let queue = url.as_ref().filter(|u| !u.is_empty()).map(|_| {
             let (tx, mut rx) = mpsc::unbounded_channel::<WebhookRequest>();
             let webhooks = shared.webhooks.clone();
@@ -101,14 +107,23 @@ impl StatusCallbacks {
                 while let Some(request) = rx.recv().await {
                     let url = request.url.clone();
                     match webhooks.fetch(request).await {
-                        Ok(reply) => tracing::debug!(%url, status = reply.status, "status callback sent"),
+                        Ok(reply) => {
+                            tracing::debug!(%url, status = reply.status, "status callback sent")
+                        }
                         Err(error) => tracing::warn!(%url, %error, "status callback failed"),
                     }
                 }
             });
             tx
         });
-        StatusCallbacks { queue, url: url.unwrap_or_default(), method, events, auth_token, sequence: 0 }
+        StatusCallbacks {
+            queue,
+            url: url.unwrap_or_default(),
+            method,
+            events,
+            auth_token,
+            sequence: 0,
+        }
     }
 
     /// Posts `event` for the call as `record` now stands, if the app asked for it.
@@ -117,7 +132,11 @@ impl StatusCallbacks {
         if !self.events.iter().any(|e| e == event) {
             return;
         }
-        let status = if event == "initiated" { "initiated" } else { record.status.as_str() };
+        let status = if event == "initiated" {
+            "initiated"
+        } else {
+            record.status.as_str()
+        };
         let mut params = vec![
             ("AccountSid".to_owned(), record.account_sid.to_string()),
             ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
@@ -129,28 +148,53 @@ impl StatusCallbacks {
             ("From".to_owned(), record.from.clone()),
             ("To".to_owned(), record.to.clone()),
             ("Timestamp".to_owned(), Utc::now().to_rfc2822()),
-            ("CallbackSource".to_owned(), "call-progress-events".to_owned()),
+            (
+                "CallbackSource".to_owned(),
+                "call-progress-events".to_owned(),
+            ),
             ("SequenceNumber".to_owned(), self.sequence.to_string()),
         ];
         if event == "completed" {
-            params.push(("CallDuration".to_owned(), record.duration.unwrap_or(0).to_string()));
+            params.push((
+                "CallDuration".to_owned(),
+                record.duration.unwrap_or(0).to_string(),
+            ));
         }
         self.sequence += 1;
-        let request = WebhookRequest { url: self.url.clone(), method: self.method, params, auth_token: self.auth_token.clone() };
+        let request = WebhookRequest {
+            url: self.url.clone(),
+            method: self.method,
+            params,
+            auth_token: self.auth_token.clone(),
+        };
         let _ = queue.send(request);
     }
 }
 
 /// Results of work the call spawned.
 enum Done {
-    Webhook { request_id: u64, result: Result<crate::webhook::WebhookReply, WebhookError> },
-    Audio { id: u64, loops: u32, result: Result<Arc<[i16]>, String> },
+    Webhook {
+        request_id: u64,
+        result: Result<crate::webhook::WebhookReply, WebhookError>,
+    },
+    Audio {
+        id: u64,
+        loops: u32,
+        result: Result<Arc<[i16]>, String>,
+    },
 }
 
 pub async fn run(shared: Arc<Shared>, sip: mpsc::UnboundedSender<SipCommand>, new: NewCall) {
-    let ended = SipCommand::Ended { dialog: new.dialog.clone(), invite_tx: new.tx };
+    let ended = SipCommand::Ended {
+        dialog: new.dialog.clone(),
+        invite_tx: new.tx,
+    };
     shared.metrics.active_calls.fetch_add(1, Ordering::Relaxed);
-    let invite = ServerInvite { tx: new.tx, request: new.request, local_tag: new.local_tag };
+    let invite = ServerInvite {
+        tx: new.tx,
+        request: new.request,
+        local_tag: new.local_tag,
+    };
     let leg = Leg {
         peer: new.source,
         transport: new.transport,
@@ -163,10 +207,18 @@ pub async fn run(shared: Arc<Shared>, sip: mpsc::UnboundedSender<SipCommand>, ne
     match setup(&shared, &sip, leg).await {
         Ok(call) => call.run().await,
         Err((status, reason)) => {
-            tracing::info!(status, reason, call_id = new.dialog.call_id, "INVITE refused");
+            tracing::info!(
+                status,
+                reason,
+                call_id = new.dialog.call_id,
+                "INVITE refused"
+            );
             let mut response = Response::from_request(&invite.request, status, reason);
             response.set_to_tag(&invite.local_tag);
-            let _ = sip.send(SipCommand::Respond { tx: invite.tx, response });
+            let _ = sip.send(SipCommand::Respond {
+                tx: invite.tx,
+                response,
+            });
         }
     }
     shared.metrics.active_calls.fetch_sub(1, Ordering::Relaxed);
@@ -175,7 +227,10 @@ pub async fn run(shared: Arc<Shared>, sip: mpsc::UnboundedSender<SipCommand>, ne
 
 /// Whether the account may place or receive calls. An active main account needs no further read;
 /// a subaccount also depends on its main account's status.
-pub(crate) async fn may_call(shared: &Shared, account: &model::records::AccountRecord) -> Result<bool, store::StoreError> {
+pub(crate) async fn may_call(
+    shared: &Shared,
+    account: &model::records::AccountRecord,
+) -> Result<bool, store::StoreError> {
     if account.status == "active" && !account.is_subaccount() {
         return Ok(true);
     }
@@ -184,7 +239,10 @@ pub(crate) async fn may_call(shared: &Shared, account: &model::records::AccountR
 
 /// The number part of a Request-URI: `sip:+15551234567@host;user=phone` -> `+15551234567`.
 pub fn dialled_number(uri: &str) -> Option<&str> {
-    let rest = uri.strip_prefix("sips:").or_else(|| uri.strip_prefix("sip:")).or_else(|| uri.strip_prefix("tel:"))?;
+    let rest = uri
+        .strip_prefix("sips:")
+        .or_else(|| uri.strip_prefix("sip:"))
+        .or_else(|| uri.strip_prefix("tel:"))?;
     let user = rest.split(['@', ';', '?']).next()?;
     (!user.is_empty()).then_some(user)
 }
@@ -208,10 +266,18 @@ async fn route(shared: &Shared, request: &Request) -> Option<PhoneNumberRecord> 
     Some(number)
 }
 
-async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, leg: Leg) -> Result<ActiveCall, (u16, &'static str)> {
+async fn setup(
+    shared: &Arc<Shared>,
+    sip: &mpsc::UnboundedSender<SipCommand>,
+    leg: Leg,
+) -> Result<ActiveCall, (u16, &'static str)> {
     // `run` always builds an inbound leg with its INVITE.
-    let Some(new) = leg.invite.clone() else { return Err((500, "Server Internal Error")) };
-    let number = route(shared, &new.request).await.ok_or((404, "Not Found"))?;
+    let Some(new) = leg.invite.clone() else {
+        return Err((500, "Server Internal Error"));
+    };
+    let number = route(shared, &new.request)
+        .await
+        .ok_or((404, "Not Found"))?;
     let account = match shared.store.account(&number.account_sid).await {
         Ok(Some(a)) => a,
         Ok(None) => return Err((404, "Not Found")),
@@ -247,8 +313,13 @@ async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, le
 
     let mut ringing = Response::from_request(&new.request, 180, "Ringing");
     ringing.set_to_tag(&new.local_tag);
-    ringing.headers.push("Contact", &shared.config.contact_uri());
-    let _ = sip.send(SipCommand::Respond { tx: new.tx, response: ringing });
+    ringing
+        .headers
+        .push("Contact", &shared.config.contact_uri());
+    let _ = sip.send(SipCommand::Respond {
+        tx: new.tx,
+        response: ringing,
+    });
     let from_header = new.request.from();
 
     let call_sid = CallSid::generate();
@@ -292,7 +363,12 @@ async fn setup(shared: &Arc<Shared>, sip: &mpsc::UnboundedSender<SipCommand>, le
         vec!["completed".to_owned()],
         account.auth_token.clone(),
     );
-    let (registration, control) = shared.calls.register_parties(record.account_sid, call_sid, record.from.clone(), record.to.clone());
+    let (registration, control) = shared.calls.register_parties(
+        record.account_sid,
+        call_sid,
+        record.from.clone(),
+        record.to.clone(),
+    );
     Ok(ActiveCall::new(ActiveCallParts {
         shared: shared.clone(),
         sip: sip.clone(),
@@ -341,20 +417,37 @@ pub(crate) fn apply_media(stream: &Stream, n: &Negotiated) {
         sip::sdp::Codec::Pcma => media::Codec::Pcma,
         _ => media::Codec::Pcmu,
     };
-    stream.set_remote(n.remote_rtp, n.remote_rtcp, codec, n.codec.payload_type(), n.telephone_event_pt);
+    stream.set_remote(
+        n.remote_rtp,
+        n.remote_rtcp,
+        codec,
+        n.codec.payload_type(),
+        n.telephone_event_pt,
+    );
     stream.set_hold(n.on_hold);
 }
 
 /// The caller as Twilio shows it: the user part for phone-like users, else the whole SIP URI.
 fn caller_id(uri: &str) -> String {
     match dialled_number(uri) {
-        Some(user) if user.trim_start_matches('+').chars().all(|c| c.is_ascii_digit()) => user.to_owned(),
+        Some(user)
+            if user
+                .trim_start_matches('+')
+                .chars()
+                .all(|c| c.is_ascii_digit()) =>
+        {
+            user.to_owned()
+        }
         _ => uri.to_owned(),
     }
 }
 
 pub(crate) fn http_method(m: &str) -> HttpMethod {
-    if m.eq_ignore_ascii_case("GET") { HttpMethod::Get } else { HttpMethod::Post }
+    if m.eq_ignore_ascii_case("GET") {
+        HttpMethod::Get
+    } else {
+        HttpMethod::Post
+    }
 }
 
 pub(crate) struct ActiveCall {
@@ -388,7 +481,11 @@ pub(crate) struct ActiveCall {
 
 impl ActiveCall {
     pub(crate) fn new(p: ActiveCallParts) -> ActiveCall {
-        let engine = engine::Call::new(std::time::Instant::now(), p.config, rand::thread_rng().gen());
+        let engine = engine::Call::new(
+            std::time::Instant::now(),
+            p.config,
+            rand::thread_rng().gen(),
+        );
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         ActiveCall {
             shared: p.shared,
@@ -423,7 +520,10 @@ impl ActiveCall {
             if self.finished {
                 break;
             }
-            let deadline = self.engine.poll_timeout().map(tokio::time::Instant::from_std);
+            let deadline = self
+                .engine
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -479,7 +579,9 @@ impl ActiveCall {
     /// An API update: redirect the running document, or end the call.
     fn handle_control(&mut self, control: CallControl) {
         match control {
-            CallControl::Redirect { url, method } => self.input(engine::Input::Redirect { url, method }),
+            CallControl::Redirect { url, method } => {
+                self.input(engine::Input::Redirect { url, method })
+            }
             CallControl::Twiml(document) => self.input(engine::Input::Twiml { document }),
             // Twilio: `canceled` only ends calls not yet answered.
             CallControl::End(CallStatus::Canceled) if self.answered_at.is_some() => {}
@@ -510,7 +612,11 @@ impl ActiveCall {
                 if to_invite && (200..300).contains(&response.status()) {
                     if let Some(ack) = self.leg.ack.clone() {
                         let message = sip::Message::Request(ack);
-                        let _ = self.sip.send(SipCommand::Stateless { message, destination: self.leg.peer, transport: self.leg.transport });
+                        let _ = self.sip.send(SipCommand::Stateless {
+                            message,
+                            destination: self.leg.peer,
+                            transport: self.leg.transport,
+                        });
                     }
                 }
             }
@@ -547,7 +653,9 @@ impl ActiveCall {
             .ok()
             .filter(|b| !b.trim().is_empty())
             .and_then(|b| SessionDescription::parse(b).ok())
-            .and_then(|offer| sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok());
+            .and_then(|offer| {
+                sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok()
+            });
         match negotiated {
             Some(n) => {
                 if let Some(stream) = &self.stream {
@@ -577,7 +685,10 @@ impl ActiveCall {
         let Some(new) = &self.leg.invite else { return };
         let mut response = Response::from_request(&new.request, status, reason);
         response.set_to_tag(&new.local_tag);
-        let _ = self.sip.send(SipCommand::Respond { tx: new.tx, response });
+        let _ = self.sip.send(SipCommand::Respond {
+            tx: new.tx,
+            response,
+        });
     }
 
     /// A 200 OK carrying our SDP answer for `request` (the INVITE or a re-INVITE).
@@ -590,13 +701,21 @@ impl ActiveCall {
         response.headers.push("Contact", &config.contact_uri());
         response.headers.push("Allow", ALLOW);
         let port = self.stream.as_ref().map_or(0, |s| s.local_port);
-        let sdp = sip::sdp::answer(&self.negotiated, config.advertise_ip, port, self.session_id, self.sdp_version);
+        let sdp = sip::sdp::answer(
+            &self.negotiated,
+            config.advertise_ip,
+            port,
+            self.session_id,
+            self.sdp_version,
+        );
         response.set_body("application/sdp", sdp.into_bytes());
         response
     }
 
     fn send_bye(&mut self) {
-        let Some(dialog) = self.leg.dialog.as_mut() else { return };
+        let Some(dialog) = self.leg.dialog.as_mut() else {
+            return;
+        };
         let bye = dialog.request(Method::Bye);
         let _ = self.sip.send(SipCommand::Request {
             request: bye,
@@ -609,7 +728,12 @@ impl ActiveCall {
     async fn drain(&mut self) {
         while let Some(output) = self.engine.poll_output() {
             match output {
-                Output::FetchWebhook { request_id, url, method, params } => self.fetch(request_id, url, method, params),
+                Output::FetchWebhook {
+                    request_id,
+                    url,
+                    method,
+                    params,
+                } => self.fetch(request_id, url, method, params),
                 Output::Answer => self.answer().await,
                 Output::Reject { reason } => {
                     let (status, text) = match reason {
@@ -625,7 +749,12 @@ impl ActiveCall {
                         s.stop_playback();
                     }
                 }
-                Output::StartRecording { id, recording_sid, max_length, silence_timeout } => {
+                Output::StartRecording {
+                    id,
+                    recording_sid,
+                    max_length,
+                    silence_timeout,
+                } => {
                     let path = self.recording_path(recording_sid);
                     if let Some(parent) = path.parent() {
                         let _ = tokio::fs::create_dir_all(parent).await;
@@ -662,18 +791,28 @@ impl ActiveCall {
     }
 
     fn recording_path(&self, sid: RecordingSid) -> std::path::PathBuf {
-        crate::records::recording_path(&self.shared.config, &self.record.account_sid, &self.record.sid, &sid)
+        crate::records::recording_path(
+            &self.shared.config,
+            &self.record.account_sid,
+            &self.record.sid,
+            &sid,
+        )
     }
 
     pub(crate) async fn answer(&mut self) {
         if self.answered_at.is_some() {
             return;
         }
-        let Some(new) = self.leg.invite.clone() else { return };
+        let Some(new) = self.leg.invite.clone() else {
+            return;
+        };
         let contact = self.shared.config.contact_uri();
         self.leg.dialog = Dialog::uas(&new.request, &new.local_tag, &contact).ok();
         let response = self.answer_response(&new.request);
-        let _ = self.sip.send(SipCommand::Respond { tx: new.tx, response });
+        let _ = self.sip.send(SipCommand::Respond {
+            tx: new.tx,
+            response,
+        });
         self.answered_at = Some(SystemTime::now());
         self.record.status = CallStatus::InProgress;
         self.record.start_time = Some(Utc::now());
@@ -681,10 +820,21 @@ impl ActiveCall {
         self.shared.records.update_call(&self.record);
     }
 
-    fn fetch(&self, request_id: u64, url: String, method: HttpMethod, params: Vec<(String, String)>) {
+    fn fetch(
+        &self,
+        request_id: u64,
+        url: String,
+        method: HttpMethod,
+        params: Vec<(String, String)>,
+    ) {
         let webhooks = self.shared.webhooks.clone();
         let done = self.done_tx.clone();
-        let request = WebhookRequest { url, method, params, auth_token: self.auth_token.clone() };
+        let request = WebhookRequest {
+            url,
+            method,
+            params,
+            auth_token: self.auth_token.clone(),
+        };
         tokio::spawn(async move {
             let result = webhooks.fetch(request).await;
             let _ = done.send(Done::Webhook { request_id, result });
@@ -696,13 +846,7 @@ impl ActiveCall {
         let shared = self.shared.clone();
         let done = self.done_tx.clone();
         tokio::spawn(async move {
-            let result = match source {
-                MediaSource::Url(url) => shared.audio.load(&url).await.map_err(|e| e.to_string()),
-                MediaSource::Tts { text, voice, language } => {
-                    shared.tts.synthesize(&text, &voice, &language).await.map_err(|e| e.to_string())
-                }
-                MediaSource::Beep => Ok(shared.beep.clone()),
-            };
+            let result = shared.load_source(source).await;
             let _ = done.send(Done::Audio { id, loops, result });
         });
     }
@@ -710,7 +854,9 @@ impl ActiveCall {
     fn handle_done(&mut self, done: Done) {
         match done {
             Done::Webhook { request_id, result } => {
-                let result = result.map(engine::WebhookReply::from).map_err(engine::WebhookFailure::from);
+                let result = result
+                    .map(engine::WebhookReply::from)
+                    .map_err(engine::WebhookFailure::from);
                 self.input(engine::Input::WebhookResult { request_id, result });
             }
             Done::Audio { id, loops, result } => {
@@ -747,15 +893,25 @@ impl ActiveCall {
                 self.input(engine::Input::Dtmf { digit });
             }
             MediaEvent::Dtmf { .. } => {}
-            MediaEvent::RecordingStopped { id, duration, stop, path } => {
+            MediaEvent::RecordingStopped {
+                id,
+                duration,
+                stop,
+                path,
+            } => {
                 self.save_recording(id, duration, &path).await;
                 self.input(engine::Input::RecordingStopped { id, duration, stop });
             }
             MediaEvent::RecordingFailed { id, reason } => {
                 // The engine knows no failed recording: an empty one makes it go on to the next verb.
                 tracing::error!(call_sid = %self.record.sid, reason, "recording failed");
-                self.notify(12400, format!("recording failed: {reason}")).await;
-                self.input(engine::Input::RecordingStopped { id, duration: Duration::ZERO, stop: RecordStop::Stopped });
+                self.notify(12400, format!("recording failed: {reason}"))
+                    .await;
+                self.input(engine::Input::RecordingStopped {
+                    id,
+                    duration: Duration::ZERO,
+                    stop: RecordStop::Stopped,
+                });
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -763,7 +919,9 @@ impl ActiveCall {
     }
 
     async fn save_recording(&mut self, id: u64, duration: Duration, path: &std::path::Path) {
-        let Some(&(_, sid, started)) = self.recordings.iter().find(|(rid, _, _)| *rid == id) else { return };
+        let Some(&(_, sid, started)) = self.recordings.iter().find(|(rid, _, _)| *rid == id) else {
+            return;
+        };
         if duration.is_zero() {
             let _ = tokio::fs::remove_file(path).await;
             return;
@@ -825,7 +983,9 @@ impl ActiveCall {
             self.record.start_time = Some(self.record.date_created);
         }
         self.record.duration = Some(match self.answered_at {
-            Some(t) => SystemTime::now().duration_since(t).map_or(0, |d| d.as_secs_f64().round() as u32),
+            Some(t) => SystemTime::now()
+                .duration_since(t)
+                .map_or(0, |d| d.as_secs_f64().round() as u32),
             None => 0,
         });
         self.shared.records.update_call(&self.record);
@@ -838,7 +998,9 @@ impl ActiveCall {
 /// The digit of an `application/dtmf-relay` INFO body (`Signal=5`).
 fn dtmf_relay_digit(request: &Request) -> Option<char> {
     let body = std::str::from_utf8(&request.body).ok()?;
-    let line = body.lines().find(|l| l.trim_start().to_ascii_lowercase().starts_with("signal"))?;
+    let line = body
+        .lines()
+        .find(|l| l.trim_start().to_ascii_lowercase().starts_with("signal"))?;
     let value = line.split_once('=')?.1.trim();
     let c = value.chars().next()?;
     matches!(c, '0'..='9' | '*' | '#' | 'A'..='D').then_some(c)
@@ -850,7 +1012,10 @@ mod tests {
 
     #[test]
     fn dialled_number_takes_the_user_part() {
-        assert_eq!(dialled_number("sip:+15551234567@127.0.0.1;user=phone"), Some("+15551234567"));
+        assert_eq!(
+            dialled_number("sip:+15551234567@127.0.0.1;user=phone"),
+            Some("+15551234567")
+        );
         assert_eq!(dialled_number("sip:100@example.com:5060"), Some("100"));
         assert_eq!(dialled_number("tel:+15551234567"), Some("+15551234567"));
         assert_eq!(dialled_number("sip:example.com"), Some("example.com"));

@@ -13,7 +13,10 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallControl {
     /// Run the document at this URL (method `GET` or `POST`) instead of the current one.
-    Redirect { url: String, method: engine::HttpMethod },
+    Redirect {
+        url: String,
+        method: engine::HttpMethod,
+    },
     /// Run this document instead of the current one.
     Twiml(String),
     /// End the call: `Canceled` only ends a call that is not answered yet, `Completed` any.
@@ -53,7 +56,11 @@ fn lock(m: &Mutex<Map>) -> std::sync::MutexGuard<'_, Map> {
 
 impl CallRegistry {
     /// Registers a call whose parties do not matter to presence.
-    pub fn register(&self, account: AccountSid, sid: CallSid) -> (Registration, mpsc::UnboundedReceiver<CallControl>) {
+    pub fn register(
+        &self,
+        account: AccountSid,
+        sid: CallSid,
+    ) -> (Registration, mpsc::UnboundedReceiver<CallControl>) {
         self.register_parties(account, sid, String::new(), String::new())
     }
 
@@ -66,8 +73,21 @@ impl CallRegistry {
         to: String,
     ) -> (Registration, mpsc::UnboundedReceiver<CallControl>) {
         let (control, rx) = mpsc::unbounded_channel();
-        lock(&self.calls).insert(sid, Entry { account, control, parties: [from, to] });
-        (Registration { calls: self.calls.clone(), sid }, rx)
+        lock(&self.calls).insert(
+            sid,
+            Entry {
+                account,
+                control,
+                parties: [from, to],
+            },
+        );
+        (
+            Registration {
+                calls: self.calls.clone(),
+                sid,
+            },
+            rx,
+        )
     }
 
     /// Hands `control` to the call if it is live and belongs to `account`.
@@ -79,15 +99,20 @@ impl CallRegistry {
     }
 
     pub fn is_live(&self, account: &AccountSid, sid: &CallSid) -> bool {
-        lock(&self.calls).get(sid).is_some_and(|e| e.account == *account && !e.control.is_closed())
+        lock(&self.calls)
+            .get(sid)
+            .is_some_and(|e| e.account == *account && !e.control.is_closed())
     }
 
     /// Whether a live call of `account` is from or to `party` (e.g. `client:alice`), compared
     /// without regard to case.
     pub fn has_party(&self, account: &AccountSid, party: &str) -> bool {
-        lock(&self.calls)
-            .values()
-            .any(|e| e.account == *account && e.parties.iter().any(|p| !p.is_empty() && p.eq_ignore_ascii_case(party)))
+        lock(&self.calls).values().any(|e| {
+            e.account == *account
+                && e.parties
+                    .iter()
+                    .any(|p| !p.is_empty() && p.eq_ignore_ascii_case(party))
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -106,11 +131,18 @@ mod tests {
     #[test]
     fn calls_are_reached_only_by_their_account_and_only_while_registered() {
         let registry = CallRegistry::default();
-        let (account, other, sid) = (AccountSid::generate(), AccountSid::generate(), CallSid::generate());
+        let (account, other, sid) = (
+            AccountSid::generate(),
+            AccountSid::generate(),
+            CallSid::generate(),
+        );
         let (guard, mut rx) = registry.register(account, sid);
         assert!(!registry.send(&other, &sid, CallControl::End(CallStatus::Completed)));
         assert!(registry.send(&account, &sid, CallControl::Twiml("<Response/>".into())));
-        assert_eq!(rx.try_recv().unwrap(), CallControl::Twiml("<Response/>".into()));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            CallControl::Twiml("<Response/>".into())
+        );
         assert!(rx.try_recv().is_err());
         drop(guard);
         assert!(registry.is_empty());
@@ -123,7 +155,12 @@ mod tests {
         let (account, other) = (AccountSid::generate(), AccountSid::generate());
         let (_plain, _) = registry.register(account, CallSid::generate());
         assert!(!registry.has_party(&account, ""));
-        let (guard, _rx) = registry.register_parties(account, CallSid::generate(), "+15550001111".into(), "client:alice".into());
+        let (guard, _rx) = registry.register_parties(
+            account,
+            CallSid::generate(),
+            "+15550001111".into(),
+            "client:alice".into(),
+        );
         assert!(registry.has_party(&account, "client:alice"));
         assert!(registry.has_party(&account, "Client:Alice"));
         assert!(registry.has_party(&account, "+15550001111"));

@@ -57,8 +57,14 @@ pub(crate) enum LegInput {
     Signal(CallSignal),
     Media(MediaEvent),
     Control(CallControl),
-    Webhook { request_id: u64, result: Result<crate::webhook::WebhookReply, WebhookError> },
-    Audio { id: u64, result: Result<Arc<[i16]>, String> },
+    Webhook {
+        request_id: u64,
+        result: Result<crate::webhook::WebhookReply, WebhookError>,
+    },
+    Audio {
+        id: u64,
+        result: Result<Arc<[i16]>, String>,
+    },
 }
 
 /// Why the parent's loop woke up for the dial.
@@ -205,12 +211,16 @@ impl Dial {
 /// `client:NAME`, dial legs included).
 pub fn start(shared: &Arc<Shared>) {
     let calls = shared.calls.clone();
-    shared.registrar.set_busy_check(move |account, user| calls.has_party(account, &format!("client:{user}")));
+    shared
+        .registrar
+        .set_busy_check(move |account, user| calls.has_party(account, &format!("client:{user}")));
 }
 
 /// Waits for the next thing the dial must handle (never returns without a dial).
 pub(crate) async fn wait(dial: &mut Option<Dial>) -> DialWake {
-    let Some(d) = dial.as_mut() else { return std::future::pending().await };
+    let Some(d) = dial.as_mut() else {
+        return std::future::pending().await;
+    };
     let deadline = d.poll_timeout();
     let sleep = async {
         match deadline {
@@ -235,11 +245,14 @@ pub(crate) async fn wait_pending(pending: &Option<PendingDialEnd>) {
 /// One ringback cadence, made once per process.
 fn ringback() -> Arc<[i16]> {
     static RINGBACK: std::sync::OnceLock<Arc<[i16]>> = std::sync::OnceLock::new();
-    RINGBACK.get_or_init(|| media::tone::ringback().into()).clone()
+    RINGBACK
+        .get_or_init(|| media::tone::ringback().into())
+        .clone()
 }
 
 fn seconds_since(t: Option<SystemTime>) -> u32 {
-    t.and_then(|t| SystemTime::now().duration_since(t).ok()).map_or(0, |d| d.as_secs_f64().round() as u32)
+    t.and_then(|t| SystemTime::now().duration_since(t).ok())
+        .map_or(0, |d| d.as_secs_f64().round() as u32)
 }
 
 /// Ends a child call's record and posts its `completed` callback.
@@ -259,9 +272,16 @@ fn close_record(shared: &Shared, leg: &mut DialLeg, status: CallStatus) {
 }
 
 fn send_bye(shared: &Shared, leg: &mut Leg) {
-    let Some(dialog) = leg.dialog.as_mut() else { return };
+    let Some(dialog) = leg.dialog.as_mut() else {
+        return;
+    };
     let bye = dialog.request(Method::Bye);
-    let _ = shared.sip.send(SipCommand::Request { request: bye, destination: leg.peer, transport: leg.transport, reply: None });
+    let _ = shared.sip.send(SipCommand::Request {
+        request: bye,
+        destination: leg.peer,
+        transport: leg.transport,
+        reply: None,
+    });
 }
 
 /// Hangs a leg up the way its state needs (CANCEL while ringing, BYE once answered), closing its
@@ -297,7 +317,11 @@ impl ActiveCall {
             self.end_dial(EndCause::Cancelled);
         }
         let (events_tx, events) = mpsc::unbounded_channel();
-        let from = spec.caller_id.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| self.record.from.clone());
+        let from = spec
+            .caller_id
+            .clone()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| self.record.from.clone());
         let timeout = Duration::from_secs(u64::from(spec.timeout));
         let mut dial = Dial {
             id,
@@ -316,10 +340,15 @@ impl ActiveCall {
                 twiml::DialKind::Number(n) => (n.clone(), vec![LegTarget::Address(n.clone())]),
                 twiml::DialKind::Sip(uri) => (uri.clone(), vec![LegTarget::Address(uri.clone())]),
                 twiml::DialKind::Client(name) => {
-                    let contacts = crate::registrar::contacts(&self.shared, &self.record.account_sid, name);
+                    let contacts =
+                        crate::registrar::contacts(&self.shared, &self.record.account_sid, name);
                     let targets = contacts
                         .into_iter()
-                        .map(|c| LegTarget::Direct { uri: c.uri, destination: c.destination, transport: c.transport })
+                        .map(|c| LegTarget::Direct {
+                            uri: c.uri,
+                            destination: c.destination,
+                            transport: c.transport,
+                        })
                         .collect();
                     (format!("client:{name}"), targets)
                 }
@@ -356,7 +385,12 @@ impl ActiveCall {
                         continue;
                     }
                 };
-                leg.forwards.push(forward(media_rx, dial.events_tx.clone(), index, LegInput::Media));
+                leg.forwards.push(forward(
+                    media_rx,
+                    dial.events_tx.clone(),
+                    index,
+                    LegInput::Media,
+                ));
                 let request = LegRequest {
                     account_sid: self.record.account_sid,
                     call_sid: leg.record.sid,
@@ -367,14 +401,20 @@ impl ActiveCall {
                 };
                 let mut handle = crate::outbound::originate(self.shared.clone(), request);
                 let progress = std::mem::replace(&mut handle.events, mpsc::unbounded_channel().1);
-                leg.forwards.push(forward(progress, dial.events_tx.clone(), index, |e| LegInput::Progress(Box::new(e))));
+                leg.forwards
+                    .push(forward(progress, dial.events_tx.clone(), index, |e| {
+                        LegInput::Progress(Box::new(e))
+                    }));
                 leg.handle = Some(handle);
                 leg.stream = Some(stream);
                 dial.legs.push(leg);
             }
         }
         tracing::info!(call_sid = %self.record.sid, legs = dial.legs.len(), "dial started");
-        if matches!(dial.spec.record, twiml::DialRecord::RecordFromRinging | twiml::DialRecord::RecordFromRingingDual) {
+        if matches!(
+            dial.spec.record,
+            twiml::DialRecord::RecordFromRinging | twiml::DialRecord::RecordFromRingingDual
+        ) {
             self.start_dial_recording(&mut dial);
         }
         if self.answered_at.is_some() {
@@ -390,7 +430,14 @@ impl ActiveCall {
         }
     }
 
-    fn new_leg(&self, dial: &Dial, index: usize, target: twiml::DialTarget, from: &str, to: &str) -> DialLeg {
+    fn new_leg(
+        &self,
+        dial: &Dial,
+        index: usize,
+        target: twiml::DialTarget,
+        from: &str,
+        to: &str,
+    ) -> DialLeg {
         let now = Utc::now();
         let record = CallRecord {
             sid: CallSid::generate(),
@@ -409,12 +456,24 @@ impl ActiveCall {
             date_updated: now,
         };
         self.shared.records.insert_call(&record);
-        let (registration, control) =
-            self.shared.calls.register_parties(record.account_sid, record.sid, record.from.clone(), record.to.clone());
-        let events =
-            if target.status_callback_events.is_empty() { vec!["completed".to_owned()] } else { target.status_callback_events.clone() };
-        let mut callbacks =
-            StatusCallbacks::new(&self.shared, target.status_callback.clone(), HttpMethod::Post, events, self.auth_token.clone());
+        let (registration, control) = self.shared.calls.register_parties(
+            record.account_sid,
+            record.sid,
+            record.from.clone(),
+            record.to.clone(),
+        );
+        let events = if target.status_callback_events.is_empty() {
+            vec!["completed".to_owned()]
+        } else {
+            target.status_callback_events.clone()
+        };
+        let mut callbacks = StatusCallbacks::new(
+            &self.shared,
+            target.status_callback.clone(),
+            HttpMethod::Post,
+            events,
+            self.auth_token.clone(),
+        );
         callbacks.post("initiated", &record);
         DialLeg {
             target,
@@ -431,7 +490,12 @@ impl ActiveCall {
             whisper: None,
             sdp_version: 1,
             session_id: rand::thread_rng().gen::<u32>() as u64,
-            forwards: vec![forward(control, dial.events_tx.clone(), index, LegInput::Control)],
+            forwards: vec![forward(
+                control,
+                dial.events_tx.clone(),
+                index,
+                LegInput::Control,
+            )],
         }
     }
 
@@ -445,14 +509,24 @@ impl ActiveCall {
             _ => 1,
         };
         let sid = RecordingSid::generate();
-        let path = crate::records::recording_path(&self.shared.config, &self.record.account_sid, &self.record.sid, &sid);
+        let path = crate::records::recording_path(
+            &self.shared.config,
+            &self.record.account_sid,
+            &self.record.sid,
+            &sid,
+        );
         if let Some(dir) = path.parent() {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 tracing::error!(error = %e, "cannot create the recordings directory");
             }
         }
         parent.start_call_recording(RECORDING_ID, path, channels);
-        dial.recording = Some(DialRecordingState { sid, started: Utc::now(), channels, running: true });
+        dial.recording = Some(DialRecordingState {
+            sid,
+            started: Utc::now(),
+            channels,
+            running: true,
+        });
     }
 
     /// Something happened to the dial.
@@ -465,7 +539,9 @@ impl ActiveCall {
 
     async fn handle_dial_timeout(&mut self) {
         let now = tokio::time::Instant::now();
-        let Some(dial) = self.dial.as_mut() else { return };
+        let Some(dial) = self.dial.as_mut() else {
+            return;
+        };
         if dial.time_limit.is_some_and(|t| t <= now) {
             tracing::info!(call_sid = %self.record.sid, "dial timeLimit reached");
             dial.time_limit = None;
@@ -477,11 +553,21 @@ impl ActiveCall {
             .legs
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.whisper.as_ref().and_then(|w| w.engine.poll_timeout()).is_some_and(|t| t <= std_now))
+            .filter(|(_, l)| {
+                l.whisper
+                    .as_ref()
+                    .and_then(|w| w.engine.poll_timeout())
+                    .is_some_and(|t| t <= std_now)
+            })
             .map(|(i, _)| i)
             .collect();
         for index in due {
-            if let Some(w) = self.dial.as_mut().and_then(|d| d.legs.get_mut(index)).and_then(|l| l.whisper.as_mut()) {
+            if let Some(w) = self
+                .dial
+                .as_mut()
+                .and_then(|d| d.legs.get_mut(index))
+                .and_then(|l| l.whisper.as_mut())
+            {
                 w.engine.handle_timeout(std_now);
             }
             self.drain_whisper(index).await;
@@ -489,8 +575,12 @@ impl ActiveCall {
     }
 
     async fn handle_leg_input(&mut self, index: usize, input: LegInput) {
-        let Some(dial) = self.dial.as_mut() else { return };
-        let Some(leg) = dial.legs.get_mut(index) else { return };
+        let Some(dial) = self.dial.as_mut() else {
+            return;
+        };
+        let Some(leg) = dial.legs.get_mut(index) else {
+            return;
+        };
         let shared = self.shared.clone();
         match input {
             LegInput::Progress(event) => match *event {
@@ -512,7 +602,10 @@ impl ActiveCall {
                     drop_leg(&shared, leg, status);
                     self.check_legs_left();
                 }
-                LegEvent::Answered { leg: mut sip, negotiated } => {
+                LegEvent::Answered {
+                    leg: mut sip,
+                    negotiated,
+                } => {
                     if leg.state != LegState::Ringing || dial.winner.is_some() {
                         // Too late: someone else was bridged (or the leg was given up).
                         send_bye(&shared, &mut sip);
@@ -522,7 +615,12 @@ impl ActiveCall {
                         apply_media(stream, &negotiated);
                     }
                     let signals = std::mem::replace(&mut sip.signals, mpsc::unbounded_channel().1);
-                    leg.forwards.push(forward(signals, dial.events_tx.clone(), index, LegInput::Signal));
+                    leg.forwards.push(forward(
+                        signals,
+                        dial.events_tx.clone(),
+                        index,
+                        LegInput::Signal,
+                    ));
                     leg.sip = Some(sip);
                     leg.negotiated = Some(negotiated);
                     leg.answered_at = Some(SystemTime::now());
@@ -544,14 +642,17 @@ impl ActiveCall {
                     }
                 }
             },
-            LegInput::Media(MediaEvent::DigitsSent { id }) if id == index as u64 && leg.state == LegState::Screening => {
+            LegInput::Media(MediaEvent::DigitsSent { id })
+                if id == index as u64 && leg.state == LegState::Screening =>
+            {
                 if leg.whisper.is_none() {
                     self.after_digits(index).await;
                 }
             }
             LegInput::Media(MediaEvent::Dtmf { digit }) => {
                 if let Some(w) = leg.whisper.as_mut() {
-                    w.engine.handle_input(std::time::Instant::now(), engine::Input::Dtmf { digit });
+                    w.engine
+                        .handle_input(std::time::Instant::now(), engine::Input::Dtmf { digit });
                     self.drain_whisper(index).await;
                 }
             }
@@ -560,7 +661,10 @@ impl ActiveCall {
                     if w.playing == Some(id) {
                         w.playing = None;
                     }
-                    w.engine.handle_input(std::time::Instant::now(), engine::Input::PlaybackDone { id });
+                    w.engine.handle_input(
+                        std::time::Instant::now(),
+                        engine::Input::PlaybackDone { id },
+                    );
                     self.drain_whisper(index).await;
                 }
             }
@@ -572,24 +676,41 @@ impl ActiveCall {
                     // The API asked for the leg's end: it still needs its BYE.
                     return;
                 }
-                drop_leg(&shared, leg, if leg.answered_at.is_some() { CallStatus::Completed } else { CallStatus::Canceled });
+                drop_leg(
+                    &shared,
+                    leg,
+                    if leg.answered_at.is_some() {
+                        CallStatus::Completed
+                    } else {
+                        CallStatus::Canceled
+                    },
+                );
                 self.check_legs_left();
             }
             // A live update of a child call would take it out of the bridge: not supported.
             LegInput::Control(_) => {}
             LegInput::Webhook { request_id, result } => {
-                let Some(w) = leg.whisper.as_mut() else { return };
+                let Some(w) = leg.whisper.as_mut() else {
+                    return;
+                };
                 if let Ok(reply) = &result {
                     if reply.body.contains("<Hangup") || reply.body.contains("<Reject") {
                         w.refuses = true;
                     }
                 }
-                let result = result.map(engine::WebhookReply::from).map_err(engine::WebhookFailure::from);
-                w.engine.handle_input(std::time::Instant::now(), engine::Input::WebhookResult { request_id, result });
+                let result = result
+                    .map(engine::WebhookReply::from)
+                    .map_err(engine::WebhookFailure::from);
+                w.engine.handle_input(
+                    std::time::Instant::now(),
+                    engine::Input::WebhookResult { request_id, result },
+                );
                 self.drain_whisper(index).await;
             }
             LegInput::Audio { id, result } => {
-                let Some(w) = leg.whisper.as_mut() else { return };
+                let Some(w) = leg.whisper.as_mut() else {
+                    return;
+                };
                 if w.playing != Some(id) {
                     return;
                 }
@@ -600,7 +721,10 @@ impl ActiveCall {
                         }
                     }
                     Err(reason) => {
-                        w.engine.handle_input(std::time::Instant::now(), engine::Input::PlaybackFailed { id, reason });
+                        w.engine.handle_input(
+                            std::time::Instant::now(),
+                            engine::Input::PlaybackFailed { id, reason },
+                        );
                         self.drain_whisper(index).await;
                     }
                 }
@@ -610,8 +734,12 @@ impl ActiveCall {
 
     /// Digits sent (or none to send): the whisper if there is one, else the bridge.
     async fn after_digits(&mut self, index: usize) {
-        let Some(dial) = self.dial.as_mut() else { return };
-        let Some(leg) = dial.legs.get_mut(index) else { return };
+        let Some(dial) = self.dial.as_mut() else {
+            return;
+        };
+        let Some(leg) = dial.legs.get_mut(index) else {
+            return;
+        };
         let Some(url) = leg.target.url.clone().filter(|u| !u.is_empty()) else {
             return self.bridge(index).await;
         };
@@ -629,40 +757,60 @@ impl ActiveCall {
             twiml: None,
         };
         let engine = engine::Call::new(std::time::Instant::now(), config, rand::thread_rng().gen());
-        leg.whisper = Some(Whisper { engine, refuses: false, playing: None });
+        leg.whisper = Some(Whisper {
+            engine,
+            refuses: false,
+            playing: None,
+        });
         self.drain_whisper(index).await;
     }
 
     /// Carries out what a whisper's engine asks, on the callee's leg only.
     async fn drain_whisper(&mut self, index: usize) {
         loop {
-            let Some(dial) = self.dial.as_mut() else { return };
-            let Some(leg) = dial.legs.get_mut(index) else { return };
-            let Some(w) = leg.whisper.as_mut() else { return };
-            let Some(output) = w.engine.poll_output() else { return };
+            let Some(dial) = self.dial.as_mut() else {
+                return;
+            };
+            let Some(leg) = dial.legs.get_mut(index) else {
+                return;
+            };
+            let Some(w) = leg.whisper.as_mut() else {
+                return;
+            };
+            let Some(output) = w.engine.poll_output() else {
+                return;
+            };
             let now = std::time::Instant::now();
             match output {
-                Output::FetchWebhook { request_id, url, method, params } => {
+                Output::FetchWebhook {
+                    request_id,
+                    url,
+                    method,
+                    params,
+                } => {
                     let webhooks = self.shared.webhooks.clone();
                     let events = dial.events_tx.clone();
-                    let request = WebhookRequest { url, method, params, auth_token: self.auth_token.clone() };
+                    let request = WebhookRequest {
+                        url,
+                        method,
+                        params,
+                        auth_token: self.auth_token.clone(),
+                    };
                     tokio::spawn(async move {
                         let result = webhooks.fetch(request).await;
                         let _ = events.send((index, LegInput::Webhook { request_id, result }));
                     });
                 }
-                Output::Play { id, source, loops: _ } => {
+                Output::Play {
+                    id,
+                    source,
+                    loops: _,
+                } => {
                     w.playing = Some(id);
                     let shared = self.shared.clone();
                     let events = dial.events_tx.clone();
                     tokio::spawn(async move {
-                        let result = match source {
-                            engine::MediaSource::Url(url) => shared.audio.load(&url).await.map_err(|e| e.to_string()),
-                            engine::MediaSource::Tts { text, voice, language } => {
-                                shared.tts.synthesize(&text, &voice, &language).await.map_err(|e| e.to_string())
-                            }
-                            engine::MediaSource::Beep => Ok(shared.beep.clone()),
-                        };
+                        let result = shared.load_source(source).await;
                         let _ = events.send((index, LegInput::Audio { id, result }));
                     });
                 }
@@ -675,12 +823,21 @@ impl ActiveCall {
                 // A whisper records nothing and dials nobody: report those as done at once.
                 Output::StartRecording { id, .. } => w.engine.handle_input(
                     now,
-                    engine::Input::RecordingStopped { id, duration: Duration::ZERO, stop: engine::RecordStop::Stopped },
+                    engine::Input::RecordingStopped {
+                        id,
+                        duration: Duration::ZERO,
+                        stop: engine::RecordStop::Stopped,
+                    },
                 ),
                 Output::Dial { id, .. } => {
-                    let outcome =
-                        DialOutcome { status: DialCallStatus::Failed, dial_call_sid: None, duration: Duration::ZERO, recording: None };
-                    w.engine.handle_input(now, engine::Input::DialEnded { id, outcome });
+                    let outcome = DialOutcome {
+                        status: DialCallStatus::Failed,
+                        dial_call_sid: None,
+                        duration: Duration::ZERO,
+                        recording: None,
+                    };
+                    w.engine
+                        .handle_input(now, engine::Input::DialEnded { id, outcome });
                 }
                 Output::Hangup | Output::Reject { .. } => {
                     let refuses = w.refuses || matches!(output, Output::Reject { .. });
@@ -702,7 +859,10 @@ impl ActiveCall {
                 Output::Notify { code, message } => {
                     tracing::warn!(call_sid = %leg.record.sid, code, message, "whisper error");
                 }
-                Output::Answer | Output::StopRecording { .. } | Output::CancelDial { .. } | Output::Finished { .. } => {}
+                Output::Answer
+                | Output::StopRecording { .. }
+                | Output::CancelDial { .. }
+                | Output::Finished { .. } => {}
             }
         }
     }
@@ -714,17 +874,25 @@ impl ActiveCall {
             self.answer().await;
         }
         let shared = self.shared.clone();
-        let Some(mut dial) = self.dial.take() else { return };
+        let Some(mut dial) = self.dial.take() else {
+            return;
+        };
         if dial.winner.is_some() {
             self.dial = Some(dial);
             return;
         }
         dial.winner = Some(index);
         dial.bridged_at = Some(SystemTime::now());
-        dial.time_limit = Some(tokio::time::Instant::now() + Duration::from_secs(u64::from(dial.spec.time_limit)));
+        dial.time_limit = Some(
+            tokio::time::Instant::now() + Duration::from_secs(u64::from(dial.spec.time_limit)),
+        );
         for (i, leg) in dial.legs.iter_mut().enumerate() {
             if i != index && leg.state != LegState::Ended {
-                let status = if leg.answered_at.is_some() { CallStatus::Completed } else { CallStatus::Canceled };
+                let status = if leg.answered_at.is_some() {
+                    CallStatus::Completed
+                } else {
+                    CallStatus::Canceled
+                };
                 drop_leg(&shared, leg, status);
             }
         }
@@ -739,7 +907,10 @@ impl ActiveCall {
             }
         }
         dial.ringback = false;
-        if matches!(dial.spec.record, twiml::DialRecord::RecordFromAnswer | twiml::DialRecord::RecordFromAnswerDual) {
+        if matches!(
+            dial.spec.record,
+            twiml::DialRecord::RecordFromAnswer | twiml::DialRecord::RecordFromAnswerDual
+        ) {
             self.start_dial_recording(&mut dial);
         }
         self.dial = Some(dial);
@@ -747,9 +918,13 @@ impl ActiveCall {
 
     fn handle_leg_signal(&mut self, index: usize, signal: CallSignal) {
         let shared = self.shared.clone();
-        let Some(dial) = self.dial.as_mut() else { return };
+        let Some(dial) = self.dial.as_mut() else {
+            return;
+        };
         let winner = dial.winner;
-        let Some(leg) = dial.legs.get_mut(index) else { return };
+        let Some(leg) = dial.legs.get_mut(index) else {
+            return;
+        };
         let Some(sip) = leg.sip.as_mut() else { return };
         match signal {
             CallSignal::Response { response } => {
@@ -758,7 +933,11 @@ impl ActiveCall {
                 if to_invite && (200..300).contains(&response.status()) {
                     if let Some(ack) = sip.ack.clone() {
                         let message = sip::Message::Request(ack);
-                        let _ = shared.sip.send(SipCommand::Stateless { message, destination: sip.peer, transport: sip.transport });
+                        let _ = shared.sip.send(SipCommand::Stateless {
+                            message,
+                            destination: sip.peer,
+                            transport: sip.transport,
+                        });
                     }
                 }
             }
@@ -784,7 +963,10 @@ impl ActiveCall {
                 Method::Info => respond(&shared, tx, &request, 200, "OK"),
                 _ => respond(&shared, tx, &request, 405, "Method Not Allowed"),
             },
-            CallSignal::Ack { .. } | CallSignal::Cancel | CallSignal::AckTimeout | CallSignal::RequestTimeout => {}
+            CallSignal::Ack { .. }
+            | CallSignal::Cancel
+            | CallSignal::AckTimeout
+            | CallSignal::RequestTimeout => {}
         }
     }
 
@@ -817,7 +999,9 @@ impl ActiveCall {
     /// Ends the dial: every leg is hung up or cancelled, the bridge undone, and the engine told
     /// (once the recording, if any, is closed, unless the caller is gone).
     pub(crate) fn end_dial(&mut self, cause: EndCause) {
-        let Some(mut dial) = self.dial.take() else { return };
+        let Some(mut dial) = self.dial.take() else {
+            return;
+        };
         let shared = self.shared.clone();
         if let Some(parent) = &self.stream {
             if dial.ringback {
@@ -830,14 +1014,22 @@ impl ActiveCall {
         let duration = dial
             .bridged_at
             .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .map_or(Duration::ZERO, |d| Duration::from_secs(d.as_secs_f64().round() as u64));
+            .map_or(Duration::ZERO, |d| {
+                Duration::from_secs(d.as_secs_f64().round() as u64)
+            });
         let status = match dial.winner {
             Some(_) => DialCallStatus::Completed,
-            None if matches!(cause, EndCause::ParentGone | EndCause::Cancelled) => DialCallStatus::Canceled,
+            None if matches!(cause, EndCause::ParentGone | EndCause::Cancelled) => {
+                DialCallStatus::Canceled
+            }
             None => dial.unbridged_status(),
         };
         for leg in dial.legs.iter_mut() {
-            let status = if leg.answered_at.is_some() { CallStatus::Completed } else { CallStatus::Canceled };
+            let status = if leg.answered_at.is_some() {
+                CallStatus::Completed
+            } else {
+                CallStatus::Canceled
+            };
             drop_leg(&shared, leg, status);
         }
         let dial_call_sid = dial
@@ -846,7 +1038,12 @@ impl ActiveCall {
             .or_else(|| dial.legs.first())
             .map(|l| l.record.sid);
         tracing::info!(call_sid = %self.record.sid, status = %status, ?cause, seconds = duration.as_secs(), "dial ended");
-        let outcome = DialOutcome { status, dial_call_sid, duration, recording: None };
+        let outcome = DialOutcome {
+            status,
+            dial_call_sid,
+            duration,
+            recording: None,
+        };
         match dial.recording.take() {
             Some(recording) if recording.running => {
                 if let Some(parent) = &self.stream {
@@ -865,7 +1062,10 @@ impl ActiveCall {
                     self.report_pending_dial(None);
                 }
             }
-            _ => self.input(engine::Input::DialEnded { id: dial.id, outcome }),
+            _ => self.input(engine::Input::DialEnded {
+                id: dial.id,
+                outcome,
+            }),
         }
         // Dropping the dial drops the legs' streams, handles and SIP routes.
         drop(dial);
@@ -873,7 +1073,9 @@ impl ActiveCall {
 
     /// The dial's recording closed (or `None`: reported without it).
     fn report_pending_dial(&mut self, recording: Option<DialRecording>) {
-        let Some(pending) = self.pending_dial_end.as_mut() else { return };
+        let Some(pending) = self.pending_dial_end.as_mut() else {
+            return;
+        };
         if pending.id == u64::MAX {
             return;
         }
@@ -889,8 +1091,12 @@ impl ActiveCall {
     pub(crate) async fn handle_dial_media(&mut self, event: &MediaEvent) -> bool {
         match event {
             MediaEvent::PlaybackDone { id } if *id == RINGBACK_ID => true,
-            MediaEvent::RecordingStopped { id, duration, path, .. } if *id == RECORDING_ID => {
-                let Some(pending) = self.pending_dial_end.take() else { return true };
+            MediaEvent::RecordingStopped {
+                id, duration, path, ..
+            } if *id == RECORDING_ID => {
+                let Some(pending) = self.pending_dial_end.take() else {
+                    return true;
+                };
                 let recording = self.save_dial_recording(&pending, *duration, path).await;
                 let callback = pending.callback.clone();
                 self.pending_dial_end = Some(pending);
@@ -933,7 +1139,9 @@ impl ActiveCall {
         let file_name = path
             .strip_prefix(&self.shared.config.recordings_dir)
             .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| format!("{}/{}/{sid}.wav", self.record.account_sid, self.record.sid));
+            .unwrap_or_else(|_| {
+                format!("{}/{}/{sid}.wav", self.record.account_sid, self.record.sid)
+            });
         let record = RecordingRecord {
             sid,
             account_sid: self.record.account_sid,
@@ -960,18 +1168,29 @@ impl ActiveCall {
     }
 
     fn post_recording_status(&self, url: String, r: &DialRecording) {
-        let channels = self.pending_dial_end.as_ref().map_or(1, |p| p.recording.channels);
+        let channels = self
+            .pending_dial_end
+            .as_ref()
+            .map_or(1, |p| p.recording.channels);
         let params = vec![
             ("AccountSid".to_owned(), self.record.account_sid.to_string()),
             ("CallSid".to_owned(), self.record.sid.to_string()),
             ("RecordingSid".to_owned(), r.sid.to_string()),
             ("RecordingUrl".to_owned(), r.url.clone()),
             ("RecordingStatus".to_owned(), "completed".to_owned()),
-            ("RecordingDuration".to_owned(), r.duration.as_secs().to_string()),
+            (
+                "RecordingDuration".to_owned(),
+                r.duration.as_secs().to_string(),
+            ),
             ("RecordingChannels".to_owned(), channels.to_string()),
             ("RecordingSource".to_owned(), "DialVerb".to_owned()),
         ];
-        let request = WebhookRequest { url, method: HttpMethod::Post, params, auth_token: self.auth_token.clone() };
+        let request = WebhookRequest {
+            url,
+            method: HttpMethod::Post,
+            params,
+            auth_token: self.auth_token.clone(),
+        };
         let webhooks = self.shared.webhooks.clone();
         tokio::spawn(async move {
             if let Err(e) = webhooks.fetch(request).await {
@@ -982,7 +1201,11 @@ impl ActiveCall {
 }
 
 fn method(m: twiml::Method) -> HttpMethod {
-    http_method(if matches!(m, twiml::Method::Get) { "GET" } else { "POST" })
+    http_method(if matches!(m, twiml::Method::Get) {
+        "GET"
+    } else {
+        "POST"
+    })
 }
 
 fn respond(shared: &Shared, tx: ServerTxId, request: &Request, status: u16, reason: &str) {
@@ -996,7 +1219,9 @@ fn leg_reinvite(shared: &Shared, leg: &mut DialLeg, request: &Request) -> Respon
         .ok()
         .filter(|b| !b.trim().is_empty())
         .and_then(|b| SessionDescription::parse(b).ok())
-        .and_then(|offer| sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok());
+        .and_then(|offer| {
+            sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok()
+        });
     if let Some(n) = offer {
         if let Some(s) = &leg.stream {
             apply_media(s, &n);
@@ -1005,14 +1230,22 @@ fn leg_reinvite(shared: &Shared, leg: &mut DialLeg, request: &Request) -> Respon
     } else if !request.body.is_empty() {
         return Response::from_request(request, 488, "Not Acceptable Here");
     }
-    let Some(negotiated) = &leg.negotiated else { return Response::from_request(request, 488, "Not Acceptable Here") };
+    let Some(negotiated) = &leg.negotiated else {
+        return Response::from_request(request, 488, "Not Acceptable Here");
+    };
     leg.sdp_version += 1;
     let mut response = Response::from_request(request, 200, "OK");
     let config = &shared.config;
     response.headers.push("Contact", &config.contact_uri());
     response.headers.push("Allow", ALLOW);
     let port = leg.stream.as_ref().map_or(0, |s| s.local_port);
-    let sdp = sip::sdp::answer(negotiated, config.advertise_ip, port, leg.session_id, leg.sdp_version);
+    let sdp = sip::sdp::answer(
+        negotiated,
+        config.advertise_ip,
+        port,
+        leg.session_id,
+        leg.sdp_version,
+    );
     response.set_body("application/sdp", sdp.into_bytes());
     response
 }

@@ -39,7 +39,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { calls_per_second: DEFAULT_CALLS_PER_SECOND, allowed_prefixes: None, accounts: HashMap::new() }
+        Policy {
+            calls_per_second: DEFAULT_CALLS_PER_SECOND,
+            allowed_prefixes: None,
+            accounts: HashMap::new(),
+        }
     }
 }
 
@@ -52,7 +56,10 @@ pub struct NotAuthorized {
 
 impl Policy {
     fn rate(&self, account: &AccountSid) -> f64 {
-        self.accounts.get(account).and_then(|a| a.calls_per_second).unwrap_or(self.calls_per_second)
+        self.accounts
+            .get(account)
+            .and_then(|a| a.calls_per_second)
+            .unwrap_or(self.calls_per_second)
     }
 
     /// Whether `account` may call `to`. Numbers are compared without spaces, dashes or
@@ -61,13 +68,24 @@ impl Policy {
         if !is_number(to) {
             return Ok(());
         }
-        let prefixes = self.accounts.get(account).and_then(|a| a.allowed_prefixes.as_ref()).or(self.allowed_prefixes.as_ref());
-        let Some(prefixes) = prefixes else { return Ok(()) };
-        let number: String = to.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+        let prefixes = self
+            .accounts
+            .get(account)
+            .and_then(|a| a.allowed_prefixes.as_ref())
+            .or(self.allowed_prefixes.as_ref());
+        let Some(prefixes) = prefixes else {
+            return Ok(());
+        };
+        let number: String = to
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+            .collect();
         if prefixes.iter().any(|p| number.starts_with(p.as_str())) {
             Ok(())
         } else {
-            Err(NotAuthorized { destination: to.to_owned() })
+            Err(NotAuthorized {
+                destination: to.to_owned(),
+            })
         }
     }
 }
@@ -85,7 +103,10 @@ struct State {
 
 fn state() -> &'static State {
     static STATE: std::sync::OnceLock<State> = std::sync::OnceLock::new();
-    STATE.get_or_init(|| State { policy: RwLock::new(Arc::new(Policy::default())), pacers: Mutex::default() })
+    STATE.get_or_init(|| State {
+        policy: RwLock::new(Arc::new(Policy::default())),
+        pacers: Mutex::default(),
+    })
 }
 
 /// Installs the policy (at start).
@@ -95,7 +116,11 @@ pub fn configure(policy: Policy) {
 
 /// The policy in force.
 pub fn policy() -> Arc<Policy> {
-    state().policy.read().unwrap_or_else(|e| e.into_inner()).clone()
+    state()
+        .policy
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }
 
 /// Whether `account` may call `to` under the policy in force.
@@ -107,7 +132,13 @@ pub fn check_destination(account: &AccountSid, to: &str) -> Result<(), NotAuthor
 /// one after the other go out in that order.
 pub fn reserve_slot(account: &AccountSid, now: Instant) -> Instant {
     let rate = policy().rate(account);
-    let pacer = state().pacers.lock().unwrap_or_else(|e| e.into_inner()).entry(*account).or_default().clone();
+    let pacer = state()
+        .pacers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(*account)
+        .or_default()
+        .clone();
     pacer.reserve(now, rate)
 }
 
@@ -118,8 +149,17 @@ mod tests {
     #[test]
     fn prefixes_global_and_per_account() {
         let (a, b) = (AccountSid::generate(), AccountSid::generate());
-        let mut policy = Policy { allowed_prefixes: Some(vec!["+1".into(), "+44".into()]), ..Policy::default() };
-        policy.accounts.insert(b, AccountLimits { allowed_prefixes: Some(vec!["+4420".into()]), calls_per_second: Some(2.0) });
+        let mut policy = Policy {
+            allowed_prefixes: Some(vec!["+1".into(), "+44".into()]),
+            ..Policy::default()
+        };
+        policy.accounts.insert(
+            b,
+            AccountLimits {
+                allowed_prefixes: Some(vec!["+4420".into()]),
+                calls_per_second: Some(2.0),
+            },
+        );
         assert!(policy.check_destination(&a, "+15551230000").is_ok());
         assert!(policy.check_destination(&a, "+447700900000").is_ok());
         let err = policy.check_destination(&a, "+88212345").unwrap_err();
@@ -133,7 +173,10 @@ mod tests {
         assert!(policy.check_destination(&a, "sip:bob@example.com").is_ok());
         assert!(policy.check_destination(&a, "client:alice").is_ok());
         assert!(Policy::default().check_destination(&a, "+88212345").is_ok());
-        assert_eq!((policy.rate(&a), policy.rate(&b)), (DEFAULT_CALLS_PER_SECOND, 2.0));
+        assert_eq!(
+            (policy.rate(&a), policy.rate(&b)),
+            (DEFAULT_CALLS_PER_SECOND, 2.0)
+        );
     }
 
     #[test]

@@ -16,14 +16,20 @@ struct Hooks {
 
 impl api::ApiHooks for Hooks {
     fn numbers_changed(&self) {
-        let Some(shared) = self.shared.upgrade() else { return };
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
         shared.routing.schedule_reload(&shared.store);
     }
 
-    fn create_call(&self, call: api::CreateCall) -> api::BoxFuture<'_, Result<api::CallRecord, api::HookError>> {
+    fn create_call(
+        &self,
+        call: api::CreateCall,
+    ) -> api::BoxFuture<'_, Result<api::CallRecord, api::HookError>> {
         let shared = self.shared.upgrade();
         Box::pin(async move {
-            let shared = shared.ok_or_else(|| api::HookError::Internal("the node is stopping".into()))?;
+            let shared =
+                shared.ok_or_else(|| api::HookError::Internal("the node is stopping".into()))?;
             outbound::create(shared, call).await
         })
     }
@@ -36,7 +42,8 @@ impl api::ApiHooks for Hooks {
     ) -> api::BoxFuture<'_, Result<api::CallRecord, api::HookError>> {
         let shared = self.shared.upgrade();
         Box::pin(async move {
-            let shared = shared.ok_or_else(|| api::HookError::Internal("the node is stopping".into()))?;
+            let shared =
+                shared.ok_or_else(|| api::HookError::Internal("the node is stopping".into()))?;
             outbound::update(shared, account, sid, update).await
         })
     }
@@ -47,7 +54,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         store: shared.store.clone(),
         public_url: shared.config.public_url.clone(),
         recordings_dir: shared.config.recordings_dir.clone(),
-        hooks: Arc::new(Hooks { shared: Arc::downgrade(&shared) }),
+        hooks: Arc::new(Hooks {
+            shared: Arc::downgrade(&shared),
+        }),
     };
     let ops = Router::new()
         .route("/metrics", get(metrics))
@@ -65,12 +74,27 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
 async fn metrics(State(shared): State<Arc<Shared>>) -> String {
     let mut out = String::new();
     let gauges = [
-        ("dialtone_active_calls", "Calls in progress on this node.", shared.metrics.active_calls.load(Ordering::Relaxed)),
-        ("dialtone_rtp_ports_in_use", "RTP and RTCP ports bound.", shared.media.ports_in_use() as i64),
-        ("dialtone_media_streams", "Media streams open.", shared.media.active_streams() as i64),
+        (
+            "dialtone_active_calls",
+            "Calls in progress on this node.",
+            shared.metrics.active_calls.load(Ordering::Relaxed),
+        ),
+        (
+            "dialtone_rtp_ports_in_use",
+            "RTP and RTCP ports bound.",
+            shared.media.ports_in_use() as i64,
+        ),
+        (
+            "dialtone_media_streams",
+            "Media streams open.",
+            shared.media.active_streams() as i64,
+        ),
     ];
     for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
     out
 }

@@ -34,7 +34,9 @@ use sip::{Method, Request, Response, Transport};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::call::{apply_media, http_method, ActiveCall, ActiveCallParts, CallSignal, Leg, StatusCallbacks};
+use crate::call::{
+    apply_media, http_method, ActiveCall, ActiveCallParts, CallSignal, Leg, StatusCallbacks,
+};
 use crate::calls_registry::{CallControl, Registration};
 use crate::media::MediaEvent;
 use crate::sip_task::{SipCommand, ALLOW};
@@ -52,7 +54,11 @@ pub enum LegTarget {
     /// host, directly).
     Address(String),
     /// A known contact (a registered user's binding): the Request-URI and where to send it.
-    Direct { uri: String, destination: SocketAddr, transport: Transport },
+    Direct {
+        uri: String,
+        destination: SocketAddr,
+        transport: Transport,
+    },
 }
 
 impl From<String> for LegTarget {
@@ -69,7 +75,11 @@ impl From<&str> for LegTarget {
 
 impl From<crate::registrar::ContactTarget> for LegTarget {
     fn from(c: crate::registrar::ContactTarget) -> LegTarget {
-        LegTarget::Direct { uri: c.uri, destination: c.destination, transport: c.transport }
+        LegTarget::Direct {
+            uri: c.uri,
+            destination: c.destination,
+            transport: c.transport,
+        }
     }
 }
 
@@ -93,9 +103,15 @@ pub struct LegRequest {
 pub(crate) enum LegEvent {
     Ringing,
     /// ACKed; the leg's dialog, signals and the negotiated media now belong to the receiver.
-    Answered { leg: Leg, negotiated: Negotiated },
+    Answered {
+        leg: Leg,
+        negotiated: Negotiated,
+    },
     /// `Busy`, `NoAnswer`, `Failed` or `Canceled`, with the final SIP status when there was one.
-    Failed { status: CallStatus, sip_status: Option<u16> },
+    Failed {
+        status: CallStatus,
+        sip_status: Option<u16>,
+    },
 }
 
 /// A leg being placed. Dropping it cancels the leg unless it was answered.
@@ -116,7 +132,15 @@ pub(crate) fn originate(shared: Arc<Shared>, leg: LegRequest) -> LegHandle {
     let (events_tx, events) = mpsc::unbounded_channel();
     let (cancel, cancel_rx) = mpsc::unbounded_channel();
     let local_tag = format!("{:016x}", rand::thread_rng().gen::<u64>());
-    let task = LegTask { shared, req: leg, events: events_tx, cancel: cancel_rx, cancel_open: true, local_tag, ringing: false };
+    let task = LegTask {
+        shared,
+        req: leg,
+        events: events_tx,
+        cancel: cancel_rx,
+        cancel_open: true,
+        local_tag,
+        ringing: false,
+    };
     tokio::spawn(task.run());
     LegHandle { events, cancel }
 }
@@ -136,19 +160,34 @@ struct Route {
 }
 
 fn rejected(code: u32, message: impl Into<String>) -> HookError {
-    HookError::Rejected { code, message: message.into() }
+    HookError::Rejected {
+        code,
+        message: message.into(),
+    }
 }
 
 async fn route(shared: &Shared, to: &LegTarget) -> Result<Route, HookError> {
     let to = match to {
-        LegTarget::Direct { uri, destination, transport } => {
-            let attempt = Attempt { request_uri: uri.clone(), destination: *destination, transport: *transport };
-            return Ok(Route { attempts: vec![attempt], trunk: None });
+        LegTarget::Direct {
+            uri,
+            destination,
+            transport,
+        } => {
+            let attempt = Attempt {
+                request_uri: uri.clone(),
+                destination: *destination,
+                transport: *transport,
+            };
+            return Ok(Route {
+                attempts: vec![attempt],
+                trunk: None,
+            });
         }
         LegTarget::Address(to) => to,
     };
     if to.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) {
-        let uri = SipUri::parse(to).ok_or_else(|| rejected(21211, format!("Invalid 'To' SIP URI: {to}")))?;
+        let uri = SipUri::parse(to)
+            .ok_or_else(|| rejected(21211, format!("Invalid 'To' SIP URI: {to}")))?;
         let destination = match uri.host.parse::<IpAddr>() {
             Ok(ip) => SocketAddr::new(ip, uri.port),
             Err(_) => tokio::net::lookup_host((uri.host.as_str(), uri.port))
@@ -157,18 +196,33 @@ async fn route(shared: &Shared, to: &LegTarget) -> Result<Route, HookError> {
                 .and_then(|mut a| a.next())
                 .ok_or_else(|| rejected(21211, format!("Cannot resolve the host of {to}")))?,
         };
-        let attempt = Attempt { request_uri: to.to_owned(), destination, transport: uri.transport };
-        return Ok(Route { attempts: vec![attempt], trunk: None });
+        let attempt = Attempt {
+            request_uri: to.to_owned(),
+            destination,
+            transport: uri.transport,
+        };
+        return Ok(Route {
+            attempts: vec![attempt],
+            trunk: None,
+        });
     }
     if to.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:")) {
-        return Err(rejected(21211, "sips: destinations are not supported (no TLS transport)"));
+        return Err(rejected(
+            21211,
+            "sips: destinations are not supported (no TLS transport)",
+        ));
     }
     let trunk = shared
         .config
         .trunks
         .iter()
         .find(|t| t.takes(to) && !t.gateways.is_empty())
-        .ok_or_else(|| rejected(21215, format!("No trunk is configured for {to} (set DIALTONE_TRUNK)")))?;
+        .ok_or_else(|| {
+            rejected(
+                21215,
+                format!("No trunk is configured for {to} (set DIALTONE_TRUNK)"),
+            )
+        })?;
     let attempts = trunk
         .gateways
         .iter()
@@ -178,7 +232,10 @@ async fn route(shared: &Shared, to: &LegTarget) -> Result<Route, HookError> {
             transport: g.transport,
         })
         .collect();
-    Ok(Route { attempts, trunk: Some(trunk.clone()) })
+    Ok(Route {
+        attempts,
+        trunk: Some(trunk.clone()),
+    })
 }
 
 fn internal(e: impl std::fmt::Display) -> HookError {
@@ -238,7 +295,10 @@ impl LegTask {
         for (i, attempt) in route.attempts.iter().enumerate() {
             // Only a gateway with a next one behind it is given up early.
             let failover = gateway_timeout.filter(|_| i + 1 < route.attempts.len());
-            match self.try_gateway(attempt, deadline, failover, credentials.as_ref()).await {
+            match self
+                .try_gateway(attempt, deadline, failover, credentials.as_ref())
+                .await
+            {
                 Tried::Done => return,
                 Tried::Next(status) => {
                     tracing::info!(call_sid = %self.req.call_sid, gateway = %attempt.destination, ?status, "gateway failed: trying the next");
@@ -246,7 +306,11 @@ impl LegTask {
                 }
             }
         }
-        let status = if last == Some(408) { CallStatus::NoAnswer } else { CallStatus::Failed };
+        let status = if last == Some(408) {
+            CallStatus::NoAnswer
+        } else {
+            CallStatus::Failed
+        };
         self.fail(status, last)
     }
 
@@ -256,7 +320,10 @@ impl LegTask {
 
     fn caller_uri(&self) -> String {
         let from = &self.req.from;
-        if from.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) {
+        if from
+            .get(..4)
+            .is_some_and(|s| s.eq_ignore_ascii_case("sip:"))
+        {
             from.clone()
         } else {
             format!("sip:{from}@{}", self.shared.config.advertise_ip_for_uri())
@@ -268,8 +335,13 @@ impl LegTask {
         let session_id = rand::thread_rng().gen::<u32>() as u64;
         let sdp = sip::sdp::offer(config.advertise_ip, self.req.local_port, session_id, 1);
         let mut invite = Request::new(Method::Invite, &attempt.request_uri);
-        invite.headers.push("From", &format!("<{}>;tag={}", self.caller_uri(), self.local_tag));
-        invite.headers.push("To", &format!("<{}>", attempt.request_uri));
+        invite.headers.push(
+            "From",
+            &format!("<{}>;tag={}", self.caller_uri(), self.local_tag),
+        );
+        invite
+            .headers
+            .push("To", &format!("<{}>", attempt.request_uri));
         invite.headers.push("Call-ID", call_id);
         invite.headers.push("CSeq", &format!("{cseq} INVITE"));
         invite.headers.push("Contact", &config.contact_uri());
@@ -279,7 +351,9 @@ impl LegTask {
     }
 
     fn forget(&self, call_id: &str) {
-        let _ = self.shared.sip.send(SipCommand::OutboundEnded { call_id: call_id.to_owned() });
+        let _ = self.shared.sip.send(SipCommand::OutboundEnded {
+            call_id: call_id.to_owned(),
+        });
     }
 
     /// One gateway: INVITE (again with credentials after a challenge) until an answer, a final
@@ -436,15 +510,26 @@ impl LegTask {
             }
         };
         let ack = dialog.ack_for(&response);
-        let _ = self.shared.sip.send(SipCommand::Stateless { message: sip::Message::Request(ack.clone()), destination, transport });
+        let _ = self.shared.sip.send(SipCommand::Stateless {
+            message: sip::Message::Request(ack.clone()),
+            destination,
+            transport,
+        });
         let negotiated = std::str::from_utf8(&response.body)
             .ok()
             .and_then(|b| SessionDescription::parse(b).ok())
-            .and_then(|answer| sip::sdp::negotiate(&answer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok());
+            .and_then(|answer| {
+                sip::sdp::negotiate(&answer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok()
+            });
         let Some(negotiated) = negotiated else {
             tracing::warn!(call_sid = %self.req.call_sid, "answer without a usable SDP: hanging up");
             let bye = dialog.request(Method::Bye);
-            let _ = self.shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
+            let _ = self.shared.sip.send(SipCommand::Request {
+                request: bye,
+                destination,
+                transport,
+                reply: None,
+            });
             self.forget(&call_id);
             return self.fail(CallStatus::Failed, Some(code));
         };
@@ -459,9 +544,21 @@ impl LegTask {
         };
         let event = LegEvent::Answered { leg, negotiated };
         // Nobody took the answer: end the call we just made.
-        if let Err(mpsc::error::SendError(LegEvent::Answered { leg: Leg { dialog: Some(mut dialog), .. }, .. })) = self.events.send(event) {
+        if let Err(mpsc::error::SendError(LegEvent::Answered {
+            leg: Leg {
+                dialog: Some(mut dialog),
+                ..
+            },
+            ..
+        })) = self.events.send(event)
+        {
             let bye = dialog.request(Method::Bye);
-            let _ = self.shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
+            let _ = self.shared.sip.send(SipCommand::Request {
+                request: bye,
+                destination,
+                transport,
+                reply: None,
+            });
         }
         signal_tx.closed().await;
         self.forget(&call_id);
@@ -483,22 +580,51 @@ fn unanswered_status(code: u16) -> CallStatus {
 }
 
 /// ACK and BYE for a 2xx that arrived after we gave up on the call.
-fn hang_up_answered(shared: &Shared, invite: &Request, response: &Response, destination: SocketAddr, transport: Transport) {
-    let Ok(mut dialog) = Dialog::uac(invite, response) else { return };
+fn hang_up_answered(
+    shared: &Shared,
+    invite: &Request,
+    response: &Response,
+    destination: SocketAddr,
+    transport: Transport,
+) {
+    let Ok(mut dialog) = Dialog::uac(invite, response) else {
+        return;
+    };
     let ack = sip::Message::Request(dialog.ack_for(response));
-    let _ = shared.sip.send(SipCommand::Stateless { message: ack, destination, transport });
+    let _ = shared.sip.send(SipCommand::Stateless {
+        message: ack,
+        destination,
+        transport,
+    });
     let bye = dialog.request(Method::Bye);
-    let _ = shared.sip.send(SipCommand::Request { request: bye, destination, transport, reply: None });
+    let _ = shared.sip.send(SipCommand::Request {
+        request: bye,
+        destination,
+        transport,
+        reply: None,
+    });
 }
 
 /// `POST Calls.json`: checks the destination, stores the call `queued`, starts it in the
 /// background, returns the record.
 pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, HookError> {
-    let account = shared.store.account(&req.account_sid).await.map_err(internal)?.ok_or(HookError::NotFound)?;
-    if !crate::call::may_call(&shared, &account).await.map_err(internal)? {
-        return Err(HookError::Rejected { code: 10001, message: "Account is not active".into() });
+    let account = shared
+        .store
+        .account(&req.account_sid)
+        .await
+        .map_err(internal)?
+        .ok_or(HookError::NotFound)?;
+    if !crate::call::may_call(&shared, &account)
+        .await
+        .map_err(internal)?
+    {
+        return Err(HookError::Rejected {
+            code: 10001,
+            message: "Account is not active".into(),
+        });
     }
-    fraud::check_destination(&req.account_sid, &req.to).map_err(|e| rejected(fraud::NOT_AUTHORIZED_CODE, e.to_string()))?;
+    fraud::check_destination(&req.account_sid, &req.to)
+        .map_err(|e| rejected(fraud::NOT_AUTHORIZED_CODE, e.to_string()))?;
     // Refuse what cannot be routed now rather than fail it later.
     route(&shared, &LegTarget::Address(req.to.clone())).await?;
     let now = Utc::now();
@@ -530,18 +656,40 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
         req.status_callback_events.clone(),
         account.auth_token.clone(),
     );
-    let dialing = Dialing { shared, req, record: record.clone(), auth_token: account.auth_token, callbacks };
+    let dialing = Dialing {
+        shared,
+        req,
+        record: record.clone(),
+        auth_token: account.auth_token,
+        callbacks,
+    };
     tokio::spawn(dialing.run(registration, control));
     Ok(record)
 }
 
 /// `POST Calls/{CallSid}.json`: hands the change to the live call, or says why it cannot.
-pub async fn update(shared: Arc<Shared>, account: AccountSid, sid: CallSid, update: CallUpdate) -> Result<CallRecord, HookError> {
-    let record = shared.store.call(&account, &sid).await.map_err(internal)?.ok_or(HookError::NotFound)?;
+pub async fn update(
+    shared: Arc<Shared>,
+    account: AccountSid,
+    sid: CallSid,
+    update: CallUpdate,
+) -> Result<CallRecord, HookError> {
+    let record = shared
+        .store
+        .call(&account, &sid)
+        .await
+        .map_err(internal)?
+        .ok_or(HookError::NotFound)?;
     let changes_document = update.twiml.is_some() || update.redirect.is_some();
     if !shared.calls.is_live(&account, &sid) {
         if changes_document {
-            return Err(rejected(21220, format!("Call is not in-progress. Cannot redirect. (it is {})", record.status)));
+            return Err(rejected(
+                21220,
+                format!(
+                    "Call is not in-progress. Cannot redirect. (it is {})",
+                    record.status
+                ),
+            ));
         }
         return Ok(record);
     }
@@ -549,7 +697,10 @@ pub async fn update(shared: Arc<Shared>, account: AccountSid, sid: CallSid, upda
     if let Some(twiml) = update.twiml {
         controls.push(CallControl::Twiml(twiml));
     } else if let Some((url, method)) = update.redirect {
-        controls.push(CallControl::Redirect { url, method: http_method(&method) });
+        controls.push(CallControl::Redirect {
+            url,
+            method: http_method(&method),
+        });
     }
     if let Some(status) = update.status {
         controls.push(CallControl::End(status));
@@ -579,12 +730,20 @@ fn forward_media(
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             match event {
-                MediaEvent::RecordingStopped { id: CALL_RECORDING_ID, duration, path, .. } => {
+                MediaEvent::RecordingStopped {
+                    id: CALL_RECORDING_ID,
+                    duration,
+                    path,
+                    ..
+                } => {
                     if let Some((sid, started)) = recording {
                         save_call_recording(&shared, &call, sid, started, duration, &path).await;
                     }
                 }
-                MediaEvent::RecordingFailed { id: CALL_RECORDING_ID, reason } => {
+                MediaEvent::RecordingFailed {
+                    id: CALL_RECORDING_ID,
+                    reason,
+                } => {
                     tracing::error!(call_sid = %call.sid, reason, "call recording failed");
                 }
                 MediaEvent::DigitsSent { id: SEND_DIGITS_ID } => {
@@ -634,8 +793,12 @@ async fn save_call_recording(
     };
     shared.records.flush().await;
     match shared.store.insert_recording(&record).await {
-        Ok(()) => tracing::info!(call_sid = %call.sid, recording_sid = %sid, seconds = record.duration, "call recording stored"),
-        Err(e) => tracing::error!(error = %e, recording_sid = %sid, "could not write the recording record"),
+        Ok(()) => {
+            tracing::info!(call_sid = %call.sid, recording_sid = %sid, seconds = record.duration, "call recording stored")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, recording_sid = %sid, "could not write the recording record")
+        }
     }
 }
 
@@ -649,19 +812,34 @@ struct Dialing {
 }
 
 impl Dialing {
-    async fn run(mut self, registration: Registration, mut control: mpsc::UnboundedReceiver<CallControl>) {
+    async fn run(
+        mut self,
+        registration: Registration,
+        mut control: mpsc::UnboundedReceiver<CallControl>,
+    ) {
         let shared = self.shared.clone();
         shared.metrics.active_calls.fetch_add(1, Ordering::Relaxed);
         self.dial(registration, &mut control).await;
         shared.metrics.active_calls.fetch_sub(1, Ordering::Relaxed);
     }
 
-    async fn dial(&mut self, registration: Registration, control: &mut mpsc::UnboundedReceiver<CallControl>) {
-        let mut engine_url = self.req.url.clone().map(|u| (u, http_method(&self.req.method)));
+    async fn dial(
+        &mut self,
+        registration: Registration,
+        control: &mut mpsc::UnboundedReceiver<CallControl>,
+    ) {
+        let mut engine_url = self
+            .req
+            .url
+            .clone()
+            .map(|u| (u, http_method(&self.req.method)));
         let mut engine_twiml = self.req.twiml.clone();
 
         // The account's calls-per-second slot: until then the call stays `queued`.
-        let slot = Instant::from_std(fraud::reserve_slot(&self.record.account_sid, std::time::Instant::now()));
+        let slot = Instant::from_std(fraud::reserve_slot(
+            &self.record.account_sid,
+            std::time::Instant::now(),
+        ));
         while Instant::now() < slot {
             tokio::select! {
                 () = tokio::time::sleep_until(slot) => {}
@@ -739,14 +917,24 @@ impl Dialing {
         // are taken here and the rest goes on to the call loop.
         let recording = self.req.record.then(|| {
             let sid = RecordingSid::generate();
-            let path = crate::records::recording_path(&self.shared.config, &self.record.account_sid, &self.record.sid, &sid);
+            let path = crate::records::recording_path(
+                &self.shared.config,
+                &self.record.account_sid,
+                &self.record.sid,
+                &sid,
+            );
             stream.start_call_recording(CALL_RECORDING_ID, path, 1);
             (sid, now)
         });
         if let Some(digits) = self.req.send_digits.as_deref().filter(|d| !d.is_empty()) {
             stream.send_digits(SEND_DIGITS_ID, digits);
         }
-        let media_rx = forward_media(self.shared.clone(), self.record.clone(), recording, raw_media_rx);
+        let media_rx = forward_media(
+            self.shared.clone(),
+            self.record.clone(),
+            recording,
+            raw_media_rx,
+        );
 
         let (voice_url, voice_method) = engine_url.unwrap_or_default();
         let config = engine::CallConfig {
@@ -766,7 +954,13 @@ impl Dialing {
         let control = std::mem::replace(control, mpsc::unbounded_channel::<CallControl>().1);
         let callbacks = std::mem::replace(
             &mut self.callbacks,
-            StatusCallbacks::new(&self.shared, None, engine::HttpMethod::Post, Vec::new(), String::new()),
+            StatusCallbacks::new(
+                &self.shared,
+                None,
+                engine::HttpMethod::Post,
+                Vec::new(),
+                String::new(),
+            ),
         );
         let call = ActiveCall::new(ActiveCallParts {
             shared: self.shared.clone(),
@@ -827,7 +1021,10 @@ mod tests {
 
     #[test]
     fn leg_targets_from_strings_and_contacts() {
-        assert_eq!(LegTarget::from("+15550001111"), LegTarget::Address("+15550001111".into()));
+        assert_eq!(
+            LegTarget::from("+15550001111"),
+            LegTarget::Address("+15550001111".into())
+        );
         let contact = crate::registrar::ContactTarget {
             uri: "sip:alice@192.0.2.7:5062".into(),
             destination: "192.0.2.7:5062".parse().unwrap(),
@@ -835,7 +1032,11 @@ mod tests {
         };
         assert_eq!(
             LegTarget::from(contact),
-            LegTarget::Direct { uri: "sip:alice@192.0.2.7:5062".into(), destination: "192.0.2.7:5062".parse().unwrap(), transport: Transport::Tcp }
+            LegTarget::Direct {
+                uri: "sip:alice@192.0.2.7:5062".into(),
+                destination: "192.0.2.7:5062".parse().unwrap(),
+                transport: Transport::Tcp
+            }
         );
     }
 }

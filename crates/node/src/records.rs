@@ -25,8 +25,17 @@ use crate::NodeConfig;
 /// Where a recording's WAV lives: `<recordings_dir>/<AC>/<CA>/<RE>.wav`. Every recording (the
 /// `<Record>` verb, `<Dial record>`, API recordings) goes here, so a restart after a crash can
 /// finalize a file and give it a row from its path alone.
-pub fn recording_path(config: &NodeConfig, account: &AccountSid, call: &CallSid, recording: &RecordingSid) -> PathBuf {
-    config.recordings_dir.join(account.as_str()).join(call.as_str()).join(format!("{}.wav", recording.as_str()))
+pub fn recording_path(
+    config: &NodeConfig,
+    account: &AccountSid,
+    call: &CallSid,
+    recording: &RecordingSid,
+) -> PathBuf {
+    config
+        .recordings_dir
+        .join(account.as_str())
+        .join(call.as_str())
+        .join(format!("{}.wav", recording.as_str()))
 }
 
 enum Write {
@@ -47,8 +56,12 @@ impl RecordWriter {
         tokio::spawn(async move {
             while let Some(write) = writes.recv().await {
                 let (what, result) = match write {
-                    Write::Insert(record) => ("insert", store.insert_call(&record).await.map(|_| record)),
-                    Write::Update(record) => ("update", store.update_call(&record).await.map(|_| record)),
+                    Write::Insert(record) => {
+                        ("insert", store.insert_call(&record).await.map(|_| record))
+                    }
+                    Write::Update(record) => {
+                        ("update", store.update_call(&record).await.map(|_| record))
+                    }
                     Write::Flush(done) => {
                         let _ = done.send(());
                         continue;

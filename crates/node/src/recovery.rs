@@ -50,7 +50,11 @@ pub struct Liveness {
 
 impl Liveness {
     fn encode(&self) -> String {
-        format!("started={} alive={}\n", self.started.timestamp_micros(), self.alive.timestamp_micros())
+        format!(
+            "started={} alive={}\n",
+            self.started.timestamp_micros(),
+            self.alive.timestamp_micros()
+        )
     }
 
     fn decode(text: &str) -> Option<Liveness> {
@@ -65,13 +69,19 @@ impl Liveness {
                 _ => {}
             }
         }
-        Some(Liveness { started: started?, alive: alive? })
+        Some(Liveness {
+            started: started?,
+            alive: alive?,
+        })
     }
 }
 
 /// The liveness mark left in `data_dir`, if there is a readable one.
 pub fn read_heartbeat(data_dir: &Path) -> Option<Liveness> {
-    fs::read_to_string(data_dir.join(HEARTBEAT_FILE)).ok().as_deref().and_then(Liveness::decode)
+    fs::read_to_string(data_dir.join(HEARTBEAT_FILE))
+        .ok()
+        .as_deref()
+        .and_then(Liveness::decode)
 }
 
 /// Rewrites the liveness mark: a temporary file renamed over the old one, so a crash mid-write
@@ -88,14 +98,23 @@ pub fn write_heartbeat(data_dir: &Path, mark: &Liveness) -> io::Result<()> {
 pub fn start_heartbeat(data_dir: PathBuf) -> io::Result<()> {
     let started = Utc::now();
     fs::create_dir_all(&data_dir)?;
-    write_heartbeat(&data_dir, &Liveness { started, alive: started })?;
+    write_heartbeat(
+        &data_dir,
+        &Liveness {
+            started,
+            alive: started,
+        },
+    )?;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let dir = data_dir.clone();
-            let mark = Liveness { started, alive: Utc::now() };
+            let mark = Liveness {
+                started,
+                alive: Utc::now(),
+            };
             match tokio::task::spawn_blocking(move || write_heartbeat(&dir, &mark)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "could not write the heartbeat"),
@@ -129,9 +148,15 @@ pub enum RecoveryError {
 /// Closes the calls and finalizes the recordings a previous run left open. Run it before the node
 /// takes calls. A store error stops it (the node should not start on a store it cannot write); a
 /// file that cannot be repaired is logged and left as it is.
-pub async fn recover(config: &NodeConfig, store: &store::Store) -> Result<Recovered, RecoveryError> {
+pub async fn recover(
+    config: &NodeConfig,
+    store: &store::Store,
+) -> Result<Recovered, RecoveryError> {
     let mark = read_heartbeat(&config.data_dir);
-    let mut done = Recovered { last_alive: mark.map(|m| m.alive), ..Recovered::default() };
+    let mut done = Recovered {
+        last_alive: mark.map(|m| m.alive),
+        ..Recovered::default()
+    };
 
     for call in store.unfinished_calls().await? {
         let closed = close_call(&call, done.last_alive);
@@ -148,17 +173,30 @@ pub async fn recover(config: &NodeConfig, store: &store::Store) -> Result<Recove
     let dir = config.recordings_dir.clone();
     let files = tokio::task::spawn_blocking(move || leftover_files(&dir, since))
         .await
-        .map_err(|e| RecoveryError::Io { path: config.recordings_dir.clone(), source: io::Error::other(e) })?
-        .map_err(|source| RecoveryError::Io { path: config.recordings_dir.clone(), source })?;
+        .map_err(|e| RecoveryError::Io {
+            path: config.recordings_dir.clone(),
+            source: io::Error::other(e),
+        })?
+        .map_err(|source| RecoveryError::Io {
+            path: config.recordings_dir.clone(),
+            source,
+        })?;
     for file in files {
-        if store.recording(&file.account, &file.recording).await?.is_some() {
+        if store
+            .recording(&file.account, &file.recording)
+            .await?
+            .is_some()
+        {
             continue;
         }
         let final_path = recording_file(config, &file);
         let (path, final_clone) = (file.path.clone(), final_path.clone());
         let repaired = tokio::task::spawn_blocking(move || finalize_file(&path, &final_clone))
             .await
-            .map_err(|e| RecoveryError::Io { path: file.path.clone(), source: io::Error::other(e) })?;
+            .map_err(|e| RecoveryError::Io {
+                path: file.path.clone(),
+                source: io::Error::other(e),
+            })?;
         let audio = match repaired {
             Ok(Some(audio)) => audio,
             Ok(None) => {
@@ -185,11 +223,16 @@ pub async fn recover(config: &NodeConfig, store: &store::Store) -> Result<Recove
 pub fn close_call(call: &CallRecord, last_alive: Option<DateTime<Utc>>) -> CallRecord {
     let mut closed = call.clone();
     let answered = call.status == CallStatus::InProgress && call.start_time.is_some();
-    let end = [last_alive, Some(call.date_updated), call.start_time, Some(call.date_created)]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(call.date_updated); // the array holds date_updated, so max() has a value
+    let end = [
+        last_alive,
+        Some(call.date_updated),
+        call.start_time,
+        Some(call.date_created),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(call.date_updated); // the array holds date_updated, so max() has a value
     closed.end_time = Some(end);
     closed.date_updated = end;
     if answered {
@@ -227,9 +270,18 @@ fn leftover_files(root: &Path, since: Option<SystemTime>) -> io::Result<Vec<Left
                 let entry = entry?;
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                let stem = name.strip_suffix(".wav.part").or_else(|| name.strip_suffix(".wav"));
-                let Some(Ok(recording)) = stem.map(str::parse::<RecordingSid>) else { continue };
-                out.push(Leftover { path: entry.path(), account, call, recording });
+                let stem = name
+                    .strip_suffix(".wav.part")
+                    .or_else(|| name.strip_suffix(".wav"));
+                let Some(Ok(recording)) = stem.map(str::parse::<RecordingSid>) else {
+                    continue;
+                };
+                out.push(Leftover {
+                    path: entry.path(),
+                    account,
+                    call,
+                    recording,
+                });
             }
         }
     }
@@ -237,7 +289,10 @@ fn leftover_files(root: &Path, since: Option<SystemTime>) -> io::Result<Vec<Left
 }
 
 /// Subdirectories of `dir` named by a SID of kind `S` and changed since `since`.
-fn sid_dirs<S: std::str::FromStr>(dir: &Path, since: Option<SystemTime>) -> io::Result<Vec<(PathBuf, S)>> {
+fn sid_dirs<S: std::str::FromStr>(
+    dir: &Path,
+    since: Option<SystemTime>,
+) -> io::Result<Vec<(PathBuf, S)>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -295,7 +350,12 @@ fn finalize_file(path: &Path, final_path: &Path) -> io::Result<Option<WavAudio>>
             if path != final_path {
                 fs::rename(path, final_path)?;
             }
-            Ok(Some(WavAudio { channels, sample_rate, frames, modified }))
+            Ok(Some(WavAudio {
+                channels,
+                sample_rate,
+                frames,
+                modified,
+            }))
         }
         _ => {
             drop(file);
@@ -314,9 +374,12 @@ pub fn repair_wav(file: &mut File) -> io::Result<Option<(u16, u32, u64)>> {
     file.seek(SeekFrom::Start(0))?;
     // The header is a few dozen bytes; 4 KB covers any chunks a writer puts before `data`.
     Read::by_ref(file).take(4096).read_to_end(&mut head)?;
-    let Some(layout) = parse_header(&head) else { return Ok(None) };
+    let Some(layout) = parse_header(&head) else {
+        return Ok(None);
+    };
     let block = u64::from(layout.block_align);
-    let data_len = (len.saturating_sub(layout.data_offset) / block * block).min(u64::from(u32::MAX) - layout.data_offset);
+    let data_len = (len.saturating_sub(layout.data_offset) / block * block)
+        .min(u64::from(u32::MAX) - layout.data_offset);
     let riff_len = layout.data_offset - 8 + data_len;
     file.set_len(layout.data_offset + data_len)?;
     // Both sizes fit u32: data_len is capped above so that riff_len does too.
@@ -324,7 +387,11 @@ pub fn repair_wav(file: &mut File) -> io::Result<Option<(u16, u32, u64)>> {
     file.write_all(&(riff_len as u32).to_le_bytes())?;
     file.seek(SeekFrom::Start(layout.data_offset - 4))?;
     file.write_all(&(data_len as u32).to_le_bytes())?;
-    Ok(Some((layout.channels, layout.sample_rate, data_len / block)))
+    Ok(Some((
+        layout.channels,
+        layout.sample_rate,
+        data_len / block,
+    )))
 }
 
 struct Layout {
@@ -339,8 +406,14 @@ fn parse_header(head: &[u8]) -> Option<Layout> {
     if head.get(0..4)? != b"RIFF" || head.get(8..12)? != b"WAVE" {
         return None;
     }
-    let u16_at = |at: usize| head.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |at: usize| head.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u16_at = |at: usize| {
+        head.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        head.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
     let mut at = 12usize;
     let mut format: Option<(u16, u32, u16)> = None;
     loop {
@@ -348,7 +421,12 @@ fn parse_header(head: &[u8]) -> Option<Layout> {
         let size = u32_at(at + 4)? as usize;
         if id == b"data" {
             let (channels, sample_rate, block_align) = format?;
-            return Some(Layout { channels, sample_rate, block_align, data_offset: (at + 8) as u64 });
+            return Some(Layout {
+                channels,
+                sample_rate,
+                block_align,
+                data_offset: (at + 8) as u64,
+            });
         }
         if id == b"fmt " {
             let tag = u16_at(at + 8)?;
@@ -365,14 +443,22 @@ fn parse_header(head: &[u8]) -> Option<Layout> {
             format = Some((channels, sample_rate, block_align));
         }
         // Chunks are padded to an even size.
-        at = at.checked_add(8)?.checked_add(size)?.checked_add(size & 1)?;
+        at = at
+            .checked_add(8)?
+            .checked_add(size)?
+            .checked_add(size & 1)?;
     }
 }
 
 /// The row of a finalized file. Its start is when the file was last written less its length, but
 /// not before the call was answered; the source is `RecordVerb`, the only one a path cannot tell
 /// apart from the others.
-fn recording_record(file: &Leftover, audio: &WavAudio, call: Option<&CallRecord>, now: DateTime<Utc>) -> RecordingRecord {
+fn recording_record(
+    file: &Leftover,
+    audio: &WavAudio,
+    call: Option<&CallRecord>,
+    now: DateTime<Utc>,
+) -> RecordingRecord {
     let ended = DateTime::<Utc>::from(audio.modified);
     let length = chrono::Duration::from_std(audio.duration()).unwrap_or(chrono::Duration::zero());
     let mut start = ended - length;
@@ -456,7 +542,10 @@ mod tests {
 
     #[test]
     fn liveness_round_trips_and_rejects_garbage() {
-        let mark = Liveness { started: secs(1), alive: secs(9) };
+        let mark = Liveness {
+            started: secs(1),
+            alive: secs(9),
+        };
         assert_eq!(Liveness::decode(&mark.encode()), Some(mark));
         assert_eq!(Liveness::decode(""), None);
         assert_eq!(Liveness::decode("started=1"), None);
@@ -472,7 +561,12 @@ mod tests {
     /// A WAV as the media worker leaves it after a crash: a header flushed when `flushed` samples
     /// were written, then `written` samples and `extra` stray bytes.
     fn crashed_wav(path: &Path, flushed: usize, written: usize, extra: usize) {
-        let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         for i in 0..flushed {
             w.write_sample(((i % 40) as i16 - 20) * 500).unwrap();
@@ -481,7 +575,10 @@ mod tests {
         // Forget the writer without finalizing, as a killed process would.
         std::mem::forget(w);
         let mut f = OpenOptions::new().append(true).open(path).unwrap();
-        let tail: Vec<u8> = (0..written - flushed).flat_map(|i| (i as i16).wrapping_mul(7).to_le_bytes()).chain(std::iter::repeat_n(1u8, extra)).collect();
+        let tail: Vec<u8> = (0..written - flushed)
+            .flat_map(|i| (i as i16).wrapping_mul(7).to_le_bytes())
+            .chain(std::iter::repeat_n(1u8, extra))
+            .collect();
         f.write_all(&tail).unwrap();
     }
 
@@ -492,7 +589,10 @@ mod tests {
         let wav = dir.join("a.wav");
         crashed_wav(&part, 8000, 20_000, 1);
         let audio = finalize_file(&part, &wav).unwrap().unwrap();
-        assert_eq!((audio.channels, audio.sample_rate, audio.frames), (1, 8000, 20_000));
+        assert_eq!(
+            (audio.channels, audio.sample_rate, audio.frames),
+            (1, 8000, 20_000)
+        );
         assert_eq!(audio.duration(), Duration::from_millis(2500));
         assert!(!part.exists());
         let reader = hound::WavReader::open(&wav).unwrap();
@@ -505,10 +605,21 @@ mod tests {
     #[test]
     fn a_file_without_a_whole_header_or_audio_is_removed() {
         let dir = temp_dir();
-        for (name, bytes) in [("empty", &b""[..]), ("short", &b"RIFF\x24\0\0\0WAVEfmt "[..]), ("text", &b"hello world, not a wav file at all......................"[..])] {
+        for (name, bytes) in [
+            ("empty", &b""[..]),
+            ("short", &b"RIFF\x24\0\0\0WAVEfmt "[..]),
+            (
+                "text",
+                &b"hello world, not a wav file at all......................"[..],
+            ),
+        ] {
             let path = dir.join(format!("{name}.wav.part"));
             fs::write(&path, bytes).unwrap();
-            assert_eq!(finalize_file(&path, &dir.join(format!("{name}.wav"))).unwrap(), None, "{name}");
+            assert_eq!(
+                finalize_file(&path, &dir.join(format!("{name}.wav"))).unwrap(),
+                None,
+                "{name}"
+            );
             assert!(!path.exists());
         }
         // A header and no samples.
@@ -521,7 +632,12 @@ mod tests {
     #[test]
     fn leftovers_are_found_by_their_sid_path_and_filtered_by_directory_age() {
         let root = temp_dir();
-        let (a, c, r1, r2) = (AccountSid::generate(), CallSid::generate(), RecordingSid::generate(), RecordingSid::generate());
+        let (a, c, r1, r2) = (
+            AccountSid::generate(),
+            CallSid::generate(),
+            RecordingSid::generate(),
+            RecordingSid::generate(),
+        );
         let call_dir = root.join(a.as_str()).join(c.as_str());
         fs::create_dir_all(&call_dir).unwrap();
         fs::write(call_dir.join(format!("{r1}.wav.part")), b"x").unwrap();
@@ -533,14 +649,26 @@ mod tests {
         let mut found = leftover_files(&root, None).unwrap();
         found.sort_by_key(|l| l.path.clone());
         let mut want = vec![
-            Leftover { path: call_dir.join(format!("{r1}.wav.part")), account: a, call: c, recording: r1 },
-            Leftover { path: call_dir.join(format!("{r2}.wav")), account: a, call: c, recording: r2 },
+            Leftover {
+                path: call_dir.join(format!("{r1}.wav.part")),
+                account: a,
+                call: c,
+                recording: r1,
+            },
+            Leftover {
+                path: call_dir.join(format!("{r2}.wav")),
+                account: a,
+                call: c,
+                recording: r2,
+            },
         ];
         want.sort_by_key(|l| l.path.clone());
         assert_eq!(found, want);
         let future = SystemTime::now() + Duration::from_secs(3600);
         assert!(leftover_files(&root, Some(future)).unwrap().is_empty());
-        assert!(leftover_files(&root.join("missing"), None).unwrap().is_empty());
+        assert!(leftover_files(&root.join("missing"), None)
+            .unwrap()
+            .is_empty());
         fs::remove_dir_all(root).unwrap();
     }
 
@@ -548,7 +676,10 @@ mod tests {
     fn heartbeat_file_round_trips() {
         let dir = temp_dir();
         assert_eq!(read_heartbeat(&dir), None);
-        let mark = Liveness { started: secs(3), alive: secs(4) };
+        let mark = Liveness {
+            started: secs(3),
+            alive: secs(4),
+        };
         write_heartbeat(&dir, &mark).unwrap();
         assert_eq!(read_heartbeat(&dir), Some(mark));
         fs::remove_dir_all(dir).unwrap();

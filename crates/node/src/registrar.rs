@@ -118,7 +118,10 @@ pub struct FailureGuard {
 
 impl FailureGuard {
     pub fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
-        self.sources.get(&ip).and_then(|s| s.blocked_until).is_some_and(|until| now < until)
+        self.sources
+            .get(&ip)
+            .and_then(|s| s.blocked_until)
+            .is_some_and(|until| now < until)
     }
 
     pub fn handle_failure(&mut self, ip: IpAddr, now: Instant) -> FailureVerdict {
@@ -126,7 +129,11 @@ impl FailureGuard {
             self.forget_idle(now);
         }
         let record = self.sources.entry(ip).or_default();
-        while record.failures.front().is_some_and(|t| now.saturating_duration_since(*t) > FAILURE_WINDOW) {
+        while record
+            .failures
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > FAILURE_WINDOW)
+        {
             record.failures.pop_front();
         }
         record.failures.push_back(now);
@@ -152,7 +159,9 @@ impl FailureGuard {
     fn forget_idle(&mut self, now: Instant) {
         self.sources.retain(|_, r| {
             r.blocked_until.is_some_and(|u| now < u)
-                || r.failures.back().is_some_and(|t| now.saturating_duration_since(*t) <= FAILURE_WINDOW)
+                || r.failures
+                    .back()
+                    .is_some_and(|t| now.saturating_duration_since(*t) <= FAILURE_WINDOW)
         });
         if self.sources.len() >= MAX_TRACKED_SOURCES {
             // Still full of live entries: drop the ones that are not blocked.
@@ -172,8 +181,12 @@ struct State {
 impl State {
     /// Brings `by_source` up to date with the bindings `key` has now.
     fn reindex(&mut self, key: &str) {
-        let now_from: HashSet<IpAddr> =
-            self.registrar.contacts(key).iter().map(|b| canonical_ip(b.source.ip())).collect();
+        let now_from: HashSet<IpAddr> = self
+            .registrar
+            .contacts(key)
+            .iter()
+            .map(|b| canonical_ip(b.source.ip()))
+            .collect();
         self.by_source.retain(|ip, keys| {
             if !now_from.contains(ip) {
                 keys.remove(key);
@@ -227,7 +240,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn aor(account: &AccountSid, user: &str) -> String {
@@ -237,7 +253,10 @@ fn aor(account: &AccountSid, user: &str) -> String {
 /// How a REGISTER is answered.
 enum Verdict {
     Respond(Response),
-    Authenticated { scope_account: AccountSid, username: String },
+    Authenticated {
+        scope_account: AccountSid,
+        username: String,
+    },
 }
 
 impl Registrations {
@@ -260,7 +279,10 @@ impl Registrations {
 
     /// Sets how [`presence`] learns that a user is in a call (the owner of live calls provides
     /// it; without one nobody is busy).
-    pub fn set_busy_check(&self, check: impl Fn(&AccountSid, &str) -> bool + Send + Sync + 'static) {
+    pub fn set_busy_check(
+        &self,
+        check: impl Fn(&AccountSid, &str) -> bool + Send + Sync + 'static,
+    ) {
         *lock(&self.busy) = Some(Box::new(check));
     }
 
@@ -274,7 +296,11 @@ impl Registrations {
             .contacts(&aor(account, user))
             .into_iter()
             .filter(|b| b.expires_at > now)
-            .map(|b| ContactTarget { uri: b.contact.uri, destination: b.source, transport: b.transport })
+            .map(|b| ContactTarget {
+                uri: b.contact.uri,
+                destination: b.source,
+                transport: b.transport,
+            })
             .collect()
     }
 
@@ -287,10 +313,16 @@ impl Registrations {
     pub fn has_binding_from(&self, now: Instant, ip: IpAddr) -> bool {
         let ip = canonical_ip(ip);
         let state = lock(&self.state);
-        let Some(keys) = state.by_source.get(&ip) else { return false };
+        let Some(keys) = state.by_source.get(&ip) else {
+            return false;
+        };
         // Bindings past their expiry stay in the registrar until the next expiry tick.
         keys.iter().any(|key| {
-            state.registrar.contacts(key).iter().any(|b| b.expires_at > now && canonical_ip(b.source.ip()) == ip)
+            state
+                .registrar
+                .contacts(key)
+                .iter()
+                .any(|b| b.expires_at > now && canonical_ip(b.source.ip()) == ip)
         })
     }
 
@@ -299,7 +331,10 @@ impl Registrations {
     fn decoy(&self, username: &str) -> Credential {
         let seed: String = self.decoy_key.iter().map(|b| format!("{b:02x}")).collect();
         let d = SipDigests::new(username, &seed);
-        Credential::Ha1 { md5: Some(d.md5), sha256: Some(d.sha256) }
+        Credential::Ha1 {
+            md5: Some(d.md5),
+            sha256: Some(d.sha256),
+        }
     }
 
     /// A 401 with SHA-256 and MD5 challenges (RFC 8760: preferred first), or MD5 alone for user
@@ -307,10 +342,11 @@ impl Registrations {
     /// SIP stack of baresip 1.x, fails the whole REGISTER with ENOSYS). The choice depends only
     /// on the User-Agent, never on the user, so it reveals nothing about who exists.
     fn challenge(&self, request: &Request, stale: bool) -> Response {
-        let md5_only = request
-            .headers
-            .get("User-Agent")
-            .is_some_and(|ua| MD5_ONLY_AGENTS.iter().any(|a| ua.to_ascii_lowercase().contains(a)));
+        let md5_only = request.headers.get("User-Agent").is_some_and(|ua| {
+            MD5_ONLY_AGENTS
+                .iter()
+                .any(|a| ua.to_ascii_lowercase().contains(a))
+        });
         if !md5_only {
             return self.challenger.challenge(unix_now(), request, stale);
         }
@@ -318,7 +354,8 @@ impl Registrations {
         let mut resp = Response::from_request(request, code, reason);
         for value in self.challenger.challenges(unix_now(), stale) {
             if value.contains("algorithm=MD5") {
-                resp.headers.push(self.challenger.kind().challenge_header(), &value);
+                resp.headers
+                    .push(self.challenger.kind().challenge_header(), &value);
             }
         }
         resp
@@ -340,7 +377,10 @@ impl Registrations {
     ) -> Verdict {
         let unix = unix_now();
         let lookup = |username: &str, _realm: &str| match (&digests, scope_account) {
-            (Some(d), Some(_)) => Some(Credential::Ha1 { md5: Some(d.md5.clone()), sha256: Some(d.sha256.clone()) }),
+            (Some(d), Some(_)) => Some(Credential::Ha1 {
+                md5: Some(d.md5.clone()),
+                sha256: Some(d.sha256.clone()),
+            }),
             _ => Some(self.decoy(username)),
         };
         match self.challenger.verify(unix, request, lookup) {
@@ -356,7 +396,10 @@ impl Registrations {
                     return Verdict::Respond(Self::forbidden(request));
                 }
                 lock(&self.state).guard.handle_success(source);
-                Verdict::Authenticated { scope_account: account, username: ok.username }
+                Verdict::Authenticated {
+                    scope_account: account,
+                    username: ok.username,
+                }
             }
             Err(AuthFailure::Missing | AuthFailure::InvalidNonce | AuthFailure::RealmMismatch) => {
                 Verdict::Respond(self.challenge(request, false))
@@ -392,7 +435,9 @@ impl Registrations {
         let key = aor(&account, username);
         let outcome = {
             let mut state = lock(&self.state);
-            let outcome = state.registrar.handle_register(now, &key, request, source, transport);
+            let outcome = state
+                .registrar
+                .handle_register(now, &key, request, source, transport);
             state.reindex(&key);
             outcome
         };
@@ -409,7 +454,11 @@ impl Registrations {
                     expires_at: wall + chrono::Duration::seconds(i64::from(b.expires_in(now))),
                 })
                 .collect();
-            let _ = self.mirror.send(Mirror { account, username: username.to_owned(), rows });
+            let _ = self.mirror.send(Mirror {
+                account,
+                username: username.to_owned(),
+                rows,
+            });
         }
         outcome.into_response()
     }
@@ -426,8 +475,12 @@ impl Registrations {
         };
         let mut users: Vec<(AccountSid, String)> = Vec::new();
         for (key, _) in expired {
-            let Some((account, user)) = key.split_once('/') else { continue };
-            let Ok(account) = account.parse::<AccountSid>() else { continue };
+            let Some((account, user)) = key.split_once('/') else {
+                continue;
+            };
+            let Ok(account) = account.parse::<AccountSid>() else {
+                continue;
+            };
             if !users.iter().any(|(a, u)| *a == account && u == user) {
                 users.push((account, user.to_owned()));
             }
@@ -447,7 +500,11 @@ impl Registrations {
                     expires_at: wall + chrono::Duration::seconds(i64::from(b.expires_in(now))),
                 })
                 .collect();
-            let _ = self.mirror.send(Mirror { account, username, rows });
+            let _ = self.mirror.send(Mirror {
+                account,
+                username,
+                rows,
+            });
         }
     }
 }
@@ -455,14 +512,20 @@ impl Registrations {
 /// Starts the registrar's background work: clears the store mirror (this node holds no
 /// bindings yet), then writes mirror updates in order and expires bindings every second.
 pub fn start(shared: Arc<Shared>) {
-    let Some(mut rx) = lock(&shared.registrar.mirror_rx).take() else { return };
+    let Some(mut rx) = lock(&shared.registrar.mirror_rx).take() else {
+        return;
+    };
     let writer = shared.clone();
     tokio::spawn(async move {
         if let Err(e) = writer.store.clear_sip_registrations().await {
             tracing::warn!(error = %e, "clearing SIP registrations failed");
         }
         while let Some(m) = rx.recv().await {
-            if let Err(e) = writer.store.replace_sip_registrations(&m.account, &m.username, &m.rows).await {
+            if let Err(e) = writer
+                .store
+                .replace_sip_registrations(&m.account, &m.username, &m.rows)
+                .await
+            {
                 tracing::warn!(error = %e, "mirroring SIP registrations failed");
             }
         }
@@ -493,7 +556,10 @@ fn request_host(uri: &str) -> Option<String> {
 
 /// The digest username of the request's Authorization header, if it has one.
 fn auth_username(request: &Request) -> Option<String> {
-    let value = request.headers.get_all("Authorization").find(|v| v.trim_start().starts_with("Digest"))?;
+    let value = request
+        .headers
+        .get_all("Authorization")
+        .find(|v| v.trim_start().starts_with("Digest"))?;
     let at = value.find("username=")? + "username=".len();
     let rest = &value[at..];
     let name = if let Some(quoted) = rest.strip_prefix('"') {
@@ -506,7 +572,13 @@ fn auth_username(request: &Request) -> Option<String> {
 
 /// A REGISTER from the SIP task. Answers at once when the source is blocked or there are no
 /// credentials; otherwise looks the user up in the store on a task and answers from there.
-pub fn handle_register(shared: &Arc<Shared>, tx: ServerTxId, request: Request, source: SocketAddr, transport: Transport) {
+pub fn handle_register(
+    shared: &Arc<Shared>,
+    tx: ServerTxId,
+    request: Request,
+    source: SocketAddr,
+    transport: Transport,
+) {
     let now = Instant::now();
     let regs = &shared.registrar;
     let respond = move |shared: &Shared, mut response: Response| {
@@ -528,23 +600,38 @@ pub fn handle_register(shared: &Arc<Shared>, tx: ServerTxId, request: Request, s
         let regs = &shared.registrar;
         let host = request_host(&request.uri).unwrap_or_default();
         // Store errors answer like an unknown user: the phone retries, nothing is revealed.
-        let scope = shared.store.sip_realm_scope(&host).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "SIP domain lookup failed");
-            None
-        });
-        let digests = match &scope {
-            Some(s) => shared.store.sip_digests(s, &username).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "SIP credential lookup failed");
+        let scope = shared
+            .store
+            .sip_realm_scope(&host)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "SIP domain lookup failed");
                 None
-            }),
+            });
+        let digests = match &scope {
+            Some(s) => shared
+                .store
+                .sip_digests(s, &username)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "SIP credential lookup failed");
+                    None
+                }),
             None => None,
         };
         let now = Instant::now();
-        let response = match regs.check(now, &request, source.ip(), scope.map(|s| s.account_sid), digests) {
+        let response = match regs.check(
+            now,
+            &request,
+            source.ip(),
+            scope.map(|s| s.account_sid),
+            digests,
+        ) {
             Verdict::Respond(r) => r,
-            Verdict::Authenticated { scope_account, username } => {
-                regs.apply(now, scope_account, &username, &request, source, transport)
-            }
+            Verdict::Authenticated {
+                scope_account,
+                username,
+            } => regs.apply(now, scope_account, &username, &request, source, transport),
         };
         respond(&shared, response);
     });
@@ -557,21 +644,35 @@ mod tests {
 
     fn register(user: &str, host: &str) -> Request {
         let mut r = Request::new(Method::Register, &format!("sip:{host}"));
-        r.headers.push("Via", "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKabc");
-        r.headers.push("From", &format!("<sip:{user}@{host}>;tag=1"));
+        r.headers
+            .push("Via", "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKabc");
+        r.headers
+            .push("From", &format!("<sip:{user}@{host}>;tag=1"));
         r.headers.push("To", &format!("<sip:{user}@{host}>"));
         r.headers.push("Call-ID", "reg-1");
         r.headers.push("CSeq", "1 REGISTER");
-        r.headers.push("Contact", &format!("<sip:{user}@10.0.0.5:5062>"));
+        r.headers
+            .push("Contact", &format!("<sip:{user}@10.0.0.5:5062>"));
         r.headers.push("Expires", "600");
         r
     }
 
-    fn answered(regs: &Registrations, user: &str, password: &str, challenge_index: usize) -> Request {
+    fn answered(
+        regs: &Registrations,
+        user: &str,
+        password: &str,
+        challenge_index: usize,
+    ) -> Request {
         let mut r = register(user, "127.0.0.1");
         let challenge = regs.challenge(&r, false);
-        let value = challenge.headers.get_all("WWW-Authenticate").nth(challenge_index).unwrap().to_string();
-        let auth = sip::auth::authorize(&value, &Method::Register, &r.uri, user, password, "cn", 1).unwrap();
+        let value = challenge
+            .headers
+            .get_all("WWW-Authenticate")
+            .nth(challenge_index)
+            .unwrap()
+            .to_string();
+        let auth = sip::auth::authorize(&value, &Method::Register, &r.uri, user, password, "cn", 1)
+            .unwrap();
         r.headers.push("Authorization", &auth);
         r
     }
@@ -596,18 +697,43 @@ mod tests {
             // A refresh: same Call-ID, next CSeq.
             req.headers.remove("CSeq");
             req.headers.push("CSeq", &format!("{} REGISTER", index + 1));
-            let v = regs.check(Instant::now(), &req, source.ip(), Some(account), Some(d.clone()));
-            let Verdict::Authenticated { scope_account, username } = v else { panic!("not authenticated") };
+            let v = regs.check(
+                Instant::now(),
+                &req,
+                source.ip(),
+                Some(account),
+                Some(d.clone()),
+            );
+            let Verdict::Authenticated {
+                scope_account,
+                username,
+            } = v
+            else {
+                panic!("not authenticated")
+            };
             assert_eq!((scope_account, username.as_str()), (account, "alice"));
-            let resp = regs.apply(Instant::now(), account, "alice", &req, source, Transport::Udp);
+            let resp = regs.apply(
+                Instant::now(),
+                account,
+                "alice",
+                &req,
+                source,
+                Transport::Udp,
+            );
             assert_eq!(resp.status(), 200);
         }
         let targets = regs.contacts(Instant::now(), &account, "alice");
         assert_eq!(
             targets,
-            vec![ContactTarget { uri: "sip:alice@10.0.0.5:5062".into(), destination: source, transport: Transport::Udp }]
+            vec![ContactTarget {
+                uri: "sip:alice@10.0.0.5:5062".into(),
+                destination: source,
+                transport: Transport::Udp
+            }]
         );
-        assert!(regs.contacts(Instant::now(), &AccountSid::generate(), "alice").is_empty());
+        assert!(regs
+            .contacts(Instant::now(), &AccountSid::generate(), "alice")
+            .is_empty());
 
         // Unregister.
         let mut req = answered(&regs, "alice", "Correct-Horse-9", 0);
@@ -615,7 +741,18 @@ mod tests {
         req.headers.push("Expires", "0");
         req.headers.remove("CSeq");
         req.headers.push("CSeq", "3 REGISTER");
-        assert_eq!(regs.apply(Instant::now(), account, "alice", &req, source, Transport::Udp).status(), 200);
+        assert_eq!(
+            regs.apply(
+                Instant::now(),
+                account,
+                "alice",
+                &req,
+                source,
+                Transport::Udp
+            )
+            .status(),
+            200
+        );
         assert!(regs.contacts(Instant::now(), &account, "alice").is_empty());
     }
 
@@ -631,13 +768,27 @@ mod tests {
             Some(account),
             Some(d),
         );
-        let unknown =
-            regs.check(Instant::now(), &answered(&regs, "bob", "guess", 0), "10.0.0.2".parse().unwrap(), Some(account), None);
-        let no_domain =
-            regs.check(Instant::now(), &answered(&regs, "bob", "guess", 0), "10.0.0.3".parse().unwrap(), None, None);
+        let unknown = regs.check(
+            Instant::now(),
+            &answered(&regs, "bob", "guess", 0),
+            "10.0.0.2".parse().unwrap(),
+            Some(account),
+            None,
+        );
+        let no_domain = regs.check(
+            Instant::now(),
+            &answered(&regs, "bob", "guess", 0),
+            "10.0.0.3".parse().unwrap(),
+            None,
+            None,
+        );
         let shape = |v: &Verdict| match v {
             Verdict::Respond(r) => {
-                let names: Vec<String> = r.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+                let names: Vec<String> = r
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.to_ascii_lowercase())
+                    .collect();
                 let challenges: Vec<String> = r
                     .headers
                     .get_all("WWW-Authenticate")
@@ -662,10 +813,19 @@ mod tests {
         let mut statuses = Vec::new();
         for i in 0..BLOCK_AFTER {
             let req = answered(&regs, "alice", &format!("guess{i}"), 0);
-            statuses.push(status(&regs.check(t0, &req, ip, Some(account), Some(d.clone()))));
+            statuses.push(status(&regs.check(
+                t0,
+                &req,
+                ip,
+                Some(account),
+                Some(d.clone()),
+            )));
         }
         assert_eq!(&statuses[..FORBID_AFTER - 1], &[401; FORBID_AFTER - 1]);
-        assert!(statuses[FORBID_AFTER - 1..].iter().all(|s| *s == 403), "{statuses:?}");
+        assert!(
+            statuses[FORBID_AFTER - 1..].iter().all(|s| *s == 403),
+            "{statuses:?}"
+        );
         let guard = &lock(&regs.state).guard;
         assert!(guard.is_blocked(ip, t0 + Duration::from_secs(1)));
         assert!(!guard.is_blocked(ip, t0 + BLOCK_FOR + Duration::from_secs(1)));
@@ -695,7 +855,13 @@ mod tests {
         let mut req = answered(&regs, "alice", "Correct-Horse-9", 0);
         req.headers.remove("To");
         req.headers.push("To", "<sip:bob@127.0.0.1>");
-        let v = regs.check(Instant::now(), &req, "10.0.0.1".parse().unwrap(), Some(account), Some(SipDigests::new("alice", "Correct-Horse-9")));
+        let v = regs.check(
+            Instant::now(),
+            &req,
+            "10.0.0.1".parse().unwrap(),
+            Some(account),
+            Some(SipDigests::new("alice", "Correct-Horse-9")),
+        );
         assert_eq!(status(&v), 403);
     }
 
@@ -706,37 +872,73 @@ mod tests {
         let mut req = register("alice", "127.0.0.1");
         let nonce_time = unix_now() - 3600;
         let value = regs.challenger.challenges(nonce_time, false).remove(0);
-        let auth = sip::auth::authorize(&value, &Method::Register, &req.uri, "alice", "Correct-Horse-9", "cn", 1).unwrap();
+        let auth = sip::auth::authorize(
+            &value,
+            &Method::Register,
+            &req.uri,
+            "alice",
+            "Correct-Horse-9",
+            "cn",
+            1,
+        )
+        .unwrap();
         req.headers.push("Authorization", &auth);
-        let Verdict::Respond(r) =
-            regs.check(Instant::now(), &req, "10.0.0.1".parse().unwrap(), Some(account), Some(SipDigests::new("alice", "Correct-Horse-9")))
-        else {
+        let Verdict::Respond(r) = regs.check(
+            Instant::now(),
+            &req,
+            "10.0.0.1".parse().unwrap(),
+            Some(account),
+            Some(SipDigests::new("alice", "Correct-Horse-9")),
+        ) else {
             panic!("accepted a stale nonce")
         };
         assert_eq!(r.status(), 401);
-        assert!(r.headers.get("WWW-Authenticate").unwrap().contains("stale=true"));
+        assert!(r
+            .headers
+            .get("WWW-Authenticate")
+            .unwrap()
+            .contains("stale=true"));
     }
 
     #[test]
     fn md5_only_agents_get_one_challenge() {
         let regs = Registrations::default();
         let mut req = register("alice", "127.0.0.1");
-        assert_eq!(regs.challenge(&req, false).headers.get_all("WWW-Authenticate").count(), 2);
-        req.headers.push("User-Agent", "baresip v1.0.0 (x86_64/linux)");
+        assert_eq!(
+            regs.challenge(&req, false)
+                .headers
+                .get_all("WWW-Authenticate")
+                .count(),
+            2
+        );
+        req.headers
+            .push("User-Agent", "baresip v1.0.0 (x86_64/linux)");
         let resp = regs.challenge(&req, true);
         let values: Vec<&str> = resp.headers.get_all("WWW-Authenticate").collect();
         assert_eq!(values.len(), 1);
-        assert!(values[0].contains("algorithm=MD5") && values[0].contains("stale=true"), "{values:?}");
+        assert!(
+            values[0].contains("algorithm=MD5") && values[0].contains("stale=true"),
+            "{values:?}"
+        );
     }
 
     #[test]
     fn hosts_and_usernames_are_read_leniently() {
-        assert_eq!(request_host("sip:Acme.Example.com;transport=tcp").as_deref(), Some("acme.example.com"));
-        assert_eq!(request_host("sip:127.0.0.1:5060").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            request_host("sip:Acme.Example.com;transport=tcp").as_deref(),
+            Some("acme.example.com")
+        );
+        assert_eq!(
+            request_host("sip:127.0.0.1:5060").as_deref(),
+            Some("127.0.0.1")
+        );
         assert_eq!(request_host("sip:u@[::1]:5060").as_deref(), Some("::1"));
         assert_eq!(request_host("nonsense"), None);
         let regs = Registrations::default();
-        assert_eq!(auth_username(&answered(&regs, "alice", "x", 0)).as_deref(), Some("alice"));
+        assert_eq!(
+            auth_username(&answered(&regs, "alice", "x", 0)).as_deref(),
+            Some("alice")
+        );
         assert_eq!(auth_username(&register("alice", "h")), None);
         let mut r = register("a", "h");
         r.headers.push("Authorization", "Digest username=");
@@ -753,9 +955,16 @@ mod tests {
         let t0 = Instant::now();
         assert!(!regs.has_binding_from(t0, source.ip()));
         let req = answered(&regs, "alice", "Correct-Horse-9", 0);
-        assert_eq!(regs.apply(t0, account, "alice", &req, source, Transport::Udp).status(), 200);
+        assert_eq!(
+            regs.apply(t0, account, "alice", &req, source, Transport::Udp)
+                .status(),
+            200
+        );
         assert!(regs.has_binding_from(t0, source.ip()));
-        assert!(regs.has_binding_from(t0, mapped), "an IPv4-mapped peer is the same address");
+        assert!(
+            regs.has_binding_from(t0, mapped),
+            "an IPv4-mapped peer is the same address"
+        );
         assert!(!regs.has_binding_from(t0, other));
 
         // Past its expiry it vouches for nothing, even before the expiry tick removes it.
@@ -768,14 +977,22 @@ mod tests {
         let mut req = answered(&regs, "alice", "Correct-Horse-9", 0);
         req.headers.remove("CSeq");
         req.headers.push("CSeq", "2 REGISTER");
-        assert_eq!(regs.apply(late, account, "alice", &req, source, Transport::Udp).status(), 200);
+        assert_eq!(
+            regs.apply(late, account, "alice", &req, source, Transport::Udp)
+                .status(),
+            200
+        );
         assert!(regs.has_binding_from(late, source.ip()));
         let mut req = answered(&regs, "alice", "Correct-Horse-9", 0);
         req.headers.remove("Expires");
         req.headers.push("Expires", "0");
         req.headers.remove("CSeq");
         req.headers.push("CSeq", "3 REGISTER");
-        assert_eq!(regs.apply(late, account, "alice", &req, source, Transport::Udp).status(), 200);
+        assert_eq!(
+            regs.apply(late, account, "alice", &req, source, Transport::Udp)
+                .status(),
+            200
+        );
         assert!(!regs.has_binding_from(late, source.ip()));
         assert!(lock(&regs.state).by_source.is_empty());
     }

@@ -47,7 +47,10 @@ fn candidates(dialled: &str) -> [String; 2] {
 impl Routing {
     pub async fn reload(&self, store: &store::Store) -> Result<(), store::StoreError> {
         let numbers = store.all_numbers().await?;
-        let map = numbers.into_iter().map(|n| (n.phone_number.clone(), n)).collect();
+        let map = numbers
+            .into_iter()
+            .map(|n| (n.phone_number.clone(), n))
+            .collect();
         // A poisoned lock only means a reader panicked mid-read; the map itself is whole.
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = map;
         Ok(())
@@ -144,7 +147,10 @@ mod tests {
     async fn a_burst_of_changes_makes_one_reload_and_one_more_that_sees_them_all() {
         let store = store::Store::open("sqlite::memory:").await.unwrap();
         let account = model::AccountSid::generate();
-        store.ensure_account(&account, "token", "test").await.unwrap();
+        store
+            .ensure_account(&account, "token", "test")
+            .await
+            .unwrap();
         let routing = Routing::default();
         let mut numbers = Vec::new();
         for i in 0..50 {
@@ -154,7 +160,10 @@ mod tests {
             routing.schedule_reload(&store);
             numbers.push(phone);
         }
-        assert_eq!(*routing.reloads.lock().unwrap(), ReloadState::RunningThenAgain);
+        assert_eq!(
+            *routing.reloads.lock().unwrap(),
+            ReloadState::RunningThenAgain
+        );
         for _ in 0..500 {
             if idle(&routing) {
                 break;
@@ -162,9 +171,15 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert!(idle(&routing), "the reloads never finished");
-        assert!(numbers.iter().all(|n| indexed(&routing, n)), "a number created in the burst is missing");
+        assert!(
+            numbers.iter().all(|n| indexed(&routing, n)),
+            "a number created in the burst is missing"
+        );
         // And a later change starts a fresh reload.
-        store.create_number(&number(account, "+15559999999")).await.unwrap();
+        store
+            .create_number(&number(account, "+15559999999"))
+            .await
+            .unwrap();
         routing.schedule_reload(&store);
         for _ in 0..500 {
             if idle(&routing) && indexed(&routing, "+15559999999") {
@@ -177,7 +192,13 @@ mod tests {
 
     #[test]
     fn both_forms_of_a_number_are_tried() {
-        assert_eq!(candidates("+15551234567"), ["+15551234567".to_owned(), "15551234567".to_owned()]);
-        assert_eq!(candidates("15551234567"), ["15551234567".to_owned(), "+15551234567".to_owned()]);
+        assert_eq!(
+            candidates("+15551234567"),
+            ["+15551234567".to_owned(), "15551234567".to_owned()]
+        );
+        assert_eq!(
+            candidates("15551234567"),
+            ["15551234567".to_owned(), "+15551234567".to_owned()]
+        );
     }
 }

@@ -26,11 +26,23 @@ pub enum SipCommand {
     /// Answer a server transaction.
     Respond { tx: ServerTxId, response: Response },
     /// Start a client transaction (an in-dialog BYE, say); its response goes back to `reply`.
-    Request { request: Request, destination: SocketAddr, transport: Transport, reply: Option<mpsc::UnboundedSender<CallSignal>> },
+    Request {
+        request: Request,
+        destination: SocketAddr,
+        transport: Transport,
+        reply: Option<mpsc::UnboundedSender<CallSignal>>,
+    },
     /// Send without a transaction: the ACK for a 2xx.
-    Stateless { message: sip::Message, destination: SocketAddr, transport: Transport },
+    Stateless {
+        message: sip::Message,
+        destination: SocketAddr,
+        transport: Transport,
+    },
     /// The call is over: forget its routes.
-    Ended { dialog: DialogId, invite_tx: ServerTxId },
+    Ended {
+        dialog: DialogId,
+        invite_tx: ServerTxId,
+    },
     /// CANCEL the INVITE we sent with this Call-ID (no effect once it has a final response).
     Cancel { call_id: String },
     /// An outbound call is over: forget its INVITE and dialog routes.
@@ -69,7 +81,11 @@ impl SipTask {
         command_tx: mpsc::UnboundedSender<SipCommand>,
         shared: Arc<Shared>,
     ) -> SipTask {
-        let sent_by = format!("{}:{}", shared.config.advertise_ip_for_uri(), transports.local.port());
+        let sent_by = format!(
+            "{}:{}",
+            shared.config.advertise_ip_for_uri(),
+            transports.local.port()
+        );
         let config = EndpointConfig {
             user_agent: format!("Dialtone/{}", env!("CARGO_PKG_VERSION")),
             via_sent_by_udp: sent_by.clone(),
@@ -145,7 +161,14 @@ impl SipTask {
         if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
             return;
         }
-        self.endpoint.handle_input(std::time::Instant::now(), Input::Datagram { source, transport, bytes });
+        self.endpoint.handle_input(
+            std::time::Instant::now(),
+            Input::Datagram {
+                source,
+                transport,
+                bytes,
+            },
+        );
     }
 
     fn drain(&mut self) {
@@ -164,9 +187,18 @@ impl SipTask {
                 // False when the transaction already ended (a late answer after CANCEL): nothing to do.
                 let _ = self.endpoint.send_response(now, tx, response);
             }
-            SipCommand::Request { request, destination, transport, reply } => {
-                let invite_call_id = (request.method == Method::Invite).then(|| request.call_id().map(str::to_owned)).flatten();
-                let tx = self.endpoint.send_request(now, request, destination, transport);
+            SipCommand::Request {
+                request,
+                destination,
+                transport,
+                reply,
+            } => {
+                let invite_call_id = (request.method == Method::Invite)
+                    .then(|| request.call_id().map(str::to_owned))
+                    .flatten();
+                let tx = self
+                    .endpoint
+                    .send_request(now, request, destination, transport);
                 if let Some(reply) = reply {
                     self.client_txs.insert(tx, reply);
                     if let Some(call_id) = invite_call_id {
@@ -188,9 +220,13 @@ impl SipTask {
                 }
                 self.dialogs.retain(|id, _| id.call_id != call_id);
             }
-            SipCommand::Stateless { message, destination, transport } => {
-                self.endpoint.send_stateless(now, message, destination, transport)
-            }
+            SipCommand::Stateless {
+                message,
+                destination,
+                transport,
+            } => self
+                .endpoint
+                .send_stateless(now, message, destination, transport),
             SipCommand::Ended { dialog, invite_tx } => {
                 self.dialogs.remove(&dialog);
                 self.invites.remove(&invite_tx);
@@ -206,14 +242,22 @@ impl SipTask {
         if status == 200 && request.method == Method::Options {
             response.headers.push("Accept", "application/sdp");
         }
-        self.endpoint.send_response(std::time::Instant::now(), tx, response);
+        self.endpoint
+            .send_response(std::time::Instant::now(), tx, response);
     }
 
     fn handle_event(&mut self, ev: Event) {
         match ev {
-            Event::Request { tx, request, source, transport } => self.handle_request(tx, request, source, transport),
+            Event::Request {
+                tx,
+                request,
+                source,
+                transport,
+            } => self.handle_request(tx, request, source, transport),
             Event::Ack { request, .. } => {
-                if let Some(route) = DialogId::for_incoming(&request).and_then(|id| self.dialogs.get(&id)) {
+                if let Some(route) =
+                    DialogId::for_incoming(&request).and_then(|id| self.dialogs.get(&id))
+                {
                     let _ = route.signals.send(CallSignal::Ack { request });
                 }
             }
@@ -228,22 +272,34 @@ impl SipTask {
                 }
             }
             Event::Response { tx, response } if self.outgoing_txs.contains_key(&tx) => {
-                let Some(reply) = self.client_txs.get(&tx).cloned() else { return };
+                let Some(reply) = self.client_txs.get(&tx).cloned() else {
+                    return;
+                };
                 if (200..300).contains(&response.status()) {
                     let local_tag = response.from().and_then(|f| f.tag().map(str::to_owned));
                     let remote_tag = response.to().and_then(|t| t.tag().map(str::to_owned));
                     if let (Some(call_id), Some(local_tag), Some(remote_tag)) =
                         (response.call_id().map(str::to_owned), local_tag, remote_tag)
                     {
-                        let id = DialogId { call_id, local_tag, remote_tag };
-                        self.dialogs.entry(id).or_insert_with(|| Route { signals: reply.clone() });
+                        let id = DialogId {
+                            call_id,
+                            local_tag,
+                            remote_tag,
+                        };
+                        self.dialogs.entry(id).or_insert_with(|| Route {
+                            signals: reply.clone(),
+                        });
                     }
                 }
                 let _ = reply.send(CallSignal::Response { response });
             }
             Event::Response { tx, response } => {
                 let last = response.status() >= 200;
-                if let Some(reply) = if last { self.client_txs.remove(&tx) } else { self.client_txs.get(&tx).cloned() } {
+                if let Some(reply) = if last {
+                    self.client_txs.remove(&tx)
+                } else {
+                    self.client_txs.get(&tx).cloned()
+                } {
                     let _ = reply.send(CallSignal::Response { response });
                 }
             }
@@ -259,7 +315,13 @@ impl SipTask {
         }
     }
 
-    fn handle_request(&mut self, tx: ServerTxId, request: Request, source: SocketAddr, transport: Transport) {
+    fn handle_request(
+        &mut self,
+        tx: ServerTxId,
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let in_dialog = request.to().is_some_and(|to| to.tag().is_some());
         if in_dialog {
             let route = DialogId::for_incoming(&request).and_then(|id| self.dialogs.get(&id));
@@ -268,7 +330,9 @@ impl SipTask {
                     let _ = route.signals.send(CallSignal::Request { tx, request });
                 }
                 (Some(_), Method::Options) => self.respond(tx, &request, 200, "OK"),
-                (Some(_), Method::Extension(_)) => self.respond(tx, &request, 501, "Not Implemented"),
+                (Some(_), Method::Extension(_)) => {
+                    self.respond(tx, &request, 501, "Not Implemented")
+                }
                 (Some(_), _) => self.respond(tx, &request, 405, "Method Not Allowed"),
                 (None, _) => self.respond(tx, &request, 481, "Call/Transaction Does Not Exist"),
             }
@@ -276,17 +340,30 @@ impl SipTask {
         }
         match request.method {
             Method::Invite => self.handle_new_invite(tx, request, source, transport),
-            Method::Register => crate::registrar::handle_register(&self.shared, tx, request, source, transport),
+            Method::Register => {
+                crate::registrar::handle_register(&self.shared, tx, request, source, transport)
+            }
             Method::Options => self.respond(tx, &request, 200, "OK"),
-            Method::Bye | Method::Info => self.respond(tx, &request, 481, "Call/Transaction Does Not Exist"),
+            Method::Bye | Method::Info => {
+                self.respond(tx, &request, 481, "Call/Transaction Does Not Exist")
+            }
             Method::Extension(_) => self.respond(tx, &request, 501, "Not Implemented"),
             _ => self.respond(tx, &request, 405, "Method Not Allowed"),
         }
     }
 
-    fn handle_new_invite(&mut self, tx: ServerTxId, request: Request, source: SocketAddr, transport: Transport) {
+    fn handle_new_invite(
+        &mut self,
+        tx: ServerTxId,
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         if !crate::trunk::inbound_allowed(&self.shared.config.trunks, source)
-            && !self.shared.registrar.has_binding_from(std::time::Instant::now(), source.ip())
+            && !self
+                .shared
+                .registrar
+                .has_binding_from(std::time::Instant::now(), source.ip())
         {
             tracing::info!(%source, "INVITE from outside the trunks' inbound ACL refused");
             self.respond(tx, &request, 403, "Forbidden");
@@ -301,11 +378,34 @@ impl SipTask {
             self.respond(tx, &request, 400, "Missing From tag");
             return;
         };
-        let dialog = DialogId { call_id, local_tag: local_tag.clone(), remote_tag };
+        let dialog = DialogId {
+            call_id,
+            local_tag: local_tag.clone(),
+            remote_tag,
+        };
         let (signals, signal_rx) = mpsc::unbounded_channel();
-        self.dialogs.insert(dialog.clone(), Route { signals: signals.clone() });
-        self.invites.insert(tx, Route { signals: signals.clone() });
-        let new = NewCall { tx, request, source, transport, local_tag, dialog, signals: signal_rx, self_signals: signals };
+        self.dialogs.insert(
+            dialog.clone(),
+            Route {
+                signals: signals.clone(),
+            },
+        );
+        self.invites.insert(
+            tx,
+            Route {
+                signals: signals.clone(),
+            },
+        );
+        let new = NewCall {
+            tx,
+            request,
+            source,
+            transport,
+            local_tag,
+            dialog,
+            signals: signal_rx,
+            self_signals: signals,
+        };
         tokio::spawn(call::run(self.shared.clone(), self.command_tx.clone(), new));
     }
 }

@@ -18,7 +18,10 @@ pub enum TcpEvent {
     /// One whole SIP message from a TCP peer.
     Message { peer: SocketAddr, bytes: Vec<u8> },
     /// A connection was accepted or opened; sends to `peer` go to `writer`.
-    Opened { peer: SocketAddr, writer: mpsc::UnboundedSender<Vec<u8>> },
+    Opened {
+        peer: SocketAddr,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
     /// A connection ended.
     Closed { peer: SocketAddr },
 }
@@ -38,7 +41,11 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
         let udp = UdpSocket::bind(addr).await?;
         match TcpListener::bind(udp.local_addr()?).await {
             Ok(listener) => return Ok((udp, listener)),
-            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse && attempts < 16 => {
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempts < 16 =>
+            {
                 attempts += 1;
             }
             Err(e) => return Err(e),
@@ -48,7 +55,9 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
 
 impl Transports {
     /// Binds UDP and TCP on `addr` (the same port for both) and starts accepting TCP connections.
-    pub async fn bind(addr: SocketAddr) -> std::io::Result<(Transports, mpsc::UnboundedReceiver<TcpEvent>)> {
+    pub async fn bind(
+        addr: SocketAddr,
+    ) -> std::io::Result<(Transports, mpsc::UnboundedReceiver<TcpEvent>)> {
         let (udp, listener) = bind_pair(addr).await?;
         let local = udp.local_addr()?;
         let (events, rx) = mpsc::unbounded_channel();
@@ -58,7 +67,10 @@ impl Transports {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         let writer = spawn_connection(stream, peer, accept_events.clone());
-                        if accept_events.send(TcpEvent::Opened { peer, writer }).is_err() {
+                        if accept_events
+                            .send(TcpEvent::Opened { peer, writer })
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -69,7 +81,15 @@ impl Transports {
                 }
             }
         });
-        Ok((Transports { udp: Arc::new(udp), local, tcp_writers: HashMap::new(), events }, rx))
+        Ok((
+            Transports {
+                udp: Arc::new(udp),
+                local,
+                tcp_writers: HashMap::new(),
+                events,
+            },
+            rx,
+        ))
     }
 
     pub fn handle_tcp_opened(&mut self, peer: SocketAddr, writer: mpsc::UnboundedSender<Vec<u8>>) {
@@ -81,7 +101,11 @@ impl Transports {
     }
 
     pub fn send(&mut self, transmit: sip::transaction::Transmit) {
-        let sip::transaction::Transmit { destination, transport, bytes } = transmit;
+        let sip::transaction::Transmit {
+            destination,
+            transport,
+            bytes,
+        } = transmit;
         match transport {
             sip::Transport::Udp => {
                 // A full socket buffer drops the datagram; SIP's retransmissions cover that.

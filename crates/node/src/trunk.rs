@@ -51,7 +51,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("realm", &self.realm).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,10 +106,20 @@ impl Gateway {
         let t = SipUri::parse(uri).ok_or_else(|| TrunkError::BadUri(uri.to_owned()))?;
         let address = (t.host.as_str(), t.port)
             .to_socket_addrs()
-            .map_err(|e| TrunkError::Resolve { host: t.host.clone(), reason: e.to_string() })?
+            .map_err(|e| TrunkError::Resolve {
+                host: t.host.clone(),
+                reason: e.to_string(),
+            })?
             .next()
-            .ok_or_else(|| TrunkError::Resolve { host: t.host.clone(), reason: "no address".into() })?;
-        Ok(Gateway { host: t.hostport, address, transport: t.transport })
+            .ok_or_else(|| TrunkError::Resolve {
+                host: t.host.clone(),
+                reason: "no address".into(),
+            })?;
+        Ok(Gateway {
+            host: t.hostport,
+            address,
+            transport: t.transport,
+        })
     }
 }
 
@@ -137,9 +150,17 @@ impl Trunk {
         Ok(self)
     }
 
-    pub fn with_credentials(mut self, username: &str, password: &str, realm: Option<&str>) -> Trunk {
-        self.credentials =
-            Some(Credentials { username: username.to_owned(), password: password.to_owned(), realm: realm.map(str::to_owned) });
+    pub fn with_credentials(
+        mut self,
+        username: &str,
+        password: &str,
+        realm: Option<&str>,
+    ) -> Trunk {
+        self.credentials = Some(Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            realm: realm.map(str::to_owned),
+        });
         self
     }
 
@@ -161,13 +182,19 @@ impl Trunk {
         if self.credentials.is_none() {
             return Err(TrunkError::RegisterWithoutCredentials);
         }
-        self.register = Some(RegisterConfig { expires: expires.max(60), retry });
+        self.register = Some(RegisterConfig {
+            expires: expires.max(60),
+            retry,
+        });
         Ok(self)
     }
 
     /// Accepts inbound INVITEs from these networks (`192.0.2.10`, `192.0.2.0/24`, `::1`).
     pub fn with_inbound_acl(mut self, networks: &[String]) -> Result<Trunk, TrunkError> {
-        let parsed: Result<Vec<IpNet>, TrunkError> = networks.iter().map(|n| IpNet::parse(n).ok_or_else(|| TrunkError::BadNetwork(n.clone()))).collect();
+        let parsed: Result<Vec<IpNet>, TrunkError> = networks
+            .iter()
+            .map(|n| IpNet::parse(n).ok_or_else(|| TrunkError::BadNetwork(n.clone())))
+            .collect();
         self.inbound_acl = Some(parsed?);
         Ok(self)
     }
@@ -192,7 +219,10 @@ impl Trunk {
 
     /// Whether the carrier accepted our last REGISTER, and until when.
     pub fn registration(&self) -> RegistrationState {
-        self.registration.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.registration
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set_registration(&self, state: RegistrationState) {
@@ -205,8 +235,12 @@ impl Trunk {
 pub enum RegistrationState {
     #[default]
     None,
-    Registered { until: Instant },
-    Failed { status: Option<u16> },
+    Registered {
+        until: Instant,
+    },
+    Failed {
+        status: Option<u16>,
+    },
 }
 
 /// Spaces calls at `1 / rate` seconds: each caller takes the next free slot, so waiting calls go
@@ -251,11 +285,15 @@ impl IpNet {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -267,9 +305,16 @@ impl IpNet {
 pub fn inbound_allowed(trunks: &[Trunk], source: SocketAddr) -> bool {
     let mut any_acl = false;
     for trunk in trunks {
-        let Some(acl) = &trunk.inbound_acl else { continue };
+        let Some(acl) = &trunk.inbound_acl else {
+            continue;
+        };
         any_acl = true;
-        if acl.iter().any(|n| n.contains(source.ip())) || trunk.gateways.iter().any(|g| same_ip(g.address.ip(), source.ip())) {
+        if acl.iter().any(|n| n.contains(source.ip()))
+            || trunk
+                .gateways
+                .iter()
+                .any(|g| same_ip(g.address.ip(), source.ip()))
+        {
             return true;
         }
     }
@@ -296,7 +341,10 @@ pub(crate) struct SipUri {
 impl SipUri {
     /// `sip:[user@]host[:port][;params]`. `sips:` is refused: there is no TLS transport.
     pub fn parse(uri: &str) -> Option<SipUri> {
-        let rest = uri.get(..4).filter(|s| s.eq_ignore_ascii_case("sip:")).and(uri.get(4..))?;
+        let rest = uri
+            .get(..4)
+            .filter(|s| s.eq_ignore_ascii_case("sip:"))
+            .and(uri.get(4..))?;
         let (main, params) = rest.split_once(';').unwrap_or((rest, ""));
         let main = main.split('?').next()?;
         let hostport = main.rsplit_once('@').map_or(main, |(_, h)| h);
@@ -329,7 +377,12 @@ impl SipUri {
                 }
             }
         }
-        Some(SipUri { hostport: hostport.to_owned(), host, port, transport })
+        Some(SipUri {
+            hostport: hostport.to_owned(),
+            host,
+            port,
+            transport,
+        })
     }
 }
 
@@ -346,13 +399,30 @@ pub(crate) fn authorization(
     uri: &str,
 ) -> Option<(&'static str, String)> {
     if let Some(realm) = &credentials.realm {
-        let header = if response.status() == 407 { "Proxy-Authenticate" } else { "WWW-Authenticate" };
-        let offered = response.headers.get_all(header).filter_map(|v| sip::auth::Challenge::parse(v).ok()).any(|c| &c.realm == realm);
+        let header = if response.status() == 407 {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        let offered = response
+            .headers
+            .get_all(header)
+            .filter_map(|v| sip::auth::Challenge::parse(v).ok())
+            .any(|c| &c.realm == realm);
         if !offered {
             return None;
         }
     }
-    sip::auth::authorize_response(response, method, uri, &credentials.username, &credentials.password, &cnonce(), 1).ok()
+    sip::auth::authorize_response(
+        response,
+        method,
+        uri,
+        &credentials.username,
+        &credentials.password,
+        &cnonce(),
+        1,
+    )
+    .ok()
 }
 
 /// Starts the REGISTER loop of every trunk that asks for one.
@@ -377,7 +447,9 @@ enum Registered {
 async fn register_loop(shared: Arc<Shared>, index: usize) {
     // `start` checked the index, the config, and that `register` is set; the config never changes.
     let trunk = &shared.config.trunks[index];
-    let Some(register) = trunk.register.clone() else { return };
+    let Some(register) = trunk.register.clone() else {
+        return;
+    };
     let call_id = format!("{:032x}@dialtone-reg", rand::thread_rng().gen::<u128>());
     let local_tag = format!("{:016x}", rand::thread_rng().gen::<u64>());
     let mut cseq = 0u32;
@@ -385,13 +457,18 @@ async fn register_loop(shared: Arc<Shared>, index: usize) {
     let mut failures = 0usize;
     loop {
         let gw = &trunk.gateways[gateway % trunk.gateways.len()];
-        let outcome = register_once(&shared, trunk, gw, &register, &call_id, &local_tag, &mut cseq).await;
+        let outcome = register_once(
+            &shared, trunk, gw, &register, &call_id, &local_tag, &mut cseq,
+        )
+        .await;
         let wait = match outcome {
             Registered::Ok(granted) => {
                 let granted = granted.max(1);
                 let life = Duration::from_secs(u64::from(granted));
                 failures = 0;
-                trunk.set_registration(RegistrationState::Registered { until: Instant::now() + life });
+                trunk.set_registration(RegistrationState::Registered {
+                    until: Instant::now() + life,
+                });
                 tracing::info!(trunk = %trunk.name, gateway = %gw.address, expires = granted, "registered with the carrier");
                 let early = (life * 4 / 5).min(life.saturating_sub(Duration::from_secs(30)));
                 early.max(Duration::from_secs(1))
@@ -422,37 +499,60 @@ async fn register_once(
     cseq: &mut u32,
 ) -> Registered {
     // `with_register` refuses a trunk without credentials.
-    let Some(credentials) = &trunk.credentials else { return Registered::Failed(None) };
+    let Some(credentials) = &trunk.credentials else {
+        return Registered::Failed(None);
+    };
     let uri = format!("sip:{}", gw.host);
     let aor = format!("sip:{}@{}", credentials.username, gw.host);
     let mut authorization: Option<(&'static str, String)> = None;
     for _ in 0..3 {
         *cseq += 1;
         let mut request = Request::new(Method::Register, &uri);
-        request.headers.push("From", &format!("<{aor}>;tag={local_tag}"));
+        request
+            .headers
+            .push("From", &format!("<{aor}>;tag={local_tag}"));
         request.headers.push("To", &format!("<{aor}>"));
         request.headers.push("Call-ID", call_id);
         request.headers.push("CSeq", &format!("{} REGISTER", *cseq));
-        let contact = format!("<sip:{}@{}:{}>", credentials.username, shared.config.advertise_ip_for_uri(), shared.config.sip_addr.port());
+        let contact = format!(
+            "<sip:{}@{}:{}>",
+            credentials.username,
+            shared.config.advertise_ip_for_uri(),
+            shared.config.sip_addr.port()
+        );
         request.headers.push("Contact", &contact);
-        request.headers.push("Expires", &register.expires.to_string());
+        request
+            .headers
+            .push("Expires", &register.expires.to_string());
         request.headers.push("Max-Forwards", "70");
         if let Some((name, value)) = &authorization {
             request.headers.push(name, value);
         }
         let (reply, mut replies) = mpsc::unbounded_channel();
-        let _ = shared.sip.send(SipCommand::Request { request, destination: gw.address, transport: gw.transport, reply: Some(reply) });
+        let _ = shared.sip.send(SipCommand::Request {
+            request,
+            destination: gw.address,
+            transport: gw.transport,
+            reply: Some(reply),
+        });
         let response = loop {
             match replies.recv().await {
-                Some(CallSignal::Response { response }) if response.status() >= 200 => break response,
+                Some(CallSignal::Response { response }) if response.status() >= 200 => {
+                    break response
+                }
                 Some(CallSignal::Response { .. }) => continue,
                 Some(CallSignal::RequestTimeout) | None => return Registered::Failed(Some(408)),
                 Some(_) => continue,
             }
         };
         match response.status() {
-            200..=299 => return Registered::Ok(granted_expires(&response, &contact).unwrap_or(register.expires)),
-            401 | 407 => match self::authorization(credentials, &response, &Method::Register, &uri) {
+            200..=299 => {
+                return Registered::Ok(
+                    granted_expires(&response, &contact).unwrap_or(register.expires),
+                )
+            }
+            401 | 407 => match self::authorization(credentials, &response, &Method::Register, &uri)
+            {
                 Some(auth) => authorization = Some(auth),
                 None => return Registered::Failed(Some(response.status())),
             },
@@ -469,13 +569,20 @@ fn granted_expires(response: &sip::Response, contact: &str) -> Option<u32> {
     for value in response.headers.get_all("Contact") {
         for one in value.split(',') {
             if one.contains(ours) {
-                if let Some(e) = one.split(';').filter_map(|p| p.trim().strip_prefix("expires=")).next() {
+                if let Some(e) = one
+                    .split(';')
+                    .filter_map(|p| p.trim().strip_prefix("expires="))
+                    .next()
+                {
                     return e.trim().parse().ok();
                 }
             }
         }
     }
-    response.headers.get("Expires").and_then(|e| e.trim().parse().ok())
+    response
+        .headers
+        .get("Expires")
+        .and_then(|e| e.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -485,12 +592,26 @@ mod tests {
     #[test]
     fn sip_uris_give_host_port_and_transport() {
         let u = SipUri::parse("sip:bob@127.0.0.1:5070").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.transport, u.hostport.as_str()), ("127.0.0.1", 5070, Transport::Udp, "127.0.0.1:5070"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.transport, u.hostport.as_str()),
+            ("127.0.0.1", 5070, Transport::Udp, "127.0.0.1:5070")
+        );
         let u = SipUri::parse("sip:gw.example.com;transport=TCP").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.transport), ("gw.example.com", 5060, Transport::Tcp));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.transport),
+            ("gw.example.com", 5060, Transport::Tcp)
+        );
         let u = SipUri::parse("SIP:+1555@[::1]:5080").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 5080));
-        for bad in ["sips:a@b", "http://x", "sip:", "sip:a@b:notaport", "sip:h;transport=sctp", "sip:[::1", "sip:h:0"] {
+        for bad in [
+            "sips:a@b",
+            "http://x",
+            "sip:",
+            "sip:a@b:notaport",
+            "sip:h;transport=sctp",
+            "sip:[::1",
+            "sip:h:0",
+        ] {
             assert_eq!(SipUri::parse(bad), None, "{bad}");
         }
     }
@@ -503,7 +624,12 @@ mod tests {
         assert!(Trunk::from_uri("x", "127.0.0.1", vec![]).is_err());
         let t = t.with_gateway("sip:127.0.0.1:5098;transport=tcp").unwrap();
         assert_eq!(t.gateways[1].transport, Transport::Tcp);
-        assert!(t.clone().with_register(3600, DEFAULT_REGISTER_RETRY).is_err(), "REGISTER needs credentials");
+        assert!(
+            t.clone()
+                .with_register(3600, DEFAULT_REGISTER_RETRY)
+                .is_err(),
+            "REGISTER needs credentials"
+        );
         assert!(t.clone().with_calls_per_second(0.0).is_err());
     }
 
@@ -512,7 +638,13 @@ mod tests {
         let p = Pacer::default();
         let t0 = Instant::now();
         let slots: Vec<_> = (0..4).map(|_| p.reserve(t0, 2.0)).collect();
-        assert_eq!(slots.iter().map(|s| s.duration_since(t0).as_millis()).collect::<Vec<_>>(), [0, 500, 1000, 1500]);
+        assert_eq!(
+            slots
+                .iter()
+                .map(|s| s.duration_since(t0).as_millis())
+                .collect::<Vec<_>>(),
+            [0, 500, 1000, 1500]
+        );
         // Much later, no backlog: at once.
         let later = t0 + Duration::from_secs(10);
         assert_eq!(p.reserve(later, 2.0), later);
@@ -524,10 +656,18 @@ mod tests {
         assert!(n.contains("192.0.2.77".parse().unwrap()));
         assert!(!n.contains("192.0.3.1".parse().unwrap()));
         assert!(n.contains("::ffff:192.0.2.5".parse().unwrap()));
-        assert!(IpNet::parse("10.0.0.1").unwrap().contains("10.0.0.1".parse().unwrap()));
-        assert!(!IpNet::parse("10.0.0.1").unwrap().contains("10.0.0.2".parse().unwrap()));
-        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!(IpNet::parse("2001:db8::/32").unwrap().contains("2001:db8:1::1".parse().unwrap()));
+        assert!(IpNet::parse("10.0.0.1")
+            .unwrap()
+            .contains("10.0.0.1".parse().unwrap()));
+        assert!(!IpNet::parse("10.0.0.1")
+            .unwrap()
+            .contains("10.0.0.2".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("2001:db8::/32")
+            .unwrap()
+            .contains("2001:db8:1::1".parse().unwrap()));
         for bad in ["10.0.0.1/33", "x", "::/129", "10.0.0.0/x"] {
             assert_eq!(IpNet::parse(bad), None, "{bad}");
         }
@@ -537,8 +677,14 @@ mod tests {
     fn inbound_acl_is_open_until_a_trunk_sets_one() {
         let open = Trunk::from_uri("a", "sip:127.0.0.1:5099", vec![]).unwrap();
         let from = |ip: &str| SocketAddr::new(ip.parse().unwrap(), 5060);
-        assert!(inbound_allowed(std::slice::from_ref(&open), from("203.0.113.9")));
-        let closed = Trunk::from_uri("b", "sip:127.0.0.2:5099", vec![]).unwrap().with_inbound_acl(&["198.51.100.0/24".into()]).unwrap();
+        assert!(inbound_allowed(
+            std::slice::from_ref(&open),
+            from("203.0.113.9")
+        ));
+        let closed = Trunk::from_uri("b", "sip:127.0.0.2:5099", vec![])
+            .unwrap()
+            .with_inbound_acl(&["198.51.100.0/24".into()])
+            .unwrap();
         let trunks = [open, closed];
         assert!(!inbound_allowed(&trunks, from("203.0.113.9")));
         assert!(inbound_allowed(&trunks, from("198.51.100.20")));
@@ -551,7 +697,10 @@ mod tests {
     fn granted_expiry_from_the_contact_or_the_header() {
         let contact = "<sip:u@127.0.0.1:5060>";
         let mut r = sip::Response::new(200, "OK");
-        r.headers.push("Contact", "<sip:other@192.0.2.1>;expires=10, <sip:u@127.0.0.1:5060>;expires=120");
+        r.headers.push(
+            "Contact",
+            "<sip:other@192.0.2.1>;expires=10, <sip:u@127.0.0.1:5060>;expires=120",
+        );
         assert_eq!(granted_expires(&r, contact), Some(120));
         let mut r = sip::Response::new(200, "OK");
         r.headers.push("Expires", "300");

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::{audio, calls_registry, http, media, outbound, routing, sip_task, transport, tts, webhook};
+use crate::{
+    audio, calls_registry, http, media, outbound, routing, sip_task, transport, tts, webhook,
+};
 
 /// The validated settings of one node (the binary builds it from defaults, file and env).
 #[derive(Debug, Clone)]
@@ -39,7 +41,11 @@ impl NodeConfig {
 
     /// Our Contact header value. The SIP port is the bound one, known once transports are up.
     pub fn contact_uri(&self) -> String {
-        format!("<sip:{}:{}>", self.advertise_ip_for_uri(), self.sip_addr.port())
+        format!(
+            "<sip:{}:{}>",
+            self.advertise_ip_for_uri(),
+            self.sip_addr.port()
+        )
     }
 }
 
@@ -66,8 +72,31 @@ pub struct Shared {
     pub sip: mpsc::UnboundedSender<sip_task::SipCommand>,
     pub metrics: Metrics,
     pub beep: Arc<[i16]>,
+    /// Dialtone's default hold music, made once at start.
+    pub hold_music: Arc<[i16]>,
     /// Registered SIP users' bindings and the REGISTER failure counter.
     pub registrar: crate::registrar::Registrations,
+}
+
+impl Shared {
+    /// The samples of what the engine asks to play: a fetched file (cached), speech, or one
+    /// of the tones Dialtone makes itself.
+    pub async fn load_source(&self, source: engine::MediaSource) -> Result<Arc<[i16]>, String> {
+        match source {
+            engine::MediaSource::Url(url) => self.audio.load(&url).await.map_err(|e| e.to_string()),
+            engine::MediaSource::Tts {
+                text,
+                voice,
+                language,
+            } => self
+                .tts
+                .synthesize(&text, &voice, &language)
+                .await
+                .map_err(|e| e.to_string()),
+            engine::MediaSource::Beep => Ok(self.beep.clone()),
+            engine::MediaSource::HoldMusic => Ok(self.hold_music.clone()),
+        }
+    }
 }
 
 /// A running node: its bound addresses, and its tasks until dropped with the runtime.
@@ -81,9 +110,15 @@ pub struct Node {
 #[non_exhaustive]
 pub enum StartError {
     #[error("binding SIP on {addr}: {source}")]
-    Sip { addr: SocketAddr, source: std::io::Error },
+    Sip {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("binding HTTP on {addr}: {source}")]
-    Http { addr: SocketAddr, source: std::io::Error },
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("starting media: {0}")]
     Media(String),
     #[error("reading numbers: {0}")]
@@ -95,24 +130,39 @@ pub enum StartError {
 impl Node {
     /// Binds every socket, loads the routing index and starts the tasks.
     pub async fn start(mut config: NodeConfig, store: store::Store) -> Result<Node, StartError> {
-        let (transports, tcp_events) = transport::Transports::bind(config.sip_addr)
-            .await
-            .map_err(|source| StartError::Sip { addr: config.sip_addr, source })?;
+        let (transports, tcp_events) =
+            transport::Transports::bind(config.sip_addr)
+                .await
+                .map_err(|source| StartError::Sip {
+                    addr: config.sip_addr,
+                    source,
+                })?;
         config.sip_addr = transports.local;
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
-            .map_err(|source| StartError::Http { addr: config.http_addr, source })?;
-        let http_addr = listener.local_addr().map_err(|source| StartError::Http { addr: config.http_addr, source })?;
+            .map_err(|source| StartError::Http {
+                addr: config.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| StartError::Http {
+            addr: config.http_addr,
+            source,
+        })?;
         config.http_addr = http_addr;
 
         // Bound: no other node runs on these addresses. Close what a crashed run left open before
         // taking calls, then start this run's liveness mark.
-        let recovered =
-            crate::recovery::recover(&config, &store).await.map_err(|e| StartError::Recovery(e.to_string()))?;
+        let recovered = crate::recovery::recover(&config, &store)
+            .await
+            .map_err(|e| StartError::Recovery(e.to_string()))?;
         if recovered != crate::recovery::Recovered::default() {
-            tracing::warn!(?recovered, "recovered calls and recordings left open by a crash");
+            tracing::warn!(
+                ?recovered,
+                "recovered calls and recordings left open by a crash"
+            );
         }
-        crate::recovery::start_heartbeat(config.data_dir.clone()).map_err(|e| StartError::Recovery(e.to_string()))?;
+        crate::recovery::start_heartbeat(config.data_dir.clone())
+            .map_err(|e| StartError::Recovery(e.to_string()))?;
 
         let media = media::MediaEngine::start(media::MediaConfig {
             bind_ip: config.rtp_bind_ip,
@@ -123,17 +173,30 @@ impl Node {
         })
         .map_err(|e| StartError::Media(e.to_string()))?;
         let routing = routing::Routing::default();
-        routing.reload(&store).await.map_err(|e| StartError::Store(e.to_string()))?;
-        let webhooks = webhook::WebhookClient::new(webhook::WebhookConfig::default())
-            .map_err(|e| StartError::Http { addr: config.http_addr, source: std::io::Error::other(e.to_string()) })?;
-        let audio_client = audio::AudioCache::default_client()
-            .map_err(|e| StartError::Http { addr: config.http_addr, source: std::io::Error::other(e.to_string()) })?;
+        routing
+            .reload(&store)
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        let webhooks =
+            webhook::WebhookClient::new(webhook::WebhookConfig::default()).map_err(|e| {
+                StartError::Http {
+                    addr: config.http_addr,
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?;
+        let audio_client = audio::AudioCache::default_client().map_err(|e| StartError::Http {
+            addr: config.http_addr,
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let audio = audio::AudioCache::new(audio_client, 64 * 1024 * 1024);
         let (command_tx, commands) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             calls: calls_registry::CallRegistry::default(),
             sip: command_tx.clone(),
-            tts: Arc::new(tts::CachedTts::new(tts::EspeakTts::new(tts::EspeakConfig::default()), 32 * 1024 * 1024)),
+            tts: Arc::new(tts::CachedTts::new(
+                tts::EspeakTts::new(tts::EspeakConfig::default()),
+                32 * 1024 * 1024,
+            )),
             audio,
             webhooks,
             media,
@@ -142,17 +205,28 @@ impl Node {
             store,
             metrics: Metrics::default(),
             beep: ::media::tone::beep().into(),
+            hold_music: ::media::tone::hold_music().into(),
             registrar: crate::registrar::Registrations::default(),
             config,
         });
 
-        let sip = sip_task::SipTask::new(transports, tcp_events, commands, command_tx.clone(), shared.clone());
+        let sip = sip_task::SipTask::new(
+            transports,
+            tcp_events,
+            commands,
+            command_tx.clone(),
+            shared.clone(),
+        );
         tokio::spawn(sip.run());
         tokio::spawn(http::serve(listener, shared.clone()));
         crate::registrar::start(shared.clone());
         crate::trunk::start(shared.clone());
         crate::dial::start(&shared);
         tracing::info!(sip = %shared.config.sip_addr, http = %http_addr, "dialtone node started");
-        Ok(Node { sip_addr: shared.config.sip_addr, http_addr, shared })
+        Ok(Node {
+            sip_addr: shared.config.sip_addr,
+            http_addr,
+            shared,
+        })
     }
 }

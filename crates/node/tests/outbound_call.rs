@@ -17,7 +17,11 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
 
 async fn app(seen: Seen) -> SocketAddr {
-    async fn hook(State(seen): State<Seen>, Path(path): Path<String>, Form(p): Form<Vec<(String, String)>>) -> &'static str {
+    async fn hook(
+        State(seen): State<Seen>,
+        Path(path): Path<String>,
+        Form(p): Form<Vec<(String, String)>>,
+    ) -> &'static str {
         seen.lock().unwrap().push((path.clone(), p));
         match path.as_str() {
             "voice" => r#"<Response><Say>Hello from the app.</Say><Pause length="30"/></Response>"#,
@@ -52,11 +56,18 @@ impl Drop for Fixture {
 async fn fixture(rtp_base: u16) -> Fixture {
     let dir = std::env::temp_dir().join(format!("dialtone-outbound-{}", CallSid::generate()));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = store::Store::open(&format!("sqlite://{}/db.sqlite", dir.display())).await.unwrap();
+    let store = store::Store::open(&format!("sqlite://{}/db.sqlite", dir.display()))
+        .await
+        .unwrap();
     let account = AccountSid::generate();
     store.ensure_account(&account, TOKEN, "test").await.unwrap();
     let uas = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let trunk = node::outbound::Trunk::from_uri("test", &format!("sip:{}", uas.local_addr().unwrap()), vec!["+1".into()]).unwrap();
+    let trunk = node::outbound::Trunk::from_uri(
+        "test",
+        &format!("sip:{}", uas.local_addr().unwrap()),
+        vec!["+1".into()],
+    )
+    .unwrap();
     let config = node::NodeConfig {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         sip_addr: "127.0.0.1:0".parse().unwrap(),
@@ -73,16 +84,38 @@ async fn fixture(rtp_base: u16) -> Fixture {
     let node = node::Node::start(config, store.clone()).await.unwrap();
     let seen: Seen = Arc::default();
     let hook = app(seen.clone()).await;
-    Fixture { dir, store, account, node, uas, hook, seen, http: reqwest::Client::new() }
+    Fixture {
+        dir,
+        store,
+        account,
+        node,
+        uas,
+        hook,
+        seen,
+        http: reqwest::Client::new(),
+    }
 }
 
 impl Fixture {
     async fn api(&self, path: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
-        let url = format!("http://{}/2010-04-01/Accounts/{}{path}", self.node.http_addr, self.account);
-        let resp = self.http.post(url).basic_auth(self.account.as_str(), Some(TOKEN)).form(form).send().await.unwrap();
+        let url = format!(
+            "http://{}/2010-04-01/Accounts/{}{path}",
+            self.node.http_addr, self.account
+        );
+        let resp = self
+            .http
+            .post(url)
+            .basic_auth(self.account.as_str(), Some(TOKEN))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     fn url(&self, path: &str) -> String {
@@ -91,7 +124,10 @@ impl Fixture {
 
     async fn recv(&self, wait: Duration) -> Option<sip::Message> {
         let mut buf = vec![0u8; 65536];
-        let (n, _) = tokio::time::timeout(wait, self.uas.recv_from(&mut buf)).await.ok()?.ok()?;
+        let (n, _) = tokio::time::timeout(wait, self.uas.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
         sip::parse_message(&buf[..n]).ok()
     }
 
@@ -109,7 +145,13 @@ impl Fixture {
     }
 
     async fn send(&self, response: sip::Response) {
-        self.uas.send_to(&sip::Message::Response(response).to_bytes(), self.node.sip_addr).await.unwrap();
+        self.uas
+            .send_to(
+                &sip::Message::Response(response).to_bytes(),
+                self.node.sip_addr,
+            )
+            .await
+            .unwrap();
     }
 
     fn reply(&self, request: &sip::Request, status: u16, reason: &str) -> sip::Response {
@@ -125,7 +167,11 @@ impl Fixture {
             if rec.status == status {
                 return rec;
             }
-            assert!(Instant::now() < deadline, "call is {:?}, not {status:?}", rec.status);
+            assert!(
+                Instant::now() < deadline,
+                "call is {:?}, not {status:?}",
+                rec.status
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -133,11 +179,23 @@ impl Fixture {
     async fn wait_seen(&self, path: &str, count: usize) -> Vec<Vec<(String, String)>> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let got: Vec<_> = self.seen.lock().unwrap().iter().filter(|(p, _)| p == path).map(|(_, v)| v.clone()).collect();
+            let got: Vec<_> = self
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(p, _)| p == path)
+                .map(|(_, v)| v.clone())
+                .collect();
             if got.len() >= count {
                 return got;
             }
-            assert!(Instant::now() < deadline, "/{path} seen {} times; all: {:?}", got.len(), self.seen.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "/{path} seen {} times; all: {:?}",
+                got.len(),
+                self.seen.lock().unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -145,7 +203,12 @@ impl Fixture {
     async fn no_ports_leaked(&self) {
         let deadline = Instant::now() + Duration::from_secs(3);
         while self.node.shared.media.ports_in_use() != 0 || !self.node.shared.calls.is_empty() {
-            assert!(Instant::now() < deadline, "ports {} calls {}", self.node.shared.media.ports_in_use(), self.node.shared.calls.len());
+            assert!(
+                Instant::now() < deadline,
+                "ports {} calls {}",
+                self.node.shared.media.ports_in_use(),
+                self.node.shared.calls.len()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -168,24 +231,32 @@ async fn answered_call_runs_its_twiml_reports_progress_in_order_and_follows_upda
     let f = fixture(41200).await;
     let (voice, status_cb) = (f.url("voice"), f.url("status"));
     let (code, body) = f
-        .api("/Calls.json", &[
-            ("To", "+15550002222"),
-            ("From", "+15550001111"),
-            ("Url", &voice),
-            ("StatusCallback", &status_cb),
-            ("StatusCallbackEvent", "initiated"),
-            ("StatusCallbackEvent", "ringing"),
-            ("StatusCallbackEvent", "answered"),
-            ("StatusCallbackEvent", "completed"),
-        ])
+        .api(
+            "/Calls.json",
+            &[
+                ("To", "+15550002222"),
+                ("From", "+15550001111"),
+                ("Url", &voice),
+                ("StatusCallback", &status_cb),
+                ("StatusCallbackEvent", "initiated"),
+                ("StatusCallbackEvent", "ringing"),
+                ("StatusCallbackEvent", "answered"),
+                ("StatusCallbackEvent", "completed"),
+            ],
+        )
         .await;
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["status"], "queued");
     let sid: CallSid = body["sid"].as_str().unwrap().parse().unwrap();
 
     let invite = f.expect(sip::Method::Invite, Duration::from_secs(5)).await;
-    assert!(invite.uri.starts_with("sip:+15550002222@"), "{}", invite.uri);
-    let offer = sip::sdp::SessionDescription::parse(std::str::from_utf8(&invite.body).unwrap()).unwrap();
+    assert!(
+        invite.uri.starts_with("sip:+15550002222@"),
+        "{}",
+        invite.uri
+    );
+    let offer =
+        sip::sdp::SessionDescription::parse(std::str::from_utf8(&invite.body).unwrap()).unwrap();
     let offered = sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu]).unwrap();
     assert_eq!(offered.telephone_event_pt, Some(101));
     assert!(invite.from().unwrap().uri.contains("+15550001111"));
@@ -195,7 +266,10 @@ async fn answered_call_runs_its_twiml_reports_progress_in_order_and_follows_upda
     f.wait_status(&sid, CallStatus::Ringing).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut ok = f.reply(&invite, 200, "OK");
-    ok.headers.push("Contact", &format!("<sip:uas@{}>", f.uas.local_addr().unwrap()));
+    ok.headers.push(
+        "Contact",
+        &format!("<sip:uas@{}>", f.uas.local_addr().unwrap()),
+    );
     ok.set_body("application/sdp", uas_sdp(rtp.local_addr().unwrap().port()));
     f.send(ok.clone()).await;
     let ack = f.expect(sip::Method::Ack, Duration::from_secs(3)).await;
@@ -209,17 +283,27 @@ async fn answered_call_runs_its_twiml_reports_progress_in_order_and_follows_upda
     assert_eq!(param(&voice_req[0], "CallStatus"), Some("in-progress"));
     assert_eq!(param(&voice_req[0], "Direction"), Some("outbound-api"));
     let mut buf = vec![0u8; 2048];
-    tokio::time::timeout(Duration::from_secs(5), rtp.recv_from(&mut buf)).await.expect("no RTP from the prompt").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), rtp.recv_from(&mut buf))
+        .await
+        .expect("no RTP from the prompt")
+        .unwrap();
     let rec = f.wait_status(&sid, CallStatus::InProgress).await;
     assert!(rec.start_time.is_some());
 
     // A live redirect, then an end through the API.
     let redirected = f.url("redirected");
-    let (code, body) = f.api(&format!("/Calls/{sid}.json"), &[("Url", &redirected), ("Method", "POST")]).await;
+    let (code, body) = f
+        .api(
+            &format!("/Calls/{sid}.json"),
+            &[("Url", &redirected), ("Method", "POST")],
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     let r = f.wait_seen("redirected", 1).await;
     assert_eq!(param(&r[0], "CallSid"), Some(sid.as_str()));
-    let (code, _) = f.api(&format!("/Calls/{sid}.json"), &[("Status", "completed")]).await;
+    let (code, _) = f
+        .api(&format!("/Calls/{sid}.json"), &[("Status", "completed")])
+        .await;
     assert_eq!(code, 200);
     let bye = f.expect(sip::Method::Bye, Duration::from_secs(3)).await;
     f.send(sip::Response::from_request(&bye, 200, "OK")).await;
@@ -231,8 +315,14 @@ async fn answered_call_runs_its_twiml_reports_progress_in_order_and_follows_upda
     assert!(rec.duration.unwrap() <= ((end - rec.date_created).num_milliseconds() / 1000) as u32);
 
     let callbacks = f.wait_seen("status", 4).await;
-    let statuses: Vec<_> = callbacks.iter().map(|p| param(p, "CallStatus").unwrap()).collect();
-    assert_eq!(statuses, ["initiated", "ringing", "in-progress", "completed"]);
+    let statuses: Vec<_> = callbacks
+        .iter()
+        .map(|p| param(p, "CallStatus").unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["initiated", "ringing", "in-progress", "completed"]
+    );
     for (i, p) in callbacks.iter().enumerate() {
         assert_eq!(param(p, "SequenceNumber"), Some(i.to_string().as_str()));
         assert_eq!(param(p, "CallbackSource"), Some("call-progress-events"));
@@ -242,15 +332,29 @@ async fn answered_call_runs_its_twiml_reports_progress_in_order_and_follows_upda
         assert_eq!(param(p, "AccountSid"), Some(f.account.as_str()));
         assert!(param(p, "Timestamp").is_some());
     }
-    assert_eq!(param(&callbacks[3], "CallDuration"), Some(rec.duration.unwrap().to_string().as_str()));
+    assert_eq!(
+        param(&callbacks[3], "CallDuration"),
+        Some(rec.duration.unwrap().to_string().as_str())
+    );
     assert!(param(&callbacks[2], "CallDuration").is_none());
 
     // Finished: a redirect is refused, the record can be deleted.
-    let (code, body) = f.api(&format!("/Calls/{sid}.json"), &[("Url", &redirected)]).await;
+    let (code, body) = f
+        .api(&format!("/Calls/{sid}.json"), &[("Url", &redirected)])
+        .await;
     assert_eq!((code, body["code"].as_u64()), (400, Some(21220)));
     f.no_ports_leaked().await;
-    let url = format!("http://{}/2010-04-01/Accounts/{}/Calls/{sid}.json", f.node.http_addr, f.account);
-    let resp = f.http.delete(url).basic_auth(f.account.as_str(), Some(TOKEN)).send().await.unwrap();
+    let url = format!(
+        "http://{}/2010-04-01/Accounts/{}/Calls/{sid}.json",
+        f.node.http_addr, f.account
+    );
+    let resp = f
+        .http
+        .delete(url)
+        .basic_auth(f.account.as_str(), Some(TOKEN))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 204);
 }
 
@@ -259,7 +363,15 @@ async fn busy_callee_ends_busy_with_a_completed_callback() {
     let f = fixture(41400).await;
     let (twiml, status_cb) = ("<Response><Say>unheard</Say></Response>", f.url("status"));
     let (code, body) = f
-        .api("/Calls.json", &[("To", "+15550003333"), ("From", "+15550001111"), ("Twiml", twiml), ("StatusCallback", &status_cb)])
+        .api(
+            "/Calls.json",
+            &[
+                ("To", "+15550003333"),
+                ("From", "+15550001111"),
+                ("Twiml", twiml),
+                ("StatusCallback", &status_cb),
+            ],
+        )
         .await;
     assert_eq!(code, 201, "{body}");
     let sid: CallSid = body["sid"].as_str().unwrap().parse().unwrap();
@@ -285,7 +397,15 @@ async fn unanswered_call_is_cancelled_after_its_timeout() {
     let voice = f.url("voice");
     let started = Instant::now();
     let (code, body) = f
-        .api("/Calls.json", &[("To", "+15550004444"), ("From", "+15550001111"), ("Url", &voice), ("Timeout", "2")])
+        .api(
+            "/Calls.json",
+            &[
+                ("To", "+15550004444"),
+                ("From", "+15550001111"),
+                ("Url", &voice),
+                ("Timeout", "2"),
+            ],
+        )
         .await;
     assert_eq!(code, 201, "{body}");
     let sid: CallSid = body["sid"].as_str().unwrap().parse().unwrap();
@@ -293,9 +413,13 @@ async fn unanswered_call_is_cancelled_after_its_timeout() {
     f.send(f.reply(&invite, 180, "Ringing")).await;
     let cancel = f.expect(sip::Method::Cancel, Duration::from_secs(5)).await;
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
     assert_eq!(cancel.call_id(), invite.call_id());
-    f.send(sip::Response::from_request(&cancel, 200, "OK")).await;
+    f.send(sip::Response::from_request(&cancel, 200, "OK"))
+        .await;
     f.send(f.reply(&invite, 487, "Request Terminated")).await;
     let rec = f.wait_status(&sid, CallStatus::NoAnswer).await;
     assert_eq!(rec.duration, Some(0));
@@ -308,7 +432,14 @@ async fn calls_to_sip_uris_go_directly_and_the_far_end_can_hang_up() {
     let f = fixture(41800).await;
     let to = format!("sip:alice@{}", f.uas.local_addr().unwrap());
     let (code, body) = f
-        .api("/Calls.json", &[("To", &to), ("From", "+15550001111"), ("Twiml", "<Response><Pause length=\"30\"/></Response>")])
+        .api(
+            "/Calls.json",
+            &[
+                ("To", &to),
+                ("From", "+15550001111"),
+                ("Twiml", "<Response><Pause length=\"30\"/></Response>"),
+            ],
+        )
         .await;
     assert_eq!(code, 201, "{body}");
     let sid: CallSid = body["sid"].as_str().unwrap().parse().unwrap();
@@ -316,7 +447,10 @@ async fn calls_to_sip_uris_go_directly_and_the_far_end_can_hang_up() {
     assert_eq!(invite.uri, to);
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut ok = f.reply(&invite, 200, "OK");
-    ok.headers.push("Contact", &format!("<sip:alice@{}>", f.uas.local_addr().unwrap()));
+    ok.headers.push(
+        "Contact",
+        &format!("<sip:alice@{}>", f.uas.local_addr().unwrap()),
+    );
     ok.set_body("application/sdp", uas_sdp(rtp.local_addr().unwrap().port()));
     f.send(ok).await;
     let ack = f.expect(sip::Method::Ack, Duration::from_secs(3)).await;
@@ -331,7 +465,10 @@ async fn calls_to_sip_uris_go_directly_and_the_far_end_can_hang_up() {
         f.uas.local_addr().unwrap(),
         invite.call_id().unwrap()
     );
-    f.uas.send_to(bye.as_bytes(), f.node.sip_addr).await.unwrap();
+    f.uas
+        .send_to(bye.as_bytes(), f.node.sip_addr)
+        .await
+        .unwrap();
     match f.recv(Duration::from_secs(3)).await {
         Some(sip::Message::Response(r)) => assert_eq!(r.status(), 200),
         other => panic!("no 200 for the BYE: {other:?}"),
