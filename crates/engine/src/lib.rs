@@ -77,6 +77,7 @@
 //!   `<Play>` URL is reported as 11200 and the document goes on.
 
 mod call;
+pub mod queue;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -86,6 +87,7 @@ pub use call::{
     RECORDING_REPORT_GRACE,
 };
 pub use model::{AccountSid, CallDirection, CallSid, CallStatus, RecordingSid};
+pub use queue::{QueueResult, QueueSid, Queues};
 
 /// Everything the engine needs to know about a call when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
