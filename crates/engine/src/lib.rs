@@ -77,6 +77,7 @@
 //!   `<Play>` URL is reported as 11200 and the document goes on.
 
 mod call;
+pub mod conference;
 pub mod queue;
 
 use std::fmt;
@@ -86,6 +87,7 @@ pub use call::{
     Call, APPLICATION_ERROR_MESSAGE, DIAL_REPORT_GRACE, MAX_REDIRECTS_WITHOUT_MEDIA,
     RECORDING_REPORT_GRACE,
 };
+pub use conference::{Conference, ConferenceOutput, ConferenceSid};
 pub use model::{AccountSid, CallDirection, CallSid, CallStatus, RecordingSid};
 pub use queue::{QueueResult, QueueSid, Queues};
 
