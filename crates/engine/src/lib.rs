@@ -77,6 +77,8 @@
 //!   `<Play>` URL is reported as 11200 and the document goes on.
 
 mod call;
+pub mod conference;
+pub mod queue;
 pub mod wait;
 
 use std::fmt;
@@ -86,7 +88,9 @@ pub use call::{
     Call, APPLICATION_ERROR_MESSAGE, DIAL_REPORT_GRACE, MAX_REDIRECTS_WITHOUT_MEDIA,
     RECORDING_REPORT_GRACE,
 };
+pub use conference::{Conference, ConferenceOutput, ConferenceSid};
 pub use model::{AccountSid, CallDirection, CallSid, CallStatus, RecordingSid};
+pub use queue::{QueueResult, QueueSid, Queues};
 
 /// Everything the engine needs to know about a call when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
