@@ -15,8 +15,8 @@ use twiml::{Document, Gather, Record, Verb};
 use url::Url;
 
 use crate::{
-    CallConfig, DialOutcome, HttpMethod, Input, MediaSource, Output, RecordStop, RejectReason,
-    WebhookReply,
+    CallConfig, DialOutcome, EnqueueOutcome, HttpMethod, Input, MediaSource, Output, QueueResult,
+    RecordStop, RejectReason, WebhookReply,
 };
 
 /// What the caller hears when the app fails and there is no working fallback, as on Twilio.
@@ -95,6 +95,14 @@ struct DialRun {
 }
 
 #[derive(Debug)]
+struct EnqueueRun {
+    id: u64,
+    enqueue: twiml::Enqueue,
+    /// The caller hung up; the call finishes once the runtime reports (or the grace ends).
+    hung_up_at: Option<Instant>,
+}
+
+#[derive(Debug)]
 enum State {
     /// Between verbs: `run` picks the next one.
     Ready,
@@ -108,6 +116,9 @@ enum State {
     Recording(Box<RecordRun>),
     /// A `<Dial>` is running in the runtime; the call waits for `DialEnded`.
     Dialing(Box<DialRun>),
+    /// The call waits in a queue (or is bridged to the agent who took it); the call waits
+    /// for `EnqueueEnded`.
+    Enqueued(Box<EnqueueRun>),
     /// Playing [`APPLICATION_ERROR_MESSAGE`]; hang up when it ends.
     AppError {
         id: u64,
@@ -134,6 +145,9 @@ pub struct Call {
     /// A dial a live update canceled, with its `answerOnBridge`: if its late `DialEnded` says
     /// it bridged, the runtime answered this call then.
     canceled_dial: Option<(u64, bool)>,
+    /// An enqueue a live update took the call out of, with its action: requested when its
+    /// `EnqueueEnded` comes, without waiting (the update's document drives the call).
+    canceled_enqueue: Option<(u64, twiml::Enqueue)>,
 }
 
 impl Call {
@@ -161,6 +175,7 @@ impl Call {
             redirects_without_media: 0,
             last_url_play: None,
             canceled_dial: None,
+            canceled_enqueue: None,
             config,
         };
         let params = call.base_params();
@@ -212,6 +227,7 @@ impl Call {
             }
             State::Recording(run) => run.hung_up_at.map(|t| t + RECORDING_REPORT_GRACE),
             State::Dialing(run) => run.hung_up_at.map(|t| t + DIAL_REPORT_GRACE),
+            State::Enqueued(run) => run.hung_up_at.map(|t| t + DIAL_REPORT_GRACE),
             _ => None,
         }
     }
@@ -246,6 +262,11 @@ impl Call {
             // The runtime never reported the dial: without an outcome there is nothing true
             // to tell the action, so the request is skipped, as for an unreported recording.
             State::Dialing(run) if run.hung_up_at.is_some_and(|t| t + DIAL_REPORT_GRACE <= now) => {
+                self.finish(now);
+            }
+            State::Enqueued(run)
+                if run.hung_up_at.is_some_and(|t| t + DIAL_REPORT_GRACE <= now) =>
+            {
                 self.finish(now);
             }
             _ => {}
@@ -307,6 +328,7 @@ impl Call {
                 }
             }
             Input::DialEnded { id, outcome } => self.handle_dial_ended(now, id, outcome),
+            Input::EnqueueEnded { id, outcome } => self.handle_enqueue_ended(now, id, outcome),
         }
     }
 
@@ -317,6 +339,7 @@ impl Call {
         match &self.state {
             State::Recording(run) if run.hung_up_at.is_some() => return false,
             State::Dialing(run) if run.hung_up_at.is_some() => return false,
+            State::Enqueued(run) if run.hung_up_at.is_some() => return false,
             _ => {}
         }
         match std::mem::replace(&mut self.state, State::Ready) {
@@ -335,6 +358,10 @@ impl Call {
             State::Dialing(run) => {
                 self.outputs.push_back(Output::CancelDial { id: run.id });
                 self.canceled_dial = Some((run.id, run.dial.answer_on_bridge));
+            }
+            State::Enqueued(run) => {
+                self.outputs.push_back(Output::LeaveQueue { id: run.id });
+                self.canceled_enqueue = Some((run.id, run.enqueue));
             }
             _ => {}
         }
@@ -536,6 +563,7 @@ impl Call {
             ));
         }
         params.push(("DialBridged".into(), bridged.to_string()));
+        params.extend(outcome.params);
         if let Some(recording) = &outcome.recording {
             // The runtime, which closes the file, sends `recordingStatusCallback` itself.
             params.push(("RecordingUrl".into(), recording.url.clone()));
@@ -560,6 +588,61 @@ impl Call {
         }
     }
 
+    fn handle_enqueue_ended(&mut self, now: Instant, id: u64, outcome: EnqueueOutcome) {
+        if !matches!(&self.state, State::Enqueued(run) if run.id == id) {
+            if let Some((canceled, enqueue)) = self.canceled_enqueue.take() {
+                if canceled == id {
+                    let params = self.enqueue_params(&outcome);
+                    self.fire_and_forget(enqueue.action.as_deref(), enqueue.method.into(), params);
+                } else {
+                    self.canceled_enqueue = Some((canceled, enqueue));
+                }
+            }
+            return;
+        }
+        // Matched as Enqueued just above, so the `else` is never taken.
+        let State::Enqueued(run) = std::mem::replace(&mut self.state, State::Ready) else {
+            return;
+        };
+        if run.hung_up_at.is_some() {
+            self.status = self.hangup_status();
+        }
+        let params = self.enqueue_params(&outcome);
+        let method = run.enqueue.method.into();
+        let action = run.enqueue.action.as_deref();
+        // `<Hangup>` in the wait document ends the call like the caller hanging up.
+        let ending = run.hung_up_at.is_some() || outcome.result == QueueResult::Hangup;
+        match (action, ending) {
+            (Some(action), true) => {
+                self.fire_and_forget(Some(action), method, params);
+                self.end_after_queue(now, run.hung_up_at.is_some());
+            }
+            (None, true) => self.end_after_queue(now, run.hung_up_at.is_some()),
+            (Some(action), false) => self.request_action(now, Some(action), method, params),
+            // No action: the document goes on after the <Enqueue>.
+            (None, false) => self.run(now),
+        }
+    }
+
+    fn end_after_queue(&mut self, now: Instant, caller_hung_up: bool) {
+        if caller_hung_up {
+            self.finish(now);
+        } else {
+            self.hang_up(now);
+        }
+    }
+
+    /// `QueueResult`, and `QueueSid` and `QueueTime` for a call that was in the queue.
+    fn enqueue_params(&self, outcome: &EnqueueOutcome) -> Vec<(String, String)> {
+        let mut params = self.base_params();
+        params.push(("QueueResult".into(), outcome.result.as_str().to_owned()));
+        if let Some(sid) = outcome.queue_sid {
+            params.push(("QueueSid".into(), sid.to_string()));
+            params.push(("QueueTime".into(), outcome.queue_time.as_secs().to_string()));
+        }
+        params
+    }
+
     /// With `answerOnBridge` the runtime answered this call when the legs were bridged,
     /// `bridged_for` before now. The earliest answer counts: a live update's document may
     /// have "answered" again after the bridge.
@@ -579,6 +662,13 @@ impl Call {
             if run.hung_up_at.is_none() {
                 run.hung_up_at = Some(now);
                 self.outputs.push_back(Output::CancelDial { id: run.id });
+            }
+            return;
+        }
+        if let State::Enqueued(run) = &mut self.state {
+            if run.hung_up_at.is_none() {
+                run.hung_up_at = Some(now);
+                self.outputs.push_back(Output::LeaveQueue { id: run.id });
             }
             return;
         }
@@ -741,6 +831,23 @@ impl Call {
             self.resolve_in_place(&mut target.url);
             self.resolve_in_place(&mut target.status_callback);
         }
+        match &mut out.join {
+            Some(twiml::DialJoin::Queue(queue)) => self.resolve_in_place(&mut queue.url),
+            Some(twiml::DialJoin::Conference(conference)) => {
+                // An empty waitUrl means silence, as written; anything else is a URL.
+                if conference
+                    .wait_url
+                    .as_deref()
+                    .is_some_and(|u| !u.is_empty())
+                {
+                    self.resolve_in_place(&mut conference.wait_url);
+                }
+                self.resolve_in_place(&mut conference.status_callback);
+                self.resolve_in_place(&mut conference.recording_status_callback);
+                self.resolve_in_place(&mut conference.event_callback_url);
+            }
+            None => {}
+        }
         out
     }
 
@@ -866,6 +973,28 @@ impl Call {
                     hung_up_at: None,
                 }));
             }
+            Verb::Enqueue(enqueue) => {
+                self.answer(now);
+                self.redirects_without_media = 0;
+                let id = self.take_id();
+                let mut resolved = enqueue.clone();
+                resolved.action = enqueue
+                    .action
+                    .as_deref()
+                    .and_then(|a| self.resolve(Some(a)).ok());
+                self.resolve_in_place(&mut resolved.wait_url);
+                self.outputs.push_back(Output::Enqueue {
+                    id,
+                    enqueue: resolved,
+                });
+                self.state = State::Enqueued(Box::new(EnqueueRun {
+                    id,
+                    enqueue,
+                    hung_up_at: None,
+                }));
+            }
+            // Outside a queue's wait document there is no queue to leave (Twilio ignores it).
+            Verb::Leave => {}
             Verb::Hangup => self.hang_up(now),
             Verb::Reject(reject) => {
                 if self.answered_at.is_some() {
@@ -1927,10 +2056,10 @@ mod tests {
         let (id, ..) = h.fetch();
         let out = h.reply(
             id,
-            "<Response><Say>hi</Say><Dial><Conference>room</Conference></Dial></Response>",
+            "<Response><Say>hi</Say><Connect><Stream url=\"wss://x.test/\"/></Connect></Response>",
         );
         assert!(
-            matches!(&out[0], Output::Notify { code: 12100, message } if message.contains("<Conference>")),
+            matches!(&out[0], Output::Notify { code: 12100, message } if message.contains("<Connect>")),
             "{out:?}"
         );
         assert!(
@@ -2274,6 +2403,7 @@ mod tests {
                 dial_call_sid: Some(DIALED.parse().expect("valid SID")),
                 duration: Duration::from_secs(bridged_secs),
                 recording: None,
+                params: Vec::new(),
             },
         }
     }
@@ -2437,6 +2567,7 @@ mod tests {
                     dial_call_sid: None,
                     duration: Duration::ZERO,
                     recording: None,
+                    params: Vec::new(),
                 },
             });
             let (_, url, method, params) = fetch_in(&out);
@@ -2725,6 +2856,7 @@ mod tests {
                     url: url.clone(),
                     duration: Duration::from_millis(29_400),
                 }),
+                params: Vec::new(),
             },
         });
         let (request, action_url, _, params) = fetch_in(&out);
@@ -2758,6 +2890,7 @@ mod tests {
                     url: "https://dialtone.test/rec".into(),
                     duration: Duration::from_secs(5),
                 }),
+                params: Vec::new(),
             },
         });
         assert!(fetches(&out).is_empty(), "{out:#?}");
@@ -2823,4 +2956,132 @@ mod tests {
         assert_eq!(out[0], Output::Hangup);
         h.assert_finished(CallStatus::Completed);
     }
+
+    // ---- <Enqueue> ----
+
+    fn enqueue_in(out: &[Output]) -> (u64, twiml::Enqueue) {
+        let found: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Enqueue { id, enqueue } => Some((*id, enqueue.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{out:#?}");
+        found.into_iter().next().expect("length checked")
+    }
+
+    const QUEUE: &str = "QU0123456789abcdef0123456789abcdef";
+
+    fn left(id: u64, result: QueueResult, waited: u64) -> Input {
+        Input::EnqueueEnded {
+            id,
+            outcome: EnqueueOutcome {
+                result,
+                queue_sid: Some(QUEUE.parse().expect("valid SID")),
+                queue_time: Duration::from_secs(waited),
+            },
+        }
+    }
+
+    #[test]
+    fn enqueue_answers_and_resolves_its_urls_then_requests_the_action() {
+        let mut h = Harness::with_document(
+            r#"<Response><Enqueue action="/after" waitUrl="hold.xml" waitUrlMethod="GET">support</Enqueue><Say>never</Say></Response>"#,
+        );
+        assert!(h.all.contains(&Output::Answer));
+        let (id, enqueue) = enqueue_in(&h.all);
+        assert_eq!(enqueue.name, "support");
+        assert_eq!(enqueue.wait_url.as_deref(), Some("https://app.test/voice/hold.xml"));
+        assert_eq!(enqueue.action.as_deref(), Some("https://app.test/after"));
+        let out = h.input(left(id, QueueResult::Bridged, 42));
+        let (_, url, params) = fetches(&out).pop().expect("the action");
+        assert_eq!(url, "https://app.test/after");
+        assert_eq!(param(&params, "QueueResult"), Some("bridged"));
+        assert_eq!(param(&params, "QueueSid"), Some(QUEUE));
+        assert_eq!(param(&params, "QueueTime"), Some("42"));
+    }
+
+    #[test]
+    fn enqueue_without_action_goes_on_and_queue_full_has_no_queue_sid() {
+        let mut h = Harness::with_document(
+            "<Response><Enqueue>support</Enqueue><Say>busy</Say></Response>",
+        );
+        let (id, _) = enqueue_in(&h.all);
+        let out = h.input(Input::EnqueueEnded {
+            id,
+            outcome: EnqueueOutcome {
+                result: QueueResult::QueueFull,
+                queue_sid: None,
+                queue_time: Duration::ZERO,
+            },
+        });
+        assert!(fetches(&out).is_empty());
+        assert!(matches!(&out[0], Output::Play { source: MediaSource::Tts { text, .. }, .. } if text == "busy"));
+
+        let mut h = Harness::with_document(
+            r#"<Response><Enqueue action="/full">support</Enqueue></Response>"#,
+        );
+        let (id, _) = enqueue_in(&h.all);
+        let out = h.input(Input::EnqueueEnded {
+            id,
+            outcome: EnqueueOutcome {
+                result: QueueResult::QueueFull,
+                queue_sid: None,
+                queue_time: Duration::ZERO,
+            },
+        });
+        let (_, _, params) = fetches(&out).pop().expect("the action");
+        assert_eq!(param(&params, "QueueResult"), Some("queue-full"));
+        assert_eq!(param(&params, "QueueSid"), None);
+    }
+
+    #[test]
+    fn caller_hanging_up_in_the_queue_leaves_it_and_reports_hangup() {
+        let mut h = Harness::with_document(
+            r#"<Response><Enqueue action="/after">support</Enqueue></Response>"#,
+        );
+        let (id, _) = enqueue_in(&h.all);
+        let out = h.input(Input::RemoteHangup);
+        assert_eq!(out, vec![Output::LeaveQueue { id }]);
+        let out = h.input(left(id, QueueResult::Hangup, 7));
+        let (_, _, params) = fetches(&out).pop().expect("the action, not waited on");
+        assert_eq!(param(&params, "QueueResult"), Some("hangup"));
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn hangup_in_the_wait_document_hangs_up_after_the_action_request() {
+        let mut h = Harness::with_document(
+            r#"<Response><Enqueue action="/after">support</Enqueue><Say>never</Say></Response>"#,
+        );
+        let (id, _) = enqueue_in(&h.all);
+        let out = h.input(left(id, QueueResult::Hangup, 3));
+        assert_eq!(fetches(&out).len(), 1);
+        assert!(out.contains(&Output::Hangup), "{out:?}");
+        h.assert_finished(CallStatus::Completed);
+    }
+
+    #[test]
+    fn a_live_update_takes_the_call_out_of_the_queue() {
+        let mut h = Harness::with_document(
+            r#"<Response><Enqueue action="/after">support</Enqueue></Response>"#,
+        );
+        let (id, _) = enqueue_in(&h.all);
+        let out = h.input(Input::Redirect {
+            url: "https://app.test/agent-free".into(),
+            method: HttpMethod::Post,
+        });
+        assert_eq!(out[0], Output::LeaveQueue { id });
+        let (redirect_id, url, _) = fetches(&out).pop().expect("the new document");
+        assert_eq!(url, "https://app.test/agent-free");
+        // The queue's late report requests the action without waiting on it.
+        let out = h.input(left(id, QueueResult::Redirected, 9));
+        let (_, url, params) = fetches(&out).pop().expect("the action");
+        assert_eq!(url, "https://app.test/after");
+        assert_eq!(param(&params, "QueueResult"), Some("redirected"));
+        let out = h.reply(redirect_id, "<Response><Say>hello</Say></Response>");
+        assert!(matches!(&out[0], Output::Play { .. }), "the update's document drives the call");
+    }
+
 }

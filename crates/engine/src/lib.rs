@@ -48,12 +48,31 @@
 //! - `CancelDial` may reach the runtime after it ended the dial itself: ignore it then, but
 //!   send `DialEnded` exactly once per `Dial`.
 //!
+//! # `<Dial><Queue>` and `<Dial><Conference>`
+//! Also `Output::Dial`, with `dial.join` set and no targets: the runtime takes the front of
+//! the queue or joins the room (its waiting and status decisions are [`queue`]'s and
+//! [`conference`]'s) and reports `DialEnded` when the bridge or the participation is over,
+//! with `QueueSid`/`QueueTime` or `ConferenceSid` in `outcome.params` for the action.
+//!
+//! # `<Enqueue>`
+//! `Answer`, then `Output::Enqueue { id, enqueue }` (URLs absolute). The runtime puts the call
+//! in the queue, plays the `waitUrl` with a [`wait::WaitLoop`] (whose ids and playbacks are
+//! its own), bridges the caller when an agent takes it, and reports `EnqueueEnded` once the
+//! call is out of the queue and any bridge is over. Then, as for `<Dial>`: the `action` is
+//! requested with `QueueResult` (and `QueueSid`, `QueueTime` when the call was in the queue)
+//! and its document replaces the rest, or the document goes on. A caller hang-up emits
+//! `LeaveQueue` and waits up to [`DIAL_REPORT_GRACE`] for the report (the action is then
+//! requested without waiting on it); `<Hangup>` in the wait document (`QueueResult=hangup`)
+//! ends the call the same way after the request. A live update emits `LeaveQueue` and runs
+//! the new document; the late report requests the action without waiting on it. `<Leave>`
+//! outside a wait document does nothing.
+//!
 //! # Behaviour where Twilio's docs are silent (choices)
 //! - Any verb other than `<Reject>` answers first, so an empty `<Response/>` or a first
 //!   `<Hangup>` gives `Answer`, `Hangup`, status `completed`. `<Reject>` after the call was
 //!   answered hangs up. `<Reject reason="busy">` ends `busy`, `rejected` ends `no-answer`.
 //! - A failed document fetch (11200: connect, timeout, non-2xx) or an unreadable document
-//!   (12100, including verbs this server does not run yet, such as `<Dial><Conference>`) is reported with
+//!   (12100, including verbs this server does not run yet, such as `<Connect>`) is reported with
 //!   `Notify`, then the fallback URL is requested with the failed request's parameters plus
 //!   `ErrorCode` and `ErrorUrl`. This applies to every document fetch (voice URL, `action`,
 //!   `<Redirect>`), not only the first. When the fallback fails too, or there is none, the call
@@ -272,6 +291,19 @@ pub struct DialOutcome {
     /// How long the legs were bridged; zero when nobody answered.
     pub duration: Duration,
     pub recording: Option<DialRecording>,
+    /// More parameters for the `action` request: `QueueSid` and `QueueTime` after a
+    /// `<Dial><Queue>`, `ConferenceSid` after a `<Dial><Conference>`.
+    pub params: Vec<(String, String)>,
+}
+
+/// What the runtime reports when an `<Enqueue>` is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnqueueOutcome {
+    pub result: QueueResult,
+    /// The queue, when the call was in it (not for `queue-full`).
+    pub queue_sid: Option<QueueSid>,
+    /// How long the call waited.
+    pub queue_time: Duration,
 }
 
 /// Events the runtime hands to a [`Call`].
@@ -311,6 +343,13 @@ pub enum Input {
     DialEnded {
         id: u64,
         outcome: DialOutcome,
+    },
+    /// The `<Enqueue>` started with `Output::Enqueue { id, .. }` is over: the caller was
+    /// bridged to an agent and that bridge ended, left (`<Leave>`), hung up, was refused
+    /// (`queue-full`), ...
+    EnqueueEnded {
+        id: u64,
+        outcome: EnqueueOutcome,
     },
 }
 
@@ -362,6 +401,18 @@ pub enum Output {
     /// `DialEnded { id, .. }`, which the engine may ignore. Safe to receive after the runtime
     /// already ended the dial on its own.
     CancelDial {
+        id: u64,
+    },
+    /// Put this call in the queue `enqueue.name` (URLs absolute) and play it the `waitUrl`
+    /// (an [`wait::WaitLoop`], with `<Leave>` and `<Hangup>` allowed) until an agent takes it;
+    /// report `EnqueueEnded { id, .. }` when it is out of the queue and any bridge is over.
+    Enqueue {
+        id: u64,
+        enqueue: twiml::Enqueue,
+    },
+    /// Take this call out of queue `id` (caller hung up, live update); the runtime still
+    /// reports `EnqueueEnded`, which the engine may ignore.
+    LeaveQueue {
         id: u64,
     },
     /// A Twilio error (e.g. 11200, 12100) to record for the call.

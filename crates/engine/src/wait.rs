@@ -51,7 +51,10 @@ pub enum WaitOutput {
     /// `<Hangup>` in a queue's wait document.
     Hangup,
     /// A problem worth recording against the call (a failed fetch 11200, a bad document 12100).
-    Notify { code: u32, message: String },
+    Notify {
+        code: u32,
+        message: String,
+    },
 }
 
 #[derive(Debug)]
@@ -317,7 +320,8 @@ impl WaitLoop {
         self.media_in_document = true;
         self.redirects = 0;
         // A loop of 0 means "until interrupted": the wait goes on while it plays.
-        self.outputs.push_back(WaitOutput::Play { id, source, loops });
+        self.outputs
+            .push_back(WaitOutput::Play { id, source, loops });
         self.step = Step::Playing(id);
     }
 
@@ -340,7 +344,10 @@ impl WaitLoop {
         };
         match resolved {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(u.into()),
-            Ok(u) => Err(format!("Invalid URL {url:?}: scheme {} is not http(s)", u.scheme())),
+            Ok(u) => Err(format!(
+                "Invalid URL {url:?}: scheme {} is not http(s)",
+                u.scheme()
+            )),
             Err(e) => Err(format!("Invalid URL {url:?}: {e}")),
         }
     }
@@ -400,13 +407,23 @@ mod tests {
         let t0 = Instant::now();
         let mut w = WaitLoop::new(t0, Some(URL.into()), HttpMethod::Post, params(3), true, 100);
         let out = drain(&mut w);
-        assert!(matches!(&out[..], [WaitOutput::Fetch { url, params, .. }] if url == URL && params == &self::params(3)));
-        w.handle_webhook(t0, fetch_id(&out), reply("<Response><Say>Please hold</Say><Play>music.mp3</Play></Response>"));
+        assert!(
+            matches!(&out[..], [WaitOutput::Fetch { url, params, .. }] if url == URL && params == &self::params(3))
+        );
+        w.handle_webhook(
+            t0,
+            fetch_id(&out),
+            reply("<Response><Say>Please hold</Say><Play>music.mp3</Play></Response>"),
+        );
         let out = drain(&mut w);
-        assert!(matches!(&out[..], [WaitOutput::Play { source: MediaSource::Tts { text, .. }, loops: 1, .. }] if text == "Please hold"));
+        assert!(
+            matches!(&out[..], [WaitOutput::Play { source: MediaSource::Tts { text, .. }, loops: 1, .. }] if text == "Please hold")
+        );
         w.handle_playback_done(t0, play_id(&out));
         let out = drain(&mut w);
-        assert!(matches!(&out[..], [WaitOutput::Play { source: MediaSource::Url(u), .. }] if u == "http://app.test/music.mp3"));
+        assert!(
+            matches!(&out[..], [WaitOutput::Play { source: MediaSource::Url(u), .. }] if u == "http://app.test/music.mp3")
+        );
         w.set_params(params(2));
         w.handle_playback_done(t0, play_id(&out));
         let out = drain(&mut w);
@@ -421,15 +438,26 @@ mod tests {
         let t0 = Instant::now();
         let mut w = WaitLoop::new(t0, Some(URL.into()), HttpMethod::Post, Vec::new(), true, 1);
         let id = fetch_id(&drain(&mut w));
-        w.handle_webhook(t0, id, reply("<Response><Leave/><Say>never</Say></Response>"));
+        w.handle_webhook(
+            t0,
+            id,
+            reply("<Response><Leave/><Say>never</Say></Response>"),
+        );
         assert_eq!(drain(&mut w), vec![WaitOutput::Leave]);
         assert!(w.is_stopped());
 
         let mut w = WaitLoop::new(t0, Some(URL.into()), HttpMethod::Post, Vec::new(), false, 1);
         let id = fetch_id(&drain(&mut w));
-        w.handle_webhook(t0, id, reply("<Response><Hangup/><Pause length=\"2\"/></Response>"));
+        w.handle_webhook(
+            t0,
+            id,
+            reply("<Response><Hangup/><Pause length=\"2\"/></Response>"),
+        );
         let out = drain(&mut w);
-        assert!(matches!(&out[..], [WaitOutput::Notify { code: 12100, .. }]), "{out:?}");
+        assert!(
+            matches!(&out[..], [WaitOutput::Notify { code: 12100, .. }]),
+            "{out:?}"
+        );
         assert_eq!(w.poll_timeout(), Some(t0 + Duration::from_secs(2)));
     }
 
@@ -437,14 +465,27 @@ mod tests {
     fn failures_and_no_url_fall_back_to_the_default_music() {
         let t0 = Instant::now();
         let mut w = WaitLoop::new(t0, None, HttpMethod::Post, Vec::new(), true, 1);
-        assert!(matches!(&drain(&mut w)[..], [WaitOutput::Play { source: MediaSource::HoldMusic, loops: 0, .. }]));
+        assert!(matches!(
+            &drain(&mut w)[..],
+            [WaitOutput::Play {
+                source: MediaSource::HoldMusic,
+                loops: 0,
+                ..
+            }]
+        ));
 
         let mut w = WaitLoop::new(t0, Some(URL.into()), HttpMethod::Get, Vec::new(), true, 1);
         let id = fetch_id(&drain(&mut w));
         w.handle_webhook(t0, id, Err(WebhookFailure::Status(500)));
         let out = drain(&mut w);
         assert!(matches!(&out[0], WaitOutput::Notify { code: 11200, .. }));
-        assert!(matches!(&out[1], WaitOutput::Play { source: MediaSource::HoldMusic, .. }));
+        assert!(matches!(
+            &out[1],
+            WaitOutput::Play {
+                source: MediaSource::HoldMusic,
+                ..
+            }
+        ));
         w.stop();
         assert_eq!(drain(&mut w), vec![WaitOutput::StopPlayback]);
     }
@@ -466,14 +507,27 @@ mod tests {
         let t0 = Instant::now();
         let mut w = WaitLoop::new(t0, Some(URL.into()), HttpMethod::Post, Vec::new(), false, 1);
         let id = fetch_id(&drain(&mut w));
-        w.handle_webhook(t0, id, reply("<Response><Redirect method=\"GET\">/other</Redirect></Response>"));
+        w.handle_webhook(
+            t0,
+            id,
+            reply("<Response><Redirect method=\"GET\">/other</Redirect></Response>"),
+        );
         let out = drain(&mut w);
-        assert!(matches!(&out[..], [WaitOutput::Fetch { url, method: HttpMethod::Get, .. }] if url == "http://app.test/other"));
-        let audio = Ok(WebhookReply { body: String::new(), content_type: Some("audio/mpeg".into()) });
+        assert!(
+            matches!(&out[..], [WaitOutput::Fetch { url, method: HttpMethod::Get, .. }] if url == "http://app.test/other")
+        );
+        let audio = Ok(WebhookReply {
+            body: String::new(),
+            content_type: Some("audio/mpeg".into()),
+        });
         w.handle_webhook(t0, fetch_id(&out), audio);
         let out = drain(&mut w);
-        assert!(matches!(&out[..], [WaitOutput::Play { source: MediaSource::Url(u), .. }] if u == "http://app.test/other"));
+        assert!(
+            matches!(&out[..], [WaitOutput::Play { source: MediaSource::Url(u), .. }] if u == "http://app.test/other")
+        );
         w.handle_playback_done(t0, play_id(&out));
-        assert!(matches!(&drain(&mut w)[..], [WaitOutput::Fetch { url, .. }] if url == "http://app.test/other"));
+        assert!(
+            matches!(&drain(&mut w)[..], [WaitOutput::Fetch { url, .. }] if url == "http://app.test/other")
+        );
     }
 }
