@@ -2992,7 +2992,10 @@ mod tests {
         assert!(h.all.contains(&Output::Answer));
         let (id, enqueue) = enqueue_in(&h.all);
         assert_eq!(enqueue.name, "support");
-        assert_eq!(enqueue.wait_url.as_deref(), Some("https://app.test/voice/hold.xml"));
+        assert_eq!(
+            enqueue.wait_url.as_deref(),
+            Some("https://app.test/voice/hold.xml")
+        );
         assert_eq!(enqueue.action.as_deref(), Some("https://app.test/after"));
         let out = h.input(left(id, QueueResult::Bridged, 42));
         let (_, url, params) = fetches(&out).pop().expect("the action");
@@ -3017,7 +3020,9 @@ mod tests {
             },
         });
         assert!(fetches(&out).is_empty());
-        assert!(matches!(&out[0], Output::Play { source: MediaSource::Tts { text, .. }, .. } if text == "busy"));
+        assert!(
+            matches!(&out[0], Output::Play { source: MediaSource::Tts { text, .. }, .. } if text == "busy")
+        );
 
         let mut h = Harness::with_document(
             r#"<Response><Enqueue action="/full">support</Enqueue></Response>"#,
@@ -3081,7 +3086,9 @@ mod tests {
         assert_eq!(url, "https://app.test/after");
         assert_eq!(param(&params, "QueueResult"), Some("redirected"));
         let out = h.reply(redirect_id, "<Response><Say>hello</Say></Response>");
-        assert!(matches!(&out[0], Output::Play { .. }), "the update's document drives the call");
+        assert!(
+            matches!(&out[0], Output::Play { .. }),
+            "the update's document drives the call"
+        );
     }
-
 }

@@ -55,6 +55,8 @@ pub enum WaitOutput {
         code: u32,
         message: String,
     },
+    /// A loop made with [`WaitLoop::once`] played its document to the end (or could not).
+    Done,
 }
 
 #[derive(Debug)]
@@ -76,6 +78,8 @@ pub struct WaitLoop {
     params: Vec<(String, String)>,
     /// `<Leave>` and `<Hangup>` are allowed (a queue's waitUrl).
     queue_verbs: bool,
+    /// Play the document once, then report `Done` (a `<Queue url>` for the dequeued caller).
+    once: bool,
     step: Step,
     verbs: VecDeque<Verb>,
     document_url: String,
@@ -105,6 +109,7 @@ impl WaitLoop {
             method,
             params,
             queue_verbs,
+            once: false,
             step: Step::Idle,
             verbs: VecDeque::new(),
             redirects: 0,
@@ -113,6 +118,25 @@ impl WaitLoop {
             next_id: first_id.max(1),
             outputs: VecDeque::new(),
         };
+        wait.next(now);
+        wait
+    }
+
+    /// Plays the document at `url` once (no music on failure) and reports [`WaitOutput::Done`].
+    pub fn once(
+        now: Instant,
+        url: String,
+        method: HttpMethod,
+        params: Vec<(String, String)>,
+        first_id: u64,
+    ) -> WaitLoop {
+        let mut wait = WaitLoop::new(now, None, method, params, false, first_id);
+        // `new` without a URL started the music: start over as a one-shot fetch.
+        wait.outputs.clear();
+        wait.step = Step::Idle;
+        wait.once = true;
+        wait.url = Some(url.clone());
+        wait.document_url = url;
         wait.next(now);
         wait
     }
@@ -231,6 +255,11 @@ impl WaitLoop {
     }
 
     fn refetch(&mut self, now: Instant) {
+        if self.once && self.fetched {
+            self.step = Step::Stopped;
+            self.outputs.push_back(WaitOutput::Done);
+            return;
+        }
         let Some(url) = self.url.clone() else {
             return self.music();
         };
@@ -325,8 +354,13 @@ impl WaitLoop {
         self.step = Step::Playing(id);
     }
 
-    /// The default hold music, until stopped.
+    /// The default hold music, until stopped (a one-shot loop just ends).
     fn music(&mut self) {
+        if self.once {
+            self.step = Step::Stopped;
+            self.outputs.push_back(WaitOutput::Done);
+            return;
+        }
         let id = self.take_id();
         self.verbs.clear();
         self.outputs.push_back(WaitOutput::Play {
@@ -529,5 +563,27 @@ mod tests {
         assert!(
             matches!(&drain(&mut w)[..], [WaitOutput::Fetch { url, .. }] if url == "http://app.test/other")
         );
+    }
+
+    #[test]
+    fn a_one_shot_document_plays_once_then_reports_done() {
+        let t0 = Instant::now();
+        let mut w = WaitLoop::once(t0, URL.into(), HttpMethod::Post, Vec::new(), 1);
+        let id = fetch_id(&drain(&mut w));
+        w.handle_webhook(
+            t0,
+            id,
+            reply("<Response><Say>You are next</Say></Response>"),
+        );
+        let out = drain(&mut w);
+        w.handle_playback_done(t0, play_id(&out));
+        assert_eq!(drain(&mut w), vec![WaitOutput::Done]);
+        assert!(w.is_stopped());
+
+        let mut w = WaitLoop::once(t0, URL.into(), HttpMethod::Post, Vec::new(), 1);
+        let id = fetch_id(&drain(&mut w));
+        w.handle_webhook(t0, id, Err(WebhookFailure::Timeout));
+        let out = drain(&mut w);
+        assert_eq!(out.last(), Some(&WaitOutput::Done), "{out:?}");
     }
 }

@@ -470,13 +470,22 @@ pub(crate) struct ActiveCall {
     time_limit: Option<tokio::time::Instant>,
     pub(crate) answered_at: Option<SystemTime>,
     /// The playback the engine last asked for; a late-loaded file for another id is dropped.
-    playing: Option<u64>,
+    pub(crate) playing: Option<u64>,
     recordings: Vec<(u64, RecordingSid, DateTime<Utc>)>,
     finished: bool,
     /// The running `<Dial>` (see `dial.rs`).
     pub(crate) dial: Option<crate::dial::Dial>,
     /// A dial that ended and waits for its recording file before the engine hears of it.
     pub(crate) pending_dial_end: Option<crate::dial::PendingDialEnd>,
+    /// The conference the call takes part in (`<Dial><Conference>`).
+    pub(crate) conference: Option<crate::participant::ConferenceLeg>,
+    /// Wait or hold music playing (a queue's or a room's), and the next id it may use.
+    pub(crate) waiting: Option<engine::wait::WaitLoop>,
+    pub(crate) next_wait_id: u64,
+    /// The queue the call waits in (`<Enqueue>`), and the caller an agent's
+    /// `<Dial><Queue>` took.
+    pub(crate) queued: Option<crate::queueing::QueuedLeg>,
+    pub(crate) dequeue: Option<crate::queueing::DequeueLeg>,
 }
 
 impl ActiveCall {
@@ -511,6 +520,11 @@ impl ActiveCall {
             finished: false,
             dial: None,
             pending_dial_end: None,
+            conference: None,
+            waiting: None,
+            next_wait_id: crate::participant::WAIT_ID_BASE,
+            queued: None,
+            dequeue: None,
         }
     }
 
@@ -520,9 +534,10 @@ impl ActiveCall {
             if self.finished {
                 break;
             }
-            let deadline = self
-                .engine
-                .poll_timeout()
+            let deadline = [self.engine.poll_timeout(), self.wait_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
@@ -543,8 +558,17 @@ impl ActiveCall {
                 Some(done) = self.done_rx.recv() => self.handle_done(done),
                 Some(control) = self.control.recv() => self.handle_control(control),
                 wake = crate::dial::wait(&mut self.dial) => self.handle_dial(wake).await,
+                event = crate::participant::room_event(&mut self.conference) => self.handle_room_event(event),
+                event = crate::queueing::queue_event(&mut self.queued) => self.handle_queue_event(event),
+                event = crate::queueing::agent_event(&mut self.dequeue) => self.handle_agent_event(event),
                 () = crate::dial::wait_pending(&self.pending_dial_end) => self.handle_pending_dial_timeout(),
-                () = sleep => self.engine.handle_timeout(std::time::Instant::now()),
+                () = sleep => {
+                    let now = std::time::Instant::now();
+                    if let Some(wait) = self.waiting.as_mut() {
+                        wait.handle_timeout(now);
+                    }
+                    self.engine.handle_timeout(now);
+                }
                 () = limit => {
                     tracing::info!(call_sid = %self.record.sid, "time limit reached: hanging up");
                     self.time_limit = None;
@@ -573,7 +597,22 @@ impl ActiveCall {
             // The engine hears of the dial's end before the hang-up (Twilio still requests `action`).
             self.end_dial(crate::dial::EndCause::ParentGone);
         }
+        if input == engine::Input::RemoteHangup && self.conference.is_some() {
+            self.end_conference(Some(engine::conference::LeaveReason::HungUp));
+        }
+        if input == engine::Input::RemoteHangup && self.dequeue.is_some() {
+            let bridged = self.dequeue_bridged();
+            self.end_dequeue(if bridged {
+                engine::DialCallStatus::Completed
+            } else {
+                engine::DialCallStatus::Canceled
+            });
+        }
         self.engine.handle_input(std::time::Instant::now(), input);
+    }
+
+    pub(crate) fn engine_status(&self) -> CallStatus {
+        self.engine.status()
     }
 
     /// An API update: redirect the running document, or end the call.
@@ -726,7 +765,13 @@ impl ActiveCall {
     }
 
     async fn drain(&mut self) {
-        while let Some(output) = self.engine.poll_output() {
+        loop {
+            if let Some(signal) = self.drain_waiting() {
+                self.handle_wait_signal(signal);
+            }
+            let Some(output) = self.engine.poll_output() else {
+                break;
+            };
             match output {
                 Output::FetchWebhook {
                     request_id,
@@ -784,8 +829,18 @@ impl ActiveCall {
                     self.finish(status).await;
                     self.finished = true;
                 }
-                Output::Dial { id, dial } => self.start_dial(id, dial),
-                Output::CancelDial { id } => self.cancel_dial(id),
+                Output::Dial { id, dial } => match dial.join {
+                    Some(twiml::DialJoin::Conference(_)) => self.start_conference(id, dial).await,
+                    Some(twiml::DialJoin::Queue(_)) => self.start_dequeue(id, dial),
+                    None => self.start_dial(id, dial),
+                },
+                Output::CancelDial { id } => {
+                    if !self.cancel_conference(id) && !self.cancel_dequeue(id) {
+                        self.cancel_dial(id);
+                    }
+                }
+                Output::Enqueue { id, enqueue } => self.start_enqueue(id, enqueue).await,
+                Output::LeaveQueue { id } => self.leave_queue(id),
             }
         }
     }
@@ -827,21 +882,26 @@ impl ActiveCall {
         method: HttpMethod,
         params: Vec<(String, String)>,
     ) {
-        let webhooks = self.shared.webhooks.clone();
-        let done = self.done_tx.clone();
         let request = WebhookRequest {
             url,
             method,
             params,
             auth_token: self.auth_token.clone(),
         };
+        self.spawn_fetch(request_id, request);
+    }
+
+    /// Requests a document in the background; the reply comes back as `Done::Webhook`.
+    pub(crate) fn spawn_fetch(&self, request_id: u64, request: WebhookRequest) {
+        let webhooks = self.shared.webhooks.clone();
+        let done = self.done_tx.clone();
         tokio::spawn(async move {
             let result = webhooks.fetch(request).await;
             let _ = done.send(Done::Webhook { request_id, result });
         });
     }
 
-    fn play(&mut self, id: u64, source: MediaSource, loops: u32) {
+    pub(crate) fn play(&mut self, id: u64, source: MediaSource, loops: u32) {
         self.playing = Some(id);
         let shared = self.shared.clone();
         let done = self.done_tx.clone();
@@ -857,6 +917,12 @@ impl ActiveCall {
                 let result = result
                     .map(engine::WebhookReply::from)
                     .map_err(engine::WebhookFailure::from);
+                if Self::is_wait_id(request_id) {
+                    if let Some(wait) = self.waiting.as_mut() {
+                        wait.handle_webhook(std::time::Instant::now(), request_id, result);
+                    }
+                    return;
+                }
                 self.input(engine::Input::WebhookResult { request_id, result });
             }
             Done::Audio { id, loops, result } => {
@@ -871,6 +937,12 @@ impl ActiveCall {
                     }
                     Err(reason) => {
                         tracing::warn!(call_sid = %self.record.sid, reason, "playback failed");
+                        if Self::is_wait_id(id) {
+                            if let Some(wait) = self.waiting.as_mut() {
+                                wait.handle_playback_done(std::time::Instant::now(), id);
+                            }
+                            return;
+                        }
                         self.input(engine::Input::PlaybackFailed { id, reason });
                     }
                 }
@@ -886,6 +958,12 @@ impl ActiveCall {
             MediaEvent::PlaybackDone { id } => {
                 if self.playing == Some(id) {
                     self.playing = None;
+                }
+                if Self::is_wait_id(id) {
+                    if let Some(wait) = self.waiting.as_mut() {
+                        wait.handle_playback_done(std::time::Instant::now(), id);
+                    }
+                    return;
                 }
                 self.input(engine::Input::PlaybackDone { id });
             }
@@ -951,7 +1029,7 @@ impl ActiveCall {
         }
     }
 
-    async fn notify(&self, code: u32, message: String) {
+    pub(crate) async fn notify(&self, code: u32, message: String) {
         tracing::warn!(call_sid = %self.record.sid, code, message, "call error");
         let now = Utc::now();
         let notification = NotificationRecord {

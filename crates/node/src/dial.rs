@@ -835,9 +835,20 @@ impl ActiveCall {
                         dial_call_sid: None,
                         duration: Duration::ZERO,
                         recording: None,
+                        params: Vec::new(),
                     };
                     w.engine
                         .handle_input(now, engine::Input::DialEnded { id, outcome });
+                }
+                // Nor does it wait in a queue.
+                Output::Enqueue { id, .. } => {
+                    let outcome = engine::EnqueueOutcome {
+                        result: engine::QueueResult::Error,
+                        queue_sid: None,
+                        queue_time: Duration::ZERO,
+                    };
+                    w.engine
+                        .handle_input(now, engine::Input::EnqueueEnded { id, outcome });
                 }
                 Output::Hangup | Output::Reject { .. } => {
                     let refuses = w.refuses || matches!(output, Output::Reject { .. });
@@ -862,6 +873,7 @@ impl ActiveCall {
                 Output::Answer
                 | Output::StopRecording { .. }
                 | Output::CancelDial { .. }
+                | Output::LeaveQueue { .. }
                 | Output::Finished { .. } => {}
             }
         }
@@ -1043,6 +1055,7 @@ impl ActiveCall {
             dial_call_sid,
             duration,
             recording: None,
+            params: Vec::new(),
         };
         match dial.recording.take() {
             Some(recording) if recording.running => {

@@ -18,11 +18,14 @@
 pub mod audio;
 pub mod call;
 pub mod calls_registry;
+pub mod conference;
 pub mod dial;
 pub mod fraud;
 pub mod http;
 pub mod media;
 pub mod outbound;
+mod participant;
+mod queueing;
 pub mod records;
 pub mod recovery;
 pub mod registrar;

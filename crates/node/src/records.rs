@@ -38,6 +38,21 @@ pub fn recording_path(
         .join(format!("{}.wav", recording.as_str()))
 }
 
+/// Where a conference's recording is written: `<recordings_dir>/<AC>/<CF>/<RE>.wav`, beside the
+/// calls' folders (a conference SID never names a call's folder).
+pub fn conference_recording_path(
+    config: &NodeConfig,
+    account: &AccountSid,
+    conference: &engine::ConferenceSid,
+    recording: &RecordingSid,
+) -> PathBuf {
+    config
+        .recordings_dir
+        .join(account.as_str())
+        .join(conference.as_str())
+        .join(format!("{}.wav", recording.as_str()))
+}
+
 enum Write {
     Insert(Box<CallRecord>),
     Update(Box<CallRecord>),

@@ -74,6 +74,12 @@ pub struct Shared {
     pub beep: Arc<[i16]>,
     /// Dialtone's default hold music, made once at start.
     pub hold_music: Arc<[i16]>,
+    /// The chimes a conference plays as a participant enters and leaves.
+    pub conference_beeps: (Arc<[i16]>, Arc<[i16]>),
+    /// Live conference rooms.
+    pub conferences: crate::conference::Conferences,
+    /// Call queues and their waiting callers.
+    pub queues: crate::queueing::QueueRuntime,
     /// Registered SIP users' bindings and the REGISTER failure counter.
     pub registrar: crate::registrar::Registrations,
 }
@@ -206,6 +212,12 @@ impl Node {
             metrics: Metrics::default(),
             beep: ::media::tone::beep().into(),
             hold_music: ::media::tone::hold_music().into(),
+            conference_beeps: (
+                ::media::tone::conference_enter_beep().into(),
+                ::media::tone::conference_exit_beep().into(),
+            ),
+            conferences: crate::conference::Conferences::default(),
+            queues: crate::queueing::QueueRuntime::default(),
             registrar: crate::registrar::Registrations::default(),
             config,
         });
