@@ -179,6 +179,7 @@ impl Fixture {
                 sid: recording,
                 account_sid: *account,
                 call_sid: call.sid,
+                conference_sid: None,
                 duration: 1,
                 channels: 1,
                 status: "completed".into(),
