@@ -332,21 +332,21 @@ pub(crate) async fn list_participants(
     let p = Params::from_query(query.as_deref());
     let paging = Paging::parse(&p)?;
     let mut applied = Vec::new();
-    let mut flags: Vec<(fn(&ParticipantRecord) -> bool, bool)> = Vec::new();
-    let filters: [(&'static str, fn(&ParticipantRecord) -> bool); 3] = [
-        ("Muted", |p| p.muted),
-        ("Hold", |p| p.hold),
-        ("Coaching", |p| p.coaching),
-    ];
-    for (name, flag) in filters {
-        if let Some(want) = opt_bool(&p, name)? {
-            flags.push((flag, want));
-            applied.push((name, want.to_string()));
+    let mut wanted = [None; 3];
+    for (name, want) in ["Muted", "Hold", "Coaching"].into_iter().zip(&mut wanted) {
+        *want = opt_bool(&p, name)?;
+        if let Some(v) = want {
+            applied.push((name, v.to_string()));
         }
     }
     let conference = find(&state, &ctx, &account, &conference, "").await?;
     let mut all = participants_of(&state, &conference).await?;
-    all.retain(|p| flags.iter().all(|(flag, want)| flag(p) == *want));
+    all.retain(|p| {
+        [p.muted, p.hold, p.coaching]
+            .into_iter()
+            .zip(wanted)
+            .all(|(has, want)| want != Some(!has))
+    });
     let page = live_page(all, &paging.request, |p| {
         (p.date_created, p.call_sid.to_string())
     });

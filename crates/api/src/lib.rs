@@ -397,3 +397,5 @@ async fn method_not_allowed() -> AppError {
 mod tests;
 #[cfg(test)]
 mod tenancy_tests;
+#[cfg(test)]
+mod live_tests;
