@@ -4,7 +4,9 @@
 //! URIs, Twilio error bodies and codes. Driven by `node`, which builds an [`ApiState`] and serves
 //! [`router`]; handlers read and write through `store` and tell `node` about routing changes
 //! through [`ApiHooks`]; calls are placed and changed through the same hooks, since only the
-//! runtime holds live calls.
+//! runtime holds live calls. Queues and conferences are stored resources too, but who waits in a
+//! queue and who is in a conference is live state: members and participants are read and changed
+//! through the hooks, after the handler has found the queue or conference in the path's account.
 //!
 //! Architecture invariant: this is the only crate that knows the REST JSON. Every route
 //! authenticates (HTTP Basic: account SID + primary or secondary auth token, or API key SID +
@@ -18,11 +20,13 @@ mod accounts;
 mod applications;
 mod auth;
 mod calls;
+mod conferences;
 mod error;
 mod keys;
 mod numbers;
 mod openapi;
 mod params;
+mod queues;
 mod recordings;
 mod render;
 mod routes;
@@ -39,7 +43,10 @@ use store::Store;
 use crate::auth::Ctx;
 
 pub use crate::error::AppError;
-pub use model::{AccountSid, CallRecord, CallSid, CallStatus};
+pub use model::{
+    AccountSid, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, MemberRecord, ParticipantRecord,
+    QueueSid,
+};
 
 /// Largest accepted request body; larger ones get 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -77,6 +84,219 @@ pub trait ApiHooks: Send + Sync {
         let _ = (account, sid, update);
         Box::pin(async { Err(HookError::NotSupported("Updating calls")) })
     }
+
+    /// How many calls wait in a queue of `account` now and their average wait: the live half of
+    /// a Queue resource. The default, for a server without calls, is an empty queue.
+    fn queue_stats(&self, account: AccountSid, queue: QueueSid) -> QueueStats {
+        let _ = (account, queue);
+        QueueStats::default()
+    }
+
+    /// The calls waiting in a queue of `account` (it exists: the handler found it). Any order;
+    /// the API lists them by `date_enqueued`. The default is an empty queue.
+    fn queue_members(
+        &self,
+        account: AccountSid,
+        queue: QueueSid,
+    ) -> BoxFuture<'_, Result<Vec<MemberRecord>, HookError>> {
+        let _ = (account, queue);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Dequeues one caller (`POST Queues/{QueueSid}/Members/{CallSid|Front}.json`, validated):
+    /// its call leaves the queue and runs the TwiML at `update.url`. Returns the member as it
+    /// stood when dequeued; [`HookError::NotFound`] when no such call waits there (or the queue
+    /// is empty, for `Front`).
+    fn update_member(
+        &self,
+        account: AccountSid,
+        queue: QueueSid,
+        member: MemberKey,
+        update: MemberUpdate,
+    ) -> BoxFuture<'_, Result<MemberRecord, HookError>> {
+        let _ = (account, queue, member, update);
+        Box::pin(async { Err(HookError::NotSupported("Dequeuing queue members")) })
+    }
+
+    /// Changes a live conference of `account` (`POST Conferences/{Sid}.json`, validated): end it,
+    /// or play an announcement to everyone in it. Returns the conference as it stands (after an
+    /// end, `completed` with its reason, as stored).
+    fn update_conference(
+        &self,
+        account: AccountSid,
+        conference: ConferenceSid,
+        update: ConferenceUpdate,
+    ) -> BoxFuture<'_, Result<ConferenceRecord, HookError>> {
+        let _ = (account, conference, update);
+        Box::pin(async { Err(HookError::NotSupported("Updating conferences")) })
+    }
+
+    /// The participants of a conference of `account` (it exists and has not ended: the handler
+    /// checked). Any order; the API lists them by `date_created`. The default is nobody.
+    fn conference_participants(
+        &self,
+        account: AccountSid,
+        conference: ConferenceSid,
+    ) -> BoxFuture<'_, Result<Vec<ParticipantRecord>, HookError>> {
+        let _ = (account, conference);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Calls someone into a conference (`POST Conferences/{ConferenceSid}/Participants.json`,
+    /// validated). Returns the new participant, typically `queued`, once its call record is
+    /// stored; the call proceeds in the background. A [`ConferenceTarget::FriendlyName`] joins the
+    /// account's open conference of that name, or opens one.
+    fn create_participant(
+        &self,
+        participant: CreateParticipant,
+    ) -> BoxFuture<'_, Result<ParticipantRecord, HookError>> {
+        let _ = participant;
+        Box::pin(async { Err(HookError::NotSupported("Adding conference participants")) })
+    }
+
+    /// Changes a participant (`POST .../Participants/{CallSid|Label}.json`, validated): mute,
+    /// hold, announce, coach... Returns it as it stands; [`HookError::NotFound`] when the
+    /// conference has no such participant.
+    fn update_participant(
+        &self,
+        account: AccountSid,
+        conference: ConferenceSid,
+        participant: ParticipantKey,
+        update: ParticipantUpdate,
+    ) -> BoxFuture<'_, Result<ParticipantRecord, HookError>> {
+        let _ = (account, conference, participant, update);
+        Box::pin(async { Err(HookError::NotSupported("Updating conference participants")) })
+    }
+
+    /// Removes (kicks) a participant (`DELETE .../Participants/{CallSid|Label}.json`): its call
+    /// leaves the room and goes on with the TwiML after its `<Dial>`, as Twilio's does.
+    /// [`HookError::NotFound`] when the conference has no such participant.
+    fn remove_participant(
+        &self,
+        account: AccountSid,
+        conference: ConferenceSid,
+        participant: ParticipantKey,
+    ) -> BoxFuture<'_, Result<(), HookError>> {
+        let _ = (account, conference, participant);
+        Box::pin(async { Err(HookError::NotSupported("Removing conference participants")) })
+    }
+}
+
+/// The live numbers of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Calls waiting now (Twilio's `current_size`).
+    pub current_size: u32,
+    /// Mean wait of those calls so far, whole seconds (Twilio's `average_wait_time`).
+    pub average_wait_time: u32,
+}
+
+/// Which member of a queue: the one at the front, or a call by its SID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKey {
+    Front,
+    Call(CallSid),
+}
+
+/// Dequeue a member into this TwiML: `url` (absolute http(s)) fetched with `method`
+/// (`GET` or `POST`, default `POST`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberUpdate {
+    pub url: String,
+    pub method: String,
+}
+
+/// A change to a live conference; at least one field is set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConferenceUpdate {
+    /// `Status=completed`: end the conference (Twilio's reason `conference-ended-via-api`).
+    pub end: bool,
+    /// `AnnounceUrl` and `AnnounceMethod` (default `POST`): audio or TwiML (`<Say>`, `<Play>`)
+    /// played to every participant.
+    pub announce: Option<(String, String)>,
+}
+
+/// Which conference a new participant joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConferenceTarget {
+    /// A conference the handler found in the account, not `completed`.
+    Sid(ConferenceSid),
+    /// A room by name (Twilio accepts the friendly name in place of the SID when adding a
+    /// participant): the account's open conference of that name, or a new one.
+    FriendlyName(String),
+}
+
+/// Which participant: by its call, or by the label it was given when added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParticipantKey {
+    Call(CallSid),
+    Label(String),
+}
+
+/// The parameters of a new participant: an outbound call that joins a conference once answered.
+/// Validated; methods are `GET` or `POST`; the defaults are Twilio's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateParticipant {
+    pub account_sid: AccountSid,
+    pub conference: ConferenceTarget,
+    /// E.164, or the user part given for a `sip:` destination, or `client:NAME`.
+    pub from: String,
+    /// E.164 (through a trunk), a `sip:`/`sips:` URI, or `client:NAME` (a registered user).
+    pub to: String,
+    /// 1 to 128 characters; fetch, update and delete accept it in place of the call SID.
+    pub label: Option<String>,
+    pub muted: bool,
+    /// `true`, `false`, `onEnter` or `onExit` (default `true`).
+    pub beep: String,
+    /// Default `true`.
+    pub start_conference_on_enter: bool,
+    pub end_conference_on_exit: bool,
+    /// Whisper to `call_sid_to_coach` only; set when a coached call is named (Twilio's rule).
+    pub coaching: bool,
+    pub call_sid_to_coach: Option<CallSid>,
+    /// What plays while the conference has not started: `None` for the server's default
+    /// music, `Some("")` for silence (Twilio's `WaitUrl=`), else an http(s) URL.
+    pub wait_url: Option<String>,
+    pub wait_method: String,
+    /// Let the participant hear ringing before the call is answered (default `true`).
+    pub early_media: bool,
+    pub status_callback: Option<String>,
+    pub status_callback_method: String,
+    /// `initiated`, `ringing`, `answered`, `completed` (default `completed`).
+    pub status_callback_events: Vec<String>,
+    pub conference_status_callback: Option<String>,
+    pub conference_status_callback_method: String,
+    /// `start`, `end`, `join`, `leave`, `mute`, `hold`, `modify`, `speaker`, `announcement`
+    /// (default `start`, `end`).
+    pub conference_status_callback_events: Vec<String>,
+    /// Record the participant's call.
+    pub record: bool,
+    /// `true`, `false`, `record-from-start` or `do-not-record` (default `false`): record the
+    /// conference's mix.
+    pub conference_record: String,
+    /// 2 to 250 (default 250): applies when this participant opens the conference.
+    pub max_participants: u32,
+    /// Seconds to ring, 5 to 600 (default 60).
+    pub timeout: u32,
+    /// Longest the call may last once answered, in seconds (default 14400).
+    pub time_limit: u32,
+}
+
+/// A change to a participant; `None` leaves a setting as it is. URLs come with their method.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParticipantUpdate {
+    pub muted: Option<bool>,
+    pub hold: Option<bool>,
+    /// Music while on hold (`HoldUrl`, `HoldMethod` default `GET`).
+    pub hold_url: Option<(String, String)>,
+    /// Played to this participant only (`AnnounceUrl`, `AnnounceMethod` default `POST`).
+    pub announce_url: Option<(String, String)>,
+    /// Music until the conference starts (`WaitUrl`, `WaitMethod` default `POST`).
+    pub wait_url: Option<(String, String)>,
+    pub beep_on_exit: Option<bool>,
+    pub end_conference_on_exit: Option<bool>,
+    pub coaching: Option<bool>,
+    pub call_sid_to_coach: Option<CallSid>,
 }
 
 /// The parameters of a new outbound call, validated; methods are `GET` or `POST`.
@@ -126,7 +346,7 @@ pub enum HookError {
     /// The request cannot be carried out as asked (HTTP 400 with a Twilio code).
     #[error("rejected ({code}): {message}")]
     Rejected { code: u32, message: String },
-    /// No such call for this account.
+    /// No such call (member, participant) for this account.
     #[error("not found")]
     NotFound,
     /// The runtime failed; logged, answered with a generic 500.
@@ -177,3 +397,5 @@ async fn method_not_allowed() -> AppError {
 mod tests;
 #[cfg(test)]
 mod tenancy_tests;
+#[cfg(test)]
+mod live_tests;

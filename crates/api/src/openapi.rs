@@ -56,6 +56,13 @@ fn object(fields: Vec<(&str, Value)>) -> Value {
 const METHODS: &[&str] = &["GET", "POST"];
 const CALL_STATUSES: &[&str] =
     &["queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"];
+const CONFERENCE_ENDED_REASONS: &[&str] = &[
+    "conference-ended-via-api",
+    "participant-with-end-conference-on-exit-left",
+    "participant-with-end-conference-on-exit-kicked",
+    "last-participant-kicked",
+    "last-participant-left",
+];
 
 pub(crate) fn shape_name(shape: Shape) -> &'static str {
     match shape {
@@ -74,10 +81,15 @@ pub(crate) fn shape_name(shape: Shape) -> &'static str {
         Shape::SipCredential => "SipCredentialListCredential",
         Shape::SipCredentialListMapping => "SipAuthRegistrationsCredentialListMapping",
         Shape::SipRegistration => "SipRegistration",
+        Shape::Queue => "Queue",
+        Shape::Member => "QueueMember",
+        Shape::Conference => "Conference",
+        Shape::Participant => "ConferenceParticipant",
+        Shape::ConferenceRecording => "ConferenceRecording",
     }
 }
 
-pub(crate) const SHAPES: [Shape; 15] = [
+pub(crate) const SHAPES: [Shape; 20] = [
     Shape::Account,
     Shape::Key,
     Shape::NewKey,
@@ -93,6 +105,11 @@ pub(crate) const SHAPES: [Shape; 15] = [
     Shape::SipCredential,
     Shape::SipCredentialListMapping,
     Shape::SipRegistration,
+    Shape::Queue,
+    Shape::Member,
+    Shape::Conference,
+    Shape::Participant,
+    Shape::ConferenceRecording,
 ];
 
 /// The JSON schema of one resource as `crate::render` writes it.
@@ -232,7 +249,7 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("api_version", s()),
             ("call_sid", sid("CA")),
             ("channels", json!({ "type": "integer" })),
-            ("conference_sid", ns()),
+            ("conference_sid", nullable(sid("CF"))),
             ("date_created", date()),
             ("date_updated", date()),
             ("duration", json!({ "type": "string", "pattern": "^[0-9]+$" })),
@@ -347,6 +364,77 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("presence", one_of(&["available", "busy", "offline"])),
             ("username", s()),
         ]),
+        Shape::Queue => object(vec![
+            ("account_sid", sid("AC")),
+            ("average_wait_time", json!({ "type": "integer", "minimum": 0 })),
+            ("current_size", json!({ "type": "integer", "minimum": 0 })),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("friendly_name", s()),
+            ("max_size", json!({ "type": "integer", "minimum": 1, "maximum": 5000 })),
+            ("sid", sid("QU")),
+            ("subresource_uris", string_map()),
+            ("uri", s()),
+        ]),
+        Shape::Member => object(vec![
+            ("call_sid", sid("CA")),
+            ("date_enqueued", date()),
+            ("position", json!({ "type": "integer", "minimum": 1 })),
+            ("queue_sid", sid("QU")),
+            ("uri", s()),
+            ("wait_time", json!({ "type": "integer", "minimum": 0 })),
+        ]),
+        Shape::Conference => object(vec![
+            ("account_sid", sid("AC")),
+            ("api_version", s()),
+            ("call_sid_ending_conference", nullable(sid("CA"))),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("friendly_name", s()),
+            ("reason_conference_ended", nullable(one_of(CONFERENCE_ENDED_REASONS))),
+            ("region", s()),
+            ("sid", sid("CF")),
+            ("status", one_of(&["init", "in-progress", "completed"])),
+            ("subresource_uris", string_map()),
+            ("uri", s()),
+        ]),
+        Shape::Participant => object(vec![
+            ("account_sid", sid("AC")),
+            ("call_sid", sid("CA")),
+            ("call_sid_to_coach", nullable(sid("CA"))),
+            ("coaching", json!({ "type": "boolean" })),
+            ("conference_sid", sid("CF")),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("end_conference_on_exit", json!({ "type": "boolean" })),
+            ("hold", json!({ "type": "boolean" })),
+            ("label", ns()),
+            ("muted", json!({ "type": "boolean" })),
+            // Milliseconds before the call was placed: only in the reply to a create.
+            ("queue_time", nullable(json!({ "type": "string", "pattern": "^[0-9]+$" }))),
+            ("start_conference_on_enter", json!({ "type": "boolean" })),
+            ("status", one_of(&["queued", "connecting", "ringing", "connected", "complete", "failed"])),
+            ("uri", s()),
+        ]),
+        Shape::ConferenceRecording => object(vec![
+            ("account_sid", sid("AC")),
+            ("api_version", s()),
+            ("call_sid", sid("CA")),
+            ("channels", json!({ "type": "integer" })),
+            ("conference_sid", sid("CF")),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("duration", json!({ "type": "string", "pattern": "^[0-9]+$" })),
+            ("encryption_details", nullable(json!({ "type": "object" }))),
+            ("error_code", nullable(json!({ "type": "integer" }))),
+            ("price", ns()),
+            ("price_unit", s()),
+            ("sid", sid("RE")),
+            ("source", s()),
+            ("start_time", date()),
+            ("status", s()),
+            ("uri", s()),
+        ]),
     }
 }
 
@@ -387,12 +475,19 @@ fn param_schema(p: &Param) -> Value {
         Ty::Phone => json!({ "type": "string", "pattern": "^\\+[1-9][0-9]{1,14}$" }),
         Ty::Destination => json!({ "type": "string", "pattern": "^(\\+[1-9][0-9]{1,14}|sips?:[^\\s<>\"]+)$" }),
         Ty::Sid(prefix) => sid(prefix),
+        Ty::Date => json!({ "type": "string", "format": "date" }),
         Ty::OneOf(values) => one_of(values),
     };
     let mut one = one;
     match p.name {
         "FriendlyName" => one["maxLength"] = json!(64),
         "Twiml" => one["maxLength"] = json!(4000),
+        "Label" => one["maxLength"] = json!(128),
+        "MaxSize" => one["maximum"] = json!(5000),
+        "MaxParticipants" => {
+            one["minimum"] = json!(2);
+            one["maximum"] = json!(250);
+        }
         "SendDigits" => one["pattern"] = json!("^[0-9A-D*#wW]{1,32}$"),
         "DomainName" => {
             one["pattern"] = json!(r"^[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*$");
@@ -436,7 +531,29 @@ fn path_param_prefix(path: &str, name: &str) -> &'static str {
         "Credentials" => "CR",
         // A mapping is named by the SID of the list it maps.
         "CredentialListMappings" => "CL",
+        "Queues" => "QU",
+        "Conferences" => "CF",
         _ => "",
+    }
+}
+
+/// The schema of a path parameter. Mostly a SID; three take something else in its place, as
+/// Twilio's: a queue member is a call SID or `Front`, a participant a call SID or its label, and
+/// a new participant's conference a SID or the room's friendly name.
+fn path_param_schema(op: &Operation, name: &str) -> Value {
+    // A label or room name: 1 to 128 characters, no control characters.
+    const NAME: &str = "[^\\u0000-\\u001f]{1,128}";
+    match (name, op.id) {
+        ("CallSid", "FetchMember" | "UpdateMember") => {
+            json!({ "type": "string", "pattern": "^(CA[0-9a-f]{32}|Front)$" })
+        }
+        ("CallSid", "FetchParticipant" | "UpdateParticipant" | "DeleteParticipant") => {
+            json!({ "type": "string", "pattern": format!("^(CA[0-9a-f]{{32}}|{NAME})$") })
+        }
+        ("ConferenceSid", "CreateParticipant") => {
+            json!({ "type": "string", "pattern": format!("^(CF[0-9a-f]{{32}}|{NAME})$") })
+        }
+        _ => sid(path_param_prefix(op.path, name)),
     }
 }
 
@@ -479,7 +596,7 @@ fn operation(op: &Operation) -> Value {
                 "name": name,
                 "in": "path",
                 "required": true,
-                "schema": sid(path_param_prefix(op.path, name)),
+                "schema": path_param_schema(op, name),
             })
         })
         .collect();
@@ -583,7 +700,9 @@ fn links_from_create(create: &Operation) -> Map<String, Value> {
                 return None;
             }
             let mut parameters = Map::new();
-            parameters.insert(made.to_owned(), json!("$response.body#/sid"));
+            // A participant is named by its call: it has no `sid` of its own.
+            let id = if made == "CallSid" { "call_sid" } else { "sid" };
+            parameters.insert(made.to_owned(), json!(format!("$response.body#/{id}")));
             for name in &parent {
                 parameters.insert((*name).to_owned(), json!(format!("$request.path.{name}")));
             }
@@ -655,7 +774,10 @@ mod tests {
         RecordingSid,
     };
 
-    use model::{CredentialListSid, CredentialSid, SipDomainSid};
+    use model::{
+        ConferenceRecord, ConferenceSid, ConferenceStatus, CredentialListSid, CredentialSid, MemberRecord, ParticipantRecord,
+        ParticipantStatus, QueueRecord, QueueSid, SipDomainSid,
+    };
     use store::sip::{
         CredentialListMapping, CredentialListRecord, CredentialRecord, SipDomainRecord, SipRegistrationRow, SipUserState,
     };
@@ -773,6 +895,7 @@ mod tests {
             sid: RecordingSid::generate(),
             account_sid: account.sid,
             call_sid: call.sid,
+            conference_sid: None,
             duration: 3,
             channels: 1,
             status: "completed".into(),
@@ -811,6 +934,7 @@ mod tests {
             (Shape::PromotedAuthToken, render::promoted_auth_token(&account, now, "https://voice.example")),
         ];
         out.extend(sip_samples(account.sid));
+        out.extend(queue_and_conference_samples(account.sid, recording.clone()));
         call.parent_call_sid = Some(CallSid::generate());
         call.phone_number_sid = Some(number.sid);
         call.status = CallStatus::Completed;
@@ -819,6 +943,71 @@ mod tests {
         call.duration = Some(12);
         call.answered_by = Some("human".into());
         out.push((Shape::Call, render::call(&call)));
+        out
+    }
+
+    /// Queues, members, conferences, participants and conference recordings, with the optional
+    /// fields both set and unset.
+    fn queue_and_conference_samples(account: AccountSid, mut recording: RecordingRecord) -> Vec<(Shape, Value)> {
+        let now = Utc::now();
+        let queue = QueueRecord {
+            sid: QueueSid::generate(),
+            account_sid: account,
+            friendly_name: "support".into(),
+            max_size: QueueRecord::DEFAULT_MAX_SIZE,
+            date_created: now,
+            date_updated: now,
+        };
+        let member = MemberRecord { call_sid: CallSid::generate(), queue_sid: queue.sid, position: 1, wait_time: 0, date_enqueued: now };
+        let mut conference = ConferenceRecord {
+            sid: ConferenceSid::generate(),
+            account_sid: account,
+            friendly_name: "standup".into(),
+            status: ConferenceStatus::Init,
+            region: ConferenceRecord::REGION.into(),
+            reason_conference_ended: None,
+            call_sid_ending_conference: None,
+            date_created: now,
+            date_updated: now,
+        };
+        let mut participant = ParticipantRecord {
+            account_sid: account,
+            conference_sid: conference.sid,
+            call_sid: CallSid::generate(),
+            label: None,
+            muted: false,
+            hold: false,
+            coaching: false,
+            call_sid_to_coach: None,
+            end_conference_on_exit: false,
+            start_conference_on_enter: true,
+            status: ParticipantStatus::Queued,
+            date_created: now,
+            date_updated: now,
+        };
+        let mut out = vec![
+            (Shape::Queue, render::queue(&queue, crate::QueueStats::default())),
+            (Shape::Queue, render::queue(&queue, crate::QueueStats { current_size: 3, average_wait_time: 41 })),
+            (Shape::Member, render::member(&member, &account)),
+            (Shape::Conference, render::conference(&conference)),
+            (Shape::Participant, render::participant(&participant, true)),
+            (Shape::Participant, render::participant(&participant, false)),
+        ];
+        conference.status = ConferenceStatus::Completed;
+        conference.reason_conference_ended = Some("last-participant-left".into());
+        conference.call_sid_ending_conference = Some(participant.call_sid);
+        participant.label = Some("agent 7".into());
+        participant.coaching = true;
+        participant.call_sid_to_coach = Some(CallSid::generate());
+        participant.status = ParticipantStatus::Connected;
+        recording.conference_sid = Some(conference.sid);
+        recording.source = "Conference".into();
+        out.extend([
+            (Shape::Conference, render::conference(&conference)),
+            (Shape::Participant, render::participant(&participant, false)),
+            (Shape::Recording, render::recording(&recording, "https://voice.example")),
+            (Shape::ConferenceRecording, render::conference_recording(&recording, &conference.sid)),
+        ]);
         out
     }
 

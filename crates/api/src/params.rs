@@ -108,6 +108,40 @@ impl Paging {
     }
 }
 
+/// One page of a live list (queue members, participants) that the runtime hands over whole:
+/// sorted oldest first by `key` (a time and a SID), then cut like a stored list, with a cursor
+/// naming the last row kept so the next page starts after it even if rows left meanwhile.
+pub(crate) fn live_page<T>(
+    mut items: Vec<T>,
+    request: &PageRequest,
+    key: impl Fn(&T) -> (chrono::DateTime<chrono::Utc>, String),
+) -> Page<T> {
+    let keyed = |t: &T| {
+        let (at, sid) = key(t);
+        (at.timestamp_micros(), sid)
+    };
+    items.sort_by_key(|t| keyed(t));
+    let start = match &request.after {
+        Some(c) => {
+            let after = (c.date_created_micros, c.sid.clone());
+            items.iter().position(|t| keyed(t) > after).unwrap_or(items.len())
+        }
+        None => usize::try_from(request.offset).unwrap_or(usize::MAX).min(items.len()),
+    };
+    let size = request.size.max(1) as usize;
+    let more = items.len() - start > size;
+    let items: Vec<T> = items.into_iter().skip(start).take(size).collect();
+    let next = if more {
+        items.last().map(|t| {
+            let (micros, sid) = keyed(t);
+            Cursor { date_created_micros: micros, sid }
+        })
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
 /// Twilio's list envelope: exactly one records key beside the paging meta keys (the SDKs find
 /// the records as the one key that is not meta), `next_page_uri` null on the last page.
 pub(crate) fn envelope<T>(
@@ -162,6 +196,23 @@ mod tests {
         for bad in ["PageSize=0", "PageSize=-1", "PageSize=x", "Page=-3", "PageToken=nope"] {
             assert!(Paging::parse(&Params::from_query(Some(bad))).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn live_pages_walk_oldest_first_and_survive_rows_leaving() {
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let rows: Vec<(i64, String)> = (0..5).rev().map(|i| (i, format!("CA{i}"))).collect();
+        let key = |r: &(i64, String)| (t0 + chrono::Duration::seconds(r.0 / 2), r.1.clone());
+        let first = live_page(rows.clone(), &PageRequest::first(2), key);
+        assert_eq!(first.items.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1]);
+        // Row 2 leaves before the next page is read: the cursor still knows where to go on.
+        let left: Vec<_> = rows.iter().filter(|r| r.0 != 2).cloned().collect();
+        let second = live_page(left, &PageRequest { size: 2, after: first.next, offset: 0 }, key);
+        assert_eq!(second.items.iter().map(|r| r.0).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(second.next, None);
+        let by_offset = live_page(rows.clone(), &PageRequest { size: 2, after: None, offset: 4 }, key);
+        assert_eq!((by_offset.items.len(), by_offset.next), (1, None));
+        assert!(live_page(rows, &PageRequest { size: 2, after: None, offset: 10 }, key).items.is_empty());
     }
 
     #[test]

@@ -8,8 +8,9 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::channel::Channel;
-use model::{CallSid, RecordingSid};
+use model::{CallSid, ConferenceSid, RecordingSid};
 use serde_json::Value;
+use store::RecordingFilter;
 use tokio::io::AsyncReadExt;
 
 use crate::auth::Ctx;
@@ -29,22 +30,23 @@ async fn list_for(
     let account = ctx.scope(&account, "")?;
     let p = Params::from_query(query.as_deref());
     let paging = Paging::parse(&p)?;
-    // The account-wide list takes a `CallSid` filter; the per-call list has it in the path.
+    // The account-wide list takes `CallSid` and `ConferenceSid` filters; the per-call list has
+    // the call in the path.
     let mut filters: Vec<(&str, String)> = Vec::new();
-    let call = match call {
-        Some(c) => Some(c),
-        None => {
-            let filter = p
-                .get("CallSid")
-                .map(|s| s.parse::<CallSid>().map_err(|_| AppError::bad(20001, "Invalid CallSid")))
-                .transpose()?;
-            if let Some(c) = &filter {
-                filters.push(("CallSid", c.to_string()));
-            }
-            filter
+    let mut filter = RecordingFilter { call_sid: call, conference_sid: None };
+    if call.is_none() {
+        if let Some(s) = p.get("CallSid").filter(|s| !s.is_empty()) {
+            let c = s.parse::<CallSid>().map_err(|_| AppError::bad(20001, "Invalid CallSid"))?;
+            filters.push(("CallSid", c.to_string()));
+            filter.call_sid = Some(c);
         }
-    };
-    let page = state.store.list_recordings(&account, call.as_ref(), &paging.request).await?;
+        if let Some(s) = p.get("ConferenceSid").filter(|s| !s.is_empty()) {
+            let c = s.parse::<ConferenceSid>().map_err(|_| AppError::bad(20001, "Invalid ConferenceSid"))?;
+            filters.push(("ConferenceSid", c.to_string()));
+            filter.conference_sid = Some(c);
+        }
+    }
+    let page = state.store.list_recordings(&account, &filter, &paging.request).await?;
     let public_url = state.public_url.clone();
     Ok(Json(envelope("recordings", &ctx.path, &filters, &paging, page, |r| {
         render::recording(r, &public_url)

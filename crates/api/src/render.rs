@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use model::{
-    AccountRecord, ApiKeyRecord, ApplicationRecord, ApplicationSid, CallRecord, NotificationRecord,
-    PhoneNumberRecord, RecordingRecord,
+    AccountRecord, AccountSid, ApiKeyRecord, ApplicationRecord, ApplicationSid, CallRecord, ConferenceRecord,
+    MemberRecord, NotificationRecord, ParticipantRecord, PhoneNumberRecord, QueueRecord, RecordingRecord,
 };
 use serde_json::{json, Value};
 
@@ -229,7 +229,7 @@ pub(crate) fn recording(r: &RecordingRecord, public_url: &str) -> Value {
         "api_version": API_VERSION,
         "call_sid": r.call_sid,
         "channels": r.channels,
-        "conference_sid": null,
+        "conference_sid": r.conference_sid,
         "date_created": rfc2822(r.date_created),
         "date_updated": rfc2822(r.date_updated),
         "duration": r.duration.to_string(),
@@ -248,6 +248,109 @@ pub(crate) fn recording(r: &RecordingRecord, public_url: &str) -> Value {
         },
         "track": "both",
         "uri": format!("{base}.json"),
+    })
+}
+
+/// A recording of a conference as `Conferences/{ConferenceSid}/Recordings` lists it: Twilio's
+/// Conference Recording resource, which has no `media_url`, `track` or subresources (the audio
+/// is at the recording's own `Recordings/{Sid}`). `conference` is the path's, the recording's own.
+pub(crate) fn conference_recording(r: &RecordingRecord, conference: &model::ConferenceSid) -> Value {
+    let base = account_base(r.account_sid.as_str());
+    json!({
+        "account_sid": r.account_sid,
+        "api_version": API_VERSION,
+        "call_sid": r.call_sid,
+        "channels": r.channels,
+        "conference_sid": conference,
+        "date_created": rfc2822(r.date_created),
+        "date_updated": rfc2822(r.date_updated),
+        "duration": r.duration.to_string(),
+        "encryption_details": null,
+        "error_code": null,
+        "price": null,
+        "price_unit": "USD",
+        "sid": r.sid,
+        "source": r.source,
+        "start_time": rfc2822(r.start_time),
+        "status": r.status,
+        "uri": format!("{base}/Conferences/{conference}/Recordings/{}.json", r.sid),
+    })
+}
+
+/// A queue with its live numbers (from the runtime).
+pub(crate) fn queue(q: &QueueRecord, stats: crate::QueueStats) -> Value {
+    let base = format!("{}/Queues/{}", account_base(q.account_sid.as_str()), q.sid);
+    json!({
+        "account_sid": q.account_sid,
+        "average_wait_time": stats.average_wait_time,
+        "current_size": stats.current_size,
+        "date_created": rfc2822(q.date_created),
+        "date_updated": rfc2822(q.date_updated),
+        "friendly_name": q.friendly_name,
+        "max_size": q.max_size,
+        "sid": q.sid,
+        "subresource_uris": { "members": format!("{base}/Members.json") },
+        "uri": format!("{base}.json"),
+    })
+}
+
+/// A queue member; `account` is the queue's (a member does not carry it).
+pub(crate) fn member(m: &MemberRecord, account: &AccountSid) -> Value {
+    json!({
+        "call_sid": m.call_sid,
+        "date_enqueued": rfc2822(m.date_enqueued),
+        "position": m.position,
+        "queue_sid": m.queue_sid,
+        "uri": format!("{}/Queues/{}/Members/{}.json", account_base(account.as_str()), m.queue_sid, m.call_sid),
+        "wait_time": m.wait_time,
+    })
+}
+
+pub(crate) fn conference(c: &ConferenceRecord) -> Value {
+    let base = format!("{}/Conferences/{}", account_base(c.account_sid.as_str()), c.sid);
+    json!({
+        "account_sid": c.account_sid,
+        "api_version": API_VERSION,
+        "call_sid_ending_conference": c.call_sid_ending_conference,
+        "date_created": rfc2822(c.date_created),
+        "date_updated": rfc2822(c.date_updated),
+        "friendly_name": c.friendly_name,
+        "reason_conference_ended": c.reason_conference_ended,
+        "region": c.region,
+        "sid": c.sid,
+        "status": c.status.as_str(),
+        "subresource_uris": {
+            "participants": format!("{base}/Participants.json"),
+            "recordings": format!("{base}/Recordings.json"),
+        },
+        "uri": format!("{base}.json"),
+    })
+}
+
+/// A participant. `queue_time` (milliseconds before its call was placed) is Twilio's only in the
+/// reply to a create: `"0"` there, since calls are placed at once, and null elsewhere.
+pub(crate) fn participant(p: &ParticipantRecord, created: bool) -> Value {
+    json!({
+        "account_sid": p.account_sid,
+        "call_sid": p.call_sid,
+        "call_sid_to_coach": p.call_sid_to_coach,
+        "coaching": p.coaching,
+        "conference_sid": p.conference_sid,
+        "date_created": rfc2822(p.date_created),
+        "date_updated": rfc2822(p.date_updated),
+        "end_conference_on_exit": p.end_conference_on_exit,
+        "hold": p.hold,
+        "label": p.label,
+        "muted": p.muted,
+        "queue_time": created.then_some("0"),
+        "start_conference_on_enter": p.start_conference_on_enter,
+        "status": p.status.as_str(),
+        "uri": format!(
+            "{}/Conferences/{}/Participants/{}.json",
+            account_base(p.account_sid.as_str()),
+            p.conference_sid,
+            p.call_sid
+        ),
     })
 }
 

@@ -23,7 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
-use crate::{accounts, applications, calls, keys, numbers, recordings, sip, ApiState, AppError, BODY_LIMIT};
+use crate::{
+    accounts, applications, calls, conferences, keys, numbers, queues, recordings, sip, ApiState, AppError, BODY_LIMIT,
+};
 
 /// What a parameter holds; the document's type, and the format a handler checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub(crate) enum Ty {
     Destination,
     /// A SID with this two-letter prefix.
     Sid(&'static str),
+    /// A day, `YYYY-MM-DD` (UTC).
+    Date,
     OneOf(&'static [&'static str]),
 }
 
@@ -96,6 +100,13 @@ pub(crate) enum Shape {
     SipCredentialListMapping,
     /// A user of `GET SIP/Registrations.json` (Dialtone extension).
     SipRegistration,
+    Queue,
+    /// A call waiting in a queue.
+    Member,
+    Conference,
+    Participant,
+    /// A recording as a conference's Recordings list gives it (Twilio's own shape for it).
+    ConferenceRecording,
 }
 
 /// One method on one path.
@@ -223,6 +234,85 @@ const SIP_CREDENTIAL_CREATE: [Param; 2] = [
     req("Password", Ty::Str, PASSWORD_RULE),
 ];
 const SIP_CREDENTIAL_UPDATE: [Param; 1] = [opt("Password", Ty::Str, PASSWORD_RULE)];
+const QUEUE_CREATE: [Param; 2] = [
+    req("FriendlyName", Ty::Str, "Unique in the account (`<Enqueue>` names the queue by it), 1 to 64 characters."),
+    opt("MaxSize", Ty::Int, "Most calls that may wait, 1 to 5000 (default 1000)."),
+];
+const QUEUE_UPDATE: [Param; 2] = [
+    opt("FriendlyName", Ty::Str, "Unique in the account, 1 to 64 characters."),
+    opt("MaxSize", Ty::Int, "Most calls that may wait, 1 to 5000."),
+];
+const MEMBER_UPDATE: [Param; 2] = [
+    req("Url", Ty::Url, "The TwiML the dequeued call runs next."),
+    opt("Method", Ty::HttpMethod, "Method for Url (default POST)."),
+];
+const CONFERENCE_STATUS: Ty = Ty::OneOf(&["init", "in-progress", "completed"]);
+const CONFERENCE_UPDATE: [Param; 3] = [
+    opt("Status", Ty::OneOf(&["completed"]), "End the conference."),
+    opt("AnnounceUrl", Ty::Url, "Audio or TwiML (<Say>, <Play>) played to every participant."),
+    opt("AnnounceMethod", Ty::HttpMethod, "Method for AnnounceUrl (default POST)."),
+];
+const PARTICIPANT_CREATE: [Param; 23] = [
+    req("From", Ty::Str, "Caller ID: E.164, `client:NAME`, or the user part to present to a `sip:` destination."),
+    req("To", Ty::Str, "E.164 number (through a trunk), `sip:` URI or `client:NAME` (a registered user)."),
+    opt("Label", Ty::Str, "1 to 128 characters; fetch, update and delete accept it in place of the call SID."),
+    opt("Muted", Ty::Bool, "Join muted (default false)."),
+    opt("Beep", Ty::OneOf(&["true", "false", "onEnter", "onExit"]), "When the room beeps for this participant (default true)."),
+    opt("StartConferenceOnEnter", Ty::Bool, "Start the conference on joining (default true)."),
+    opt("EndConferenceOnExit", Ty::Bool, "End the conference on leaving (default false)."),
+    opt("Coaching", Ty::Bool, "Be heard by CallSidToCoach only (default: whether CallSidToCoach is given)."),
+    opt("CallSidToCoach", Ty::Sid("CA"), "The participant call to coach."),
+    opt("WaitUrl", Ty::Url, "Played until the conference starts; empty for silence (default: hold music)."),
+    opt("WaitMethod", Ty::HttpMethod, "Method for WaitUrl (default POST)."),
+    opt("EarlyMedia", Ty::Bool, "Let the participant hear ringing (default true)."),
+    opt("StatusCallback", Ty::Url, "Told about the participant call's progress."),
+    opt("StatusCallbackMethod", Ty::HttpMethod, "Method for StatusCallback."),
+    Param {
+        name: "StatusCallbackEvent",
+        ty: Ty::OneOf(&["initiated", "ringing", "answered", "completed"]),
+        required: false,
+        repeated: true,
+        doc: "Events for StatusCallback (default completed); repeat it or separate with spaces.",
+    },
+    opt("ConferenceStatusCallback", Ty::Url, "Told about the conference's events."),
+    opt("ConferenceStatusCallbackMethod", Ty::HttpMethod, "Method for ConferenceStatusCallback."),
+    Param {
+        name: "ConferenceStatusCallbackEvent",
+        ty: Ty::OneOf(&["start", "end", "join", "leave", "mute", "hold", "modify", "speaker", "announcement"]),
+        required: false,
+        repeated: true,
+        doc: "Events for ConferenceStatusCallback (default start end); repeat it or separate with spaces.",
+    },
+    opt("Record", Ty::Bool, "Record the participant's call."),
+    opt("ConferenceRecord", Ty::OneOf(&["true", "false", "record-from-start", "do-not-record"]), "Record the conference (default false)."),
+    opt("MaxParticipants", Ty::Int, "Room size when this participant opens the conference, 2 to 250 (default 250)."),
+    opt("Timeout", Ty::Int, "Seconds to ring, 5 to 600 (default 60; out of range is clamped)."),
+    opt("TimeLimit", Ty::Int, "Longest call in seconds once answered (default 14400)."),
+];
+const PARTICIPANT_CREATE_IGNORED: &[&str] = &[
+    "ConferenceTrim", "Region", "RecordingChannels", "RecordingStatusCallback", "RecordingStatusCallbackMethod", "SipAuthUsername",
+    "SipAuthPassword", "ConferenceRecordingStatusCallback", "ConferenceRecordingStatusCallbackMethod",
+    "RecordingStatusCallbackEvent", "ConferenceRecordingStatusCallbackEvent", "JitterBufferSize", "Byoc", "CallerId",
+    "CallReason", "RecordingTrack", "MachineDetection", "MachineDetectionTimeout", "MachineDetectionSpeechThreshold",
+    "MachineDetectionSpeechEndThreshold", "MachineDetectionSilenceTimeout", "AmdStatusCallback",
+    "AmdStatusCallbackMethod", "Trim", "CallToken", "ClientNotificationUrl", "CallerDisplayName",
+];
+const PARTICIPANT_UPDATE: [Param; 12] = [
+    opt("Muted", Ty::Bool, "Mute or unmute."),
+    opt("Hold", Ty::Bool, "Put on hold (hears HoldUrl, is not heard) or take off hold."),
+    opt("HoldUrl", Ty::Url, "Music while on hold."),
+    opt("HoldMethod", Ty::HttpMethod, "Method for HoldUrl (default GET)."),
+    opt("AnnounceUrl", Ty::Url, "Audio or TwiML played to this participant only."),
+    opt("AnnounceMethod", Ty::HttpMethod, "Method for AnnounceUrl (default POST)."),
+    opt("WaitUrl", Ty::Url, "Music until the conference starts."),
+    opt("WaitMethod", Ty::HttpMethod, "Method for WaitUrl (default POST)."),
+    opt("BeepOnExit", Ty::Bool, "Beep when this participant leaves."),
+    opt("EndConferenceOnExit", Ty::Bool, "End the conference when this participant leaves."),
+    opt("Coaching", Ty::Bool, "Coach CallSidToCoach (heard by that call only), or stop."),
+    opt("CallSidToCoach", Ty::Sid("CA"), "The participant call to coach."),
+];
+const DATE_CREATED_IGNORED: &[&str] = &["DateCreated", "DateCreated<", "DateCreated>"];
+
 /// One page holds all of these lists; Twilio's paging parameters are accepted and ignored.
 const SINGLE_PAGE_IGNORED: &[&str] = &["PageSize", "Page", "PageToken"];
 
@@ -331,8 +421,11 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
             page_params([]), &["Log", "MessageDate", "MessageDate<", "MessageDate>"],
             Reply::Page("notifications", Shape::Notification), BAD, || get(calls::account_notifications)),
         op(Method::GET, concat_path(A, "/Recordings.json"), "ListRecording", "Recordings",
-            page_params([opt("CallSid", Ty::Sid("CA"), "Only this call's recordings.")]),
-            &["DateCreated", "DateCreated<", "DateCreated>", "ConferenceSid", "IncludeSoftDeleted"],
+            page_params([
+                opt("CallSid", Ty::Sid("CA"), "Only this call's recordings."),
+                opt("ConferenceSid", Ty::Sid("CF"), "Only this conference's recordings."),
+            ]),
+            &["DateCreated", "DateCreated<", "DateCreated>", "IncludeSoftDeleted"],
             Reply::Page("recordings", Shape::Recording), BAD, || get(recordings::list)),
         op(Method::GET, concat_path(A, "/Recordings/{Sid}.json"), "FetchRecording", "A recording's metadata", &[], &[],
             Reply::One(200, Shape::Recording), &[], || get(recordings::fetch)),
@@ -340,6 +433,65 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
         // SID serves the audio too, as Twilio).
         op(Method::GET, concat_path(A, "/Recordings/{Sid}.wav"), "FetchRecordingMedia", "A recording's audio (WAV)", &[], &[],
             Reply::Audio, &[], || get(recordings::fetch)),
+        op(Method::GET, concat_path(A, "/Queues.json"), "ListQueue", "Call queues, newest first", page_params([]), &[],
+            Reply::Page("queues", Shape::Queue), BAD, || get(queues::list)),
+        op(Method::POST, concat_path(A, "/Queues.json"), "CreateQueue", "Create a call queue", &QUEUE_CREATE, &[],
+            Reply::One(201, Shape::Queue), FORM, || post(queues::create)),
+        op(Method::GET, concat_path(A, "/Queues/{Sid}.json"), "FetchQueue", "A call queue, with its live size and wait", &[], &[],
+            Reply::One(200, Shape::Queue), &[], || get(queues::fetch)),
+        op(Method::POST, concat_path(A, "/Queues/{Sid}.json"), "UpdateQueue", "Rename or resize a call queue", &QUEUE_UPDATE, &[],
+            Reply::One(200, Shape::Queue), FORM, || post(queues::update)),
+        op(Method::DELETE, concat_path(A, "/Queues/{Sid}.json"), "DeleteQueue", "Delete a call queue nobody waits in", &[], &[],
+            Reply::Empty, BAD, || delete(queues::delete)),
+        op(Method::GET, concat_path(A, "/Queues/{QueueSid}/Members.json"), "ListMember", "The calls waiting in a queue, front first",
+            page_params([]), &[], Reply::Page("queue_members", Shape::Member), BAD, || get(queues::list_members)),
+        op(Method::GET, concat_path(A, "/Queues/{QueueSid}/Members/{CallSid}.json"), "FetchMember",
+            "A waiting call, by its SID or `Front`", &[], &[], Reply::One(200, Shape::Member), &[], || get(queues::fetch_member)),
+        op(Method::POST, concat_path(A, "/Queues/{QueueSid}/Members/{CallSid}.json"), "UpdateMember",
+            "Dequeue a call (by its SID or `Front`) into the TwiML at Url", &MEMBER_UPDATE, &[],
+            Reply::One(200, Shape::Member), FORM, || post(queues::update_member)),
+        op(Method::GET, concat_path(A, "/Conferences.json"), "ListConference", "Conferences, newest first",
+            page_params([
+                opt("FriendlyName", Ty::Str, "Only conferences of this room."),
+                opt("Status", CONFERENCE_STATUS, "Only conferences with this status."),
+                opt("DateCreated", Ty::Date, "Only conferences created on this day (UTC)."),
+                opt("DateCreated<", Ty::Date, "Only conferences created on or before this day."),
+                opt("DateCreated>", Ty::Date, "Only conferences created on or after this day."),
+                opt("DateUpdated", Ty::Date, "Only conferences last updated on this day (UTC)."),
+                opt("DateUpdated<", Ty::Date, "Only conferences last updated on or before this day."),
+                opt("DateUpdated>", Ty::Date, "Only conferences last updated on or after this day."),
+            ]),
+            &[], Reply::Page("conferences", Shape::Conference), BAD, || get(conferences::list)),
+        op(Method::GET, concat_path(A, "/Conferences/{Sid}.json"), "FetchConference", "A conference", &[], &[],
+            Reply::One(200, Shape::Conference), &[], || get(conferences::fetch)),
+        op(Method::POST, concat_path(A, "/Conferences/{Sid}.json"), "UpdateConference", "End a conference or announce into it",
+            &CONFERENCE_UPDATE, &[], Reply::One(200, Shape::Conference), FORM, || post(conferences::update)),
+        op(Method::GET, concat_path(A, "/Conferences/{ConferenceSid}/Participants.json"), "ListParticipant",
+            "Who is in a conference",
+            page_params([
+                opt("Muted", Ty::Bool, "Only muted (or unmuted) participants."),
+                opt("Hold", Ty::Bool, "Only participants on (or off) hold."),
+                opt("Coaching", Ty::Bool, "Only coaching (or not coaching) participants."),
+            ]),
+            &[], Reply::Page("participants", Shape::Participant), BAD, || get(conferences::list_participants)),
+        op(Method::POST, concat_path(A, "/Conferences/{ConferenceSid}/Participants.json"), "CreateParticipant",
+            "Call someone into a conference (by its SID, or the room's name to join or open it)",
+            &PARTICIPANT_CREATE, PARTICIPANT_CREATE_IGNORED,
+            Reply::One(201, Shape::Participant), FORM, || post(conferences::create_participant)),
+        op(Method::GET, concat_path(A, "/Conferences/{ConferenceSid}/Participants/{CallSid}.json"), "FetchParticipant",
+            "A participant, by its call SID or label", &[], &[], Reply::One(200, Shape::Participant), &[],
+            || get(conferences::fetch_participant)),
+        op(Method::POST, concat_path(A, "/Conferences/{ConferenceSid}/Participants/{CallSid}.json"), "UpdateParticipant",
+            "Mute, hold, announce to or coach with a participant", &PARTICIPANT_UPDATE, &[],
+            Reply::One(200, Shape::Participant), FORM, || post(conferences::update_participant)),
+        op(Method::DELETE, concat_path(A, "/Conferences/{ConferenceSid}/Participants/{CallSid}.json"), "DeleteParticipant",
+            "Remove a participant from the conference", &[], &[], Reply::Empty, &[], || delete(conferences::delete_participant)),
+        op(Method::GET, concat_path(A, "/Conferences/{ConferenceSid}/Recordings.json"), "ListConferenceRecording",
+            "A conference's recordings", page_params([]), DATE_CREATED_IGNORED,
+            Reply::Page("recordings", Shape::ConferenceRecording), BAD, || get(conferences::list_recordings)),
+        op(Method::GET, concat_path(A, "/Conferences/{ConferenceSid}/Recordings/{Sid}.json"), "FetchConferenceRecording",
+            "A recording of a conference", &[], &[], Reply::One(200, Shape::ConferenceRecording), &[],
+            || get(conferences::fetch_recording)),
         op(Method::GET, concat_path(A, "/SIP/Domains.json"), "ListSipDomain", "SIP domains", page_params([]), &[],
             Reply::Page("domains", Shape::SipDomain), BAD, || get(sip::list_domains)),
         op(Method::POST, concat_path(A, "/SIP/Domains.json"), "CreateSipDomain", "Create a SIP domain (REGISTERs to its name belong to the account)",

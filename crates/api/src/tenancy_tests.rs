@@ -7,8 +7,8 @@ use base64::Engine;
 use chrono::Utc;
 use http_body_util::BodyExt;
 use model::{
-    AccountSid, CallDirection, CallRecord, CallSid, CallStatus, PhoneNumberRecord, PhoneNumberSid,
-    RecordingRecord, RecordingSid,
+    AccountSid, CallDirection, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, ConferenceStatus,
+    PhoneNumberRecord, PhoneNumberSid, RecordingRecord, RecordingSid,
 };
 use serde_json::Value;
 use tower::ServiceExt;
@@ -179,6 +179,7 @@ impl Fixture {
                 sid: recording,
                 account_sid: *account,
                 call_sid: call.sid,
+                conference_sid: None,
                 duration: 1,
                 channels: 1,
                 status: "completed".into(),
@@ -195,7 +196,48 @@ impl Fixture {
         assert_eq!(status, StatusCode::CREATED, "{app}");
         let (status, key) = self.req(cred, Method::POST, &format!("{b}/Keys.json"), Some("FriendlyName=ci")).await;
         assert_eq!(status, StatusCode::CREATED, "{key}");
+        // Every account names its queue and room alike: names are per account.
+        let (status, queue) = self.req(cred, Method::POST, &format!("{b}/Queues.json"), Some("FriendlyName=support")).await;
+        assert_eq!(status, StatusCode::CREATED, "{queue}");
+        let conference = ConferenceRecord {
+            sid: ConferenceSid::generate(),
+            account_sid: *account,
+            friendly_name: "standup".into(),
+            status: ConferenceStatus::InProgress,
+            region: ConferenceRecord::REGION.into(),
+            reason_conference_ended: None,
+            call_sid_ending_conference: None,
+            date_created: now,
+            date_updated: now,
+        };
+        self.state.store.insert_conference(&conference).await.unwrap();
+        let mix = RecordingSid::generate();
+        self.state
+            .store
+            .insert_recording(&RecordingRecord {
+                sid: mix,
+                account_sid: *account,
+                call_sid: call.sid,
+                conference_sid: Some(conference.sid),
+                duration: 1,
+                channels: 1,
+                status: "completed".into(),
+                source: "Conference".into(),
+                start_time: now,
+                date_created: now,
+                date_updated: now,
+                file_name: format!("{mix}.wav"),
+            })
+            .await
+            .unwrap();
+        let (queue, room) = (queue["sid"].as_str().unwrap().to_owned(), conference.sid);
         vec![
+            format!("/Queues/{queue}.json"),
+            format!("/Queues/{queue}/Members.json"),
+            format!("/Conferences/{room}.json"),
+            format!("/Conferences/{room}/Participants.json"),
+            format!("/Conferences/{room}/Recordings.json"),
+            format!("/Conferences/{room}/Recordings/{mix}.json"),
             format!("/IncomingPhoneNumbers/{}.json", number.sid),
             format!("/Calls/{}.json", call.sid),
             format!("/Recordings/{recording}.json"),
@@ -222,7 +264,10 @@ async fn children_never_reach_their_parent_or_siblings_and_parents_reach_childre
     let main_paths = f.populate(&f.main, &main, "+14155550100").await;
     let a_paths = f.populate(&a.sid, &a.cred, "+14155550101").await;
     let b_paths = f.populate(&b.sid, &b.cred, "+14155550102").await;
-    let lists = ["/IncomingPhoneNumbers.json", "/Calls.json", "/Recordings.json", "/Applications.json", "/Keys.json", "/Notifications.json"];
+    let lists = [
+        "/IncomingPhoneNumbers.json", "/Calls.json", "/Recordings.json", "/Applications.json", "/Keys.json",
+        "/Notifications.json", "/Queues.json", "/Conferences.json",
+    ];
 
     // Everyone reads their own.
     for (sid, cred, paths) in [(&f.main, &main, &main_paths), (&a.sid, &a.cred, &a_paths), (&b.sid, &b.cred, &b_paths)] {
@@ -238,7 +283,7 @@ async fn children_never_reach_their_parent_or_siblings_and_parents_reach_childre
             let (status, body) = f.get(&a.cred, &format!("{}{p}", base(victim))).await;
             assert_404(status, &body, p);
             let (status, body) = f.get(&a.cred, &format!("{}{p}", base(&a.sid))).await;
-            if p.ends_with("/Recordings.json") {
+            if p.starts_with("/Calls/") && p.ends_with("/Recordings.json") {
                 // A per-call list under one's own account, naming someone else's call: empty.
                 assert_eq!((status, &body["recordings"]), (StatusCode::OK, &serde_json::json!([])), "{p}");
             } else {
@@ -531,4 +576,56 @@ async fn shapes_have_every_field_the_sdk_reads_with_twilio_types() {
     let new_main = Cred(f.main.to_string(), promoted["auth_token"].as_str().unwrap().into());
     let (_, number) = f.req(&new_main, Method::POST, &format!("{b}/IncomingPhoneNumbers.json"), Some("PhoneNumber=%2B14155550100")).await;
     assert_fields("incoming phone number", &number, SDK_INCOMING_PHONE_NUMBER);
+}
+
+#[tokio::test]
+async fn queues_and_conferences_of_another_account_cannot_be_changed_or_joined() {
+    let f = fixture().await;
+    let main = f.main_cred();
+    let (a, b) = (f.child("a").await, f.child("b").await);
+    let (status, queue) = f.req(&b.cred, Method::POST, &format!("{}/Queues.json", base(&b.sid)), Some("FriendlyName=support")).await;
+    assert_eq!(status, StatusCode::CREATED, "{queue}");
+    let queue = queue["sid"].as_str().unwrap().to_owned();
+    let now = Utc::now();
+    let room = ConferenceRecord {
+        sid: ConferenceSid::generate(),
+        account_sid: b.sid,
+        friendly_name: "standup".into(),
+        status: ConferenceStatus::InProgress,
+        region: ConferenceRecord::REGION.into(),
+        reason_conference_ended: None,
+        call_sid_ending_conference: None,
+        date_created: now,
+        date_updated: now,
+    };
+    f.state.store.insert_conference(&room).await.unwrap();
+    let call = CallSid::generate();
+    let writes = [
+        (Method::POST, format!("/Queues/{queue}.json"), Some("FriendlyName=mine")),
+        (Method::DELETE, format!("/Queues/{queue}.json"), None),
+        (Method::POST, format!("/Queues/{queue}/Members/Front.json"), Some("Url=http%3A%2F%2Fa.test%2F")),
+        (Method::GET, format!("/Queues/{queue}/Members/{call}.json"), None),
+        (Method::POST, format!("/Conferences/{}.json", room.sid), Some("Status=completed")),
+        (Method::POST, format!("/Conferences/{}/Participants.json", room.sid), Some("To=%2B15550002222&From=%2B15550001111")),
+        (Method::POST, format!("/Conferences/{}/Participants/{call}.json", room.sid), Some("Muted=true")),
+        (Method::DELETE, format!("/Conferences/{}/Participants/{call}.json", room.sid), None),
+    ];
+    // Neither through the owner's path nor through one's own path with the owner's SIDs: a 404
+    // before the runtime is asked (which here would answer 501).
+    for (method, path, form) in &writes {
+        for account in [&b.sid, &a.sid] {
+            let (status, body) = f.req(&a.cred, method.clone(), &format!("{}{path}", base(account)), *form).await;
+            assert_404(status, &body, path);
+        }
+    }
+    let (_, kept) = f.get(&b.cred, &format!("{}/Queues/{queue}.json", base(&b.sid))).await;
+    assert_eq!(kept["friendly_name"], "support");
+    // The same names are free in every other account: a's own queue and room are its own.
+    let (status, own) = f.req(&a.cred, Method::POST, &format!("{}/Queues.json", base(&a.sid)), Some("FriendlyName=support")).await;
+    assert_eq!(status, StatusCode::CREATED, "{own}");
+    let (_, listed) = f.get(&a.cred, &format!("{}/Conferences.json?FriendlyName=standup", base(&a.sid))).await;
+    assert_eq!(listed["conferences"], serde_json::json!([]));
+    // The parent manages its child's.
+    let (status, renamed) = f.req(&main, Method::POST, &format!("{}/Queues/{queue}.json", base(&b.sid)), Some("MaxSize=10")).await;
+    assert_eq!((status, renamed["max_size"].as_u64()), (StatusCode::OK, Some(10)));
 }

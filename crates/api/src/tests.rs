@@ -202,7 +202,7 @@ async fn unknown_foreign_and_junk_resources_are_404_20404() {
         format!("/2010-04-01/Accounts/{other}.json"),
         format!("/2010-04-01/Accounts/{other}/Calls/{}.json", call.sid),
         "/2010-04-01/Accounts/ACjunk/Calls.json".to_owned(),
-        format!("{base}/Queues.json"),
+        format!("{base}/Messages.json"),
         "/".to_owned(),
     ];
     for uri in unknown {
@@ -395,6 +395,7 @@ async fn recording_media_and_metadata_are_served() {
             sid,
             account_sid: f.account,
             call_sid: call.sid,
+            conference_sid: None,
             duration: 7,
             channels: 1,
             status: "completed".into(),

@@ -6,8 +6,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::call::{CallDirection, CallStatus};
+use crate::conference::{ConferenceStatus, ParticipantStatus};
 use crate::sid::{
-    AccountSid, ApiKeySid, ApplicationSid, CallSid, PhoneNumberSid, RecordingSid, Sid, SidKind,
+    AccountSid, ApiKeySid, ApplicationSid, CallSid, ConferenceSid, PhoneNumberSid, QueueSid,
+    RecordingSid, Sid, SidKind,
 };
 
 /// A notification (`NO...`): an error or warning recorded against a call.
@@ -164,12 +166,19 @@ pub struct CallRecord {
     pub date_updated: DateTime<Utc>,
 }
 
-/// A finished recording made by the `<Record>` verb.
+/// A finished recording: of a call (the `<Record>` verb, `Record=true`, a `<Dial record>`) or of
+/// a conference's mixed audio.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingRecord {
     pub sid: RecordingSid,
     pub account_sid: AccountSid,
+    /// The call the recording belongs to. A conference recording names a call too, as Twilio's
+    /// do: the participant call whose `<Conference record>` (or `ConferenceRecord`) started it.
+    /// A room is only ever recorded because some participant's call asked for it, so there is
+    /// always one to name and this stays non-optional.
     pub call_sid: CallSid,
+    /// Set for a recording of a conference's mix (Twilio's `conference_sid`), `None` otherwise.
+    pub conference_sid: Option<ConferenceSid>,
     /// Whole seconds.
     pub duration: u32,
     pub channels: u32,
@@ -182,6 +191,93 @@ pub struct RecordingRecord {
     pub date_updated: DateTime<Utc>,
     /// Path relative to the recordings directory (e.g. `RE....wav`); never user-supplied.
     pub file_name: String,
+}
+
+/// A call queue (Twilio's Queue resource): the persistent part. Who waits in it, and for how
+/// long, is live state the runtime holds (see [`MemberRecord`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRecord {
+    pub sid: QueueSid,
+    pub account_sid: AccountSid,
+    /// Unique within the account: `<Enqueue>` names a queue by it.
+    pub friendly_name: String,
+    /// Most calls that may wait at once, 1 to [`QueueRecord::MAX_MAX_SIZE`].
+    pub max_size: u32,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+}
+
+impl QueueRecord {
+    /// Twilio's default `MaxSize` (its documentation once said 100; the 2010 API now creates
+    /// queues of 1000).
+    pub const DEFAULT_MAX_SIZE: u32 = 1000;
+    /// Twilio's largest `MaxSize`.
+    pub const MAX_MAX_SIZE: u32 = 5000;
+}
+
+const _: () = assert!(QueueRecord::DEFAULT_MAX_SIZE <= QueueRecord::MAX_MAX_SIZE);
+
+/// One call waiting in a queue (Twilio's Member resource). Live: the runtime builds these from
+/// the calls it holds; nothing of a member is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub call_sid: CallSid,
+    pub queue_sid: QueueSid,
+    /// 1 for the front of the queue.
+    pub position: u32,
+    /// Whole seconds since the call was enqueued.
+    pub wait_time: u32,
+    pub date_enqueued: DateTime<Utc>,
+}
+
+/// A conference (Twilio's Conference resource): one run of a named room, from the moment its
+/// first participant arrives until it ends. The same name opens a new conference, with a new SID,
+/// once the previous one is `completed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceRecord {
+    pub sid: ConferenceSid,
+    pub account_sid: AccountSid,
+    /// The room's name as `<Dial><Conference>` gave it.
+    pub friendly_name: String,
+    pub status: ConferenceStatus,
+    /// Where the audio was mixed; Dialtone reports Twilio's default, `us1`.
+    pub region: String,
+    /// Twilio's reason once `completed`: `conference-ended-via-api`,
+    /// `participant-with-end-conference-on-exit-left`,
+    /// `participant-with-end-conference-on-exit-kicked`, `last-participant-kicked` or
+    /// `last-participant-left`.
+    pub reason_conference_ended: Option<String>,
+    /// The participant call whose leaving (or kicking) ended the conference.
+    pub call_sid_ending_conference: Option<CallSid>,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+}
+
+impl ConferenceRecord {
+    /// The region every Dialtone conference reports.
+    pub const REGION: &'static str = "us1";
+}
+
+/// One call in a conference (Twilio's Participant resource). Live: the runtime builds these from
+/// the rooms it holds; nothing of a participant is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantRecord {
+    pub account_sid: AccountSid,
+    pub conference_sid: ConferenceSid,
+    pub call_sid: CallSid,
+    /// A name given when the participant was added through the API; fetch, update and delete
+    /// accept it in place of the call SID.
+    pub label: Option<String>,
+    pub muted: bool,
+    pub hold: bool,
+    /// Whether it is coaching `call_sid_to_coach` (heard by that participant only).
+    pub coaching: bool,
+    pub call_sid_to_coach: Option<CallSid>,
+    pub end_conference_on_exit: bool,
+    pub start_conference_on_enter: bool,
+    pub status: ParticipantStatus,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
 }
 
 /// An error or warning about a call (Twilio's Notifications resource).

@@ -42,6 +42,10 @@ sid_kind!(/// A SIP credential list (`CL...`): usernames and passwords SIP users
     CredentialList, CredentialListSid, "CL");
 sid_kind!(/// A SIP credential (`CR...`): one username of a credential list.
     Credential, CredentialSid, "CR");
+sid_kind!(/// A call queue (`QU...`): where `<Enqueue>` parks callers until they are dequeued.
+    Queue, QueueSid, "QU");
+sid_kind!(/// A conference (`CF...`): one run of a named room, from its first participant to its end.
+    Conference, ConferenceSid, "CF");
 
 /// A typed SID. Stored as its 34 ASCII bytes so it is `Copy` and compares cheaply.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,5 +159,15 @@ mod tests {
         let cr = CredentialSid::generate().to_string();
         assert!(cr.starts_with("CR"));
         assert_eq!(cr.parse::<CredentialListSid>(), Err(SidError::Prefix { expected: "CL" }));
+    }
+
+    #[test]
+    fn queue_and_conference_sids_have_twilio_prefixes() {
+        let qu = QueueSid::generate().to_string();
+        assert!(qu.starts_with("QU"));
+        assert_eq!(qu.parse::<QueueSid>().map(|s| s.to_string()), Ok(qu.clone()));
+        let cf = ConferenceSid::generate().to_string();
+        assert!(cf.starts_with("CF"));
+        assert_eq!(qu.parse::<ConferenceSid>(), Err(SidError::Prefix { expected: "CF" }));
     }
 }

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A phone number is unique system-wide; someone (maybe another account) already has it.
     #[error("phone number {0} is already in use")]
     DuplicatePhoneNumber(String),
+    /// A queue's name is unique within its account; another queue of the account has it.
+    #[error("a queue named {0:?} already exists in this account")]
+    DuplicateQueueName(String),
     /// A page token that this store did not issue.
     #[error("invalid page token")]
     InvalidPageToken,

@@ -1,5 +1,6 @@
 //! Persistence for Dialtone: accounts and subaccounts, API keys, applications, phone numbers,
-//! calls, recordings and notifications, in SQL through `sqlx`.
+//! calls, recordings and notifications, SIP users, queues and conferences, in SQL through
+//! `sqlx`.
 //!
 //! Driven by `api` (REST reads and writes) and `node` (call records as calls progress, the routing
 //! index at start and on number changes). Every method is `async` and takes `&self`; `Store` is a
@@ -30,10 +31,12 @@
 mod accounts;
 mod applications;
 mod calls;
+mod conferences;
 mod error;
 mod keys;
 mod numbers;
 mod page;
+mod queues;
 mod recordings;
 pub mod sip;
 pub mod testing;
@@ -51,9 +54,11 @@ use sqlx::{Arguments, Connection, Row};
 pub use accounts::{AccountFilter, CallPermission};
 pub use applications::ApplicationFilter;
 pub use calls::CallFilter;
+pub use conferences::{ConferenceFilter, TimeRange};
 pub use error::StoreError;
 pub use numbers::NumberFilter;
 pub use page::{Cursor, Page, PageRequest};
+pub use recordings::RecordingFilter;
 
 type Db = sqlx::Any;
 type DbRow = sqlx::any::AnyRow;

@@ -1,6 +1,6 @@
 //! Recordings and notifications: the artefacts a call leaves behind.
 
-use model::{AccountSid, CallSid, NotificationRecord, RecordingRecord, RecordingSid};
+use model::{AccountSid, CallSid, ConferenceSid, NotificationRecord, RecordingRecord, RecordingSid};
 use sqlx::Row;
 
 use crate::{
@@ -8,8 +8,15 @@ use crate::{
     StoreError,
 };
 
-const RECORDING_COLUMNS: &str = "SELECT sid, account_sid, call_sid, duration, channels, status, \
-    source, start_time, date_created, date_updated, file_name FROM recordings";
+const RECORDING_COLUMNS: &str = "SELECT sid, account_sid, call_sid, conference_sid, duration, \
+    channels, status, source, start_time, date_created, date_updated, file_name FROM recordings";
+
+/// Filters of the Recordings lists (exact matches; both given means both must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordingFilter {
+    pub call_sid: Option<CallSid>,
+    pub conference_sid: Option<ConferenceSid>,
+}
 
 const NOTIFICATION_COLUMNS: &str = "SELECT sid, account_sid, call_sid, error_code, log, \
     message_text, message_date, request_url, request_method, response_body, date_created, \
@@ -20,6 +27,7 @@ fn decode_recording(r: &DbRow) -> Result<RecordingRecord, StoreError> {
         sid: sid_col(r, "sid")?,
         account_sid: sid_col(r, "account_sid")?,
         call_sid: sid_col(r, "call_sid")?,
+        conference_sid: opt_sid_col(r, "conference_sid")?,
         duration: u32_col(r, "duration")?,
         channels: u32_col(r, "channels")?,
         status: r.try_get("status")?,
@@ -53,8 +61,8 @@ impl Store {
     pub async fn insert_recording(&self, rec: &RecordingRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO recordings (sid, account_sid, call_sid, duration, channels, status, source, \
-             start_time, date_created, date_updated, file_name) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             start_time, date_created, date_updated, file_name, conference_sid) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(rec.sid.as_str())
         .bind(rec.account_sid.as_str())
@@ -67,6 +75,7 @@ impl Store {
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
         .bind(&rec.file_name)
+        .bind(rec.conference_sid.as_ref().map(|s| s.as_str()))
         .execute(self.writer())
         .await?;
         Ok(())
@@ -80,9 +89,10 @@ impl Store {
     pub async fn upsert_recording(&self, rec: &RecordingRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO recordings (sid, account_sid, call_sid, duration, channels, status, source, \
-             start_time, date_created, date_updated, file_name) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             start_time, date_created, date_updated, file_name, conference_sid) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (sid) DO UPDATE SET call_sid = excluded.call_sid, \
+             conference_sid = excluded.conference_sid, \
              duration = excluded.duration, channels = excluded.channels, status = excluded.status, \
              source = excluded.source, start_time = excluded.start_time, \
              date_updated = excluded.date_updated, file_name = excluded.file_name \
@@ -99,6 +109,7 @@ impl Store {
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
         .bind(&rec.file_name)
+        .bind(rec.conference_sid.as_ref().map(|s| s.as_str()))
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
@@ -112,16 +123,21 @@ impl Store {
         self.fetch_scoped(RECORDING_COLUMNS, account, sid.as_str(), decode_recording).await
     }
 
-    /// Recordings of one account (optionally of one call), newest first.
+    /// Recordings of one account, newest first: all of them, or those of one call (Twilio's
+    /// `Calls/{CallSid}/Recordings`, `Recordings?CallSid=`) and/or of one conference
+    /// (`Conferences/{ConferenceSid}/Recordings`, `Recordings?ConferenceSid=`).
     pub async fn list_recordings(
         &self,
         account: &AccountSid,
-        call_sid: Option<&CallSid>,
+        filter: &RecordingFilter,
         page: &PageRequest,
     ) -> Result<Page<RecordingRecord>, StoreError> {
         let mut q = Sql::scoped(RECORDING_COLUMNS, account);
-        if let Some(call) = call_sid {
+        if let Some(call) = &filter.call_sid {
             q.push(" AND call_sid = ").push_bind(call.as_str().to_owned());
+        }
+        if let Some(conference) = &filter.conference_sid {
+            q.push(" AND conference_sid = ").push_bind(conference.as_str().to_owned());
         }
         self.page_of(q, page, decode_recording).await
     }
@@ -178,6 +194,7 @@ mod tests {
             sid,
             account_sid: *account,
             call_sid: *call,
+            conference_sid: None,
             duration: 7,
             channels: 1,
             status: "completed".into(),
@@ -201,10 +218,42 @@ mod tests {
 
         assert_eq!(db.store.recording(&a, &r1.sid).await.unwrap().as_ref(), Some(&r1));
         assert!(db.store.recording(&b, &r1.sid).await.unwrap().is_none());
-        let all = db.store.list_recordings(&a, None, &PageRequest::first(50)).await.unwrap();
+        let all = db.store.list_recordings(&a, &RecordingFilter::default(), &PageRequest::first(50)).await.unwrap();
         assert_eq!(all.items.len(), 2);
-        let one = db.store.list_recordings(&a, Some(&c1), &PageRequest::first(50)).await.unwrap();
+        let by_call = RecordingFilter { call_sid: Some(c1), ..RecordingFilter::default() };
+        let one = db.store.list_recordings(&a, &by_call, &PageRequest::first(50)).await.unwrap();
         assert_eq!(one.items, vec![r1]);
+    }
+
+    #[tokio::test]
+    async fn conference_recordings_keep_their_conference_and_list_by_it() {
+        let db = temp_store().await;
+        let (a, b) = (account(&db.store).await, account(&db.store).await);
+        let (call, room) = (CallSid::generate(), ConferenceSid::generate());
+        let mut mix = recording(&a, &call);
+        mix.conference_sid = Some(room);
+        mix.source = "Conference".into();
+        db.store.insert_recording(&mix).await.unwrap();
+        db.store.insert_recording(&recording(&a, &call)).await.unwrap();
+        let mut foreign = recording(&b, &call);
+        foreign.conference_sid = Some(room);
+        db.store.insert_recording(&foreign).await.unwrap();
+
+        assert_eq!(db.store.recording(&a, &mix.sid).await.unwrap().as_ref(), Some(&mix));
+        let by_room = RecordingFilter { conference_sid: Some(room), ..RecordingFilter::default() };
+        let page = db.store.list_recordings(&a, &by_room, &PageRequest::first(50)).await.unwrap();
+        assert_eq!(page.items, vec![mix.clone()]);
+        let both = RecordingFilter { call_sid: Some(call), conference_sid: Some(room) };
+        assert_eq!(db.store.list_recordings(&a, &both, &PageRequest::first(50)).await.unwrap().items, vec![mix.clone()]);
+        let by_call = RecordingFilter { call_sid: Some(call), ..RecordingFilter::default() };
+        assert_eq!(db.store.list_recordings(&a, &by_call, &PageRequest::first(50)).await.unwrap().items.len(), 2);
+        let other = RecordingFilter { conference_sid: Some(ConferenceSid::generate()), ..RecordingFilter::default() };
+        assert!(db.store.list_recordings(&a, &other, &PageRequest::first(50)).await.unwrap().items.is_empty());
+
+        // The upsert of crash recovery keeps (and can set) the conference.
+        mix.duration = 30;
+        assert!(db.store.upsert_recording(&mix).await.unwrap());
+        assert_eq!(db.store.recording(&a, &mix.sid).await.unwrap().unwrap().conference_sid, Some(room));
     }
 
     #[tokio::test]
