@@ -87,7 +87,6 @@ use std::fmt;
 use std::ops::BitOr;
 use std::time::Instant;
 
-use model::sid::{Sid, SidKind};
 use model::{AccountSid, CallSid, CallStatus};
 
 use crate::HttpMethod;
@@ -106,16 +105,7 @@ const ERR_DUPLICATE_LABEL: u32 = 16025;
 /// Twilio error: the call to coach is not connected to the conference.
 const ERR_COACH: u32 = 13240;
 
-/// The kind of a conference SID (`CF...`). Lives here until `model` has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConferenceKind;
-
-impl SidKind for ConferenceKind {
-    const PREFIX: &'static str = "CF";
-}
-
-/// A conference (`CF...`).
-pub type ConferenceSid = Sid<ConferenceKind>;
+pub use model::ConferenceSid;
 
 /// The room's status, as Twilio spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -62,7 +62,6 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use model::sid::{Sid, SidKind};
 use model::{AccountSid, CallSid};
 
 /// `max_size` of a queue created without one.
@@ -72,16 +71,7 @@ pub const MAX_SIZE_LIMIT: u32 = 5000;
 /// The longest queue name `<Enqueue>` accepts, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
-/// The kind of a queue SID (`QU...`). Lives here until `model` has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueKind;
-
-impl SidKind for QueueKind {
-    const PREFIX: &'static str = "QU";
-}
-
-/// A queue (`QU...`).
-pub type QueueSid = Sid<QueueKind>;
+pub use model::QueueSid;
 
 /// Why a call left (or never entered) a queue: Twilio's `QueueResult` action parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -831,7 +831,7 @@ impl ActiveCall {
                 }
                 Output::Dial { id, dial } => match dial.join {
                     Some(twiml::DialJoin::Conference(_)) => self.start_conference(id, dial).await,
-                    Some(twiml::DialJoin::Queue(_)) => self.start_dequeue(id, dial),
+                    Some(twiml::DialJoin::Queue(_)) => self.start_dequeue(id, dial).await,
                     None => self.start_dial(id, dial),
                 },
                 Output::CancelDial { id } => {
@@ -1010,6 +1010,7 @@ impl ActiveCall {
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| format!("{}/{sid}.wav", self.record.account_sid));
         let record = RecordingRecord {
+            conference_sid: None,
             sid,
             account_sid: self.record.account_sid,
             call_sid: self.record.sid,

@@ -288,6 +288,8 @@ struct Member {
 const BEEP_ID: u64 = 1;
 
 struct RoomTask {
+    /// The conference's row, saved as its status changes.
+    row: model::ConferenceRecord,
     shared: Arc<Shared>,
     core: Conference,
     room: Room,
@@ -296,6 +298,8 @@ struct RoomTask {
     /// Status callbacks, posted in order by one task.
     callbacks: mpsc::UnboundedSender<WebhookRequest>,
     record_from_start: bool,
+    /// The participant whose `record` asked for the recording (its row names that call).
+    recording_call: Option<CallSid>,
     recording: Option<(u64, model::RecordingSid, chrono::DateTime<chrono::Utc>)>,
     /// Announcement ids of the core, by room playback id.
     announcements: HashMap<u64, u64>,
@@ -331,7 +335,23 @@ async fn run(
         }
     });
     tracing::info!(conference_sid = %sid, name = %name, "conference created");
+    let created = chrono::Utc::now();
+    let row = model::ConferenceRecord {
+        sid,
+        account_sid: account,
+        friendly_name: name.clone(),
+        status: model::ConferenceStatus::Init,
+        region: model::ConferenceRecord::REGION.to_owned(),
+        reason_conference_ended: None,
+        call_sid_ending_conference: None,
+        date_created: created,
+        date_updated: created,
+    };
+    if let Err(e) = shared.store.insert_conference(&row).await {
+        tracing::error!(conference_sid = %sid, error = %e, "cannot store the conference");
+    }
     let mut task = RoomTask {
+        row,
         core: Conference::new(Instant::now(), config),
         shared,
         room,
@@ -339,6 +359,7 @@ async fn run(
         auth_token,
         callbacks,
         record_from_start: false,
+        recording_call: None,
         recording: None,
         announcements: HashMap::new(),
         next_playback: BEEP_ID + 1,
@@ -385,7 +406,10 @@ impl RoomTask {
             Command::Join(join, reply) => {
                 let result = self.core.handle_join(now, join.call_sid, join.options);
                 if result.is_ok() {
-                    self.record_from_start |= join.record;
+                    if join.record && !self.record_from_start {
+                        self.record_from_start = true;
+                        self.recording_call = Some(join.call_sid);
+                    }
                     self.members.insert(
                         join.call_sid,
                         Member {
@@ -482,7 +506,31 @@ impl RoomTask {
         path: &std::path::Path,
     ) {
         tracing::info!(recording_sid = %sid, conference_sid = %self.core.sid(), ?duration, path = %path.display(), "conference recording saved");
-        let _ = started;
+        let Some(call_sid) = self.recording_call else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        let file_name = path
+            .strip_prefix(&self.shared.config.recordings_dir)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let record = model::RecordingRecord {
+            sid,
+            account_sid: self.row.account_sid,
+            call_sid,
+            conference_sid: Some(self.row.sid),
+            duration: duration.as_secs_f64().round() as u32,
+            channels: 1,
+            status: "completed".into(),
+            source: "Conference".into(),
+            start_time: started,
+            file_name,
+            date_created: now,
+            date_updated: now,
+        };
+        if let Err(e) = self.shared.store.insert_recording(&record).await {
+            tracing::error!(recording_sid = %sid, error = %e, "cannot store the conference recording");
+        }
     }
 
     async fn drain(&mut self) {
@@ -503,6 +551,8 @@ impl RoomTask {
                 }
                 ConferenceOutput::StartMixing => {
                     self.apply_mix();
+                    self.row.status = model::ConferenceStatus::InProgress;
+                    self.save_row().await;
                     if self.record_from_start && self.recording.is_none() {
                         self.start_recording();
                     }
@@ -542,9 +592,20 @@ impl RoomTask {
                     for call_sid in self.members.keys().copied().collect::<Vec<_>>() {
                         self.remove(call_sid, true);
                     }
+                    self.row.status = model::ConferenceStatus::Completed;
+                    self.row.reason_conference_ended = Some(reason.as_str().to_owned());
+                    self.row.call_sid_ending_conference = call_sid;
+                    self.save_row().await;
                     self.ended = true;
                 }
             }
+        }
+    }
+
+    async fn save_row(&mut self) {
+        self.row.date_updated = chrono::Utc::now();
+        if let Err(e) = self.shared.store.update_conference(&self.row).await {
+            tracing::error!(conference_sid = %self.row.sid, error = %e, "cannot save the conference");
         }
     }
 

@@ -1156,6 +1156,7 @@ impl ActiveCall {
                 format!("{}/{}/{sid}.wav", self.record.account_sid, self.record.sid)
             });
         let record = RecordingRecord {
+            conference_sid: None,
             sid,
             account_sid: self.record.account_sid,
             call_sid: self.record.sid,

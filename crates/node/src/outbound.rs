@@ -778,6 +778,7 @@ async fn save_call_recording(
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|_| format!("{}/{sid}.wav", call.account_sid));
     let record = RecordingRecord {
+        conference_sid: None,
         sid,
         account_sid: call.account_sid,
         call_sid: call.sid,

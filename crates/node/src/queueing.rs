@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use engine::queue::{Departure, LeaveReason, QueueError};
+use engine::queue::{Departure, LeaveReason};
 use engine::wait::WaitOutput;
 use engine::{
     DialCallStatus, DialOutcome, EnqueueOutcome, HttpMethod, QueueResult, QueueSid, Queues,
@@ -80,26 +80,41 @@ pub struct MemberView {
 }
 
 impl QueueRuntime {
-    /// The queue named `name` in `account`, made on demand (Twilio makes queues on first use).
-    fn queue_sid(
+    /// The queue named `name` in `account`, made on demand (Twilio makes queues on first
+    /// use). The store keeps the queue (its SID, name and size, which the REST API may have
+    /// changed); the runtime follows it. `max_size` (`<Enqueue maxQueueSize>`) overrides the
+    /// stored size for the live queue.
+    async fn queue_sid(
         &self,
+        store: &store::Store,
         account: AccountSid,
         name: &str,
         max_size: Option<u32>,
-    ) -> Result<QueueSid, QueueError> {
+    ) -> Result<QueueSid, String> {
+        let row = store
+            .queue_or_create(&account, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let max = max_size.unwrap_or(row.max_size);
         let mut state = lock(&self.state);
-        if let Some(queue) = state.queues.find(account, name) {
-            let sid = queue.sid();
-            if let Some(max) = max_size {
-                state.queues.set_max_size(sid, max)?;
+        // A queue deleted and made again through the API has a new SID under the same name.
+        if let Some(old) = state.queues.find(account, name).map(|q| q.sid()) {
+            if old != row.sid && state.queues.delete(old).is_err() {
+                return Ok(old);
             }
-            return Ok(sid);
         }
-        let sid = QueueSid::random(&mut rand::thread_rng());
+        if state.queues.get(account, row.sid).is_some() {
+            state
+                .queues
+                .set_max_size(row.sid, max)
+                .map_err(|e| e.to_string())?;
+            return Ok(row.sid);
+        }
         state
             .queues
-            .create(account, name, sid, max_size)
+            .create(account, name, row.sid, Some(max))
             .map(|q| q.sid())
+            .map_err(|e| e.to_string())
     }
 
     /// Live figures of a queue: current size and average wait.
@@ -214,7 +229,11 @@ impl ActiveCall {
         let account = self.record.account_sid;
         let call_sid = self.record.sid;
         let runtime = self.shared.queues.clone();
-        let sid = match runtime.queue_sid(account, &enqueue.name, enqueue.max_queue_size) {
+        let store = self.shared.store.clone();
+        let sid = match runtime
+            .queue_sid(&store, account, &enqueue.name, enqueue.max_queue_size)
+            .await
+        {
             Ok(sid) => sid,
             Err(e) => {
                 tracing::warn!(%call_sid, error = %e, "cannot make the queue");
@@ -419,15 +438,16 @@ impl ActiveCall {
         self.dequeue.as_ref().and_then(|l| l.bridged_at)
     }
 
-    pub(crate) fn start_dequeue(&mut self, id: u64, dial: twiml::Dial) {
+    pub(crate) async fn start_dequeue(&mut self, id: u64, dial: twiml::Dial) {
         let Some(twiml::DialJoin::Queue(noun)) = dial.join else {
             return;
         };
-        let sid = match self
-            .shared
-            .queues
-            .queue_sid(self.record.account_sid, &noun.name, None)
-        {
+        let runtime = self.shared.queues.clone();
+        let store = self.shared.store.clone();
+        let queue = runtime
+            .queue_sid(&store, self.record.account_sid, &noun.name, None)
+            .await;
+        let sid = match queue {
             Ok(sid) => sid,
             Err(e) => {
                 tracing::warn!(call_sid = %self.record.sid, error = %e, "no such queue");

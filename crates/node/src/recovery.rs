@@ -466,6 +466,7 @@ fn recording_record(
         start = start.max(answered);
     }
     RecordingRecord {
+        conference_sid: None,
         sid: file.recording,
         account_sid: file.account,
         call_sid: file.call,
