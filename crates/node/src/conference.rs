@@ -148,6 +148,18 @@ impl Conferences {
         Err(ConferenceError::Ended)
     }
 
+    /// The live room `name` of `account`, opened (empty) when there is none. An empty room
+    /// that nobody joins ends after [`EMPTY_ROOM_TIMEOUT`].
+    pub(crate) fn open(
+        &self,
+        shared: &Arc<Shared>,
+        account: AccountSid,
+        auth_token: &str,
+        name: &str,
+    ) -> ConferenceSid {
+        self.entry_or_create(shared, account, auth_token, name).sid
+    }
+
     fn entry_or_create(
         &self,
         shared: &Arc<Shared>,
@@ -284,6 +296,9 @@ struct Member {
     applied: Option<Participation>,
 }
 
+/// How long a room opened through the API waits for its first participant.
+pub const EMPTY_ROOM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Playback ids of the room: beeps and announcements.
 const BEEP_ID: u64 = 1;
 
@@ -365,8 +380,14 @@ async fn run(
         next_playback: BEEP_ID + 1,
         ended: false,
     };
+    let empty_deadline = tokio::time::Instant::now() + EMPTY_ROOM_TIMEOUT;
     while !task.ended {
+        let empty = task.core.participants().is_empty();
         tokio::select! {
+            () = tokio::time::sleep_until(empty_deadline), if empty => {
+                tracing::info!(conference_sid = %sid, "nobody joined: room closed");
+                let _ = task.core.end(Instant::now());
+            }
             command = commands.recv() => match command {
                 Some(command) => task.handle_command(command),
                 // Every handle gone: nobody can join or reach the room any more.

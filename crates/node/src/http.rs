@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 
-use crate::{outbound, Shared};
+use crate::{live_api, outbound, Shared};
 
 struct Hooks {
     shared: std::sync::Weak<Shared>,
@@ -47,6 +47,106 @@ impl api::ApiHooks for Hooks {
             outbound::update(shared, account, sid, update).await
         })
     }
+
+    fn queue_stats(&self, account: api::AccountSid, queue: model::QueueSid) -> api::QueueStats {
+        match self.shared.upgrade() {
+            Some(shared) => live_api::queue_stats(&shared, account, queue),
+            None => api::QueueStats::default(),
+        }
+    }
+
+    fn queue_members(
+        &self,
+        account: api::AccountSid,
+        queue: model::QueueSid,
+    ) -> api::BoxFuture<'_, Result<Vec<model::MemberRecord>, api::HookError>> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let shared = alive(shared)?;
+            Ok(live_api::queue_members(&shared, account, queue))
+        })
+    }
+
+    fn update_member(
+        &self,
+        account: api::AccountSid,
+        queue: model::QueueSid,
+        member: api::MemberKey,
+        update: api::MemberUpdate,
+    ) -> api::BoxFuture<'_, Result<model::MemberRecord, api::HookError>> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let shared = alive(shared)?;
+            live_api::update_member(&shared, account, queue, member, update)
+        })
+    }
+
+    fn update_conference(
+        &self,
+        account: api::AccountSid,
+        conference: model::ConferenceSid,
+        update: api::ConferenceUpdate,
+    ) -> api::BoxFuture<'_, Result<model::ConferenceRecord, api::HookError>> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let shared = alive(shared)?;
+            live_api::update_conference(&shared, account, conference, update).await
+        })
+    }
+
+    fn conference_participants(
+        &self,
+        account: api::AccountSid,
+        conference: model::ConferenceSid,
+    ) -> api::BoxFuture<'_, Result<Vec<model::ParticipantRecord>, api::HookError>> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let shared = alive(shared)?;
+            Ok(live_api::participants(&shared, account, conference).await)
+        })
+    }
+
+    fn create_participant(
+        &self,
+        participant: api::CreateParticipant,
+    ) -> api::BoxFuture<'_, Result<model::ParticipantRecord, api::HookError>> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let shared = alive(shared)?;
+            live_api::create_participant(shared, participant).await
+        })
+    }
+
+    fn update_participant(
+        &self,
+        account: api::AccountSid,
+        conference: model::ConferenceSid,
+        participant: api::ParticipantKey,
+        update: api::ParticipantUpdate,
+    ) -> api::BoxFuture<'_, Result<model::ParticipantRecord, api::HookError>> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let shared = alive(shared)?;
+            live_api::update_participant(&shared, account, conference, participant, update).await
+        })
+    }
+
+    fn remove_participant(
+        &self,
+        account: api::AccountSid,
+        conference: model::ConferenceSid,
+        participant: api::ParticipantKey,
+    ) -> api::BoxFuture<'_, Result<(), api::HookError>> {
+        let shared = self.shared.upgrade();
+        Box::pin(async move {
+            let shared = alive(shared)?;
+            live_api::remove_participant(&shared, account, conference, participant).await
+        })
+    }
+}
+
+fn alive(shared: Option<Arc<Shared>>) -> Result<Arc<Shared>, api::HookError> {
+    shared.ok_or_else(|| api::HookError::Internal("the node is stopping".into()))
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {

@@ -22,6 +22,7 @@ pub mod conference;
 pub mod dial;
 pub mod fraud;
 pub mod http;
+mod live_api;
 pub mod media;
 pub mod outbound;
 mod participant;
