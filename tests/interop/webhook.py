@@ -36,7 +36,7 @@ class WebhookRequest:
         return self.params if self.method == "POST" else {}
 
 
-Reply = Union[str, tuple[int, str, str]]
+Reply = Union[str, tuple[int, Union[str, bytes], str]]
 Route = Union[str, Callable[[WebhookRequest], Reply]]
 
 
@@ -79,7 +79,7 @@ class Webhook:
                     status, text, ctype = out if isinstance(out, tuple) else (200, out, "application/xml")
                 else:
                     status, text, ctype = 200, route, "application/xml"
-                data = text.encode()
+                data = text if isinstance(text, bytes) else text.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
