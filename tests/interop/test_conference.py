@@ -191,3 +191,116 @@ def test_three_peers_mix_mute_hold_coach_and_record(dialtone, webhook, provision
     assert kinds.index("participant-mute") < kinds.index("participant-unmute") \
         < kinds.index("participant-hold") < kinds.index("participant-unhold"), kinds
     assert all(e.params.get("ConferenceSid") == conf.sid for e in events), events[0].params
+
+
+def test_participant_added_by_rest_is_heard_removed_and_end_on_exit_ends_the_room(
+        dialtone_binary, workdir, ports, audio_tools):
+    """A participant called in through the trunk with the SDK (a pjsua2 UAS) joins and is
+    heard; deleting it (by label) takes it out; then the participant with endConferenceOnExit
+    hangs up and the room ends for the one left."""
+    from twilio.rest import Client
+
+    from conftest import SIGNED_REQUESTS
+    from peers import PEERS
+    from server import DialtoneServer
+    from webhook import Webhook
+    import subprocess
+    import sys
+
+    freq = {"a": 500.0, "b": 900.0, "x": 1700.0}
+    uas_sip = ports.port()
+    uas_rtp, _ = ports.block(20)
+    server = DialtoneServer(dialtone_binary, workdir, ports,
+                            extra_env={"DIALTONE_TRUNK": f"sip:127.0.0.1:{uas_sip}"})
+    server.start()
+    hook = Webhook(on_request=lambda r: SIGNED_REQUESTS.append((server.auth_token, r)))
+    mics = {k: tones.make_tone(workdir / f"tone-{k}.wav", f, 60) for k, f in freq.items()}
+    uas = subprocess.Popen(
+        [sys.executable, str(PEERS / "pjsua2_caller.py"), "--listen", "--user", "expert",
+         "--sip-port", str(uas_sip), "--rtp-port", str(uas_rtp), "--duration", "60",
+         "--timeout", "60", "--play", str(mics["x"]), "--record", str(workdir / "heard-x.wav"),
+         "--log", str(workdir / "uas.log"), "--result", str(workdir / "pjsua2.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = None
+    procs = {}
+    try:
+        client = Client(server.account_sid, server.auth_token)
+        client.api.base_url = server.http_url
+        plain = ('<Response><Dial><Conference statusCallback="/events" '
+                 'statusCallbackEvent="start end join leave">room2</Conference></Dial></Response>')
+        ending = ('<Response><Dial><Conference endConferenceOnExit="true">room2</Conference>'
+                  '</Dial></Response>')
+        client.incoming_phone_numbers.create(phone_number=NUMBER, voice_url=hook.route("/plain", plain))
+        client.incoming_phone_numbers.create(phone_number="+15550002222",
+                                             voice_url=hook.route("/ending", ending))
+        hook.route("/events", "<Response/>")
+        time.sleep(1.0)  # the UAS binds its port
+        assert uas.poll() is None, uas.communicate()
+
+        started_a = time.monotonic()
+        procs["a"] = start_pjsua2(workdir / "pjsua2-a", uri=f"sip:{NUMBER}@127.0.0.1:{server.sip_port}",
+                                  sip_port=ports.port(), rtp_port=ports.block(100)[0], play=mics["a"],
+                                  record=workdir / "heard-a.wav", dtmf=[], duration=40, timeout=50,
+                                  transport="udp", user=USERS["a"])
+        b = BaresipPeer(workdir / "baresip-b", mics["b"], sip_port=ports.port(), ctrl_port=ports.port(),
+                        rtp_ports=ports.block(100), user=USERS["b"]).start()
+        b.dial(f"sip:15550002222@127.0.0.1:{server.sip_port}")
+        assert b.wait_event("CALL_ESTABLISHED", timeout=10) is not None, b.ctl.events()
+        b_connected = time.monotonic()
+        conf = wait_until(lambda: client.conferences.list(status="in-progress"), 10, "the room")[0]
+        room = client.conferences(conf.sid)
+        wait_until(lambda: len(room.participants.list()) == 2, 10, "two participants")
+
+        added = room.participants.create(from_="+15550001111", to="+15550009999", label="expert")
+        assert added.call_sid.startswith("CA") and added.label == "expert", added
+        assert added.conference_sid == conf.sid, (added.conference_sid, conf.sid)
+        wait_until(lambda: len(room.participants.list()) == 3, 15, "the added participant")
+        assert room.participants("expert").fetch().call_sid == added.call_sid
+        phases = {}
+        t0 = time.monotonic()
+        time.sleep(4)
+        phases["x-in"] = (t0, time.monotonic())
+        room.participants("expert").delete()
+        wait_until(lambda: len(room.participants.list()) == 2, 10, "the removal")
+        t0 = time.monotonic()
+        time.sleep(3)
+        phases["x-out"] = (t0, time.monotonic())
+        # The participant with endConferenceOnExit leaves: the room ends for a too.
+        b.hangup()
+        report_a = finish_pjsua2(procs.pop("a"), workdir / "pjsua2-a", 30)
+        ended = wait_until(lambda: (lambda c: c if c.status == "completed" else None)(room.fetch()),
+                           10, "the end of the room")
+        b_sid = [c.sid for c in client.calls.list(from_=USERS["b"])]
+        assert ended.reason_conference_ended == "participant-with-end-conference-on-exit-left", ended
+        assert ended.call_sid_ending_conference in b_sid, (ended.call_sid_ending_conference, b_sid)
+        assert report_a["hangup_by"] == "remote", report_a
+        assert report_a["disconnected_at"] - report_a["confirmed_at"] < 35, report_a
+        report_x = finish_pjsua2(uas, workdir, 20)
+        uas = None
+        assert report_x["media_active"] and report_x["hangup_by"] == "remote", report_x
+    finally:
+        if b is not None:
+            b.stop()
+        for p in procs.values():
+            p.kill()
+        if uas is not None:
+            uas.kill()
+        hook.close()
+        server.stop()
+
+    heard_a = audio.samples(workdir / "heard-a.wav")
+    heard_x = audio.samples(workdir / "heard-x.wav")
+    origin_a = started_a + report_a["confirmed_at"]
+
+    def level(samples, origin, name, f):
+        t0, t1 = phases[name]
+        return tones.level_db(tones.window(samples, t0 - origin + MARGIN, t1 - origin - MARGIN), f)
+
+    assert level(heard_a, origin_a, "x-in", freq["x"]) > HEARD_DB, "a does not hear the added participant"
+    assert level(heard_a, origin_a, "x-out", freq["x"]) < SILENT_DB, "a still hears the removed participant"
+    assert level(heard_a, origin_a, "x-out", freq["b"]) > HEARD_DB, "a stopped hearing b"
+    # The UAS heard the room while it was in: both a and b (its recording starts at its answer).
+    x_levels = tones.levels(heard_x[len(heard_x) // 4: len(heard_x) * 3 // 4], {"a": 500.0, "b": 900.0})
+    assert all(v > HEARD_DB for v in x_levels.values()), x_levels
+    print("a hears x in/out, b out:", level(heard_a, origin_a, "x-in", freq["x"]), level(heard_a, origin_a, "x-out", freq["x"]), level(heard_a, origin_a, "x-out", freq["b"]), "x hears", x_levels)
+    _ = b_connected
