@@ -7,9 +7,10 @@
 //! caller's `QueuePosition` changes while it waits). An audio reply (`Content-Type: audio/*`)
 //! is played as one `<Play>` of the URL. `<Leave>` and `<Hangup>` are reported, for the
 //! queue's caller to act on, where the loop allows them (a queue's waitUrl; a conference's
-//! does not). Without a URL, or after a failed fetch or an unreadable document, it plays the
-//! default hold music ([`MediaSource::HoldMusic`]) until stopped: the caller always hears that
-//! the line is alive. Verbs a wait document may not hold are reported (Twilio 12100 warning
+//! does not). Without a URL it plays the default hold music ([`MediaSource::HoldMusic`]) until
+//! stopped. A failed fetch or an unreadable document ends a queue's loop with
+//! [`WaitOutput::Failed`] (Twilio's `QueueResult=error`); any other loop falls back to the
+//! default music, so the caller always hears that the line is alive. Verbs a wait document may not hold are reported (Twilio 12100 warning
 //! text) and skipped.
 //!
 //! Sans-IO like [`crate::Call`]: the runtime feeds fetch results, playback ends and timeouts,
@@ -57,6 +58,9 @@ pub enum WaitOutput {
     },
     /// A loop made with [`WaitLoop::once`] played its document to the end (or could not).
     Done,
+    /// A queue's wait document could not be fetched or read: the caller leaves the queue with
+    /// `QueueResult=error`, as on Twilio (a conference's falls back to the default music).
+    Failed,
 }
 
 #[derive(Debug)]
@@ -212,7 +216,7 @@ impl WaitLoop {
             Ok(reply) => reply,
             Err(failure) => {
                 self.notify(11200, format!("HTTP retrieval failure: {url}: {failure}"));
-                return self.music();
+                return self.unusable();
             }
         };
         let is_audio = reply
@@ -238,7 +242,7 @@ impl WaitLoop {
             }
             Err(e) => {
                 self.notify(e.code(), format!("Document parse failure: {url}: {e}"));
-                self.music();
+                self.unusable();
             }
         }
     }
@@ -352,6 +356,18 @@ impl WaitLoop {
         self.outputs
             .push_back(WaitOutput::Play { id, source, loops });
         self.step = Step::Playing(id);
+    }
+
+    /// The document could not be had: a queue's caller leaves the queue, anyone else hears
+    /// the default music.
+    fn unusable(&mut self) {
+        if self.queue_verbs {
+            self.step = Step::Stopped;
+            self.verbs.clear();
+            self.outputs.push_back(WaitOutput::Failed);
+        } else {
+            self.music();
+        }
     }
 
     /// The default hold music, until stopped (a one-shot loop just ends).
@@ -508,7 +524,14 @@ mod tests {
             }]
         ));
 
+        // A queue's unusable document takes the caller out of the queue.
         let mut w = WaitLoop::new(t0, Some(URL.into()), HttpMethod::Get, Vec::new(), true, 1);
+        let id = fetch_id(&drain(&mut w));
+        w.handle_webhook(t0, id, reply("<Response><Say>unclosed"));
+        let out = drain(&mut w);
+        assert_eq!(out.last(), Some(&WaitOutput::Failed), "{out:?}");
+
+        let mut w = WaitLoop::new(t0, Some(URL.into()), HttpMethod::Get, Vec::new(), false, 1);
         let id = fetch_id(&drain(&mut w));
         w.handle_webhook(t0, id, Err(WebhookFailure::Status(500)));
         let out = drain(&mut w);

@@ -262,7 +262,9 @@ impl ActiveCall {
                 }
                 WaitOutput::Play { id, source, loops } => self.play(id, source, loops),
                 WaitOutput::StopPlayback => self.stop_wait_playback(),
-                WaitOutput::Leave | WaitOutput::Hangup | WaitOutput::Done => signal = Some(output),
+                WaitOutput::Leave | WaitOutput::Hangup | WaitOutput::Done | WaitOutput::Failed => {
+                    signal = Some(output)
+                }
                 WaitOutput::Notify { code, message } => {
                     tracing::warn!(call_sid = %self.record.sid, code, message, "wait music");
                 }

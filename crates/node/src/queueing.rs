@@ -301,6 +301,7 @@ impl ActiveCall {
         let reason = match signal {
             WaitOutput::Leave => LeaveReason::Leave,
             WaitOutput::Hangup => LeaveReason::Hangup,
+            WaitOutput::Failed => LeaveReason::Error,
             WaitOutput::Done => return self.after_queue_url(),
             _ => return,
         };
