@@ -280,7 +280,8 @@ impl ActiveCall {
 
     /// The waitUrl parameters as they stand now (the position moves while the call waits).
     pub(crate) fn fresh_wait_params(&self, params: Vec<(String, String)>) -> Vec<(String, String)> {
-        let Some(leg) = &self.queued else {
+        // Only while the call waits: the `<Queue url>` request carries its own parameters.
+        let Some(leg) = self.queued.as_ref().filter(|leg| leg.agent.is_none()) else {
             return params;
         };
         let state = lock(&self.shared.queues.state);
