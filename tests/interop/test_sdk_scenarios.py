@@ -436,21 +436,33 @@ def node_binary() -> str:
     return node
 
 
-def test_sdk_scenarios_node(dialtone, workdir):
+def test_sdk_scenarios_node(dialtone, workdir, webhook, twilio_client):
     """tests/sdk-node/scenarios.js does the same with twilio-node. It prints one JSON line
-    {"ready": ...} once the subaccount's number exists, waits for a line on stdin while this test
-    places the calls, then finishes and prints {"summary": ...}; any failed check exits non-zero."""
+    {"ready": ...} once the subaccount's number, a queue and the main account's queue and room
+    numbers exist, waits for a line on stdin while this test places the calls (three to the
+    subaccount, three that wait in the queue, in order, three into the room, the last six still up),
+    then checks the queue and the room, finishes and prints {"summary": ...}; any failed check exits
+    non-zero. Here: the members it dequeued asked for the document, and every live call was hung up
+    by the server."""
     node = node_binary()
     sub_token: list[str] = []
     hook = subaccount_hook(lambda: sub_token[0])
     env = dict(os.environ, DIALTONE_URL=dialtone.http_url, DIALTONE_ACCOUNT_SID=dialtone.account_sid,
-               DIALTONE_AUTH_TOKEN=dialtone.auth_token, VOICE_URL=hook.route("/voice", HANGUP))
+               DIALTONE_AUTH_TOKEN=dialtone.auth_token, VOICE_URL=hook.route("/voice", HANGUP),
+               QUEUE_NAME="node-support", ROOM_NAME="node-room",
+               QUEUE_VOICE_URL=webhook.route("/queue-voice", enqueue_twiml("node-support")),
+               ROOM_VOICE_URL=webhook.route("/room-voice", room_twiml("node-room")),
+               DEQUEUE_URL=webhook.route("/dequeued", DEQUEUED))
+    webhook.route("/wait", WAIT_MUSIC)
     for var in ("TWILIO_EDGE", "TWILIO_REGION", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
         env.pop(var, None)
     stderr = open(workdir / "node.stderr", "w")
     proc = subprocess.Popen([node, str(SDK_NODE / "scenarios.js")], cwd=SDK_NODE, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
     lines: list[str] = []
+    live = LiveCalls(dialtone)
+    waiting: list[str] = []
+    in_room: list[str] = []
     try:
         assert proc.stdout is not None and proc.stdin is not None
         ready = None
@@ -464,9 +476,20 @@ def test_sdk_scenarios_node(dialtone, workdir):
         place_calls(dialtone, ready["number"], 3)
         received = hook.wait_for("/voice", count=3)
         assert {r.params.get("AccountSid") for r in received} == {ready["sub_sid"]}
-        proc.stdin.write(json.dumps(sorted(r.params["CallSid"] for r in received)) + "\n")
+
+        queue = twilio_client.queues(ready["queue_sid"])
+        for n, caller in enumerate(QUEUE_CALLERS, start=1):
+            live.start(ready["queue_number"], caller)
+            wait_until(lambda: queue.fetch().current_size == n, 10, f"{n} callers in the queue")
+            waiting.append(sid_of_caller(webhook, "/queue-voice", caller))
+        for caller in ROOM_CALLERS:
+            live.start(ready["room_number"], caller)
+            in_room.append(sid_of_caller(webhook, "/room-voice", caller))
+        time.sleep(1.2)  # every member has waited a whole second
+        proc.stdin.write(json.dumps({"calls": sorted(r.params["CallSid"] for r in received),
+                                     "queue": waiting, "room": in_room}) + "\n")
         proc.stdin.flush()
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=90)
         lines.extend(out.splitlines(keepends=True))
     finally:
         if proc.poll() is None:
@@ -474,11 +497,24 @@ def test_sdk_scenarios_node(dialtone, workdir):
             proc.wait()
         stderr.close()
         hook.close()
+        live.close(twilio_client, waiting + in_room)
     (workdir / "node.stdout").write_text("".join(lines))
     err = (workdir / "node.stderr").read_text()
     assert proc.returncode == 0, f"node exited {proc.returncode}:\n{''.join(lines)}\n{err}"
     summary = [json.loads(l)["summary"] for l in lines if l.startswith('{"summary"')]
     assert summary, lines
     s = summary[-1]
-    assert s["failed"] == [] and s["passed"] >= 20, s
+    assert s["failed"] == [] and s["passed"] >= 76, s
     assert s["requests_to_server"] > 0 and s["requests_elsewhere"] == 0, s
+
+    # What twilio-node did reached the calls: the three members it dequeued asked for the
+    # document (the front one with GET), and every queued or conference call was hung up by the
+    # server (a dequeued caller by the document's <Hangup/>, the room's by the kick and the end).
+    # (The last two were dequeued back to back: their requests may arrive in either order.)
+    dequeued = [(r.method, r.params.get("CallSid")) for r in webhook.received("/dequeued")]
+    assert len(dequeued) == 3 and dequeued[0] == ("GET", waiting[0]), dequeued
+    assert sorted(dequeued[1:]) == sorted([("POST", waiting[1]), ("POST", waiting[2])]), dequeued
+    for caller in QUEUE_CALLERS + ROOM_CALLERS:
+        live.ended_by_server(caller, timeout=0)
+    for sid in waiting + in_room:
+        assert twilio_client.calls(sid).fetch().status == "completed", sid

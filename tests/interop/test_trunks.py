@@ -136,4 +136,4 @@ def test_register_failover_and_digest_auth_through_kamailio(dialtone_binary, wor
         hook.close()
         code = server.stop() if server.proc is not None else None
         stop(carrier)
-    assert code in (0, -15, 143, None), f"dialtone exited with {code}:\n{server.log_tail(60)}"
+    assert code == 0, f"dialtone exited with {code}:\n{server.log_tail(60)}"

@@ -44,8 +44,8 @@ use crate::auth::Ctx;
 
 pub use crate::error::AppError;
 pub use model::{
-    AccountSid, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, MemberRecord, ParticipantRecord,
-    QueueSid,
+    AccountSid, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, MemberRecord,
+    ParticipantRecord, QueueSid,
 };
 
 /// Largest accepted request body; larger ones get 413.
@@ -382,7 +382,16 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    Router::new().route("/openapi.json", get(openapi::serve)).merge(api).with_state(state)
+    // Built once per router: it depends on the code and this router's public URL only.
+    let document = Arc::new(openapi::document(&state.public_url));
+    let serve = move || {
+        let document = Arc::clone(&document);
+        async move { axum::Json(document.as_ref().clone()) }
+    };
+    Router::new()
+        .route("/openapi.json", get(serve))
+        .merge(api)
+        .with_state(state)
 }
 
 async fn not_found(ctx: Ctx) -> AppError {
@@ -394,8 +403,8 @@ async fn method_not_allowed() -> AppError {
 }
 
 #[cfg(test)]
-mod tests;
+mod live_tests;
 #[cfg(test)]
 mod tenancy_tests;
 #[cfg(test)]
-mod live_tests;
+mod tests;

@@ -3,22 +3,11 @@
 //! `crate::render` with Twilio's names and types; a test renders every shape and checks it
 //! against its schema, so the two cannot drift apart.
 
-use std::sync::OnceLock;
-
-use axum::extract::State;
 use axum::http::Method;
-use axum::Json;
 use serde_json::{json, Map, Value};
 
 use crate::routes::{Operation, Param, Reply, Shape, Ty, OPERATIONS};
-use crate::{ApiState, BODY_LIMIT};
-
-/// `GET /openapi.json`; no credentials needed. Built once: it depends only on the code and the
-/// public URL, which does not change while the server runs.
-pub(crate) async fn serve(State(state): State<ApiState>) -> Json<Value> {
-    static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    Json(DOCUMENT.get_or_init(|| document(&state.public_url)).clone())
-}
+use crate::BODY_LIMIT;
 
 fn string() -> Value {
     json!({ "type": "string" })
@@ -49,13 +38,22 @@ fn string_map() -> Value {
 /// A closed object: exactly these fields, all present (null where the type allows).
 fn object(fields: Vec<(&str, Value)>) -> Value {
     let required: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
-    let properties: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let properties: Map<String, Value> =
+        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
 }
 
 const METHODS: &[&str] = &["GET", "POST"];
-const CALL_STATUSES: &[&str] =
-    &["queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"];
+const CALL_STATUSES: &[&str] = &[
+    "queued",
+    "ringing",
+    "in-progress",
+    "completed",
+    "busy",
+    "failed",
+    "no-answer",
+    "canceled",
+];
 const CONFERENCE_ENDED_REASONS: &[&str] = &[
     "conference-ended-via-api",
     "participant-with-end-conference-on-exit-left",
@@ -152,7 +150,10 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("date_updated", date()),
             ("friendly_name", s()),
             ("message_status_callback", nurl()),
-            ("public_application_connect_enabled", json!({ "type": "boolean" })),
+            (
+                "public_application_connect_enabled",
+                json!({ "type": "boolean" }),
+            ),
             ("sid", sid("AP")),
             ("sms_fallback_method", method()),
             ("sms_fallback_url", nurl()),
@@ -170,7 +171,10 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
         ]),
         Shape::Number => object(vec![
             ("account_sid", sid("AC")),
-            ("address_requirements", one_of(&["none", "any", "local", "foreign"])),
+            (
+                "address_requirements",
+                one_of(&["none", "any", "local", "foreign"]),
+            ),
             ("address_sid", ns()),
             ("api_version", s()),
             ("beta", json!({ "type": "boolean" })),
@@ -222,8 +226,14 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("caller_name", ns()),
             ("date_created", date()),
             ("date_updated", date()),
-            ("direction", one_of(&["inbound", "outbound-api", "outbound-dial"])),
-            ("duration", nullable(json!({ "type": "string", "pattern": "^[0-9]+$" }))),
+            (
+                "direction",
+                one_of(&["inbound", "outbound-api", "outbound-dial"]),
+            ),
+            (
+                "duration",
+                nullable(json!({ "type": "string", "pattern": "^[0-9]+$" })),
+            ),
             ("end_time", nullable(date())),
             ("forwarded_from", ns()),
             ("from", s()),
@@ -252,7 +262,10 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("conference_sid", nullable(sid("CF"))),
             ("date_created", date()),
             ("date_updated", date()),
-            ("duration", json!({ "type": "string", "pattern": "^[0-9]+$" })),
+            (
+                "duration",
+                json!({ "type": "string", "pattern": "^[0-9]+$" }),
+            ),
             ("encryption_details", nullable(json!({ "type": "object" }))),
             ("error_code", nullable(json!({ "type": "integer" }))),
             ("media_url", json!({ "type": "string", "format": "uri" })),
@@ -287,16 +300,28 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
         ]),
         Shape::SecondaryAuthToken => object(vec![
             ("account_sid", sid("AC")),
-            ("date_created", json!({ "type": "string", "format": "date-time" })),
-            ("date_updated", json!({ "type": "string", "format": "date-time" })),
+            (
+                "date_created",
+                json!({ "type": "string", "format": "date-time" }),
+            ),
+            (
+                "date_updated",
+                json!({ "type": "string", "format": "date-time" }),
+            ),
             ("secondary_auth_token", ns()),
             ("url", json!({ "type": "string", "format": "uri" })),
         ]),
         Shape::PromotedAuthToken => object(vec![
             ("account_sid", sid("AC")),
             ("auth_token", s()),
-            ("date_created", json!({ "type": "string", "format": "date-time" })),
-            ("date_updated", json!({ "type": "string", "format": "date-time" })),
+            (
+                "date_created",
+                json!({ "type": "string", "format": "date-time" }),
+            ),
+            (
+                "date_updated",
+                json!({ "type": "string", "format": "date-time" }),
+            ),
             ("url", json!({ "type": "string", "format": "uri" })),
         ]),
         Shape::SipDomain => object(vec![
@@ -366,12 +391,18 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
         ]),
         Shape::Queue => object(vec![
             ("account_sid", sid("AC")),
-            ("average_wait_time", json!({ "type": "integer", "minimum": 0 })),
+            (
+                "average_wait_time",
+                json!({ "type": "integer", "minimum": 0 }),
+            ),
             ("current_size", json!({ "type": "integer", "minimum": 0 })),
             ("date_created", date()),
             ("date_updated", date()),
             ("friendly_name", s()),
-            ("max_size", json!({ "type": "integer", "minimum": 1, "maximum": 5000 })),
+            (
+                "max_size",
+                json!({ "type": "integer", "minimum": 1, "maximum": 5000 }),
+            ),
             ("sid", sid("QU")),
             ("subresource_uris", string_map()),
             ("uri", s()),
@@ -391,7 +422,10 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("date_created", date()),
             ("date_updated", date()),
             ("friendly_name", s()),
-            ("reason_conference_ended", nullable(one_of(CONFERENCE_ENDED_REASONS))),
+            (
+                "reason_conference_ended",
+                nullable(one_of(CONFERENCE_ENDED_REASONS)),
+            ),
             ("region", s()),
             ("sid", sid("CF")),
             ("status", one_of(&["init", "in-progress", "completed"])),
@@ -411,9 +445,22 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("label", ns()),
             ("muted", json!({ "type": "boolean" })),
             // Milliseconds before the call was placed: only in the reply to a create.
-            ("queue_time", nullable(json!({ "type": "string", "pattern": "^[0-9]+$" }))),
+            (
+                "queue_time",
+                nullable(json!({ "type": "string", "pattern": "^[0-9]+$" })),
+            ),
             ("start_conference_on_enter", json!({ "type": "boolean" })),
-            ("status", one_of(&["queued", "connecting", "ringing", "connected", "complete", "failed"])),
+            (
+                "status",
+                one_of(&[
+                    "queued",
+                    "connecting",
+                    "ringing",
+                    "connected",
+                    "complete",
+                    "failed",
+                ]),
+            ),
             ("uri", s()),
         ]),
         Shape::ConferenceRecording => object(vec![
@@ -424,7 +471,10 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("conference_sid", sid("CF")),
             ("date_created", date()),
             ("date_updated", date()),
-            ("duration", json!({ "type": "string", "pattern": "^[0-9]+$" })),
+            (
+                "duration",
+                json!({ "type": "string", "pattern": "^[0-9]+$" }),
+            ),
             ("encryption_details", nullable(json!({ "type": "object" }))),
             ("error_code", nullable(json!({ "type": "integer" }))),
             ("price", ns()),
@@ -442,7 +492,10 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
 fn page_schema(key: &str, shape: Shape) -> Value {
     let count = || json!({ "type": "integer", "minimum": 0 });
     object(vec![
-        (key, json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{}", shape_name(shape)) } })),
+        (
+            key,
+            json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{}", shape_name(shape)) } }),
+        ),
         ("end", count()),
         ("first_page_uri", string()),
         ("next_page_uri", nullable(string())),
@@ -459,7 +512,10 @@ fn error_schema() -> Value {
         ("code", json!({ "type": "integer" })),
         ("message", string()),
         ("more_info", json!({ "type": "string", "format": "uri" })),
-        ("status", json!({ "type": "integer", "minimum": 400, "maximum": 599 })),
+        (
+            "status",
+            json!({ "type": "integer", "minimum": 400, "maximum": 599 }),
+        ),
     ])
 }
 
@@ -473,7 +529,9 @@ fn param_schema(p: &Param) -> Value {
         Ty::Url => json!({ "type": "string", "format": "uri" }),
         Ty::HttpMethod => one_of(METHODS),
         Ty::Phone => json!({ "type": "string", "pattern": "^\\+[1-9][0-9]{1,14}$" }),
-        Ty::Destination => json!({ "type": "string", "pattern": "^(\\+[1-9][0-9]{1,14}|sips?:[^\\s<>\"]+)$" }),
+        Ty::Destination => {
+            json!({ "type": "string", "pattern": "^(\\+[1-9][0-9]{1,14}|sips?:[^\\s<>\"]+)$" })
+        }
         Ty::Sid(prefix) => sid(prefix),
         Ty::Date => json!({ "type": "string", "format": "date" }),
         Ty::OneOf(values) => one_of(values),
@@ -502,7 +560,11 @@ fn param_schema(p: &Param) -> Value {
         }
         _ => {}
     }
-    let mut schema = if p.repeated { json!({ "type": "array", "items": one }) } else { one };
+    let mut schema = if p.repeated {
+        json!({ "type": "array", "items": one })
+    } else {
+        one
+    };
     schema["description"] = json!(p.doc);
     schema
 }
@@ -581,7 +643,9 @@ fn path_param_names(path: &str) -> Vec<&str> {
     let mut names = Vec::new();
     let mut rest = path;
     while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else { break };
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
         names.push(&rest[open + 1..open + close]);
         rest = &rest[open + close + 1..];
     }
@@ -606,9 +670,19 @@ fn operation(op: &Operation) -> Value {
         "tags": [op.path.split('/').rfind(|s| !s.is_empty() && !s.contains('{')).unwrap_or("").trim_end_matches(".json")],
     });
     if op.method == Method::POST {
-        let properties: Map<String, Value> = op.params.iter().map(|p| (p.name.to_owned(), param_schema(p))).collect();
-        let required: Vec<&str> = op.params.iter().filter(|p| p.required).map(|p| p.name).collect();
-        let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+        let properties: Map<String, Value> = op
+            .params
+            .iter()
+            .map(|p| (p.name.to_owned(), param_schema(p)))
+            .collect();
+        let required: Vec<&str> = op
+            .params
+            .iter()
+            .filter(|p| p.required)
+            .map(|p| p.name)
+            .collect();
+        let mut schema =
+            json!({ "type": "object", "properties": properties, "additionalProperties": false });
         if !required.is_empty() {
             schema["required"] = json!(required);
         }
@@ -617,7 +691,12 @@ fn operation(op: &Operation) -> Value {
             .params
             .iter()
             .filter(|p| p.repeated)
-            .map(|p| (p.name.to_owned(), json!({ "style": "form", "explode": true })))
+            .map(|p| {
+                (
+                    p.name.to_owned(),
+                    json!({ "style": "form", "explode": true }),
+                )
+            })
             .collect();
         if !repeated.is_empty() {
             media["encoding"] = Value::Object(repeated);
@@ -687,7 +766,9 @@ fn operation(op: &Operation) -> Value {
 /// tests reach real resources. The create's own path parameters carry over; an operation that
 /// needs any other SID is left out.
 fn links_from_create(create: &Operation) -> Map<String, Value> {
-    let Some(collection) = create.path.strip_suffix(".json") else { return Map::new() };
+    let Some(collection) = create.path.strip_suffix(".json") else {
+        return Map::new();
+    };
     let parent = path_param_names(create.path);
     OPERATIONS
         .iter()
@@ -696,7 +777,11 @@ fn links_from_create(create: &Operation) -> Map<String, Value> {
             let made = &rest[..rest.find('}')?];
             // A new subaccount would link to every account-scoped operation and reach nothing
             // new: those are tested on the credentials' own account.
-            if made == "AccountSid" || !path_param_names(op.path).iter().all(|n| *n == made || parent.contains(n)) {
+            if made == "AccountSid"
+                || !path_param_names(op.path)
+                    .iter()
+                    .all(|n| *n == made || parent.contains(n))
+            {
                 return None;
             }
             let mut parameters = Map::new();
@@ -706,7 +791,10 @@ fn links_from_create(create: &Operation) -> Map<String, Value> {
             for name in &parent {
                 parameters.insert((*name).to_owned(), json!(format!("$request.path.{name}")));
             }
-            Some((op.id.to_owned(), json!({ "operationId": op.id, "parameters": parameters })))
+            Some((
+                op.id.to_owned(),
+                json!({ "operationId": op.id, "parameters": parameters }),
+            ))
         })
         .collect()
 }
@@ -737,7 +825,10 @@ pub(crate) fn document(public_url: &str) -> Value {
     }
     for op in OPERATIONS.iter() {
         if let Reply::Page(key, shape) = op.reply {
-            schemas.insert(format!("{}List", shape_name(shape)), page_schema(key, shape));
+            schemas.insert(
+                format!("{}List", shape_name(shape)),
+                page_schema(key, shape),
+            );
         }
     }
     schemas.insert("Error".to_owned(), error_schema());
@@ -769,17 +860,18 @@ pub(crate) fn document(public_url: &str) -> Value {
 mod tests {
     use chrono::Utc;
     use model::{
-        AccountRecord, AccountSid, ApiKeyRecord, ApiKeySid, ApplicationRecord, ApplicationSid, CallDirection, CallRecord,
-        CallSid, CallStatus, NotificationRecord, NotificationSid, PhoneNumberRecord, PhoneNumberSid, RecordingRecord,
-        RecordingSid,
+        AccountRecord, AccountSid, ApiKeyRecord, ApiKeySid, ApplicationRecord, ApplicationSid,
+        CallDirection, CallRecord, CallSid, CallStatus, NotificationRecord, NotificationSid,
+        PhoneNumberRecord, PhoneNumberSid, RecordingRecord, RecordingSid,
     };
 
     use model::{
-        ConferenceRecord, ConferenceSid, ConferenceStatus, CredentialListSid, CredentialSid, MemberRecord, ParticipantRecord,
-        ParticipantStatus, QueueRecord, QueueSid, SipDomainSid,
+        ConferenceRecord, ConferenceSid, ConferenceStatus, CredentialListSid, CredentialSid,
+        MemberRecord, ParticipantRecord, ParticipantStatus, QueueRecord, QueueSid, SipDomainSid,
     };
     use store::sip::{
-        CredentialListMapping, CredentialListRecord, CredentialRecord, SipDomainRecord, SipRegistrationRow, SipUserState,
+        CredentialListMapping, CredentialListRecord, CredentialRecord, SipDomainRecord,
+        SipRegistrationRow, SipUserState,
     };
 
     use super::*;
@@ -792,10 +884,16 @@ mod tests {
             return check(value, &schemas[name], schemas, at);
         }
         if value.is_null() {
-            assert_eq!(schema["nullable"], json!(true), "{at} is null but not nullable");
+            assert_eq!(
+                schema["nullable"],
+                json!(true),
+                "{at} is null but not nullable"
+            );
             return;
         }
-        let ty = schema["type"].as_str().unwrap_or_else(|| panic!("{at}: no type in {schema}"));
+        let ty = schema["type"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{at}: no type in {schema}"));
         let ok = match ty {
             "string" => value.is_string(),
             "integer" => value.is_i64() || value.is_u64(),
@@ -839,7 +937,13 @@ mod tests {
             date_created: now,
             date_updated: now,
         };
-        let key = ApiKeyRecord { sid: ApiKeySid::generate(), account_sid: account.sid, friendly_name: "k".into(), date_created: now, date_updated: now };
+        let key = ApiKeyRecord {
+            sid: ApiKeySid::generate(),
+            account_sid: account.sid,
+            friendly_name: "k".into(),
+            date_created: now,
+            date_updated: now,
+        };
         let app = ApplicationRecord {
             sid: ApplicationSid::generate(),
             account_sid: account.sid,
@@ -928,10 +1032,19 @@ mod tests {
             (Shape::Number, render::number(&number, None)),
             (Shape::Number, render::number(&number, Some(&app.sid))),
             (Shape::Call, render::call(&call)),
-            (Shape::Recording, render::recording(&recording, "https://voice.example")),
+            (
+                Shape::Recording,
+                render::recording(&recording, "https://voice.example"),
+            ),
             (Shape::Notification, render::notification(&notification)),
-            (Shape::SecondaryAuthToken, render::secondary_auth_token(&account, "https://voice.example")),
-            (Shape::PromotedAuthToken, render::promoted_auth_token(&account, now, "https://voice.example")),
+            (
+                Shape::SecondaryAuthToken,
+                render::secondary_auth_token(&account, "https://voice.example"),
+            ),
+            (
+                Shape::PromotedAuthToken,
+                render::promoted_auth_token(&account, now, "https://voice.example"),
+            ),
         ];
         out.extend(sip_samples(account.sid));
         out.extend(queue_and_conference_samples(account.sid, recording.clone()));
@@ -948,7 +1061,10 @@ mod tests {
 
     /// Queues, members, conferences, participants and conference recordings, with the optional
     /// fields both set and unset.
-    fn queue_and_conference_samples(account: AccountSid, mut recording: RecordingRecord) -> Vec<(Shape, Value)> {
+    fn queue_and_conference_samples(
+        account: AccountSid,
+        mut recording: RecordingRecord,
+    ) -> Vec<(Shape, Value)> {
         let now = Utc::now();
         let queue = QueueRecord {
             sid: QueueSid::generate(),
@@ -958,7 +1074,13 @@ mod tests {
             date_created: now,
             date_updated: now,
         };
-        let member = MemberRecord { call_sid: CallSid::generate(), queue_sid: queue.sid, position: 1, wait_time: 0, date_enqueued: now };
+        let member = MemberRecord {
+            call_sid: CallSid::generate(),
+            queue_sid: queue.sid,
+            position: 1,
+            wait_time: 0,
+            date_enqueued: now,
+        };
         let mut conference = ConferenceRecord {
             sid: ConferenceSid::generate(),
             account_sid: account,
@@ -986,8 +1108,20 @@ mod tests {
             date_updated: now,
         };
         let mut out = vec![
-            (Shape::Queue, render::queue(&queue, crate::QueueStats::default())),
-            (Shape::Queue, render::queue(&queue, crate::QueueStats { current_size: 3, average_wait_time: 41 })),
+            (
+                Shape::Queue,
+                render::queue(&queue, crate::QueueStats::default()),
+            ),
+            (
+                Shape::Queue,
+                render::queue(
+                    &queue,
+                    crate::QueueStats {
+                        current_size: 3,
+                        average_wait_time: 41,
+                    },
+                ),
+            ),
             (Shape::Member, render::member(&member, &account)),
             (Shape::Conference, render::conference(&conference)),
             (Shape::Participant, render::participant(&participant, true)),
@@ -1005,8 +1139,14 @@ mod tests {
         out.extend([
             (Shape::Conference, render::conference(&conference)),
             (Shape::Participant, render::participant(&participant, false)),
-            (Shape::Recording, render::recording(&recording, "https://voice.example")),
-            (Shape::ConferenceRecording, render::conference_recording(&recording, &conference.sid)),
+            (
+                Shape::Recording,
+                render::recording(&recording, "https://voice.example"),
+            ),
+            (
+                Shape::ConferenceRecording,
+                render::conference_recording(&recording, &conference.sid),
+            ),
         ]);
         out
     }
@@ -1059,11 +1199,18 @@ mod tests {
             transport: "udp".into(),
             expires_at: now + chrono::Duration::seconds(secs),
         };
-        let offline = SipUserState { username: "bob".into(), bindings: vec![], in_call: false };
+        let offline = SipUserState {
+            username: "bob".into(),
+            bindings: vec![],
+            in_call: false,
+        };
         let busy = SipUserState {
             username: "alice".into(),
             // One binding past its expiry: `expires` stays at 0, never negative.
-            bindings: vec![binding("<sip:alice@127.0.0.1:5062>", 300), binding("<sip:alice@127.0.0.1:5064>", -5)],
+            bindings: vec![
+                binding("<sip:alice@127.0.0.1:5062>", 300),
+                binding("<sip:alice@127.0.0.1:5064>", -5),
+            ],
             in_call: true,
         };
         let mut out = vec![(Shape::SipDomain, sip::domain_json(&domain))];
@@ -1076,8 +1223,14 @@ mod tests {
             (Shape::SipCredentialList, sip::list_json(&list)),
             (Shape::SipCredential, sip::credential_json(&credential)),
             (Shape::SipCredentialListMapping, sip::mapping_json(&mapping)),
-            (Shape::SipRegistration, sip::registration_json(&account, &offline, now)),
-            (Shape::SipRegistration, sip::registration_json(&account, &busy, now)),
+            (
+                Shape::SipRegistration,
+                sip::registration_json(&account, &offline, now),
+            ),
+            (
+                Shape::SipRegistration,
+                sip::registration_json(&account, &busy, now),
+            ),
         ]);
         out
     }
@@ -1088,7 +1241,10 @@ mod tests {
         let schemas = doc["components"]["schemas"].as_object().unwrap().clone();
         let samples = samples();
         for shape in SHAPES {
-            assert!(samples.iter().any(|(s, _)| *s == shape), "no sample of {shape:?}");
+            assert!(
+                samples.iter().any(|(s, _)| *s == shape),
+                "no sample of {shape:?}"
+            );
         }
         for (shape, value) in samples {
             check(&value, &shape_schema(shape), &schemas, shape_name(shape));
@@ -1116,14 +1272,23 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), all, "{names:?}");
-        assert_eq!(document("https://voice.example")["components"]["schemas"].as_object().unwrap().len(), all);
+        assert_eq!(
+            document("https://voice.example")["components"]["schemas"]
+                .as_object()
+                .unwrap()
+                .len(),
+            all
+        );
     }
 
     #[test]
     fn the_document_covers_every_operation_with_auth_and_errors() {
         let doc = document("https://voice.example/");
         assert_eq!(doc["servers"][0]["url"], "https://voice.example");
-        assert_eq!(doc["components"]["securitySchemes"]["basicAuth"]["scheme"], "basic");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["basicAuth"]["scheme"],
+            "basic"
+        );
         for op in OPERATIONS.iter() {
             let o = &doc["paths"][op.path][op.method.as_str().to_ascii_lowercase()];
             assert_eq!(o["operationId"], op.id);
@@ -1137,7 +1302,14 @@ mod tests {
             }
             for p in o["parameters"].as_array().into_iter().flatten() {
                 if p["in"] == "path" {
-                    assert!(p["schema"]["pattern"].as_str().is_some_and(|s| s.len() > 15), "{} {}", op.id, p["name"]);
+                    assert!(
+                        p["schema"]["pattern"]
+                            .as_str()
+                            .is_some_and(|s| s.len() > 15),
+                        "{} {}",
+                        op.id,
+                        p["name"]
+                    );
                 }
             }
         }
@@ -1148,18 +1320,37 @@ mod tests {
         assert_eq!(form["properties"]["StatusCallbackEvent"]["type"], "array");
         assert!(create["responses"]["201"].is_object());
         assert!(create["responses"]["413"].is_object());
-        assert_eq!(create["responses"]["201"]["links"]["FetchCall"]["parameters"]["Sid"], "$response.body#/sid");
+        assert_eq!(
+            create["responses"]["201"]["links"]["FetchCall"]["parameters"]["Sid"],
+            "$response.body#/sid"
+        );
         // A nested create links to its item with the parent's SIDs carried over.
         let credentials = "/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists/{CredentialListSid}/Credentials.json";
-        let link = &doc["paths"][credentials]["post"]["responses"]["201"]["links"]["FetchSipCredential"]["parameters"];
+        let link = &doc["paths"][credentials]["post"]["responses"]["201"]["links"]
+            ["FetchSipCredential"]["parameters"];
         assert_eq!(link["CredentialListSid"], "$request.path.CredentialListSid");
         assert_eq!(link["AccountSid"], "$request.path.AccountSid");
-        let registrations = &doc["paths"]["/2010-04-01/Accounts/{AccountSid}/SIP/Registrations.json"]["get"];
-        assert_eq!(registrations["responses"]["200"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/SipRegistrationList");
-        let list_create = &doc["paths"]["/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists.json"]["post"]["responses"]["201"];
-        assert_eq!(list_create["links"]["CreateSipCredential"]["parameters"]["CredentialListSid"], "$response.body#/sid");
-        assert!(list_create["links"]["FetchSipCredential"].is_null(), "needs a credential SID the create does not give");
+        let registrations =
+            &doc["paths"]["/2010-04-01/Accounts/{AccountSid}/SIP/Registrations.json"]["get"];
+        assert_eq!(
+            registrations["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/SipRegistrationList"
+        );
+        let list_create = &doc["paths"]
+            ["/2010-04-01/Accounts/{AccountSid}/SIP/CredentialLists.json"]["post"]["responses"]
+            ["201"];
+        assert_eq!(
+            list_create["links"]["CreateSipCredential"]["parameters"]["CredentialListSid"],
+            "$response.body#/sid"
+        );
+        assert!(
+            list_create["links"]["FetchSipCredential"].is_null(),
+            "needs a credential SID the create does not give"
+        );
         let list = &doc["components"]["schemas"]["CallList"];
-        assert!(list["required"].as_array().unwrap().contains(&json!("next_page_uri")));
+        assert!(list["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("next_page_uri")));
     }
 }

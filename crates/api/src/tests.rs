@@ -9,8 +9,8 @@ use base64::Engine;
 use chrono::{Duration, Utc};
 use http_body_util::BodyExt;
 use model::{
-    AccountSid, CallDirection, CallRecord, CallSid, CallStatus, NotificationRecord, NotificationSid,
-    RecordingRecord, RecordingSid,
+    AccountSid, CallDirection, CallRecord, CallSid, CallStatus, NotificationRecord,
+    NotificationSid, RecordingRecord, RecordingSid,
 };
 use serde_json::Value;
 use tower::ServiceExt;
@@ -20,7 +20,11 @@ use super::*;
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 #[derive(Default)]
-struct CountingHooks(AtomicUsize, std::sync::Mutex<Vec<CreateCall>>, std::sync::Mutex<Vec<(CallSid, CallUpdate)>>);
+struct CountingHooks(
+    AtomicUsize,
+    std::sync::Mutex<Vec<CreateCall>>,
+    std::sync::Mutex<Vec<(CallSid, CallUpdate)>>,
+);
 
 impl ApiHooks for CountingHooks {
     fn numbers_changed(&self) {
@@ -53,7 +57,12 @@ impl ApiHooks for CountingHooks {
         Box::pin(async move { Ok(rec) })
     }
 
-    fn update_call(&self, account: AccountSid, sid: CallSid, update: CallUpdate) -> BoxFuture<'_, Result<CallRecord, HookError>> {
+    fn update_call(
+        &self,
+        account: AccountSid,
+        sid: CallSid,
+        update: CallUpdate,
+    ) -> BoxFuture<'_, Result<CallRecord, HookError>> {
         self.2.lock().unwrap().push((sid, update));
         let _ = account;
         Box::pin(async { Err(HookError::NotFound) })
@@ -87,7 +96,12 @@ async fn fixture() -> Fixture {
         recordings_dir,
         hooks: hooks.clone(),
     };
-    Fixture { dir, state, hooks, account }
+    Fixture {
+        dir,
+        state,
+        hooks,
+        account,
+    }
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -104,7 +118,13 @@ impl Fixture {
         let resp = router(self.state.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
         (status, headers, body)
     }
 
@@ -121,7 +141,11 @@ impl Fixture {
             None => Body::empty(),
         };
         let (status, _, bytes) = self.send(req.body(body).unwrap()).await;
-        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
         (status, json)
     }
 
@@ -154,7 +178,10 @@ impl Fixture {
 fn assert_twilio_error(body: &Value, code: u64, status: u64) {
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status, "{body}");
-    assert_eq!(body["more_info"], format!("https://www.twilio.com/docs/errors/{code}"));
+    assert_eq!(
+        body["more_info"],
+        format!("https://www.twilio.com/docs/errors/{code}")
+    );
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
 }
 
@@ -176,7 +203,10 @@ async fn missing_or_wrong_credentials_are_401_20003() {
         }
         let (status, headers, body) = f.send(req.body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
-        assert_eq!(headers[header::WWW_AUTHENTICATE], "Basic realm=\"Twilio API\"");
+        assert_eq!(
+            headers[header::WWW_AUTHENTICATE],
+            "Basic realm=\"Twilio API\""
+        );
         assert_twilio_error(&serde_json::from_slice(&body).unwrap(), 20003, 401);
     }
     // Unknown routes do not reveal themselves before authentication either.
@@ -188,7 +218,11 @@ async fn missing_or_wrong_credentials_are_401_20003() {
 async fn unknown_foreign_and_junk_resources_are_404_20404() {
     let f = fixture().await;
     let other = AccountSid::generate();
-    f.state.store.ensure_account(&other, "other-token", "Other").await.unwrap();
+    f.state
+        .store
+        .ensure_account(&other, "other-token", "Other")
+        .await
+        .unwrap();
     let call = f.insert_call(Utc::now(), "+14155550100").await;
     let base = f.base();
     let unknown = [
@@ -211,11 +245,17 @@ async fn unknown_foreign_and_junk_resources_are_404_20404() {
         assert_twilio_error(&body, 20404, 404);
     }
     let (_, body) = f.get(&format!("{base}/Calls/junk.json")).await;
-    assert_eq!(body["message"], format!("The requested resource {base}/Calls/junk.json was not found"));
+    assert_eq!(
+        body["message"],
+        format!("The requested resource {base}/Calls/junk.json was not found")
+    );
 
     // The other tenant, with its own credentials, cannot see our call either.
     let req = Request::builder()
-        .uri(format!("/2010-04-01/Accounts/{other}/Calls/{}.json", call.sid))
+        .uri(format!(
+            "/2010-04-01/Accounts/{other}/Calls/{}.json",
+            call.sid
+        ))
         .header(header::AUTHORIZATION, basic(other.as_str(), "other-token"))
         .body(Body::empty())
         .unwrap();
@@ -228,7 +268,10 @@ async fn unknown_foreign_and_junk_resources_are_404_20404() {
         .unwrap();
     let (status, _, body) = f.send(req).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["calls"], serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["calls"],
+        serde_json::json!([])
+    );
 }
 
 #[tokio::test]
@@ -239,7 +282,10 @@ async fn account_fetch_shape() {
     assert_eq!(body["sid"], f.account.as_str());
     assert_eq!(body["status"], "active");
     assert_eq!(body["uri"], format!("{}.json", f.base()));
-    assert_eq!(body["subresource_uris"]["calls"], format!("{}/Calls.json", f.base()));
+    assert_eq!(
+        body["subresource_uris"]["calls"],
+        format!("{}/Calls.json", f.base())
+    );
     assert!(body["date_created"].as_str().unwrap().ends_with(" +0000"));
 }
 
@@ -265,18 +311,26 @@ async fn number_crud_shapes_errors_and_hooks() {
     assert_eq!(created["account_sid"], f.account.as_str());
     assert_eq!(created["api_version"], "2010-04-01");
     assert_eq!(created["capabilities"]["voice"], true);
-    assert_eq!(created["uri"], format!("{}/IncomingPhoneNumbers/{sid}.json", f.base()));
+    assert_eq!(
+        created["uri"],
+        format!("{}/IncomingPhoneNumbers/{sid}.json", f.base())
+    );
     assert_eq!(f.hooks.0.load(Ordering::SeqCst), 1);
 
     // Same number again (from any account) is refused; bad input is a 400 with a clear message.
-    let (status, body) = f.request(Method::POST, &list, Some("PhoneNumber=%2B14155550100")).await;
+    let (status, body) = f
+        .request(Method::POST, &list, Some("PhoneNumber=%2B14155550100"))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 21422, 400);
     assert!(body["message"].as_str().unwrap().contains("+14155550100"));
     for (form, code) in [
         ("FriendlyName=x", 21452),
         ("PhoneNumber=4155550100", 21421),
-        ("PhoneNumber=%2B14155550101&VoiceUrl=javascript%3Aalert(1)", 21205),
+        (
+            "PhoneNumber=%2B14155550101&VoiceUrl=javascript%3Aalert(1)",
+            21205,
+        ),
         ("PhoneNumber=%2B14155550101&VoiceMethod=PUT", 20001),
     ] {
         let (status, body) = f.request(Method::POST, &list, Some(form)).await;
@@ -290,15 +344,21 @@ async fn number_crud_shapes_errors_and_hooks() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched, created);
 
-    let (status, updated) =
-        f.request(Method::POST, &one, Some("VoiceUrl=&StatusCallback=https%3A%2F%2Fapp.example%2Fs")).await;
+    let (status, updated) = f
+        .request(
+            Method::POST,
+            &one,
+            Some("VoiceUrl=&StatusCallback=https%3A%2F%2Fapp.example%2Fs"),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(updated["voice_url"], Value::Null);
     assert_eq!(updated["status_callback"], "https://app.example/s");
     assert_eq!(updated["friendly_name"], "Front desk");
     assert_eq!(f.hooks.0.load(Ordering::SeqCst), 2);
 
-    f.request(Method::POST, &list, Some("PhoneNumber=%2B442071838750")).await;
+    f.request(Method::POST, &list, Some("PhoneNumber=%2B442071838750"))
+        .await;
     let (_, page) = f.get(&list).await;
     assert_eq!(page["incoming_phone_numbers"].as_array().unwrap().len(), 2);
     let (_, page) = f.get(&format!("{list}?PhoneNumber=%2B1415")).await;
@@ -309,7 +369,10 @@ async fn number_crud_shapes_errors_and_hooks() {
     let (status, body) = f.request(Method::DELETE, &one, None).await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
     assert_eq!(f.get(&one).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(f.request(Method::DELETE, &one, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.request(Method::DELETE, &one, None).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(f.hooks.0.load(Ordering::SeqCst), 4);
 }
 
@@ -320,11 +383,20 @@ async fn calls_list_pages_follow_next_page_uri_without_duplicates() {
     let mut expected = HashSet::new();
     for i in 0..120 {
         // Some share a timestamp so the tie-break on sid is exercised.
-        let c = f.insert_call(base_time + Duration::milliseconds(i / 3), "+14155550100").await;
+        let c = f
+            .insert_call(base_time + Duration::milliseconds(i / 3), "+14155550100")
+            .await;
         expected.insert(c.sid.to_string());
     }
     let meta: HashSet<&str> = [
-        "end", "first_page_uri", "next_page_uri", "page", "page_size", "previous_page_uri", "start", "uri",
+        "end",
+        "first_page_uri",
+        "next_page_uri",
+        "page",
+        "page_size",
+        "previous_page_uri",
+        "start",
+        "uri",
     ]
     .into_iter()
     .collect();
@@ -337,15 +409,26 @@ async fn calls_list_pages_follow_next_page_uri_without_duplicates() {
         assert_eq!(status, StatusCode::OK, "{body}");
         let obj = body.as_object().unwrap();
         // The SDKs take the one non-meta key as the records.
-        let keys: Vec<&str> = obj.keys().map(String::as_str).filter(|k| !meta.contains(k)).collect();
+        let keys: Vec<&str> = obj
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !meta.contains(k))
+            .collect();
         assert_eq!(keys, ["calls"]);
         for k in &meta {
             assert!(obj.contains_key(*k), "missing {k}");
         }
         for call in body["calls"].as_array().unwrap() {
-            assert!(seen.insert(call["sid"].as_str().unwrap().to_owned()), "duplicate");
+            assert!(
+                seen.insert(call["sid"].as_str().unwrap().to_owned()),
+                "duplicate"
+            );
         }
-        pages.push((body["page"].as_u64().unwrap(), body["start"].as_u64().unwrap(), body["end"].as_u64().unwrap()));
+        pages.push((
+            body["page"].as_u64().unwrap(),
+            body["start"].as_u64().unwrap(),
+            body["end"].as_u64().unwrap(),
+        ));
         assert_eq!(body["page_size"], 50);
         next = body["next_page_uri"].as_str().map(str::to_owned);
         if let Some(n) = &next {
@@ -356,7 +439,12 @@ async fn calls_list_pages_follow_next_page_uri_without_duplicates() {
     assert_eq!(pages, [(0, 0, 49), (1, 50, 99), (2, 100, 119)]);
 
     // Shapes of one call.
-    let (_, body) = f.get(&format!("{}/Calls.json?PageSize=1&To=%2B14155550100&Status=completed", f.base())).await;
+    let (_, body) = f
+        .get(&format!(
+            "{}/Calls.json?PageSize=1&To=%2B14155550100&Status=completed",
+            f.base()
+        ))
+        .await;
     let call = &body["calls"][0];
     assert_eq!(call["duration"], "12");
     assert_eq!(call["price"], Value::Null);
@@ -365,19 +453,29 @@ async fn calls_list_pages_follow_next_page_uri_without_duplicates() {
     assert_eq!(call["api_version"], "2010-04-01");
     let sid = call["sid"].as_str().unwrap();
     assert_eq!(call["uri"], format!("{}/Calls/{sid}.json", f.base()));
-    assert_eq!(call["subresource_uris"]["recordings"], format!("{}/Calls/{sid}/Recordings.json", f.base()));
+    assert_eq!(
+        call["subresource_uris"]["recordings"],
+        format!("{}/Calls/{sid}/Recordings.json", f.base())
+    );
     // Filters are carried into the paging links.
-    assert!(body["next_page_uri"].as_str().unwrap().contains("To=%2B14155550100&Status=completed"));
+    assert!(body["next_page_uri"]
+        .as_str()
+        .unwrap()
+        .contains("To=%2B14155550100&Status=completed"));
     let (status, fetched) = f.get(call["uri"].as_str().unwrap()).await;
     assert_eq!((status, &fetched), (StatusCode::OK, call));
 
     let (_, none) = f.get(&format!("{}/Calls.json?Status=busy", f.base())).await;
     assert_eq!(none["calls"], serde_json::json!([]));
     assert_eq!(none["next_page_uri"], Value::Null);
-    let (status, body) = f.get(&format!("{}/Calls.json?Status=sleeping", f.base())).await;
+    let (status, body) = f
+        .get(&format!("{}/Calls.json?Status=sleeping", f.base()))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 20001, 400);
-    let (status, _) = f.get(&format!("{}/Calls.json?PageToken=PTnope", f.base())).await;
+    let (status, _) = f
+        .get(&format!("{}/Calls.json?PageToken=PTnope", f.base()))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -386,7 +484,11 @@ async fn recording_media_and_metadata_are_served() {
     let f = fixture().await;
     let call = f.insert_call(Utc::now(), "+14155550100").await;
     let sid = RecordingSid::generate();
-    let wav: Vec<u8> = b"RIFF\x24\x00\x00\x00WAVE".iter().copied().chain((0..200_000u32).map(|i| i as u8)).collect();
+    let wav: Vec<u8> = b"RIFF\x24\x00\x00\x00WAVE"
+        .iter()
+        .copied()
+        .chain((0..200_000u32).map(|i| i as u8))
+        .collect();
     std::fs::write(f.state.recordings_dir.join(format!("{sid}.wav")), &wav).unwrap();
     let now = Utc::now();
     f.state
@@ -408,7 +510,10 @@ async fn recording_media_and_metadata_are_served() {
         .await
         .unwrap();
 
-    for uri in [format!("{}/Recordings/{sid}.wav", f.base()), format!("{}/Recordings/{sid}", f.base())] {
+    for uri in [
+        format!("{}/Recordings/{sid}.wav", f.base()),
+        format!("{}/Recordings/{sid}", f.base()),
+    ] {
         let req = Request::builder()
             .uri(&uri)
             .header(header::AUTHORIZATION, basic(f.account.as_str(), TOKEN))
@@ -417,10 +522,16 @@ async fn recording_media_and_metadata_are_served() {
         let (status, headers, body) = f.send(req).await;
         assert_eq!(status, StatusCode::OK, "{uri}");
         assert_eq!(headers[header::CONTENT_TYPE], "audio/x-wav");
-        assert_eq!(headers[header::CONTENT_LENGTH], wav.len().to_string().as_str());
+        assert_eq!(
+            headers[header::CONTENT_LENGTH],
+            wav.len().to_string().as_str()
+        );
         assert!(body == wav, "{uri}: body differs");
     }
-    assert_eq!(f.get(&format!("{}/Recordings/{sid}.mp3", f.base())).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.get(&format!("{}/Recordings/{sid}.mp3", f.base())).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     let (status, meta) = f.get(&format!("{}/Recordings/{sid}.json", f.base())).await;
     assert_eq!(status, StatusCode::OK);
@@ -428,16 +539,30 @@ async fn recording_media_and_metadata_are_served() {
     assert_eq!(meta["channels"], 1);
     assert_eq!(meta["call_sid"], call.sid.as_str());
     assert_eq!(meta["source"], "RecordVerb");
-    assert_eq!(meta["media_url"], format!("https://voice.example.com{}/Recordings/{sid}", f.base()));
+    assert_eq!(
+        meta["media_url"],
+        format!("https://voice.example.com{}/Recordings/{sid}", f.base())
+    );
 
-    let (_, by_call) = f.get(&format!("{}/Calls/{}/Recordings.json", f.base(), call.sid)).await;
+    let (_, by_call) = f
+        .get(&format!("{}/Calls/{}/Recordings.json", f.base(), call.sid))
+        .await;
     assert_eq!(by_call["recordings"][0]["sid"], sid.as_str());
-    let (_, filtered) = f.get(&format!("{}/Recordings.json?CallSid={}", f.base(), CallSid::generate())).await;
+    let (_, filtered) = f
+        .get(&format!(
+            "{}/Recordings.json?CallSid={}",
+            f.base(),
+            CallSid::generate()
+        ))
+        .await;
     assert_eq!(filtered["recordings"], serde_json::json!([]));
 
     // A row whose file is gone is a 404, not a 500.
     std::fs::remove_file(f.state.recordings_dir.join(format!("{sid}.wav"))).unwrap();
-    assert_eq!(f.get(&format!("{}/Recordings/{sid}.wav", f.base())).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.get(&format!("{}/Recordings/{sid}.wav", f.base())).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -460,13 +585,22 @@ async fn notifications_are_listed_per_call() {
         date_updated: now,
     };
     f.state.store.insert_notification(&n).await.unwrap();
-    let (status, body) = f.get(&format!("{}/Calls/{}/Notifications.json", f.base(), call.sid)).await;
+    let (status, body) = f
+        .get(&format!(
+            "{}/Calls/{}/Notifications.json",
+            f.base(),
+            call.sid
+        ))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let item = &body["notifications"][0];
     assert_eq!(item["sid"], n.sid.as_str());
     assert_eq!(item["error_code"], "12100");
     assert_eq!(item["log"], "0");
-    assert_eq!(item["more_info"], "https://www.twilio.com/docs/errors/12100");
+    assert_eq!(
+        item["more_info"],
+        "https://www.twilio.com/docs/errors/12100"
+    );
     let (_, all) = f.get(&format!("{}/Notifications.json", f.base())).await;
     assert_eq!(all["notifications"].as_array().unwrap().len(), 1);
 }
@@ -475,7 +609,10 @@ async fn notifications_are_listed_per_call() {
 async fn oversized_bodies_are_413_and_wrong_methods_405() {
     let f = fixture().await;
     let list = format!("{}/IncomingPhoneNumbers.json", f.base());
-    let big = format!("PhoneNumber=%2B14155550100&FriendlyName={}", "x".repeat(BODY_LIMIT + 1));
+    let big = format!(
+        "PhoneNumber=%2B14155550100&FriendlyName={}",
+        "x".repeat(BODY_LIMIT + 1)
+    );
     let (status, body) = f.request(Method::POST, &list, Some(&big)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["status"], 413);
@@ -518,7 +655,10 @@ async fn call_create_validates_like_twilio_then_asks_the_runtime() {
     assert_eq!(body["direction"], "outbound-api");
     assert_eq!(body["to"], "+15550002222");
     let call = f.hooks.1.lock().unwrap().pop().unwrap();
-    assert_eq!(call.status_callback_events, ["initiated", "ringing", "answered"]);
+    assert_eq!(
+        call.status_callback_events,
+        ["initiated", "ringing", "answered"]
+    );
     assert_eq!((call.timeout, call.time_limit), (600, 30));
     assert_eq!(call.method, "GET");
     assert_eq!(call.twiml.as_deref(), Some("<Response/>"));
@@ -529,7 +669,10 @@ async fn call_create_validates_like_twilio_then_asks_the_runtime() {
     let call = f.hooks.1.lock().unwrap().pop().unwrap();
     assert_eq!(call.to, "sip:bob@127.0.0.1:5070");
     assert_eq!(call.status_callback_events, ["completed"]);
-    assert_eq!((call.timeout, call.method.as_str(), call.twiml), (60, "POST", None));
+    assert_eq!(
+        (call.timeout, call.method.as_str(), call.twiml),
+        (60, "POST", None)
+    );
 }
 
 #[tokio::test]
@@ -537,7 +680,13 @@ async fn calls_are_not_supported_without_a_runtime() {
     let mut f = fixture().await;
     f.state.hooks = Arc::new(NoHooks);
     let form = "To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv";
-    let (status, body) = f.request(Method::POST, &format!("{}/Calls.json", f.base()), Some(form)).await;
+    let (status, body) = f
+        .request(
+            Method::POST,
+            &format!("{}/Calls.json", f.base()),
+            Some(form),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
     assert_twilio_error(&body, 20001, 501);
 }
@@ -550,17 +699,26 @@ async fn call_update_parses_and_delete_refuses_live_calls() {
     let (status, body) = f.request(Method::POST, &uri, Some("Status=busy")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 20001, 400);
-    let (status, body) = f.request(Method::POST, &uri, Some("Url=http%3A%2F%2Fa.test%2Fn&Method=GET&Status=completed")).await;
+    let (status, body) = f
+        .request(
+            Method::POST,
+            &uri,
+            Some("Url=http%3A%2F%2Fa.test%2Fn&Method=GET&Status=completed"),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_twilio_error(&body, 20404, 404);
     let updates = f.hooks.2.lock().unwrap().clone();
     assert_eq!(
         updates,
-        [(sid, CallUpdate {
-            redirect: Some(("http://a.test/n".into(), "GET".into())),
-            twiml: None,
-            status: Some(CallStatus::Completed)
-        })]
+        [(
+            sid,
+            CallUpdate {
+                redirect: Some(("http://a.test/n".into(), "GET".into())),
+                twiml: None,
+                status: Some(CallStatus::Completed)
+            }
+        )]
     );
 
     let mut live = f.insert_call(Utc::now(), "+14155550100").await;
@@ -572,13 +730,22 @@ async fn call_update_parses_and_delete_refuses_live_calls() {
     assert_twilio_error(&body, 21220, 400);
     live.status = CallStatus::Completed;
     f.state.store.update_call(&live).await.unwrap();
-    assert_eq!(f.request(Method::DELETE, &uri, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        f.request(Method::DELETE, &uri, None).await.0,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(f.get(&uri).await.0, StatusCode::NOT_FOUND);
 }
 
 impl Fixture {
     /// Any body with any Content-Type, authenticated; the JSON reply (`Null` when empty).
-    async fn raw(&self, method: Method, uri: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+    async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
@@ -590,7 +757,11 @@ impl Fixture {
         if !bytes.is_empty() {
             assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
         }
-        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
         (status, json)
     }
 }
@@ -606,27 +777,53 @@ async fn bad_bodies_get_twilio_errors_naming_the_fault() {
     let form = Some("application/x-www-form-urlencoded");
 
     // Over the limit: 413 whatever the Content-Length says.
-    let big = format!("PhoneNumber=%2B14155550100&FriendlyName={}", "x".repeat(BODY_LIMIT));
+    let big = format!(
+        "PhoneNumber=%2B14155550100&FriendlyName={}",
+        "x".repeat(BODY_LIMIT)
+    );
     let (status, body) = f.raw(Method::POST, &numbers, form, big.into_bytes()).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_twilio_error(&body, 20001, 413);
     assert!(message(&body).contains("65536 bytes"), "{body}");
 
     // Not a form.
-    for ct in [Some("application/json"), Some("text/plain; charset=utf-8"), None] {
-        let (status, body) = f.raw(Method::POST, &numbers, ct, br#"{"PhoneNumber":"+14155550100"}"#.to_vec()).await;
+    for ct in [
+        Some("application/json"),
+        Some("text/plain; charset=utf-8"),
+        None,
+    ] {
+        let (status, body) = f
+            .raw(
+                Method::POST,
+                &numbers,
+                ct,
+                br#"{"PhoneNumber":"+14155550100"}"#.to_vec(),
+            )
+            .await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
         assert_twilio_error(&body, 20001, 415);
-        assert!(message(&body).contains("application/x-www-form-urlencoded"), "{body}");
+        assert!(
+            message(&body).contains("application/x-www-form-urlencoded"),
+            "{body}"
+        );
     }
     // The charset parameter and upper case are fine.
     let (status, _) = f
-        .raw(Method::POST, &numbers, Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"), b"PhoneNumber=%2B14155550100".to_vec())
+        .raw(
+            Method::POST,
+            &numbers,
+            Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8"),
+            b"PhoneNumber=%2B14155550100".to_vec(),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
 
     // Invalid UTF-8, percent-encoded or raw, in a value or a name.
-    for raw in [&b"PhoneNumber=%2B14155550101&FriendlyName=%FF%FE"[..], b"PhoneNumber=%2B14155550101&FriendlyName=\xff", b"Friendly%C3Name=x"] {
+    for raw in [
+        &b"PhoneNumber=%2B14155550101&FriendlyName=%FF%FE"[..],
+        b"PhoneNumber=%2B14155550101&FriendlyName=\xff",
+        b"Friendly%C3Name=x",
+    ] {
         let (status, body) = f.raw(Method::POST, &numbers, form, raw.to_vec()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_twilio_error(&body, 20001, 400);
@@ -634,29 +831,69 @@ async fn bad_bodies_get_twilio_errors_naming_the_fault() {
     }
 
     // Unknown parameters are named; Twilio's own that we do not act on are accepted.
-    let (status, body) = f.raw(Method::POST, &numbers, form, b"PhoneNumber=%2B14155550102&VoiceUlr=http%3A%2F%2Fa.test".to_vec()).await;
+    let (status, body) = f
+        .raw(
+            Method::POST,
+            &numbers,
+            form,
+            b"PhoneNumber=%2B14155550102&VoiceUlr=http%3A%2F%2Fa.test".to_vec(),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 20001, 400);
-    assert!(message(&body).contains("Unknown parameter \"VoiceUlr\""), "{body}");
-    let (status, body) = f.raw(Method::POST, &numbers, form, b"PhoneNumber=%2B14155550102&SmsUrl=http%3A%2F%2Fa.test&AreaCode=415".to_vec()).await;
+    assert!(
+        message(&body).contains("Unknown parameter \"VoiceUlr\""),
+        "{body}"
+    );
+    let (status, body) = f
+        .raw(
+            Method::POST,
+            &numbers,
+            form,
+            b"PhoneNumber=%2B14155550102&SmsUrl=http%3A%2F%2Fa.test&AreaCode=415".to_vec(),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = f.get(&format!("{numbers}?PageSize=2&Colour=red")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message(&body).contains("\"Colour\""), "{body}");
-    let (status, body) = f.get(&format!("{}/Recordings.json?DateCreated%3E=2020-01-01", f.base())).await;
+    let (status, body) = f
+        .get(&format!(
+            "{}/Recordings.json?DateCreated%3E=2020-01-01",
+            f.base()
+        ))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Wrong types and bad numbers.
-    let (status, body) = f.raw(Method::POST, &numbers, form, b"PhoneNumber=call-me".to_vec()).await;
+    let (status, body) = f
+        .raw(
+            Method::POST,
+            &numbers,
+            form,
+            b"PhoneNumber=call-me".to_vec(),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 21421, 400);
-    assert!(message(&body).contains("PhoneNumber call-me is invalid"), "{body}");
-    let (status, body) = f.raw(Method::POST, &numbers, form, b"FriendlyName=x".to_vec()).await;
+    assert!(
+        message(&body).contains("PhoneNumber call-me is invalid"),
+        "{body}"
+    );
+    let (status, body) = f
+        .raw(Method::POST, &numbers, form, b"FriendlyName=x".to_vec())
+        .await;
     assert_twilio_error(&body, 21452, 400);
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let calls = format!("{}/Calls.json", f.base());
     let (status, body) = f
-        .raw(Method::POST, &calls, form, b"To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Timeout=abc".to_vec())
+        .raw(
+            Method::POST,
+            &calls,
+            form,
+            b"To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv&Timeout=abc"
+                .to_vec(),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&body, 21208, 400);
@@ -664,10 +901,19 @@ async fn bad_bodies_get_twilio_errors_naming_the_fault() {
     let (status, body) = f.get(&format!("{calls}?PageSize=ten")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message(&body).contains("PageSize"), "{body}");
-    let (status, body) =
-        f.raw(Method::POST, &format!("{}/Applications.json", f.base()), form, b"VoiceCallerIdLookup=perhaps".to_vec()).await;
+    let (status, body) = f
+        .raw(
+            Method::POST,
+            &format!("{}/Applications.json", f.base()),
+            form,
+            b"VoiceCallerIdLookup=perhaps".to_vec(),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(message(&body).contains("VoiceCallerIdLookup must be true or false"), "{body}");
+    assert!(
+        message(&body).contains("VoiceCallerIdLookup must be true or false"),
+        "{body}"
+    );
     assert!(f.hooks.1.lock().unwrap().is_empty());
 }
 
@@ -679,7 +925,10 @@ async fn path_tricks_and_bad_sids_are_404_and_read_nothing() {
     let base = f.base();
     let paths = [
         format!("{base}/Calls/CA123.json"),
-        format!("{base}/Calls/{}.json", CallSid::generate().as_str().to_uppercase()),
+        format!(
+            "{base}/Calls/{}.json",
+            CallSid::generate().as_str().to_uppercase()
+        ),
         format!("{base}/Calls/../../../etc/passwd"),
         format!("{base}/Recordings/..%2Fsecret.wav"),
         format!("{base}/Recordings/..%2F..%2Fsecret"),
@@ -695,27 +944,47 @@ async fn path_tricks_and_bad_sids_are_404_and_read_nothing() {
         let (status, body) = f.get(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         assert_twilio_error(&body, 20404, 404);
-        assert!(message(&body).len() < 400, "{path}: the message echoes a bounded part of the path");
+        assert!(
+            message(&body).len() < 400,
+            "{path}: the message echoes a bounded part of the path"
+        );
         assert!(!body.to_string().contains("RIFF"));
     }
     // Nothing was written beside the store and the one file put there.
-    let mut names: Vec<String> = std::fs::read_dir(&f.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&f.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
-    assert!(names.iter().all(|n| n == "secret.wav" || n == "recordings" || n.starts_with("db")), "{names:?}");
-    assert_eq!(std::fs::read_dir(f.dir.join("recordings")).unwrap().count(), 0);
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "secret.wav" || n == "recordings" || n.starts_with("db")),
+        "{names:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(f.dir.join("recordings")).unwrap().count(),
+        0
+    );
 }
 
 #[tokio::test]
 async fn the_openapi_document_is_served_without_credentials() {
     let f = fixture().await;
-    let req = Request::builder().uri("/openapi.json").body(Body::empty()).unwrap();
+    let req = Request::builder()
+        .uri("/openapi.json")
+        .body(Body::empty())
+        .unwrap();
     let (status, headers, bytes) = f.send(req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     let doc: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
     assert_eq!(doc["servers"][0]["url"], "https://voice.example.com");
-    for path in ["/2010-04-01/Accounts/{AccountSid}/Calls.json", "/2010-04-01/Accounts/{AccountSid}/Recordings/{Sid}.wav"] {
+    for path in [
+        "/2010-04-01/Accounts/{AccountSid}/Calls.json",
+        "/2010-04-01/Accounts/{AccountSid}/Recordings/{Sid}.wav",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
     // Every documented path answers through its handler: an unknown SID of the right shape is
@@ -723,6 +992,34 @@ async fn the_openapi_document_is_served_without_credentials() {
     let calls = f.get(&format!("{}/Calls.json", f.base())).await;
     assert_eq!(calls.0, StatusCode::OK);
     assert!(calls.1["calls"].is_array());
+}
+
+/// Regression: the document was cached process-wide, so a second router (another server in the
+/// same process) served the first one's public URL.
+#[tokio::test]
+async fn each_router_serves_its_own_public_url_in_the_openapi_document() {
+    let mut f = fixture().await;
+    let first = f
+        .send(
+            Request::builder()
+                .uri("/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let first: Value = serde_json::from_slice(&first.2).unwrap();
+    assert_eq!(first["servers"][0]["url"], "https://voice.example.com");
+    f.state.public_url = "https://other.example.net".into();
+    let second = f
+        .send(
+            Request::builder()
+                .uri("/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let second: Value = serde_json::from_slice(&second.2).unwrap();
+    assert_eq!(second["servers"][0]["url"], "https://other.example.net");
 }
 
 #[tokio::test]
@@ -742,9 +1039,18 @@ async fn calls_run_an_application_of_their_own_account() {
     let (status, rec) = f.raw(Method::POST, &calls, form, body.into_bytes()).await;
     assert_eq!(status, StatusCode::CREATED, "{rec}");
     let call = f.hooks.1.lock().unwrap().pop().unwrap();
-    assert_eq!((call.url.as_deref(), call.method.as_str()), (Some("http://app.test/v"), "GET"));
+    assert_eq!(
+        (call.url.as_deref(), call.method.as_str()),
+        (Some("http://app.test/v"), "GET")
+    );
     assert_eq!(call.fallback_url.as_deref(), Some("http://app.test/f"));
-    assert_eq!((call.status_callback.as_deref(), call.status_callback_method.as_str()), (Some("http://app.test/s"), "GET"));
+    assert_eq!(
+        (
+            call.status_callback.as_deref(),
+            call.status_callback_method.as_str()
+        ),
+        (Some("http://app.test/s"), "GET")
+    );
     assert_eq!((call.send_digits, call.record), (None, false));
 
     // The request's own status callback wins; the application's Url wins over the request's.
@@ -756,13 +1062,32 @@ async fn calls_run_an_application_of_their_own_account() {
     assert_eq!(status, StatusCode::CREATED);
     let call = f.hooks.1.lock().unwrap().pop().unwrap();
     assert_eq!(call.url.as_deref(), Some("http://app.test/v"));
-    assert_eq!((call.status_callback.as_deref(), call.status_callback_method.as_str()), (Some("http://mine.test/s"), "POST"));
-    assert_eq!((call.send_digits.as_deref(), call.record), (Some("1234w#"), true));
+    assert_eq!(
+        (
+            call.status_callback.as_deref(),
+            call.status_callback_method.as_str()
+        ),
+        (Some("http://mine.test/s"), "POST")
+    );
+    assert_eq!(
+        (call.send_digits.as_deref(), call.record),
+        (Some("1234w#"), true)
+    );
 
     // Another account's application is an invalid one (21218); so is an unknown one.
     let other = AccountSid::generate();
-    f.state.store.ensure_account(&other, "other-token-0123456789abcdef0123", "Other").await.unwrap();
-    let mut foreign = f.state.store.application(&f.account, &app_sid.parse().unwrap()).await.unwrap().unwrap();
+    f.state
+        .store
+        .ensure_account(&other, "other-token-0123456789abcdef0123", "Other")
+        .await
+        .unwrap();
+    let mut foreign = f
+        .state
+        .store
+        .application(&f.account, &app_sid.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     foreign.sid = model::ApplicationSid::generate();
     foreign.account_sid = other;
     f.state.store.create_application(&foreign).await.unwrap();
@@ -774,8 +1099,13 @@ async fn calls_run_an_application_of_their_own_account() {
         assert!(message(&err).contains(sid.as_str()), "{err}");
     }
     // An application without a VoiceUrl cannot run a call.
-    let (_, bare) = f.raw(Method::POST, &apps, form, b"FriendlyName=bare".to_vec()).await;
-    let body = format!("To=%2B15550002222&From=%2B15550001111&ApplicationSid={}", bare["sid"].as_str().unwrap());
+    let (_, bare) = f
+        .raw(Method::POST, &apps, form, b"FriendlyName=bare".to_vec())
+        .await;
+    let body = format!(
+        "To=%2B15550002222&From=%2B15550001111&ApplicationSid={}",
+        bare["sid"].as_str().unwrap()
+    );
     let (status, err) = f.raw(Method::POST, &calls, form, body.into_bytes()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&err, 21205, 400);

@@ -486,15 +486,43 @@ pub(crate) struct ActiveCall {
     /// `<Dial><Queue>` took.
     pub(crate) queued: Option<crate::queueing::QueuedLeg>,
     pub(crate) dequeue: Option<crate::queueing::DequeueLeg>,
+    /// Turns the engine's instants into the wall-clock times stored.
+    clock: CallClock,
+}
+
+/// One clock per call: the engine's instants (answer, end) become wall-clock times by their
+/// distance from one moment read on both clocks at the start, so what is stored is what the
+/// core decided, not a second reading of another clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallClock {
+    instant: std::time::Instant,
+    wall: DateTime<Utc>,
+}
+
+impl CallClock {
+    pub(crate) fn start() -> CallClock {
+        CallClock {
+            instant: std::time::Instant::now(),
+            wall: Utc::now(),
+        }
+    }
+
+    pub(crate) fn wall(&self, at: std::time::Instant) -> DateTime<Utc> {
+        let since = |d: Duration| {
+            chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::zero())
+        };
+        if at >= self.instant {
+            self.wall + since(at - self.instant)
+        } else {
+            self.wall - since(self.instant - at)
+        }
+    }
 }
 
 impl ActiveCall {
     pub(crate) fn new(p: ActiveCallParts) -> ActiveCall {
-        let engine = engine::Call::new(
-            std::time::Instant::now(),
-            p.config,
-            rand::thread_rng().gen(),
-        );
+        let clock = CallClock::start();
+        let engine = engine::Call::new(clock.instant, p.config, rand::thread_rng().gen());
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         ActiveCall {
             shared: p.shared,
@@ -525,6 +553,7 @@ impl ActiveCall {
             next_wait_id: crate::participant::WAIT_ID_BASE,
             queued: None,
             dequeue: None,
+            clock,
         }
     }
 
@@ -825,8 +854,12 @@ impl ActiveCall {
                     }
                 }
                 Output::Notify { code, message } => self.notify(code, message).await,
-                Output::Finished { status, .. } => {
-                    self.finish(status).await;
+                Output::Finished {
+                    status,
+                    answered_at,
+                    ended_at,
+                } => {
+                    self.finish(status, answered_at, ended_at).await;
                     self.finished = true;
                 }
                 Output::Dial { id, dial } => match dial.join {
@@ -1053,18 +1086,23 @@ impl ActiveCall {
         }
     }
 
-    async fn finish(&mut self, status: CallStatus) {
-        let now = Utc::now();
+    /// Closes the call's record with the times the engine reports.
+    async fn finish(
+        &mut self,
+        status: CallStatus,
+        answered_at: Option<std::time::Instant>,
+        ended_at: std::time::Instant,
+    ) {
+        let end = self.clock.wall(ended_at);
         self.record.status = status;
-        self.record.end_time = Some(now);
-        self.record.date_updated = now;
-        if self.record.start_time.is_none() {
-            self.record.start_time = Some(self.record.date_created);
-        }
-        self.record.duration = Some(match self.answered_at {
-            Some(t) => SystemTime::now()
-                .duration_since(t)
-                .map_or(0, |d| d.as_secs_f64().round() as u32),
+        self.record.end_time = Some(end);
+        self.record.date_updated = Utc::now().max(end);
+        self.record.start_time = match answered_at {
+            Some(t) => Some(self.clock.wall(t)),
+            None => self.record.start_time.or(Some(self.record.date_created)),
+        };
+        self.record.duration = Some(match answered_at {
+            Some(t) => ended_at.saturating_duration_since(t).as_secs_f64().round() as u32,
             None => 0,
         });
         self.shared.records.update_call(&self.record);
@@ -1088,6 +1126,23 @@ fn dtmf_relay_digit(request: &Request) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engine_instants_become_wall_times_by_their_distance() {
+        let clock = CallClock::start();
+        let later = clock.instant + Duration::from_millis(61_500);
+        assert_eq!(
+            clock.wall(later) - clock.wall,
+            chrono::Duration::milliseconds(61_500)
+        );
+        assert_eq!(clock.wall(clock.instant), clock.wall);
+        if let Some(earlier) = clock.instant.checked_sub(Duration::from_secs(2)) {
+            assert_eq!(
+                clock.wall - clock.wall(earlier),
+                chrono::Duration::seconds(2)
+            );
+        }
+    }
 
     #[test]
     fn dialled_number_takes_the_user_part() {
