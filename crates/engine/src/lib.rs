@@ -97,6 +97,7 @@
 
 mod call;
 pub mod conference;
+pub mod dial;
 pub mod queue;
 pub mod wait;
 
