@@ -57,11 +57,6 @@ pub enum LegState {
 /// What the runtime must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DialAction {
-    /// This leg answered first among the living: send its digits, run its whisper, then report
-    /// [`DialRace::handle_leg_ready`] (or [`DialRace::handle_leg_refused`]).
-    Screen { leg: usize },
-    /// This leg answered too late (someone was bridged, or it was given up): hang it up.
-    Refuse { leg: usize },
     /// Bridge this leg to the caller (stop the ringback).
     Bridge { leg: usize },
     /// Hang this leg up the way its state needs (CANCEL while ringing, BYE once answered) and
@@ -183,16 +178,18 @@ impl DialRace {
         self.check_legs_left(now);
     }
 
-    /// The leg answered.
-    pub fn handle_leg_answered(&mut self, _now: Instant, leg: usize) {
+    /// The leg answered. True: screen it (send its digits, run its whisper, then report
+    /// [`DialRace::handle_leg_ready`] or [`DialRace::handle_leg_refused`]); false: it answered
+    /// too late (someone was bridged, or it was given up), hang it up.
+    pub fn handle_leg_answered(&mut self, _now: Instant, leg: usize) -> bool {
         let winner = self.winner;
         match self.live_leg(leg) {
             Some(l) if l.state == LegState::Ringing && winner.is_none() => {
                 l.state = LegState::Screening;
                 l.answered = true;
-                self.actions.push_back(DialAction::Screen { leg });
+                true
             }
-            _ => self.actions.push_back(DialAction::Refuse { leg }),
+            _ => false,
         }
     }
 
@@ -370,12 +367,9 @@ mod tests {
     fn the_first_leg_to_reach_the_bridge_wins_and_the_others_are_dropped() {
         let t0 = Instant::now();
         let mut race = DialRace::new(t0, 3, LIMIT, false);
-        race.handle_leg_answered(t0, 0);
-        race.handle_leg_answered(t0 + Duration::from_millis(100), 1);
-        assert_eq!(
-            drain(&mut race),
-            vec![DialAction::Screen { leg: 0 }, DialAction::Screen { leg: 1 }]
-        );
+        assert!(race.handle_leg_answered(t0, 0));
+        assert!(race.handle_leg_answered(t0 + Duration::from_millis(100), 1));
+        assert!(drain(&mut race).is_empty());
         // Leg 1 has no whisper and is ready first: it wins over the earlier answer.
         race.handle_leg_ready(t0 + Duration::from_millis(150), 1);
         let actions = drain(&mut race);
@@ -396,8 +390,11 @@ mod tests {
         assert_eq!(race.winner(), Some(1));
         // Leg 0's whisper finishing later changes nothing; a late answer is refused.
         race.handle_leg_ready(t0 + Duration::from_secs(1), 0);
-        race.handle_leg_answered(t0 + Duration::from_secs(1), 2);
-        assert_eq!(drain(&mut race), vec![DialAction::Refuse { leg: 2 }]);
+        assert!(
+            !race.handle_leg_answered(t0 + Duration::from_secs(1), 2),
+            "too late"
+        );
+        assert!(drain(&mut race).is_empty());
         // The winner hangs up after 30 s: completed, reported with the bridge's length.
         race.handle_leg_hung_up(t0 + Duration::from_millis(30_150), 1);
         let actions = drain(&mut race);
@@ -449,7 +446,7 @@ mod tests {
     fn a_whisper_that_refuses_counts_as_no_answer() {
         let t0 = Instant::now();
         let mut race = DialRace::new(t0, 1, LIMIT, false);
-        race.handle_leg_answered(t0, 0);
+        assert!(race.handle_leg_answered(t0, 0));
         race.handle_leg_refused(t0, 0);
         let actions = drain(&mut race);
         assert!(actions.contains(&DialAction::Drop {
@@ -464,7 +461,7 @@ mod tests {
         let t0 = Instant::now();
         for cause in [EndCause::ParentGone, EndCause::Cancelled] {
             let mut race = DialRace::new(t0, 2, LIMIT, false);
-            race.handle_leg_answered(t0, 1);
+            assert!(race.handle_leg_answered(t0, 1));
             drain(&mut race);
             race.end(t0, cause);
             let actions = drain(&mut race);
@@ -495,7 +492,7 @@ mod tests {
         let mut race = DialRace::new(t0, 1, Duration::from_secs(60), true);
         assert_eq!(race.poll_timeout(), None, "no limit before the bridge");
         assert!(!race.handle_digit(t0, '*'), "no bridge yet");
-        race.handle_leg_answered(t0 + Duration::from_secs(5), 0);
+        assert!(race.handle_leg_answered(t0 + Duration::from_secs(5), 0));
         race.handle_leg_ready(t0 + Duration::from_secs(5), 0);
         drain(&mut race);
         assert_eq!(race.poll_timeout(), Some(t0 + Duration::from_secs(65)));
@@ -514,7 +511,7 @@ mod tests {
         );
 
         let mut race = DialRace::new(t0, 1, LIMIT, true);
-        race.handle_leg_answered(t0, 0);
+        assert!(race.handle_leg_answered(t0, 0));
         race.handle_leg_ready(t0, 0);
         drain(&mut race);
         assert!(!race.handle_digit(t0, '1'));
@@ -522,7 +519,7 @@ mod tests {
         assert_eq!(ended(&drain(&mut race)).map(|e| e.1), Some(EndCause::Star));
 
         let mut race = DialRace::new(t0, 1, LIMIT, false);
-        race.handle_leg_answered(t0, 0);
+        assert!(race.handle_leg_answered(t0, 0));
         race.handle_leg_ready(t0, 0);
         drain(&mut race);
         assert!(
@@ -548,7 +545,7 @@ mod tests {
     fn a_non_winning_leg_hanging_up_or_ended_by_api_is_dropped() {
         let t0 = Instant::now();
         let mut race = DialRace::new(t0, 2, LIMIT, false);
-        race.handle_leg_answered(t0, 0);
+        assert!(race.handle_leg_answered(t0, 0));
         drain(&mut race);
         race.handle_leg_hung_up(t0, 0);
         assert_eq!(

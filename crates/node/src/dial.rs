@@ -14,6 +14,10 @@
 //! (`hangupOnStar`), `timeLimit` passes, a live update replaces the document, or every leg
 //! failed; the engine then gets `DialEnded` with Twilio's `DialCallStatus`.
 //!
+//! Who wins, what happens to the others, when the dial is over and with which status are the
+//! decisions of [`engine::dial::DialRace`]; this module feeds it what the legs do and carries
+//! out its [`DialAction`]s.
+//!
 //! Everything of a dial arrives on one channel (leg progress, the legs' SIP signals, their
 //! media events, API updates of child calls, whisper webhooks), tagged with the leg's index,
 //! so the parent's loop waits on one more branch and stays single-threaded.
@@ -22,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
+use engine::dial::{DialAction, DialRace, LegState};
 use engine::{DialCallStatus, DialOutcome, DialRecording, HttpMethod, Output};
 use model::records::{CallRecord, RecordingRecord};
 use model::{CallDirection, CallSid, CallStatus, RecordingSid};
@@ -73,30 +78,8 @@ pub(crate) enum DialWake {
     Timeout,
 }
 
-/// Why a dial ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EndCause {
-    /// The bridged leg hung up.
-    LegHungUp,
-    /// The caller hung up (or the parent call is being ended).
-    ParentGone,
-    /// `hangupOnStar`.
-    Star,
-    TimeLimit,
-    /// The engine cancelled the dial (live update).
-    Cancelled,
-    /// Every leg ended without a bridge.
-    NoLegLeft,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LegState {
-    Ringing,
-    /// Answered: sending digits or running the whisper.
-    Screening,
-    Bridged,
-    Ended,
-}
+/// Why a dial ends (the race's own type).
+pub(crate) use engine::dial::EndCause;
 
 /// A task forwarding one receiver into the dial's channel, stopped with the leg (so the
 /// receiver is dropped and the SIP task forgets the leg's routes).
@@ -142,9 +125,8 @@ struct DialLeg {
     sip: Option<Leg>,
     negotiated: Option<Negotiated>,
     answered_at: Option<SystemTime>,
-    state: LegState,
-    /// For the dial's status when nobody was bridged.
-    outcome: Option<CallStatus>,
+    /// Its call record was closed.
+    closed: bool,
     whisper: Option<Whisper>,
     sdp_version: u64,
     session_id: u64,
@@ -165,9 +147,7 @@ pub(crate) struct Dial {
     legs: Vec<DialLeg>,
     events_tx: mpsc::UnboundedSender<(usize, LegInput)>,
     events: mpsc::UnboundedReceiver<(usize, LegInput)>,
-    winner: Option<usize>,
-    bridged_at: Option<SystemTime>,
-    time_limit: Option<tokio::time::Instant>,
+    race: DialRace,
     ringback: bool,
     recording: Option<DialRecordingState>,
 }
@@ -188,22 +168,8 @@ impl Dial {
             .iter()
             .filter_map(|l| l.whisper.as_ref().and_then(|w| w.engine.poll_timeout()))
             .map(tokio::time::Instant::from_std);
-        whispers.chain(self.time_limit).min()
-    }
-
-    /// The dial's outcome when nobody was bridged: a leg left ringing until `timeout` makes it
-    /// `no-answer`, else a busy leg `busy`, else `failed`.
-    fn unbridged_status(&self) -> DialCallStatus {
-        let outcomes: Vec<CallStatus> = self.legs.iter().filter_map(|l| l.outcome).collect();
-        if outcomes.contains(&CallStatus::NoAnswer) {
-            DialCallStatus::NoAnswer
-        } else if outcomes.contains(&CallStatus::Busy) {
-            DialCallStatus::Busy
-        } else if outcomes.contains(&CallStatus::Canceled) {
-            DialCallStatus::Canceled
-        } else {
-            DialCallStatus::Failed
-        }
+        let limit = self.race.poll_timeout().map(tokio::time::Instant::from_std);
+        whispers.chain(limit).min()
     }
 }
 
@@ -257,10 +223,10 @@ fn seconds_since(t: Option<SystemTime>) -> u32 {
 
 /// Ends a child call's record and posts its `completed` callback.
 fn close_record(shared: &Shared, leg: &mut DialLeg, status: CallStatus) {
-    if leg.state == LegState::Ended {
+    if leg.closed {
         return;
     }
-    leg.state = LegState::Ended;
+    leg.closed = true;
     let now = Utc::now();
     leg.record.status = status;
     leg.record.end_time = Some(now);
@@ -287,18 +253,18 @@ fn send_bye(shared: &Shared, leg: &mut Leg) {
 /// Hangs a leg up the way its state needs (CANCEL while ringing, BYE once answered), closing its
 /// record with `status`; its stream and SIP routes go with it.
 fn drop_leg(shared: &Shared, leg: &mut DialLeg, status: CallStatus) {
-    match leg.state {
-        LegState::Ringing => {
+    if leg.closed {
+        return;
+    }
+    match leg.sip.as_mut() {
+        // Answered (screened or bridged): BYE.
+        Some(sip) => send_bye(shared, sip),
+        // Still ringing: CANCEL (a leg that failed has no handle left).
+        None => {
             if let Some(h) = &leg.handle {
                 h.cancel();
             }
         }
-        LegState::Screening | LegState::Bridged => {
-            if let Some(sip) = leg.sip.as_mut() {
-                send_bye(shared, sip);
-            }
-        }
-        LegState::Ended => {}
     }
     close_record(shared, leg, status);
     leg.whisper = None;
@@ -323,19 +289,10 @@ impl ActiveCall {
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| self.record.from.clone());
         let timeout = Duration::from_secs(u64::from(spec.timeout));
-        let mut dial = Dial {
-            id,
-            spec,
-            legs: Vec::new(),
-            events_tx,
-            events,
-            winner: None,
-            bridged_at: None,
-            time_limit: None,
-            ringback: false,
-            recording: None,
-        };
-        for target in dial.spec.targets.clone() {
+        let mut legs: Vec<DialLeg> = Vec::new();
+        // Legs that could not be placed: (index, outcome for the dial's status, record status).
+        let mut not_placed: Vec<(usize, CallStatus, CallStatus)> = Vec::new();
+        for target in spec.targets.clone() {
             let (to, destinations) = match &target.kind {
                 twiml::DialKind::Number(n) => (n.clone(), vec![LegTarget::Address(n.clone())]),
                 twiml::DialKind::Sip(uri) => (uri.clone(), vec![LegTarget::Address(uri.clone())]),
@@ -355,21 +312,19 @@ impl ActiveCall {
             };
             if destinations.is_empty() {
                 // A client with no registered phone: a child call that fails at once.
-                let index = dial.legs.len();
+                let index = legs.len();
                 if index < MAX_LEGS {
-                    let mut leg = self.new_leg(&dial, index, target.clone(), &from, &to);
-                    leg.outcome = Some(CallStatus::NoAnswer);
-                    close_record(&self.shared, &mut leg, CallStatus::Failed);
-                    dial.legs.push(leg);
+                    legs.push(self.new_leg(&events_tx, index, target.clone(), &from, &to));
+                    not_placed.push((index, CallStatus::NoAnswer, CallStatus::Failed));
                 }
                 continue;
             }
             for destination in destinations {
-                let index = dial.legs.len();
+                let index = legs.len();
                 if index >= MAX_LEGS {
                     break;
                 }
-                let mut leg = self.new_leg(&dial, index, target.clone(), &from, &to);
+                let mut leg = self.new_leg(&events_tx, index, target.clone(), &from, &to);
                 let (media_tx, media_rx) = mpsc::unbounded_channel();
                 let stream = match &self.stream {
                     Some(parent) => self.shared.media.allocate_near(parent, media_tx),
@@ -379,18 +334,13 @@ impl ActiveCall {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, call_sid = %leg.record.sid, "no RTP ports for a dial leg");
-                        leg.outcome = Some(CallStatus::Failed);
-                        close_record(&self.shared, &mut leg, CallStatus::Failed);
-                        dial.legs.push(leg);
+                        legs.push(leg);
+                        not_placed.push((index, CallStatus::Failed, CallStatus::Failed));
                         continue;
                     }
                 };
-                leg.forwards.push(forward(
-                    media_rx,
-                    dial.events_tx.clone(),
-                    index,
-                    LegInput::Media,
-                ));
+                leg.forwards
+                    .push(forward(media_rx, events_tx.clone(), index, LegInput::Media));
                 let request = LegRequest {
                     account_sid: self.record.account_sid,
                     call_sid: leg.record.sid,
@@ -402,13 +352,33 @@ impl ActiveCall {
                 let mut handle = crate::outbound::originate(self.shared.clone(), request);
                 let progress = std::mem::replace(&mut handle.events, mpsc::unbounded_channel().1);
                 leg.forwards
-                    .push(forward(progress, dial.events_tx.clone(), index, |e| {
+                    .push(forward(progress, events_tx.clone(), index, |e| {
                         LegInput::Progress(Box::new(e))
                     }));
                 leg.handle = Some(handle);
                 leg.stream = Some(stream);
-                dial.legs.push(leg);
+                legs.push(leg);
             }
+        }
+        let now = std::time::Instant::now();
+        let race = DialRace::new(
+            now,
+            legs.len(),
+            Duration::from_secs(u64::from(spec.time_limit)),
+            spec.hangup_on_star,
+        );
+        let mut dial = Dial {
+            id,
+            spec,
+            legs,
+            events_tx,
+            events,
+            race,
+            ringback: false,
+            recording: None,
+        };
+        for (index, outcome, record) in not_placed {
+            dial.race.handle_leg_not_placed(now, index, outcome, record);
         }
         tracing::info!(call_sid = %self.record.sid, legs = dial.legs.len(), "dial started");
         if matches!(
@@ -417,22 +387,20 @@ impl ActiveCall {
         ) {
             self.start_dial_recording(&mut dial);
         }
-        if self.answered_at.is_some() {
+        if self.answered_at.is_some() && !dial.race.is_ended() {
             if let Some(parent) = &self.stream {
                 parent.play(RINGBACK_ID, ringback(), 0);
                 dial.ringback = true;
             }
         }
-        let all_ended = dial.legs.iter().all(|l| l.state == LegState::Ended);
         self.dial = Some(dial);
-        if all_ended {
-            self.end_dial(EndCause::NoLegLeft);
-        }
+        // Only drops and the end can follow from the start (nobody has answered yet).
+        self.run_race_now();
     }
 
     fn new_leg(
         &self,
-        dial: &Dial,
+        events_tx: &mpsc::UnboundedSender<(usize, LegInput)>,
         index: usize,
         target: twiml::DialTarget,
         from: &str,
@@ -485,14 +453,13 @@ impl ActiveCall {
             sip: None,
             negotiated: None,
             answered_at: None,
-            state: LegState::Ringing,
-            outcome: None,
+            closed: false,
             whisper: None,
             sdp_version: 1,
             session_id: rand::thread_rng().gen::<u32>() as u64,
             forwards: vec![forward(
                 control,
-                dial.events_tx.clone(),
+                events_tx.clone(),
                 index,
                 LegInput::Control,
             )],
@@ -535,20 +502,19 @@ impl ActiveCall {
             DialWake::Timeout => self.handle_dial_timeout().await,
             DialWake::Input(index, input) => self.handle_leg_input(index, input).await,
         }
+        self.run_race().await;
     }
 
     async fn handle_dial_timeout(&mut self) {
-        let now = tokio::time::Instant::now();
+        let std_now = std::time::Instant::now();
         let Some(dial) = self.dial.as_mut() else {
             return;
         };
-        if dial.time_limit.is_some_and(|t| t <= now) {
+        dial.race.handle_timeout(std_now);
+        if dial.race.is_ended() {
             tracing::info!(call_sid = %self.record.sid, "dial timeLimit reached");
-            dial.time_limit = None;
-            self.end_dial(EndCause::TimeLimit);
             return;
         }
-        let std_now = std::time::Instant::now();
         let due: Vec<usize> = dial
             .legs
             .iter()
@@ -582,10 +548,12 @@ impl ActiveCall {
             return;
         };
         let shared = self.shared.clone();
+        let now = std::time::Instant::now();
+        let state = dial.race.leg_state(index);
         match input {
             LegInput::Progress(event) => match *event {
                 LegEvent::Ringing => {
-                    if leg.state == LegState::Ringing && leg.record.status == CallStatus::Queued {
+                    if state == Some(LegState::Ringing) && leg.record.status == CallStatus::Queued {
                         leg.record.status = CallStatus::Ringing;
                         leg.record.date_updated = Utc::now();
                         shared.records.update_call(&leg.record);
@@ -593,20 +561,18 @@ impl ActiveCall {
                     }
                 }
                 LegEvent::Failed { status, sip_status } => {
-                    if leg.state != LegState::Ringing {
+                    if state != Some(LegState::Ringing) {
                         return;
                     }
                     tracing::info!(call_sid = %leg.record.sid, status = %status, ?sip_status, "dial leg not answered");
-                    leg.outcome = Some(status);
                     leg.handle = None;
-                    drop_leg(&shared, leg, status);
-                    self.check_legs_left();
+                    dial.race.handle_leg_failed(now, index, status);
                 }
                 LegEvent::Answered {
                     leg: mut sip,
                     negotiated,
                 } => {
-                    if leg.state != LegState::Ringing || dial.winner.is_some() {
+                    if !dial.race.handle_leg_answered(now, index) {
                         // Too late: someone else was bridged (or the leg was given up).
                         send_bye(&shared, &mut sip);
                         return;
@@ -624,7 +590,6 @@ impl ActiveCall {
                     leg.sip = Some(sip);
                     leg.negotiated = Some(negotiated);
                     leg.answered_at = Some(SystemTime::now());
-                    leg.state = LegState::Screening;
                     let now = Utc::now();
                     leg.record.status = CallStatus::InProgress;
                     leg.record.start_time = Some(now);
@@ -643,7 +608,7 @@ impl ActiveCall {
                 }
             },
             LegInput::Media(MediaEvent::DigitsSent { id })
-                if id == index as u64 && leg.state == LegState::Screening =>
+                if id == index as u64 && state == Some(LegState::Screening) =>
             {
                 if leg.whisper.is_none() {
                     self.after_digits(index).await;
@@ -670,22 +635,9 @@ impl ActiveCall {
             }
             LegInput::Media(_) => {}
             LegInput::Signal(signal) => self.handle_leg_signal(index, signal),
+            // The API ended the leg's call; it still needs its BYE or CANCEL (the race's drop).
             LegInput::Control(CallControl::End(_)) => {
-                if dial.winner == Some(index) {
-                    self.end_dial(EndCause::LegHungUp);
-                    // The API asked for the leg's end: it still needs its BYE.
-                    return;
-                }
-                drop_leg(
-                    &shared,
-                    leg,
-                    if leg.answered_at.is_some() {
-                        CallStatus::Completed
-                    } else {
-                        CallStatus::Canceled
-                    },
-                );
-                self.check_legs_left();
+                dial.race.handle_leg_ended_by_api(now, index);
             }
             // A live update of a child call would take it out of the bridge: not supported.
             LegInput::Control(_) => {}
@@ -741,7 +693,8 @@ impl ActiveCall {
             return;
         };
         let Some(url) = leg.target.url.clone().filter(|u| !u.is_empty()) else {
-            return self.bridge(index).await;
+            dial.race.handle_leg_ready(std::time::Instant::now(), index);
+            return;
         };
         let config = engine::CallConfig {
             call_sid: leg.record.sid,
@@ -855,15 +808,12 @@ impl ActiveCall {
                     leg.whisper = None;
                     if refuses {
                         tracing::info!(call_sid = %leg.record.sid, "the whisper refused the call");
-                        leg.outcome = Some(CallStatus::NoAnswer);
-                        let shared = self.shared.clone();
-                        drop_leg(&shared, leg, CallStatus::Completed);
-                        self.check_legs_left();
+                        dial.race.handle_leg_refused(now, index);
                     } else {
                         if let Some(s) = &leg.stream {
                             s.stop_playback();
                         }
-                        self.bridge(index).await;
+                        dial.race.handle_leg_ready(now, index);
                     }
                     return;
                 }
@@ -879,37 +829,58 @@ impl ActiveCall {
         }
     }
 
-    /// The leg at `index` is ready: it wins, the others are given up, the media is bridged.
+    /// Carries out what the race decided, until it has nothing more to say.
+    pub(crate) async fn run_race(&mut self) {
+        loop {
+            let Some(action) = self.dial.as_mut().and_then(|d| d.race.poll_action()) else {
+                return;
+            };
+            match action {
+                DialAction::Bridge { leg } => self.bridge(leg).await,
+                other => self.carry_out(other),
+            }
+        }
+    }
+
+    /// Like [`ActiveCall::run_race`] where nothing can be waited for: after the dial's start,
+    /// its end, or a digit, the race only drops legs and ends.
+    fn run_race_now(&mut self) {
+        while let Some(action) = self.dial.as_mut().and_then(|d| d.race.poll_action()) {
+            self.carry_out(action);
+        }
+    }
+
+    fn carry_out(&mut self, action: DialAction) {
+        let shared = self.shared.clone();
+        match action {
+            DialAction::Drop { leg, status } => {
+                if let Some(leg) = self.dial.as_mut().and_then(|d| d.legs.get_mut(leg)) {
+                    drop_leg(&shared, leg, status);
+                }
+            }
+            DialAction::Ended {
+                status,
+                cause,
+                reported_leg,
+                bridged_for,
+            } => self.finish_dial(status, cause, reported_leg, bridged_for),
+            DialAction::Bridge { leg } => {
+                tracing::error!(call_sid = %self.record.sid, leg, "bridge out of place; ignored");
+            }
+        }
+    }
+
+    /// The race's `Bridge`: the caller (answered now, with `answerOnBridge`) is bridged to the
+    /// winner; the race has already dropped the others.
     async fn bridge(&mut self, index: usize) {
         if self.answered_at.is_none() {
             // answerOnBridge: the caller is answered now, with its own SDP answer.
             self.answer().await;
         }
-        let shared = self.shared.clone();
         let Some(mut dial) = self.dial.take() else {
             return;
         };
-        if dial.winner.is_some() {
-            self.dial = Some(dial);
-            return;
-        }
-        dial.winner = Some(index);
-        dial.bridged_at = Some(SystemTime::now());
-        dial.time_limit = Some(
-            tokio::time::Instant::now() + Duration::from_secs(u64::from(dial.spec.time_limit)),
-        );
-        for (i, leg) in dial.legs.iter_mut().enumerate() {
-            if i != index && leg.state != LegState::Ended {
-                let status = if leg.answered_at.is_some() {
-                    CallStatus::Completed
-                } else {
-                    CallStatus::Canceled
-                };
-                drop_leg(&shared, leg, status);
-            }
-        }
         if let Some(leg) = dial.legs.get_mut(index) {
-            leg.state = LegState::Bridged;
             tracing::info!(call_sid = %self.record.sid, leg = %leg.record.sid, "dial bridged");
             if let (Some(parent), Some(child)) = (&self.stream, &leg.stream) {
                 if dial.ringback {
@@ -933,7 +904,6 @@ impl ActiveCall {
         let Some(dial) = self.dial.as_mut() else {
             return;
         };
-        let winner = dial.winner;
         let Some(leg) = dial.legs.get_mut(index) else {
             return;
         };
@@ -957,16 +927,11 @@ impl ActiveCall {
                 Method::Bye => {
                     respond(&shared, tx, &request, 200, "OK");
                     tracing::info!(call_sid = %leg.record.sid, "dial leg hung up");
-                    if winner == Some(index) {
-                        // The dial's end closes the leg's record and unbridges.
-                        leg.sip = None;
-                        self.end_dial(EndCause::LegHungUp);
-                    } else {
-                        leg.outcome = Some(CallStatus::NoAnswer);
-                        leg.sip = None;
-                        drop_leg(&shared, leg, CallStatus::Completed);
-                        self.check_legs_left();
-                    }
+                    // Gone: nothing more is sent to it (no BYE back).
+                    leg.sip = None;
+                    dial.race
+                        .handle_leg_hung_up(std::time::Instant::now(), index);
+                    self.run_race_now();
                 }
                 Method::Invite => {
                     let response = leg_reinvite(&shared, leg, &request);
@@ -982,21 +947,15 @@ impl ActiveCall {
         }
     }
 
-    /// Ends the dial when no leg can answer any more.
-    fn check_legs_left(&mut self) {
-        let Some(dial) = &self.dial else { return };
-        if dial.winner.is_none() && dial.legs.iter().all(|l| l.state == LegState::Ended) {
-            self.end_dial(EndCause::NoLegLeft);
-        }
-    }
-
     /// A parent DTMF digit during the dial: `*` ends the bridge with `hangupOnStar`. True when
     /// the dial took the digit (the engine does not see digits while it dials).
     pub(crate) fn handle_dial_digit(&mut self, digit: char) -> bool {
-        let Some(dial) = &self.dial else { return false };
-        if digit == '*' && dial.spec.hangup_on_star && dial.winner.is_some() {
+        let Some(dial) = self.dial.as_mut() else {
+            return false;
+        };
+        if dial.race.handle_digit(std::time::Instant::now(), digit) {
             tracing::info!(call_sid = %self.record.sid, "hangupOnStar");
-            self.end_dial(EndCause::Star);
+            self.run_race_now();
         }
         true
     }
@@ -1008,46 +967,38 @@ impl ActiveCall {
         }
     }
 
-    /// Ends the dial: every leg is hung up or cancelled, the bridge undone, and the engine told
-    /// (once the recording, if any, is closed, unless the caller is gone).
+    /// Ends the dial now for `cause`: the race drops every leg and reports the end.
     pub(crate) fn end_dial(&mut self, cause: EndCause) {
+        let Some(dial) = self.dial.as_mut() else {
+            return;
+        };
+        dial.race.end(std::time::Instant::now(), cause);
+        self.run_race_now();
+    }
+
+    /// The race's `Ended`: the bridge is undone and the engine told (once the recording, if
+    /// any, is closed, unless the caller is gone).
+    fn finish_dial(
+        &mut self,
+        status: DialCallStatus,
+        cause: EndCause,
+        reported_leg: Option<usize>,
+        bridged_for: Duration,
+    ) {
         let Some(mut dial) = self.dial.take() else {
             return;
         };
-        let shared = self.shared.clone();
         if let Some(parent) = &self.stream {
             if dial.ringback {
                 parent.stop_playback();
             }
-            if dial.winner.is_some() {
+            if dial.race.winner().is_some() {
                 parent.unbridge();
             }
         }
-        let duration = dial
-            .bridged_at
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .map_or(Duration::ZERO, |d| {
-                Duration::from_secs(d.as_secs_f64().round() as u64)
-            });
-        let status = match dial.winner {
-            Some(_) => DialCallStatus::Completed,
-            None if matches!(cause, EndCause::ParentGone | EndCause::Cancelled) => {
-                DialCallStatus::Canceled
-            }
-            None => dial.unbridged_status(),
-        };
-        for leg in dial.legs.iter_mut() {
-            let status = if leg.answered_at.is_some() {
-                CallStatus::Completed
-            } else {
-                CallStatus::Canceled
-            };
-            drop_leg(&shared, leg, status);
-        }
-        let dial_call_sid = dial
-            .winner
+        let duration = Duration::from_secs(bridged_for.as_secs_f64().round() as u64);
+        let dial_call_sid = reported_leg
             .and_then(|i| dial.legs.get(i))
-            .or_else(|| dial.legs.first())
             .map(|l| l.record.sid);
         tracing::info!(call_sid = %self.record.sid, status = %status, ?cause, seconds = duration.as_secs(), "dial ended");
         let outcome = DialOutcome {
