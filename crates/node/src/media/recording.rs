@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use media::level::SilenceDetector;
 
-use super::RecordStop;
+use super::events::RecordStop;
 
 const SAMPLE_RATE: u32 = 8000;
 

@@ -18,9 +18,9 @@ use media::mix::{Limiter, Listener, MixBus};
 use media::FRAME_SAMPLES;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::events::{Participation, RecordStop, RoomEvent};
 use super::recording::{CallRecording, Side};
 use super::stream::{fill_frame, Frame, Playback, Scratch, StreamState};
-use super::{Participation, RecordStop, RoomEvent};
 
 /// What a [`super::Room`] handle asks of its room.
 #[derive(Debug)]

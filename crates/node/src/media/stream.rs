@@ -16,10 +16,10 @@ use rtp::rtcp::{self, SenderInfo};
 use rtp::{ReceiverStats, RtpHeader, RtpSender};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::control::StreamCommand;
+use super::events::{FeedItem, MediaEvent, Participation, RecordStop, TapFrame, Track};
 use super::ports::PortLease;
 use super::recording::{CallRecording, Recording, Side};
-use super::worker::StreamCommand;
-use super::{FeedItem, MediaEvent, Participation, RecordStop, TapFrame, Track};
 
 /// Largest datagram read; RTP for G.711 at 20 ms is 172 bytes, anything
 /// longer than this is not ours and is cut (then fails to parse or decodes

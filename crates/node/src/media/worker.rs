@@ -28,9 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::control::StreamCommand;
+use super::events::{Participation, TICK};
 use super::room::{RoomCommand, RoomState};
 use super::stream::{Scratch, StreamState};
-use super::{FeedItem, Participation, TapFrame, Track, TICK};
 
 /// What a [`super::Stream`] or [`super::Room`] handle asks of its worker.
 #[derive(Debug)]
@@ -88,55 +89,6 @@ impl Command {
             | Command::Shutdown => [None, None],
         }
     }
-}
-
-#[derive(Debug)]
-pub(crate) enum StreamCommand {
-    SetRemote {
-        remote_rtp: std::net::SocketAddr,
-        remote_rtcp: std::net::SocketAddr,
-        codec: media::Codec,
-        payload_type: u8,
-        telephone_event_pt: Option<u8>,
-    },
-    Play {
-        id: u64,
-        samples: Arc<[i16]>,
-        loops: u32,
-    },
-    StopPlayback,
-    StartRecording {
-        id: u64,
-        path: std::path::PathBuf,
-        max_length: Duration,
-        silence_timeout: Option<Duration>,
-    },
-    StartCallRecording {
-        id: u64,
-        path: std::path::PathBuf,
-        channels: u16,
-    },
-    StopRecording {
-        id: u64,
-    },
-    SetHold(bool),
-    SendDigits {
-        id: u64,
-        digits: String,
-    },
-    AddTap {
-        id: u64,
-        track: Track,
-        sink: std::sync::mpsc::SyncSender<TapFrame>,
-    },
-    RemoveTap {
-        id: u64,
-    },
-    Feed {
-        id: u64,
-        source: std::sync::mpsc::Receiver<FeedItem>,
-    },
-    StopFeed,
 }
 
 /// The sending side of a worker's command queue, shared by the engine and
