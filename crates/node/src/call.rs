@@ -7,7 +7,6 @@
 //! fetch, hang up). Slow work (HTTP, TTS, audio fetch) runs in spawned tasks whose results come
 //! back on the call's own channel, so the loop never blocks.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,68 +16,20 @@ use engine::{HttpMethod, MediaSource, Output, RecordStop};
 use model::records::{CallRecord, NotificationRecord, PhoneNumberRecord, RecordingRecord};
 use model::{CallDirection, CallSid, CallStatus, RecordingSid};
 use rand::Rng;
-use sip::dialog::{Dialog, DialogId};
+use sip::dialog::Dialog;
 use sip::sdp::{Negotiated, SessionDescription};
 use sip::transaction::ServerTxId;
-use sip::{Method, Request, Response, Transport};
+use sip::{Method, Request, Response};
 use tokio::sync::mpsc;
 
 use crate::calls_registry::{CallControl, Registration};
 use crate::media::{MediaEvent, Stream};
-use crate::sip_task::{SipCommand, ALLOW};
+pub use crate::signals::{CallSignal, NewCall};
+pub(crate) use crate::signals::{Leg, ServerInvite};
+use crate::signals::{SipCommand, ALLOW};
 use crate::webhook::{WebhookError, WebhookRequest};
 
 use crate::Shared;
-
-/// What the SIP task tells a call.
-#[derive(Debug)]
-pub enum CallSignal {
-    /// The ACK for our 2xx.
-    Ack { request: Request },
-    /// The caller cancelled before we answered (the endpoint already answered the CANCEL).
-    Cancel,
-    /// Our 2xx was never acknowledged.
-    AckTimeout,
-    /// An in-dialog request: BYE, re-INVITE, INFO.
-    Request { tx: ServerTxId, request: Request },
-    /// A response to a request this call sent (its BYE).
-    Response { response: Response },
-    /// A request this call sent got no final response.
-    RequestTimeout,
-}
-
-/// A new INVITE, as the SIP task hands it over.
-pub struct NewCall {
-    pub tx: ServerTxId,
-    pub request: Request,
-    pub source: SocketAddr,
-    pub transport: Transport,
-    pub local_tag: String,
-    pub dialog: DialogId,
-    pub signals: mpsc::UnboundedReceiver<CallSignal>,
-    pub self_signals: mpsc::UnboundedSender<CallSignal>,
-}
-
-/// The SIP side of a call, as the shared loop needs it.
-pub(crate) struct Leg {
-    /// Where in-dialog requests go: the INVITE's source (inbound), or where we sent it.
-    pub peer: SocketAddr,
-    pub transport: Transport,
-    pub signals: mpsc::UnboundedReceiver<CallSignal>,
-    pub self_signals: mpsc::UnboundedSender<CallSignal>,
-    /// Inbound: the INVITE still to be answered (or refused).
-    pub invite: Option<ServerInvite>,
-    pub dialog: Option<Dialog>,
-    /// Outbound: our ACK for the 2xx, sent again when the 2xx is retransmitted.
-    pub ack: Option<Request>,
-}
-
-#[derive(Clone)]
-pub(crate) struct ServerInvite {
-    pub tx: ServerTxId,
-    pub request: Request,
-    pub local_tag: String,
-}
 
 /// Status callbacks of one call: Twilio's progress events, posted one after the other (a task
 /// per call sends them in order), each with the next `SequenceNumber`.

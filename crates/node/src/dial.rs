@@ -40,8 +40,8 @@ use tokio::task::JoinHandle;
 use crate::call::{apply_media, http_method, ActiveCall, CallSignal, Leg, StatusCallbacks};
 use crate::calls_registry::{CallControl, Registration};
 use crate::media::{MediaEvent, Stream};
-use crate::outbound::{LegEvent, LegHandle, LegRequest, LegTarget};
-use crate::sip_task::{SipCommand, ALLOW};
+use crate::originate::{LegEvent, LegHandle, LegRequest, LegTarget};
+use crate::signals::{SipCommand, ALLOW};
 use crate::webhook::{WebhookError, WebhookRequest};
 use crate::Shared;
 
@@ -349,7 +349,7 @@ impl ActiveCall {
                     timeout,
                     local_port: stream.local_port,
                 };
-                let mut handle = crate::outbound::originate(self.shared.clone(), request);
+                let mut handle = crate::originate::originate(self.shared.clone(), request);
                 let progress = std::mem::replace(&mut handle.events, mpsc::unbounded_channel().1);
                 leg.forwards
                     .push(forward(progress, events_tx.clone(), index, |e| {

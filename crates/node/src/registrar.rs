@@ -35,7 +35,7 @@ use sip::{Request, Response, Transport};
 use store::sip::{SipDigests, SipRegistrationRow, SIP_DIGEST_REALM};
 use tokio::sync::mpsc;
 
-use crate::sip_task::SipCommand;
+use crate::signals::SipCommand;
 use crate::Shared;
 
 /// Failures counted per source within this window.

@@ -3,7 +3,8 @@
 //!
 //! One task owns the endpoint, so transactions need no locks. It reads datagrams and framed TCP
 //! messages, hands them in with the time, drains the outputs, and sleeps until the endpoint's next
-//! timeout. Calls live in their own tasks (`call.rs`) and talk to this one through `SipCommand`s.
+//! timeout. Calls live in their own tasks (`call.rs`) and talk to this one through `SipCommand`s;
+//! new calls, registrations and the inbound ACL are handed up through [`Upcalls`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,41 +17,10 @@ use sip::{Method, Request, Response, Transport};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::call::{self, CallSignal, NewCall};
+use crate::signals::{CallSignal, NewCall};
+pub use crate::signals::{SipCommand, ALLOW};
 use crate::transport::{TcpEvent, Transports};
 use crate::Shared;
-
-/// What call tasks ask of the SIP task.
-#[derive(Debug)]
-pub enum SipCommand {
-    /// Answer a server transaction.
-    Respond { tx: ServerTxId, response: Response },
-    /// Start a client transaction (an in-dialog BYE, say); its response goes back to `reply`.
-    Request {
-        request: Request,
-        destination: SocketAddr,
-        transport: Transport,
-        reply: Option<mpsc::UnboundedSender<CallSignal>>,
-    },
-    /// Send without a transaction: the ACK for a 2xx.
-    Stateless {
-        message: sip::Message,
-        destination: SocketAddr,
-        transport: Transport,
-    },
-    /// The call is over: forget its routes.
-    Ended {
-        dialog: DialogId,
-        invite_tx: ServerTxId,
-    },
-    /// CANCEL the INVITE we sent with this Call-ID (no effect once it has a final response).
-    Cancel { call_id: String },
-    /// An outbound call is over: forget its INVITE and dialog routes.
-    OutboundEnded { call_id: String },
-}
-
-/// Methods we route or answer, for Allow headers.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 
 struct Route {
     signals: mpsc::UnboundedSender<CallSignal>,
@@ -71,6 +41,20 @@ pub struct SipTask {
     outgoing_txs: HashMap<ClientTxId, String>,
     shared: Arc<Shared>,
     rng: rand::rngs::SmallRng,
+    upcalls: Upcalls,
+}
+
+/// What the SIP task hands up to the layers above it. It routes messages and answers what
+/// needs no decision; what a call, a registration or a trunk's ACL is, it does not know (so it
+/// imports none of them): the node's wiring fills these in.
+#[derive(Clone, Copy)]
+pub struct Upcalls {
+    /// A new INVITE that may come in: start its call.
+    pub new_call: fn(Arc<Shared>, mpsc::UnboundedSender<SipCommand>, NewCall),
+    /// An out-of-dialog REGISTER.
+    pub register: fn(&Arc<Shared>, ServerTxId, Request, SocketAddr, Transport),
+    /// Whether an INVITE from this source is let in (the trunks' inbound ACL).
+    pub inbound_allowed: fn(&Shared, SocketAddr) -> bool,
 }
 
 impl SipTask {
@@ -80,6 +64,7 @@ impl SipTask {
         commands: mpsc::UnboundedReceiver<SipCommand>,
         command_tx: mpsc::UnboundedSender<SipCommand>,
         shared: Arc<Shared>,
+        upcalls: Upcalls,
     ) -> SipTask {
         let sent_by = format!(
             "{}:{}",
@@ -104,6 +89,7 @@ impl SipTask {
             client_txs: HashMap::new(),
             outgoing: HashMap::new(),
             outgoing_txs: HashMap::new(),
+            upcalls,
             shared,
             rng: rand::rngs::SmallRng::seed_from_u64(seed ^ 0x5eed),
         }
@@ -341,7 +327,7 @@ impl SipTask {
         match request.method {
             Method::Invite => self.handle_new_invite(tx, request, source, transport),
             Method::Register => {
-                crate::registrar::handle_register(&self.shared, tx, request, source, transport)
+                (self.upcalls.register)(&self.shared, tx, request, source, transport)
             }
             Method::Options => self.respond(tx, &request, 200, "OK"),
             Method::Bye | Method::Info => {
@@ -359,7 +345,7 @@ impl SipTask {
         source: SocketAddr,
         transport: Transport,
     ) {
-        if !crate::trunk::inbound_allowed(&self.shared.config.trunks, source)
+        if !(self.upcalls.inbound_allowed)(&self.shared, source)
             && !self
                 .shared
                 .registrar
@@ -406,6 +392,6 @@ impl SipTask {
             signals: signal_rx,
             self_signals: signals,
         };
-        tokio::spawn(call::run(self.shared.clone(), self.command_tx.clone(), new));
+        (self.upcalls.new_call)(self.shared.clone(), self.command_tx.clone(), new);
     }
 }

@@ -18,8 +18,8 @@ use rand::Rng;
 use sip::{Method, Request, Transport};
 use tokio::sync::mpsc;
 
-use crate::call::CallSignal;
-use crate::sip_task::SipCommand;
+use crate::signals::CallSignal;
+use crate::signals::SipCommand;
 use crate::Shared;
 
 /// How long a gateway has to send a first response (even `100 Trying`) before the next one is

@@ -222,12 +222,22 @@ impl Node {
             config,
         });
 
+        let upcalls = sip_task::Upcalls {
+            new_call: |shared, sip, new| {
+                tokio::spawn(crate::call::run(shared, sip, new));
+            },
+            register: crate::registrar::handle_register,
+            inbound_allowed: |shared, source| {
+                crate::trunk::inbound_allowed(&shared.config.trunks, source)
+            },
+        };
         let sip = sip_task::SipTask::new(
             transports,
             tcp_events,
             commands,
             command_tx.clone(),
             shared.clone(),
+            upcalls,
         );
         tokio::spawn(sip.run());
         tokio::spawn(http::serve(listener, shared.clone()));
