@@ -16,7 +16,7 @@ use model::{
 };
 
 use crate::call::http_method;
-use crate::queueing::MemberView;
+use crate::queues::MemberView;
 use crate::Shared;
 
 /// An instant of this process as wall-clock time.

@@ -79,7 +79,7 @@ pub struct Shared {
     /// Live conference rooms.
     pub conferences: crate::conference::Conferences,
     /// Call queues and their waiting callers.
-    pub queues: crate::queueing::QueueRuntime,
+    pub queues: crate::queues::QueueRuntime,
     /// Registered SIP users' bindings and the REGISTER failure counter.
     pub registrar: crate::registrar::Registrations,
 }
@@ -217,7 +217,7 @@ impl Node {
                 ::media::tone::conference_exit_beep().into(),
             ),
             conferences: crate::conference::Conferences::default(),
-            queues: crate::queueing::QueueRuntime::default(),
+            queues: crate::queues::QueueRuntime::default(),
             registrar: crate::registrar::Registrations::default(),
             config,
         });
@@ -243,7 +243,12 @@ impl Node {
         tokio::spawn(http::serve(listener, shared.clone()));
         crate::registrar::start(shared.clone());
         crate::trunk::start(shared.clone());
-        crate::dial::start(&shared);
+        // Presence: an agent is busy while any live call (a dial leg included) is from or to
+        // `client:NAME`.
+        let calls = shared.calls.clone();
+        shared.registrar.set_busy_check(move |account, user| {
+            calls.has_party(account, &format!("client:{user}"))
+        });
         tracing::info!(sip = %shared.config.sip_addr, http = %http_addr, "dialtone node started");
         Ok(Node {
             sip_addr: shared.config.sip_addr,

@@ -37,7 +37,7 @@ use sip::{Method, Request, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::call::{apply_media, http_method, ActiveCall, CallSignal, Leg, StatusCallbacks};
+use super::{apply_media, http_method, ActiveCall, CallSignal, Leg, StatusCallbacks};
 use crate::calls_registry::{CallControl, Registration};
 use crate::media::{MediaEvent, Stream};
 use crate::originate::{LegEvent, LegHandle, LegRequest, LegTarget};
@@ -171,15 +171,6 @@ impl Dial {
         let limit = self.race.poll_timeout().map(tokio::time::Instant::from_std);
         whispers.chain(limit).min()
     }
-}
-
-/// Start-up: presence learns from the live calls which agents are in one (a call from or to
-/// `client:NAME`, dial legs included).
-pub fn start(shared: &Arc<Shared>) {
-    let calls = shared.calls.clone();
-    shared
-        .registrar
-        .set_busy_check(move |account, user| calls.has_party(account, &format!("client:{user}")));
 }
 
 /// Waits for the next thing the dial must handle (never returns without a dial).

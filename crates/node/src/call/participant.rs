@@ -12,7 +12,7 @@ use engine::wait::{WaitLoop, WaitOutput};
 use engine::{DialCallStatus, DialOutcome, HttpMethod};
 use tokio::sync::mpsc;
 
-use crate::call::ActiveCall;
+use super::ActiveCall;
 use crate::conference::{Join, Membership, ToParticipant};
 use crate::webhook::WebhookRequest;
 

@@ -7,6 +7,10 @@
 //! fetch, hang up). Slow work (HTTP, TTS, audio fetch) runs in spawned tasks whose results come
 //! back on the call's own channel, so the loop never blocks.
 
+mod dial;
+mod participant;
+mod queue;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -425,18 +429,18 @@ pub(crate) struct ActiveCall {
     recordings: Vec<(u64, RecordingSid, DateTime<Utc>)>,
     finished: bool,
     /// The running `<Dial>` (see `dial.rs`).
-    pub(crate) dial: Option<crate::dial::Dial>,
+    pub(crate) dial: Option<dial::Dial>,
     /// A dial that ended and waits for its recording file before the engine hears of it.
-    pub(crate) pending_dial_end: Option<crate::dial::PendingDialEnd>,
+    pub(crate) pending_dial_end: Option<dial::PendingDialEnd>,
     /// The conference the call takes part in (`<Dial><Conference>`).
-    pub(crate) conference: Option<crate::participant::ConferenceLeg>,
+    pub(crate) conference: Option<participant::ConferenceLeg>,
     /// Wait or hold music playing (a queue's or a room's), and the next id it may use.
     pub(crate) waiting: Option<engine::wait::WaitLoop>,
     pub(crate) next_wait_id: u64,
     /// The queue the call waits in (`<Enqueue>`), and the caller an agent's
     /// `<Dial><Queue>` took.
-    pub(crate) queued: Option<crate::queueing::QueuedLeg>,
-    pub(crate) dequeue: Option<crate::queueing::DequeueLeg>,
+    pub(crate) queued: Option<queue::QueuedLeg>,
+    pub(crate) dequeue: Option<queue::DequeueLeg>,
     /// Turns the engine's instants into the wall-clock times stored.
     clock: CallClock,
 }
@@ -501,7 +505,7 @@ impl ActiveCall {
             pending_dial_end: None,
             conference: None,
             waiting: None,
-            next_wait_id: crate::participant::WAIT_ID_BASE,
+            next_wait_id: participant::WAIT_ID_BASE,
             queued: None,
             dequeue: None,
             clock,
@@ -537,11 +541,11 @@ impl ActiveCall {
                 Some(event) = self.media_rx.recv() => self.handle_media(event).await,
                 Some(done) = self.done_rx.recv() => self.handle_done(done),
                 Some(control) = self.control.recv() => self.handle_control(control),
-                wake = crate::dial::wait(&mut self.dial) => self.handle_dial(wake).await,
-                event = crate::participant::room_event(&mut self.conference) => self.handle_room_event(event),
-                event = crate::queueing::queue_event(&mut self.queued) => self.handle_queue_event(event),
-                event = crate::queueing::agent_event(&mut self.dequeue) => self.handle_agent_event(event),
-                () = crate::dial::wait_pending(&self.pending_dial_end) => self.handle_pending_dial_timeout(),
+                wake = dial::wait(&mut self.dial) => self.handle_dial(wake).await,
+                event = participant::room_event(&mut self.conference) => self.handle_room_event(event),
+                event = queue::queue_event(&mut self.queued) => self.handle_queue_event(event),
+                event = queue::agent_event(&mut self.dequeue) => self.handle_agent_event(event),
+                () = dial::wait_pending(&self.pending_dial_end) => self.handle_pending_dial_timeout(),
                 () = sleep => {
                     let now = std::time::Instant::now();
                     if let Some(wait) = self.waiting.as_mut() {
@@ -575,7 +579,7 @@ impl ActiveCall {
     pub(crate) fn input(&mut self, input: engine::Input) {
         if input == engine::Input::RemoteHangup && self.dial.is_some() {
             // The engine hears of the dial's end before the hang-up (Twilio still requests `action`).
-            self.end_dial(crate::dial::EndCause::ParentGone);
+            self.end_dial(dial::EndCause::ParentGone);
         }
         if input == engine::Input::RemoteHangup && self.conference.is_some() {
             self.end_conference(Some(engine::conference::LeaveReason::HungUp));

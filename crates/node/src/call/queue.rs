@@ -1,178 +1,16 @@
-//! Call queues at run time: `<Enqueue>` (the caller's side), `<Dial><Queue>` (the agent's),
-//! and what the REST API asks of live members. Who waits where, positions and averages are
-//! [`engine::Queues`]'s; this module keeps it behind one lock, tells waiting calls when an
-//! agent takes them, and joins the two calls' media (their streams may be on different
-//! workers: the bridge moves one).
-//!
-//! The two call tasks talk directly once an agent has taken a caller: the caller hears the
-//! `<Queue url>` document (if any), then hands its stream to the agent, who bridges to it;
-//! whichever hangs up first tells the other.
+//! A call's side of queues: waiting in one (`<Enqueue>`, with its waitUrl loop) and taking a
+//! caller from one (`<Dial><Queue>`). The queues themselves are [`crate::queues`]'s.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use engine::queue::{Departure, LeaveReason};
 use engine::wait::WaitOutput;
-use engine::{
-    DialCallStatus, DialOutcome, EnqueueOutcome, HttpMethod, QueueResult, QueueSid, Queues,
-};
-use model::{AccountSid, CallSid};
-use tokio::sync::{mpsc, Notify};
+use engine::{DialCallStatus, DialOutcome, EnqueueOutcome, HttpMethod, QueueResult, QueueSid};
+use model::CallSid;
+use tokio::sync::mpsc;
 
-use crate::call::ActiveCall;
-use crate::media::StreamRef;
-
-/// What an agent (or the API) tells a waiting caller.
-#[derive(Debug)]
-pub(crate) enum ToCaller {
-    /// An agent took the call: play `url` (if any) with `params`, then send
-    /// [`ToAgent::Ready`] to `agent`.
-    Dequeued {
-        agent: mpsc::UnboundedSender<ToAgent>,
-        agent_call_sid: CallSid,
-        url: Option<(String, HttpMethod)>,
-        params: Vec<(String, String)>,
-    },
-    /// A Members update took the call out of the queue into this document.
-    Redirect { url: String, method: HttpMethod },
-    /// The agent it was bridged to hung up.
-    AgentGone,
-}
-
-/// What a taken caller tells its agent.
-#[derive(Debug)]
-pub(crate) enum ToAgent {
-    /// Bridge to this stream now.
-    Ready { caller: StreamRef },
-    /// The caller hung up (or left) before or during the bridge.
-    CallerGone,
-    /// Someone was enqueued: try the queue again.
-    Wake,
-}
-
-#[derive(Default)]
-struct State {
-    queues: Queues,
-    waiters: HashMap<CallSid, mpsc::UnboundedSender<ToCaller>>,
-    /// Agents waiting on an empty queue.
-    idle_agents: HashMap<QueueSid, Arc<Notify>>,
-}
-
-/// The node's queues. Cheap to clone.
-#[derive(Default, Clone)]
-pub struct QueueRuntime {
-    state: Arc<Mutex<State>>,
-}
-
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    // A poisoned lock only means a panic elsewhere; the queues are whole.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A member as the Members resource shows it.
-#[derive(Debug, Clone)]
-pub struct MemberView {
-    pub call_sid: CallSid,
-    pub position: usize,
-    pub wait_time: Duration,
-    pub enqueued_at: Instant,
-}
-
-impl QueueRuntime {
-    /// The queue named `name` in `account`, made on demand (Twilio makes queues on first
-    /// use). The store keeps the queue (its SID, name and size, which the REST API may have
-    /// changed); the runtime follows it. `max_size` (`<Enqueue maxQueueSize>`) overrides the
-    /// stored size for the live queue.
-    async fn queue_sid(
-        &self,
-        store: &store::Store,
-        account: AccountSid,
-        name: &str,
-        max_size: Option<u32>,
-    ) -> Result<QueueSid, String> {
-        let row = store
-            .queue_or_create(&account, name)
-            .await
-            .map_err(|e| e.to_string())?;
-        let max = max_size.unwrap_or(row.max_size);
-        let mut state = lock(&self.state);
-        // A queue deleted and made again through the API has a new SID under the same name.
-        if let Some(old) = state.queues.find(account, name).map(|q| q.sid()) {
-            if old != row.sid && state.queues.delete(old).is_err() {
-                return Ok(old);
-            }
-        }
-        if state.queues.get(account, row.sid).is_some() {
-            state
-                .queues
-                .set_max_size(row.sid, max)
-                .map_err(|e| e.to_string())?;
-            return Ok(row.sid);
-        }
-        state
-            .queues
-            .create(account, name, row.sid, Some(max))
-            .map(|q| q.sid())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Live figures of a queue: current size and average wait.
-    pub fn stats(&self, account: AccountSid, sid: QueueSid) -> Option<(usize, Duration)> {
-        let state = lock(&self.state);
-        let queue = state.queues.get(account, sid)?;
-        Some((queue.len(), queue.average_wait_time(Instant::now())))
-    }
-
-    pub fn members(&self, account: AccountSid, sid: QueueSid) -> Option<Vec<MemberView>> {
-        let state = lock(&self.state);
-        let queue = state.queues.get(account, sid)?;
-        let now = Instant::now();
-        Some(
-            queue
-                .members(now)
-                .map(|m| MemberView {
-                    call_sid: m.call_sid,
-                    position: m.position,
-                    wait_time: m.wait_time,
-                    enqueued_at: m.enqueued_at,
-                })
-                .collect(),
-        )
-    }
-
-    /// Members update: takes the front (`None`) or `call_sid` out of the queue and runs
-    /// `url` on it (Twilio's `redirected`). Returns the member as it was.
-    pub fn redirect_member(
-        &self,
-        account: AccountSid,
-        sid: QueueSid,
-        call_sid: Option<CallSid>,
-        url: String,
-        method: HttpMethod,
-    ) -> Option<MemberView> {
-        let now = Instant::now();
-        let mut state = lock(&self.state);
-        let queue = state.queues.get(account, sid)?;
-        let member = match call_sid {
-            Some(c) => queue.member(now, c)?,
-            None => queue.front(now)?,
-        };
-        let view = MemberView {
-            call_sid: member.call_sid,
-            position: member.position,
-            wait_time: member.wait_time,
-            enqueued_at: member.enqueued_at,
-        };
-        state
-            .queues
-            .leave(now, member.call_sid, LeaveReason::Redirected);
-        if let Some(waiter) = state.waiters.remove(&member.call_sid) {
-            let _ = waiter.send(ToCaller::Redirect { url, method });
-        }
-        Some(view)
-    }
-}
+use super::ActiveCall;
+use crate::queues::{ToAgent, ToCaller};
 
 /// The caller's side of `<Enqueue>`.
 pub(crate) struct QueuedLeg {
@@ -241,17 +79,7 @@ impl ActiveCall {
             }
         };
         let (tx, events) = mpsc::unbounded_channel();
-        let enqueued = {
-            let mut state = lock(&runtime.state);
-            let result = state.queues.enqueue(Instant::now(), sid, call_sid);
-            if result.is_ok() {
-                state.waiters.insert(call_sid, tx);
-                if let Some(idle) = state.idle_agents.get(&sid) {
-                    idle.notify_waiters();
-                }
-            }
-            result
-        };
+        let enqueued = runtime.enqueue(sid, call_sid, tx);
         match enqueued {
             Ok(position) => {
                 tracing::info!(%call_sid, queue_sid = %sid, position, "enqueued");
@@ -284,16 +112,15 @@ impl ActiveCall {
         let Some(leg) = self.queued.as_ref().filter(|leg| leg.agent.is_none()) else {
             return params;
         };
-        let state = lock(&self.shared.queues.state);
-        let Some(queue) = state.queues.get(self.record.account_sid, leg.sid) else {
+        let Some(queue_params) =
+            self.shared
+                .queues
+                .wait_url_params(self.record.account_sid, leg.sid, self.record.sid)
+        else {
             return params;
         };
         let mut out = self.base_webhook_params();
-        out.extend(
-            queue
-                .wait_url_params(Instant::now(), self.record.sid)
-                .unwrap_or_default(),
-        );
+        out.extend(queue_params);
         out
     }
 
@@ -333,12 +160,7 @@ impl ActiveCall {
             return;
         };
         self.stop_waiting();
-        let runtime = self.shared.queues.clone();
-        let departure = {
-            let mut state = lock(&runtime.state);
-            state.waiters.remove(&self.record.sid);
-            state.queues.leave(Instant::now(), self.record.sid, reason)
-        };
+        let departure = self.shared.queues.leave(self.record.sid, reason);
         if let Some(agent) = &leg.agent {
             let _ = agent.send(ToAgent::CallerGone);
         }
@@ -485,44 +307,39 @@ impl ActiveCall {
         if leg.caller.is_some() {
             return;
         }
-        let runtime = self.shared.queues.clone();
-        let mut state = lock(&runtime.state);
-        loop {
-            match state.queues.dequeue_front(Instant::now(), leg.sid) {
-                Ok(Some(departure)) => {
-                    let Some(waiter) = state.waiters.remove(&departure.call_sid) else {
-                        continue;
-                    };
-                    let params = departure.queue_url_params(self.record.sid);
-                    let sent = waiter.send(ToCaller::Dequeued {
-                        agent: leg.events_tx.clone(),
-                        agent_call_sid: self.record.sid,
-                        url: leg.url.clone(),
-                        params,
-                    });
-                    if sent.is_err() {
-                        continue;
-                    }
-                    tracing::info!(call_sid = %self.record.sid, caller = %departure.call_sid, "dequeued");
-                    leg.caller = Some((departure.call_sid, waiter, departure));
-                    leg._waker = None;
-                    return;
-                }
-                Ok(None) => {
-                    // Nobody waits: wake up when someone is enqueued (or at the timeout).
-                    let notify = Arc::clone(state.idle_agents.entry(leg.sid).or_default());
+        match self.shared.queues.take_front(leg.sid) {
+            Ok(Some((departure, waiter))) => {
+                let params = departure.queue_url_params(self.record.sid);
+                let sent = waiter.send(ToCaller::Dequeued {
+                    agent: leg.events_tx.clone(),
+                    agent_call_sid: self.record.sid,
+                    url: leg.url.clone(),
+                    params,
+                });
+                if sent.is_err() {
+                    // Its task ended as it was taken: try the next one.
                     let wake = leg.events_tx.clone();
-                    leg._waker = Some(tokio::spawn(async move {
-                        notify.notified().await;
-                        let _ = wake.send(ToAgent::Wake);
-                    }));
+                    let _ = wake.send(ToAgent::Wake);
                     return;
                 }
-                Err(e) => {
-                    tracing::warn!(call_sid = %self.record.sid, error = %e, "dequeue failed");
-                    drop(state);
-                    return self.end_dequeue(DialCallStatus::Failed);
-                }
+                tracing::info!(call_sid = %self.record.sid, caller = %departure.call_sid, "dequeued");
+                leg.caller = Some((departure.call_sid, waiter, departure));
+                leg._waker = None;
+            }
+            Ok(None) => {
+                // Nobody waits: wake up when someone is enqueued, and look again every
+                // half second all the same (a wake-up between the look and the wait is not lost).
+                let notify = self.shared.queues.idle_agents(leg.sid);
+                let wake = leg.events_tx.clone();
+                leg._waker = Some(tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(500), notify.notified()).await;
+                    let _ = wake.send(ToAgent::Wake);
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(call_sid = %self.record.sid, error = %e, "dequeue failed");
+                self.end_dequeue(DialCallStatus::Failed);
             }
         }
     }
