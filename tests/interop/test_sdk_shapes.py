@@ -1,5 +1,6 @@
 """Every field the official twilio-python SDK reads, present in our raw JSON with Twilio's type and
-format, for Accounts, Calls, Recordings, IncomingPhoneNumbers, Applications and Keys.
+format, for Accounts, Calls, Recordings, IncomingPhoneNumbers, Applications, Keys, Queues and their
+Members, Conferences, their Participants and their Recordings.
 
 The field list is not typed by hand: it is read from the installed SDK's instance classes (each
 `XInstance.__init__` assigns `self.attr: Annotation = [deserialize.fn(]payload.get("key")[)]`), so
@@ -16,6 +17,8 @@ import importlib
 import inspect
 import re
 import textwrap
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -23,8 +26,11 @@ from urllib.parse import urlparse
 import requests
 
 import audio
-from conftest import CALLER
-from peers import run_pjsua2
+from conftest import CALLER, NUMBER, SIGNED_REQUESTS
+from peers import PEERS, finish_pjsua2, run_pjsua2
+from server import DialtoneServer
+from test_sdk_scenarios import WAIT_MUSIC, LiveCalls, enqueue_twiml, room_twiml, wait_until
+from webhook import Webhook
 
 # Resource name -> (module, instance class) of twilio-python.
 SDK_INSTANCES = {
@@ -36,7 +42,15 @@ SDK_INSTANCES = {
     "application": ("twilio.rest.api.v2010.account.application", "ApplicationInstance"),
     "key": ("twilio.rest.api.v2010.account.key", "KeyInstance"),
     "new_key": ("twilio.rest.api.v2010.account.new_key", "NewKeyInstance"),
+    "queue": ("twilio.rest.api.v2010.account.queue", "QueueInstance"),
+    "member": ("twilio.rest.api.v2010.account.queue.member", "MemberInstance"),
+    "conference": ("twilio.rest.api.v2010.account.conference", "ConferenceInstance"),
+    "participant": ("twilio.rest.api.v2010.account.conference.participant", "ParticipantInstance"),
+    "conference_recording": ("twilio.rest.api.v2010.account.conference.recording", "RecordingInstance"),
 }
+# What names a resource and when it began: its own SID and date_created, except for the two that
+# have no SID of their own (a member and a participant are named by their call).
+IDENTITY = {"member": ("call_sid", "date_enqueued"), "participant": ("call_sid", "date_created")}
 
 
 @dataclass(frozen=True)
@@ -82,10 +96,12 @@ SID_PREFIX = {
     "account_sid": "AC", "owner_account_sid": "AC", "call_sid": "CA", "parent_call_sid": "CA",
     "phone_number_sid": "PN", "voice_application_sid": "AP", "sms_application_sid": "AP",
     "trunk_sid": "TK", "address_sid": "AD", "emergency_address_sid": "AD", "identity_sid": "RI",
-    "bundle_sid": "BU", "group_sid": "GP", "conference_sid": "CF",
+    "bundle_sid": "BU", "group_sid": "GP", "conference_sid": "CF", "queue_sid": "QU",
+    "call_sid_to_coach": "CA", "call_sid_ending_conference": "CA",
 }
 OWN_SID_PREFIX = {"account": "AC", "call": "CA", "recording": "RE", "incoming_phone_number": "PN",
-                  "application": "AP", "key": "SK", "new_key": "SK"}
+                  "application": "AP", "key": "SK", "new_key": "SK", "queue": "QU", "conference": "CF",
+                  "conference_recording": "RE"}
 
 ENUMS = {
     ("account", "status"): {"active", "suspended", "closed"},
@@ -104,10 +120,27 @@ ENUMS = {
     ("incoming_phone_number", "emergency_address_status"): {
         "registered", "unregistered", "pending-registration", "registration-failure",
         "pending-unregistration", "unregistration-failure"},
+    ("conference", "status"): {"init", "in-progress", "completed"},
+    ("conference", "reason_conference_ended"): {
+        "conference-ended-via-api", "participant-with-end-conference-on-exit-left",
+        "participant-with-end-conference-on-exit-kicked", "last-participant-kicked",
+        "last-participant-left"},
+    # "where the conference audio was mixed. May be us1, ie1, de1, sg1, br1, au1, and jp1."
+    ("conference", "region"): {"us1", "ie1", "de1", "sg1", "br1", "au1", "jp1"},
+    ("participant", "status"): {"queued", "connecting", "ringing", "connected", "complete", "failed"},
+    ("conference_recording", "status"): {"in-progress", "paused", "stopped", "processing", "completed",
+                                         "absent"},
+    ("conference_recording", "source"): {"DialVerb", "Conference", "OutboundAPI", "Trunking",
+                                         "RecordVerb", "StartCallRecordingAPI",
+                                         "StartConferenceRecordingAPI"},
 }
 
 # Fields Twilio sends as null (or, for a few number fields, "") on resources like the ones made
-# here: nothing priced, no conference, no SMS application, no trunk, no address or bundle.
+# here: nothing priced, no conference, no SMS application, no trunk, no address or bundle; a room
+# still in progress has no end reason; a participant that joined by TwiML has no label, one that
+# coaches nobody no call to coach, and only the reply to a create has a queue_time. The tests
+# below check the ones that must be set where they must (an ended room's reason, a recording's
+# conference).
 NULLABLE = {
     "call": {"parent_call_sid", "phone_number_sid", "price", "answered_by", "forwarded_from",
              "group_sid", "caller_name", "stir_verstat", "trunk_sid", "annotation"},
@@ -118,6 +151,9 @@ NULLABLE = {
                               "status_callback"},
     "application": {"message_status_callback", "sms_fallback_url", "sms_status_callback",
                     "sms_url", "status_callback", "voice_url", "voice_fallback_url"},
+    "conference": {"reason_conference_ended", "call_sid_ending_conference"},
+    "participant": {"label", "call_sid_to_coach", "queue_time"},
+    "conference_recording": {"call_sid", "price", "error_code", "encryption_details"},
 }
 EMPTY_STRING_OK = {("incoming_phone_number", k) for k in (
     "sms_application_sid", "voice_application_sid", "sms_url", "sms_fallback_url", "voice_url",
@@ -244,13 +280,22 @@ def test_the_field_lists_come_from_the_sdk():
     otherwise make every other test here check nothing)."""
     for resource in SDK_INSTANCES:
         fields = sdk_fields(resource)
-        assert "sid" in fields and "date_created" in fields, (resource, sorted(fields))
-        assert fields["date_created"].deserializer == "rfc2822_datetime", fields["date_created"]
+        name, date = IDENTITY.get(resource, ("sid", "date_created"))
+        assert name in fields and date in fields, (resource, sorted(fields))
+        assert fields[date].deserializer == "rfc2822_datetime", (resource, fields[date])
     call = sdk_fields("call")
     assert {"from", "to", "status", "start_time", "end_time", "subresource_uris"} <= set(call)
     assert len(call) >= 25, sorted(call)
     assert sdk_fields("recording")["channels"].deserializer == "integer"
     assert "secret" in sdk_fields("new_key") and "secret" not in sdk_fields("key")
+    assert {"current_size", "average_wait_time", "max_size"} <= set(sdk_fields("queue"))
+    assert sdk_fields("queue")["current_size"].deserializer == "integer"
+    assert {"position", "wait_time", "queue_sid"} <= set(sdk_fields("member"))
+    assert {"reason_conference_ended", "status", "region"} <= set(sdk_fields("conference"))
+    assert {"muted", "hold", "coaching", "label", "status"} <= set(sdk_fields("participant"))
+    assert sdk_fields("participant")["muted"].annotation == "Optional[bool]"
+    assert "conference_sid" in sdk_fields("conference_recording")
+    assert "media_url" not in sdk_fields("conference_recording")
     # A wrong value is caught, so the checks below can fail.
     f = sdk_fields("call")["start_time"]
     assert check_field("call", f, True, "2024-01-01T00:00:00Z")
@@ -340,4 +385,142 @@ def test_call_and_recording_shapes(dialtone, webhook, ports, workdir, audio_tool
         ("recording", recording, "GET Recordings/{RE}.json"),
         ("recording", recordings[0], "GET Recordings.json recordings[0]"),
         ("recording", call_recordings[0], "GET Calls/{CA}/Recordings.json recordings[0]"),
+    ])
+
+
+def test_queue_and_member_shapes(dialtone, webhook):
+    """Queues made, listed, fetched and updated; two real callers waiting in one: the queue with
+    its live figures, the members listed, fetched by CallSid and Front, and the one dequeued."""
+    api = Api(dialtone)
+    acc = f"/2010-04-01/Accounts/{dialtone.account_sid}"
+    created = api.post(f"{acc}/Queues.json", {"FriendlyName": "shapes", "MaxSize": "7"})
+    sid = created["sid"]
+    listed = api.get(f"{acc}/Queues.json")["queues"]
+    updated = api.post(f"{acc}/Queues/{sid}.json", {"MaxSize": "8"})
+    assert listed and updated.get("max_size") == 8, (listed, updated)
+
+    voice = webhook.route("/voice", enqueue_twiml("shapes"))
+    webhook.route("/wait", WAIT_MUSIC)
+    webhook.route("/dequeued", "<Response><Hangup/></Response>")
+    api.post(f"{acc}/IncomingPhoneNumbers.json", {"PhoneNumber": NUMBER, "VoiceUrl": voice})
+    calls = LiveCalls(dialtone)
+    callers = ["+15557650021", "+15557650022"]
+    try:
+        for n, caller in enumerate(callers, start=1):
+            calls.start(NUMBER, caller)
+            wait_until(lambda: api.get(f"{acc}/Queues/{sid}.json").get("current_size") == n, 10,
+                       f"{n} callers in the queue")
+        time.sleep(1.1)
+        waiting = api.get(f"{acc}/Queues/{sid}.json")
+        members = api.get(f"{acc}/Queues/{sid}/Members.json")["queue_members"]
+        assert len(members) == 2, members
+        by_sid = api.get(f"{acc}/Queues/{sid}/Members/{members[1]['call_sid']}.json")
+        front = api.get(f"{acc}/Queues/{sid}/Members/Front.json")
+        dequeued = api.post(f"{acc}/Queues/{sid}/Members/Front.json", {"Url": webhook.url("/dequeued")})
+        api.post(f"{acc}/Queues/{sid}/Members/{members[1]['call_sid']}.json",
+                 {"Url": webhook.url("/dequeued"), "Method": "GET"})
+        for caller in callers:
+            calls.ended_by_server(caller)
+    finally:
+        calls.close()
+    assert waiting.get("current_size") == 2 and waiting.get("average_wait_time", 0) >= 1, waiting
+    assert dequeued.get("call_sid") == front.get("call_sid") == members[0]["call_sid"], (dequeued, front)
+    assert_shapes([
+        ("queue", created, "POST Queues.json"),
+        ("queue", listed[0], "GET Queues.json queues[0]"),
+        ("queue", updated, "POST Queues/{QU}.json"),
+        ("queue", waiting, "GET Queues/{QU}.json (two waiting)"),
+        ("member", members[0], "GET Members.json queue_members[0]"),
+        ("member", members[1], "GET Members.json queue_members[1]"),
+        ("member", by_sid, "GET Members/{CA}.json"),
+        ("member", front, "GET Members/Front.json"),
+        ("member", dequeued, "POST Members/Front.json (dequeued)"),
+    ])
+
+
+def test_conference_participant_and_recording_shapes(dialtone_binary, workdir, ports):
+    """A recorded room with two real callers and a third participant called in through the trunk
+    (a pjsua2 UAS) with a label: the participant as created, listed, fetched by CallSid and by
+    label, and updated; the room listed, fetched, ended and fetched ended; its recording as the
+    Conference Recording resource and as the account's Recording (with its conference_sid)."""
+    uas_sip = ports.port()
+    uas_rtp, _ = ports.block(20)
+    server = DialtoneServer(dialtone_binary, workdir, ports,
+                            extra_env={"DIALTONE_TRUNK": f"sip:127.0.0.1:{uas_sip}"})
+    server.start()
+    hook = Webhook(on_request=lambda r: SIGNED_REQUESTS.append((server.auth_token, r)))
+    uas = subprocess.Popen(
+        [sys.executable, str(PEERS / "pjsua2_caller.py"), "--listen", "--user", "expert",
+         "--sip-port", str(uas_sip), "--rtp-port", str(uas_rtp), "--duration", "40",
+         "--timeout", "45", "--log", str(workdir / "uas.log"), "--result", str(workdir / "pjsua2.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    calls = LiveCalls(server)
+    callers = ["+15557650031", "+15557650032"]
+    api = Api(server)
+    acc = f"/2010-04-01/Accounts/{server.account_sid}"
+    try:
+        voice = hook.route("/voice", room_twiml("shapes-room", ' record="record-from-start"'))
+        api.post(f"{acc}/IncomingPhoneNumbers.json", {"PhoneNumber": NUMBER, "VoiceUrl": voice})
+        time.sleep(1.0)  # the UAS binds its port
+        assert uas.poll() is None, uas.communicate()
+        for caller in callers:
+            calls.start(NUMBER, caller)
+        conf_sid = wait_until(lambda: [c["sid"] for c in api.get(
+            f"{acc}/Conferences.json?Status=in-progress")["conferences"]], 10, "the room")[0]
+        room = f"{acc}/Conferences/{conf_sid}"
+        wait_until(lambda: len(api.get(f"{room}/Participants.json")["participants"]) == 2, 10,
+                   "two participants")
+        created = api.post(f"{room}/Participants.json",
+                           {"From": NUMBER, "To": "+15550009999", "Label": "expert"})
+        assert created.get("label") == "expert" and created.get("queue_time") == "0", created
+        wait_until(lambda: [p for p in api.get(f"{room}/Participants.json")["participants"]
+                            if p.get("label") == "expert" and p.get("status") == "connected"],
+                   15, "the participant called in to connect")
+        participants = api.get(f"{room}/Participants.json")["participants"]
+        assert len(participants) == 3, participants
+        by_call = api.get(f"{room}/Participants/{participants[0]['call_sid']}.json")
+        by_label = api.get(f"{room}/Participants/expert.json")
+        muted = api.post(f"{room}/Participants/{participants[0]['call_sid']}.json", {"Muted": "true"})
+        assert muted.get("muted") is True, muted
+        conferences = api.get(f"{acc}/Conferences.json")["conferences"]
+        live = api.get(f"{room}.json")
+        ended = api.post(f"{room}.json", {"Status": "completed"})
+        after = api.get(f"{room}.json")
+        for caller in callers:
+            calls.ended_by_server(caller)
+        report = finish_pjsua2(uas, workdir, 20)
+        uas = None
+        assert report["hangup_by"] == "remote", report
+        recordings = wait_until(lambda: [r for r in api.get(f"{room}/Recordings.json")["recordings"]
+                                         if r.get("status") == "completed"], 15, "the room's recording")
+        rec_sid = recordings[0]["sid"]
+        recording = api.get(f"{room}/Recordings/{rec_sid}.json")
+        account_recording = api.get(f"{acc}/Recordings/{rec_sid}.json")
+    finally:
+        calls.close()
+        if uas is not None:
+            uas.kill()
+            uas.communicate()
+        hook.close()
+        code = server.stop()
+    assert code == 0, f"dialtone exited with {code}:\n{server.log_tail(60)}"
+    # Set where they must be: an ended room says why; a room's recording names its room.
+    assert after.get("status") == "completed", after
+    assert after.get("reason_conference_ended") == "conference-ended-via-api", after
+    assert recording.get("conference_sid") == conf_sid, recording
+    assert account_recording.get("conference_sid") == conf_sid, account_recording
+    assert_shapes([
+        ("participant", created, "POST Participants.json"),
+        *[("participant", p, f"GET Participants.json participants[{i}]")
+          for i, p in enumerate(participants)],
+        ("participant", by_call, "GET Participants/{CA}.json"),
+        ("participant", by_label, "GET Participants/{Label}.json"),
+        ("participant", muted, "POST Participants/{CA}.json (Muted)"),
+        ("conference", conferences[0], "GET Conferences.json conferences[0]"),
+        ("conference", live, "GET Conferences/{CF}.json (in-progress)"),
+        ("conference", ended, "POST Conferences/{CF}.json (Status=completed)"),
+        ("conference", after, "GET Conferences/{CF}.json (completed)"),
+        ("conference_recording", recordings[0], "GET Conferences/{CF}/Recordings.json recordings[0]"),
+        ("conference_recording", recording, "GET Conferences/{CF}/Recordings/{RE}.json"),
+        ("recording", account_recording, "GET Recordings/{RE}.json (a conference's)"),
     ])
