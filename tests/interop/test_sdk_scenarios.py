@@ -269,6 +269,12 @@ def test_sdk_queue_scenarios_python(dialtone, twilio_client, webhook, provision)
         assert first_wait.params.get("QueuePosition") == "1", first_wait.params
         assert first_wait.params.get("MaxQueueSize") == "5", first_wait.params
 
+        # Pages of the live list keep the order.
+        page = client.queues(q.sid).members.page(page_size=2)
+        assert [m.call_sid for m in page] == sids[:2] and page.next_page_url, page.next_page_url
+        rest = page.next_page()
+        assert [(m.call_sid, m.position) for m in rest] == [(sids[2], 3)] and rest.next_page_url is None
+
         second = client.queues(q.sid).members(sids[1]).fetch()
         assert (second.call_sid, second.position, second.queue_sid) == (sids[1], 2, q.sid), second
         front = client.queues(q.sid).members("Front").fetch()
@@ -353,6 +359,13 @@ def test_sdk_conference_scenarios_python(dialtone, twilio_client, webhook, provi
             assert (p.muted, p.hold, p.coaching) == (False, False, False), p
             assert (p.status, p.label, p.call_sid_to_coach) == ("connected", None, None), p
             assert p.start_conference_on_enter is True and p.end_conference_on_exit is False, p
+
+        page = room.participants.page(page_size=2)
+        first_page = [p.call_sid for p in page]
+        rest = page.next_page()
+        paged = first_page + [p.call_sid for p in rest]
+        assert len(first_page) == 2 and rest.next_page_url is None, paged
+        assert sorted(paged) == sorted([a, b, c]), paged
 
         fetched = room.fetch()
         assert (fetched.sid, fetched.friendly_name, fetched.status) == (conf.sid, "room", "in-progress")
