@@ -164,6 +164,8 @@ def test_three_peers_mix_mute_hold_coach_and_record(dialtone, webhook, provision
     hears("c", "c-coaches-a", "a")
     hears("c", "c-coaches-a", "b")
 
+    # Participants that started on other workers than the room's moved to it.
+    assert dialtone.log_lines("media stream moves to another worker"), "no participant crossed workers"
     # The room's recording holds all three voices.
     recordings = wait_until(lambda: room.recordings.list(), 10, "the conference recording")
     assert len(recordings) == 1, recordings

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+import requests
+
 from conftest import NUMBER
 import audio
 import tones
@@ -88,9 +90,23 @@ def test_queue_positions_wait_audio_agent_bridge_members_and_results(
     time.sleep(3)  # everyone hears the wait audio for a while
     wait_phase = time.monotonic()
 
+    # The agent is a registered phone (digest credentials made through the SIP API).
+    auth = (dialtone.account_sid, dialtone.auth_token)
+    sip_api = dialtone.api("/SIP")
+    r = requests.post(f"{sip_api}/CredentialLists.json", auth=auth, data={"FriendlyName": "agents"}, timeout=10)
+    assert r.status_code == 201, r.text
+    r = requests.post(f"{sip_api}/CredentialLists/{r.json()['sid']}/Credentials.json", auth=auth,
+                      data={"Username": "agent", "Password": "Agent-Pass-1234"}, timeout=10)
+    assert r.status_code == 201, r.text
     agent = BaresipPeer(workdir / "baresip-agent", agent_mic, sip_port=ports.port(),
-                        ctrl_port=ports.port(), rtp_ports=ports.block(100), user="agent").start()
+                        ctrl_port=ports.port(), rtp_ports=ports.block(100), user="agent")
+    (agent.confdir / "accounts").write_text(
+        f"<sip:agent@127.0.0.1:{dialtone.sip_port};transport=udp>;auth_pass=Agent-Pass-1234;regint=60;"
+        f"answermode=auto;audio_codecs=PCMU,PCMA\n")
+    agent.start()
     try:
+        wait_until(lambda: "available" in str(dialtone.get(dialtone.api("/SIP/Registrations.json")).json()),
+                   10, "the agent's registration")
         agent.dial(f"sip:{AGENT_NUMBER.lstrip('+')}@127.0.0.1:{dialtone.sip_port}")
         assert agent.wait_event("CALL_ESTABLISHED", timeout=10) is not None, agent.ctl.events()
         agent_connected = time.monotonic()
@@ -126,6 +142,8 @@ def test_queue_positions_wait_audio_agent_bridge_members_and_results(
     assert left[sids["c"]]["QueueResult"] == "hangup", left[sids["c"]]
     assert int(left[sids["a"]]["QueueTime"]) >= 3, left[sids["a"]]
     assert all(p["QueueSid"] == queue.sid for p in left.values())
+    # The two legs of the dequeue started on different media workers: one moved to the other's.
+    assert dialtone.log_lines("media stream moves to another worker"), "no leg crossed workers"
 
     # What was heard: the wait tone while waiting; across the bridge each other's tone.
     heard_a = audio.samples(workdir / "heard-a.wav")

@@ -353,6 +353,12 @@ impl Route {
             id,
             to: Arc::clone(&to.1),
         });
+        tracing::info!(
+            stream = id,
+            from = at.0,
+            to = to.0,
+            "media stream moves to another worker"
+        );
         **at = to;
     }
 
