@@ -3,11 +3,16 @@
 # for STEP_S seconds with under MAX_LOSS_PCT packets lost and one-way relay delay p99 under
 # MAX_P99_US, for rtpengine (userspace forwarding, no kernel module) and for Dialtone's media
 # workers (crates/node/examples/relay_server.rs), rung by rung in the same run, from the same
-# generator (rtpload). Prints both, the ratio and RELAY_RESULT.
+# generator (rtpload). Prints both, the ratio and RELAY_RESULT. After the Dialtone ladder, a
+# cross-worker ladder (APART_CALLS, default CALLS): each call's legs allocated on two different
+# media workers and then bridged (relay_server `pair-apart`: the bridge moves leg A to leg B's
+# worker), reported as "dt-apart" beside the same-worker figures, with RELAY_APART_RESULT.
 #
-#   bench/relay.sh                    # both
-#   bench/relay.sh dialtone           # one side only (or: rtpengine)
+#   bench/relay.sh                    # both, then Dialtone cross-worker
+#   bench/relay.sh dialtone           # Dialtone only, same-worker then cross-worker (or: rtpengine)
+#   bench/relay.sh apart              # Dialtone cross-worker only
 #   CALLS="500 1000" STEP_S=20 bench/relay.sh
+#   APART_CALLS="1000 2000" bench/relay.sh dialtone    # APART_CALLS= (empty): no cross-worker
 #
 # Everything binds to 127.0.0.1 and everything started here is stopped on exit.
 set -euo pipefail
@@ -17,6 +22,7 @@ ROOT=$(dirname "$HERE")
 WHICH=${1:-all}
 
 CALLS=${CALLS:-"500 1000 2000 3000 4000"}
+APART_CALLS=${APART_CALLS-$CALLS}    # cross-worker rungs (empty: none)
 STEP_S=${STEP_S:-60}                 # counted seconds per rung
 WARMUP_S=${WARMUP_S:-2}              # uncounted seconds first
 MAX_LOSS_PCT=${MAX_LOSS_PCT:-0.1}
@@ -120,10 +126,13 @@ start_relay() { # start_relay TARGET LOG -> sets RELAY_PID
     fi
 }
 
-# run_rung TARGET CALLS -> sets LINE to the RTPLOAD_RESULT line (no sent= on a crash); 0 = pass
+# run_rung TARGET CALLS [LABEL] -> sets LINE to the RTPLOAD_RESULT line (no sent= on a crash);
+# 0 = pass. LABEL dt-apart: Dialtone with rtpload --apart (legs on different workers).
 run_rung() {
-    local target=$1 calls=$2
-    local log="$OUT/$target-$calls"
+    local target=$1 calls=$2 label=${3:-$1}
+    local log="$OUT/$label-$calls"
+    local extra=()
+    [ "$label" = dt-apart ] && extra=(--apart)
     start_relay "$target" "$log.relay.log"
     local before after
     before=$(cpu_seconds "$RELAY_PID")
@@ -134,7 +143,7 @@ run_rung() {
     local t0=$SECONDS
     if $BENCH_PRIO "$RTPLOAD" --target "$target" --control "$CONTROL" --ng "$NG" --calls "$calls" \
         --seconds "$STEP_S" --warmup "$WARMUP_S" --sockets "$SOCKETS" --local-base "$LOCAL_BASE" \
-        --max-loss-pct "$MAX_LOSS_PCT" --max-p99-us "$MAX_P99_US" >"$log.rtpload.txt" 2>&1; then
+        --max-loss-pct "$MAX_LOSS_PCT" --max-p99-us "$MAX_P99_US" ${extra[@]+"${extra[@]}"} >"$log.rtpload.txt" 2>&1; then
         result=$(grep '^RTPLOAD_RESULT' "$log.rtpload.txt" || true)
     fi
     after=$(cpu_seconds "$RELAY_PID")
@@ -155,14 +164,19 @@ build
 declare -A BEST=([rtpengine]=0 [dialtone]=0)
 declare -A DONE=([rtpengine]=0 [dialtone]=0)
 TARGETS=(rtpengine dialtone)
+APART=1
 case $WHICH in
-    rtpengine) TARGETS=(rtpengine) ;;
+    all) ;;
+    rtpengine) TARGETS=(rtpengine); APART=0 ;;
     dialtone) TARGETS=(dialtone) ;;
+    apart) TARGETS=() ;;
+    *) echo "usage: $0 [all|rtpengine|dialtone|apart]" >&2; exit 2 ;;
 esac
+[ -z "$APART_CALLS" ] && APART=0
 
 printf '%-10s %6s %10s %9s %8s %8s %8s %6s  %s\n' target calls sent loss% p50_us p99_us max_us cpu% result | tee -a "$OUT/summary.txt"
 for calls in $CALLS; do
-    for target in "${TARGETS[@]}"; do
+    for target in ${TARGETS[@]+"${TARGETS[@]}"}; do
         [ "${DONE[$target]}" = 1 ] && continue
         if run_rung "$target" "$calls"; then verdict=pass; else verdict=FAIL; fi
         line=$LINE
@@ -180,8 +194,35 @@ for calls in $CALLS; do
     done
 done
 
+# Cross-worker: the same generator and relay build, each call's legs placed on two workers and
+# bridged across them (leg A moves to leg B's worker).
+BEST_APART=0
+if [ "$APART" = 1 ]; then
+    for calls in $APART_CALLS; do
+        if run_rung dialtone "$calls" dt-apart; then verdict=pass; else verdict=FAIL; fi
+        line=$LINE
+        [ "$(field "$line" behind)" = 1 ] && verdict="FAIL (generator fell behind: $(field "$line" offered) due)"
+        if [ -z "$(field "$line" sent)" ]; then
+            printf '%-10s %6s  generator failed, see %s\n' dt-apart "$calls" "$OUT/dt-apart-$calls.rtpload.txt" | tee -a "$OUT/summary.txt"
+            break
+        fi
+        printf '%-10s %6s %10s %9s %8s %8s %8s %6s  %s\n' dt-apart "$calls" "$(field "$line" sent)" \
+            "$(field "$line" loss_pct)" "$(field "$line" p50_us)" "$(field "$line" p99_us)" \
+            "$(field "$line" max_us)" "$(field "$line" relay_cpu_pct)" "$verdict" | tee -a "$OUT/summary.txt"
+        if [ "$verdict" = pass ]; then BEST_APART=$calls; else break; fi
+    done
+fi
+
 r=${BEST[rtpengine]} d=${BEST[dialtone]}
-ratio=$(awk -v d="$d" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", d / r; else print "inf" }')
-echo "rtpengine (userspace): $r calls; Dialtone: $d calls; ratio dialtone/rtpengine $ratio" | tee -a "$OUT/summary.txt"
-echo "RELAY_RESULT rtpengine_calls=$r dialtone_calls=$d ratio=$ratio" | tee -a "$OUT/summary.txt"
+if [ ${#TARGETS[@]} -gt 0 ]; then
+    ratio=$(awk -v d="$d" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", d / r; else print "inf" }')
+    echo "rtpengine (userspace): $r calls; Dialtone: $d calls; ratio dialtone/rtpengine $ratio" | tee -a "$OUT/summary.txt"
+    echo "RELAY_RESULT rtpengine_calls=$r dialtone_calls=$d ratio=$ratio" | tee -a "$OUT/summary.txt"
+fi
+if [ "$APART" = 1 ]; then
+    same=$d
+    [[ " ${TARGETS[*]-} " == *" dialtone "* ]] || same=-    # not run
+    echo "Dialtone cross-worker bridges (pair-apart): $BEST_APART calls; same-worker (pair): $same calls" | tee -a "$OUT/summary.txt"
+    echo "RELAY_APART_RESULT dialtone_calls=$same dialtone_apart_calls=$BEST_APART" | tee -a "$OUT/summary.txt"
+fi
 echo "logs: $OUT"

@@ -11,7 +11,9 @@
 //!
 //! Bridges are set up through the relay's control protocol before the media starts:
 //! - `--target dialtone --control ADDR`: the line protocol of Dialtone's
-//!   `crates/node/examples/relay_server.rs` (`pair A B` -> `ok PORT_A PORT_B`).
+//!   `crates/node/examples/relay_server.rs` (`pair A B` -> `ok PORT_A PORT_B`). With `--apart`,
+//!   `pair-apart A B`: the legs are allocated on two different media workers and the bridge
+//!   moves leg A to leg B's worker (the cross-worker path).
 //! - `--target rtpengine --ng ADDR`: rtpengine's ng protocol (bencode over UDP): `offer` with
 //!   leg A's address, `answer` with leg B's; the SDP rtpengine returns names the ports.
 //!
@@ -30,6 +32,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
+
+mod udp;
+use udp::{bind_socket, kernel_timestamp, realtime_ns, send_batch, sockaddr};
 
 const PAYLOAD: usize = 160;
 const PACKET: usize = 12 + PAYLOAD;
@@ -73,54 +78,10 @@ struct Args {
     max_loss_pct: f64,
     #[arg(long, default_value_t = 2000)]
     max_p99_us: u64,
-}
-
-fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: writes into a live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-fn set_int_opt(socket: &UdpSocket, level: i32, name: i32, value: i32) -> Result<()> {
-    // SAFETY: passes a live i32 with its size.
-    let r = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        bail!("setsockopt {level}/{name}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn bind_socket(port: u16) -> Result<UdpSocket> {
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).with_context(|| format!("bind {port}"))?;
-    // Room for bursts: 16 MB (FORCE needs root; fall back to what rmem_max allows).
-    for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
-        if set_int_opt(&socket, libc::SOL_SOCKET, force, 16 << 20).is_err() {
-            set_int_opt(&socket, libc::SOL_SOCKET, plain, 16 << 20)?;
-        }
-    }
-    set_int_opt(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
-    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-    Ok(socket)
+    /// Dialtone only: set each call up with `pair-apart` (its legs allocated on two different
+    /// media workers, then bridged, which moves leg A to leg B's worker) instead of `pair`
+    #[arg(long)]
+    apart: bool,
 }
 
 struct Endpoint {
@@ -150,17 +111,19 @@ fn main() -> Result<()> {
     let mut keep_alive = None;
     let dests: Vec<SocketAddrV4> = match args.target.as_str() {
         "dialtone" => {
-            let (dests, connection) = setup_dialtone(&args.control, args.calls, &local)?;
+            let (dests, connection) = setup_dialtone(&args.control, args.calls, args.apart, &local)?;
             keep_alive = Some(connection);
             dests
         }
+        "rtpengine" if args.apart => bail!("--apart is for --target dialtone"),
         "rtpengine" => setup_rtpengine(&args.ng, args.calls, &local)?,
         other => bail!("unknown target {other}"),
     };
     eprintln!(
-        "rtpload: {} bridges set up on {} in {:.1} s",
+        "rtpload: {} bridges set up on {}{} in {:.1} s",
         args.calls,
         args.target,
+        if args.apart { " (legs on different workers, then bridged)" } else { "" },
         setup_started.elapsed().as_secs_f64()
     );
 
@@ -254,8 +217,9 @@ fn main() -> Result<()> {
         if pass { "PASS" } else { "FAIL" }
     );
     println!(
-        "RTPLOAD_RESULT target={} calls={} seconds={} offered={} sent={} behind={} received={} lost={} loss_pct={:.4} p50_us={} p99_us={} p999_us={} max_us={} gen_late_max_ms={:.2} pass={}",
+        "RTPLOAD_RESULT target={} apart={} calls={} seconds={} offered={} sent={} behind={} received={} lost={} loss_pct={:.4} p50_us={} p99_us={} p999_us={} max_us={} gen_late_max_ms={:.2} pass={}",
         args.target,
+        u8::from(args.apart),
         args.calls,
         args.seconds,
         offered,
@@ -337,36 +301,6 @@ fn send(socket: &UdpSocket, mut eps: Vec<Endpoint>, warm_ns: u64, end_ns: u64) -
     Ok((counted, late_max))
 }
 
-fn send_batch(
-    fd: i32,
-    bufs: &mut [[u8; PACKET]],
-    names: &mut [libc::sockaddr_in],
-    iovs: &mut [libc::iovec],
-    msgs: &mut [libc::mmsghdr],
-    n: usize,
-) {
-    for i in 0..n {
-        iovs[i] = libc::iovec { iov_base: bufs[i].as_mut_ptr().cast(), iov_len: PACKET };
-        let hdr = &mut msgs[i].msg_hdr;
-        hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_in).cast();
-        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        hdr.msg_iov = &mut iovs[i];
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = std::ptr::null_mut();
-        hdr.msg_controllen = 0;
-    }
-    let mut done = 0usize;
-    while done < n {
-        // SAFETY: msgs[done..n] point at live buffers, names and iovecs set up above.
-        let r = unsafe { libc::sendmmsg(fd, msgs[done..].as_mut_ptr(), (n - done) as u32, 0) };
-        if r <= 0 {
-            // A full socket buffer: the rest of the batch is lost (counted as sent, so as loss).
-            break;
-        }
-        done += r as usize;
-    }
-}
-
 struct RecvStats {
     hist: Vec<u64>,
     received: u64,
@@ -426,22 +360,6 @@ fn receive(socket: &UdpSocket, stop: &AtomicBool, warm_ns: u64, end_ns: u64, end
     Ok(RecvStats { hist, received, max_us })
 }
 
-fn kernel_timestamp(hdr: &libc::msghdr) -> Option<u64> {
-    // SAFETY: the kernel filled msg_control (msg_controllen bytes) with cmsgs; the CMSG macros
-    // walk inside that buffer.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-            }
-            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
-        }
-    }
-    None
-}
-
 /// The sending endpoint and send time from a relayed packet's payload.
 fn parse(buf: &[u8]) -> Option<(u32, u64)> {
     let b0 = *buf.first()?;
@@ -463,6 +381,7 @@ fn parse(buf: &[u8]) -> Option<(u32, u64)> {
 fn setup_dialtone(
     control: &str,
     calls: usize,
+    apart: bool,
     local: &dyn Fn(usize) -> SocketAddrV4,
 ) -> Result<(Vec<SocketAddrV4>, TcpStream)> {
     let stream = TcpStream::connect(control).with_context(|| format!("connect {control}"))?;
@@ -475,7 +394,8 @@ fn setup_dialtone(
         let chunk_end = (chunk_start + 200).min(calls);
         let mut requests = String::new();
         for c in chunk_start..chunk_end {
-            requests.push_str(&format!("pair {} {}\n", local(2 * c), local(2 * c + 1)));
+            let command = if apart { "pair-apart" } else { "pair" };
+            requests.push_str(&format!("{command} {} {}\n", local(2 * c), local(2 * c + 1)));
         }
         writer.write_all(requests.as_bytes())?;
         for _ in chunk_start..chunk_end {
