@@ -27,7 +27,7 @@ SILENT_DB = -55.0
 
 def conference_twiml(extra: str = "") -> str:
     return ('<Response><Dial><Conference statusCallback="/conf-events" '
-            'statusCallbackEvent="start end join leave mute hold modify" '
+            'statusCallbackEvent="start end join leave mute hold modify speaker" '
             f'record="record-from-start"{extra}>room</Conference></Dial></Response>')
 
 
@@ -193,6 +193,10 @@ def test_three_peers_mix_mute_hold_coach_and_record(dialtone, webhook, provision
     assert kinds.index("participant-mute") < kinds.index("participant-unmute") \
         < kinds.index("participant-hold") < kinds.index("participant-unhold"), kinds
     assert all(e.params.get("ConferenceSid") == conf.sid for e in events), events[0].params
+    # Each phone's tone is speech to the room's detector: every participant started speaking.
+    speakers = {e.params.get("CallSid") for e in events
+                if e.params["StatusCallbackEvent"] == "participant-speech-start"}
+    assert speakers == set(by_peer.values()), (speakers, by_peer)
 
 
 def test_participant_added_by_rest_is_heard_removed_and_end_on_exit_ends_the_room(

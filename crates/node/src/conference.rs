@@ -31,6 +31,12 @@ pub(crate) enum ToParticipant {
     /// silence) until `StopMusic`.
     StartMusic(Option<Music>),
     StopMusic,
+    /// Play this announcement to the participant alone (mixed into what it hears); report
+    /// [`Membership::announcement_done`] with `id` when it has played.
+    Announce {
+        id: u64,
+        samples: Arc<[i16]>,
+    },
     /// Taken out of the room (ended for all, or removed through the API): the `<Dial>` is over.
     Removed,
 }
@@ -74,6 +80,7 @@ enum Command {
         oneshot::Sender<Result<(), ConferenceError>>,
     ),
     Snapshot(oneshot::Sender<RoomSnapshot>),
+    AnnouncementDone(u64, Result<(), String>),
 }
 
 #[derive(Clone)]
@@ -104,6 +111,11 @@ impl Membership {
     /// Leaves the room (hang-up, live update); the room's task takes it from there.
     pub fn leave(&self, reason: LeaveReason) {
         let _ = self.commands.send(Command::Leave(self.call_sid, reason));
+    }
+
+    /// The announcement [`ToParticipant::Announce`] `id` has played (or could not).
+    pub fn announcement_done(&self, id: u64, result: Result<(), String>) {
+        let _ = self.commands.send(Command::AnnouncementDone(id, result));
     }
 }
 
@@ -458,6 +470,9 @@ impl RoomTask {
             Command::Announce(who, music, reply) => {
                 let _ = reply.send(self.core.announce(now, who.as_ref(), music).map(|_| ()));
             }
+            Command::AnnouncementDone(id, result) => {
+                self.core.handle_announcement_done(now, id, result);
+            }
             Command::Snapshot(reply) => {
                 let _ = reply.send(RoomSnapshot {
                     sid: self.core.sid(),
@@ -480,7 +495,7 @@ impl RoomTask {
             | Command::Announce(_, _, reply) => {
                 let _ = reply.send(Err(ConferenceError::Ended));
             }
-            Command::Leave(..) | Command::Snapshot(_) => {}
+            Command::Leave(..) | Command::Snapshot(_) | Command::AnnouncementDone(..) => {}
         }
     }
 
@@ -510,6 +525,16 @@ impl RoomTask {
                     } else {
                         self.recording = Some((rid, sid, started));
                     }
+                }
+            }
+            RoomEvent::Speaking { stream, speaking } => {
+                let who = self
+                    .members
+                    .iter()
+                    .find(|(_, m)| m.stream.id() == stream)
+                    .map(|(sid, _)| *sid);
+                if let Some(call_sid) = who {
+                    let _ = self.core.handle_speech(Instant::now(), call_sid, speaking);
                 }
             }
             RoomEvent::RecordingFailed { id, reason } => {
@@ -688,11 +713,15 @@ impl RoomTask {
                 self.announcements.insert(playback, id);
                 self.room.play(playback, samples, 1);
             }
-            (Ok(_), Some(_)) => {
-                // To one participant: mixed into what it alone hears is not wired yet; the
-                // room's core is told it played so callbacks stay consistent.
-                self.core.handle_announcement_done(now, id, Ok(()));
-            }
+            (Ok(samples), Some(call_sid)) => match self.members.get(&call_sid) {
+                Some(member) => {
+                    let _ = member.events.send(ToParticipant::Announce { id, samples });
+                }
+                None => {
+                    self.core
+                        .handle_announcement_done(now, id, Err("the participant left".into()))
+                }
+            },
             (Err(e), _) => self.core.handle_announcement_done(now, id, Err(e)),
         }
     }

@@ -14,10 +14,12 @@ use model::records::PhoneNumberRecord;
 use model::{AccountSid, PhoneNumberSid};
 use tokio::net::UdpSocket;
 
+type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
+
 #[derive(Clone)]
 struct App {
     store: store::Store,
-    seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    seen: Seen,
 }
 
 async fn webhook_server(app: App) -> SocketAddr {

@@ -947,6 +947,9 @@ impl ActiveCall {
                 if self.playing == Some(id) {
                     self.playing = None;
                 }
+                if self.announcement_played(id) {
+                    return;
+                }
                 if Self::is_wait_id(id) {
                     if let Some(wait) = self.waiting.as_mut() {
                         wait.handle_playback_done(std::time::Instant::now(), id);

@@ -19,6 +19,10 @@ use crate::webhook::WebhookRequest;
 /// Ids of the wait loop's requests and playbacks start here, far above the engine's own.
 pub(crate) const WAIT_ID_BASE: u64 = 1 << 48;
 
+/// Playback ids of announcements to this participant alone: the room's announcement id plus
+/// this, above the wait loop's.
+pub(crate) const ANNOUNCE_ID_BASE: u64 = 1 << 56;
+
 /// The call's part in a conference while its `<Dial><Conference>` runs.
 pub(crate) struct ConferenceLeg {
     /// The engine's dial id.
@@ -122,6 +126,12 @@ impl ActiveCall {
         match event {
             Some(ToParticipant::StartMusic(music)) => self.start_music(music),
             Some(ToParticipant::StopMusic) => self.stop_waiting(),
+            Some(ToParticipant::Announce { id, samples }) => {
+                // The stream's own playback is mixed into what it hears from the room.
+                if let Some(s) = &self.stream {
+                    s.play(ANNOUNCE_ID_BASE + id, samples, 1);
+                }
+            }
             // Taken out, or the room's task is gone.
             Some(ToParticipant::Removed) | None => self.end_conference(None),
         }
@@ -289,7 +299,19 @@ impl ActiveCall {
     }
 
     pub(crate) fn is_wait_id(id: u64) -> bool {
-        id >= WAIT_ID_BASE
+        (WAIT_ID_BASE..ANNOUNCE_ID_BASE).contains(&id)
+    }
+
+    /// A playback ended: true when it was an announcement of the room's, now reported.
+    pub(crate) fn announcement_played(&mut self, id: u64) -> bool {
+        if id < ANNOUNCE_ID_BASE {
+            return false;
+        }
+        if let Some(leg) = &self.conference {
+            leg.membership
+                .announcement_done(id - ANNOUNCE_ID_BASE, Ok(()));
+        }
+        true
     }
 
     pub(crate) fn dequeue_bridged(&self) -> bool {

@@ -58,6 +58,11 @@ pub enum RoomEvent {
         id: u64,
         reason: String,
     },
+    /// A participant (a [`super::Stream::id`]) started or stopped speaking.
+    Speaking {
+        stream: u64,
+        speaking: bool,
+    },
 }
 
 /// How a stream takes part in its room.

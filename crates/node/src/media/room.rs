@@ -51,6 +51,70 @@ struct Member {
     /// This tick's frame from the participant (silence when its inbox ran dry).
     frame: [i16; FRAME_SAMPLES],
     limiter: Limiter,
+    speech: Speech,
+}
+
+/// Level above which a participant's frame counts as speech, and how many frames in a row
+/// start and end it: speech starts after 60 ms above the level and ends after 800 ms below
+/// (the pauses between words are not the end), as `participant-speech-start`/`-stop` need.
+const SPEECH_DBFS: f32 = -40.0;
+const SPEECH_START_FRAMES: u32 = 3;
+const SPEECH_END_FRAMES: u32 = 40;
+
+#[derive(Debug, Default)]
+struct Speech {
+    speaking: bool,
+    /// Consecutive frames on the other side of the threshold from `speaking`.
+    run: u32,
+}
+
+impl Speech {
+    /// Takes one frame; `Some(now_speaking)` when the state flips.
+    fn handle_frame(&mut self, frame: &[i16]) -> Option<bool> {
+        let loud = media::level::rms_dbfs(frame) >= SPEECH_DBFS;
+        if loud == self.speaking {
+            self.run = 0;
+            return None;
+        }
+        self.run += 1;
+        let needed = if self.speaking {
+            SPEECH_END_FRAMES
+        } else {
+            SPEECH_START_FRAMES
+        };
+        if self.run >= needed {
+            self.speaking = loud;
+            self.run = 0;
+            return Some(loud);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speech_starts_after_three_loud_frames_and_ends_after_a_long_pause() {
+        let loud: Vec<i16> = (0..FRAME_SAMPLES)
+            .map(|i| if i % 2 == 0 { 3000 } else { -3000 })
+            .collect();
+        let quiet = [0i16; FRAME_SAMPLES];
+        let mut speech = Speech::default();
+        assert_eq!(speech.handle_frame(&loud), None);
+        assert_eq!(speech.handle_frame(&loud), None);
+        assert_eq!(speech.handle_frame(&loud), Some(true));
+        // A short pause between words is not the end.
+        for _ in 0..20 {
+            assert_eq!(speech.handle_frame(&quiet), None);
+        }
+        assert_eq!(speech.handle_frame(&loud), None);
+        for _ in 0..39 {
+            assert_eq!(speech.handle_frame(&quiet), None);
+        }
+        assert_eq!(speech.handle_frame(&quiet), Some(false));
+    }
 }
 
 #[derive(Debug)]
@@ -105,6 +169,7 @@ impl RoomState {
             part,
             frame: [0; FRAME_SAMPLES],
             limiter: Limiter::new(),
+            speech: Speech::default(),
         });
     }
 
@@ -155,6 +220,13 @@ impl RoomState {
             stream.pull_room_frame(&mut member.frame);
             if member.part.heard && member.part.coach_of.is_none() {
                 self.bus.add(&member.frame);
+            }
+            if let Some(speaking) = member.speech.handle_frame(&member.frame) {
+                // The owner may be gone; nobody to tell then.
+                let _ = self.events.send(RoomEvent::Speaking {
+                    stream: member.stream,
+                    speaking,
+                });
             }
         }
         if let Some(playback) = self.playback.as_mut() {
