@@ -146,14 +146,61 @@ impl Playback {
 /// delay that stays.
 const INBOX_MAX_SAMPLES: usize = 3 * FRAME_SAMPLES;
 
+/// Ticks in a row a spare frame may wait in an inbox before one is dropped: half a second.
+const SPARE_TICKS: u32 = 25;
+
 /// A room participant's received audio, decoded, waiting for the room's next tick.
+///
+/// The room takes one frame per tick. A burst (two packets between two ticks, after a stall
+/// of the far end or of the network) leaves a spare frame that would otherwise delay everything
+/// after it for the rest of the call; once a spare frame has waited [`SPARE_TICKS`] ticks in a
+/// row, the oldest frame is dropped, so the added delay goes back to under one frame. Jitter
+/// (a spare frame one tick, none the next) drops nothing.
 #[derive(Debug, Default)]
 struct Inbox {
     samples: VecDeque<i16>,
     /// Samples dropped because the inbox was full.
     dropped: u64,
+    /// Frames dropped because a spare one waited too long.
+    trimmed: u64,
     /// Ticks that found less than a frame (silence was used).
     underruns: u64,
+    /// Consecutive ticks that left a spare frame behind.
+    spare_ticks: u32,
+}
+
+impl Inbox {
+    fn push(&mut self, pcm: &[i16]) {
+        self.samples.extend(pcm);
+        if self.samples.len() > INBOX_MAX_SAMPLES {
+            let excess = self.samples.len() - INBOX_MAX_SAMPLES;
+            self.samples.drain(..excess);
+            self.dropped += excess as u64;
+        }
+    }
+
+    /// This tick's frame; false (and silence) when less than a frame waits.
+    fn pull(&mut self, frame: &mut [i16; FRAME_SAMPLES]) -> bool {
+        if self.samples.len() < FRAME_SAMPLES {
+            self.spare_ticks = 0;
+            frame.fill(0);
+            return false;
+        }
+        for (out, sample) in frame.iter_mut().zip(self.samples.drain(..FRAME_SAMPLES)) {
+            *out = sample;
+        }
+        if self.samples.len() >= FRAME_SAMPLES {
+            self.spare_ticks += 1;
+            if self.spare_ticks >= SPARE_TICKS {
+                self.samples.drain(..FRAME_SAMPLES);
+                self.trimmed += 1;
+                self.spare_ticks = 0;
+            }
+        } else {
+            self.spare_ticks = 0;
+        }
+        true
+    }
 }
 
 /// A consumer of a stream's audio ([`super::Stream::tap`]).
@@ -325,16 +372,9 @@ impl StreamState {
 
     /// This tick's frame of what the far end said, for the room (silence when none came).
     pub(crate) fn pull_room_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]) {
-        let inbox = &mut self.inbox;
-        if inbox.samples.len() < FRAME_SAMPLES {
-            if !inbox.samples.is_empty() || self.counters.rtp_received > 0 {
-                inbox.underruns += 1;
-            }
-            frame.fill(0);
-            return;
-        }
-        for (out, sample) in frame.iter_mut().zip(inbox.samples.drain(..FRAME_SAMPLES)) {
-            *out = sample;
+        let started = self.counters.rtp_received > 0;
+        if !self.inbox.pull(frame) && started {
+            self.inbox.underruns += 1;
         }
     }
 
@@ -422,13 +462,7 @@ impl StreamState {
             tap.offer(Track::Inbound, now, pcm);
         }
         if self.room.is_some() {
-            let inbox = &mut self.inbox;
-            inbox.samples.extend(pcm);
-            if inbox.samples.len() > INBOX_MAX_SAMPLES {
-                let excess = inbox.samples.len() - INBOX_MAX_SAMPLES;
-                inbox.samples.drain(..excess);
-                inbox.dropped += excess as u64;
-            }
+            self.inbox.push(pcm);
         }
     }
 
@@ -1034,6 +1068,7 @@ impl Drop for StreamState {
             stream = self.id,
             counters = ?self.counters,
             inbox_dropped = self.inbox.dropped,
+            inbox_trimmed = self.inbox.trimmed,
             inbox_underruns = self.inbox.underruns,
             taps_dropped,
             "media stream closed"
@@ -1161,6 +1196,39 @@ mod tests {
         let mut p = playback(Vec::new(), 0);
         let mut frame = [0; FRAME_SAMPLES];
         assert_eq!(fill_frame(&mut p, &mut frame), Frame::Empty);
+    }
+
+    #[test]
+    fn an_inbox_gives_back_the_delay_a_burst_added_but_rides_out_jitter() {
+        let mut inbox = Inbox::default();
+        let mut frame = [0; FRAME_SAMPLES];
+        let packet = [1i16; FRAME_SAMPLES];
+        // Jitter: two packets one tick, none the next; nothing is dropped.
+        for _ in 0..100 {
+            inbox.push(&packet);
+            inbox.push(&packet);
+            assert!(inbox.pull(&mut frame));
+            assert!(inbox.pull(&mut frame));
+        }
+        assert_eq!(inbox.trimmed, 0);
+        // A burst leaves a spare frame for good: it goes after SPARE_TICKS ticks.
+        inbox.push(&packet);
+        for tick in 1..=SPARE_TICKS {
+            inbox.push(&packet);
+            assert!(inbox.pull(&mut frame));
+            let spare = inbox.samples.len() / FRAME_SAMPLES;
+            if tick < SPARE_TICKS {
+                assert_eq!(spare, 1, "tick {tick}");
+            }
+        }
+        assert_eq!(inbox.trimmed, 1);
+        assert!(inbox.samples.is_empty(), "back to no added delay");
+        // A full inbox drops the oldest beyond three frames.
+        for _ in 0..5 {
+            inbox.push(&packet);
+        }
+        assert_eq!(inbox.samples.len(), INBOX_MAX_SAMPLES);
+        assert_eq!(inbox.dropped, 2 * FRAME_SAMPLES as u64);
     }
 
     #[test]
