@@ -149,6 +149,9 @@ const INBOX_MAX_SAMPLES: usize = 3 * FRAME_SAMPLES;
 /// Ticks in a row a spare frame may wait in an inbox before one is dropped: half a second.
 const SPARE_TICKS: u32 = 25;
 
+/// A frame under this level is a pause, which an inbox may drop to give back delay.
+const PAUSE_DBFS: f32 = -45.0;
+
 /// A room participant's received audio, decoded, waiting for the room's next tick.
 ///
 /// The room takes one frame per tick. A burst (two packets between two ticks, after a stall
@@ -179,6 +182,41 @@ impl Inbox {
         }
     }
 
+    /// Drops the quieter of the next two frames (the next one if only one waits) if it is a
+    /// pause (under [`PAUSE_DBFS`]); false when both hold sound.
+    fn drop_quiet_frame(&mut self) -> bool {
+        let level = |start: usize| -> f32 {
+            let power: f64 = self
+                .samples
+                .range(start..start + FRAME_SAMPLES)
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                / FRAME_SAMPLES as f64;
+            let rms = power.sqrt() / 32768.0;
+            if rms > 0.0 {
+                (20.0 * rms.log10()) as f32
+            } else {
+                media::level::FLOOR_DBFS
+            }
+        };
+        let first = level(0);
+        let candidate = if self.samples.len() >= 2 * FRAME_SAMPLES {
+            let second = level(FRAME_SAMPLES);
+            if second < first {
+                (FRAME_SAMPLES, second)
+            } else {
+                (0, first)
+            }
+        } else {
+            (0, first)
+        };
+        if candidate.1 >= PAUSE_DBFS {
+            return false;
+        }
+        self.samples.drain(candidate.0..candidate.0 + FRAME_SAMPLES);
+        true
+    }
+
     /// This tick's frame; false (and silence) when less than a frame waits.
     fn pull(&mut self, frame: &mut [i16; FRAME_SAMPLES]) -> bool {
         if self.samples.len() < FRAME_SAMPLES {
@@ -191,8 +229,9 @@ impl Inbox {
         }
         if self.samples.len() >= FRAME_SAMPLES {
             self.spare_ticks += 1;
-            if self.spare_ticks >= SPARE_TICKS {
-                self.samples.drain(..FRAME_SAMPLES);
+            // Given back in a pause: a waiting frame that holds sound is kept, and the next
+            // ticks try again (speech has a pause every few hundred milliseconds).
+            if self.spare_ticks >= SPARE_TICKS && self.drop_quiet_frame() {
                 self.trimmed += 1;
                 self.spare_ticks = 0;
             }
@@ -1223,6 +1262,16 @@ mod tests {
         }
         assert_eq!(inbox.trimmed, 1);
         assert!(inbox.samples.is_empty(), "back to no added delay");
+        // Of two waiting frames, the quieter goes, and only if it is a pause.
+        let loud = [9000i16; FRAME_SAMPLES];
+        let quiet = [10i16; FRAME_SAMPLES];
+        inbox.push(&loud);
+        inbox.push(&quiet);
+        assert!(inbox.drop_quiet_frame());
+        assert_eq!(inbox.samples.front(), Some(&9000));
+        assert_eq!(inbox.samples.len(), FRAME_SAMPLES);
+        assert!(!inbox.drop_quiet_frame(), "a loud frame is never dropped");
+        inbox.samples.clear();
         // A full inbox drops the oldest beyond three frames.
         for _ in 0..5 {
             inbox.push(&packet);
