@@ -78,6 +78,18 @@ trap 'exit 130' INT TERM
 # 4000 calls are 8000 Dialtone streams of two sockets each.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# rtpengine (the reference) from Debian's rtpengine-daemon, installed as root when missing; its
+# packaged service is stopped, this script starts its own on loopback.
+need_rtpengine() {
+    command -v rtpengine >/dev/null && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rtpengine-daemon >/dev/null
+        systemctl stop rtpengine-daemon 2>/dev/null || true
+    fi
+    command -v rtpengine >/dev/null || { echo "rtpengine is missing: apt-get install rtpengine-daemon" >&2; exit 1; }
+}
+if [[ $WHICH == all || $WHICH == rtpengine ]]; then need_rtpengine; fi
+
 build() {
     if [ -z "${RTPLOAD_PREBUILT:-}" ]; then
         (cd "$HERE" && cargo build --release --bin rtpload >/dev/null)
