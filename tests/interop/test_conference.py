@@ -14,6 +14,7 @@ from conftest import NUMBER
 import audio
 import tones
 from peers import BaresipPeer, finish_pjsua2, start_pjsua2
+from webhook import Webhook
 
 FREQ = {"a": 500.0, "b": 900.0, "c": 1300.0}
 HOLD_HZ = 2000.0
@@ -28,6 +29,7 @@ SILENT_DB = -55.0
 def conference_twiml(extra: str = "") -> str:
     return ('<Response><Dial><Conference statusCallback="/conf-events" '
             'statusCallbackEvent="start end join leave mute hold modify speaker" '
+            'recordingStatusCallback="/rec-status" '
             f'record="record-from-start"{extra}>room</Conference></Dial></Response>')
 
 
@@ -45,8 +47,13 @@ def test_three_peers_mix_mute_hold_coach_and_record(dialtone, webhook, provision
                                                     ports, workdir, audio_tools):
     hold_wav = tones.make_tone(workdir / "hold.wav", HOLD_HZ, 30, volume=0.3)
     hold_bytes = hold_wav.read_bytes()
-    webhook.route("/hold", lambda req: (200, hold_bytes, "audio/wav"))
+    # The audio file comes from a plain file server (media fetches are not webhooks); the
+    # HoldUrl document that plays it is the app's.
+    files = Webhook()
+    files.route("/hold.wav", lambda req: (200, hold_bytes, "audio/wav"))
+    webhook.route("/hold", f'<Response><Play loop="0">{files.url("/hold.wav")}</Play></Response>')
     webhook.route("/conf-events", "<Response/>")
+    webhook.route("/rec-status", "")
     provision({"/voice": conference_twiml()})
     mics = {k: tones.make_tone(workdir / f"tone-{k}.wav", f, 60) for k, f in FREQ.items()}
     uri = f"sip:{NUMBER}@127.0.0.1:{dialtone.sip_port}"
@@ -106,6 +113,7 @@ def test_three_peers_mix_mute_hold_coach_and_record(dialtone, webhook, provision
         assert closed is not None, "baresip was not hung up when the room ended"
     finally:
         c.stop()
+        files.close()
     reports = {k: finish_pjsua2(p, workdir / f"pjsua2-{k}", 60) for k, p in procs.items()}
     for k, r in reports.items():
         assert r["connected"], (k, r)
@@ -173,6 +181,10 @@ def test_three_peers_mix_mute_hold_coach_and_record(dialtone, webhook, provision
     r = requests.get(media, auth=(dialtone.account_sid, dialtone.auth_token), timeout=15)
     assert r.status_code == 200, (r.status_code, r.text[:200])
     (workdir / "room.wav").write_bytes(r.content)
+    status = webhook.wait_for("/rec-status", timeout=10)[0].params
+    assert status["RecordingSid"] == recordings[0].sid and status["ConferenceSid"] == conf.sid, status
+    assert status["RecordingStatus"] == "completed" and status["RecordingSource"] == "DialConference", status
+    assert abs(int(status["RecordingDuration"]) - len(audio.samples(workdir / "room.wav")) / audio.RATE) <= 1, status
     room_audio = audio.samples(workdir / "room.wav")
     assert len(room_audio) / audio.RATE > 14, len(room_audio) / audio.RATE
     first = tones.levels(tones.window(room_audio, 1.0, 3.5), FREQ)

@@ -16,6 +16,7 @@ from conftest import NUMBER
 import audio
 import tones
 from peers import BaresipPeer, finish_pjsua2, start_pjsua2
+from webhook import Webhook
 
 CALLER_HZ = {"a": 500.0, "b": 900.0, "c": 1300.0}
 AGENT_HZ = 1700.0
@@ -43,10 +44,12 @@ def by_caller(requests_, user: str):
 def test_queue_positions_wait_audio_agent_bridge_members_and_results(
         dialtone, webhook, provision, twilio_client, ports, workdir, audio_tools):
     wait_tone = tones.make_tone(workdir / "wait.wav", WAIT_HZ, 2, volume=0.3).read_bytes()
-    webhook.route("/wait.wav", lambda req: (200, wait_tone, "audio/wav"))
+    # The audio file comes from a plain file server (media fetches are not webhooks).
+    files = Webhook()
+    files.route("/wait.wav", lambda req: (200, wait_tone, "audio/wav"))
     provision({
         "/enqueue": '<Response><Enqueue waitUrl="/wait" action="/left">support</Enqueue></Response>',
-        "/wait": '<Response><Play>/wait.wav</Play></Response>',
+        "/wait": f'<Response><Play>{files.url("/wait.wav")}</Play></Response>',
         "/left": "<Response><Hangup/></Response>",
         "/moved": "<Response><Say>You were moved</Say><Hangup/></Response>",
     })
@@ -132,6 +135,7 @@ def test_queue_positions_wait_audio_agent_bridge_members_and_results(
         agent.hangup()
     finally:
         agent.stop()
+        files.close()
     reports = {k: finish_pjsua2(p, workdir / f"pjsua2-{k}", 40) for k, p in procs.items()}
     assert reports["a"]["hangup_by"] == "remote", reports["a"]  # /left hangs up after the bridge
     assert reports["b"]["hangup_by"] == "remote", reports["b"]  # /moved hangs up

@@ -49,6 +49,8 @@ pub(crate) struct Join {
     pub options: ParticipantOptions,
     /// `record="record-from-start"`: the room is recorded from its start.
     pub record: bool,
+    /// `recordingStatusCallback` and its method, told when that recording is complete.
+    pub recording_status_callback: Option<(String, engine::HttpMethod)>,
     pub events: mpsc::UnboundedSender<ToParticipant>,
 }
 
@@ -325,8 +327,10 @@ struct RoomTask {
     /// Status callbacks, posted in order by one task.
     callbacks: mpsc::UnboundedSender<WebhookRequest>,
     record_from_start: bool,
-    /// The participant whose `record` asked for the recording (its row names that call).
+    /// The participant whose `record` asked for the recording (its row names that call), and
+    /// where it wants to hear that the recording is complete.
     recording_call: Option<CallSid>,
+    recording_callback: Option<(String, engine::HttpMethod)>,
     recording: Option<(u64, model::RecordingSid, chrono::DateTime<chrono::Utc>)>,
     /// Announcement ids of the core, by room playback id.
     announcements: HashMap<u64, u64>,
@@ -387,6 +391,7 @@ async fn run(
         callbacks,
         record_from_start: false,
         recording_call: None,
+        recording_callback: None,
         recording: None,
         announcements: HashMap::new(),
         next_playback: BEEP_ID + 1,
@@ -442,6 +447,7 @@ impl RoomTask {
                     if join.record && !self.record_from_start {
                         self.record_from_start = true;
                         self.recording_call = Some(join.call_sid);
+                        self.recording_callback = join.recording_status_callback.clone();
                     }
                     self.members.insert(
                         join.call_sid,
@@ -576,6 +582,32 @@ impl RoomTask {
         };
         if let Err(e) = self.shared.store.insert_recording(&record).await {
             tracing::error!(recording_sid = %sid, error = %e, "cannot store the conference recording");
+            return;
+        }
+        if let Some((url, method)) = self.recording_callback.clone() {
+            let recording_url = format!(
+                "{}/2010-04-01/Accounts/{}/Recordings/{sid}",
+                self.shared.config.public_url.trim_end_matches('/'),
+                self.row.account_sid
+            );
+            let params = vec![
+                ("AccountSid".to_owned(), self.row.account_sid.to_string()),
+                ("ConferenceSid".to_owned(), self.row.sid.to_string()),
+                ("CallSid".to_owned(), call_sid.to_string()),
+                ("RecordingSid".to_owned(), sid.to_string()),
+                ("RecordingUrl".to_owned(), recording_url),
+                ("RecordingStatus".to_owned(), "completed".to_owned()),
+                ("RecordingDuration".to_owned(), record.duration.to_string()),
+                ("RecordingChannels".to_owned(), "1".to_owned()),
+                ("RecordingStartTime".to_owned(), started.to_rfc2822()),
+                ("RecordingSource".to_owned(), "DialConference".to_owned()),
+            ];
+            let _ = self.callbacks.send(WebhookRequest {
+                url,
+                method,
+                params,
+                auth_token: self.auth_token.clone(),
+            });
         }
     }
 

@@ -89,6 +89,10 @@ impl ActiveCall {
             stream,
             options: options(&noun),
             record: noun.record == twiml::ConferenceRecord::RecordFromStart,
+            recording_status_callback: noun
+                .recording_status_callback
+                .clone()
+                .map(|url| (url, method(noun.recording_status_callback_method))),
             events: events_tx,
         };
         let shared = self.shared.clone();
