@@ -107,62 +107,8 @@ const ERR_COACH: u32 = 13240;
 
 pub use model::ConferenceSid;
 
-/// The room's status, as Twilio spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConferenceStatus {
-    /// Created; participants (if any) wait for the room to start.
-    Init,
-    InProgress,
-    Completed,
-}
-
-impl ConferenceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConferenceStatus::Init => "init",
-            ConferenceStatus::InProgress => "in-progress",
-            ConferenceStatus::Completed => "completed",
-        }
-    }
-}
-
-impl fmt::Display for ConferenceStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A participant's status, as Twilio spells it. Participants that left are no longer in the
-/// room, so a live participant is `Connecting`, `Ringing` or `Connected`; the other values
-/// are for the API's records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ParticipantStatus {
-    Queued,
-    Connecting,
-    Ringing,
-    Connected,
-    Complete,
-    Failed,
-}
-
-impl ParticipantStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ParticipantStatus::Queued => "queued",
-            ParticipantStatus::Connecting => "connecting",
-            ParticipantStatus::Ringing => "ringing",
-            ParticipantStatus::Connected => "connected",
-            ParticipantStatus::Complete => "complete",
-            ParticipantStatus::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for ParticipantStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The room's and a participant's status, as Twilio spells them (the records' own types).
+pub use model::{ConferenceStatus, ParticipantStatus};
 
 /// Why the room ended: Twilio's `ReasonConferenceEnded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

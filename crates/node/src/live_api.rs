@@ -47,14 +47,7 @@ fn participant_record(
     conference: ConferenceSid,
     p: &Participant,
 ) -> ParticipantRecord {
-    let status = match p.status {
-        engine::conference::ParticipantStatus::Queued => ParticipantStatus::Queued,
-        engine::conference::ParticipantStatus::Connecting => ParticipantStatus::Connecting,
-        engine::conference::ParticipantStatus::Ringing => ParticipantStatus::Ringing,
-        engine::conference::ParticipantStatus::Connected => ParticipantStatus::Connected,
-        engine::conference::ParticipantStatus::Complete => ParticipantStatus::Complete,
-        engine::conference::ParticipantStatus::Failed => ParticipantStatus::Failed,
-    };
+    let status = p.status;
     let created = wall(p.added_at);
     ParticipantRecord {
         account_sid: account,
