@@ -332,6 +332,8 @@ struct RoomTask {
     recording_call: Option<CallSid>,
     recording_callback: Option<(String, engine::HttpMethod)>,
     recording: Option<(u64, model::RecordingSid, chrono::DateTime<chrono::Utc>)>,
+    /// API requests to end the room, answered once the end is saved.
+    ending: Vec<oneshot::Sender<Result<(), ConferenceError>>>,
     /// Announcement ids of the core, by room playback id.
     announcements: HashMap<u64, u64>,
     next_playback: u64,
@@ -394,6 +396,7 @@ async fn run(
         recording_callback: None,
         recording: None,
         announcements: HashMap::new(),
+        ending: Vec::new(),
         next_playback: BEEP_ID + 1,
         ended: false,
     };
@@ -415,6 +418,9 @@ async fn run(
             Some(event) = room_events.recv() => task.handle_room_event(event).await,
         }
         task.drain().await;
+        for reply in task.ending.drain(..) {
+            let _ = reply.send(Ok(()));
+        }
     }
     registry.forget(account, &name, sid);
     // Joins that raced the end are refused, so their callers start a new room.
@@ -470,9 +476,14 @@ impl RoomTask {
             Command::Kick(who, reply) => {
                 let _ = reply.send(self.core.kick(now, &who));
             }
-            Command::End(reply) => {
-                let _ = reply.send(self.core.end(now));
-            }
+            // Answered once the end is carried out and saved (after `drain`), so the API reads
+            // the conference completed.
+            Command::End(reply) => match self.core.end(now) {
+                Ok(()) => self.ending.push(reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Announce(who, music, reply) => {
                 let _ = reply.send(self.core.announce(now, who.as_ref(), music).map(|_| ()));
             }

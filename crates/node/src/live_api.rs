@@ -234,20 +234,8 @@ pub(crate) async fn update_conference(
             .map_err(refused)?;
     }
     if update.end {
-        // A room already over reads as it is stored.
+        // Answered once the room's end is saved; a room already over reads as it is stored.
         let _ = shared.conferences.end(account, conference).await;
-        // The room's task saves the end; give it the moment that takes.
-        for _ in 0..50 {
-            if shared
-                .conferences
-                .snapshot(account, conference)
-                .await
-                .is_none()
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
     }
     shared
         .store
@@ -278,7 +266,7 @@ pub(crate) async fn create_participant(
                 .await
                 .map_err(|e| HookError::Internal(e.to_string()))?
                 .ok_or(HookError::NotFound)?;
-            (row.friendly_name, Some(*sid))
+            (row.friendly_name, *sid)
         }
         ConferenceTarget::FriendlyName(name) => {
             let account = shared
@@ -291,7 +279,7 @@ pub(crate) async fn create_participant(
             let sid = shared
                 .conferences
                 .open(&shared, p.account_sid, &account.auth_token, name);
-            (name.clone(), Some(sid))
+            (name.clone(), sid)
         }
     };
     let mut attrs = String::new();
@@ -363,7 +351,7 @@ pub(crate) async fn create_participant(
     let now = Utc::now();
     Ok(ParticipantRecord {
         account_sid: p.account_sid,
-        conference_sid: sid.unwrap_or_else(|| ConferenceSid::random(&mut rand::thread_rng())),
+        conference_sid: sid,
         call_sid: record.sid,
         label: p.label,
         muted: p.muted,
