@@ -274,7 +274,13 @@ fn decode_mp3(bytes: &[u8]) -> Result<Vec<i16>, DecodeError> {
     let source = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
     let mut hint = Hint::new();
     hint.with_extension("mp3");
-    let probed = symphonia::default::get_probe()
+    // A probe that knows MP3 alone: the default one also scans the bytes for other formats'
+    // markers and would hand a RIFF header buried in the data to its WAV reader, which panics
+    // on a sample rate of 0 (found by the decode_audio fuzz target). WAV is read by
+    // `decode_wav`, which checks its header.
+    let mut probe = symphonia::core::probe::Probe::default();
+    probe.register_all::<symphonia::default::formats::MpaReader>();
+    let probed = probe
         .format(
             &hint,
             source,
@@ -342,6 +348,17 @@ fn decode_mp3(bytes: &[u8]) -> Result<Vec<i16>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (found by the decode_audio fuzz target): a RIFF/WAVE header with a sample
+    /// rate of 0 one byte into data taken as MP3 reached symphonia's WAV reader through the
+    /// default probe, which panicked.
+    #[test]
+    fn a_wav_header_inside_mp3_data_is_an_error_not_a_panic() {
+        let data = include_bytes!("../testdata/riff_in_mp3_sample_rate_0.bin");
+        for hint in [None, Some("audio/mpeg"), Some("mp3")] {
+            assert!(decode_audio(data, hint).is_err(), "{hint:?}");
+        }
+    }
     use std::f64::consts::PI;
 
     fn tone_wav(
