@@ -161,12 +161,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let ops = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
+        .route("/sip", get(crate::web::sip_websocket))
         .with_state(shared);
     api::router(state).merge(ops)
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    if let Err(e) = axum::serve(listener, router(shared)).await {
+    let app = router(shared).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }
 }

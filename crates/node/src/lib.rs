@@ -35,6 +35,7 @@ pub mod sip_task;
 pub mod transport;
 pub mod trunk;
 pub mod tts;
+pub mod web;
 pub mod webhook;
 mod wiring;
 pub use wiring::*;

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::signals::{CallSignal, NewCall};
 pub use crate::signals::{SipCommand, ALLOW};
-use crate::transport::{TcpEvent, Transports};
+use crate::transport::{StreamEvent, Transports};
 use crate::Shared;
 
 struct Route {
@@ -29,7 +29,7 @@ struct Route {
 pub struct SipTask {
     endpoint: Endpoint,
     transports: Transports,
-    tcp_events: mpsc::UnboundedReceiver<TcpEvent>,
+    stream_events: mpsc::UnboundedReceiver<StreamEvent>,
     commands: mpsc::UnboundedReceiver<SipCommand>,
     command_tx: mpsc::UnboundedSender<SipCommand>,
     dialogs: HashMap<DialogId, Route>,
@@ -60,7 +60,7 @@ pub struct Upcalls {
 impl SipTask {
     pub fn new(
         transports: Transports,
-        tcp_events: mpsc::UnboundedReceiver<TcpEvent>,
+        stream_events: mpsc::UnboundedReceiver<StreamEvent>,
         commands: mpsc::UnboundedReceiver<SipCommand>,
         command_tx: mpsc::UnboundedSender<SipCommand>,
         shared: Arc<Shared>,
@@ -75,13 +75,18 @@ impl SipTask {
             user_agent: format!("Dialtone/{}", env!("CARGO_PKG_VERSION")),
             via_sent_by_udp: sent_by.clone(),
             via_sent_by_tcp: sent_by,
+            via_sent_by_ws: format!(
+                "{}:{}",
+                shared.config.advertise_ip_for_uri(),
+                shared.config.http_addr.port()
+            ),
             ..EndpointConfig::default()
         };
         let seed = rand::thread_rng().gen();
         SipTask {
             endpoint: Endpoint::new(config, seed),
             transports,
-            tcp_events,
+            stream_events,
             commands,
             command_tx,
             dialogs: HashMap::new(),
@@ -128,13 +133,12 @@ impl SipTask {
                         }
                     }
                 }
-                Some(ev) = self.tcp_events.recv() => match ev {
-                    TcpEvent::Message { peer, bytes } => {
-                        let now = std::time::Instant::now();
-                        self.endpoint.handle_input(now, Input::Datagram { source: peer, transport: Transport::Tcp, bytes: &bytes });
+                Some(ev) = self.stream_events.recv() => match ev {
+                    StreamEvent::Message { transport, peer, bytes } => {
+                        self.handle_datagram(peer, transport, bytes.len(), &bytes);
                     }
-                    TcpEvent::Opened { peer, writer } => self.transports.handle_tcp_opened(peer, writer),
-                    TcpEvent::Closed { peer } => self.transports.handle_tcp_closed(peer),
+                    StreamEvent::Opened { transport, peer, writer } => self.transports.handle_opened(transport, peer, writer),
+                    StreamEvent::Closed { transport, peer } => self.transports.handle_closed(transport, peer),
                 },
                 () = sleep => self.endpoint.handle_timeout(std::time::Instant::now()),
             }

@@ -1,9 +1,11 @@
-//! SIP transports: one UDP socket and a TCP listener with its connections.
+//! SIP transports: one UDP socket, a TCP listener with its connections, and the WebSocket
+//! connections browsers open on the HTTP listener's `/sip` (RFC 7118; accepted in `http`).
 //!
 //! Transports only move bytes. Each TCP connection has a reader task that frames messages with
 //! `sip::StreamFramer` and hands each whole message to the SIP task, tagged with the peer address,
-//! and a writer task fed by a channel. The SIP task sends by peer address; a TCP send to a peer
-//! without a connection opens one.
+//! and a writer task fed by a channel; a WebSocket carries one message per frame. The SIP task
+//! sends by transport and peer address; a TCP send to a peer without a connection opens one, a
+//! WebSocket send without one is dropped (only the browser can connect).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,26 +13,36 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use sip::Transport;
 use tokio::sync::mpsc;
 
-/// What the transports hand to the SIP task besides UDP datagrams.
-pub enum TcpEvent {
-    /// One whole SIP message from a TCP peer.
-    Message { peer: SocketAddr, bytes: Vec<u8> },
+/// What the transports hand to the SIP task besides UDP datagrams: what happens on connections
+/// (TCP or WebSocket), each named by its transport and peer address.
+pub enum StreamEvent {
+    /// One whole SIP message from a connected peer.
+    Message {
+        transport: Transport,
+        peer: SocketAddr,
+        bytes: Vec<u8>,
+    },
     /// A connection was accepted or opened; sends to `peer` go to `writer`.
     Opened {
+        transport: Transport,
         peer: SocketAddr,
         writer: mpsc::UnboundedSender<Vec<u8>>,
     },
     /// A connection ended.
-    Closed { peer: SocketAddr },
+    Closed {
+        transport: Transport,
+        peer: SocketAddr,
+    },
 }
 
 pub struct Transports {
     pub udp: Arc<UdpSocket>,
     pub local: SocketAddr,
-    tcp_writers: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>,
-    events: mpsc::UnboundedSender<TcpEvent>,
+    writers: HashMap<(Transport, SocketAddr), mpsc::UnboundedSender<Vec<u8>>>,
+    events: mpsc::UnboundedSender<StreamEvent>,
 }
 
 /// UDP and TCP on the same port. With port 0 the kernel picks the UDP port, and another process
@@ -57,7 +69,7 @@ impl Transports {
     /// Binds UDP and TCP on `addr` (the same port for both) and starts accepting TCP connections.
     pub async fn bind(
         addr: SocketAddr,
-    ) -> std::io::Result<(Transports, mpsc::UnboundedReceiver<TcpEvent>)> {
+    ) -> std::io::Result<(Transports, mpsc::UnboundedReceiver<StreamEvent>)> {
         let (udp, listener) = bind_pair(addr).await?;
         let local = udp.local_addr()?;
         let (events, rx) = mpsc::unbounded_channel();
@@ -67,9 +79,12 @@ impl Transports {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         let writer = spawn_connection(stream, peer, accept_events.clone());
-                        if accept_events
-                            .send(TcpEvent::Opened { peer, writer })
-                            .is_err()
+                        let opened = StreamEvent::Opened {
+                            transport: Transport::Tcp,
+                            peer,
+                            writer,
+                        };
+                        if accept_events.send(opened).is_err()
                         {
                             return;
                         }
@@ -85,19 +100,29 @@ impl Transports {
             Transports {
                 udp: Arc::new(udp),
                 local,
-                tcp_writers: HashMap::new(),
+                writers: HashMap::new(),
                 events,
             },
             rx,
         ))
     }
 
-    pub fn handle_tcp_opened(&mut self, peer: SocketAddr, writer: mpsc::UnboundedSender<Vec<u8>>) {
-        self.tcp_writers.insert(peer, writer);
+    /// Where connections found elsewhere (the HTTP listener's WebSockets) report.
+    pub fn events(&self) -> mpsc::UnboundedSender<StreamEvent> {
+        self.events.clone()
     }
 
-    pub fn handle_tcp_closed(&mut self, peer: SocketAddr) {
-        self.tcp_writers.remove(&peer);
+    pub fn handle_opened(
+        &mut self,
+        transport: Transport,
+        peer: SocketAddr,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    ) {
+        self.writers.insert((transport, peer), writer);
+    }
+
+    pub fn handle_closed(&mut self, transport: Transport, peer: SocketAddr) {
+        self.writers.remove(&(transport, peer));
     }
 
     pub fn send(&mut self, transmit: sip::transaction::Transmit) {
@@ -107,31 +132,47 @@ impl Transports {
             bytes,
         } = transmit;
         match transport {
-            sip::Transport::Udp => {
+            Transport::Udp => {
                 // A full socket buffer drops the datagram; SIP's retransmissions cover that.
                 if let Err(e) = self.udp.try_send_to(&bytes, destination) {
                     tracing::debug!(%destination, error = %e, "SIP UDP send failed");
                 }
             }
-            sip::Transport::Tcp => {
-                if let Some(writer) = self.tcp_writers.get(&destination) {
+            Transport::Ws | Transport::Wss => {
+                let key = (transport, destination);
+                match self.writers.get(&key) {
+                    Some(writer) if writer.send(bytes).is_ok() => {}
+                    Some(_) => {
+                        self.writers.remove(&key);
+                    }
+                    None => {
+                        tracing::debug!(%destination, "SIP WebSocket send with no connection");
+                    }
+                }
+            }
+            Transport::Tcp => {
+                let key = (Transport::Tcp, destination);
+                if let Some(writer) = self.writers.get(&key) {
                     if writer.send(bytes).is_ok() {
                         return;
                     }
-                    self.tcp_writers.remove(&destination);
+                    self.writers.remove(&key);
                     return;
                 }
                 let events = self.events.clone();
                 let (writer, queue) = mpsc::unbounded_channel();
                 // Queue the message before the connection exists, so it goes first once it does.
                 let _ = writer.send(bytes);
-                self.tcp_writers.insert(destination, writer.clone());
+                self.writers.insert(key, writer.clone());
                 tokio::spawn(async move {
                     match TcpStream::connect(destination).await {
                         Ok(stream) => run_connection(stream, destination, events, queue).await,
                         Err(e) => {
                             tracing::info!(%destination, error = %e, "SIP TCP connect failed");
-                            let _ = events.send(TcpEvent::Closed { peer: destination });
+                            let _ = events.send(StreamEvent::Closed {
+                                transport: Transport::Tcp,
+                                peer: destination,
+                            });
                         }
                     }
                 });
@@ -143,7 +184,7 @@ impl Transports {
 fn spawn_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    events: mpsc::UnboundedSender<TcpEvent>,
+    events: mpsc::UnboundedSender<StreamEvent>,
 ) -> mpsc::UnboundedSender<Vec<u8>> {
     let (writer, queue) = mpsc::unbounded_channel();
     tokio::spawn(run_connection(stream, peer, events, queue));
@@ -153,7 +194,7 @@ fn spawn_connection(
 async fn run_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    events: mpsc::UnboundedSender<TcpEvent>,
+    events: mpsc::UnboundedSender<StreamEvent>,
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -176,7 +217,12 @@ async fn run_connection(
         loop {
             match framer.pop() {
                 Ok(Some(bytes)) => {
-                    if events.send(TcpEvent::Message { peer, bytes }).is_err() {
+                    let message = StreamEvent::Message {
+                        transport: Transport::Tcp,
+                        peer,
+                        bytes,
+                    };
+                    if events.send(message).is_err() {
                         break 'read;
                     }
                 }
@@ -189,5 +235,8 @@ async fn run_connection(
         }
     }
     writer.abort();
-    let _ = events.send(TcpEvent::Closed { peer });
+    let _ = events.send(StreamEvent::Closed {
+        transport: Transport::Tcp,
+        peer,
+    });
 }

@@ -70,6 +70,8 @@ pub struct Shared {
     pub calls: calls_registry::CallRegistry,
     /// The SIP task's command queue, for calls started outside it (outbound).
     pub sip: mpsc::UnboundedSender<sip_task::SipCommand>,
+    /// Where the HTTP listener's SIP WebSocket connections report to the SIP task.
+    pub sip_connections: mpsc::UnboundedSender<transport::StreamEvent>,
     pub metrics: Metrics,
     pub beep: Arc<[i16]>,
     /// Dialtone's default hold music, made once at start.
@@ -136,7 +138,7 @@ pub enum StartError {
 impl Node {
     /// Binds every socket, loads the routing index and starts the tasks.
     pub async fn start(mut config: NodeConfig, store: store::Store) -> Result<Node, StartError> {
-        let (transports, tcp_events) =
+        let (transports, stream_events) =
             transport::Transports::bind(config.sip_addr)
                 .await
                 .map_err(|source| StartError::Sip {
@@ -199,6 +201,7 @@ impl Node {
         let shared = Arc::new(Shared {
             calls: calls_registry::CallRegistry::default(),
             sip: command_tx.clone(),
+            sip_connections: transports.events(),
             tts: Arc::new(tts::CachedTts::new(
                 tts::EspeakTts::new(tts::EspeakConfig::default()),
                 32 * 1024 * 1024,
@@ -233,7 +236,7 @@ impl Node {
         };
         let sip = sip_task::SipTask::new(
             transports,
-            tcp_events,
+            stream_events,
             commands,
             command_tx.clone(),
             shared.clone(),

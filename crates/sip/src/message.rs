@@ -14,11 +14,21 @@ use crate::header::{
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over WebSocket (RFC 7118): a browser's connection, which only it can open.
+    Ws,
+    /// SIP over secure WebSocket.
+    Wss,
 }
 
 impl Transport {
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        !matches!(self, Transport::Udp)
+    }
+
+    /// WebSocket transports: the peer opened the connection and only it can, so requests to it go
+    /// back over that connection whatever its Contact says (RFC 7118 §5).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
     }
 
     /// The Via transport token.
@@ -26,6 +36,8 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
         }
     }
 }

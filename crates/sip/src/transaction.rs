@@ -46,6 +46,8 @@ pub struct EndpointConfig {
     pub via_sent_by_udp: String,
     /// `host[:port]` written in the Via of requests sent over TCP.
     pub via_sent_by_tcp: String,
+    /// `host[:port]` written in the Via of requests sent over WebSocket (the HTTP listener's).
+    pub via_sent_by_ws: String,
 }
 
 impl Default for EndpointConfig {
@@ -57,6 +59,7 @@ impl Default for EndpointConfig {
             user_agent: "Dialtone".to_string(),
             via_sent_by_udp: "127.0.0.1:5060".to_string(),
             via_sent_by_tcp: "127.0.0.1:5060".to_string(),
+            via_sent_by_ws: "127.0.0.1:8080".to_string(),
         }
     }
 }
@@ -674,6 +677,7 @@ impl Endpoint {
                 let sent_by = match transport {
                     Transport::Udp => self.config.via_sent_by_udp.clone(),
                     Transport::Tcp => self.config.via_sent_by_tcp.clone(),
+                    Transport::Ws | Transport::Wss => self.config.via_sent_by_ws.clone(),
                 };
                 let branch = self.new_branch();
                 request.headers.push_front("Via", &format!("SIP/2.0/{} {sent_by};branch={branch};rport", transport.as_str()));
@@ -1040,7 +1044,7 @@ mod tests {
     }
 
     fn endpoint() -> Endpoint {
-        Endpoint::new(EndpointConfig { via_sent_by_udp: ME.into(), via_sent_by_tcp: ME.into(), ..Default::default() }, 7)
+        Endpoint::new(EndpointConfig { via_sent_by_udp: ME.into(), via_sent_by_tcp: ME.into(), via_sent_by_ws: ME.into(), ..Default::default() }, 7)
     }
 
     fn request_text(method: &str, branch: &str, cseq_method: &str, to_tag: &str) -> String {
