@@ -388,6 +388,7 @@ impl Dialing {
             stream,
             media_rx,
             negotiated,
+            webrtc_answer: None,
             record: self.record.clone(),
             auth_token: self.auth_token.clone(),
             callbacks,

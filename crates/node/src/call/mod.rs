@@ -256,15 +256,7 @@ async fn setup(
     if body.trim().is_empty() {
         return Err((488, "Not Acceptable Here: SDP offer required"));
     }
-    let offer = SessionDescription::parse(body).map_err(|_| (400, "Malformed SDP"))?;
-    let negotiated = sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma])
-        .map_err(|_| (488, "Not Acceptable Here"))?;
-    let (media_tx, media_rx) = mpsc::unbounded_channel();
-    let stream = shared.media.allocate(media_tx).map_err(|e| {
-        tracing::warn!(error = %e, "no RTP ports for a new call");
-        (503, "Service Unavailable")
-    })?;
-    apply_media(&stream, &negotiated);
+    let (stream, media_rx, negotiated, webrtc_answer) = answer_offer(shared, body)?;
 
     let mut ringing = Response::from_request(&new.request, 180, "Ringing");
     ringing.set_to_tag(&new.local_tag);
@@ -332,6 +324,7 @@ async fn setup(
         stream,
         media_rx,
         negotiated,
+        webrtc_answer,
         record,
         auth_token: account.auth_token,
         callbacks,
@@ -342,6 +335,61 @@ async fn setup(
         // otherwise hold its ports for ever.
         time_limit: Some(tokio::time::Instant::now() + MAX_CALL_DURATION),
     }))
+}
+
+/// A media stream for an INVITE's offer: plain RTP negotiated here, or a browser's WebRTC offer
+/// answered by a `WebRtcSession` that the stream then runs. The answer's SDP is built from the
+/// `Negotiated` for RTP, and is the returned string for WebRTC.
+pub(crate) fn answer_offer(
+    shared: &Shared,
+    body: &str,
+) -> Result<(Stream, mpsc::UnboundedReceiver<MediaEvent>, Negotiated, Option<String>), (u16, &'static str)> {
+    let allocate = || {
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let stream = shared.media.allocate(media_tx).map_err(|e| {
+            tracing::warn!(error = %e, "no RTP ports for a new call");
+            (503, "Service Unavailable")
+        })?;
+        Ok::<_, (u16, &'static str)>((stream, media_rx))
+    };
+    if crate::media::webrtc::is_webrtc_sdp(body) {
+        let (stream, media_rx) = allocate()?;
+        let local = std::net::SocketAddr::new(shared.config.advertise_ip, stream.local_port);
+        let (session, answer, media) = crate::media::webrtc::WebRtcSession::answer(body, local)
+            .map_err(|e| {
+                tracing::info!(error = %e, "WebRTC offer refused");
+                (488, "Not Acceptable Here")
+            })?;
+        stream.set_webrtc(session, media);
+        return Ok((stream, media_rx, webrtc_negotiated(media), Some(answer)));
+    }
+    let offer = SessionDescription::parse(body).map_err(|_| (400, "Malformed SDP"))?;
+    let negotiated = sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma])
+        .map_err(|_| (488, "Not Acceptable Here"))?;
+    let (stream, media_rx) = allocate()?;
+    apply_media(&stream, &negotiated);
+    Ok((stream, media_rx, negotiated, None))
+}
+
+/// What a browser leg negotiated, in the shape the plain-RTP code keeps (no addresses: str0m
+/// sends where ICE found the browser).
+pub(crate) fn webrtc_negotiated(media: crate::media::webrtc::WebRtcMedia) -> Negotiated {
+    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    Negotiated {
+        remote_rtp: unspecified,
+        remote_rtcp: unspecified,
+        codec: match media.codec {
+            ::media::Codec::Pcma => sip::sdp::Codec::Pcma,
+            _ => sip::sdp::Codec::Pcmu,
+        },
+        telephone_event_pt: media.telephone_event_pt,
+        ptime_ms: 20,
+        direction: sip::sdp::Direction::SendRecv,
+        on_hold: false,
+        payload_type: media.payload_type,
+        media_index: 0,
+        offer_media: Vec::new(),
+    }
 }
 
 /// The longest an inbound call may last (Twilio's 4 hours; outbound calls take `TimeLimit`).
@@ -356,6 +404,8 @@ pub(crate) struct ActiveCallParts {
     pub stream: Stream,
     pub media_rx: mpsc::UnboundedReceiver<MediaEvent>,
     pub negotiated: Negotiated,
+    /// A browser leg's SDP answer (str0m's), sent instead of one built from `negotiated`.
+    pub webrtc_answer: Option<String>,
     pub record: CallRecord,
     pub auth_token: String,
     pub callbacks: StatusCallbacks,
@@ -415,6 +465,7 @@ pub(crate) struct ActiveCall {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     negotiated: Negotiated,
+    webrtc_answer: Option<String>,
     sdp_version: u64,
     session_id: u64,
     pub(crate) record: CallRecord,
@@ -489,6 +540,7 @@ impl ActiveCall {
             done_tx,
             done_rx,
             negotiated: p.negotiated,
+            webrtc_answer: p.webrtc_answer,
             sdp_version: 1,
             session_id: rand::thread_rng().gen::<u32>() as u64,
             record: p.record,
@@ -672,6 +724,13 @@ impl ActiveCall {
     }
 
     fn handle_reinvite(&mut self, tx: ServerTxId, request: &Request) {
+        if self.webrtc_answer.is_some() {
+            // A browser leg's session lives in its media worker: a re-INVITE (a session
+            // refresh) gets the answer it already has.
+            let response = self.answer_response(request);
+            let _ = self.sip.send(SipCommand::Respond { tx, response });
+            return;
+        }
         let negotiated = std::str::from_utf8(&request.body)
             .ok()
             .filter(|b| !b.trim().is_empty())
@@ -723,6 +782,10 @@ impl ActiveCall {
         let config = &self.shared.config;
         response.headers.push("Contact", &config.contact_uri());
         response.headers.push("Allow", ALLOW);
+        if let Some(sdp) = &self.webrtc_answer {
+            response.set_body("application/sdp", sdp.clone().into_bytes());
+            return response;
+        }
         let port = self.stream.as_ref().map_or(0, |s| s.local_port);
         let sdp = sip::sdp::answer(
             &self.negotiated,

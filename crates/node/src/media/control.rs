@@ -16,6 +16,11 @@ pub(crate) enum StreamCommand {
         payload_type: u8,
         telephone_event_pt: Option<u8>,
     },
+    /// The stream becomes a browser leg (see `webrtc`).
+    WebRtc {
+        transport: Box<super::webrtc::WebRtcTransport>,
+        media: super::webrtc::WebRtcMedia,
+    },
     Play {
         id: u64,
         samples: Arc<[i16]>,

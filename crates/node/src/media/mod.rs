@@ -33,6 +33,7 @@ mod ports;
 mod recording;
 mod room;
 mod stream;
+pub mod webrtc;
 mod worker;
 
 #[cfg(test)]
@@ -492,6 +493,15 @@ impl Stream {
             codec,
             payload_type,
             telephone_event_pt,
+        });
+    }
+
+    /// Makes the stream a browser leg: `session` (negotiated by the caller) takes over the RTP
+    /// socket for ICE, DTLS-SRTP and RTCP; `media` says what it sends and accepts.
+    pub fn set_webrtc(&self, session: webrtc::WebRtcSession, media: webrtc::WebRtcMedia) {
+        self.send(StreamCommand::WebRtc {
+            transport: Box::new(session.into_transport()),
+            media,
         });
     }
 

@@ -20,6 +20,7 @@ use super::control::StreamCommand;
 use super::events::{FeedItem, MediaEvent, Participation, RecordStop, TapFrame, Track};
 use super::ports::PortLease;
 use super::recording::{CallRecording, Recording, Side};
+use super::webrtc::{ClearPacket, WebRtcTransport};
 
 /// Largest datagram read; RTP for G.711 at 20 ms is 172 bytes, anything
 /// longer than this is not ours and is cut (then fails to parse or decodes
@@ -99,6 +100,10 @@ impl Scratch {
         }
     }
 }
+
+/// The source named for packets a browser leg decrypted (str0m knows the real one).
+const WEBRTC_SOURCE: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// The far end as negotiated in SDP (RTP/RTCP addresses replaced by latching).
 #[derive(Debug, Clone, Copy)]
@@ -328,6 +333,10 @@ pub(crate) struct StreamState {
     /// RTCP CNAME: random per stream (RFC 7022), so it reveals nothing.
     cname: String,
     counters: Counters,
+    /// A browser leg: DTLS-SRTP and ICE on the RTP socket (RTCP goes with it).
+    webrtc: Option<Box<WebRtcTransport>>,
+    /// Packets the WebRTC transport decrypted, waiting to take the plain-RTP path.
+    clear: Vec<ClearPacket>,
 }
 
 impl StreamState {
@@ -370,6 +379,8 @@ impl StreamState {
             packets_at_last_report: 0,
             cname: format!("{:016x}@dialtone", rand::random::<u64>()),
             counters: Counters::default(),
+            webrtc: None,
+            clear: Vec::new(),
         }
     }
 
@@ -553,6 +564,20 @@ impl StreamState {
                     rtcp_latched: false,
                 });
             }
+            StreamCommand::WebRtc { transport, media } => {
+                self.webrtc = Some(transport);
+                self.remote = Some(Remote {
+                    // str0m sends to the address ICE chose; this one only names the source of
+                    // the packets it decrypts.
+                    rtp: WEBRTC_SOURCE,
+                    rtcp: WEBRTC_SOURCE,
+                    codec: media.codec,
+                    payload_type: media.payload_type,
+                    telephone_event_pt: media.telephone_event_pt,
+                    rtp_latched: true,
+                    rtcp_latched: true,
+                });
+            }
             StreamCommand::Play { id, samples, loops } => {
                 self.playback = Some(Playback {
                     id,
@@ -647,7 +672,11 @@ impl StreamState {
         {
             self.end_call_recording(failed, RecordStop::Stopped);
         }
-        if now >= self.next_rtcp {
+        if let Some(webrtc) = self.webrtc.as_mut() {
+            // str0m keeps its own RTCP, multiplexed on the RTP port.
+            webrtc.handle_tick(now, &self.rtp, &mut self.clear);
+            self.clear.clear();
+        } else if now >= self.next_rtcp {
             self.next_rtcp = now + rtcp_interval();
             self.send_rtcp(now, wall, scratch);
         }
@@ -658,6 +687,9 @@ impl StreamState {
     /// again). Returns what to relay when the stream is bridged.
     pub(crate) fn receive_rtp(&mut self, now: Instant, scratch: &mut Scratch) -> Option<Relay> {
         match self.rtp.recv_from(&mut scratch.datagram) {
+            Ok((len, source)) if self.webrtc.is_some() => {
+                self.receive_webrtc(now, len, source, scratch)
+            }
             Ok((len, source)) => {
                 let datagram = scratch.datagram.get(..len).unwrap_or_default();
                 self.handle_rtp(now, datagram, source, &mut scratch.pcm)
@@ -669,6 +701,37 @@ impl StreamState {
                 None
             }
         }
+    }
+
+    /// A datagram of a browser leg: str0m takes it (STUN, DTLS or SRTP); what it decrypts is
+    /// rebuilt as a plain RTP packet in `scratch.datagram` and takes the plain path, relay
+    /// included. One SRTP datagram holds one packet.
+    fn receive_webrtc(
+        &mut self,
+        now: Instant,
+        len: usize,
+        source: SocketAddr,
+        scratch: &mut Scratch,
+    ) -> Option<Relay> {
+        let webrtc = self.webrtc.as_mut()?;
+        let datagram = scratch.datagram.get(..len).unwrap_or_default();
+        webrtc.handle_datagram(now, source, datagram, &self.rtp, &mut self.clear);
+        let mut relay = None;
+        let clear = std::mem::take(&mut self.clear);
+        for packet in &clear {
+            rtp::write_rtp(&packet.header, &packet.payload, &mut scratch.packet);
+            let n = scratch.packet.len();
+            let Some(slot) = scratch.datagram.get_mut(..n) else {
+                continue;
+            };
+            slot.copy_from_slice(&scratch.packet);
+            let datagram = scratch.datagram.get(..n).unwrap_or_default();
+            let r = self.handle_rtp(now, datagram, WEBRTC_SOURCE, &mut scratch.pcm);
+            relay = relay.or(r);
+        }
+        self.clear = clear;
+        self.clear.clear();
+        relay
     }
 
     fn handle_rtp(
@@ -807,6 +870,12 @@ impl StreamState {
     }
 
     fn send_rtp(&mut self, to: SocketAddr, packet: &[u8]) {
+        if let Some(webrtc) = self.webrtc.as_mut() {
+            if webrtc.send_rtp(Instant::now(), packet, &self.rtp) {
+                self.counters.sent += 1;
+            }
+            return;
+        }
         match self.rtp.send_to(packet, to) {
             Ok(_) => self.counters.sent += 1,
             Err(e) => {

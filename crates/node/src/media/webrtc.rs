@@ -1,0 +1,375 @@
+//! WebRTC media on a stream: ICE-lite, DTLS-SRTP and rtcp-mux from str0m, in RTP mode.
+//!
+//! A browser leg is a [`super::Stream`] like any other; only its wire differs. The call task
+//! negotiates (the browser's offer answered, or our offer sent to a browser and its answer
+//! taken) with a [`WebRtcSession`], then hands the session to the stream, which lives on a media
+//! worker. There str0m is driven sans-IO: every datagram of the stream's RTP socket goes in
+//! (STUN, DTLS and SRTP share the one port), the RTP packets it decrypts come out and take the
+//! plain-RTP path of the stream (relay, decode, record, DTMF), and each packet the stream would
+//! send is handed to str0m to be encrypted. str0m keeps its own RTCP; the stream's RTCP socket
+//! stays unused.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Direction, Frequency, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+
+/// The telephone-event payload type we offer (answers take the offer's).
+const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// What was negotiated for a browser leg: how the stream encodes and which payload types it
+/// sends and accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebRtcMedia {
+    pub codec: media::Codec,
+    pub payload_type: u8,
+    pub telephone_event_pt: Option<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebRtcError {
+    #[error("not a WebRTC session description: {0}")]
+    Sdp(String),
+    #[error("no audio codec in common (PCMU or PCMA)")]
+    NoCodec,
+    #[error("WebRTC set-up failed: {0}")]
+    Rtc(String),
+}
+
+/// One certificate for every session of this process: generating a key per call would cost
+/// more than the handshake. Browsers pin the fingerprint per session, so sharing it is safe.
+fn certificate() -> &'static str0m::config::DtlsCert {
+    static CERT: OnceLock<str0m::config::DtlsCert> = OnceLock::new();
+    CERT.get_or_init(|| {
+        let provider = str0m::crypto::from_feature_flags();
+        provider
+            .dtls_provider
+            .generate_certificate()
+            .expect("the crypto provider makes a DTLS certificate")
+    })
+}
+
+fn provider() -> Arc<str0m::crypto::CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<str0m::crypto::CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
+        .clone()
+}
+
+/// Whether an SDP body is a WebRTC one (DTLS-SRTP), which the plain-RTP path cannot take.
+pub fn is_webrtc_sdp(sdp: &str) -> bool {
+    sdp.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with("m=audio") && l.contains("UDP/TLS/RTP/SAVP")
+    })
+}
+
+/// The `a=mid` of the first audio section of an SDP.
+fn first_audio_mid(sdp: &str) -> Option<String> {
+    let mut in_audio = false;
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            if in_audio {
+                return None;
+            }
+            in_audio = line.starts_with("m=audio");
+        } else if in_audio {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                return Some(mid.trim().to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// The negotiation side of a browser leg, owned by the call task until it is handed to the
+/// stream.
+pub struct WebRtcSession {
+    rtc: Box<Rtc>,
+    local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    mid: Option<Mid>,
+}
+
+impl std::fmt::Debug for WebRtcSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcSession")
+            .field("local", &self.local)
+            .field("mid", &self.mid)
+            .finish()
+    }
+}
+
+impl WebRtcSession {
+    /// A session whose one host candidate is `local`: the stream's RTP port at the address
+    /// browsers reach.
+    fn new(local: SocketAddr) -> Result<WebRtcSession, WebRtcError> {
+        let mut config = RtcConfig::new()
+            .set_crypto_provider(provider())
+            .set_dtls_cert(certificate().clone())
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false);
+        config.codec_config().add_config(
+            TELEPHONE_EVENT_PT.into(),
+            None,
+            Codec::Tele,
+            Frequency::EIGHT_KHZ,
+            None,
+            FormatParams::parse_line("0-16"),
+        );
+        let mut rtc = config.build(Instant::now());
+        let candidate =
+            Candidate::host(local, "udp").map_err(|e| WebRtcError::Rtc(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        Ok(WebRtcSession {
+            rtc: Box::new(rtc),
+            local,
+            pending: None,
+            mid: None,
+        })
+    }
+
+    /// Answers a browser's offer: the answer's SDP and what the stream will use.
+    pub fn answer(
+        offer: &str,
+        local: SocketAddr,
+    ) -> Result<(WebRtcSession, String, WebRtcMedia), WebRtcError> {
+        let mut session = WebRtcSession::new(local)?;
+        let offer_text = offer;
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
+        let answer = session
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| WebRtcError::Sdp(e.to_string()))?;
+        session.mid = Some(Mid::from(
+            first_audio_mid(offer_text).ok_or(WebRtcError::NoCodec)?.as_str(),
+        ));
+        let media = session.negotiated()?;
+        Ok((session, answer.to_sdp_string(), media))
+    }
+
+    /// An offer to a browser (a call to a `client:`): its SDP. [`WebRtcSession::accept_answer`]
+    /// takes the browser's answer.
+    pub fn offer(local: SocketAddr) -> Result<(WebRtcSession, String), WebRtcError> {
+        let mut session = WebRtcSession::new(local)?;
+        let mut change = session.rtc.sdp_api();
+        let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = change
+            .apply()
+            .ok_or_else(|| WebRtcError::Rtc("no offer to make".into()))?;
+        session.pending = Some(pending);
+        session.mid = Some(mid);
+        Ok((session, offer.to_sdp_string()))
+    }
+
+    pub fn accept_answer(&mut self, answer: &str) -> Result<WebRtcMedia, WebRtcError> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| WebRtcError::Rtc("no offer is pending".into()))?;
+        let answer =
+            SdpAnswer::from_sdp_string(answer).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| WebRtcError::Sdp(e.to_string()))?;
+        self.negotiated()
+    }
+
+    /// The audio codec both sides have, PCMU first, and the 8 kHz telephone-event.
+    fn negotiated(&mut self) -> Result<WebRtcMedia, WebRtcError> {
+        let mid = self.mid.ok_or(WebRtcError::NoCodec)?;
+        let remote_pts = self
+            .rtc
+            .media(mid)
+            .map(|m| m.remote_pts().to_vec())
+            .ok_or(WebRtcError::NoCodec)?;
+        let params = self.rtc.codec_config().params().to_vec();
+        let has = |codec: Codec| {
+            params
+                .iter()
+                .find(|p| {
+                    p.spec().codec == codec
+                        && p.spec().clock_rate == Frequency::EIGHT_KHZ
+                        && remote_pts.contains(&p.pt())
+                })
+                .map(|p| *p.pt())
+        };
+        let (codec, payload_type) = match (has(Codec::PCMU), has(Codec::PCMA)) {
+            (Some(pt), _) => (media::Codec::Pcmu, pt),
+            (None, Some(pt)) => (media::Codec::Pcma, pt),
+            (None, None) => return Err(WebRtcError::NoCodec),
+        };
+        Ok(WebRtcMedia {
+            codec,
+            payload_type,
+            telephone_event_pt: has(Codec::Tele),
+        })
+    }
+
+    /// What the stream runs once negotiation is over.
+    pub(crate) fn into_transport(self) -> WebRtcTransport {
+        WebRtcTransport {
+            rtc: self.rtc,
+            local: self.local,
+            mid: self.mid,
+            next_seq: None,
+            connected: false,
+        }
+    }
+}
+
+/// One RTP packet str0m decrypted: the header fields the stream needs and the payload.
+#[derive(Debug)]
+pub(crate) struct ClearPacket {
+    pub(crate) header: rtp::RtpHeader,
+    pub(crate) payload: Arc<[u8]>,
+}
+
+/// The stream's side: str0m on the stream's RTP socket.
+pub(crate) struct WebRtcTransport {
+    rtc: Box<Rtc>,
+    local: SocketAddr,
+    mid: Option<Mid>,
+    /// The extended sequence number of our next packet (its low 16 bits are the stream's own).
+    next_seq: Option<u64>,
+    connected: bool,
+}
+
+impl std::fmt::Debug for WebRtcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcTransport")
+            .field("local", &self.local)
+            .field("connected", &self.connected)
+            .finish()
+    }
+}
+
+impl WebRtcTransport {
+    /// A datagram that came in on the stream's socket; decrypted RTP goes to `packets`.
+    pub(crate) fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        datagram: &[u8],
+        socket: &UdpSocket,
+        packets: &mut Vec<ClearPacket>,
+    ) {
+        let Ok(contents) = datagram.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        if let Err(e) = self.rtc.handle_input(input) {
+            tracing::debug!(error = %e, "WebRTC input refused");
+        }
+        self.drain(socket, packets);
+    }
+
+    /// Timers: ICE consent, DTLS retransmissions, RTCP. Called every tick.
+    pub(crate) fn handle_tick(
+        &mut self,
+        now: Instant,
+        socket: &UdpSocket,
+        packets: &mut Vec<ClearPacket>,
+    ) {
+        if self.rtc.handle_input(Input::Timeout(now)).is_ok() {
+            self.drain(socket, packets);
+        }
+    }
+
+    /// Sends one RTP packet the stream built in the clear.
+    pub(crate) fn send_rtp(&mut self, now: Instant, packet: &[u8], socket: &UdpSocket) -> bool {
+        if !self.connected {
+            return false;
+        }
+        let Ok(parsed) = rtp::parse_rtp(packet) else {
+            return false;
+        };
+        let header = parsed.header;
+        let seq = match self.next_seq {
+            // Extend the 16-bit sequence number: it only ever moves forward by one here.
+            Some(next) => {
+                let low = next as u16;
+                next + u64::from(header.sequence.wrapping_sub(low))
+            }
+            None => u64::from(header.sequence),
+        };
+        self.next_seq = Some(seq + 1);
+        let Some(mid) = self.mid else { return false };
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return false;
+        };
+        let write = RtpWrite::new(
+            header.payload_type.into(),
+            seq.into(),
+            header.timestamp,
+            now,
+            Arc::<[u8]>::from(parsed.payload),
+        )
+        .marker(header.marker);
+        tx.write_rtp(write);
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(error = %e, "WebRTC send failed");
+        }
+        let mut none = Vec::new();
+        self.drain(socket, &mut none);
+        true
+    }
+
+    fn drain(&mut self, socket: &UdpSocket, packets: &mut Vec<ClearPacket>) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(_)) => return,
+                Ok(Output::Transmit(t)) => {
+                    if let Err(e) = socket.send_to(&t.contents, t.destination) {
+                        tracing::trace!(error = %e, "WebRTC send failed");
+                    }
+                }
+                Ok(Output::Event(event)) => match event {
+                    Event::Connected => {
+                        self.connected = true;
+                        tracing::debug!(local = %self.local, "WebRTC leg connected (ICE + DTLS)");
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        tracing::debug!(local = %self.local, "WebRTC leg disconnected");
+                    }
+                    Event::RtpPacket(p) => packets.push(ClearPacket {
+                        header: rtp::RtpHeader {
+                            marker: p.header.marker,
+                            payload_type: *p.header.payload_type,
+                            sequence: p.header.sequence_number,
+                            timestamp: p.header.timestamp,
+                            ssrc: *p.header.ssrc,
+                        },
+                        payload: p.payload,
+                    }),
+                    _ => {}
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebRTC session failed");
+                    return;
+                }
+            }
+        }
+    }
+}
