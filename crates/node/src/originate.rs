@@ -26,6 +26,7 @@ use sip::{Method, Request, Response, Transport};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::media::webrtc::{WebRtcMedia, WebRtcSession};
 use crate::signals::{CallSignal, Leg};
 use crate::signals::{SipCommand, ALLOW};
 use crate::trunk::SipUri;
@@ -83,6 +84,8 @@ pub struct LegRequest {
     pub timeout: Duration,
     /// The RTP port our SDP offer names.
     pub local_port: u16,
+    /// Extra headers for the INVITE (a browser's `X-Dialtone-*` call parameters).
+    pub headers: Vec<(String, String)>,
 }
 
 /// What happens to a leg, in order: maybe `Ringing`, then one `Answered` or `Failed`.
@@ -94,6 +97,8 @@ pub(crate) enum LegEvent {
     Answered {
         leg: Leg,
         negotiated: Negotiated,
+        /// A browser leg: the session to hand to the leg's stream (`Stream::set_webrtc`).
+        webrtc: Option<Box<(WebRtcSession, WebRtcMedia)>>,
     },
     /// `Busy`, `NoAnswer`, `Failed` or `Canceled`, with the final SIP status when there was one.
     Failed {
@@ -128,6 +133,7 @@ pub(crate) fn originate(shared: Arc<Shared>, leg: LegRequest) -> LegHandle {
         cancel_open: true,
         local_tag,
         ringing: false,
+        webrtc: std::sync::Mutex::new(None),
     };
     tokio::spawn(task.run());
     LegHandle { events, cancel }
@@ -241,6 +247,8 @@ struct LegTask {
     local_tag: String,
     /// Whether `Ringing` was reported.
     ringing: bool,
+    /// The WebRTC offer of the INVITE in flight to a browser (a WebSocket contact).
+    webrtc: std::sync::Mutex<Option<WebRtcSession>>,
 }
 
 /// How one gateway's INVITE ended.
@@ -321,7 +329,18 @@ impl LegTask {
     fn invite(&self, attempt: &Attempt, call_id: &str, cseq: u32) -> Request {
         let config = &self.shared.config;
         let session_id = rand::thread_rng().gen::<u32>() as u64;
-        let sdp = sip::sdp::offer(config.advertise_ip, self.req.local_port, session_id, 1);
+        let mut sdp = sip::sdp::offer(config.advertise_ip, self.req.local_port, session_id, 1);
+        if attempt.transport.is_websocket() {
+            // A browser: DTLS-SRTP and ICE, offered by a WebRTC session on the leg's port.
+            let local = SocketAddr::new(config.advertise_ip, self.req.local_port);
+            match WebRtcSession::offer(local) {
+                Ok((session, offer)) => {
+                    sdp = offer;
+                    *self.webrtc.lock().unwrap_or_else(|e| e.into_inner()) = Some(session);
+                }
+                Err(e) => tracing::warn!(error = %e, "no WebRTC offer for a browser leg"),
+            }
+        }
         let mut invite = Request::new(Method::Invite, &attempt.request_uri);
         invite.headers.push(
             "From",
@@ -334,6 +353,9 @@ impl LegTask {
         invite.headers.push("CSeq", &format!("{cseq} INVITE"));
         invite.headers.push("Contact", &config.contact_uri());
         invite.headers.push("Allow", ALLOW);
+        for (name, value) in &self.req.headers {
+            invite.headers.push(name, value);
+        }
         invite.set_body("application/sdp", sdp.into_bytes());
         invite
     }
@@ -503,12 +525,23 @@ impl LegTask {
             destination,
             transport,
         });
-        let negotiated = std::str::from_utf8(&response.body)
-            .ok()
-            .and_then(|b| SessionDescription::parse(b).ok())
-            .and_then(|answer| {
-                sip::sdp::negotiate(&answer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma]).ok()
-            });
+        let body = std::str::from_utf8(&response.body).ok();
+        let session = self.webrtc.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut webrtc = None;
+        let negotiated = match session {
+            Some(mut session) => body
+                .and_then(|b| session.accept_answer(b).ok())
+                .map(|media| {
+                    webrtc = Some(Box::new((session, media)));
+                    webrtc_negotiated(media)
+                }),
+            None => body
+                .and_then(|b| SessionDescription::parse(b).ok())
+                .and_then(|answer| {
+                    sip::sdp::negotiate(&answer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma])
+                        .ok()
+                }),
+        };
         let Some(negotiated) = negotiated else {
             tracing::warn!(call_sid = %self.req.call_sid, "answer without a usable SDP: hanging up");
             let bye = dialog.request(Method::Bye);
@@ -530,7 +563,11 @@ impl LegTask {
             dialog: Some(dialog),
             ack: Some(ack),
         };
-        let event = LegEvent::Answered { leg, negotiated };
+        let event = LegEvent::Answered {
+            leg,
+            negotiated,
+            webrtc,
+        };
         // Nobody took the answer: end the call we just made.
         if let Err(mpsc::error::SendError(LegEvent::Answered {
             leg: Leg {
@@ -550,6 +587,27 @@ impl LegTask {
         }
         signal_tx.closed().await;
         self.forget(&call_id);
+    }
+}
+
+/// What a browser leg negotiated, in the shape the plain-RTP code keeps (no addresses: str0m
+/// sends where ICE found the browser).
+pub(crate) fn webrtc_negotiated(media: WebRtcMedia) -> Negotiated {
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    Negotiated {
+        remote_rtp: unspecified,
+        remote_rtcp: unspecified,
+        codec: match media.codec {
+            ::media::Codec::Pcma => sip::sdp::Codec::Pcma,
+            _ => sip::sdp::Codec::Pcmu,
+        },
+        telephone_event_pt: media.telephone_event_pt,
+        ptime_ms: 20,
+        direction: sip::sdp::Direction::SendRecv,
+        on_hold: false,
+        payload_type: media.payload_type,
+        media_index: 0,
+        offer_media: Vec::new(),
     }
 }
 

@@ -14,7 +14,7 @@ use model::{AccountSid, CallDirection, CallSid, CallStatus, RecordingSid};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::call::{apply_media, http_method, ActiveCall, ActiveCallParts, StatusCallbacks};
+use crate::call::{apply_leg_media, http_method, ActiveCall, ActiveCallParts, StatusCallbacks};
 use crate::calls_registry::{CallControl, Registration};
 use crate::media::MediaEvent;
 pub use crate::trunk::{Trunk, TrunkError};
@@ -289,11 +289,12 @@ impl Dialing {
                 from: self.req.from.clone(),
                 timeout: Duration::from_secs(u64::from(self.req.timeout)),
                 local_port: stream.local_port,
+                headers: Vec::new(),
             },
         );
         self.callbacks.post("initiated", &self.record);
 
-        let (leg, negotiated) = loop {
+        let (leg, negotiated, webrtc) = loop {
             tokio::select! {
                 event = handle.events.recv() => match event {
                     None => return self.end_unanswered(CallStatus::Failed).await,
@@ -305,7 +306,7 @@ impl Dialing {
                             self.callbacks.post("ringing", &self.record);
                         }
                     }
-                    Some(LegEvent::Answered { leg, negotiated }) => break (leg, negotiated),
+                    Some(LegEvent::Answered { leg, negotiated, webrtc }) => break (leg, negotiated, webrtc),
                     Some(LegEvent::Failed { status, sip_status }) => {
                         tracing::info!(call_sid = %self.record.sid, ?sip_status, status = %status, "outbound call not answered");
                         return self.end_unanswered(status).await;
@@ -322,7 +323,7 @@ impl Dialing {
                 },
             }
         };
-        apply_media(&stream, &negotiated);
+        apply_leg_media(&stream, &negotiated, webrtc);
 
         let now = Utc::now();
         self.record.status = CallStatus::InProgress;

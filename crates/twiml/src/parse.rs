@@ -730,6 +730,11 @@ fn read_dial_target(el: &Element) -> Result<DialTarget, TwimlError> {
         }
         _ => DialKind::Client(client_identity(el)?),
     };
+    let parameters = if matches!(kind, DialKind::Client(_)) {
+        client_parameters(el)?
+    } else {
+        Vec::new()
+    };
     let send_digits = match a.raw("sendDigits") {
         None => None,
         Some(v) if v.trim().is_empty() => None,
@@ -751,7 +756,29 @@ fn read_dial_target(el: &Element) -> Result<DialTarget, TwimlError> {
         status_callback_events,
         username: a.string("username").filter(|v| !v.is_empty()),
         password: a.string("password").filter(|v| !v.is_empty()),
+        parameters,
     })
+}
+
+/// The `<Parameter name="..." value="..."/>` children of a `<Client>`; one without a name is
+/// an error (Twilio drops such a parameter, but a typo silently lost is worse).
+fn client_parameters(el: &Element) -> Result<Vec<(String, String)>, TwimlError> {
+    let mut out = Vec::new();
+    for node in &el.children {
+        if let Node::Element(child) = node {
+            if child.name == "Parameter" {
+                let a = Attrs { el: child };
+                let name = a.string("name").filter(|n| !n.trim().is_empty()).ok_or_else(|| {
+                    TwimlError::Content {
+                        verb: "Parameter".to_owned(),
+                        reason: "a <Parameter> needs a name".to_owned(),
+                    }
+                })?;
+                out.push((name, a.string("value").unwrap_or_default()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `<Client>alice</Client>` or `<Client><Identity>alice</Identity><Parameter .../></Client>`.
@@ -1564,6 +1591,7 @@ mod tests {
                 ],
                 username: None,
                 password: None,
+                parameters: Vec::new(),
             }]
         );
         assert!(matches!(
@@ -1625,6 +1653,8 @@ mod tests {
         );
         assert_eq!(d.targets[0].url.as_deref(), Some("/w"));
         assert_eq!(d.targets[0].method, Method::Get);
+        assert!(d.targets[0].parameters.is_empty());
+        assert_eq!(d.targets[1].parameters, [("k".to_owned(), "v".to_owned())]);
         assert_eq!(
             d.targets[0].status_callback_events,
             vec!["ringing".to_owned()]
@@ -1634,6 +1664,7 @@ mod tests {
             "<Response><Dial><Client>client:</Client></Dial></Response>",
             "<Response><Dial><Client>x<Identity>y</Identity></Client></Dial></Response>",
             "<Response><Dial><Client><Identity>a</Identity><Identity>b</Identity></Client></Dial></Response>",
+            r#"<Response><Dial><Client>a<Parameter value="v"/></Client></Dial></Response>"#,
         ] {
             assert!(matches!(parse(xml), Err(TwimlError::Content { .. })), "{xml}");
         }

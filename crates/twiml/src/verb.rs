@@ -275,6 +275,8 @@ pub struct DialTarget {
     /// `<Sip username>`: digest credentials for the far end.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `<Client><Parameter name value/>`: custom parameters handed to the client SDK, in order.
+    pub parameters: Vec<(String, String)>,
 }
 
 impl DialTarget {
@@ -289,6 +291,7 @@ impl DialTarget {
             status_callback_events: Vec::new(),
             username: None,
             password: None,
+            parameters: Vec::new(),
         }
     }
 }

@@ -37,7 +37,7 @@ use sip::{Method, Request, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{apply_media, http_method, ActiveCall, CallSignal, Leg, StatusCallbacks};
+use super::{apply_leg_media, apply_media, http_method, ActiveCall, CallSignal, Leg, StatusCallbacks};
 use crate::calls_registry::{CallControl, Registration};
 use crate::media::{MediaEvent, Stream};
 use crate::originate::{LegEvent, LegHandle, LegRequest, LegTarget};
@@ -339,6 +339,7 @@ impl ActiveCall {
                     from: from.clone(),
                     timeout,
                     local_port: stream.local_port,
+                    headers: client_headers(&target, &leg.record, &self.record),
                 };
                 let mut handle = crate::originate::originate(self.shared.clone(), request);
                 let progress = std::mem::replace(&mut handle.events, mpsc::unbounded_channel().1);
@@ -562,6 +563,7 @@ impl ActiveCall {
                 LegEvent::Answered {
                     leg: mut sip,
                     negotiated,
+                    webrtc,
                 } => {
                     if !dial.race.handle_leg_answered(now, index) {
                         // Too late: someone else was bridged (or the leg was given up).
@@ -569,7 +571,7 @@ impl ActiveCall {
                         return;
                     }
                     if let Some(stream) = &leg.stream {
-                        apply_media(stream, &negotiated);
+                        apply_leg_media(stream, &negotiated, webrtc);
                     }
                     let signals = std::mem::replace(&mut sip.signals, mpsc::unbounded_channel().1);
                     leg.forwards.push(forward(
@@ -1215,4 +1217,36 @@ mod tests {
         assert_eq!(method(twiml::Method::Get), HttpMethod::Get);
         assert_eq!(method(twiml::Method::Post), HttpMethod::Post);
     }
+}
+
+/// The `X-Dialtone-*` headers a browser's SDK reads from an INVITE to a `<Client>`: the call's
+/// SIDs, caller and callee (Twilio's `call.parameters`) and the noun's `<Parameter>`s
+/// (`call.customParameters`). Other targets get none.
+fn client_headers(
+    target: &twiml::DialTarget,
+    leg: &model::CallRecord,
+    parent: &model::CallRecord,
+) -> Vec<(String, String)> {
+    let twiml::DialKind::Client(name) = &target.kind else {
+        return Vec::new();
+    };
+    let mut headers = vec![
+        ("X-Dialtone-Call-Sid".to_owned(), leg.sid.to_string()),
+        ("X-Dialtone-Parent-Call-Sid".to_owned(), parent.sid.to_string()),
+        ("X-Dialtone-Account-Sid".to_owned(), leg.account_sid.to_string()),
+        ("X-Dialtone-From".to_owned(), header_safe(&parent.from)),
+        ("X-Dialtone-To".to_owned(), format!("client:{}", header_safe(name))),
+    ];
+    if !target.parameters.is_empty() {
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(target.parameters.iter())
+            .finish();
+        headers.push(("X-Dialtone-Params".to_owned(), encoded));
+    }
+    headers
+}
+
+/// A value fit for a SIP header line: no line breaks or other control characters.
+fn header_safe(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).collect()
 }

@@ -361,7 +361,12 @@ pub(crate) fn answer_offer(
                 (488, "Not Acceptable Here")
             })?;
         stream.set_webrtc(session, media);
-        return Ok((stream, media_rx, webrtc_negotiated(media), Some(answer)));
+        return Ok((
+            stream,
+            media_rx,
+            crate::originate::webrtc_negotiated(media),
+            Some(answer),
+        ));
     }
     let offer = SessionDescription::parse(body).map_err(|_| (400, "Malformed SDP"))?;
     let negotiated = sip::sdp::negotiate(&offer, &[sip::sdp::Codec::Pcmu, sip::sdp::Codec::Pcma])
@@ -369,27 +374,6 @@ pub(crate) fn answer_offer(
     let (stream, media_rx) = allocate()?;
     apply_media(&stream, &negotiated);
     Ok((stream, media_rx, negotiated, None))
-}
-
-/// What a browser leg negotiated, in the shape the plain-RTP code keeps (no addresses: str0m
-/// sends where ICE found the browser).
-pub(crate) fn webrtc_negotiated(media: crate::media::webrtc::WebRtcMedia) -> Negotiated {
-    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-    Negotiated {
-        remote_rtp: unspecified,
-        remote_rtcp: unspecified,
-        codec: match media.codec {
-            ::media::Codec::Pcma => sip::sdp::Codec::Pcma,
-            _ => sip::sdp::Codec::Pcmu,
-        },
-        telephone_event_pt: media.telephone_event_pt,
-        ptime_ms: 20,
-        direction: sip::sdp::Direction::SendRecv,
-        on_hold: false,
-        payload_type: media.payload_type,
-        media_index: 0,
-        offer_media: Vec::new(),
-    }
 }
 
 /// The longest an inbound call may last (Twilio's 4 hours; outbound calls take `TimeLimit`).
@@ -415,6 +399,21 @@ pub(crate) struct ActiveCallParts {
     pub answered_at: Option<SystemTime>,
     /// When to hang up at the latest (`TimeLimit`).
     pub time_limit: Option<tokio::time::Instant>,
+}
+
+/// An answered leg's media: a browser's WebRTC session, or plain RTP as negotiated.
+pub(crate) fn apply_leg_media(
+    stream: &Stream,
+    n: &Negotiated,
+    webrtc: Option<Box<(crate::media::webrtc::WebRtcSession, crate::media::webrtc::WebRtcMedia)>>,
+) {
+    match webrtc {
+        Some(w) => {
+            let (session, media) = *w;
+            stream.set_webrtc(session, media);
+        }
+        None => apply_media(stream, n),
+    }
 }
 
 pub(crate) fn apply_media(stream: &Stream, n: &Negotiated) {
