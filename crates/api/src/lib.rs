@@ -15,7 +15,11 @@
 //! see `auth`), so a request can reach only those accounts' rows. User-supplied path segments
 //! are parsed into typed SIDs (junk is a 404) and never used to build file names. The one route
 //! without credentials is `GET /openapi.json`, the document generated from the route table.
+//!
+//! Beside the REST API, [`access_token`] checks and mints Twilio Access Tokens, the credentials
+//! browsers present instead of Basic auth.
 
+pub mod access_token;
 mod accounts;
 mod applications;
 mod auth;

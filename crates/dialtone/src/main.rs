@@ -61,9 +61,13 @@ async fn serve(config: config::Config) -> Result<()> {
         .with_context(|| format!("creating the data dir {}", config.node.data_dir.display()))?;
     std::fs::create_dir_all(&config.node.recordings_dir)
         .with_context(|| format!("creating {}", config.node.recordings_dir.display()))?;
+    // Seals the API key secrets in the database, so access tokens can be verified.
+    let server_key = store::SealingKey::load_or_create(&config.node.data_dir.join("server.key"))
+        .context("loading the server key")?;
     let store = store::Store::open(&config.database_url)
         .await
-        .with_context(|| format!("opening the database {}", config.database_url))?;
+        .with_context(|| format!("opening the database {}", config.database_url))?
+        .with_sealing_key(server_key);
     ensure_main_account(&store, &config).await?;
     let node = node::Node::start(config.node.clone(), store).await?;
     println!("dialtone listening: SIP {} (UDP+TCP), HTTP {}", node.sip_addr, node.http_addr);

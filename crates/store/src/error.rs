@@ -26,4 +26,17 @@ pub enum StoreError {
     /// or by a newer version.
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
+    /// The server key file cannot be read or created, or is not 32 bytes.
+    #[error("server key {}: {reason}", path.display())]
+    ServerKey {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// A secret must be sealed or opened, and the store was given no server key.
+    #[error("no server key: secrets cannot be sealed or opened")]
+    NoServerKey,
+    /// A sealed secret does not open with this store's server key: the key file was replaced, or
+    /// the row was altered or copied from another row.
+    #[error("the sealed secret of {0} does not open with this server key")]
+    Unseal(String),
 }

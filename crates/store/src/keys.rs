@@ -1,4 +1,5 @@
-//! API keys: a salted digest of each secret, never the secret itself.
+//! API keys: a salted digest of each secret, to check HTTP Basic credentials, and the secret
+//! sealed with the server key, to check the signatures of the access tokens a key signs.
 
 use model::{AccountSid, ApiKeyRecord, ApiKeySid};
 use sha2::{Digest, Sha256};
@@ -28,24 +29,35 @@ fn digest(salt: &[u8], secret: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// What a sealed secret is bound to: opened with any other key SID or account it fails.
+fn seal_context(account: &AccountSid, sid: &ApiKeySid) -> String {
+    format!("api_keys/{account}/{sid}")
+}
+
 /// Compares without an early exit, so timing does not reveal how much of a digest matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Store {
-    /// Adds a key of `rec.account_sid`; keeps only a salted digest of `secret`.
+    /// Adds a key of `rec.account_sid`; keeps a salted digest of `secret` and `secret` sealed
+    /// with the server key ([`StoreError::NoServerKey`] without one).
     pub async fn create_api_key(&self, rec: &ApiKeyRecord, secret: &str) -> Result<(), StoreError> {
+        let sealed = self.sealing_key()?.seal(
+            secret.as_bytes(),
+            seal_context(&rec.account_sid, &rec.sid).as_bytes(),
+        );
         let salt: [u8; 16] = rand::random();
         sqlx::query(
             "INSERT INTO api_keys (sid, account_sid, friendly_name, secret_salt, secret_hash, \
-             date_created, date_updated) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             secret_sealed, date_created, date_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(rec.sid.as_str())
         .bind(rec.account_sid.as_str())
         .bind(&rec.friendly_name)
         .bind(hex::encode(salt))
         .bind(hex::encode(digest(&salt, secret)))
+        .bind(hex::encode(sealed))
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
         .execute(self.writer())
@@ -115,12 +127,41 @@ impl Store {
         }
         decode(&row).map(Some)
     }
+
+    /// Credential lookup (system-wide: the key names its account) for checking an access token's
+    /// signature: the key's account and its secret, or `None` for an unknown or deleted key and
+    /// for a key made before secrets were sealed. A deleted key is gone at once: nothing caches
+    /// it. [`StoreError::Unseal`] when the secret does not open with this store's server key.
+    pub async fn api_key_signing_secret(
+        &self,
+        sid: &ApiKeySid,
+    ) -> Result<Option<(AccountSid, String)>, StoreError> {
+        let key = self.sealing_key()?;
+        let row = sqlx::query("SELECT account_sid, secret_sealed FROM api_keys WHERE sid = $1")
+            .bind(sid.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let account: AccountSid = sid_col(&row, "account_sid")?;
+        let Some(sealed) = row.try_get::<Option<String>, _>("secret_sealed")? else {
+            return Ok(None);
+        };
+        let sealed = hex::decode(&sealed)
+            .map_err(|_| StoreError::Corrupt(format!("key {sid} sealed secret")))?;
+        let secret = key
+            .open(&sealed, seal_context(&account, sid).as_bytes())
+            .ok_or_else(|| StoreError::Unseal(format!("key {sid}")))?;
+        let secret = String::from_utf8(secret)
+            .map_err(|_| StoreError::Corrupt(format!("key {sid} secret")))?;
+        Ok(Some((account, secret)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testutil::*;
+    use crate::SealingKey;
 
     fn key(account: &AccountSid) -> ApiKeyRecord {
         let now = now();
@@ -165,5 +206,98 @@ mod tests {
 
         assert!(db.store.delete_api_key(&a, &k.sid).await.unwrap());
         assert_eq!(db.store.authenticate_api_key(&k.sid, "s3cret").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn signing_secrets_are_sealed_and_open_only_with_the_server_key() {
+        let db = temp_store().await;
+        let a = account(&db.store).await;
+        let k = key(&a);
+        let secret = "7fP0qYv3b9KcX2mWd8RtZ1nLs4HgJ6eA";
+        db.store.create_api_key(&k, secret).await.unwrap();
+        assert_eq!(
+            db.store.api_key_signing_secret(&k.sid).await.unwrap(),
+            Some((a, secret.to_owned()))
+        );
+        assert_eq!(
+            db.store
+                .authenticate_api_key(&k.sid, secret)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(&k),
+            "Basic auth as before"
+        );
+        assert_eq!(
+            db.store
+                .api_key_signing_secret(&ApiKeySid::generate())
+                .await
+                .unwrap(),
+            None
+        );
+
+        // Not in clear in any column of the row, nor as hex.
+        let row = sqlx::query("SELECT * FROM api_keys WHERE sid = $1")
+            .bind(k.sid.as_str())
+            .fetch_one(&db.store.pool)
+            .await
+            .unwrap();
+        let sealed: String = row.try_get("secret_sealed").unwrap();
+        assert!(!sealed.contains(secret) && !sealed.contains(&hex::encode(secret)));
+        for col in [
+            "sid",
+            "account_sid",
+            "friendly_name",
+            "secret_salt",
+            "secret_hash",
+        ] {
+            assert!(
+                !row.try_get::<String, _>(col).unwrap().contains(secret),
+                "{col}"
+            );
+        }
+
+        // The same database with another server key, or none: an error, no panic, no secret.
+        let other = Store::open(&db.url).await.unwrap();
+        assert!(matches!(
+            other.api_key_signing_secret(&k.sid).await,
+            Err(StoreError::NoServerKey)
+        ));
+        assert!(matches!(
+            other.create_api_key(&key(&a), "x").await,
+            Err(StoreError::NoServerKey)
+        ));
+        let other = other.with_sealing_key(SealingKey::generate());
+        let err = other.api_key_signing_secret(&k.sid).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unseal(_)), "{err}");
+        assert!(!err.to_string().contains(secret));
+        other.close().await;
+
+        // A sealed secret moved to another key's row does not open there.
+        let k2 = key(&a);
+        db.store.create_api_key(&k2, "another").await.unwrap();
+        sqlx::query("UPDATE api_keys SET secret_sealed = $1 WHERE sid = $2")
+            .bind(&sealed)
+            .bind(k2.sid.as_str())
+            .execute(db.store.writer())
+            .await
+            .unwrap();
+        assert!(matches!(
+            db.store.api_key_signing_secret(&k2.sid).await,
+            Err(StoreError::Unseal(_))
+        ));
+
+        // Keys made before the column existed, and deleted keys, have no signing secret.
+        sqlx::query("UPDATE api_keys SET secret_sealed = NULL WHERE sid = $1")
+            .bind(k2.sid.as_str())
+            .execute(db.store.writer())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.store.api_key_signing_secret(&k2.sid).await.unwrap(),
+            None
+        );
+        assert!(db.store.delete_api_key(&a, &k.sid).await.unwrap());
+        assert_eq!(db.store.api_key_signing_secret(&k.sid).await.unwrap(), None);
     }
 }

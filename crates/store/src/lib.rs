@@ -8,9 +8,10 @@
 //!
 //! Architecture invariant: every query that reads tenant data is scoped by an `AccountSid`; the
 //! only system-wide reads are the routing lookups ([`Store::number_by_phone`],
-//! [`Store::all_numbers`]), the credential check [`Store::authenticate_api_key`] and the counter
-//! [`Store::active_calls_count`]. Which account may act on which (a parent on its subaccounts) is
-//! decided by `api` before it names the account a query is scoped by.
+//! [`Store::all_numbers`]), the credential checks [`Store::authenticate_api_key`] and
+//! [`Store::api_key_signing_secret`], and the counter [`Store::active_calls_count`]. Which account
+//! may act on which (a parent on its subaccounts) is decided by `api` before it names the account
+//! a query is scoped by.
 //!
 //! Backends, chosen by the URL given to [`Store::open`]:
 //! - SQLite (the default, one file) in WAL mode with `synchronous=NORMAL`: every committed call or
@@ -38,6 +39,7 @@ mod numbers;
 mod page;
 mod queues;
 mod recordings;
+mod sealing;
 pub mod sip;
 pub mod testing;
 
@@ -59,6 +61,7 @@ pub use error::StoreError;
 pub use numbers::NumberFilter;
 pub use page::{Cursor, Page, PageRequest};
 pub use recordings::RecordingFilter;
+pub use sealing::SealingKey;
 
 type Db = sqlx::Any;
 type DbRow = sqlx::any::AnyRow;
@@ -70,6 +73,8 @@ pub struct Store {
     pool: sqlx::AnyPool,
     /// Writes (see [`Store::writer`]): on SQLite a pool of one connection, else `pool` itself.
     writes: sqlx::AnyPool,
+    /// Seals the secrets that are read back (API key secrets); see [`Store::with_sealing_key`].
+    sealing: Option<std::sync::Arc<SealingKey>>,
 }
 
 /// Per-connection SQLite settings. WAL lets readers run beside the one writer; `synchronous=NORMAL`
@@ -105,7 +110,19 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(scheme_of(database_url)));
         };
         sqlx::migrate!("./migrations").run(&writes).await?;
-        Ok(Store { pool, writes })
+        Ok(Store { pool, writes, sealing: None })
+    }
+
+    /// The store, sealing and opening API key secrets with `key` (the server key, see
+    /// [`SealingKey::load_or_create`]). Without one, creating an API key and looking up its
+    /// signing secret fail with [`StoreError::NoServerKey`]; everything else works.
+    pub fn with_sealing_key(mut self, key: SealingKey) -> Store {
+        self.sealing = Some(std::sync::Arc::new(key));
+        self
+    }
+
+    fn sealing_key(&self) -> Result<&SealingKey, StoreError> {
+        self.sealing.as_deref().ok_or(StoreError::NoServerKey)
     }
 
     /// The pool every INSERT, UPDATE, DELETE and write transaction goes through.
@@ -443,7 +460,10 @@ pub(crate) mod testutil {
         let dir = std::env::temp_dir().join(format!("dialtone-store-{}", rand::random::<u64>()));
         // A nested, missing directory: `open` must create it.
         let url = testing::fresh_url(&dir.join("nested")).await.expect("a fresh database");
-        let store = Store::open(&url).await.expect("open temp store");
+        let store = Store::open(&url)
+            .await
+            .expect("open temp store")
+            .with_sealing_key(SealingKey::generate());
         TempDb { dir, url, store }
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use sqlx::Connection;
 
-use crate::{scheme_of, Store, StoreError};
+use crate::{scheme_of, SealingKey, Store, StoreError};
 
 /// The environment variable naming the PostgreSQL database that tests run against.
 pub const DATABASE_URL_VAR: &str = "DIALTONE_TEST_DATABASE_URL";
@@ -36,7 +36,7 @@ pub async fn fresh_url(dir: &Path) -> Result<String, StoreError> {
     Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
 }
 
-/// Opens a store on [`fresh_url`].
+/// Opens a store on [`fresh_url`], with a new random server key.
 pub async fn open_fresh(dir: &Path) -> Result<Store, StoreError> {
-    Store::open(&fresh_url(dir).await?).await
+    Ok(Store::open(&fresh_url(dir).await?).await?.with_sealing_key(SealingKey::generate()))
 }
