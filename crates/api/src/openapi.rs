@@ -386,7 +386,7 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
                     ("transport", s()),
                 ]) }),
             ),
-            ("presence", one_of(&["available", "busy", "offline"])),
+            ("presence", one_of(&["available", "away", "busy", "offline"])),
             ("username", s()),
         ]),
         Shape::Queue => object(vec![
@@ -1198,6 +1198,7 @@ mod tests {
             source: "127.0.0.1:5062".into(),
             transport: "udp".into(),
             expires_at: now + chrono::Duration::seconds(secs),
+            presence: "available".into(),
         };
         let offline = SipUserState {
             username: "bob".into(),

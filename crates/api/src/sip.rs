@@ -549,6 +549,8 @@ pub(crate) fn registration_json(account: &AccountSid, u: &SipUserState, now: Dat
         "offline"
     } else if u.in_call {
         "busy"
+    } else if u.bindings.iter().all(|b| b.presence == "away") {
+        "away"
     } else {
         "available"
     };
@@ -811,6 +813,7 @@ mod tests {
                 source: "127.0.0.1:5062".into(),
                 transport: "udp".into(),
                 expires_at: now + chrono::Duration::seconds(300),
+                presence: "available".into(),
             };
             f.state.store.replace_sip_registrations(&f.main, "alice", &[row]).await.unwrap();
             let path = sip(&f.main, "/Registrations.json");

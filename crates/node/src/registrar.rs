@@ -64,6 +64,8 @@ pub struct ContactTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presence {
     Available,
+    /// Registered, but said it is away: not rung.
+    Away,
     Busy,
     Offline,
 }
@@ -72,6 +74,7 @@ impl Presence {
     pub fn as_str(self) -> &'static str {
         match self {
             Presence::Available => "available",
+            Presence::Away => "away",
             Presence::Busy => "busy",
             Presence::Offline => "offline",
         }
@@ -86,11 +89,15 @@ pub fn contacts(shared: &Shared, account: &AccountSid, user: &str) -> Vec<Contac
 /// `Offline` without a live binding; `Busy` with a live call to or from `client:USER` in the
 /// account; else `Available`.
 pub fn presence(shared: &Shared, account: &AccountSid, user: &str) -> Presence {
-    if contacts(shared, account, user).is_empty() {
+    let regs = &shared.registrar;
+    if regs.bindings(Instant::now(), account, user).is_empty() {
         return Presence::Offline;
     }
-    if shared.registrar.is_busy(account, user) {
+    if regs.is_busy(account, user) {
         return Presence::Busy;
+    }
+    if regs.is_away(account, user) {
+        return Presence::Away;
     }
     Presence::Available
 }
@@ -216,6 +223,9 @@ pub struct Registrations {
     mirror: mpsc::UnboundedSender<Mirror>,
     mirror_rx: Mutex<Option<mpsc::UnboundedReceiver<Mirror>>>,
     busy: Mutex<Option<BusyCheck>>,
+    /// Users (by AOR key) whose last REGISTER said `X-Dialtone-Presence: away`: registered, not
+    /// rung.
+    away: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Whether `user` of an account is in a live call (set by the owner of live calls).
@@ -274,6 +284,7 @@ impl Registrations {
             mirror,
             mirror_rx: Mutex::new(Some(rx)),
             busy: Mutex::new(None),
+            away: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -290,7 +301,28 @@ impl Registrations {
         lock(&self.busy).as_ref().is_some_and(|f| f(account, user))
     }
 
+    /// The contacts to ring for `user`: none while the user is away.
     pub fn contacts(&self, now: Instant, account: &AccountSid, user: &str) -> Vec<ContactTarget> {
+        if self.is_away(account, user) {
+            return Vec::new();
+        }
+        self.bindings(now, account, user)
+    }
+
+    fn is_away(&self, account: &AccountSid, user: &str) -> bool {
+        lock(&self.away).contains(&aor(account, user))
+    }
+
+    fn presence_word(&self, key: &str) -> &'static str {
+        if lock(&self.away).contains(key) {
+            "away"
+        } else {
+            "available"
+        }
+    }
+
+    /// Every live binding of `user`, away or not.
+    fn bindings(&self, now: Instant, account: &AccountSid, user: &str) -> Vec<ContactTarget> {
         lock(&self.state)
             .registrar
             .contacts(&aor(account, user))
@@ -433,6 +465,16 @@ impl Registrations {
         transport: Transport,
     ) -> Response {
         let key = aor(&account, username);
+        // A REGISTER that says nothing of presence (a phone, a refresh) leaves it as it was.
+        match request.headers.get("X-Dialtone-Presence").map(str::trim) {
+            Some(p) if p.eq_ignore_ascii_case("away") => {
+                lock(&self.away).insert(key.clone());
+            }
+            Some(p) if p.eq_ignore_ascii_case("available") => {
+                lock(&self.away).remove(&key);
+            }
+            _ => {}
+        }
         let outcome = {
             let mut state = lock(&self.state);
             let outcome = state
@@ -452,6 +494,7 @@ impl Registrations {
                     source: b.source.to_string(),
                     transport: b.transport.as_str().to_ascii_lowercase(),
                     expires_at: wall + chrono::Duration::seconds(i64::from(b.expires_in(now))),
+                    presence: self.presence_word(&key).to_owned(),
                 })
                 .collect();
             let _ = self.mirror.send(Mirror {
@@ -498,6 +541,7 @@ impl Registrations {
                     source: b.source.to_string(),
                     transport: b.transport.as_str().to_ascii_lowercase(),
                     expires_at: wall + chrono::Duration::seconds(i64::from(b.expires_in(now))),
+                    presence: self.presence_word(&aor(&account, &username)).to_owned(),
                 })
                 .collect();
             let _ = self.mirror.send(Mirror {
@@ -570,6 +614,34 @@ fn auth_username(request: &Request) -> Option<String> {
     Some(name.to_owned())
 }
 
+/// The token of an `Authorization: Bearer` header (RFC 8898), if the request has one.
+pub fn bearer_token(request: &Request) -> Option<String> {
+    let value = request.headers.get("Authorization")?.trim();
+    let (scheme, token) = value.split_once(char::is_whitespace)?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// Checks a Twilio Access Token against the account's API keys, now.
+pub async fn verify_token(
+    shared: &Shared,
+    token: &str,
+) -> Result<api::access_token::AccessClaims, api::access_token::TokenError> {
+    api::access_token::verify_with_store(&shared.store, token, unix_now() as i64).await
+}
+
+/// A 403 naming the token's fault with Twilio's code (`X-Dialtone-Error`), which the browser
+/// SDK turns into its error event.
+pub fn token_refused(request: &Request, code: u16, message: &str) -> Response {
+    let mut response = Response::from_request(request, 403, "Forbidden");
+    response
+        .headers
+        .push("X-Dialtone-Error", &format!("{code} {message}"));
+    response
+}
+
 /// A REGISTER from the SIP task. Answers at once when the source is blocked or there are no
 /// credentials; otherwise looks the user up in the store on a task and answers from there.
 pub fn handle_register(
@@ -589,6 +661,42 @@ pub fn handle_register(
     };
     if lock(&regs.state).guard.is_blocked(source.ip(), now) {
         respond(shared, Registrations::forbidden(&request));
+        return;
+    }
+    if let Some(token) = bearer_token(&request) {
+        // A browser with a Twilio Access Token (RFC 8898): no digest challenge.
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let response = match verify_token(&shared, &token).await {
+                Ok(claims) if claims.voice.as_ref().is_some_and(|v| v.incoming_allow) => {
+                    lock(&shared.registrar.state).guard.handle_success(source.ip());
+                    shared.registrar.apply(
+                        Instant::now(),
+                        claims.account_sid,
+                        &claims.identity,
+                        &request,
+                        source,
+                        transport,
+                    )
+                }
+                Ok(claims) => {
+                    tracing::info!(identity = %claims.identity, "REGISTER refused: the token allows no incoming calls");
+                    token_refused(&request, 20106, "Access Token has no incoming voice grant")
+                }
+                Err(api::access_token::TokenError::Store(e)) => {
+                    tracing::warn!(error = %e, "API key lookup failed during REGISTER");
+                    Response::from_request(&request, 500, "Server Internal Error")
+                }
+                Err(e) => {
+                    tracing::info!(%source, error = %e, "REGISTER refused: bad access token");
+                    lock(&shared.registrar.state)
+                        .guard
+                        .handle_failure(source.ip(), Instant::now());
+                    token_refused(&request, e.code(), e.message())
+                }
+            };
+            respond(&shared, response);
+        });
         return;
     }
     let Some(username) = auth_username(&request) else {

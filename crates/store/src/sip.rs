@@ -101,6 +101,8 @@ pub struct SipRegistrationRow {
     pub source: String,
     pub transport: String,
     pub expires_at: DateTime<Utc>,
+    /// `available` or `away` (a browser agent's own word; phones are `available`).
+    pub presence: String,
 }
 
 /// A user of an account (a username of any of its credential lists) with its live bindings and
@@ -167,6 +169,7 @@ fn decode_registration(r: &DbRow) -> Result<SipRegistrationRow, StoreError> {
         source: r.try_get("source")?,
         transport: r.try_get("transport")?,
         expires_at: time_of(r.try_get("expires_at")?)?,
+        presence: r.try_get("presence")?,
     })
 }
 
@@ -557,8 +560,8 @@ impl Store {
             .await?;
         for r in rows {
             sqlx::query(
-                "INSERT INTO sip_registrations (account_sid, username, contact, source, transport, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_sid, username, contact) DO NOTHING",
+                "INSERT INTO sip_registrations (account_sid, username, contact, source, transport, expires_at, presence) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account_sid, username, contact) DO NOTHING",
             )
             .bind(account.as_str())
             .bind(username)
@@ -566,6 +569,7 @@ impl Store {
             .bind(&r.source)
             .bind(&r.transport)
             .bind(micros(r.expires_at))
+            .bind(&r.presence)
             .execute(&mut *tx)
             .await?;
         }
@@ -588,7 +592,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let regs = sqlx::query(
-            "SELECT account_sid, username, contact, source, transport, expires_at FROM sip_registrations \
+            "SELECT account_sid, username, contact, source, transport, expires_at, presence FROM sip_registrations \
              WHERE account_sid = $1 AND expires_at > $2 ORDER BY username, expires_at",
         )
         .bind(account.as_str())
@@ -613,9 +617,19 @@ impl Store {
                 }
             }
         }
-        let mut out = Vec::new();
+        // Credential users, and the browser identities (access tokens) that registered.
+        let mut usernames = Vec::new();
         for r in &names {
-            let username: String = r.try_get("username")?;
+            usernames.push(r.try_get::<String, _>("username")?);
+        }
+        for b in &regs {
+            if !usernames.contains(&b.username) {
+                usernames.push(b.username.clone());
+            }
+        }
+        usernames.sort();
+        let mut out = Vec::new();
+        for username in usernames {
             let bindings = regs.iter().filter(|b| b.username == username).cloned().collect();
             let in_call = clients.contains(&username);
             out.push(SipUserState { username, bindings, in_call });
@@ -763,6 +777,7 @@ mod tests {
             source: "127.0.0.1:5062".into(),
             transport: "udp".into(),
             expires_at: t + chrono::Duration::seconds(secs),
+            presence: "available".into(),
         };
         db.store.replace_sip_registrations(&a, "alice", &[row("<sip:alice@10.0.0.1>", 60), row("<sip:alice@10.0.0.2>", -1)]).await.unwrap();
         let users = db.store.sip_users(&a, t).await.unwrap();
