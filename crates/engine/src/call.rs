@@ -882,7 +882,7 @@ impl Call {
 
     fn base_params(&self) -> Vec<(String, String)> {
         let c = &self.config;
-        vec![
+        let mut params: Vec<(String, String)> = vec![
             ("CallSid".into(), c.call_sid.to_string()),
             ("AccountSid".into(), c.account_sid.to_string()),
             ("From".into(), c.from.clone()),
@@ -892,7 +892,13 @@ impl Call {
             ("CallStatus".into(), self.status.as_str().to_owned()),
             ("Direction".into(), c.direction.as_str().to_owned()),
             ("ApiVersion".into(), API_VERSION.to_owned()),
-        ]
+        ];
+        for (name, value) in &c.extra_params {
+            if !params.iter().any(|(n, _)| n == name) {
+                params.push((name.clone(), value.clone()));
+            }
+        }
+        params
     }
 
     // ---- verbs ----
@@ -1213,6 +1219,7 @@ mod tests {
             fallback_method: HttpMethod::Post,
             public_url: "https://dialtone.test/".into(),
             twiml: None,
+            extra_params: Vec::new(),
         }
     }
 

@@ -129,6 +129,10 @@ pub struct CallConfig {
     /// A first document given inline (the Calls API `Twiml` parameter): run instead of fetching
     /// `voice_url`. Relative URLs in it resolve against `voice_url`, which may then be empty.
     pub twiml: Option<String>,
+    /// Parameters added to every webhook request after Twilio's own (a browser call's
+    /// `device.connect({params})` and its token's outgoing params), in order. A name that
+    /// Twilio's parameters already use is dropped.
+    pub extra_params: Vec<(String, String)>,
 }
 
 /// The HTTP method of a webhook request, as TwiML's `method` attributes spell it.

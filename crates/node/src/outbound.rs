@@ -368,6 +368,7 @@ impl Dialing {
             fallback_method: http_method(&self.req.fallback_method),
             public_url: self.shared.config.public_url.clone(),
             twiml: engine_twiml,
+            extra_params: Vec::new(),
         };
         // The loop takes the control channel over; the sender stays in the registry.
         let control = std::mem::replace(control, mpsc::unbounded_channel::<CallControl>().1);

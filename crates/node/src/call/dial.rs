@@ -701,6 +701,7 @@ impl ActiveCall {
             fallback_method: HttpMethod::Post,
             public_url: self.shared.config.public_url.clone(),
             twiml: None,
+            extra_params: Vec::new(),
         };
         let engine = engine::Call::new(std::time::Instant::now(), config, rand::thread_rng().gen());
         leg.whisper = Some(Whisper {

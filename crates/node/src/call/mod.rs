@@ -221,6 +221,120 @@ async fn route(shared: &Shared, request: &Request) -> Option<PhoneNumberRecord> 
     Some(number)
 }
 
+/// What an inbound INVITE calls: a number's webhooks, or (a browser's call with an access token)
+/// the token's Application.
+struct CallTarget {
+    account_sid: model::AccountSid,
+    phone_number_sid: Option<model::PhoneNumberSid>,
+    from: String,
+    to: String,
+    voice_url: Option<String>,
+    voice_method: String,
+    voice_fallback_url: Option<String>,
+    voice_fallback_method: String,
+    status_callback: Option<String>,
+    status_callback_method: String,
+    extra_params: Vec<(String, String)>,
+}
+
+impl CallTarget {
+    fn from_number(number: &PhoneNumberRecord, request: &Request) -> CallTarget {
+        CallTarget {
+            account_sid: number.account_sid,
+            phone_number_sid: Some(number.sid),
+            from: request.from().map(|f| caller_id(&f.uri)).unwrap_or_default(),
+            to: number.phone_number.clone(),
+            voice_url: number.voice_url.clone(),
+            voice_method: number.voice_method.clone(),
+            voice_fallback_url: number.voice_fallback_url.clone(),
+            voice_fallback_method: number.voice_fallback_method.clone(),
+            status_callback: number.status_callback.clone(),
+            status_callback_method: number.status_callback_method.clone(),
+            extra_params: Vec::new(),
+        }
+    }
+}
+
+/// A browser's call (`device.connect({params})`): the token names the account, the caller
+/// (`client:IDENTITY`) and the Application whose VoiceUrl runs, with the token's outgoing params
+/// and then the page's (`X-Dialtone-Params`), as Twilio does for a TwiML App. `To` is the
+/// page's `To` param. A bad token is refused here with its code in `X-Dialtone-Error`.
+async fn browser_target(
+    shared: &Shared,
+    sip: &mpsc::UnboundedSender<SipCommand>,
+    new: &ServerInvite,
+    token: &str,
+) -> Result<CallTarget, (u16, &'static str)> {
+    let refuse = |code: u16, message: &str| {
+        let mut response = crate::registrar::token_refused(&new.request, code, message);
+        response.set_to_tag(&new.local_tag);
+        let _ = sip.send(SipCommand::Respond {
+            tx: new.tx,
+            response,
+        });
+        // Answered already: the caller's own 403 goes nowhere.
+        (403, "Forbidden")
+    };
+    let claims = match crate::registrar::verify_token(shared, token).await {
+        Ok(c) => c,
+        Err(api::access_token::TokenError::Store(e)) => {
+            tracing::error!(error = %e, "API key lookup failed during call set-up");
+            return Err((500, "Server Internal Error"));
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "browser call refused: bad access token");
+            return Err(refuse(e.code(), e.message()));
+        }
+    };
+    let voice = claims.voice.clone().unwrap_or_default();
+    let Some(app_sid) = voice
+        .outgoing_application_sid
+        .as_deref()
+        .and_then(|s| s.parse::<model::ApplicationSid>().ok())
+    else {
+        tracing::info!(identity = %claims.identity, "browser call refused: the token allows no outgoing calls");
+        return Err(refuse(20106, "Access Token has no outgoing voice grant"));
+    };
+    let app = match shared.store.application(&claims.account_sid, &app_sid).await {
+        Ok(Some(app)) => app,
+        Ok(None) => {
+            tracing::info!(application_sid = %app_sid, "browser call refused: no such Application");
+            return Err(refuse(21218, "Invalid ApplicationSid"));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store failed during call set-up");
+            return Err((500, "Server Internal Error"));
+        }
+    };
+    let page: Vec<(String, String)> = new
+        .request
+        .headers
+        .get("X-Dialtone-Params")
+        .map(|v| url::form_urlencoded::parse(v.trim().as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let to = page
+        .iter()
+        .find(|(n, _)| n == "To")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut extra_params = vec![("ApplicationSid".to_owned(), app_sid.to_string())];
+    extra_params.extend(voice.outgoing_params.iter().cloned());
+    extra_params.extend(page);
+    Ok(CallTarget {
+        account_sid: claims.account_sid,
+        phone_number_sid: None,
+        from: format!("client:{}", claims.identity),
+        to,
+        voice_url: app.voice_url,
+        voice_method: app.voice_method,
+        voice_fallback_url: app.voice_fallback_url,
+        voice_fallback_method: app.voice_fallback_method,
+        status_callback: app.status_callback,
+        status_callback_method: app.status_callback_method,
+        extra_params,
+    })
+}
+
 async fn setup(
     shared: &Arc<Shared>,
     sip: &mpsc::UnboundedSender<SipCommand>,
@@ -230,10 +344,16 @@ async fn setup(
     let Some(new) = leg.invite.clone() else {
         return Err((500, "Server Internal Error"));
     };
-    let number = route(shared, &new.request)
-        .await
-        .ok_or((404, "Not Found"))?;
-    let account = match shared.store.account(&number.account_sid).await {
+    let target = match crate::registrar::bearer_token(&new.request) {
+        Some(token) => browser_target(shared, sip, &new, &token).await?,
+        None => {
+            let number = route(shared, &new.request)
+                .await
+                .ok_or((404, "Not Found"))?;
+            CallTarget::from_number(&number, &new.request)
+        }
+    };
+    let account = match shared.store.account(&target.account_sid).await {
         Ok(Some(a)) => a,
         Ok(None) => return Err((404, "Not Found")),
         Err(e) => {
@@ -258,27 +378,28 @@ async fn setup(
     }
     let (stream, media_rx, negotiated, webrtc_answer) = answer_offer(shared, body)?;
 
+
+    let call_sid = CallSid::generate();
     let mut ringing = Response::from_request(&new.request, 180, "Ringing");
     ringing.set_to_tag(&new.local_tag);
     ringing
         .headers
         .push("Contact", &shared.config.contact_uri());
+    // The browser SDK's `call.parameters.CallSid`.
+    ringing.headers.push("X-Dialtone-Call-Sid", call_sid.as_str());
     let _ = sip.send(SipCommand::Respond {
         tx: new.tx,
         response: ringing,
     });
-    let from_header = new.request.from();
-
-    let call_sid = CallSid::generate();
     let now = Utc::now();
-    let from = from_header.map(|f| caller_id(&f.uri)).unwrap_or_default();
+    let from = target.from.clone();
     let record = CallRecord {
         sid: call_sid,
-        account_sid: number.account_sid,
+        account_sid: target.account_sid,
         parent_call_sid: None,
-        phone_number_sid: Some(number.sid),
+        phone_number_sid: target.phone_number_sid,
         from: from.clone(),
-        to: number.phone_number.clone(),
+        to: target.to.clone(),
         status: CallStatus::Ringing,
         direction: CallDirection::Inbound,
         start_time: None,
@@ -289,24 +410,25 @@ async fn setup(
         date_updated: now,
     };
     shared.records.insert_call(&record);
-    tracing::info!(call_sid = %call_sid, from = %from, to = %number.phone_number, "inbound call");
+    tracing::info!(call_sid = %call_sid, from = %from, to = %target.to, "inbound call");
     let config = engine::CallConfig {
         call_sid,
-        account_sid: number.account_sid,
+        account_sid: target.account_sid,
         from,
-        to: number.phone_number.clone(),
+        to: target.to.clone(),
         direction: CallDirection::Inbound,
-        voice_url: number.voice_url.clone().unwrap_or_default(),
-        voice_method: http_method(&number.voice_method),
-        fallback_url: number.voice_fallback_url.clone().filter(|u| !u.is_empty()),
-        fallback_method: http_method(&number.voice_fallback_method),
+        voice_url: target.voice_url.clone().unwrap_or_default(),
+        voice_method: http_method(&target.voice_method),
+        fallback_url: target.voice_fallback_url.clone().filter(|u| !u.is_empty()),
+        fallback_method: http_method(&target.voice_fallback_method),
         public_url: shared.config.public_url.clone(),
         twiml: None,
+        extra_params: target.extra_params.clone(),
     };
     let callbacks = StatusCallbacks::new(
         shared,
-        number.status_callback.clone(),
-        http_method(&number.status_callback_method),
+        target.status_callback.clone(),
+        http_method(&target.status_callback_method),
         vec!["completed".to_owned()],
         account.auth_token.clone(),
     );
@@ -781,6 +903,9 @@ impl ActiveCall {
         let config = &self.shared.config;
         response.headers.push("Contact", &config.contact_uri());
         response.headers.push("Allow", ALLOW);
+        response
+            .headers
+            .push("X-Dialtone-Call-Sid", self.record.sid.as_str());
         if let Some(sdp) = &self.webrtc_answer {
             response.set_body("application/sdp", sdp.clone().into_bytes());
             return response;
