@@ -412,3 +412,8 @@ mod live_tests;
 mod tenancy_tests;
 #[cfg(test)]
 mod tests;
+
+/// A call as the Calls API renders it (for the agent console's recent calls).
+pub fn call_json(c: &model::CallRecord) -> serde_json::Value {
+    render::call(c)
+}

@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub data_dir: Option<String>,
     pub database_url: Option<String>,
     pub public_url: Option<String>,
+    /// The agent console's CRM link, e.g. `https://crm.example.com/customers/{CustomerId}`.
+    pub console_crm_url: Option<String>,
     pub external_ip: Option<String>,
     pub account_sid: Option<String>,
     pub auth_token: Option<String>,
@@ -111,6 +113,7 @@ impl RawConfig {
         pick(&mut self.data_dir, "DIALTONE_DATA_DIR");
         pick(&mut self.database_url, "DIALTONE_DATABASE_URL");
         pick(&mut self.public_url, "DIALTONE_PUBLIC_URL");
+        pick(&mut self.console_crm_url, "DIALTONE_CONSOLE_CRM_URL");
         pick(&mut self.external_ip, "DIALTONE_EXTERNAL_IP");
         pick(&mut self.account_sid, "DIALTONE_ACCOUNT_SID");
         pick(&mut self.auth_token, "DIALTONE_AUTH_TOKEN");
@@ -236,6 +239,7 @@ impl RawConfig {
                 public_url,
                 media_workers,
                 trunks,
+                console_crm_url: self.console_crm_url.filter(|u| !u.trim().is_empty()),
             },
             database_url,
             account_sid,

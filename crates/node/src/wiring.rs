@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub media_workers: usize,
     /// Outbound gateways for calls to phone numbers, tried in order (first matching prefix).
     pub trunks: Vec<outbound::Trunk>,
+    /// The agent console's CRM link, `{Name}` replaced by the call's parameter of that name.
+    pub console_crm_url: Option<String>,
 }
 
 impl NodeConfig {

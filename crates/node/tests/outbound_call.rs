@@ -80,6 +80,7 @@ async fn fixture(rtp_base: u16) -> Fixture {
         public_url: "http://127.0.0.1:1".into(),
         media_workers: 1,
         trunks: vec![trunk],
+        console_crm_url: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();
     let seen: Seen = Arc::default();

@@ -92,6 +92,7 @@ async fn a_queue_the_node_cannot_reach_gives_system_error() {
         public_url: "http://127.0.0.1:1".into(),
         media_workers: 1,
         trunks: Vec::new(),
+        console_crm_url: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();
 

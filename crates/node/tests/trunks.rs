@@ -56,6 +56,7 @@ async fn fixture_for(
         public_url: "http://127.0.0.1:1".into(),
         media_workers: 1,
         trunks,
+        console_crm_url: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();
     Fixture {
