@@ -13363,8 +13363,14 @@ Duration=${DTMF_TONE_MS}\r
       this._wantRegistered = false;
       const wasRegistered = this._state === State2.Registered;
       this._state = State2.Destroyed;
-      if (this._userAgent) this._userAgent.stop().catch(() => {
-      });
+      const ua = this._userAgent;
+      if (ua) {
+        const registerer = this._registerer;
+        const unregistered = registerer && this._connected && registerer.state === RegistererState.Registered ? this._sendUnregister() : Promise.resolve();
+        unregistered.catch(() => {
+        }).then(() => ua.stop()).catch(() => {
+        });
+      }
       if (wasRegistered) this.emit("unregistered");
       this.emit("destroyed");
     }

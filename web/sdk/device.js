@@ -205,7 +205,18 @@ export class Device extends EventEmitter {
     this._wantRegistered = false;
     const wasRegistered = this._state === State.Registered;
     this._state = State.Destroyed;
-    if (this._userAgent) this._userAgent.stop().catch(() => {});
+    const ua = this._userAgent;
+    if (ua) {
+      // Unregister ourselves first: SIP.js's stop() would send the expires=0 REGISTER without
+      // the token.
+      const registerer = this._registerer;
+      const unregistered =
+        registerer && this._connected && registerer.state === RegistererState.Registered ? this._sendUnregister() : Promise.resolve();
+      unregistered
+        .catch(() => {})
+        .then(() => ua.stop())
+        .catch(() => {});
+    }
     if (wasRegistered) this.emit('unregistered');
     this.emit('destroyed');
   }
