@@ -154,10 +154,19 @@ export function installPeer(stack, version, makeAdapter) {
         event("dtmf", { digits: d.digits, sent, error });
       }, d.at_ms));
     }
+    // The stack closes its peer connection when the far end hangs up: keep the latest stats.
+    const takeStats = async () => {
+      const pc = a.peerConnection();
+      if (!pc || pc.connectionState === "closed") return;
+      const s = await rtcStats(pc).catch((err) => ({ error: String(err) }));
+      if (s && (s.inbound || s.error)) res.stats = s;
+    };
+    const statsTimer = setInterval(takeStats, 500);
     const hangupAfter = cfg.hangup_after_ms ?? 30000;
     const who = await Promise.race([endedP.then(() => "remote"), sleep(hangupAfter).then(() => "local")]);
     timers.forEach(clearTimeout);
-    res.stats = await rtcStats(a.peerConnection()).catch((err) => ({ error: String(err) }));
+    clearInterval(statsTimer);
+    await takeStats();
     if (who === "local") {
       c.ended_by = c.ended_by ?? "local";
       event("hangup");
