@@ -17,7 +17,8 @@
 // Steps (each may set "browser" (default: the first), "tab" (default "main"), "timeout_ms",
 // "name" (its result is kept under that name) and "async": true (run in the background until a
 // later {"do": "await", "name": ...})):
-//   open        {url} or {page: "sipjs" | "jssip"} (the harness's own SIP stack pages)
+//   open        {url} (a url starting with "/" is a file of pages/, served by the driver) or
+//               {page: "sipjs" | "jssip"} (the harness's SIP stack pages)
 //   peer_run    {config, wav?}  window.peer.run(config) on a stack page (pages/peer.js); what the
 //               page heard is written to `wav`
 //   peer_mic    {config, wav?}  the fake microphone measured in the page
@@ -193,7 +194,9 @@ async function runStep(step, ctx) {
   const page = peer && step.do !== "close" ? await peer.tab(step.tab) : null;
   switch (step.do) {
     case "open": {
-      const url = step.page ? `${pageBase}/pages/peer.html?stack=${encodeURIComponent(step.page)}` : step.url;
+      // A url starting with "/" is one of the harness's own pages (pages/).
+      const url = step.page ? `${pageBase}/pages/peer.html?stack=${encodeURIComponent(step.page)}`
+        : step.url.startsWith("/") ? pageBase + step.url : step.url;
       const resp = await page.goto(url, { timeout, waitUntil: "load" });
       if (step.page) await page.waitForSelector('body[data-state="ready"]', { timeout });
       return { url, status: resp ? resp.status() : null };

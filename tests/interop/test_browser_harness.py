@@ -146,3 +146,47 @@ def test_browser_stack_registers_and_invites_over_websocket_with_digest(stack, w
         assert line in sdp, (line, sdp)
     assert re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ host", sdp), sdp
     assert good["call"]["status"] == 486 and good["call"]["answered_ms"] is None, good["call"]
+
+
+def test_browser_generic_steps_drive_a_page_shaped_like_dialtones(workdir, audio_tools):
+    """fill, click, wait_state, eval, record_start/stop on pages/steps.html (a stand-in with
+    Dialtone's page conventions), while a second browser measures its microphone at the same
+    time (async + await); then a state that never comes fails the run at that step, with a
+    screenshot."""
+    mic_a = tones.make_tone(workdir / "mic-1000.wav", 1000, 5)
+    mic_b = tones.make_tone(workdir / "mic-440.wav", 440, 5)
+    steps = [
+        {"do": "open", "browser": "b", "page": "jssip"},
+        {"do": "peer_mic", "browser": "b", "config": {"ms": 3000, "freqs": [440]}, "async": True, "name": "b-mic"},
+        {"do": "open", "browser": "a", "url": "/pages/steps.html"},
+        {"do": "fill", "browser": "a", "selector": "#to", "value": "+15550001111"},
+        {"do": "click", "browser": "a", "selector": "#call"},
+        {"do": "wait_state", "browser": "a", "state": "in-call", "timeout_ms": 10000},
+        {"do": "eval", "browser": "a", "js": "window.dialtonePage.call.parameters", "name": "params"},
+        {"do": "record_start", "browser": "a", "expr": "window.dialtonePage.call.getRemoteStream()",
+         "freqs": [1000, 440], "name": "rec"},
+        {"do": "sleep", "ms": 2000},
+        {"do": "record_stop", "browser": "a", "of": "rec", "wav": "page-heard.wav", "name": "heard"},
+        {"do": "screenshot", "browser": "a", "file": "in-call.png"},
+        {"do": "click", "browser": "a", "selector": "#hangup"},
+        {"do": "wait_state", "browser": "a", "state": "idle", "timeout_ms": 5000},
+        {"do": "await", "name": "b-mic", "timeout_ms": 10000},
+        {"do": "wait_state", "browser": "a", "state": "never", "timeout_ms": 1000},
+        {"do": "eval", "browser": "a", "js": "1", "name": "not-reached"},
+    ]
+    report = run_browser(workdir, {"a": mic_a, "b": mic_b}, steps, timeout=60)
+    assert step(report, "params") == {"To": "+15550001111"}
+    heard = step(report, "heard")
+    assert heard["seconds"] >= 1.8, heard["seconds"]
+    s = audio.samples(workdir / "page-heard.wav")
+    levels = tones.levels(tones.window(s, 0.3, 1.8), {"1k": 1000, "440": 440})
+    print("recorded from dialtonePage.call.getRemoteStream():", levels)
+    assert abs(levels["1k"] - TONE_DB) < 1.0 and levels["440"] < -50, levels
+    b = step(report, "b-mic")
+    assert all(abs(w["peak_hz"] - 440) < 5 for w in b["windows"][2:]), b["windows"]
+    assert (workdir / "in-call.png").stat().st_size > 1000
+    # The last wait fails the run there, and nothing after it runs.
+    assert not report["ok"] and report["exit_code"] == 2, report["error"]
+    assert report["error"].startswith("step 14 (wait_state)"), report["error"]
+    assert [s["i"] for s in report["steps"]][-1] == 14
+    assert (workdir / "a-failed-step14.png").exists()

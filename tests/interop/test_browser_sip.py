@@ -8,6 +8,8 @@ Checked: the digits reach the app's action as `Digits`; the page heard the promp
 (its WAV, through checks.assert_heard_speech) and near silence while the Gather waited; the
 server hung up after `<Hangup/>`; the media went over DTLS-SRTP with a G.711 codec; what the page
 sent was its microphone (1 kHz); the registrar listed alice while the page was registered.
+When the page hangs up first, its BYE over the WebSocket ends the call: `completed`, with the
+duration the page was connected.
 """
 
 from __future__ import annotations
@@ -116,3 +118,37 @@ def test_browser_registers_over_websocket_and_gathers_digits(stack, dialtone, we
     assert loud >= 0.5, [w["rms_dbfs"] for w in in_prompt]
     assert len(waiting) >= 5 and all(w["rms_dbfs"] < -50 for w in waiting), [w["rms_dbfs"] for w in waiting]
     assert not dialtone.log_lines(r"panicked"), dialtone.log_lines(r"panicked")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_browser_hangs_up_and_the_call_completes(stack, dialtone, webhook, provision, twilio_client,
+                                                 workdir, audio_tools):
+    provision({"/voice": "<Response><Say>This message plays until the caller hangs up.</Say>"
+                         '<Pause length="20"/></Response>'})
+    make_domain_user(twilio_client, "alice", PASSWORD)
+    mic = tones.make_tone(workdir / "mic-1000.wav", 1000, 10)
+    config = {"wsUrl": f"ws://127.0.0.1:{dialtone.http_port}/sip", "sipUri": f"sip:alice@{DOMAIN}",
+              "username": "alice", "password": PASSWORD, "target": f"sip:{NUMBER}@{DOMAIN}",
+              "hangup_after_ms": 3000, "answer_timeout_ms": 15000, "record": False}
+    run = BrowserRun(workdir, {stack: mic}, [
+        {"do": "open", "page": stack},
+        {"do": "peer_run", "config": config, "name": "run", "timeout_ms": 40000},
+    ], timeout=60, name=stack)
+    r = step(run.run(), "run")
+    c = r["call"]
+    print(f"{stack}: call {c}")
+    assert c["answered_ms"] is not None and c["ended_by"] == "local", c
+    # The BYE's 200 came back (the stack saw the session end) within the 3 s the page waits.
+    assert c["ended_ms"] - c["answered_ms"] < 3000 + 2500, c
+    deadline = time.monotonic() + 10
+    while True:
+        calls = twilio_client.calls.list()
+        if (calls and calls[0].status == "completed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(calls) == 1, [(x.sid, x.status) for x in calls]
+    call = calls[0]
+    print("call:", call.sid, call.status, call.duration, call._from, call.to)
+    assert call.status == "completed", (call.status, dialtone.log_tail(30))
+    assert 2 <= int(call.duration) <= 5, call.duration
+    assert call._from == f"sip:alice@{DOMAIN}", call._from
