@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the real SIP peers and audio tools the interop suite (tests/interop) drives, and a Python
-# venv at tests/.venv with the suite's Python packages. Idempotent: a second run only checks.
+# Installs the real SIP peers and audio tools the interop suite (tests/interop) drives, a Python
+# venv at tests/.venv with the suite's Python packages, and the Node packages of the SDK scenarios
+# and the browser peers (Debian's Chromium driven by playwright-core). Idempotent: a second run
+# only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(baresip espeak-ng sox libsox-fmt-all kamailio sip-tester sipvicious lame postgresql)
+APT_PACKAGES=(baresip espeak-ng sox libsox-fmt-all kamailio sip-tester sipvicious lame postgresql
+              chromium chromium-driver)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -52,3 +55,17 @@ if [ ! -d tests/sdk-node/node_modules/twilio ] \
     cp tests/sdk-node/package-lock.json tests/sdk-node/node_modules/.installed-package-lock.json
 fi
 (cd tests/sdk-node && node -e 'console.log("node peers ok: twilio", require("twilio/package.json").version)')
+
+# The browser peers (tests/browser): playwright-core drives Debian's /usr/bin/chromium (never a
+# browser build of playwright's own), SIP.js and JsSIP are bundled for the test pages by esbuild.
+if [ ! -d tests/browser/node_modules/playwright-core ] \
+   || ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-package-lock.json; then
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/browser/package-lock.json tests/browser/node_modules/.installed-package-lock.json
+fi
+(cd tests/browser && node -e '
+  const v = (p) => JSON.parse(require("fs").readFileSync(`node_modules/${p}/package.json`)).version;
+  console.log("browser peers ok: playwright-core", v("playwright-core"), "sip.js", v("sip.js"),
+              "jssip", v("jssip"), "esbuild", v("esbuild"));')
+/usr/bin/chromium --version 2>/dev/null | grep -q Chromium \
+    || { echo "/usr/bin/chromium does not run" >&2; exit 1; }
