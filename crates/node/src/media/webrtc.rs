@@ -373,3 +373,90 @@ impl WebRtcTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A browser-like peer: a full (not lite) str0m session offering Opus, PCMA and PCMU with
+    /// telephone-event, as Chromium does.
+    fn browser() -> Rtc {
+        let mut config = RtcConfig::new()
+            .set_crypto_provider(provider())
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_pcma(true, false)
+            .enable_pcmu(true, false);
+        config.codec_config().add_config(
+            126.into(),
+            None,
+            Codec::Tele,
+            Frequency::EIGHT_KHZ,
+            None,
+            FormatParams::parse_line("0-16"),
+        );
+        let mut rtc = config.build(Instant::now());
+        rtc.add_local_candidate(Candidate::host("127.0.0.1:40000".parse().unwrap(), "udp").unwrap());
+        rtc
+    }
+
+    #[test]
+    fn a_browser_offer_is_answered_with_pcmu_and_its_telephone_event() {
+        let mut peer = browser();
+        let mut change = peer.sdp_api();
+        change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, _pending) = change.apply().unwrap();
+        let offer = offer.to_sdp_string();
+        assert!(is_webrtc_sdp(&offer), "{offer}");
+        let local: SocketAddr = "127.0.0.1:30000".parse().unwrap();
+        let (_session, answer, media) = WebRtcSession::answer(&offer, local).unwrap();
+        assert_eq!(media.codec, media::Codec::Pcmu);
+        assert_eq!(media.payload_type, 0);
+        assert_eq!(media.telephone_event_pt, Some(126));
+        assert!(answer.contains("a=ice-lite"), "{answer}");
+        assert!(answer.contains("127.0.0.1 30000"), "{answer}");
+        assert!(answer.contains("a=fingerprint:sha-256"), "{answer}");
+        assert!(!is_webrtc_sdp("v=0\r\nm=audio 4000 RTP/AVP 0\r\n"));
+    }
+
+    #[test]
+    fn our_offer_takes_a_browser_answer() {
+        let local: SocketAddr = "127.0.0.1:30002".parse().unwrap();
+        let (mut session, offer) = WebRtcSession::offer(local).unwrap();
+        assert!(offer.contains("UDP/TLS/RTP/SAVPF"), "{offer}");
+        let mut peer = browser();
+        let answer = peer
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+            .unwrap()
+            .to_sdp_string();
+        let media = session.accept_answer(&answer).unwrap();
+        assert_eq!(media.codec, media::Codec::Pcmu);
+        assert_eq!(media.telephone_event_pt, Some(TELEPHONE_EVENT_PT));
+        // Only one answer per offer.
+        assert!(session.accept_answer(&answer).is_err());
+    }
+
+    #[test]
+    fn offers_without_g711_or_garbage_are_refused() {
+        let local: SocketAddr = "127.0.0.1:30004".parse().unwrap();
+        assert!(WebRtcSession::answer("not sdp", local).is_err());
+        let mut config = RtcConfig::new().set_crypto_provider(provider()).clear_codecs().enable_opus(true, false);
+        let _ = config.codec_config();
+        let mut opus_only = config.build(Instant::now());
+        let mut change = opus_only.sdp_api();
+        change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, _) = change.apply().unwrap();
+        assert!(matches!(
+            WebRtcSession::answer(&offer.to_sdp_string(), local),
+            Err(WebRtcError::NoCodec) | Err(WebRtcError::Sdp(_))
+        ));
+    }
+
+    #[test]
+    fn the_first_audio_mid_is_found() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:a1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\n";
+        assert_eq!(first_audio_mid(sdp).as_deref(), Some("a1"));
+        assert_eq!(first_audio_mid("m=video 9 X 96\r\na=mid:v\r\n"), None);
+    }
+}
