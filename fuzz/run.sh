@@ -3,8 +3,8 @@
 # hand-made TwiML, RTP/RTCP/telephone-event packets, WAVs and the media crate's MP3), prints one
 # line per target with the runs executed, and exits non-zero if any target finds a crash.
 #   fuzz/run.sh [seconds-per-target]     (default 20)
-#   FUZZ_STORE=1 fuzz/run.sh ...         also builds and runs page_token (store::Cursor), which
-#                                        needs sqlx: several minutes more of build
+#   FUZZ_STORE=1 fuzz/run.sh ...         also builds and runs page_token (store::Cursor) and
+#                                        access_token (api), which need sqlx: minutes more of build
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). Works on stable Rust through
 # RUSTC_BOOTSTRAP=1; sanitizers are off (-s none) because they need a nightly std.
 # Logs go to fuzz/target/logs/, crashes to fuzz/artifacts/<target>/.
@@ -20,7 +20,7 @@ unset CARGO_TARGET_DIR
 targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth)
 features=()
 if [ "${FUZZ_STORE:-0}" = 1 ]; then
-    targets+=(page_token)
+    targets+=(page_token access_token)
     features=(--features store)
 fi
 for target in "${targets[@]}"; do
@@ -129,6 +129,9 @@ printf 'outbound-api' > corpus/api_tokens/direction
 if [ "${FUZZ_STORE:-0}" = 1 ]; then
     printf 'PT1700000000123456_CA0123456789abcdef0123456789abcdef' > corpus/page_token/call
     printf 'PT-5_PN1' > corpus/page_token/negative
+    # A token as twilio-python makes it (signed with "secret"), and a bare alg=none one.
+    printf 'eyJhbGciOiJIUzI1NiIsImN0eSI6InR3aWxpby1mcGE7dj0xIiwidHlwIjoiSldUIn0.eyJqdGkiOiJTSzAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmLTE3MDAwMDAwMDAiLCJncmFudHMiOnsiaWRlbnRpdHkiOiJhbGljZSIsInZvaWNlIjp7ImluY29taW5nIjp7ImFsbG93Ijp0cnVlfX19LCJpc3MiOiJTSzAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmIiwiZXhwIjoxNzAwMDAzNjAwLCJuYmYiOjE3MDAwMDAwMDAsInN1YiI6IkFDMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYifQ.c2lnbmF0dXJl' > corpus/access_token/twilio
+    printf 'eyJhbGciOiJub25lIn0.e30.' > corpus/access_token/none
 fi
 
 # --- Build once, then fuzz each target --------------------------------------------------------
