@@ -77,6 +77,7 @@ def test_browser_webaudio_measures_a_tone_sent_through_a_loopback_call(workdir, 
     assert r["stats"]["inbound"]["packets"] > 100, r["stats"]
     assert r["stats"]["dtls"]["state"] == "connected", r["stats"]
     assert any(" 127.0.0.1 " in c for c in r["candidates"]["a"]), r["candidates"]
+    assert r["stats"]["pair"]["local"].startswith("127.0.0.1:"), r["stats"]["pair"]
     # Each 100 ms window falls in one of the three levels, or straddles two of them.
     kinds = {"loud": 0, "quiet": 0, "silent": 0}
     for w in r["windows"][1:]:

@@ -195,14 +195,21 @@ export function installPeer(stack, version, makeAdapter) {
   }
 
   // The fake microphone through two RTCPeerConnections joined inside the page (no server):
-  // codec negotiated as cfg.codec (e.g. "PCMU"), DTLS-SRTP, ICE over the host's interfaces.
+  // codec negotiated as cfg.codec (e.g. "PCMU"), DTLS-SRTP, ICE over 127.0.0.1.
   async function loopback(cfg = {}) {
     const stream = await navigator.mediaDevices.getUserMedia({ audio: cfg.constraints || AUDIO, video: false });
     const pc1 = new RTCPeerConnection({ iceServers: [] });
     const pc2 = new RTCPeerConnection({ iceServers: [] });
     const candidates = { a: [], b: [] };
-    pc1.onicecandidate = (e) => { if (e.candidate) { candidates.a.push(e.candidate.candidate); pc2.addIceCandidate(e.candidate); } };
-    pc2.onicecandidate = (e) => { if (e.candidate) { candidates.b.push(e.candidate.candidate); pc1.addIceCandidate(e.candidate); } };
+    // Only 127.0.0.1 candidates are handed across, so every check and packet goes to the
+    // loopback (Chromium gathers on the machine's other interfaces too).
+    const hand = (list, to) => (e) => {
+      if (!e.candidate) return;
+      list.push(e.candidate.candidate);
+      if (e.candidate.address === "127.0.0.1") to.addIceCandidate(e.candidate);
+    };
+    pc1.onicecandidate = hand(candidates.a, pc2);
+    pc2.onicecandidate = hand(candidates.b, pc1);
     const remote = new Promise((r) => { pc2.ontrack = (e) => r(e.streams[0] || new MediaStream([e.track])); });
     const tr = pc1.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly", streams: [stream] });
     if (cfg.codec) {
