@@ -12,6 +12,11 @@
 //   peerConnection(), stop().
 // handlers: onProgress(status), onAnswered(status), onFailed(status, reason),
 //           onEnded(by: "remote" | "local", cause).
+// With cfg.answer (instead of a target) the page waits, registered, for an incoming call and
+// answers it; the adapter then also has (a stack without them cannot answer):
+//   incoming(timeout_ms) -> {from, to, headers: {name: value}} or null, answer(handlers),
+// and the call goes on as an outgoing one does (DTMF, measurements, hang up after
+// hangup_after_ms unless the far end ends it first).
 
 export const AUDIO = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
 
@@ -96,7 +101,11 @@ export function installPeer(stack, version, makeAdapter) {
         }
         setState("registered");
       }
+      // Wall-clock time of the page's t0 (ms since the epoch), to line its timeline up with
+      // other peers'.
+      res.epoch_ms = performance.timeOrigin + t0;
       if (cfg.target) await call(cfg, a, res, event, now, t0);
+      else if (cfg.answer) await answer(cfg, a, res, event, now, t0);
       if (cfg.register !== false && cfg.unregister) {
         await a.unregister();
         event("unregistered");
@@ -137,6 +146,49 @@ export function installPeer(stack, version, makeAdapter) {
       return;
     }
     if (!ok) { setState("failed"); return; }
+    await inCall(cfg, a, res, event, endedP, t0);
+  }
+
+  // An incoming call, answered as soon as it arrives.
+  async function answer(cfg, a, res, event, now, t0) {
+    if (typeof a.incoming !== "function") throw new Error(`${stack}: answering is not supported`);
+    const c = res.call = { incoming_ms: null, from: null, to: null, headers: null, progress: [], answered_ms: null, status: null, reason: null, ended_ms: null, ended_by: null, cause: null };
+    setState("waiting-call");
+    event("waiting-call");
+    const inv = await a.incoming(cfg.incoming_timeout_ms ?? 20000);
+    if (!inv) {
+      c.reason = "no incoming call within incoming_timeout_ms";
+      event("incoming-timeout");
+      setState("failed");
+      return;
+    }
+    c.incoming_ms = now();
+    Object.assign(c, { from: inv.from, to: inv.to, headers: inv.headers });
+    event("incoming", inv);
+    let answered, ended;
+    const answeredP = new Promise((r) => { answered = r; });
+    const endedP = new Promise((r) => { ended = r; });
+    if (cfg.answer_delay_ms) await sleep(cfg.answer_delay_ms);
+    a.answer({
+      onAnswered(status) { c.status = status; c.answered_ms = now(); event("answered", status); answered(true); },
+      onFailed(status, reason) { c.status = status; c.reason = reason; c.ended_ms = now(); event("failed", { status, reason }); answered(false); ended(); },
+      onEnded(by, cause) {
+        if (c.ended_ms === null) { c.ended_ms = now(); c.ended_by = by; c.cause = cause ?? null; }
+        event("ended", { by, cause }); answered(false); ended();
+      },
+    });
+    const ok = await Promise.race([answeredP, sleep(cfg.answer_timeout_ms ?? 15000).then(() => null)]);
+    if (!ok) {
+      if (ok === null) { event("answer-timeout"); c.reason = "not established within answer_timeout_ms"; }
+      setState("failed");
+      return;
+    }
+    await inCall(cfg, a, res, event, endedP, t0);
+  }
+
+  // From the answer on (either direction): measure, send the DTMF, hang up or be hung up.
+  async function inCall(cfg, a, res, event, endedP, t0) {
+    const c = res.call;
     setState("in-call");
     const answeredAt = performance.now();
     // What arrives, from the answer on; what the fake microphone sends, as a check on the input.
