@@ -114,6 +114,8 @@ class Peer {
       "--allow-loopback-in-peer-connection",
     ];
     if (this.spec.mic) args.push(`--use-file-for-fake-audio-capture=${this.spec.mic}`);
+    // Extra Chromium switches a test asks for (e.g. a self-signed certificate for wss://).
+    if (Array.isArray(this.spec.args)) args.push(...this.spec.args);
     if (!this.spec.profile) throw new Error(`browser ${this.name}: no profile dir`);
     this.context = await chromium.launchPersistentContext(this.spec.profile, {
       executablePath: this.scenario.chromium || "/usr/bin/chromium",

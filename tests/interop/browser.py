@@ -67,7 +67,7 @@ class BrowserRun:
     browser's own fake device)."""
 
     def __init__(self, workdir: Path, browsers: dict[str, Path | None], steps: list[dict],
-                 timeout: float = 120.0, name: str = "browser"):
+                 timeout: float = 120.0, name: str = "browser", chromium_args: list[str] | None = None):
         require_browser()
         self.workdir = Path(workdir)
         self.name = name
@@ -79,7 +79,8 @@ class BrowserRun:
             "chromium": CHROMIUM,
             "result": str(self.workdir / f"{name}-report.json"),
             "browsers": {b: {"mic": str(Path(mic).resolve()) if mic else None,
-                             "profile": str(self.profiles[b])} for b, mic in browsers.items()},
+                             "profile": str(self.profiles[b]),
+                             "args": list(chromium_args or [])} for b, mic in browsers.items()},
             "steps": steps,
         }
         self.proc: subprocess.Popen | None = None

@@ -109,7 +109,10 @@ class DialtoneServer:
         self.rtp_ports = ports.block(rtp_size)
         self.account_sid = ACCOUNT_SID
         self.auth_token = AUTH_TOKEN
-        self.http_url = f"http://127.0.0.1:{self.http_port}"
+        # With DIALTONE_TLS_CERT the HTTP listener speaks TLS only; requests check its certificate.
+        self.tls_cert = (extra_env or {}).get("DIALTONE_TLS_CERT")
+        scheme = "https" if self.tls_cert else "http"
+        self.http_url = f"{scheme}://127.0.0.1:{self.http_port}"
         self.sip_addr = ("127.0.0.1", self.sip_port)
         self.log_path = workdir / "dialtone.log"
         self.extra_env = extra_env or {}
@@ -144,7 +147,7 @@ class DialtoneServer:
                 raise RuntimeError(f"dialtone exited with {self.proc.returncode} at start-up:\n"
                                    f"{self.log_tail(80)}")
             try:
-                requests.get(self.http_url + "/metrics", timeout=1)
+                requests.get(self.http_url + "/metrics", timeout=1, verify=self.tls_cert or True)
                 break
             except requests.RequestException:
                 pass
@@ -193,6 +196,7 @@ class DialtoneServer:
     def get(self, url: str, **kw) -> requests.Response:
         if url.startswith("/"):
             url = self.http_url + url
+        kw.setdefault("verify", self.tls_cert or True)
         return requests.get(url, auth=(self.account_sid, self.auth_token), timeout=15, **kw)
 
     def metrics(self) -> dict[str, float]:

@@ -22,6 +22,9 @@ pub struct RawConfig {
     pub public_url: Option<String>,
     /// The agent console's CRM link, e.g. `https://crm.example.com/customers/{CustomerId}`.
     pub console_crm_url: Option<String>,
+    /// PEM certificate chain and private key: the HTTP listener serves HTTPS and `wss://`.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
     pub external_ip: Option<String>,
     pub account_sid: Option<String>,
     pub auth_token: Option<String>,
@@ -114,6 +117,8 @@ impl RawConfig {
         pick(&mut self.database_url, "DIALTONE_DATABASE_URL");
         pick(&mut self.public_url, "DIALTONE_PUBLIC_URL");
         pick(&mut self.console_crm_url, "DIALTONE_CONSOLE_CRM_URL");
+        pick(&mut self.tls_cert, "DIALTONE_TLS_CERT");
+        pick(&mut self.tls_key, "DIALTONE_TLS_KEY");
         pick(&mut self.external_ip, "DIALTONE_EXTERNAL_IP");
         pick(&mut self.account_sid, "DIALTONE_ACCOUNT_SID");
         pick(&mut self.auth_token, "DIALTONE_AUTH_TOKEN");
@@ -176,9 +181,19 @@ impl RawConfig {
             None if !sip_addr.ip().is_unspecified() => sip_addr.ip(),
             None => primary_ip(),
         };
+        let http_tls = match (self.tls_cert.as_deref(), self.tls_key.as_deref()) {
+            (Some(cert), Some(key)) => {
+                let files = node::tls::TlsFiles { cert: cert.into(), key: key.into() };
+                node::tls::check(&files).map_err(anyhow::Error::msg).context("tls_cert/tls_key")?;
+                Some(files)
+            }
+            (None, None) => None,
+            _ => bail!("tls_cert and tls_key go together: set both or neither"),
+        };
+        let scheme = if http_tls.is_some() { "https" } else { "http" };
         let public_url = self
             .public_url
-            .unwrap_or_else(|| format!("http://{http_addr}"))
+            .unwrap_or_else(|| format!("{scheme}://{http_addr}"))
             .trim_end_matches('/')
             .to_owned();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
@@ -240,6 +255,7 @@ impl RawConfig {
                 media_workers,
                 trunks,
                 console_crm_url: self.console_crm_url.filter(|u| !u.trim().is_empty()),
+                http_tls,
             },
             database_url,
             account_sid,

@@ -169,9 +169,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    let app = router(shared).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(shared).into_make_service_with_connect_info::<crate::tls::PeerAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
+    }
+}
+
+/// The same over TLS (`DIALTONE_TLS_CERT`/`_KEY`).
+pub async fn serve_tls(listener: crate::tls::TlsListener, shared: Arc<Shared>) {
+    let app = router(shared).into_make_service_with_connect_info::<crate::tls::PeerAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "HTTPS server stopped");
     }
 }
 

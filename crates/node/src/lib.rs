@@ -33,6 +33,7 @@ pub mod routing;
 pub mod signals;
 pub mod sip_task;
 pub mod transport;
+pub mod tls;
 pub mod trunk;
 pub mod tts;
 pub mod web;

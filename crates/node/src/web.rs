@@ -25,7 +25,7 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 pub async fn sip_websocket(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::tls::PeerAddr(peer)): ConnectInfo<crate::tls::PeerAddr>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let asks_sip = upgrade
@@ -39,14 +39,23 @@ pub async fn sip_websocket(
             .into_response();
     }
     let events = shared.sip_connections.clone();
+    let transport = if shared.config.http_tls.is_some() {
+        Transport::Wss
+    } else {
+        Transport::Ws
+    };
     upgrade
         .protocols(["sip"])
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| run(socket, peer, events))
+        .on_upgrade(move |socket| run(socket, peer, transport, events))
 }
 
-async fn run(socket: WebSocket, peer: SocketAddr, events: mpsc::UnboundedSender<StreamEvent>) {
-    let transport = Transport::Ws;
+async fn run(
+    socket: WebSocket,
+    peer: SocketAddr,
+    transport: Transport,
+    events: mpsc::UnboundedSender<StreamEvent>,
+) {
     let (writer, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
     if events
         .send(StreamEvent::Opened {

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub trunks: Vec<outbound::Trunk>,
     /// The agent console's CRM link, `{Name}` replaced by the call's parameter of that name.
     pub console_crm_url: Option<String>,
+    /// TLS for the HTTP listener (HTTPS, and `wss://` for browsers' SIP).
+    pub http_tls: Option<crate::tls::TlsFiles>,
 }
 
 impl NodeConfig {
@@ -245,7 +247,20 @@ impl Node {
             upcalls,
         );
         tokio::spawn(sip.run());
-        tokio::spawn(http::serve(listener, shared.clone()));
+        match &shared.config.http_tls {
+            Some(files) => {
+                let tls = crate::tls::server_config(files)
+                    .and_then(|c| crate::tls::TlsListener::new(listener, c).map_err(|e| e.to_string()))
+                    .map_err(|e| StartError::Http {
+                        addr: http_addr,
+                        source: std::io::Error::other(e),
+                    })?;
+                tokio::spawn(http::serve_tls(tls, shared.clone()));
+            }
+            None => {
+                tokio::spawn(http::serve(listener, shared.clone()));
+            }
+        }
         crate::registrar::start(shared.clone());
         crate::trunk::start(shared.clone());
         // Presence: an agent is busy while any live call (a dial leg included) is from or to
