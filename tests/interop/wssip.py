@@ -115,6 +115,12 @@ class WsSipServer:
 
     def close(self) -> None:
         self.closing = True
+        # shutdown() first: a bare close() leaves the accept() in the other thread holding the
+        # listening socket, which then answers 101 to whoever gets its port next.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for c in list(self.clients):
             try:
@@ -124,6 +130,8 @@ class WsSipServer:
             c.close()
         for t in self.threads:
             t.join(timeout=5)
+        alive = [t for t in self.threads if t.is_alive()]
+        assert not alive, f"WsSipServer threads still running after close: {alive}"
 
     # WebSocket (RFC 6455): the opening handshake, then frames.
     def _accept(self) -> None:
