@@ -31,6 +31,10 @@
 //               `expr` evaluates to, e.g. "window.dialtonePage.call.getRemoteStream()"
 //   record_stop {of: NAME of the record_start step, wav?}
 //   sleep {ms}   screenshot {file?}   close {}   await {name}
+//   write_file  {file, js?}  writes the JSON value of `js` (evaluated in the page; null without
+//               one) to `file` in the workdir: tells the test a point of the scenario is reached
+//   wait_file   {file}   until `file` exists in the workdir: a gate the test opens; its JSON
+//               content (or null) is the result
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
@@ -250,6 +254,24 @@ async function runStep(step, ctx) {
       await peer.close();
       peers.delete(peer.name);
       return null;
+    case "write_file": {
+      const value = step.js ? await withTimeout(page.evaluate(`(async () => (${step.js}))()`), timeout, "write_file") : null;
+      const out = path.resolve(scenario.workdir, step.file);
+      // Written whole, then renamed: the test never reads half a file.
+      fs.writeFileSync(`${out}.tmp`, JSON.stringify(value ?? null));
+      fs.renameSync(`${out}.tmp`, out);
+      return value ?? null;
+    }
+    case "wait_file": {
+      const file = path.resolve(scenario.workdir, step.file);
+      const deadline = Date.now() + timeout;
+      while (!fs.existsSync(file)) {
+        if (Date.now() > deadline) throw new Error(`wait_file: no ${step.file} within ${timeout} ms`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const text = fs.readFileSync(file, "utf8").trim();
+      try { return text ? JSON.parse(text) : null; } catch (_) { return text; }
+    }
     case "await": {
       const pending = ctx.pending.get(step.name);
       if (!pending) throw new Error(`await: no async step named ${step.name}`);

@@ -33,6 +33,8 @@ NUMBER = "+15550001111"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "rtp_ports(n): size of the server's RTP port range (default 200)")
+    config.addinivalue_line("markers", "dialtone_env(**env): extra environment variables for the server, "
+                                       "e.g. DIALTONE_CONSOLE_CRM_URL")
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -64,7 +66,9 @@ def workdir(request) -> Path:
 @pytest.fixture
 def dialtone(request, dialtone_binary, workdir, ports):
     marker = request.node.get_closest_marker("rtp_ports")
-    server = DialtoneServer(dialtone_binary, workdir, ports, rtp_size=marker.args[0] if marker else 200)
+    env = request.node.get_closest_marker("dialtone_env")
+    server = DialtoneServer(dialtone_binary, workdir, ports, rtp_size=marker.args[0] if marker else 200,
+                            extra_env=dict(env.kwargs) if env else None)
     server.start()
     yield server
     code = server.stop()
