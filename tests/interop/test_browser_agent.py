@@ -6,7 +6,7 @@ page (`/call`) reaches an agent on the console (`/console`), both in headless Ch
   page's keypad after the prompt) and dials `<Client>agent` with it as a `<Parameter>`. The agent
   signs in on the console with a SIP credential (a credential list on a SIP Domain, made through
   the SDK) and is listed `available`; the console rings with the screen pop (CustomerId) and the
-  CRM link of DIALTONE_CONSOLE_CRM_URL; once accepted each side hears the other's microphone (600 Hz
+  CRM link of the account's ConsoleCrmUrl (over the node's DIALTONE_CONSOLE_CRM_URL); once accepted each side hears the other's microphone (600 Hz
   customer, 1100 Hz agent), the agent's keypad digit reaches the customer as the DTMF pair, the
   dual-channel recording holds one voice per channel, and the console's recent calls list the call.
 - Bad tokens: a dialtone.js Device's `register()` and `connect()` fail with Twilio's codes for an
@@ -28,6 +28,7 @@ import types
 import urllib.parse
 
 import pytest
+import requests
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VoiceGrant
 
@@ -115,8 +116,12 @@ HISTORY_READY_JS = """(() => {
 })()"""
 
 
-@pytest.mark.dialtone_env(DIALTONE_CONSOLE_CRM_URL=CRM)
+@pytest.mark.dialtone_env(DIALTONE_CONSOLE_CRM_URL="https://node-default.example.com/{CustomerId}")
 def test_customer_calls_agent_with_screen_pop(dialtone, webhook, twilio_client, workdir, audio_tools):
+    # The account's own CRM link (Dialtone's ConsoleCrmUrl on the Account) beats the node's.
+    r = requests.post(dialtone.api(".json"), data={"ConsoleCrmUrl": CRM},
+                      auth=(dialtone.account_sid, dialtone.auth_token), timeout=10)
+    assert r.status_code == 200 and r.json()["console_crm_url"] == CRM, r.text
     account = twilio_client.api.v2010.account
     key = account.new_keys.create(friendly_name="call-us page")
     assert key.sid.startswith("SK") and key.secret, key.sid

@@ -88,6 +88,7 @@ pub(crate) async fn create(
         status: AccountStatus::Active.as_str().to_owned(),
         date_created: now,
         date_updated: now,
+        console_crm_url: None,
     };
     state.store.create_account(&rec).await?;
     Ok((StatusCode::CREATED, Json(render::account(&rec, true))))
@@ -103,7 +104,8 @@ pub(crate) async fn fetch(
     Ok(Json(render::account(&rec, shows_token(&ctx.account, &rec))))
 }
 
-/// `POST /Accounts/{Sid}.json`: `FriendlyName`, and (by the parent, on a subaccount) `Status`.
+/// `POST /Accounts/{Sid}.json`: `FriendlyName`, `ConsoleCrmUrl` (Dialtone's), and (by the
+/// parent, on a subaccount) `Status`.
 /// `closed` is final.
 pub(crate) async fn update(
     State(state): State<ApiState>,
@@ -119,6 +121,9 @@ pub(crate) async fn update(
     }
     if let Some(v) = p.get("FriendlyName") {
         rec.friendly_name = friendly_name_param(v)?;
+    }
+    if let Some(v) = p.get("ConsoleCrmUrl") {
+        rec.console_crm_url = crate::numbers::url_param("ConsoleCrmUrl", v)?;
     }
     if let Some(v) = p.get("Status") {
         let status = status_param(v)?;

@@ -448,6 +448,7 @@ mod tests {
             status: "active".into(),
             date_created: now,
             date_updated: now,
+            console_crm_url: None,
         }
     }
 

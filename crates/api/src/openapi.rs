@@ -120,6 +120,7 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
     match shape {
         Shape::Account => object(vec![
             ("auth_token", ns()),
+            ("console_crm_url", nurl()),
             ("date_created", date()),
             ("date_updated", date()),
             ("friendly_name", s()),
@@ -936,6 +937,7 @@ mod tests {
             status: "active".into(),
             date_created: now,
             date_updated: now,
+            console_crm_url: None,
         };
         let key = ApiKeyRecord {
             sid: ApiKeySid::generate(),

@@ -57,6 +57,7 @@ pub(crate) fn account(a: &AccountRecord, show_token: bool) -> Value {
         .collect();
     json!({
         "auth_token": if show_token { Some(&a.auth_token) } else { None },
+        "console_crm_url": a.console_crm_url,
         "date_created": rfc2822(a.date_created),
         "date_updated": rfc2822(a.date_updated),
         "friendly_name": a.friendly_name,

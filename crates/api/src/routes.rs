@@ -137,9 +137,10 @@ const CALL_STATUS: Ty =
     Ty::OneOf(&["queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"]);
 
 const FRIENDLY_NAME: [Param; 1] = [opt("FriendlyName", Ty::Str, "Up to 64 characters.")];
-const ACCOUNT_UPDATE: [Param; 2] = [
+const ACCOUNT_UPDATE: [Param; 3] = [
     opt("FriendlyName", Ty::Str, "Up to 64 characters."),
     opt("Status", ACCOUNT_STATUS, "By the parent, on a subaccount; closed is final."),
+    opt("ConsoleCrmUrl", Ty::Url, "Dialtone extension: the agent console's CRM link, an http(s) URL in which `{Name}` is replaced by the call's parameter `Name`; empty clears it."),
 ];
 
 const NUMBER_SETTINGS: [Param; 8] = [

@@ -44,6 +44,9 @@ pub struct AccountRecord {
     pub status: String,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
+    /// Dialtone extension: the agent console's CRM link, `{Name}` replaced by the call's
+    /// parameter `Name` (`https://crm.example.com/customers/{CustomerId}`).
+    pub console_crm_url: Option<String>,
 }
 
 impl AccountRecord {
@@ -327,6 +330,7 @@ mod tests {
             status: "active".into(),
             date_created: now,
             date_updated: now,
+            console_crm_url: None,
         };
         assert!(!a.is_subaccount());
         a.owner_account_sid = AccountSid::generate();

@@ -212,6 +212,12 @@ pub async fn console_login(
         return refused();
     }
     let account = scope.account_sid;
+    // The account's own CRM link, else the node's.
+    let crm_url = match store.account(&account).await {
+        Ok(a) => a.and_then(|a| a.console_crm_url),
+        Err(e) => return internal(&e),
+    }
+    .or_else(|| shared.config.console_crm_url.clone());
     let (key, secret) = match console_key(&shared, &account).await {
         Ok(k) => k,
         Err(e) => return internal(&e),
@@ -227,7 +233,7 @@ pub async fn console_login(
         "token": token,
         "identity": login.username,
         "account_sid": account,
-        "crm_url_template": shared.config.console_crm_url,
+        "crm_url_template": crm_url,
         "expires_in": CONSOLE_TOKEN_TTL,
     }))
     .into_response()

@@ -9,7 +9,8 @@ use crate::{
 };
 
 pub(crate) const COLUMNS: &str = "SELECT sid, owner_account_sid, friendly_name, auth_token, \
-    secondary_auth_token, secondary_auth_token_created, status, date_created, date_updated \
+    secondary_auth_token, secondary_auth_token_created, status, date_created, date_updated, \
+    console_crm_url \
     FROM accounts";
 
 /// Filters of the Accounts list, as Twilio names them (exact matches).
@@ -67,6 +68,7 @@ pub(crate) fn decode(r: &DbRow) -> Result<AccountRecord, StoreError> {
         status: r.try_get("status")?,
         date_created: time_col(r, "date_created")?,
         date_updated: time_col(r, "date_updated")?,
+        console_crm_url: r.try_get("console_crm_url")?,
     })
 }
 
@@ -76,8 +78,8 @@ impl Store {
     pub async fn create_account(&self, rec: &AccountRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO accounts (sid, owner_account_sid, friendly_name, auth_token, \
-             secondary_auth_token, secondary_auth_token_created, status, date_created, date_updated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             secondary_auth_token, secondary_auth_token_created, status, date_created, date_updated, \
+             console_crm_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(rec.sid.as_str())
         .bind(rec.owner_account_sid.as_str())
@@ -88,6 +90,7 @@ impl Store {
         .bind(&rec.status)
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
+        .bind(&rec.console_crm_url)
         .execute(self.writer())
         .await?;
         Ok(())
@@ -119,11 +122,13 @@ impl Store {
     /// Saves `friendly_name`, `status` and `date_updated`. Returns whether the account existed.
     pub async fn update_account(&self, rec: &AccountRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE accounts SET friendly_name = $1, status = $2, date_updated = $3 WHERE sid = $4",
+            "UPDATE accounts SET friendly_name = $1, status = $2, date_updated = $3, \
+             console_crm_url = $4 WHERE sid = $5",
         )
         .bind(&rec.friendly_name)
         .bind(&rec.status)
         .bind(micros(rec.date_updated))
+        .bind(&rec.console_crm_url)
         .bind(rec.sid.as_str())
         .execute(self.writer())
         .await?;
@@ -226,6 +231,7 @@ pub(crate) mod tests {
             status: "active".into(),
             date_created: now,
             date_updated: now,
+            console_crm_url: None,
         };
         store.create_account(&rec).await.unwrap();
         rec
