@@ -351,7 +351,9 @@ impl LegTask {
             .push("To", &format!("<{}>", attempt.request_uri));
         invite.headers.push("Call-ID", call_id);
         invite.headers.push("CSeq", &format!("{cseq} INVITE"));
-        invite.headers.push("Contact", &config.contact_uri());
+        invite
+            .headers
+            .push("Contact", &config.contact_uri_for(attempt.transport));
         invite.headers.push("Allow", ALLOW);
         for (name, value) in &self.req.headers {
             invite.headers.push(name, value);

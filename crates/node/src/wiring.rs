@@ -43,6 +43,20 @@ impl NodeConfig {
         }
     }
 
+    /// Our Contact for a dialog over `transport`: a browser's WebSocket names the HTTP
+    /// listener with `;transport=ws`/`wss` (RFC 7118 §5); the others are [`Self::contact_uri`].
+    pub fn contact_uri_for(&self, transport: sip::Transport) -> String {
+        if !transport.is_websocket() {
+            return self.contact_uri();
+        }
+        format!(
+            "<sip:{}:{};transport={}>",
+            self.advertise_ip_for_uri(),
+            self.http_addr.port(),
+            transport.as_str().to_ascii_lowercase()
+        )
+    }
+
     /// Our Contact header value. The SIP port is the bound one, known once transports are up.
     pub fn contact_uri(&self) -> String {
         format!(

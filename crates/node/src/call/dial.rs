@@ -1195,7 +1195,10 @@ fn leg_reinvite(shared: &Shared, leg: &mut DialLeg, request: &Request) -> Respon
     leg.sdp_version += 1;
     let mut response = Response::from_request(request, 200, "OK");
     let config = &shared.config;
-    response.headers.push("Contact", &config.contact_uri());
+    let transport = leg.sip.as_ref().map_or(sip::Transport::Udp, |s| s.transport);
+    response
+        .headers
+        .push("Contact", &config.contact_uri_for(transport));
     response.headers.push("Allow", ALLOW);
     let port = leg.stream.as_ref().map_or(0, |s| s.local_port);
     let sdp = sip::sdp::answer(

@@ -384,7 +384,7 @@ async fn setup(
     ringing.set_to_tag(&new.local_tag);
     ringing
         .headers
-        .push("Contact", &shared.config.contact_uri());
+        .push("Contact", &shared.config.contact_uri_for(leg.transport));
     // The browser SDK's `call.parameters.CallSid`.
     ringing.headers.push("X-Dialtone-Call-Sid", call_sid.as_str());
     let _ = sip.send(SipCommand::Respond {
@@ -901,7 +901,9 @@ impl ActiveCall {
             response.set_to_tag(&dialog.id().local_tag);
         }
         let config = &self.shared.config;
-        response.headers.push("Contact", &config.contact_uri());
+        response
+            .headers
+            .push("Contact", &config.contact_uri_for(self.leg.transport));
         response.headers.push("Allow", ALLOW);
         response
             .headers
@@ -1036,7 +1038,7 @@ impl ActiveCall {
         let Some(new) = self.leg.invite.clone() else {
             return;
         };
-        let contact = self.shared.config.contact_uri();
+        let contact = self.shared.config.contact_uri_for(self.leg.transport);
         self.leg.dialog = Dialog::uas(&new.request, &new.local_tag, &contact).ok();
         let response = self.answer_response(&new.request);
         let _ = self.sip.send(SipCommand::Respond {
