@@ -183,6 +183,20 @@ def test_customer_calls_agent_with_screen_pop(dialtone, webhook, twilio_client, 
         {"do": "eval", **c, "name": "customer-dtmf-at", "js": "performance.now()"},
         {"do": "click", **a, "selector": '#call-controls [data-digit="9"]'},
         {"do": "sleep", "ms": 1500},
+        # Hold (a re-INVITE with a=sendonly over the WebSocket, answered by the server's WebRTC
+        # session) and resume: the customer hears nothing of the agent in between.
+        {"do": "eval", **c, "name": "customer-hold-at", "js": "performance.now()"},
+        {"do": "click", **a, "selector": "#hold"},
+        {"do": "wait_for", **a, "timeout_ms": 8000,
+         "js": "document.querySelector('#hold').getAttribute('aria-pressed') === 'true' && "
+               "!document.querySelector('#hold').disabled"},
+        {"do": "sleep", "ms": 2500},
+        {"do": "eval", **c, "name": "customer-resume-at", "js": "performance.now()"},
+        {"do": "click", **a, "selector": "#hold"},
+        {"do": "wait_for", **a, "timeout_ms": 8000,
+         "js": "document.querySelector('#hold').getAttribute('aria-pressed') === 'false' && "
+               "!document.querySelector('#hold').disabled"},
+        {"do": "sleep", "ms": 2500},
         {"do": "record_stop", **a, "of": "agent-rec", "wav": "agent-heard.wav", "name": "agent-heard"},
         {"do": "record_stop", **c, "of": "customer-rec", "wav": "customer-heard.wav",
          "name": "customer-heard"},
@@ -195,7 +209,7 @@ def test_customer_calls_agent_with_screen_pop(dialtone, webhook, twilio_client, 
         {"do": "screenshot", **a, "file": "agent-after-call.png"},
         {"do": "screenshot", **c, "file": "customer-after-call.png"},
     ]
-    run = BrowserRun(workdir, mics, steps, timeout=90, name="agent").start()
+    run = BrowserRun(workdir, mics, steps, timeout=120, name="agent").start()
     # The console signed in and registered: the registrar lists the agent as available.
     wait_file(run, workdir / "agent-ready", 30)
     presence = registrations(dialtone).get(AGENT, {})
@@ -263,6 +277,29 @@ def test_customer_calls_agent_with_screen_pop(dialtone, webhook, twilio_client, 
           f"(before the digit: {before} dBFS)")
     assert pair > -35 and before < ABSENT_DB, (pair, before)
 
+    # Hold and resume: the server answered both re-INVITEs with 200 and an SDP (the agent's SIP
+    # trace), the customer heard no agent while held and the agent again once resumed.
+    trace = (workdir / "agent-ws.log").read_text(errors="replace")
+    frames = re.split(r"^\d+ ms \[\w+\] (?=>>> sent|<<< received)", trace, flags=re.M)
+    sent_invites = [f for f in frames if f.startswith(">>> sent\nINVITE ")]
+    held_offer = [f for f in sent_invites if "a=sendonly" in f]
+    answers = [f for f in frames if f.startswith("<<< received\nSIP/2.0 200 OK")
+               and re.search(r"^CSeq: \d+ INVITE", f, flags=re.M) and "\nv=0" in f]
+    print(f"agent trace: {len(sent_invites)} re-INVITEs sent, {len(held_offer)} with a=sendonly, "
+          f"{len(answers)} 200 OK with SDP to them ({sum('a=recvonly' in f for f in answers)} recvonly)")
+    assert len(sent_invites) == 2 and len(held_offer) == 1 and len(answers) == 2, (
+        len(sent_invites), len(held_offer), len(answers))
+    assert sum("a=recvonly" in f for f in answers) == 1, answers
+    hold_at = step(report, "customer-hold-at") - customer_heard["started_at"]
+    resume_at = step(report, "customer-resume-at") - customer_heard["started_at"]
+    held = windows_between(customer_heard, hold_at + 1000, resume_at)
+    resumed = windows_between(customer_heard, resume_at + 1200, customer_heard["seconds"] * 1000)
+    held_level, resumed_level = median_tone(held, AGENT_HZ), median_tone(resumed, AGENT_HZ)
+    print(f"customer heard the agent at {held_level} dBFS on hold ({len(held)} windows), "
+          f"{resumed_level} dBFS resumed ({len(resumed)} windows)")
+    assert len(held) >= 8 and len(resumed) >= 8, (len(held), len(resumed))
+    assert held_level < ABSENT_DB and resumed_level > HEARD_DB, (held_level, resumed_level)
+
     # The calls ended (the agent hung up, the app's action hung up the customer) and the
     # dual-channel recording holds the customer on the left, the agent on the right.
     parent = twilio_client.calls(parent_sid).fetch()
@@ -291,7 +328,8 @@ def test_customer_calls_agent_with_screen_pop(dialtone, webhook, twilio_client, 
         subprocess.run(["sox", str(workdir / "dial-recording.wav"), str(mono), "remix", str(channel)],
                        check=True)
         samples = audio.samples(mono)
-        channel_levels[channel] = tones.levels(tones.window(samples, 1.0, len(samples) / tones.RATE - 1.0),
+        # From 1 s after the answer until the hold (3.5 s bridged, the digit, then hold).
+        channel_levels[channel] = tones.levels(tones.window(samples, 1.0, 4.5),
                                                {"customer": CUSTOMER_HZ, "agent": AGENT_HZ})
     print(f"recording {recs[0].sid}: {recs[0].duration} s, channel levels {channel_levels}")
     assert int(recs[0].duration) >= 4, recs[0].duration

@@ -928,8 +928,21 @@ impl ActiveCall {
                     self.run_race_now();
                 }
                 Method::Invite => {
-                    let response = leg_reinvite(&shared, leg, &request);
-                    let _ = shared.sip.send(SipCommand::Respond { tx, response });
+                    let browser_offer = std::str::from_utf8(&request.body)
+                        .is_ok_and(crate::media::webrtc::is_webrtc_sdp);
+                    match &leg.stream {
+                        Some(stream) if browser_offer => {
+                            let mut response = Response::from_request(&request, 200, "OK");
+                            let transport = leg.sip.as_ref().map_or(sip::Transport::Ws, |s| s.transport);
+                            response.headers.push("Contact", &shared.config.contact_uri_for(transport));
+                            response.headers.push("Allow", ALLOW);
+                            super::answer_webrtc_reinvite(&shared, tx, stream, &request, response);
+                        }
+                        _ => {
+                            let response = leg_reinvite(&shared, leg, &request);
+                            let _ = shared.sip.send(SipCommand::Respond { tx, response });
+                        }
+                    }
                 }
                 Method::Info => respond(&shared, tx, &request, 200, "OK"),
                 _ => respond(&shared, tx, &request, 405, "Method Not Allowed"),

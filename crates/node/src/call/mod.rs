@@ -459,6 +459,36 @@ async fn setup(
     }))
 }
 
+/// A browser's re-INVITE with a new offer (hold, resume): the stream holds or resumes as the
+/// offer says, its WebRTC session (on the media worker) answers, and `response` (a 200 with our
+/// headers) goes out with that answer, or a 488 when the session refuses the offer.
+pub(crate) fn answer_webrtc_reinvite(
+    shared: &Arc<Shared>,
+    tx: ServerTxId,
+    stream: &Stream,
+    request: &Request,
+    mut response: Response,
+) {
+    let offer = String::from_utf8_lossy(&request.body).into_owned();
+    stream.set_hold(crate::media::webrtc::offer_holds(&offer));
+    let answer = stream.webrtc_offer(offer);
+    let sip = shared.sip.clone();
+    let refused = Response::from_request(request, 488, "Not Acceptable Here");
+    tokio::spawn(async move {
+        let response = match tokio::time::timeout(Duration::from_secs(2), answer).await {
+            Ok(Ok(Ok(sdp))) => {
+                response.set_body("application/sdp", sdp.into_bytes());
+                response
+            }
+            outcome => {
+                tracing::info!(?outcome, "browser re-INVITE refused");
+                refused
+            }
+        };
+        let _ = sip.send(SipCommand::Respond { tx, response });
+    });
+}
+
 /// A media stream for an INVITE's offer: plain RTP negotiated here, or a browser's WebRTC offer
 /// answered by a `WebRtcSession` that the stream then runs. The answer's SDP is built from the
 /// `Negotiated` for RTP, and is the returned string for WebRTC.
@@ -846,10 +876,17 @@ impl ActiveCall {
 
     fn handle_reinvite(&mut self, tx: ServerTxId, request: &Request) {
         if self.webrtc_answer.is_some() {
-            // A browser leg's session lives in its media worker: a re-INVITE (a session
-            // refresh) gets the answer it already has.
             let response = self.answer_response(request);
-            let _ = self.sip.send(SipCommand::Respond { tx, response });
+            let offer = std::str::from_utf8(&request.body).unwrap_or_default();
+            match &self.stream {
+                Some(stream) if crate::media::webrtc::is_webrtc_sdp(offer) => {
+                    answer_webrtc_reinvite(&self.shared, tx, stream, request, response);
+                }
+                // No new offer (a session refresh): the answer it already has.
+                _ => {
+                    let _ = self.sip.send(SipCommand::Respond { tx, response });
+                }
+            }
             return;
         }
         let negotiated = std::str::from_utf8(&request.body)

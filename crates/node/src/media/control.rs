@@ -21,6 +21,11 @@ pub(crate) enum StreamCommand {
         transport: Box<super::webrtc::WebRtcTransport>,
         media: super::webrtc::WebRtcMedia,
     },
+    /// A browser leg's new offer (a re-INVITE): its answer goes back on `reply`.
+    WebRtcOffer {
+        offer: String,
+        reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+    },
     Play {
         id: u64,
         samples: Arc<[i16]>,

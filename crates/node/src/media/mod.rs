@@ -505,6 +505,17 @@ impl Stream {
         });
     }
 
+    /// A browser leg's new offer (a re-INVITE) to its session; the answer (or why not) comes on
+    /// the receiver.
+    pub fn webrtc_offer(
+        &self,
+        offer: String,
+    ) -> tokio::sync::oneshot::Receiver<Result<String, String>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(StreamCommand::WebRtcOffer { offer, reply });
+        answer
+    }
+
     /// Plays 8 kHz mono samples `loops` times (0: until stopped), replacing
     /// whatever was playing. [`MediaEvent::PlaybackDone`] follows the last frame.
     /// Playback keeps wall-clock pace even when nothing can be sent (on hold,

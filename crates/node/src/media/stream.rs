@@ -578,6 +578,13 @@ impl StreamState {
                     rtcp_latched: true,
                 });
             }
+            StreamCommand::WebRtcOffer { offer, reply } => {
+                let answer = match self.webrtc.as_mut() {
+                    Some(webrtc) => webrtc.accept_offer(&offer),
+                    None => Err("not a browser leg".to_owned()),
+                };
+                let _ = reply.send(answer);
+            }
             StreamCommand::Play { id, samples, loops } => {
                 self.playback = Some(Playback {
                     id,

@@ -70,6 +70,20 @@ pub fn is_webrtc_sdp(sdp: &str) -> bool {
     })
 }
 
+/// Whether an offer puts us on hold: `sendonly` or `inactive` at session level or on its audio.
+pub fn offer_holds(sdp: &str) -> bool {
+    // None: the session part, before any m= line; Some(true): an audio section.
+    let mut section: Option<bool> = None;
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            section = Some(line.starts_with("m=audio"));
+        } else if section != Some(false) && (line == "a=sendonly" || line == "a=inactive") {
+            return true;
+        }
+    }
+    false
+}
+
 /// The `a=mid` of the first audio section of an SDP.
 fn first_audio_mid(sdp: &str) -> Option<String> {
     let mut in_audio = false;
@@ -284,6 +298,17 @@ impl WebRtcTransport {
         self.drain(socket, packets);
     }
 
+    /// A new offer in the same session (a re-INVITE: hold, resume, an ICE restart): the answer.
+    pub(crate) fn accept_offer(&mut self, offer: &str) -> Result<String, String> {
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| e.to_string())?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| e.to_string())?;
+        Ok(answer.to_sdp_string())
+    }
+
     /// Timers: ICE consent, DTLS retransmissions, RTCP. Called every tick.
     pub(crate) fn handle_tick(
         &mut self,
@@ -451,6 +476,37 @@ mod tests {
             WebRtcSession::answer(&offer.to_sdp_string(), local),
             Err(WebRtcError::NoCodec) | Err(WebRtcError::Sdp(_))
         ));
+    }
+
+    #[test]
+    fn hold_is_read_from_the_audio_section_or_the_session() {
+        assert!(offer_holds("v=0\r\nm=audio 9 X 0\r\na=sendonly\r\n"));
+        assert!(offer_holds("v=0\r\na=inactive\r\nm=audio 9 X 0\r\n"));
+        assert!(!offer_holds("v=0\r\nm=audio 9 X 0\r\na=sendrecv\r\nm=video 9 X 96\r\na=sendonly\r\n"));
+        assert!(!offer_holds("v=0\r\nm=audio 9 X 0\r\na=recvonly\r\n"));
+    }
+
+    #[test]
+    fn a_new_offer_in_the_session_is_answered() {
+        let mut peer = browser();
+        let mut change = peer.sdp_api();
+        let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = change.apply().unwrap();
+        let local: SocketAddr = "127.0.0.1:30006".parse().unwrap();
+        let (session, answer, _) = WebRtcSession::answer(&offer.to_sdp_string(), local).unwrap();
+        peer.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        let mut transport = session.into_transport();
+        // The browser holds: its audio goes sendonly.
+        let mut change = peer.sdp_api();
+        change.set_direction(mid, Direction::SendOnly);
+        let (offer, _) = change.apply().unwrap();
+        let offer = offer.to_sdp_string();
+        assert!(offer_holds(&offer), "{offer}");
+        let answer = transport.accept_offer(&offer).unwrap();
+        assert!(answer.contains("a=recvonly"), "{answer}");
+        assert!(transport.accept_offer("garbage").is_err());
     }
 
     #[test]
