@@ -445,6 +445,20 @@ impl Registrations {
         }
     }
 
+    /// Password checks outside SIP (the agent console's sign-in) share the failure counter: a
+    /// source blocked for guessing is blocked for both.
+    pub fn is_blocked(&self, source: IpAddr) -> bool {
+        lock(&self.state).guard.is_blocked(source, Instant::now())
+    }
+
+    pub fn note_failure(&self, source: IpAddr) -> FailureVerdict {
+        lock(&self.state).guard.handle_failure(source, Instant::now())
+    }
+
+    pub fn note_success(&self, source: IpAddr) {
+        lock(&self.state).guard.handle_success(source);
+    }
+
     fn failed(&self, now: Instant, request: &Request, source: IpAddr) -> Verdict {
         let verdict = lock(&self.state).guard.handle_failure(source, now);
         tracing::info!(%source, ?verdict, "REGISTER authentication failed");

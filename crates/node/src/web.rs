@@ -187,8 +187,13 @@ fn console_error(status: StatusCode, code: u32, message: &str) -> Response {
 /// token for the identity `username`, incoming calls allowed.
 pub async fn console_login(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(crate::tls::PeerAddr(peer)): ConnectInfo<crate::tls::PeerAddr>,
     axum::Form(login): axum::Form<ConsoleLogin>,
 ) -> Response {
+    if shared.registrar.is_blocked(peer.ip()) {
+        tracing::info!(%peer, "console sign-in refused: source blocked after failures");
+        return console_error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
+    }
     let refused = || console_error(StatusCode::UNAUTHORIZED, 20003, "Authentication Error - invalid username or password");
     let internal = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "console sign-in failed");
@@ -198,7 +203,10 @@ pub async fn console_login(
     let host = login.domain.clone().unwrap_or_default();
     let scope = match store.sip_realm_scope(host.trim()).await {
         Ok(Some(scope)) => scope,
-        Ok(None) => return refused(),
+        Ok(None) => {
+            shared.registrar.note_failure(peer.ip());
+            return refused();
+        }
         Err(e) => return internal(&e),
     };
     let stored = match store.sip_digests(&scope, &login.username).await {
@@ -208,9 +216,11 @@ pub async fn console_login(
     let given = store::sip::SipDigests::new(&login.username, &login.password);
     let matches = stored.is_some_and(|d| constant_time_eq(d.sha256.as_bytes(), given.sha256.as_bytes()));
     if !matches {
-        tracing::info!(username = %login.username, "console sign-in refused");
+        let verdict = shared.registrar.note_failure(peer.ip());
+        tracing::info!(username = %login.username, %peer, ?verdict, "console sign-in refused");
         return refused();
     }
+    shared.registrar.note_success(peer.ip());
     let account = scope.account_sid;
     // The account's own CRM link, else the node's.
     let crm_url = match store.account(&account).await {
