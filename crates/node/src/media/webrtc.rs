@@ -240,6 +240,7 @@ impl WebRtcSession {
             mid: self.mid,
             next_seq: None,
             connected: false,
+            next_timeout: None,
         }
     }
 }
@@ -259,6 +260,9 @@ pub(crate) struct WebRtcTransport {
     /// The extended sequence number of our next packet (its low 16 bits are the stream's own).
     next_seq: Option<u64>,
     connected: bool,
+    /// When str0m last said it next needs the time (`Output::Timeout`): it is given the time
+    /// then and not before, so a tick of a quiet session costs a comparison.
+    next_timeout: Option<Instant>,
 }
 
 impl std::fmt::Debug for WebRtcTransport {
@@ -295,6 +299,8 @@ impl WebRtcTransport {
         if let Err(e) = self.rtc.handle_input(input) {
             tracing::debug!(error = %e, "WebRTC input refused");
         }
+        // An input can move str0m's next timeout earlier: it says so on this drain.
+        self.next_timeout = None;
         self.drain(socket, packets);
     }
 
@@ -306,16 +312,21 @@ impl WebRtcTransport {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| e.to_string())?;
+        self.next_timeout = None;
         Ok(answer.to_sdp_string())
     }
 
-    /// Timers: ICE consent, DTLS retransmissions, RTCP. Called every tick.
+    /// Timers: ICE consent, DTLS retransmissions, RTCP. Called every tick; str0m hears of the
+    /// time only once its own next timeout has come.
     pub(crate) fn handle_tick(
         &mut self,
         now: Instant,
         socket: &UdpSocket,
         packets: &mut Vec<ClearPacket>,
     ) {
+        if self.next_timeout.is_some_and(|t| t > now) {
+            return;
+        }
         if self.rtc.handle_input(Input::Timeout(now)).is_ok() {
             self.drain(socket, packets);
         }
@@ -353,18 +364,25 @@ impl WebRtcTransport {
         )
         .marker(header.marker);
         tx.write_rtp(write);
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-            tracing::debug!(error = %e, "WebRTC send failed");
-        }
+        // The packet goes out on this poll unless str0m wants the time first (its pacer).
         let mut none = Vec::new();
         self.drain(socket, &mut none);
+        if self.next_timeout.is_none_or(|t| t <= now) {
+            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(error = %e, "WebRTC send failed");
+            }
+            self.drain(socket, &mut none);
+        }
         true
     }
 
     fn drain(&mut self, socket: &UdpSocket, packets: &mut Vec<ClearPacket>) {
         loop {
             match self.rtc.poll_output() {
-                Ok(Output::Timeout(_)) => return,
+                Ok(Output::Timeout(at)) => {
+                    self.next_timeout = Some(at);
+                    return;
+                }
                 Ok(Output::Transmit(t)) => {
                     if let Err(e) = socket.send_to(&t.contents, t.destination) {
                         tracing::trace!(error = %e, "WebRTC send failed");
