@@ -34,6 +34,7 @@ from twilio.jwt.access_token.grants import VoiceGrant
 
 import audio
 import tones
+from webhook import Webhook
 from browser import BrowserRun, run_browser, step
 
 DOMAIN = "support.sip.dialtone.local"
@@ -432,13 +433,16 @@ def test_bad_tokens_are_refused_with_their_codes(dialtone, webhook, twilio_clien
         assert n == 2 * sum(1 for c in expected.values() if c == code), (code, n)
 
 
-def test_update_token_during_a_call(dialtone, webhook, twilio_client, workdir, audio_tools):
+def test_update_token_during_a_call(dialtone, webhook, twilio_client, workdir, audio_tools, request):
     account = twilio_client.api.v2010.account
     key = account.new_keys.create(friendly_name="short tokens")
     tone = tones.make_tone(workdir / "hold-800.wav", 800, 5)
-    webhook.route("/hold.wav", lambda req: (200, tone.read_bytes(), "audio/wav"))
+    # The audio comes from a plain file server: media fetches are not webhooks (not signed).
+    files = Webhook()
+    request.addfinalizer(files.close)
+    files.route("/hold.wav", lambda req: (200, tone.read_bytes(), "audio/wav"))
     voice = webhook.route("/voice", '<Response><Say>Please hold.</Say>'
-                                    f'<Play loop="0">{webhook.url("/hold.wav")}</Play></Response>')
+                                    f'<Play loop="0">{files.url("/hold.wav")}</Play></Response>')
     app = account.applications.create(friendly_name="hold line", voice_url=voice, voice_method="POST")
     mic = tones.make_tone(workdir / f"mic-{CUSTOMER_HZ}.wav", CUSTOMER_HZ, 30)
     # The customer's Device registers too (incoming allowed), so the new token's re-REGISTER shows.
