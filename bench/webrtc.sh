@@ -173,8 +173,8 @@ case $WHICH in
     *) echo "usage: $0 [all|rtpengine|dialtone]" >&2; exit 2 ;;
 esac
 
-FMT='%-10s %6s %5s %8s %8s %10s %9s %9s %7s %7s %8s %5s %5s %5s  %s\n'
-printf "$FMT" target calls load dtls/s best_s sent a2b_loss% b2a_loss% p50_us p99_us max_us relay gen brows result | tee -a "$OUT/summary.txt"
+FMT='%-10s %6s %5s %7s %7s %6s %10s %9s %9s %7s %7s %8s %5s %5s %5s  %s\n'
+printf "$FMT" target calls load dtls/s best_s hs_ms sent a2b_loss% b2a_loss% p50_us p99_us max_us relay gen brows result | tee -a "$OUT/summary.txt"
 for calls in $CALLS; do
     for target in "${TARGETS[@]}"; do
         [ "${DONE[$target]}" = 1 ] && continue
@@ -186,7 +186,7 @@ for calls in $CALLS; do
             continue
         fi
         verdict=$(verdict_of "$line")
-        printf "$FMT" "$target" "$calls" "$LOAD_AT_START" "$(field "$line" dtls_hs_per_s)" "$(field "$line" dtls_peak_per_s)" \
+        printf "$FMT" "$target" "$calls" "$LOAD_AT_START" "$(field "$line" dtls_hs_per_s)" "$(field "$line" dtls_peak_per_s)" "$(field "$line" hs_relay_cpu_ms)" \
             "$(field "$line" sent)" "$(field "$line" a2b_loss_pct)" "$(field "$line" b2a_loss_pct)" \
             "$(field "$line" p50_us)" "$(field "$line" p99_us)" "$(field "$line" max_us)" \
             "$(field "$line" relay_window_cpu_pct)" "$(field "$line" gen_cpu_pct)" "$(field "$line" gen_browser_cpu_pct)" \
@@ -196,7 +196,7 @@ for calls in $CALLS; do
         if [ "$verdict" = pass ]; then BEST[$target]=$calls; else DONE[$target]=1; fi
     done
 done
-echo "(dtls/s: ICE + DTLS handshakes completed per second over the set-up burst, every call at once; best_s: the most in one second;" \
+echo "(dtls/s: ICE + DTLS handshakes completed per second over the set-up burst, every call at once; best_s: the most in one second; hs_ms: relay CPU ms per handshake;" \
     "loss per direction; relay, gen, brows: CPU % of one core over the counted window, relay, whole generator, its browser threads)" | tee -a "$OUT/summary.txt"
 
 r=${BEST[rtpengine]} d=${BEST[dialtone]}

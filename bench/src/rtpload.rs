@@ -99,8 +99,9 @@ struct Args {
     /// With --webrtc: the relay's pid, for its CPU during the handshakes and the counted window
     #[arg(long)]
     relay_pid: Option<u32>,
-    /// With --webrtc: offer str0m's default `transport-cc` feedback on PCMU (browsers do not),
-    /// so both ends send transport-wide congestion feedback every 50 ms
+    /// With --webrtc: offer str0m's defaults, `transport-cc` feedback on PCMU and the
+    /// transport-wide sequence number extension (browsers do neither for PCMU), so both ends
+    /// stamp every packet and send transport-wide congestion feedback every 50 ms
     #[arg(long)]
     browser_twcc: bool,
 }

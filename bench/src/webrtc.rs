@@ -114,6 +114,14 @@ fn new_browser(id: u32, local: SocketAddr, twcc: bool) -> Result<(Browser, Strin
             })
             .collect();
         *config.codec_config() = str0m::format::CodecConfig::new_from_payload_params(params);
+        // Nor does a browser stamp transport-wide sequence numbers on audio whose codec has no
+        // transport-cc: str0m would on every packet, and the relay's str0m would keep a
+        // register of them. The browser's other audio extensions stay.
+        let mut exts = str0m::rtp::ExtensionMap::empty();
+        exts.set(1, str0m::rtp::Extension::AudioLevel);
+        exts.set(2, str0m::rtp::Extension::AbsoluteSendTime);
+        exts.set(4, str0m::rtp::Extension::RtpMid);
+        config = config.set_extension_map(exts);
     }
     let now = Instant::now();
     let mut rtc = config.build(now);
@@ -958,8 +966,15 @@ pub fn run(args: &Args) -> Result<()> {
     let relay_cpu = cpu_pct(relay_w0, relay_w1, window_ns);
     let gen_hs_cpu = cpu_pct(Some(gen_hs0), Some(gen_hs1), hs_wall);
     let relay_hs_cpu = cpu_pct(relay_hs0, relay_hs1, hs_wall);
+    // CPU per handshake (ICE + DTLS, with the burst's datagrams), from /proc's 10 ms ticks.
+    let per_hs = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) if connected > 0 => format!("{:.3}", b.saturating_sub(a) as f64 / 1e6 / connected as f64),
+        _ => "-".into(),
+    };
+    let relay_ms_per_hs = per_hs(relay_hs0, relay_hs1);
+    let gen_ms_per_hs = per_hs(Some(gen_hs0), Some(gen_hs1));
     println!(
-        "{calls} browser-to-SIP calls through {}: {connected} connected, {:.0} DTLS handshakes/s (best second {hs_peak}, set-up p50 {:.0} ms, last {:.0} ms; CPU generator {gen_hs_cpu} %, relay {relay_hs_cpu} %); \
+        "{calls} browser-to-SIP calls through {}: {connected} connected, {:.0} DTLS handshakes/s (best second {hs_peak}, set-up p50 {:.0} ms, last {:.0} ms; CPU generator {gen_hs_cpu} %, relay {relay_hs_cpu} %, relay {relay_ms_per_hs} ms a handshake); \
          browser->SIP {a_sent} sent of {offered} due, {a2b_lost} lost ({a2b_loss:.4}%), p99 {a2b_p99} us; SIP->browser {b_sent} sent, {b2a_lost} lost ({b2a_loss:.4}%), p99 {b2a_p99} us; \
          delay p50 {p50} us, p99 {p99} us, p99.9 {p999} us, max {max_us} us; CPU generator {gen_cpu} % (browsers {gen_a_cpu} %), relay {relay_cpu} %; lateness max {:.2} ms: {}",
         args.target,
@@ -973,13 +988,13 @@ pub fn run(args: &Args) -> Result<()> {
         "RTPLOAD_RESULT target={} webrtc=1 calls={calls} seconds={} connected={connected} offered={} sent={sent} behind={} received={received} lost={lost} loss_pct={loss_pct:.4} \
          browser_twcc={} a2b_sent={a_sent} a2b_lost={a2b_lost} a2b_loss_pct={a2b_loss:.4} a2b_p99_us={a2b_p99} b2a_sent={b_sent} b2a_lost={b2a_lost} b2a_loss_pct={b2a_loss:.4} b2a_p99_us={b2a_p99} \
          p50_us={p50} p99_us={p99} p999_us={p999} max_us={max_us} gen_late_max_ms={:.2} dtls_hs_per_s={hs_per_s:.0} dtls_peak_per_s={hs_peak} setup_p50_ms={:.0} setup_max_ms={:.0} \
-         hs_gen_cpu_pct={gen_hs_cpu} hs_relay_cpu_pct={relay_hs_cpu} gen_cpu_pct={gen_cpu} gen_browser_cpu_pct={gen_a_cpu} relay_window_cpu_pct={relay_cpu} \
+         hs_gen_cpu_pct={gen_hs_cpu} hs_relay_cpu_pct={relay_hs_cpu} hs_relay_cpu_ms={relay_ms_per_hs} hs_gen_cpu_ms={gen_ms_per_hs} gen_cpu_pct={gen_cpu} gen_browser_cpu_pct={gen_a_cpu} relay_window_cpu_pct={relay_cpu} \
          relay_in_srtp={} relay_in_srtcp={} relay_in_stun={} relay_in_dtls={} unknown_source={unknown} send_errors={send_errors} disconnected={disconnected} pass={}",
         args.target,
         args.seconds,
         2 * offered,
-        u8::from(args.browser_twcc),
         u8::from(behind),
+        u8::from(args.browser_twcc),
         late_ns_max as f64 / 1e6,
         setup_ms(0.5),
         setup_ms(1.0),
@@ -1033,6 +1048,7 @@ mod tests {
         let (_b, offer, _p) = new_browser(0, "127.0.0.1:40000".parse().unwrap(), false).unwrap();
         assert!(offer.contains("UDP/TLS/RTP/SAVPF"), "{offer}");
         assert!(!offer.contains("transport-cc"), "{offer}");
+        assert!(offer.contains("urn:ietf:params:rtp-hdrext:sdes:mid"), "{offer}");
         let (_b, offer, _p) = new_browser(0, "127.0.0.1:40000".parse().unwrap(), true).unwrap();
         assert!(offer.contains("a=rtcp-fb:0 transport-cc"), "{offer}");
         assert!(offer.contains("PCMU/8000"), "{offer}");
