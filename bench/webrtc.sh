@@ -49,6 +49,7 @@ LOCAL_BASE=${LOCAL_BASE:-61000}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RELAY_SERVER=${RELAY_SERVER:-$TARGET_DIR/release/examples/relay_server}
 RTPLOAD=${RTPLOAD:-$HERE/target/release/rtpload}
+STR0MCOST=${STR0MCOST:-$HERE/target/release/str0mcost}
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=${OUT:-$HERE/results/webrtc-$STAMP}
@@ -84,7 +85,7 @@ if [[ $WHICH == all || $WHICH == rtpengine ]]; then need_rtpengine; fi
 
 build() {
     if [ -z "${RTPLOAD_PREBUILT:-}" ]; then
-        (cd "$HERE" && CARGO_TARGET_DIR="$HERE/target" cargo build --release --bin rtpload >/dev/null)
+        (cd "$HERE" && CARGO_TARGET_DIR="$HERE/target" cargo build --release --bin rtpload --bin str0mcost >/dev/null)
     fi
     if [ -z "${RELAY_SERVER_PREBUILT:-}" ] && [[ $WHICH != rtpengine ]]; then
         (cd "$ROOT" && cargo build --release -p node --example relay_server >/dev/null)
@@ -161,7 +162,18 @@ verdict_of() { # verdict_of LINE -> pass, or FAIL with the reasons
     echo "FAIL (${reasons[*]})"
 }
 
+# How fast this machine is right now: str0m's cost per packet with one session (all in the
+# CPU's caches), before and after the ladders. On a shared host the same binary measured 1.06 us
+# a send on a quiet hour and twice that on a busy one; compare runs only at similar speeds.
+machine_check() {
+    [ -x "$STR0MCOST" ] || return 0
+    local line
+    line=$("$STR0MCOST" 1 100000 | grep '^STR0MCOST_RESULT' || true)
+    echo "machine check ($1): str0m, one session: send $(field "$line" send_us) us, receive $(field "$line" receive_us) us a packet" | tee -a "$OUT/summary.txt"
+}
+
 build
+machine_check before
 declare -A BEST=([rtpengine]=0 [dialtone]=0)
 declare -A DONE=([rtpengine]=0 [dialtone]=0)
 declare -A HS=([rtpengine]=0 [dialtone]=0)
@@ -199,8 +211,9 @@ done
 echo "(dtls/s: ICE + DTLS handshakes completed per second over the set-up burst, every call at once; best_s: the most in one second; hs_ms: relay CPU ms per handshake;" \
     "loss per direction; relay, gen, brows: CPU % of one core over the counted window, relay, whole generator, its browser threads)" | tee -a "$OUT/summary.txt"
 
+machine_check after
 r=${BEST[rtpengine]} d=${BEST[dialtone]}
-ratio=$(awk -v d="$d" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", d / r; else print "inf" }')
+ratio=$(awk -v d="$d" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", d / r; else if (d > 0) print "inf"; else print "-" }')
 [ ${#TARGETS[@]} -lt 2 ] && ratio=-
 echo "rtpengine (userspace, SRTP<->RTP): $r calls; Dialtone: $d calls; ratio dialtone/rtpengine $ratio;" \
     "DTLS handshakes per second: Dialtone ${HS[dialtone]}, rtpengine ${HS[rtpengine]}" | tee -a "$OUT/summary.txt"
