@@ -13,8 +13,8 @@
 //! address is the answer's candidate), which is what `Rtc::accepts` would decide, in O(1).
 //!
 //! Measurement is rtpload's: every payload carries its sender's endpoint id and the
-//! CLOCK_REALTIME time it was built (for a browser, just before str0m encrypts it: up to one
-//! `sendmmsg` batch of encryption, a few µs a packet, is counted as relay delay), and every
+//! CLOCK_REALTIME time it was built (for a browser, just before str0m encrypts it, a few µs,
+//! and it is sent at once), and every
 //! datagram's receive time is the kernel's (SO_TIMESTAMPNS), taken before str0m decrypts it.
 //!
 //! Set-up cost: after the signalling of every call (offer/answer through the relay's control
@@ -682,6 +682,10 @@ fn browser_thread(socket: UdpSocket, mut browsers: Vec<Browser>, sched: Arc<Sche
                 }
                 let _ = b.rtc.handle_input(Input::Timeout(now));
                 drain(b, fd, &mut out, &mut stats, &sched, None, endpoints);
+                // Out at once: the stamp is taken before str0m encrypts, so anything between
+                // it and the send (more packets' encryption, or being preempted by the relay
+                // meanwhile) would count as relay delay.
+                out.flush(fd);
                 b.seq += 1;
                 b.ts = b.ts.wrapping_add(160);
                 if stamp >= warm && stamp < end {
