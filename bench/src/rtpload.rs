@@ -17,6 +17,11 @@
 //! - `--target rtpengine --ng ADDR`: rtpengine's ng protocol (bencode over UDP): `offer` with
 //!   leg A's address, `answer` with leg B's; the SDP rtpengine returns names the ports.
 //!
+//! With `--webrtc`, each call is browser-to-SIP instead: leg A's far end is a WebRTC browser (a
+//! str0m session doing ICE and DTLS-SRTP with the relay), leg B's plain RTP as above; set up
+//! with relay_server's `pair-webrtc` or rtpengine's ng offer/answer bridging SRTP and RTP. See
+//! `webrtc.rs`, which also times the DTLS handshakes and reports loss per direction.
+//!
 //! Packets sent during `--warmup` seconds are not counted; then `--seconds` of counted traffic;
 //! then the senders stop and the receivers wait 0.5 s for stragglers. Prints one
 //! `RTPLOAD_RESULT key=value ...` line: packets due and sent, lost, loss %, delay p50/p99/p999/max
@@ -34,6 +39,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 
 mod udp;
+mod webrtc;
 use udp::{bind_socket, kernel_timestamp, realtime_ns, send_batch, sockaddr};
 
 const PAYLOAD: usize = 160;
@@ -82,6 +88,22 @@ struct Args {
     /// media workers, then bridged, which moves leg A to leg B's worker) instead of `pair`
     #[arg(long)]
     apart: bool,
+    /// Browser-to-SIP calls: each call's leg A is a WebRTC browser (str0m: ICE, DTLS-SRTP), leg
+    /// B plain RTP (see src/webrtc.rs). Dialtone: relay_server's `pair-webrtc`; rtpengine: ng
+    /// offer/answer bridging SRTP and RTP.
+    #[arg(long)]
+    webrtc: bool,
+    /// With --webrtc: threads (each with one UDP socket) the browsers are spread over
+    #[arg(long, default_value_t = 2)]
+    browser_threads: usize,
+    /// With --webrtc: the relay's pid, for its CPU during the handshakes and the counted window
+    #[arg(long)]
+    relay_pid: Option<u32>,
+    /// With --webrtc: offer str0m's defaults, `transport-cc` feedback on PCMU and the
+    /// transport-wide sequence number extension (browsers do neither for PCMU), so both ends
+    /// stamp every packet and send transport-wide congestion feedback every 50 ms
+    #[arg(long)]
+    browser_twcc: bool,
 }
 
 struct Endpoint {
@@ -97,6 +119,12 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if args.calls == 0 || args.sockets == 0 {
         bail!("--calls and --sockets must be positive");
+    }
+    if args.webrtc {
+        if args.apart {
+            bail!("--apart and --webrtc do not go together");
+        }
+        return webrtc::run(&args);
     }
     let sockets: Vec<Arc<UdpSocket>> = (0..args.sockets)
         .map(|i| bind_socket(args.local_base + i as u16).map(Arc::new))

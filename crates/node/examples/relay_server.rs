@@ -1,5 +1,5 @@
-//! Dialtone's media plane on its own, for the relay and conference benchmarks (bench/relay.sh,
-//! bench/conference.sh).
+//! Dialtone's media plane on its own, for the relay, browser-to-SIP and conference benchmarks
+//! (bench/relay.sh, bench/webrtc.sh, bench/conference.sh).
 //!
 //! Starts a [`MediaEngine`] and takes requests over a line protocol on a loopback TCP port, so a
 //! load generator can set up thousands of bridged calls or conference rooms without SIP:
@@ -9,13 +9,15 @@
 //! < ok 20000 20002                            (RTP ports to send leg A's and leg B's media to)
 //! > pair-apart 127.0.0.1:61000 127.0.0.1:61001
 //! < ok 20004 20006                            (the same, the legs allocated on two workers)
+//! > pair-webrtc 127.0.0.1:61001 <base64 of a browser's SDP offer>
+//! < ok 20010 <base64 of the SDP answer>        (leg B's RTP port; leg A's is in the answer)
 //! > room 127.0.0.1:61000 127.0.0.1:61001 127.0.0.1:61002 ...   (two far ends or more)
 //! < ok 20008 20010 20012 ...                  (one RTP port per participant, in order)
 //! > stats
 //! < ok workers=2 streams=10 rooms=0:1,1:0     (live streams; rooms created per worker)
 //! ```
 //!
-//! Every stream is PCMU (payload type 0) with telephone-event 101.
+//! Every plain stream is PCMU (payload type 0) with telephone-event 101.
 //! - `pair`: `allocate` + `allocate_near` + `bridge`, exactly as a `<Dial>` bridges two legs.
 //! - `pair-apart`: leg A with `allocate_on_worker(k)`, leg B with `allocate_on_worker(k + 1)`,
 //!   then `bridge`, which first moves leg A to leg B's worker (the cross-worker bridge of a
@@ -23,6 +25,12 @@
 //!   first is worker 0 -> 1, the next 1 -> 0 and the calls still spread over the workers (with
 //!   a fixed 0 -> 1 every call would end on worker 1). `pair-apart A B WA WB` places the legs on
 //!   workers `WA` and `WB` (modulo the count) instead.
+//! - `pair-webrtc B OFFER`: a browser-to-SIP call (bench/webrtc.sh). Leg A is a browser leg:
+//!   `allocate`, then the offer (standard base64 of the SDP text) answered by
+//!   `webrtc::WebRtcSession::answer` with the host candidate 127.0.0.1:<leg A's RTP port> (ICE-lite,
+//!   DTLS-SRTP, rtcp-mux), and `Stream::set_webrtc`, exactly as a call from a browser is
+//!   answered. Leg B is plain PCMU to the far end `B` (`allocate_near`, `set_remote`); then
+//!   `bridge`, as `pair` does. The far end of leg A is whatever ICE selects.
 //! - `room`: `create_room(None)` (the least loaded worker), one `allocate` per far end (the
 //!   least loaded worker, so participants start on various workers), `set_remote`, and
 //!   `join_room(FULL)`, which moves each to the room's worker. The room mixes every 20 ms.
@@ -34,6 +42,8 @@
 
 use std::net::SocketAddr;
 
+use base64::Engine as _;
+use node::media::webrtc::WebRtcSession;
 use node::media::{MediaConfig, MediaEngine, Participation, Room, Stream};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -150,6 +160,30 @@ fn handle(engine: &MediaEngine, held: &mut Held, line: &str) -> Result<String, S
                 .map_err(|e| e.to_string())?;
             Ok(bridge(held, leg_a, far_a, leg_b, far_b))
         }
+        ["pair-webrtc", b, offer] => {
+            let far_b = address(b)?;
+            let offer = base64::engine::general_purpose::STANDARD
+                .decode(offer)
+                .map_err(|e| format!("offer: not base64: {e}"))?;
+            let offer = String::from_utf8(offer).map_err(|_| "offer: not UTF-8".to_string())?;
+            let leg_a = engine.allocate(no_events()).map_err(|e| e.to_string())?;
+            let local = SocketAddr::new([127, 0, 0, 1].into(), leg_a.local_port);
+            let (session, answer, media) =
+                WebRtcSession::answer(&offer, local).map_err(|e| e.to_string())?;
+            leg_a.set_webrtc(session, media);
+            let leg_b = engine
+                .allocate_near(&leg_a, no_events())
+                .map_err(|e| e.to_string())?;
+            set_pcmu(&leg_b, far_b);
+            leg_a.bridge(&leg_b);
+            let reply = format!(
+                "{} {}",
+                leg_b.local_port,
+                base64::engine::general_purpose::STANDARD.encode(answer)
+            );
+            held.pairs.push((leg_a, leg_b));
+            Ok(reply)
+        }
         ["room", fars @ ..] if fars.len() >= 2 => {
             let fars = fars
                 .iter()
@@ -189,7 +223,7 @@ fn handle(engine: &MediaEngine, held: &mut Held, line: &str) -> Result<String, S
             ))
         }
         _ => {
-            Err("expected: pair A B | pair-apart A B [WA WB] | room A1 A2 [A3 ...] | stats".into())
+            Err("expected: pair A B | pair-apart A B [WA WB] | pair-webrtc B OFFER_BASE64 | room A1 A2 [A3 ...] | stats".into())
         }
     }
 }
