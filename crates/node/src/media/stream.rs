@@ -710,9 +710,10 @@ impl StreamState {
         }
     }
 
-    /// A datagram of a browser leg: str0m takes it (STUN, DTLS or SRTP); what it decrypts is
-    /// rebuilt as a plain RTP packet in `scratch.datagram` and takes the plain path, relay
-    /// included. One SRTP datagram holds one packet.
+    /// A datagram of a browser leg. SRTP audio is opened by the leg's own SRTP into
+    /// `scratch.packet` and takes the plain path, relay included; str0m takes the rest (STUN,
+    /// DTLS, RTCP, and the audio until the handshake keyed our SRTP), and what it decrypts is
+    /// rebuilt as a plain RTP packet and takes the same path.
     fn receive_webrtc(
         &mut self,
         now: Instant,
@@ -722,23 +723,35 @@ impl StreamState {
     ) -> Option<Relay> {
         let webrtc = self.webrtc.as_mut()?;
         let datagram = scratch.datagram.get(..len).unwrap_or_default();
-        webrtc.handle_datagram(now, source, datagram, &self.rtp, &mut self.clear);
+        if webrtc.handle_datagram(
+            now,
+            source,
+            datagram,
+            &self.rtp,
+            &mut self.clear,
+            &mut scratch.packet,
+        ) {
+            return self.handle_clear(now, scratch);
+        }
         let mut relay = None;
         let clear = std::mem::take(&mut self.clear);
         for packet in &clear {
             rtp::write_rtp(&packet.header, &packet.payload, &mut scratch.packet);
-            let n = scratch.packet.len();
-            let Some(slot) = scratch.datagram.get_mut(..n) else {
-                continue;
-            };
-            slot.copy_from_slice(&scratch.packet);
-            let datagram = scratch.datagram.get(..n).unwrap_or_default();
-            let r = self.handle_rtp(now, datagram, WEBRTC_SOURCE, &mut scratch.pcm);
-            relay = relay.or(r);
+            relay = relay.or(self.handle_clear(now, scratch));
         }
         self.clear = clear;
         self.clear.clear();
         relay
+    }
+
+    /// The clear RTP packet in `scratch.packet` of a browser leg, moved to `scratch.datagram`
+    /// where a relay reads its payload.
+    fn handle_clear(&mut self, now: Instant, scratch: &mut Scratch) -> Option<Relay> {
+        let n = scratch.packet.len();
+        let slot = scratch.datagram.get_mut(..n)?;
+        slot.copy_from_slice(&scratch.packet);
+        let datagram = scratch.datagram.get(..n).unwrap_or_default();
+        self.handle_rtp(now, datagram, WEBRTC_SOURCE, &mut scratch.pcm)
     }
 
     fn handle_rtp(

@@ -20,6 +20,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
+use super::srtp::Srtp;
+
 /// The telephone-event payload type we offer (answers take the offer's).
 const TELEPHONE_EVENT_PT: u8 = 101;
 
@@ -55,11 +57,9 @@ fn certificate() -> &'static str0m::config::DtlsCert {
     })
 }
 
+/// str0m's crypto with DTLS instances that hand their SRTP keys to [`super::srtp`].
 fn provider() -> Arc<str0m::crypto::CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<str0m::crypto::CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
-        .clone()
+    super::srtp::capture_provider()
 }
 
 /// Whether an SDP body is a WebRTC one (DTLS-SRTP), which the plain-RTP path cannot take.
@@ -167,7 +167,9 @@ impl WebRtcSession {
             .accept_offer(offer)
             .map_err(|e| WebRtcError::Sdp(e.to_string()))?;
         session.mid = Some(Mid::from(
-            first_audio_mid(offer_text).ok_or(WebRtcError::NoCodec)?.as_str(),
+            first_audio_mid(offer_text)
+                .ok_or(WebRtcError::NoCodec)?
+                .as_str(),
         ));
         let media = session.negotiated()?;
         Ok((session, answer.to_sdp_string(), media))
@@ -241,8 +243,18 @@ impl WebRtcSession {
             next_seq: None,
             connected: false,
             next_timeout: None,
+            srtp: None,
+            tx_ssrc: None,
+            peer: None,
+            sealed: Vec::new(),
         }
     }
+}
+
+/// Whether a datagram on the shared port is RTP (RFC 7983 §7, RFC 5761 §4): neither STUN, DTLS
+/// nor RTCP.
+fn is_rtp(datagram: &[u8]) -> bool {
+    matches!(datagram, [128..=191, second, ..] if !(192..=223).contains(second))
 }
 
 /// One RTP packet str0m decrypted: the header fields the stream needs and the payload.
@@ -263,6 +275,13 @@ pub(crate) struct WebRtcTransport {
     /// When str0m last said it next needs the time (`Output::Timeout`): it is given the time
     /// then and not before, so a tick of a quiet session costs a comparison.
     next_timeout: Option<Instant>,
+    /// Once DTLS is up: the audio's SRTP, done here rather than by str0m (see [`super::srtp`]).
+    srtp: Option<Srtp>,
+    /// The SSRC our answer or offer announced, which str0m's sender would use.
+    tx_ssrc: Option<u32>,
+    /// Where the browser's audio comes from (the ICE-selected pair), where ours goes.
+    peer: Option<SocketAddr>,
+    sealed: Vec<u8>,
 }
 
 impl std::fmt::Debug for WebRtcTransport {
@@ -275,7 +294,9 @@ impl std::fmt::Debug for WebRtcTransport {
 }
 
 impl WebRtcTransport {
-    /// A datagram that came in on the stream's socket; decrypted RTP goes to `packets`.
+    /// A datagram that came in on the stream's socket. Returns true when it was SRTP audio,
+    /// now in the clear in `clear`; RTP that str0m decrypted (before our SRTP is keyed) goes to
+    /// `packets`.
     pub(crate) fn handle_datagram(
         &mut self,
         now: Instant,
@@ -283,10 +304,22 @@ impl WebRtcTransport {
         datagram: &[u8],
         socket: &UdpSocket,
         packets: &mut Vec<ClearPacket>,
-    ) {
+        clear: &mut Vec<u8>,
+    ) -> bool {
+        if let Some(srtp) = self.srtp.as_mut() {
+            if is_rtp(datagram) {
+                if !srtp.unprotect(datagram, clear) {
+                    return false;
+                }
+                self.peer = Some(source);
+                return true;
+            }
+        }
         let Ok(contents) = datagram.try_into() else {
-            return;
+            return false;
         };
+        // Keys a handshake exports are noted on this thread: none left from another session.
+        super::srtp::clear_captured_keys();
         let input = Input::Receive(
             now,
             Receive {
@@ -302,6 +335,7 @@ impl WebRtcTransport {
         // An input can move str0m's next timeout earlier: it says so on this drain.
         self.next_timeout = None;
         self.drain(socket, packets);
+        false
     }
 
     /// A new offer in the same session (a re-INVITE: hold, resume, an ICE restart): the answer.
@@ -336,6 +370,18 @@ impl WebRtcTransport {
     pub(crate) fn send_rtp(&mut self, now: Instant, packet: &[u8], socket: &UdpSocket) -> bool {
         if !self.connected {
             return false;
+        }
+        if let (Some(srtp), Some(peer)) = (self.srtp.as_mut(), self.peer) {
+            if !srtp.protect_as(packet, self.tx_ssrc, &mut self.sealed) {
+                return false;
+            }
+            return match socket.send_to(&self.sealed, peer) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::trace!(error = %e, "SRTP send failed");
+                    false
+                }
+            };
         }
         let Ok(parsed) = rtp::parse_rtp(packet) else {
             return false;
@@ -376,6 +422,23 @@ impl WebRtcTransport {
         true
     }
 
+    /// Takes the keys the handshake just exported: the audio's SRTP is ours from now on, and
+    /// str0m keeps STUN, DTLS and RTCP. Without keys str0m keeps the audio too.
+    fn key_srtp(&mut self) {
+        let Some(keys) = super::srtp::take_captured_keys() else {
+            tracing::debug!(local = %self.local, "no SRTP keys from the handshake: str0m keeps the audio");
+            return;
+        };
+        self.srtp = Srtp::new(&provider(), &keys);
+        if let Some(mid) = self.mid {
+            self.tx_ssrc = self
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(mid, None)
+                .map(|tx| *tx.ssrc());
+        }
+    }
+
     fn drain(&mut self, socket: &UdpSocket, packets: &mut Vec<ClearPacket>) {
         loop {
             match self.rtc.poll_output() {
@@ -384,6 +447,10 @@ impl WebRtcTransport {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
+                    if self.srtp.is_none() {
+                        // The browser's side of the selected pair, until its audio says.
+                        self.peer = Some(t.destination);
+                    }
                     if let Err(e) = socket.send_to(&t.contents, t.destination) {
                         tracing::trace!(error = %e, "WebRTC send failed");
                     }
@@ -391,7 +458,12 @@ impl WebRtcTransport {
                 Ok(Output::Event(event)) => match event {
                     Event::Connected => {
                         self.connected = true;
-                        tracing::debug!(local = %self.local, "WebRTC leg connected (ICE + DTLS)");
+                        self.key_srtp();
+                        tracing::debug!(
+                            local = %self.local,
+                            srtp = self.srtp.is_some(),
+                            "WebRTC leg connected (ICE + DTLS)"
+                        );
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         tracing::debug!(local = %self.local, "WebRTC leg disconnected");
@@ -439,7 +511,9 @@ mod tests {
             FormatParams::parse_line("0-16"),
         );
         let mut rtc = config.build(Instant::now());
-        rtc.add_local_candidate(Candidate::host("127.0.0.1:40000".parse().unwrap(), "udp").unwrap());
+        rtc.add_local_candidate(
+            Candidate::host("127.0.0.1:40000".parse().unwrap(), "udp").unwrap(),
+        );
         rtc
     }
 
@@ -484,7 +558,10 @@ mod tests {
     fn offers_without_g711_or_garbage_are_refused() {
         let local: SocketAddr = "127.0.0.1:30004".parse().unwrap();
         assert!(WebRtcSession::answer("not sdp", local).is_err());
-        let mut config = RtcConfig::new().set_crypto_provider(provider()).clear_codecs().enable_opus(true, false);
+        let mut config = RtcConfig::new()
+            .set_crypto_provider(provider())
+            .clear_codecs()
+            .enable_opus(true, false);
         let _ = config.codec_config();
         let mut opus_only = config.build(Instant::now());
         let mut change = opus_only.sdp_api();
@@ -500,7 +577,9 @@ mod tests {
     fn hold_is_read_from_the_audio_section_or_the_session() {
         assert!(offer_holds("v=0\r\nm=audio 9 X 0\r\na=sendonly\r\n"));
         assert!(offer_holds("v=0\r\na=inactive\r\nm=audio 9 X 0\r\n"));
-        assert!(!offer_holds("v=0\r\nm=audio 9 X 0\r\na=sendrecv\r\nm=video 9 X 96\r\na=sendonly\r\n"));
+        assert!(!offer_holds(
+            "v=0\r\nm=audio 9 X 0\r\na=sendrecv\r\nm=video 9 X 96\r\na=sendonly\r\n"
+        ));
         assert!(!offer_holds("v=0\r\nm=audio 9 X 0\r\na=recvonly\r\n"));
     }
 
@@ -525,6 +604,133 @@ mod tests {
         let answer = transport.accept_offer(&offer).unwrap();
         assert!(answer.contains("a=recvonly"), "{answer}");
         assert!(transport.accept_offer("garbage").is_err());
+    }
+
+    /// A browser (str0m, its own SRTP) and our transport (our SRTP after the handshake) over
+    /// loopback sockets: audio opens both ways, and the keys came from the handshake.
+    #[test]
+    fn audio_flows_both_ways_through_our_srtp() {
+        use std::time::Duration;
+        let browser_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let our_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&browser_socket, &our_socket] {
+            s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        }
+        let browser_addr = browser_socket.local_addr().unwrap();
+        let our_addr = our_socket.local_addr().unwrap();
+        // The browser's crypto is str0m's plain provider: its keys are its own business.
+        let mut peer = RtcConfig::new()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_pcmu(true, false)
+            .build(Instant::now());
+        peer.add_local_candidate(Candidate::host(browser_addr, "udp").unwrap());
+        let mut change = peer.sdp_api();
+        let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = change.apply().unwrap();
+        let (session, answer, media) =
+            WebRtcSession::answer(&offer.to_sdp_string(), our_addr).unwrap();
+        assert_eq!(media.payload_type, 0);
+        peer.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        let mut ours = session.into_transport();
+
+        let mut buf = vec![0u8; 2000];
+        let mut clear = Vec::new();
+        let mut str0m_clear = Vec::new();
+        let mut heard_by_us: Vec<Vec<u8>> = Vec::new();
+        let mut heard_by_browser: Vec<Vec<u8>> = Vec::new();
+        let mut browser_connected = false;
+        let (mut seq, mut sent) = (0u64, 0u32);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && (heard_by_us.len() < 5 || heard_by_browser.len() < 5) {
+            let now = Instant::now();
+            // The browser: its output, then what reached its socket.
+            loop {
+                match peer.poll_output().unwrap() {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(t) => {
+                        browser_socket.send_to(&t.contents, t.destination).unwrap();
+                    }
+                    Output::Event(Event::Connected) => browser_connected = true,
+                    Output::Event(Event::RtpPacket(p)) => heard_by_browser.push(p.payload.to_vec()),
+                    Output::Event(_) => {}
+                }
+            }
+            if let Ok((n, from)) = browser_socket.recv_from(&mut buf) {
+                let input = Input::Receive(
+                    now,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source: from,
+                        destination: browser_addr,
+                        contents: buf[..n].try_into().unwrap(),
+                    },
+                );
+                peer.handle_input(input).unwrap();
+            }
+            peer.handle_input(Input::Timeout(Instant::now())).unwrap();
+            // Ours.
+            if let Ok((n, from)) = our_socket.recv_from(&mut buf) {
+                if ours.handle_datagram(
+                    now,
+                    from,
+                    &buf[..n],
+                    &our_socket,
+                    &mut str0m_clear,
+                    &mut clear,
+                ) {
+                    let packet = rtp::parse_rtp(&clear).unwrap();
+                    heard_by_us.push(packet.payload.to_vec());
+                }
+            }
+            ours.handle_tick(Instant::now(), &our_socket, &mut str0m_clear);
+            assert!(
+                str0m_clear.is_empty(),
+                "str0m decrypted no audio once our SRTP was keyed"
+            );
+            // Audio both ways once both ends are up.
+            if browser_connected && ours.connected && sent < 20 {
+                sent += 1;
+                let payload = vec![sent as u8; 160];
+                let write =
+                    RtpWrite::new(0.into(), seq.into(), sent * 160, now, payload).marker(sent == 1);
+                peer.direct_api()
+                    .stream_tx_by_mid(mid, None)
+                    .unwrap()
+                    .write_rtp(write);
+                seq += 1;
+                let header = rtp::RtpHeader {
+                    marker: false,
+                    payload_type: 0,
+                    sequence: 100 + sent as u16,
+                    timestamp: sent * 160,
+                    ssrc: 0x1234_5678,
+                };
+                let mut packet = Vec::new();
+                rtp::write_rtp(&header, &[0x40 + sent as u8; 160], &mut packet);
+                assert!(ours.send_rtp(now, &packet, &our_socket));
+            }
+        }
+        assert!(ours.srtp.is_some(), "our SRTP was keyed by the handshake");
+        assert!(
+            heard_by_us.len() >= 5,
+            "we heard {} packets",
+            heard_by_us.len()
+        );
+        assert!(heard_by_us
+            .iter()
+            .all(|p| p.len() == 160 && p.iter().all(|&b| b == p[0] && b >= 1)));
+        assert!(
+            heard_by_browser.len() >= 5,
+            "the browser heard {} packets",
+            heard_by_browser.len()
+        );
+        assert!(heard_by_browser
+            .iter()
+            .all(|p| p.len() == 160 && p[0] > 0x40));
     }
 
     #[test]
