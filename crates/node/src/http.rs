@@ -162,10 +162,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/sip", get(crate::web::sip_websocket))
-        .route("/console/login", axum::routing::post(crate::web::console_login))
+        .route(
+            "/console/login",
+            axum::routing::post(crate::web::console_login),
+        )
         .route("/console/calls", get(crate::web::console_calls))
         .with_state(shared);
-    api::router(state).merge(ops).merge(crate::web::file_routes())
+    api::router(state)
+        .merge(ops)
+        .merge(crate::web::file_routes())
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {

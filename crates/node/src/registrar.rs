@@ -452,7 +452,9 @@ impl Registrations {
     }
 
     pub fn note_failure(&self, source: IpAddr) -> FailureVerdict {
-        lock(&self.state).guard.handle_failure(source, Instant::now())
+        lock(&self.state)
+            .guard
+            .handle_failure(source, Instant::now())
     }
 
     pub fn note_success(&self, source: IpAddr) {
@@ -683,7 +685,9 @@ pub fn handle_register(
         tokio::spawn(async move {
             let response = match verify_token(&shared, &token).await {
                 Ok(claims) if claims.voice.as_ref().is_some_and(|v| v.incoming_allow) => {
-                    lock(&shared.registrar.state).guard.handle_success(source.ip());
+                    lock(&shared.registrar.state)
+                        .guard
+                        .handle_success(source.ip());
                     shared.registrar.apply(
                         Instant::now(),
                         claims.account_sid,

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use sip::Transport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use sip::Transport;
 use tokio::sync::mpsc;
 
 /// What the transports hand to the SIP task besides UDP datagrams: what happens on connections
@@ -84,8 +84,7 @@ impl Transports {
                             peer,
                             writer,
                         };
-                        if accept_events.send(opened).is_err()
-                        {
+                        if accept_events.send(opened).is_err() {
                             return;
                         }
                     }

@@ -28,9 +28,10 @@ pub async fn sip_websocket(
     ConnectInfo(crate::tls::PeerAddr(peer)): ConnectInfo<crate::tls::PeerAddr>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let asks_sip = upgrade
-        .requested_protocols()
-        .any(|p| p.to_str().is_ok_and(|p| p.trim().eq_ignore_ascii_case("sip")));
+    let asks_sip = upgrade.requested_protocols().any(|p| {
+        p.to_str()
+            .is_ok_and(|p| p.trim().eq_ignore_ascii_case("sip"))
+    });
     if !asks_sip {
         return (
             StatusCode::BAD_REQUEST,
@@ -177,7 +178,9 @@ pub struct ConsoleLogin {
 fn console_error(status: StatusCode, code: u32, message: &str) -> Response {
     (
         status,
-        axum::Json(serde_json::json!({"code": code, "message": message, "status": status.as_u16()})),
+        axum::Json(
+            serde_json::json!({"code": code, "message": message, "status": status.as_u16()}),
+        ),
     )
         .into_response()
 }
@@ -194,10 +197,20 @@ pub async fn console_login(
         tracing::info!(%peer, "console sign-in refused: source blocked after failures");
         return console_error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
     }
-    let refused = || console_error(StatusCode::UNAUTHORIZED, 20003, "Authentication Error - invalid username or password");
+    let refused = || {
+        console_error(
+            StatusCode::UNAUTHORIZED,
+            20003,
+            "Authentication Error - invalid username or password",
+        )
+    };
     let internal = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "console sign-in failed");
-        console_error(StatusCode::INTERNAL_SERVER_ERROR, 20500, "Internal Server Error")
+        console_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            20500,
+            "Internal Server Error",
+        )
     };
     let store = &shared.store;
     let host = login.domain.clone().unwrap_or_default();
@@ -214,7 +227,8 @@ pub async fn console_login(
         Err(e) => return internal(&e),
     };
     let given = store::sip::SipDigests::new(&login.username, &login.password);
-    let matches = stored.is_some_and(|d| constant_time_eq(d.sha256.as_bytes(), given.sha256.as_bytes()));
+    let matches =
+        stored.is_some_and(|d| constant_time_eq(d.sha256.as_bytes(), given.sha256.as_bytes()));
     if !matches {
         let verdict = shared.registrar.note_failure(peer.ip());
         tracing::info!(username = %login.username, %peer, ?verdict, "console sign-in refused");
@@ -238,7 +252,15 @@ pub async fn console_login(
         outgoing_application_sid: None,
         outgoing_params: Vec::new(),
     };
-    let token = api::access_token::mint(&key, &secret, &account, &login.username, &voice, CONSOLE_TOKEN_TTL, now);
+    let token = api::access_token::mint(
+        &key,
+        &secret,
+        &account,
+        &login.username,
+        &voice,
+        CONSOLE_TOKEN_TTL,
+        now,
+    );
     axum::Json(serde_json::json!({
         "token": token,
         "identity": login.username,
@@ -325,15 +347,23 @@ pub async fn console_calls(
             ..Default::default()
         },
     ] {
-        match shared.store.list_calls(&claims.account_sid, &filter, &page).await {
+        match shared
+            .store
+            .list_calls(&claims.account_sid, &filter, &page)
+            .await
+        {
             Ok(p) => calls.extend(p.items),
             Err(e) => {
                 tracing::error!(error = %e, "console calls lookup failed");
-                return console_error(StatusCode::INTERNAL_SERVER_ERROR, 20500, "Internal Server Error");
+                return console_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    20500,
+                    "Internal Server Error",
+                );
             }
         }
     }
-    calls.sort_by(|a, b| b.date_created.cmp(&a.date_created));
+    calls.sort_by_key(|c| std::cmp::Reverse(c.date_created));
     calls.dedup_by(|a, b| a.sid == b.sid);
     calls.truncate(20);
     let calls: Vec<_> = calls.iter().map(api::call_json).collect();

@@ -156,13 +156,12 @@ pub enum StartError {
 impl Node {
     /// Binds every socket, loads the routing index and starts the tasks.
     pub async fn start(mut config: NodeConfig, store: store::Store) -> Result<Node, StartError> {
-        let (transports, stream_events) =
-            transport::Transports::bind(config.sip_addr)
-                .await
-                .map_err(|source| StartError::Sip {
-                    addr: config.sip_addr,
-                    source,
-                })?;
+        let (transports, stream_events) = transport::Transports::bind(config.sip_addr)
+            .await
+            .map_err(|source| StartError::Sip {
+                addr: config.sip_addr,
+                source,
+            })?;
         config.sip_addr = transports.local;
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
@@ -264,7 +263,9 @@ impl Node {
         match &shared.config.http_tls {
             Some(files) => {
                 let tls = crate::tls::server_config(files)
-                    .and_then(|c| crate::tls::TlsListener::new(listener, c).map_err(|e| e.to_string()))
+                    .and_then(|c| {
+                        crate::tls::TlsListener::new(listener, c).map_err(|e| e.to_string())
+                    })
                     .map_err(|e| StartError::Http {
                         addr: http_addr,
                         source: std::io::Error::other(e),

@@ -37,7 +37,9 @@ use sip::{Method, Request, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{apply_leg_media, apply_media, http_method, ActiveCall, CallSignal, Leg, StatusCallbacks};
+use super::{
+    apply_leg_media, apply_media, http_method, ActiveCall, CallSignal, Leg, StatusCallbacks,
+};
 use crate::calls_registry::{CallControl, Registration};
 use crate::media::{MediaEvent, Stream};
 use crate::originate::{LegEvent, LegHandle, LegRequest, LegTarget};
@@ -933,8 +935,11 @@ impl ActiveCall {
                     match &leg.stream {
                         Some(stream) if browser_offer => {
                             let mut response = Response::from_request(&request, 200, "OK");
-                            let transport = leg.sip.as_ref().map_or(sip::Transport::Ws, |s| s.transport);
-                            response.headers.push("Contact", &shared.config.contact_uri_for(transport));
+                            let transport =
+                                leg.sip.as_ref().map_or(sip::Transport::Ws, |s| s.transport);
+                            response
+                                .headers
+                                .push("Contact", &shared.config.contact_uri_for(transport));
                             response.headers.push("Allow", ALLOW);
                             super::answer_webrtc_reinvite(&shared, tx, stream, &request, response);
                         }
@@ -1208,7 +1213,10 @@ fn leg_reinvite(shared: &Shared, leg: &mut DialLeg, request: &Request) -> Respon
     leg.sdp_version += 1;
     let mut response = Response::from_request(request, 200, "OK");
     let config = &shared.config;
-    let transport = leg.sip.as_ref().map_or(sip::Transport::Udp, |s| s.transport);
+    let transport = leg
+        .sip
+        .as_ref()
+        .map_or(sip::Transport::Udp, |s| s.transport);
     response
         .headers
         .push("Contact", &config.contact_uri_for(transport));
@@ -1225,17 +1233,6 @@ fn leg_reinvite(shared: &Shared, leg: &mut DialLeg, request: &Request) -> Respon
     response
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn twiml_methods_become_http_methods() {
-        assert_eq!(method(twiml::Method::Get), HttpMethod::Get);
-        assert_eq!(method(twiml::Method::Post), HttpMethod::Post);
-    }
-}
-
 /// The `X-Dialtone-*` headers a browser's SDK reads from an INVITE to a `<Client>`: the call's
 /// SIDs, caller and callee (Twilio's `call.parameters`) and the noun's `<Parameter>`s
 /// (`call.customParameters`). Other targets get none.
@@ -1249,10 +1246,19 @@ fn client_headers(
     };
     let mut headers = vec![
         ("X-Dialtone-Call-Sid".to_owned(), leg.sid.to_string()),
-        ("X-Dialtone-Parent-Call-Sid".to_owned(), parent.sid.to_string()),
-        ("X-Dialtone-Account-Sid".to_owned(), leg.account_sid.to_string()),
+        (
+            "X-Dialtone-Parent-Call-Sid".to_owned(),
+            parent.sid.to_string(),
+        ),
+        (
+            "X-Dialtone-Account-Sid".to_owned(),
+            leg.account_sid.to_string(),
+        ),
         ("X-Dialtone-From".to_owned(), header_safe(&parent.from)),
-        ("X-Dialtone-To".to_owned(), format!("client:{}", header_safe(name))),
+        (
+            "X-Dialtone-To".to_owned(),
+            format!("client:{}", header_safe(name)),
+        ),
     ];
     if !target.parameters.is_empty() {
         let encoded = url::form_urlencoded::Serializer::new(String::new())
@@ -1266,4 +1272,15 @@ fn client_headers(
 /// A value fit for a SIP header line: no line breaks or other control characters.
 fn header_safe(value: &str) -> String {
     value.chars().filter(|c| !c.is_control()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twiml_methods_become_http_methods() {
+        assert_eq!(method(twiml::Method::Get), HttpMethod::Get);
+        assert_eq!(method(twiml::Method::Post), HttpMethod::Post);
+    }
 }

@@ -242,7 +242,10 @@ impl CallTarget {
         CallTarget {
             account_sid: number.account_sid,
             phone_number_sid: Some(number.sid),
-            from: request.from().map(|f| caller_id(&f.uri)).unwrap_or_default(),
+            from: request
+                .from()
+                .map(|f| caller_id(&f.uri))
+                .unwrap_or_default(),
             to: number.phone_number.clone(),
             voice_url: number.voice_url.clone(),
             voice_method: number.voice_method.clone(),
@@ -295,7 +298,11 @@ async fn browser_target(
         tracing::info!(identity = %claims.identity, "browser call refused: the token allows no outgoing calls");
         return Err(refuse(20106, "Access Token has no outgoing voice grant"));
     };
-    let app = match shared.store.application(&claims.account_sid, &app_sid).await {
+    let app = match shared
+        .store
+        .application(&claims.account_sid, &app_sid)
+        .await
+    {
         Ok(Some(app)) => app,
         Ok(None) => {
             tracing::info!(application_sid = %app_sid, "browser call refused: no such Application");
@@ -310,7 +317,11 @@ async fn browser_target(
         .request
         .headers
         .get("X-Dialtone-Params")
-        .map(|v| url::form_urlencoded::parse(v.trim().as_bytes()).into_owned().collect())
+        .map(|v| {
+            url::form_urlencoded::parse(v.trim().as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let to = page
         .iter()
@@ -378,7 +389,6 @@ async fn setup(
     }
     let (stream, media_rx, negotiated, webrtc_answer) = answer_offer(shared, body)?;
 
-
     let call_sid = CallSid::generate();
     let mut ringing = Response::from_request(&new.request, 180, "Ringing");
     ringing.set_to_tag(&new.local_tag);
@@ -386,7 +396,9 @@ async fn setup(
         .headers
         .push("Contact", &shared.config.contact_uri_for(leg.transport));
     // The browser SDK's `call.parameters.CallSid`.
-    ringing.headers.push("X-Dialtone-Call-Sid", call_sid.as_str());
+    ringing
+        .headers
+        .push("X-Dialtone-Call-Sid", call_sid.as_str());
     let _ = sip.send(SipCommand::Respond {
         tx: new.tx,
         response: ringing,
@@ -489,13 +501,22 @@ pub(crate) fn answer_webrtc_reinvite(
     });
 }
 
+/// What [`answer_offer`] makes: the stream, its events, what was negotiated, and the answer's
+/// SDP when it is a WebRTC one.
+pub(crate) type AnsweredOffer = (
+    Stream,
+    mpsc::UnboundedReceiver<MediaEvent>,
+    Negotiated,
+    Option<String>,
+);
+
 /// A media stream for an INVITE's offer: plain RTP negotiated here, or a browser's WebRTC offer
 /// answered by a `WebRtcSession` that the stream then runs. The answer's SDP is built from the
 /// `Negotiated` for RTP, and is the returned string for WebRTC.
 pub(crate) fn answer_offer(
     shared: &Shared,
     body: &str,
-) -> Result<(Stream, mpsc::UnboundedReceiver<MediaEvent>, Negotiated, Option<String>), (u16, &'static str)> {
+) -> Result<AnsweredOffer, (u16, &'static str)> {
     let allocate = || {
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let stream = shared.media.allocate(media_tx).map_err(|e| {
@@ -557,7 +578,12 @@ pub(crate) struct ActiveCallParts {
 pub(crate) fn apply_leg_media(
     stream: &Stream,
     n: &Negotiated,
-    webrtc: Option<Box<(crate::media::webrtc::WebRtcSession, crate::media::webrtc::WebRtcMedia)>>,
+    webrtc: Option<
+        Box<(
+            crate::media::webrtc::WebRtcSession,
+            crate::media::webrtc::WebRtcMedia,
+        )>,
+    >,
 ) {
     match webrtc {
         Some(w) => {

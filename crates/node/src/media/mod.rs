@@ -32,7 +32,6 @@ mod events;
 mod ports;
 mod recording;
 mod room;
-pub mod srtp;
 mod stream;
 pub mod webrtc;
 mod worker;

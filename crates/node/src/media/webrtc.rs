@@ -20,7 +20,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
-use super::srtp::Srtp;
+use srtp::Srtp;
 
 /// The telephone-event payload type we offer (answers take the offer's).
 const TELEPHONE_EVENT_PT: u8 = 101;
@@ -57,9 +57,9 @@ fn certificate() -> &'static str0m::config::DtlsCert {
     })
 }
 
-/// str0m's crypto with DTLS instances that hand their SRTP keys to [`super::srtp`].
+/// str0m's crypto with DTLS instances that hand their SRTP keys to [`srtp`].
 fn provider() -> Arc<str0m::crypto::CryptoProvider> {
-    super::srtp::capture_provider()
+    srtp::capture_provider()
 }
 
 /// Whether an SDP body is a WebRTC one (DTLS-SRTP), which the plain-RTP path cannot take.
@@ -275,7 +275,7 @@ pub(crate) struct WebRtcTransport {
     /// When str0m last said it next needs the time (`Output::Timeout`): it is given the time
     /// then and not before, so a tick of a quiet session costs a comparison.
     next_timeout: Option<Instant>,
-    /// Once DTLS is up: the audio's SRTP, done here rather than by str0m (see [`super::srtp`]).
+    /// Once DTLS is up: the audio's SRTP, done here rather than by str0m (see [`srtp`]).
     srtp: Option<Srtp>,
     /// The SSRC our answer or offer announced, which str0m's sender would use.
     tx_ssrc: Option<u32>,
@@ -319,7 +319,7 @@ impl WebRtcTransport {
             return false;
         };
         // Keys a handshake exports are noted on this thread: none left from another session.
-        super::srtp::clear_captured_keys();
+        srtp::clear_captured_keys();
         let input = Input::Receive(
             now,
             Receive {
@@ -425,11 +425,12 @@ impl WebRtcTransport {
     /// Takes the keys the handshake just exported: the audio's SRTP is ours from now on, and
     /// str0m keeps STUN, DTLS and RTCP. Without keys str0m keeps the audio too.
     fn key_srtp(&mut self) {
-        let Some(keys) = super::srtp::take_captured_keys() else {
+        let Some(keys) = srtp::take_captured_keys() else {
             tracing::debug!(local = %self.local, "no SRTP keys from the handshake: str0m keeps the audio");
             return;
         };
         self.srtp = Srtp::new(&provider(), &keys);
+        tracing::debug!(local = %self.local, profile = %keys.profile, "SRTP keyed");
         if let Some(mid) = self.mid {
             self.tx_ssrc = self
                 .rtc

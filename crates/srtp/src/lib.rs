@@ -8,7 +8,8 @@
 //!
 //! Keys come out of str0m's DTLS through [`capture_provider`]: a crypto provider whose DTLS
 //! instances note the keying material they export on the thread that drives them, for the
-//! session that is being driven to take with [`take_captured_keys`].
+//! session that is being driven to take with [`take_captured_keys`]. The node's browser legs and
+//! the benchmark's browsers (`bench/`) both use it.
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
