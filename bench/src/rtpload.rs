@@ -104,6 +104,10 @@ struct Args {
     /// stamp every packet and send transport-wide congestion feedback every 50 ms
     #[arg(long)]
     browser_twcc: bool,
+    /// With --webrtc: the browsers send and receive their audio through str0m (its SRTP and
+    /// per-stream work) instead of the srtp crate after str0m's handshake
+    #[arg(long)]
+    browser_str0m_media: bool,
 }
 
 struct Endpoint {

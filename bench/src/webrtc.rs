@@ -1,9 +1,12 @@
 //! `rtpload --webrtc`: browser-to-SIP calls. Each call's leg A is a browser: a str0m `Rtc` (full
 //! ICE agent, controlling, DTLS-SRTP, rtcp-mux, RTP mode, PCMU + telephone-event) that makes the
-//! offer, takes the relay's answer, does ICE and DTLS with the relay and then sends its 20 ms
-//! PCMU through `direct_api().stream_tx_by_mid(..).write_rtp(..)` and gets the relayed packets
-//! of leg B as `Event::RtpPacket`. Leg B is plain RTP, played exactly as in the plain mode
-//! (`send`, `receive` of rtpload).
+//! offer, takes the relay's answer and does ICE and DTLS with the relay. Its 20 ms PCMU is then
+//! protected with the keys of that handshake by the `srtp` crate and sent to the address the
+//! handshake went to, and what comes back is opened the same way: one cipher call a packet, as a
+//! browser's libsrtp does, while str0m keeps STUN, DTLS and RTCP. (`--browser-str0m-media` hands
+//! the audio to str0m instead: `direct_api().stream_tx_by_mid(..).write_rtp(..)` out and
+//! `Event::RtpPacket` in, which costs the generator as much as the relay.) Leg B is plain RTP,
+//! played exactly as in the plain mode (`send`, `receive` of rtpload).
 //!
 //! Sockets: the browsers are spread over `--browser-threads` threads, and the browsers of one
 //! thread share its UDP socket. The relay still sees one 5-tuple per call (each call's leg A has
@@ -13,9 +16,9 @@
 //! address is the answer's candidate), which is what `Rtc::accepts` would decide, in O(1).
 //!
 //! Measurement is rtpload's: every payload carries its sender's endpoint id and the
-//! CLOCK_REALTIME time it was built (for a browser, just before str0m encrypts it, a few µs,
+//! CLOCK_REALTIME time it was built (for a browser, just before it is encrypted, a few µs,
 //! and it is sent at once), and every
-//! datagram's receive time is the kernel's (SO_TIMESTAMPNS), taken before str0m decrypts it.
+//! datagram's receive time is the kernel's (SO_TIMESTAMPNS), taken before it is decrypted.
 //!
 //! Set-up cost: after the signalling of every call (offer/answer through the relay's control
 //! protocol, before any packet), all browsers start ICE at once. Each `Event::Connected` (ICE
@@ -61,11 +64,9 @@ fn certificate() -> &'static str0m::config::DtlsCert {
     })
 }
 
+/// str0m's crypto whose DTLS hands its SRTP keys to the srtp crate.
 fn provider() -> Arc<str0m::crypto::CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<str0m::crypto::CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
-        .clone()
+    srtp::capture_provider()
 }
 
 /// A browser's half of a call.
@@ -82,6 +83,11 @@ struct Browser {
     timeout: Instant,
     connected_ns: Option<u64>,
     failed: bool,
+    /// The audio's SRTP once the handshake is done (unless str0m keeps the media).
+    srtp: Option<srtp::Srtp>,
+    /// The SSRC of the browser's offer, and the relay address its DTLS went to.
+    ssrc: u32,
+    peer: Option<SocketAddr>,
 }
 
 fn new_browser(id: u32, local: SocketAddr, twcc: bool) -> Result<(Browser, String, SdpPendingOffer)> {
@@ -141,6 +147,9 @@ fn new_browser(id: u32, local: SocketAddr, twcc: bool) -> Result<(Browser, Strin
         timeout: now,
         connected_ns: None,
         failed: false,
+        srtp: None,
+        ssrc: 0,
+        peer: None,
     };
     Ok((browser, offer.to_sdp_string(), pending))
 }
@@ -461,6 +470,8 @@ struct Schedule {
     connected: AtomicUsize,
     failed: AtomicUsize,
     stop: AtomicBool,
+    /// Browsers do their audio's SRTP with the srtp crate (false: str0m does it).
+    own_srtp: bool,
 }
 
 #[derive(Default)]
@@ -506,27 +517,26 @@ fn drain(
                 b.timeout = t;
                 return;
             }
-            Ok(Output::Transmit(t)) => out.push(fd, t.destination, &t.contents),
+            Ok(Output::Transmit(t)) => {
+                b.peer = Some(t.destination);
+                out.push(fd, t.destination, &t.contents)
+            }
             Ok(Output::Event(event)) => match event {
                 Event::Connected if b.connected_ns.is_none() => {
+                    if let Some(keys) = srtp::take_captured_keys().filter(|_| sched.own_srtp) {
+                        b.srtp = srtp::Srtp::new(&provider(), &keys);
+                        let mid = b.mid;
+                        if let Some(tx) = b.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                            b.ssrc = *tx.ssrc();
+                        }
+                    }
                     let now = realtime_ns();
                     b.connected_ns = Some(now);
                     stats.connected_ns.push(now);
                     sched.connected.fetch_add(1, Ordering::Relaxed);
                 }
                 Event::IceConnectionStateChange(IceConnectionState::Disconnected) => stats.disconnected += 1,
-                Event::RtpPacket(p) => {
-                    let (Some(rx), Some((id, sent_ns))) = (rx_ns, stamp(&p.payload)) else { continue };
-                    let warm = sched.warm_ns.load(Ordering::Relaxed);
-                    let end = sched.end_ns.load(Ordering::Relaxed);
-                    if warm == 0 || (id as usize) >= endpoints || sent_ns < warm || sent_ns >= end {
-                        continue;
-                    }
-                    stats.received += 1;
-                    let us = rx.saturating_sub(sent_ns) / 1000;
-                    stats.max_us = stats.max_us.max(us);
-                    stats.hist[(us as usize).min(HIST_BUCKETS)] += 1;
-                }
+                Event::RtpPacket(p) => record(stats, sched, &p.payload, rx_ns, endpoints),
                 _ => {}
             },
             Err(e) => {
@@ -539,6 +549,20 @@ fn drain(
             }
         }
     }
+}
+
+/// A packet of leg B a browser received: its one-way delay, if it was sent in the counted window.
+fn record(stats: &mut BrowserStats, sched: &Schedule, payload: &[u8], rx_ns: Option<u64>, endpoints: usize) {
+    let (Some(rx), Some((id, sent_ns))) = (rx_ns, stamp(payload)) else { return };
+    let warm = sched.warm_ns.load(Ordering::Relaxed);
+    let end = sched.end_ns.load(Ordering::Relaxed);
+    if warm == 0 || (id as usize) >= endpoints || sent_ns < warm || sent_ns >= end {
+        return;
+    }
+    stats.received += 1;
+    let us = rx.saturating_sub(sent_ns) / 1000;
+    stats.max_us = stats.max_us.max(us);
+    stats.hist[(us as usize).min(HIST_BUCKETS)] += 1;
 }
 
 fn stamp(payload: &[u8]) -> Option<(u32, u64)> {
@@ -583,6 +607,7 @@ fn browser_thread(socket: UdpSocket, mut browsers: Vec<Browser>, sched: Arc<Sche
     let mut cpu_at_warm: Option<u64> = None;
     let mut next_scan = Instant::now();
     let payload_fill = [0xffu8; PAYLOAD];
+    let (mut clear, mut sealed) = (Vec::with_capacity(2048), Vec::with_capacity(2048));
     while !sched.stop.load(Ordering::Relaxed) {
         let mut busy = false;
         // 1. What came in.
@@ -625,6 +650,17 @@ fn browser_thread(socket: UdpSocket, mut browsers: Vec<Browser>, sched: Arc<Sche
                 };
                 stats.in_kinds[kind] += 1;
                 let b = &mut browsers[k];
+                if let (0, Some(srtp)) = (kind, b.srtp.as_mut()) {
+                    if srtp.unprotect(&bufs[i][..len.min(2048)], &mut clear) {
+                        let at = srtp::rtp_header_len(&clear).unwrap_or(clear.len());
+                        record(&mut stats, &sched, &clear[at..], rx_ns, endpoints);
+                    }
+                    continue;
+                }
+                if kind == 3 {
+                    // The keys this handshake may export are the next ones noted on this thread.
+                    srtp::clear_captured_keys();
+                }
                 let Ok(contents) = bufs[i][..len.min(2048)].try_into() else { continue };
                 let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination: local, contents });
                 if b.rtc.handle_input(input).is_ok() {
@@ -674,14 +710,26 @@ fn browser_thread(socket: UdpSocket, mut browsers: Vec<Browser>, sched: Arc<Sche
                 payload[0..4].copy_from_slice(&b.id.to_be_bytes());
                 let stamp = realtime_ns();
                 payload[4..12].copy_from_slice(&stamp.to_be_bytes());
-                let write = RtpWrite::new(0.into(), b.seq.into(), b.ts, now, payload.to_vec())
-                    .marker(b.seq == 0);
-                let mid = b.mid;
-                if let Some(tx) = b.rtc.direct_api().stream_tx_by_mid(mid, None) {
-                    tx.write_rtp(write);
+                if let (Some(srtp), Some(peer)) = (b.srtp.as_mut(), b.peer) {
+                    clear.clear();
+                    clear.extend_from_slice(&[0x80, if b.seq == 0 { 0x80 } else { 0 }]);
+                    clear.extend_from_slice(&(b.seq as u16).to_be_bytes());
+                    clear.extend_from_slice(&b.ts.to_be_bytes());
+                    clear.extend_from_slice(&b.ssrc.to_be_bytes());
+                    clear.extend_from_slice(&payload);
+                    if srtp.protect(&clear, &mut sealed) {
+                        out.push(fd, peer, &sealed);
+                    }
+                } else {
+                    let write = RtpWrite::new(0.into(), b.seq.into(), b.ts, now, payload.to_vec())
+                        .marker(b.seq == 0);
+                    let mid = b.mid;
+                    if let Some(tx) = b.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                        tx.write_rtp(write);
+                    }
+                    let _ = b.rtc.handle_input(Input::Timeout(now));
+                    drain(b, fd, &mut out, &mut stats, &sched, None, endpoints);
                 }
-                let _ = b.rtc.handle_input(Input::Timeout(now));
-                drain(b, fd, &mut out, &mut stats, &sched, None, endpoints);
                 // Out at once: the stamp is taken before str0m encrypts, so anything between
                 // it and the send (more packets' encryption, or being preempted by the relay
                 // meanwhile) would count as relay delay.
@@ -807,6 +855,7 @@ pub fn run(args: &Args) -> Result<()> {
         connected: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
+        own_srtp: !args.browser_str0m_media,
     });
     let mut per_thread: Vec<Vec<Browser>> = (0..threads).map(|_| Vec::new()).collect();
     for (c, b) in browsers.into_iter().enumerate() {
