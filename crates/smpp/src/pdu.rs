@@ -753,3 +753,238 @@ impl Writer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hex with spaces and `"text"` runs, for fixtures that read like the spec's tables.
+    fn bytes(spec: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, piece) in spec.split('"').enumerate() {
+            if i % 2 == 1 {
+                out.extend_from_slice(piece.as_bytes());
+            } else {
+                let digits: String = piece.chars().filter(|c| !c.is_whitespace()).collect();
+                for pair in digits.as_bytes().chunks(2) {
+                    out.push(u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    fn round_trip(pdu: Pdu) {
+        let encoded = pdu.encode().unwrap();
+        assert_eq!(Header::parse(&encoded).unwrap().command_length as usize, encoded.len());
+        assert_eq!(Pdu::parse(&encoded).unwrap(), pdu, "{encoded:02x?}");
+    }
+
+    fn submit() -> Sm {
+        Sm {
+            source: Address::international("+447700900000"),
+            destination: Address::international("447700900001"),
+            registered_delivery: REGISTERED_DELIVERY_RECEIPT,
+            short_message: b"Hello".to_vec(),
+            ..Sm::default()
+        }
+    }
+
+    #[test]
+    fn bind_transceiver_fixture() {
+        // §4.1.5: system_id, password, system_type, interface_version, addr_ton, addr_npi,
+        // address_range.
+        let wire = bytes(
+            r#"0000002F 00000009 00000000 00000001
+               "SMPP3TEST" 00 "secret08" 00 "SUBMIT1" 00 34 01 01 00"#,
+        );
+        let pdu = Pdu::request(
+            1,
+            Body::Bind(Bind {
+                mode: BindMode::Transceiver,
+                system_id: "SMPP3TEST".into(),
+                password: "secret08".into(),
+                system_type: "SUBMIT1".into(),
+                interface_version: SMPP_V34,
+                addr_ton: 1,
+                addr_npi: 1,
+                address_range: String::new(),
+            }),
+        );
+        assert_eq!(pdu.encode().unwrap(), wire);
+        assert_eq!(Pdu::parse(&wire).unwrap(), pdu);
+        // SMPP 5.0's interface_version is just a value.
+        let mut v5 = wire.clone();
+        v5[43] = SMPP_V50;
+        let Body::Bind(b) = Pdu::parse(&v5).unwrap().body else { panic!("bind") };
+        assert_eq!(b.interface_version, 0x50);
+    }
+
+    #[test]
+    fn submit_sm_fixture() {
+        // §4.4.1, every mandatory field in order, no TLVs.
+        let wire = bytes(
+            r#"0000003E 00000004 00000000 00000002
+               00 01 01 "447700900000" 00 01 01 "447700900001" 00
+               00 00 00 00 00 01 00 00 00 05 "Hello""#,
+        );
+        let pdu = Pdu::request(2, Body::SubmitSm(Box::new(submit())));
+        assert_eq!(pdu.encode().unwrap(), wire);
+        assert_eq!(Pdu::parse(&wire).unwrap(), pdu);
+    }
+
+    #[test]
+    fn submit_sm_resp_and_tlvs_fixture() {
+        let wire = bytes(r#"0000001A 80000004 00000000 00000002 "a1b2c3d4e" 00"#);
+        let pdu = Pdu::parse(&wire).unwrap();
+        assert_eq!(pdu.body, Body::SubmitSmResp(SmResp { message_id: "a1b2c3d4e".into(), tlvs: Tlvs::default() }));
+        // deliver_sm carrying a receipt's TLVs, plus one unknown TLV kept as it came.
+        let mut sm = submit();
+        sm.esm_class = esm_class::DELIVERY_RECEIPT;
+        sm.tlvs.set(tag::RECEIPTED_MESSAGE_ID, b"a1b2c3d4e\0".to_vec());
+        sm.tlvs.set(tag::MESSAGE_STATE, vec![2]);
+        sm.tlvs.set(0x1403, vec![0xDE, 0xAD]);
+        let encoded = Pdu::request(7, Body::DeliverSm(Box::new(sm.clone()))).encode().unwrap();
+        assert!(encoded.ends_with(&bytes("001E 000A \"a1b2c3d4e\" 00 0427 0001 02 1403 0002 DEAD")));
+        let Body::DeliverSm(back) = Pdu::parse(&encoded).unwrap().body else { panic!("deliver_sm") };
+        assert_eq!(back.tlvs.receipted_message_id().as_deref(), Some("a1b2c3d4e"));
+        assert_eq!(back.tlvs.message_state(), Some(2));
+        assert_eq!(back.tlvs.get(0x1403), Some(&[0xDE, 0xAD][..]));
+        assert_eq!(*back, sm);
+    }
+
+    #[test]
+    fn every_pdu_round_trips() {
+        let ok = CommandStatus::ESME_ROK;
+        let mut long = submit();
+        long.short_message.clear();
+        long.tlvs.set(tag::MESSAGE_PAYLOAD, vec![b'x'; 1000]);
+        long.tlvs.set(tag::SAR_MSG_REF_NUM, vec![0x12, 0x34]);
+        long.schedule_delivery_time = "240101120000000+".into();
+        long.validity_period = "000001000000000R".into();
+        long.service_type = "CMT".into();
+        let mut sc = Tlvs::default();
+        sc.set(tag::SC_INTERFACE_VERSION, vec![0x34]);
+        for mode in [BindMode::Transmitter, BindMode::Receiver, BindMode::Transceiver] {
+            round_trip(Pdu::request(
+                9,
+                Body::Bind(Bind {
+                    mode,
+                    system_id: "abcdefghijklmno".into(),
+                    password: "12345678".into(),
+                    system_type: "VMS".into(),
+                    interface_version: 0x34,
+                    addr_ton: 2,
+                    addr_npi: 8,
+                    address_range: "^1555".into(),
+                }),
+            ));
+            round_trip(Pdu::response(9, ok, Body::BindResp(BindResp { mode, system_id: "SMSC".into(), tlvs: sc.clone() })));
+        }
+        for body in [Body::Unbind, Body::UnbindResp, Body::EnquireLink, Body::EnquireLinkResp, Body::GenericNack] {
+            round_trip(Pdu::response(0x7FFF_FFFF, ok, body));
+        }
+        round_trip(Pdu::response(3, CommandStatus::ESME_RINVCMDID, Body::GenericNack));
+        round_trip(Pdu::request(4, Body::SubmitSm(Box::new(submit()))));
+        round_trip(Pdu::request(4, Body::SubmitSm(Box::new(long.clone()))));
+        round_trip(Pdu::request(5, Body::DeliverSm(Box::new(long))));
+        round_trip(Pdu::response(4, ok, Body::SubmitSmResp(SmResp { message_id: "x".repeat(64), tlvs: Tlvs::default() })));
+        round_trip(Pdu::response(5, ok, Body::DeliverSmResp(SmResp::default())));
+        round_trip(Pdu::request(6, Body::Outbind(Outbind { system_id: "smsc".into(), password: "pw".into() })));
+        round_trip(Pdu::request(
+            7,
+            Body::AlertNotification(AlertNotification {
+                source: Address::international("1555"),
+                esme: Address::alphanumeric("Dialtone"),
+                tlvs: Tlvs(vec![Tlv { tag: 0x0422, value: vec![0] }]),
+            }),
+        ));
+        round_trip(Pdu::request(8, Body::QuerySm(QuerySm { message_id: "m1".into(), source: Address::default() })));
+        round_trip(Pdu::response(
+            8,
+            ok,
+            Body::QuerySmResp(QuerySmResp {
+                message_id: "m1".into(),
+                final_date: String::new(),
+                message_state: 2,
+                error_code: 0,
+            }),
+        ));
+        // Latin-1 octets in a C-Octet String survive.
+        round_trip(Pdu::request(10, Body::Outbind(Outbind { system_id: "café".into(), password: String::new() })));
+    }
+
+    #[test]
+    fn error_responses_without_body() {
+        let nack = bytes("00000010 80000004 00000058 00000003");
+        let pdu = Pdu::parse(&nack).unwrap();
+        assert_eq!(pdu.command_status, CommandStatus::ESME_RTHROTTLED);
+        assert_eq!(pdu.body, Body::SubmitSmResp(SmResp::default()));
+        let bind = bytes("00000010 80000009 0000000E 00000001");
+        assert!(matches!(Pdu::parse(&bind).unwrap().body, Body::BindResp(BindResp { mode: BindMode::Transceiver, .. })));
+        // A deliver_sm_resp without its NUL is common.
+        let dresp = bytes("00000010 80000005 00000000 00000001");
+        assert_eq!(Pdu::parse(&dresp).unwrap().body, Body::DeliverSmResp(SmResp::default()));
+        // But a successful submit_sm_resp must name the message.
+        let bad = bytes("00000010 80000004 00000000 00000001");
+        assert_eq!(Pdu::parse(&bad), Err(PduError::Truncated(Field::MessageId)));
+    }
+
+    #[test]
+    fn malformed_bodies_name_their_status() {
+        // The fixtures' command_length is filled in: each is wrong only where it says.
+        let status = |spec: &str| {
+            let mut pdu = bytes(spec);
+            let len = pdu.len() as u32;
+            pdu[..4].copy_from_slice(&len.to_be_bytes());
+            Pdu::parse(&pdu).unwrap_err().command_status()
+        };
+        // Unknown command.
+        assert_eq!(status("00000010 00000999 00000000 00000001"), CommandStatus::ESME_RINVCMDID);
+        // system_id of 16 characters (no room for the NUL).
+        assert_eq!(
+            status(r#"00000030 00000002 00000000 00000001 "abcdefghijklmnop" 00 00 00 34 00 00 00"#),
+            CommandStatus::ESME_RINVSYSID
+        );
+        // Destination address unterminated.
+        assert_eq!(status(r#"00000018 00000004 00000000 00000001 00 01 01 "1" 00 01 01 "2""#), CommandStatus::ESME_RINVDSTADR);
+        // sm_length past the end.
+        assert_eq!(
+            status(r#"00000000 00000004 00000000 00000001 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 09 "Hi""#),
+            CommandStatus::ESME_RINVMSGLEN
+        );
+        // A TLV that runs past the PDU.
+        assert_eq!(
+            status(r#"00000000 00000004 00000000 00000001 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 0424 0009 "ab""#),
+            CommandStatus::ESME_RINVOPTPARSTREAM
+        );
+        // Bytes after a body that has none.
+        assert_eq!(status("00000011 00000015 00000000 00000001 00"), CommandStatus::ESME_RINVCMDLEN);
+        // command_length disagreeing with the bytes given.
+        let short = Pdu::parse(&bytes("00000020 00000015 00000000 00000001")).unwrap_err();
+        assert_eq!(short, PduError::LengthMismatch { declared: 32, actual: 16 });
+        assert_eq!(short.command_status(), CommandStatus::ESME_RINVCMDLEN);
+        assert_eq!(Pdu::parse(&[0; 4]), Err(PduError::Truncated(Field::Header)));
+    }
+
+    #[test]
+    fn encoding_checks_limits() {
+        let mut sm = submit();
+        sm.destination.addr = "1".repeat(21);
+        assert_eq!(
+            Pdu::request(1, Body::SubmitSm(Box::new(sm.clone()))).encode(),
+            Err(PduError::TooLong { field: Field::DestinationAddr, max: 21 })
+        );
+        sm.destination.addr = "€".into();
+        assert_eq!(Pdu::request(1, Body::SubmitSm(Box::new(sm.clone()))).encode(), Err(PduError::BadChar(Field::DestinationAddr)));
+        sm.destination.addr = "1".into();
+        sm.short_message = vec![0; 256];
+        assert!(Pdu::request(1, Body::SubmitSm(Box::new(sm.clone()))).encode().is_err());
+        sm.short_message.clear();
+        sm.tlvs.set(tag::MESSAGE_PAYLOAD, vec![0; 65_500]);
+        assert!(matches!(
+            Pdu::request(1, Body::SubmitSm(Box::new(sm))).encode(),
+            Err(PduError::BadCommandLength(_))
+        ));
+    }
+}

@@ -99,7 +99,7 @@ impl ReceiptDate {
             && (1..=31).contains(&date.day)
             && date.hour < 24
             && date.minute < 60
-            && date.second.map_or(true, |s| s < 61);
+            && date.second.unwrap_or(0) < 61;
         valid.then_some(date)
     }
 }

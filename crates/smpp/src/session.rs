@@ -580,7 +580,12 @@ impl Session {
     fn peek_seq(&self) -> u32 {
         let mut seq = self.next_seq;
         // Skip numbers still in use (only possible after 2^31 requests with one stuck).
-        while self.outstanding.contains_key(&seq) || seq == self.state_seq || self.enquire.is_some_and(|(s, _)| s == seq) {
+        let in_use = |seq: u32| {
+            self.outstanding.contains_key(&seq)
+                || (seq == self.state_seq && self.state_deadline.is_some())
+                || self.enquire.is_some_and(|(s, _)| s == seq)
+        };
+        while in_use(seq) {
             seq = if seq >= MAX_SEQUENCE { 1 } else { seq + 1 };
         }
         seq
@@ -590,5 +595,419 @@ impl Session {
         let seq = self.peek_seq();
         self.next_seq = if seq >= MAX_SEQUENCE { 1 } else { seq + 1 };
         seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdu::{esm_class, Address, BindResp, Tlvs};
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn config() -> SessionConfig {
+        SessionConfig { window: 2, ..SessionConfig::new(BindMode::Transceiver, "dialtone", "secret") }
+    }
+
+    /// Everything queued: PDUs written and events.
+    fn drain(s: &mut Session) -> (Vec<Pdu>, Vec<Event>) {
+        let (mut pdus, mut events) = (Vec::new(), Vec::new());
+        while let Some(out) = s.poll_output() {
+            match out {
+                Output::Transmit(bytes) => pdus.push(Pdu::parse(&bytes).unwrap()),
+                Output::Event(e) => events.push(e),
+            }
+        }
+        (pdus, events)
+    }
+
+    fn wire(pdu: Pdu) -> Vec<u8> {
+        pdu.encode().unwrap()
+    }
+
+    fn bind_resp(seq: u32, status: CommandStatus) -> Vec<u8> {
+        let body = BindResp { mode: BindMode::Transceiver, system_id: "SMSC".into(), tlvs: Tlvs::default() };
+        wire(Pdu::response(seq, status, Body::BindResp(body)))
+    }
+
+    fn submit_resp(seq: SeqNo, status: CommandStatus, id: &str) -> Vec<u8> {
+        wire(Pdu::response(seq.0, status, Body::SubmitSmResp(SmResp { message_id: id.into(), tlvs: Tlvs::default() })))
+    }
+
+    fn message() -> Sm {
+        Sm {
+            source: Address::international("15550001"),
+            destination: Address::international("15550002"),
+            short_message: b"hi".to_vec(),
+            ..Sm::default()
+        }
+    }
+
+    fn bound(t0: Instant, config: SessionConfig) -> Session {
+        let mut s = Session::new(t0, config).unwrap();
+        let (pdus, _) = drain(&mut s);
+        let Body::Bind(bind) = &pdus[0].body else { panic!("bind first") };
+        assert_eq!((bind.mode, bind.system_id.as_str(), bind.password.as_str()), (BindMode::Transceiver, "dialtone", "secret"));
+        s.handle_bytes(t0, &bind_resp(pdus[0].sequence_number, CommandStatus::ESME_ROK));
+        let (_, events) = drain(&mut s);
+        assert_eq!(events, [Event::Bound { smsc_system_id: "SMSC".into(), sc_interface_version: None }]);
+        s
+    }
+
+    #[test]
+    fn bind_then_fill_the_window() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        assert!(s.can_submit(t0));
+        let a = s.submit(t0, message()).unwrap();
+        let b = s.submit(t0, message()).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.submit(t0, message()), Err(SubmitError::WindowFull));
+        assert_eq!(s.submit_ready_at(t0), None);
+        let (pdus, _) = drain(&mut s);
+        assert_eq!(pdus.len(), 2);
+        assert!(matches!(&pdus[0].body, Body::SubmitSm(sm) if sm.short_message == b"hi"));
+        s.handle_bytes(t0, &submit_resp(b, CommandStatus::ESME_ROK, "m-2"));
+        s.handle_bytes(t0, &submit_resp(a, CommandStatus::ESME_RINVDSTADR, ""));
+        let (_, events) = drain(&mut s);
+        assert_eq!(
+            events,
+            [
+                Event::SubmitResponse { seq: b, result: Ok("m-2".into()) },
+                Event::SubmitResponse { seq: a, result: Err(CommandStatus::ESME_RINVDSTADR) },
+            ]
+        );
+        assert_eq!(s.outstanding(), 0);
+        assert_eq!(s.submit_ready_at(t0), Some(t0));
+    }
+
+    #[test]
+    fn bind_rejected_or_unanswered() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config()).unwrap();
+        drain(&mut s);
+        assert_eq!(s.submit(t0, message()), Err(SubmitError::NotBound));
+        s.handle_bytes(t0, &bind_resp(1, CommandStatus::ESME_RINVPASWD));
+        let (_, events) = drain(&mut s);
+        assert_eq!(events, [Event::Closed { reason: CloseReason::BindRejected(CommandStatus::ESME_RINVPASWD) }]);
+        assert_eq!(s.poll_timeout(), None);
+
+        let mut s = Session::new(t0, config()).unwrap();
+        assert_eq!(s.poll_timeout(), Some(t0 + 10 * SEC));
+        s.handle_timeout(t0 + 9 * SEC);
+        assert_eq!(drain(&mut s).1, []);
+        s.handle_timeout(t0 + 10 * SEC);
+        assert_eq!(drain(&mut s).1, [Event::Closed { reason: CloseReason::BindTimeout }]);
+    }
+
+    #[test]
+    fn receiver_cannot_submit() {
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.bind.mode = BindMode::Receiver;
+        let mut s = Session::new(t0, cfg).unwrap();
+        drain(&mut s);
+        let body = BindResp { mode: BindMode::Receiver, system_id: "SMSC".into(), tlvs: Tlvs::default() };
+        s.handle_bytes(t0, &wire(Pdu::response(1, CommandStatus::ESME_ROK, Body::BindResp(body))));
+        assert!(s.is_bound());
+        assert_eq!(s.submit(t0, message()), Err(SubmitError::WrongBindMode));
+    }
+
+    #[test]
+    fn submit_timeout_then_late_response() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        let a = s.submit(t0, message()).unwrap();
+        let b = s.submit(t0 + SEC, message()).unwrap();
+        drain(&mut s);
+        assert_eq!(s.poll_timeout(), Some(t0 + 30 * SEC));
+        s.handle_timeout(t0 + 30 * SEC);
+        assert_eq!(drain(&mut s).1, [Event::SubmitTimeout { seq: a }]);
+        assert_eq!(s.poll_timeout(), Some(t0 + 31 * SEC));
+        s.handle_bytes(t0 + 30 * SEC, &submit_resp(a, CommandStatus::ESME_ROK, "late"));
+        assert_eq!(drain(&mut s).1, []);
+        assert_eq!(s.stats().unmatched_responses, 1);
+        // A generic_nack answers a submit too.
+        s.handle_bytes(t0 + 30 * SEC, &wire(Pdu::response(b.0, CommandStatus::ESME_RINVCMDID, Body::GenericNack)));
+        assert_eq!(drain(&mut s).1, [Event::SubmitResponse { seq: b, result: Err(CommandStatus::ESME_RINVCMDID) }]);
+    }
+
+    #[test]
+    fn throttled_backs_off_exponentially() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        let a = s.submit(t0, message()).unwrap();
+        drain(&mut s);
+        s.handle_bytes(t0, &submit_resp(a, CommandStatus::ESME_RTHROTTLED, ""));
+        assert_eq!(drain(&mut s).1, [Event::Throttled { seq: a, resume_at: t0 + SEC }]);
+        assert!(!s.can_submit(t0));
+        assert_eq!(s.submit(t0, message()), Err(SubmitError::Throttled { until: t0 + SEC }));
+        assert_eq!(s.submit_ready_at(t0), Some(t0 + SEC));
+        assert_eq!(s.poll_timeout(), Some(t0 + SEC));
+        s.handle_timeout(t0 + SEC);
+        assert!(s.poll_timeout() > Some(t0 + SEC), "the pause is over: no busy wake-up");
+        // Throttled again: twice as long.
+        let t1 = t0 + SEC;
+        let b = s.submit(t1, message()).unwrap();
+        s.handle_bytes(t1, &submit_resp(b, CommandStatus::ESME_RTHROTTLED, ""));
+        assert_eq!(drain(&mut s).1, [Event::Throttled { seq: b, resume_at: t1 + 2 * SEC }]);
+        // A success resets the back-off.
+        let t2 = t1 + 2 * SEC;
+        let c = s.submit(t2, message()).unwrap();
+        s.handle_bytes(t2, &submit_resp(c, CommandStatus::ESME_ROK, "ok"));
+        let d = s.submit(t2, message()).unwrap();
+        s.handle_bytes(t2, &submit_resp(d, CommandStatus::ESME_RTHROTTLED, ""));
+        assert_eq!(drain(&mut s).1.last(), Some(&Event::Throttled { seq: d, resume_at: t2 + SEC }));
+    }
+
+    #[test]
+    fn tps_cap() {
+        let t0 = Instant::now();
+        let cfg = SessionConfig { max_tps: Some(10), tps_burst: 2, window: 100, ..config() };
+        let mut s = bound(t0, cfg);
+        s.submit(t0, message()).unwrap();
+        s.submit(t0, message()).unwrap();
+        let until = t0 + Duration::from_millis(100);
+        assert_eq!(s.submit(t0, message()), Err(SubmitError::RateLimited { until }));
+        assert_eq!(s.submit_ready_at(t0), Some(until));
+        s.submit(until, message()).unwrap();
+        assert!(!s.can_submit(until));
+        // Over 10 s at most 10/s go out (plus the burst).
+        let mut sent = 3;
+        let mut t = until;
+        while t < t0 + 10 * SEC {
+            t += Duration::from_millis(10);
+            if s.submit(t, message()).is_ok() {
+                sent += 1;
+            }
+            drain(&mut s);
+            // Keep the window empty.
+            let seqs: Vec<u32> = s.outstanding.keys().copied().collect();
+            for seq in seqs {
+                s.handle_bytes(t, &submit_resp(SeqNo(seq), CommandStatus::ESME_ROK, "x"));
+            }
+        }
+        assert!((100..=102).contains(&sent), "{sent}");
+    }
+
+    #[test]
+    fn enquire_link_answered_and_sent() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        s.handle_bytes(t0 + SEC, &wire(Pdu::request(77, Body::EnquireLink)));
+        let (pdus, _) = drain(&mut s);
+        assert_eq!(pdus, [Pdu::response(77, CommandStatus::ESME_ROK, Body::EnquireLinkResp)]);
+        // 30 s after the last PDU from the SMSC, ours goes out.
+        assert_eq!(s.poll_timeout(), Some(t0 + 31 * SEC));
+        s.handle_timeout(t0 + 31 * SEC);
+        let (pdus, _) = drain(&mut s);
+        assert_eq!(pdus.len(), 1);
+        assert_eq!(pdus[0].body, Body::EnquireLink);
+        assert_eq!(s.poll_timeout(), Some(t0 + 41 * SEC));
+        s.handle_bytes(t0 + 32 * SEC, &wire(Pdu::response(pdus[0].sequence_number, CommandStatus::ESME_ROK, Body::EnquireLinkResp)));
+        assert_eq!(s.poll_timeout(), Some(t0 + 62 * SEC));
+        assert!(s.is_bound());
+    }
+
+    #[test]
+    fn enquire_link_timeout_closes() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        let a = s.submit(t0, message()).unwrap();
+        s.handle_timeout(t0 + 30 * SEC);
+        let (pdus, events) = drain(&mut s);
+        assert_eq!(pdus.last().map(|p| &p.body), Some(&Body::EnquireLink));
+        assert_eq!(events, [Event::SubmitTimeout { seq: a }]);
+        let b = s.submit(t0 + 35 * SEC, message()).unwrap();
+        assert_eq!(s.poll_timeout(), Some(t0 + 40 * SEC));
+        s.handle_timeout(t0 + 40 * SEC);
+        let (_, events) = drain(&mut s);
+        assert_eq!(
+            events,
+            [Event::SubmitAborted { seq: b }, Event::Closed { reason: CloseReason::KeepAliveTimeout }]
+        );
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn unbind_from_either_side() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        let a = s.submit(t0, message()).unwrap();
+        drain(&mut s);
+        s.handle_bytes(t0, &wire(Pdu::request(5, Body::Unbind)));
+        let (pdus, events) = drain(&mut s);
+        assert_eq!(pdus, [Pdu::response(5, CommandStatus::ESME_ROK, Body::UnbindResp)]);
+        assert_eq!(
+            events,
+            [Event::Unbound, Event::SubmitAborted { seq: a }, Event::Closed { reason: CloseReason::Unbound }]
+        );
+        assert_eq!(s.state(), SessionState::Closed);
+        s.handle_bytes(t0, &wire(Pdu::request(6, Body::EnquireLink)));
+        assert_eq!(s.poll_output(), None);
+
+        let mut s = bound(t0, config());
+        s.unbind(t0);
+        let (pdus, _) = drain(&mut s);
+        assert_eq!(pdus[0].body, Body::Unbind);
+        assert_eq!(s.submit(t0, message()), Err(SubmitError::NotBound));
+        s.handle_bytes(t0, &wire(Pdu::response(pdus[0].sequence_number, CommandStatus::ESME_ROK, Body::UnbindResp)));
+        assert_eq!(drain(&mut s).1, [Event::Unbound, Event::Closed { reason: CloseReason::Unbound }]);
+
+        let mut s = bound(t0, config());
+        s.unbind(t0);
+        s.handle_timeout(t0 + 10 * SEC);
+        assert_eq!(drain(&mut s).1.last(), Some(&Event::Closed { reason: CloseReason::UnbindTimeout }));
+    }
+
+    #[test]
+    fn unknown_commands_get_generic_nack() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        // A well-framed PDU with a command_id SMPP does not have.
+        let mut unknown = wire(Pdu::request(42, Body::EnquireLink));
+        unknown[4..8].copy_from_slice(&0x0000_0999u32.to_be_bytes());
+        s.handle_bytes(t0, &unknown);
+        // A response nobody asked for, unparseable: dropped.
+        let mut bad_resp = wire(Pdu::request(43, Body::EnquireLink));
+        bad_resp[4..8].copy_from_slice(&0x8000_0999u32.to_be_bytes());
+        s.handle_bytes(t0, &bad_resp);
+        // A request an SMSC does not send.
+        s.handle_bytes(t0, &wire(Pdu::request(44, Body::SubmitSm(Box::new(message())))));
+        let (pdus, events) = drain(&mut s);
+        assert_eq!(
+            pdus,
+            [
+                Pdu::response(42, CommandStatus::ESME_RINVCMDID, Body::GenericNack),
+                Pdu::response(44, CommandStatus::ESME_RINVBNDSTS, Body::GenericNack),
+            ]
+        );
+        assert_eq!(events, []);
+        assert!(s.is_bound());
+        assert_eq!(s.stats().generic_nacks_sent, 2);
+    }
+
+    #[test]
+    fn garbage_and_absurd_lengths_close_with_generic_nack() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        let a = s.submit(t0, message()).unwrap();
+        drain(&mut s);
+        // "GARBAGE!..." reads as command_length 0x47415242: over a gigabyte.
+        s.handle_bytes(t0, b"GARBAGE! not smpp at all");
+        let (pdus, events) = drain(&mut s);
+        assert_eq!(pdus.len(), 1);
+        assert_eq!(pdus[0].body, Body::GenericNack);
+        assert_eq!(pdus[0].command_status, CommandStatus::ESME_RINVCMDLEN);
+        assert_eq!(events[0], Event::SubmitAborted { seq: a });
+        assert!(matches!(
+            &events[1],
+            Event::Closed { reason: CloseReason::Framing(FrameError { error: PduError::BadCommandLength(0x4741_5242), .. }) }
+        ));
+        assert_eq!(s.framer.buffered(), 0);
+
+        let mut s = bound(t0, config());
+        let mut header = u32::MAX.to_be_bytes().to_vec();
+        header.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9]);
+        s.handle_bytes(t0, &header);
+        let (pdus, _) = drain(&mut s);
+        assert_eq!(pdus, [Pdu::response(9, CommandStatus::ESME_RINVCMDLEN, Body::GenericNack)]);
+        assert_eq!(s.state(), SessionState::Closed);
+        assert_eq!(s.framer.buffered(), 0);
+    }
+
+    fn deliver(seq: u32, sm: Sm) -> Vec<u8> {
+        wire(Pdu::request(seq, Body::DeliverSm(Box::new(sm))))
+    }
+
+    #[test]
+    fn deliver_is_acked_only_by_the_application() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        // Split in one-byte chunks: nothing is lost.
+        for b in deliver(900, message()) {
+            s.handle_bytes(t0, &[b]);
+        }
+        let (pdus, events) = drain(&mut s);
+        assert_eq!(pdus, []);
+        assert_eq!(events, [Event::Deliver { seq: PeerSeqNo(900), sm: Box::new(message()) }]);
+        s.ack_deliver(PeerSeqNo(900), CommandStatus::ESME_ROK).unwrap();
+        let (pdus, _) = drain(&mut s);
+        assert_eq!(pdus, [Pdu::response(900, CommandStatus::ESME_ROK, Body::DeliverSmResp(SmResp::default()))]);
+        assert_eq!(s.ack_deliver(PeerSeqNo(900), CommandStatus::ESME_ROK), Err(AckError::Unknown(900)));
+
+        let receipt = Sm {
+            esm_class: esm_class::DELIVERY_RECEIPT,
+            short_message: b"id:msg1 sub:001 dlvrd:001 submit date:2401010000 done date:2401010000 stat:DELIVRD err:000 text:".to_vec(),
+            ..message()
+        };
+        s.handle_bytes(t0, &deliver(901, receipt));
+        let (pdus, events) = drain(&mut s);
+        assert_eq!(pdus, []);
+        let [Event::Receipt { seq, receipt, .. }] = &events[..] else { panic!("{events:?}") };
+        assert_eq!((*seq, receipt.message_id.as_str()), (PeerSeqNo(901), "msg1"));
+        assert_eq!(receipt.state, Some(crate::MessageState::Delivered));
+        s.ack_deliver(*seq, CommandStatus::ESME_RX_T_APPN).unwrap();
+        assert_eq!(drain(&mut s).0[0].command_status, CommandStatus::ESME_RX_T_APPN);
+    }
+
+    #[test]
+    fn deliver_refusals() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, SessionConfig { max_unacked_delivers: 1, ..config() });
+        s.handle_bytes(t0, &deliver(1, message()));
+        s.handle_bytes(t0, &deliver(2, message()));
+        let (pdus, events) = drain(&mut s);
+        assert_eq!(events.len(), 1);
+        assert_eq!(pdus, [Pdu::response(2, CommandStatus::ESME_RX_T_APPN, Body::DeliverSmResp(SmResp::default()))]);
+        // A malformed deliver_sm is refused with the status its fault names.
+        let mut bad = deliver(3, message());
+        bad.truncate(bad.len() - 1);
+        let len = bad.len() as u32;
+        bad[..4].copy_from_slice(&len.to_be_bytes());
+        s.handle_bytes(t0, &bad);
+        let (pdus, _) = drain(&mut s);
+        assert_eq!(pdus, [Pdu::response(3, CommandStatus::ESME_RINVMSGLEN, Body::DeliverSmResp(SmResp::default()))]);
+        // A transmitter gets none.
+        let mut cfg = config();
+        cfg.bind.mode = BindMode::Transmitter;
+        let mut s = Session::new(t0, cfg).unwrap();
+        drain(&mut s);
+        let body = BindResp { mode: BindMode::Transmitter, system_id: "SMSC".into(), tlvs: Tlvs::default() };
+        s.handle_bytes(t0, &wire(Pdu::response(1, CommandStatus::ESME_ROK, Body::BindResp(body))));
+        drain(&mut s);
+        s.handle_bytes(t0, &deliver(4, message()));
+        assert_eq!(drain(&mut s).0[0].command_status, CommandStatus::ESME_RINVBNDSTS);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, SessionConfig { window: 3, ..config() });
+        s.next_seq = MAX_SEQUENCE - 1;
+        let seqs: Vec<u32> = (0..3).map(|_| s.submit(t0, message()).unwrap().0).collect();
+        assert_eq!(seqs, [MAX_SEQUENCE - 1, MAX_SEQUENCE, 1]);
+        // A number still awaiting its response is skipped.
+        s.handle_bytes(t0, &submit_resp(SeqNo(MAX_SEQUENCE - 1), CommandStatus::ESME_ROK, "a"));
+        s.handle_bytes(t0, &submit_resp(SeqNo(MAX_SEQUENCE), CommandStatus::ESME_ROK, "b"));
+        s.next_seq = 1;
+        assert_eq!(s.submit(t0, message()).unwrap(), SeqNo(2));
+    }
+
+    #[test]
+    fn disconnect_aborts_outstanding() {
+        let t0 = Instant::now();
+        let mut s = bound(t0, config());
+        let a = s.submit(t0, message()).unwrap();
+        s.handle_bytes(t0, &deliver(1, message()));
+        drain(&mut s);
+        s.handle_disconnect();
+        assert_eq!(
+            drain(&mut s).1,
+            [Event::SubmitAborted { seq: a }, Event::Closed { reason: CloseReason::ConnectionLost }]
+        );
+        assert_eq!(s.ack_deliver(PeerSeqNo(1), CommandStatus::ESME_ROK), Err(AckError::Unknown(1)));
+        s.handle_disconnect();
+        assert_eq!(s.poll_output(), None);
     }
 }
