@@ -87,6 +87,8 @@ pub fn gsm7_decode(septets: &[u8]) -> String {
             let Some(next) = iter.next() else { break };
             match EXTENSION.iter().find(|&&(e, _)| e == next) {
                 Some(&(_, c)) => out.push(c),
+                // ESC ESC is kept for a further extension table: shown as a space.
+                None if next == ESC => out.push(' '),
                 None => out.push(basic(next)),
             }
         } else {
@@ -252,6 +254,7 @@ mod tests {
         // Unknown extension: the basic character.
         assert_eq!(gsm7_decode(&[0x1B, 0x41]), "A");
         assert_eq!(gsm7_decode(&[0x80, 0xFF]), "\u{FFFD}\u{FFFD}");
+        assert_eq!(gsm7_decode(&[0x1B, 0x1B, 0x41]), " A");
     }
 
     #[test]
