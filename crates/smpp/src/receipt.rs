@@ -69,7 +69,7 @@ impl MessageState {
     }
 }
 
-/// A receipt's date, YYMMDDhhmm[ss], as written (the SMSC's local time, no zone).
+/// A receipt's date, `YYMMDDhhmm` or `YYMMDDhhmmss`, as written (the SMSC's local time, no zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReceiptDate {
     /// Two digits, as sent.

@@ -16,7 +16,10 @@
 //!
 //! Receiving: each deliver_sm becomes [`Event::Deliver`] or [`Event::Receipt`] and is
 //! answered only when the application calls [`Session::ack_deliver`], after it has stored
-//! it. If the session closes first, the SMSC keeps the message and delivers it again.
+//! it. If the session closes first, the SMSC keeps the message and delivers it again. A
+//! part of a long message arrives as one [`Event::Deliver`] per part: the application joins
+//! them with a [`crate::Reassembler`] (which outlives sessions), acknowledging each part once
+//! it is stored.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
