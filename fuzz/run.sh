@@ -17,7 +17,7 @@ export RUSTC_BOOTSTRAP=1
 # builds invalidate each other, so always use this project's own fuzz/target.
 unset CARGO_TARGET_DIR
 
-targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth)
+targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text)
 features=()
 if [ "${FUZZ_STORE:-0}" = 1 ]; then
     targets+=(page_token access_token)
@@ -133,6 +133,19 @@ if [ "${FUZZ_STORE:-0}" = 1 ]; then
     printf 'eyJhbGciOiJIUzI1NiIsImN0eSI6InR3aWxpby1mcGE7dj0xIiwidHlwIjoiSldUIn0.eyJqdGkiOiJTSzAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmLTE3MDAwMDAwMDAiLCJncmFudHMiOnsiaWRlbnRpdHkiOiJhbGljZSIsInZvaWNlIjp7ImluY29taW5nIjp7ImFsbG93Ijp0cnVlfX19LCJpc3MiOiJTSzAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmIiwiZXhwIjoxNzAwMDAzNjAwLCJuYmYiOjE3MDAwMDAwMDAsInN1YiI6IkFDMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYifQ.c2lnbmF0dXJl' > corpus/access_token/twilio
     printf 'eyJhbGciOiJub25lIn0.e30.' > corpus/access_token/none
 fi
+
+# SMPP (smpp_pdu's first octet sets the chunk size, the rest is the stream from the SMSC):
+# bind_transceiver_resp, enquire_link, a submit_sm_resp, a delivery receipt as deliver_sm with
+# receipted_message_id and message_state TLVs, a UDH part, unbind; and a bind_transceiver.
+printf '\x05\x00\x00\x00\x15\x80\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00\x01SMSC\x00\x00\x00\x00\x10\x00\x00\x00\x15\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x15\x80\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x02msg1\x00\x00\x00\x00\x10\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00\x08' > corpus/smpp_pdu/session.bin
+printf '\x10\x00\x00\x00\xa7\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x03\x00\x01\x01447700900001\x00\x01\x01447700900000\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00`id:msg1 sub:001 dlvrd:001 submit date:2401010000 done date:2401010000 stat:DELIVRD err:000 text:\x00\x1e\x00\x05msg1\x00\x04\x27\x00\x01\x02' > corpus/smpp_pdu/receipt.bin
+printf '\x03\x00\x00\x005\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x04\x00\x01\x011555\x00\x01\x011666\x00@\x00\x00\x00\x00\x00\x00\x08\x00\x0c\x05\x00\x03*\x02\x01\x04\x1f\x04@\x048' > corpus/smpp_pdu/udh_part.bin
+printf '\x00\x00\x00\x00\x2f\x00\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00\x01SMPP3TEST\x00secret08\x00SUBMIT1\x00\x34\x01\x01\x00' > corpus/smpp_pdu/bind_transceiver.bin
+# smpp_text: first octet selects data_coding, fill bits and the concatenation; then the bytes.
+printf '\x00id:0A1B sub:001 dlvrd:001 submit date:2401010000 done date:2401010005 stat:UNDELIV err:027 text:Hello' > corpus/smpp_text/receipt.txt
+printf '\x08\x05\x00\x03\x07\x02\x01\x04\x1f\x04\x40\xd8\x3d\xde\x00' > corpus/smpp_text/udh_ucs2.bin
+printf '\x00\x1b\x65\x1b\x3c\x1b\x3e\x00\x01\x02Hello\x1b' > corpus/smpp_text/gsm7.bin
+printf '\x01\x07\x02\x01\x00\x03ab\x07\x02\x02\x05\x02cd\x09\x03\x01\x0f\x01x' > corpus/smpp_text/parts.bin
 
 # --- Build once, then fuzz each target --------------------------------------------------------
 start=$(date +%s)
