@@ -17,7 +17,7 @@ export RUSTC_BOOTSTRAP=1
 # builds invalidate each other, so always use this project's own fuzz/target.
 unset CARGO_TARGET_DIR
 
-targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text)
+targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text srtp)
 features=()
 if [ "${FUZZ_STORE:-0}" = 1 ]; then
     targets+=(page_token access_token)
@@ -141,6 +141,9 @@ printf '\x05\x00\x00\x00\x15\x80\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00\x01SMSC
 printf '\x10\x00\x00\x00\xa7\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x03\x00\x01\x01447700900001\x00\x01\x01447700900000\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00`id:msg1 sub:001 dlvrd:001 submit date:2401010000 done date:2401010000 stat:DELIVRD err:000 text:\x00\x1e\x00\x05msg1\x00\x04\x27\x00\x01\x02' > corpus/smpp_pdu/receipt.bin
 printf '\x03\x00\x00\x005\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x04\x00\x01\x011555\x00\x01\x011666\x00@\x00\x00\x00\x00\x00\x00\x08\x00\x0c\x05\x00\x03*\x02\x01\x04\x1f\x04@\x048' > corpus/smpp_pdu/udh_part.bin
 printf '\x00\x00\x00\x00\x2f\x00\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00\x01SMPP3TEST\x00secret08\x00SUBMIT1\x00\x34\x01\x01\x00' > corpus/smpp_pdu/bind_transceiver.bin
+# srtp: first octet picks the profile; then an RTP packet (protected and opened) or junk.
+printf '\x01\x80\x00\x12\x34\x00\x00\x01\x40\xde\xad\xbe\xef\xff\x7f\xff\x7f' > corpus/srtp/gcm.bin
+printf '\x00\x90\x00\x00\x01\x00\x00\x00\xa0\x01\x02\x03\x04\xbe\xde\x00\x01\x10\xff\x00\x00\xd5\xd5' > corpus/srtp/cm_ext.bin
 # smpp_text: first octet selects data_coding, fill bits and the concatenation; then the bytes.
 printf '\x00id:0A1B sub:001 dlvrd:001 submit date:2401010000 done date:2401010005 stat:UNDELIV err:027 text:Hello' > corpus/smpp_text/receipt.txt
 printf '\x08\x05\x00\x03\x07\x02\x01\x04\x1f\x04\x40\xd8\x3d\xde\x00' > corpus/smpp_text/udh_ucs2.bin
