@@ -17,7 +17,7 @@ export RUSTC_BOOTSTRAP=1
 # builds invalidate each other, so always use this project's own fuzz/target.
 unset CARGO_TARGET_DIR
 
-targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text srtp)
+targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text srtp webrtc_sdp)
 features=()
 if [ "${FUZZ_STORE:-0}" = 1 ]; then
     targets+=(page_token access_token)
@@ -144,6 +144,8 @@ printf '\x00\x00\x00\x00\x2f\x00\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00\x01SMPP
 # srtp: first octet picks the profile; then an RTP packet (protected and opened) or junk.
 printf '\x01\x80\x00\x12\x34\x00\x00\x01\x40\xde\xad\xbe\xef\xff\x7f\xff\x7f' > corpus/srtp/gcm.bin
 printf '\x00\x90\x00\x00\x01\x00\x00\x00\xa0\x01\x02\x03\x04\xbe\xde\x00\x01\x10\xff\x00\x00\xd5\xd5' > corpus/srtp/cm_ext.bin
+# webrtc_sdp: an offer as Chromium makes it (audio, BUNDLE, ICE, DTLS fingerprint, rtcp-mux).
+printf 'v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=msid-semantic: WMS\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0 8 126\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=ice-options:trickle\r\na=fingerprint:sha-256 01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF\r\na=setup:actpass\r\na=mid:0\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=sendrecv\r\na=msid:- track\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:126 telephone-event/8000\r\na=ssrc:1001 cname:x\r\n' > corpus/webrtc_sdp/chromium.sdp
 # smpp_text: first octet selects data_coding, fill bits and the concatenation; then the bytes.
 printf '\x00id:0A1B sub:001 dlvrd:001 submit date:2401010000 done date:2401010005 stat:UNDELIV err:027 text:Hello' > corpus/smpp_text/receipt.txt
 printf '\x08\x05\x00\x03\x07\x02\x01\x04\x1f\x04\x40\xd8\x3d\xde\x00' > corpus/smpp_text/udh_ucs2.bin
