@@ -51,6 +51,11 @@ pub fn take_captured_keys() -> Option<SrtpKeys> {
     CAPTURED.with(|c| c.borrow_mut().take())
 }
 
+/// Whether a handshake driven on this thread exported keys nobody has taken yet.
+pub fn has_captured_keys() -> bool {
+    CAPTURED.with(|c| c.borrow().is_some())
+}
+
 /// Forgets keys nobody took (a handshake whose session then failed).
 pub fn clear_captured_keys() {
     CAPTURED.with(|c| c.borrow_mut().take());

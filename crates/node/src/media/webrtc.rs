@@ -335,6 +335,11 @@ impl WebRtcTransport {
         // An input can move str0m's next timeout earlier: it says so on this drain.
         self.next_timeout = None;
         self.drain(socket, packets);
+        if self.connected && srtp::has_captured_keys() {
+            // A new handshake in a session already up (a re-offer that changed the DTLS
+            // role): its keys replace the old ones.
+            self.key_srtp();
+        }
         false
     }
 
