@@ -978,6 +978,11 @@ mod tests {
             voice_fallback_method: "POST".into(),
             status_callback: Some("https://a.example/s".into()),
             status_callback_method: "POST".into(),
+            sms_url: None,
+            sms_method: "POST".into(),
+            sms_fallback_url: None,
+            sms_fallback_method: "POST".into(),
+            sms_application_sid: None,
             date_created: now,
             date_updated: now,
         };
