@@ -8,7 +8,7 @@
 //! - a name or value that does not decode to UTF-8: 400, 20001;
 //! - a parameter that is neither one this server reads nor one Twilio defines for the operation:
 //!   400, 20001 "Unknown parameter", naming it. Twilio's own parameters that this server does not
-//!   act on (`MachineDetection`, `SmsUrl` of a number...) are accepted and ignored, so SDK code
+//!   act on (`MachineDetection`, `MaxPrice` of a message...) are accepted and ignored, so SDK code
 //!   written for Twilio keeps working; a misspelt name is refused instead of silently dropped.
 //!
 //! Handlers still check the values themselves (types, ranges, formats): they know the codes.
@@ -177,12 +177,12 @@ const APPLICATION_SETTINGS: [Param; 16] = [
     opt("StatusCallback", Ty::Url, "Told when a call of the application ends."),
     opt("StatusCallbackMethod", Ty::HttpMethod, "Method for StatusCallback."),
     opt("VoiceCallerIdLookup", Ty::Bool, "Stored; caller names are not looked up."),
-    opt("SmsUrl", Ty::Url, "Stored; this server does not do messaging."),
-    opt("SmsMethod", Ty::HttpMethod, "Stored."),
-    opt("SmsFallbackUrl", Ty::Url, "Stored."),
-    opt("SmsFallbackMethod", Ty::HttpMethod, "Stored."),
+    opt("SmsUrl", Ty::Url, "Fetched when a number using the application (SmsApplicationSid) receives a message."),
+    opt("SmsMethod", Ty::HttpMethod, "Method for SmsUrl (default POST)."),
+    opt("SmsFallbackUrl", Ty::Url, "Fetched when SmsUrl fails."),
+    opt("SmsFallbackMethod", Ty::HttpMethod, "Method for SmsFallbackUrl."),
     opt("SmsStatusCallback", Ty::Url, "Stored."),
-    opt("MessageStatusCallback", Ty::Url, "Stored."),
+    opt("MessageStatusCallback", Ty::Url, "Told about messages sent with this ApplicationSid that name no StatusCallback."),
     opt("PublicApplicationConnectEnabled", Ty::Bool, "Stored."),
 ];
 
