@@ -327,7 +327,7 @@ async fn authorize(
     let is_account_itself = rest.is_empty() || rest == ".json";
     match status_of(&child)? {
         AccountStatus::Closed if !is_account_itself => return Ok(auth),
-        AccountStatus::Suspended if *method == Method::POST && rest == "/Calls.json" => {
+        AccountStatus::Suspended if *method == Method::POST && matches!(rest, "/Calls.json" | "/Messages.json") => {
             return Err(AppError::ForbiddenInactive);
         }
         _ => {}

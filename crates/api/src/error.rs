@@ -20,7 +20,7 @@ pub enum AppError {
     /// Twilio's 20005 "Account not active".
     #[error("account not active")]
     AccountNotActive,
-    /// A parent tried to place a call from its suspended subaccount (403, 20005).
+    /// A parent tried to place a call or send a message from its suspended subaccount (403, 20005).
     #[error("subaccount not active")]
     ForbiddenInactive,
     /// Authenticated, but these credentials may not do this (403, Twilio 20403).
@@ -64,7 +64,7 @@ impl AppError {
                 (StatusCode::UNAUTHORIZED, 20005, "Account not active".to_owned())
             }
             AppError::ForbiddenInactive => {
-                (StatusCode::FORBIDDEN, 20005, "Account not active: a suspended account cannot place calls".to_owned())
+                (StatusCode::FORBIDDEN, 20005, "Account not active: a suspended account cannot place calls or send messages".to_owned())
             }
             AppError::Forbidden(why) => (StatusCode::FORBIDDEN, 20403, format!("Forbidden - {why}")),
             AppError::NotFound(path) => {

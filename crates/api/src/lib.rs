@@ -7,6 +7,9 @@
 //! runtime holds live calls. Queues and conferences are stored resources too, but who waits in a
 //! queue and who is in a conference is live state: members and participants are read and changed
 //! through the hooks, after the handler has found the queue or conference in the path's account.
+//! Messages are stored `queued` by the handler, which then wakes the runtime's sender with
+//! [`ApiHooks::message_queued`]; the state of the SMSC links is the runtime's
+//! ([`ApiHooks::smsc_status`]).
 //!
 //! Architecture invariant: this is the only crate that knows the REST JSON. Every route
 //! authenticates (HTTP Basic: account SID + primary or secondary auth token, or API key SID +
@@ -27,6 +30,7 @@ mod calls;
 mod conferences;
 mod error;
 mod keys;
+mod messages;
 mod numbers;
 mod openapi;
 mod params;
@@ -49,7 +53,7 @@ use crate::auth::Ctx;
 pub use crate::error::AppError;
 pub use model::{
     AccountSid, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, MemberRecord,
-    ParticipantRecord, QueueSid,
+    MessageSid, ParticipantRecord, QueueSid,
 };
 
 /// Largest accepted request body; larger ones get 413.
@@ -184,6 +188,43 @@ pub trait ApiHooks: Send + Sync {
         let _ = (account, conference, participant);
         Box::pin(async { Err(HookError::NotSupported("Removing conference participants")) })
     }
+
+    /// A message was stored `queued` (`POST Messages.json`): the runtime's sender may wake and
+    /// read the outbox now rather than at its next poll. The default does nothing: the message
+    /// waits in the store for whichever sender reads the outbox.
+    fn message_queued(&self, sid: &MessageSid) {
+        let _ = sid;
+    }
+
+    /// The SMSC routes the runtime is configured with and how they are doing, for
+    /// `GET /v1/Smsc.json` (a Dialtone extension). The default, for a server without SMPP, is
+    /// none.
+    fn smsc_status(&self) -> Vec<SmscStatus> {
+        Vec::new()
+    }
+}
+
+/// One SMSC route as the runtime reports it: where it connects, how many of its binds are up,
+/// and its counters since the node started.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SmscStatus {
+    /// The route's name in the configuration (what a message's internal `smsc` names).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Binds (SMPP sessions) the configuration asks for, and how many are bound now.
+    pub binds_configured: u32,
+    pub binds_up: u32,
+    /// Messages waiting for this route now.
+    pub queued: u64,
+    /// Parts the SMSC accepted (submit_sm_resp OK).
+    pub submitted: u64,
+    /// Delivery receipts that said delivered.
+    pub delivered: u64,
+    /// Parts refused or reported undelivered.
+    pub failed: u64,
+    /// Times the SMSC answered ESME_RTHROTTLED.
+    pub throttled: u64,
 }
 
 /// The live numbers of a queue.

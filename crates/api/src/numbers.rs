@@ -1,4 +1,4 @@
-//! IncomingPhoneNumbers: create, read, update, delete, list.
+//! IncomingPhoneNumbers: create, read, update, delete, list; voice and SMS settings.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -77,6 +77,38 @@ fn apply(rec: &mut PhoneNumberRecord, p: &Params) -> Result<(), AppError> {
     if let Some(v) = p.get("StatusCallbackMethod") {
         rec.status_callback_method = method_param("StatusCallbackMethod", v)?;
     }
+    if let Some(v) = p.get("SmsUrl") {
+        rec.sms_url = url_param("SmsUrl", v)?;
+    }
+    if let Some(v) = p.get("SmsMethod") {
+        rec.sms_method = method_param("SmsMethod", v)?;
+    }
+    if let Some(v) = p.get("SmsFallbackUrl") {
+        rec.sms_fallback_url = url_param("SmsFallbackUrl", v)?;
+    }
+    if let Some(v) = p.get("SmsFallbackMethod") {
+        rec.sms_fallback_method = method_param("SmsFallbackMethod", v)?;
+    }
+    Ok(())
+}
+
+/// `SmsApplicationSid`: absent leaves it, empty clears it, else an application of `account`
+/// (looked up, as `VoiceApplicationSid`; 21218 otherwise).
+async fn apply_sms_application(
+    state: &ApiState,
+    account: &AccountSid,
+    rec: &mut PhoneNumberRecord,
+    p: &Params,
+) -> Result<(), AppError> {
+    let Some(raw) = p.get("SmsApplicationSid") else { return Ok(()) };
+    if raw.is_empty() {
+        rec.sms_application_sid = None;
+        return Ok(());
+    }
+    let invalid = || AppError::bad(21218, format!("SmsApplicationSid {raw} is not an application of this account"));
+    let sid: ApplicationSid = raw.parse().map_err(|_| invalid())?;
+    state.store.application(account, &sid).await?.ok_or_else(invalid)?;
+    rec.sms_application_sid = Some(sid);
     Ok(())
 }
 
@@ -145,10 +177,16 @@ pub(crate) async fn create(
         voice_fallback_method: "POST".into(),
         status_callback: None,
         status_callback_method: "POST".into(),
+        sms_url: None,
+        sms_method: "POST".into(),
+        sms_fallback_url: None,
+        sms_fallback_method: "POST".into(),
+        sms_application_sid: None,
         date_created: now,
         date_updated: now,
     };
     apply(&mut rec, &p)?;
+    apply_sms_application(&state, &account, &mut rec, &p).await?;
     let app = voice_application_param(&state, &account, &p).await?;
     state.store.create_number(&rec).await?;
     // A new number has no application until this request gives it one.
@@ -211,6 +249,7 @@ pub(crate) async fn update(
     let p = Params::from_body(body)?;
     let mut rec = state.store.number(&account, &sid).await?.ok_or_else(|| ctx.not_found())?;
     apply(&mut rec, &p)?;
+    apply_sms_application(&state, &account, &mut rec, &p).await?;
     let app = voice_application_param(&state, &account, &p).await?;
     rec.date_updated = Utc::now();
     if !state.store.update_number(&rec).await? {

@@ -54,6 +54,22 @@ const CALL_STATUSES: &[&str] = &[
     "no-answer",
     "canceled",
 ];
+const MESSAGE_STATUSES: &[&str] = &[
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "delivered",
+    "undelivered",
+    "receiving",
+    "received",
+    "accepted",
+    "scheduled",
+    "read",
+    "partially_delivered",
+    "canceled",
+];
+const MESSAGE_DIRECTIONS: &[&str] = &["inbound", "outbound-api", "outbound-call", "outbound-reply"];
 const CONFERENCE_ENDED_REASONS: &[&str] = &[
     "conference-ended-via-api",
     "participant-with-end-conference-on-exit-left",
@@ -84,10 +100,12 @@ pub(crate) fn shape_name(shape: Shape) -> &'static str {
         Shape::Conference => "Conference",
         Shape::Participant => "ConferenceParticipant",
         Shape::ConferenceRecording => "ConferenceRecording",
+        Shape::Message => "Message",
+        Shape::Smsc => "Smsc",
     }
 }
 
-pub(crate) const SHAPES: [Shape; 20] = [
+pub(crate) const SHAPES: [Shape; 22] = [
     Shape::Account,
     Shape::Key,
     Shape::NewKey,
@@ -108,6 +126,8 @@ pub(crate) const SHAPES: [Shape; 20] = [
     Shape::Conference,
     Shape::Participant,
     Shape::ConferenceRecording,
+    Shape::Message,
+    Shape::Smsc,
 ];
 
 /// The JSON schema of one resource as `crate::render` writes it.
@@ -199,11 +219,11 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("origin", s()),
             ("phone_number", s()),
             ("sid", sid("PN")),
-            ("sms_application_sid", ns()),
+            ("sms_application_sid", nullable(sid("AP"))),
             ("sms_fallback_method", method()),
-            ("sms_fallback_url", ns()),
+            ("sms_fallback_url", nurl()),
             ("sms_method", method()),
-            ("sms_url", ns()),
+            ("sms_url", nurl()),
             ("status", s()),
             ("status_callback", nurl()),
             ("status_callback_method", method()),
@@ -486,6 +506,43 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("status", s()),
             ("uri", s()),
         ]),
+        Shape::Message => object(vec![
+            ("account_sid", sid("AC")),
+            ("api_version", s()),
+            ("body", s()),
+            ("date_created", date()),
+            ("date_sent", nullable(date())),
+            ("date_updated", date()),
+            ("direction", one_of(MESSAGE_DIRECTIONS)),
+            ("error_code", nullable(json!({ "type": "integer" }))),
+            ("error_message", ns()),
+            ("from", s()),
+            ("messaging_service_sid", nullable(sid("MG"))),
+            ("num_media", json!({ "type": "string", "pattern": "^[0-9]+$" })),
+            ("num_segments", json!({ "type": "string", "pattern": "^[0-9]+$" })),
+            ("price", ns()),
+            ("price_unit", s()),
+            ("sid", sid("SM")),
+            ("status", one_of(MESSAGE_STATUSES)),
+            ("subresource_uris", string_map()),
+            ("to", s()),
+            ("uri", s()),
+        ]),
+        Shape::Smsc => {
+            let count = || json!({ "type": "integer", "minimum": 0 });
+            object(vec![
+                ("binds_configured", count()),
+                ("binds_up", count()),
+                ("delivered", count()),
+                ("failed", count()),
+                ("host", s()),
+                ("name", s()),
+                ("port", json!({ "type": "integer", "minimum": 0, "maximum": 65535 })),
+                ("queued", count()),
+                ("submitted", count()),
+                ("throttled", count()),
+            ])
+        }
     }
 }
 
@@ -596,6 +653,7 @@ fn path_param_prefix(path: &str, name: &str) -> &'static str {
         "CredentialListMappings" => "CL",
         "Queues" => "QU",
         "Conferences" => "CF",
+        "Messages" => "SM",
         _ => "",
     }
 }
@@ -839,7 +897,7 @@ pub(crate) fn document(public_url: &str) -> Value {
             "title": "Dialtone REST API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": format!(
-                "Twilio's 2010-04-01 voice API as served by Dialtone. Requests authenticate with HTTP \
+                "Twilio's 2010-04-01 voice and SMS API as served by Dialtone. Requests authenticate with HTTP \
                  Basic: the account SID and its auth token (primary or secondary), or an API key SID and \
                  secret. Request bodies are application/x-www-form-urlencoded, at most {BODY_LIMIT} bytes. \
                  A parameter that is neither in an operation's list nor one of Twilio's parameters for it \
@@ -870,6 +928,7 @@ mod tests {
         ConferenceRecord, ConferenceSid, ConferenceStatus, CredentialListSid, CredentialSid,
         MemberRecord, ParticipantRecord, ParticipantStatus, QueueRecord, QueueSid, SipDomainSid,
     };
+    use model::{MessageDirection, MessageRecord, MessageSid, MessageStatus};
     use store::sip::{
         CredentialListMapping, CredentialListRecord, CredentialRecord, SipDomainRecord,
         SipRegistrationRow, SipUserState,
@@ -978,6 +1037,11 @@ mod tests {
             voice_fallback_method: "POST".into(),
             status_callback: Some("https://a.example/s".into()),
             status_callback_method: "POST".into(),
+            sms_url: None,
+            sms_method: "POST".into(),
+            sms_fallback_url: None,
+            sms_fallback_method: "POST".into(),
+            sms_application_sid: None,
             date_created: now,
             date_updated: now,
         };
@@ -1058,6 +1122,64 @@ mod tests {
         call.duration = Some(12);
         call.answered_by = Some("human".into());
         out.push((Shape::Call, render::call(&call)));
+        let mut sms_number = number.clone();
+        sms_number.sms_url = Some("https://a.example/sms".into());
+        sms_number.sms_fallback_url = Some("https://a.example/sms-fallback".into());
+        sms_number.sms_application_sid = Some(app.sid);
+        out.push((Shape::Number, render::number(&sms_number, None)));
+        out.extend(message_samples(account.sid));
+        out
+    }
+
+    /// Messages queued and finished (optional fields unset and set), and SMSC routes.
+    fn message_samples(account: AccountSid) -> Vec<(Shape, Value)> {
+        let now = Utc::now();
+        let mut message = MessageRecord {
+            sid: MessageSid::generate(),
+            account_sid: account,
+            from: "+14155550100".into(),
+            to: "+15005550006".into(),
+            body: "Hello".into(),
+            status: MessageStatus::Queued,
+            direction: MessageDirection::OutboundApi,
+            num_segments: 1,
+            num_media: 0,
+            error_code: None,
+            error_message: None,
+            price: None,
+            price_unit: "USD".into(),
+            api_version: "2010-04-01".into(),
+            status_callback: None,
+            application_sid: None,
+            validity_period: None,
+            smsc: None,
+            attempts: 0,
+            date_created: now,
+            date_updated: now,
+            date_sent: None,
+        };
+        let mut out = vec![(Shape::Message, render::message(&message))];
+        message.status = MessageStatus::Undelivered;
+        message.direction = MessageDirection::Inbound;
+        message.error_code = Some(30003);
+        message.error_message = Some("Unreachable destination handset".into());
+        message.price = Some("-0.0075".into());
+        message.date_sent = Some(now);
+        message.smsc = Some("main".into());
+        out.push((Shape::Message, render::message(&message)));
+        let smsc = crate::SmscStatus {
+            name: "main".into(),
+            host: "smsc.example".into(),
+            port: 2775,
+            binds_configured: 2,
+            binds_up: 1,
+            queued: 3,
+            submitted: 10,
+            delivered: 8,
+            failed: 1,
+            throttled: 0,
+        };
+        out.push((Shape::Smsc, render::smsc(&smsc)));
         out
     }
 

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use model::{
     AccountRecord, AccountSid, ApiKeyRecord, ApplicationRecord, ApplicationSid, CallRecord, ConferenceRecord,
-    MemberRecord, NotificationRecord, ParticipantRecord, PhoneNumberRecord, QueueRecord, RecordingRecord,
+    MemberRecord, MessageRecord, NotificationRecord, ParticipantRecord, PhoneNumberRecord, QueueRecord,
+    RecordingRecord,
 };
 use serde_json::{json, Value};
 
@@ -152,7 +153,7 @@ pub(crate) fn number(n: &PhoneNumberRecord, voice_application_sid: Option<&Appli
         "api_version": API_VERSION,
         "beta": false,
         "bundle_sid": null,
-        "capabilities": { "voice": true, "sms": false, "mms": false, "fax": false },
+        "capabilities": { "voice": true, "sms": true, "mms": false, "fax": false },
         "date_created": rfc2822(n.date_created),
         "date_updated": rfc2822(n.date_updated),
         "emergency_address_sid": null,
@@ -163,11 +164,11 @@ pub(crate) fn number(n: &PhoneNumberRecord, voice_application_sid: Option<&Appli
         "origin": "hosted",
         "phone_number": n.phone_number,
         "sid": n.sid,
-        "sms_application_sid": null,
-        "sms_fallback_method": "POST",
-        "sms_fallback_url": null,
-        "sms_method": "POST",
-        "sms_url": null,
+        "sms_application_sid": n.sms_application_sid,
+        "sms_fallback_method": n.sms_fallback_method,
+        "sms_fallback_url": n.sms_fallback_url,
+        "sms_method": n.sms_method,
+        "sms_url": n.sms_url,
         "status": "in-use",
         "status_callback": n.status_callback,
         "status_callback_method": n.status_callback_method,
@@ -220,6 +221,53 @@ pub(crate) fn call(c: &CallRecord) -> Value {
         "to_formatted": c.to,
         "trunk_sid": null,
         "uri": format!("{base}.json"),
+    })
+}
+
+/// A message as twilio-python's `MessageInstance` reads it: counts as strings, `error_code` a
+/// number. The SMSC route and the attempts are internal and not shown.
+pub(crate) fn message(m: &MessageRecord) -> Value {
+    let base = format!("{}/Messages/{}", account_base(m.account_sid.as_str()), m.sid);
+    json!({
+        "account_sid": m.account_sid,
+        "api_version": m.api_version,
+        "body": m.body,
+        "date_created": rfc2822(m.date_created),
+        "date_sent": opt_rfc2822(m.date_sent),
+        "date_updated": rfc2822(m.date_updated),
+        "direction": m.direction.as_str(),
+        "error_code": m.error_code,
+        "error_message": m.error_message,
+        "from": m.from,
+        "messaging_service_sid": null,
+        "num_media": m.num_media.to_string(),
+        "num_segments": m.num_segments.to_string(),
+        "price": m.price,
+        "price_unit": m.price_unit,
+        "sid": m.sid,
+        "status": m.status.as_str(),
+        "subresource_uris": {
+            "feedback": format!("{base}/Feedback.json"),
+            "media": format!("{base}/Media.json"),
+        },
+        "to": m.to,
+        "uri": format!("{base}.json"),
+    })
+}
+
+/// One SMSC route of the node, as `GET /v1/Smsc.json` (a Dialtone extension) lists it.
+pub(crate) fn smsc(s: &crate::SmscStatus) -> Value {
+    json!({
+        "binds_configured": s.binds_configured,
+        "binds_up": s.binds_up,
+        "delivered": s.delivered,
+        "failed": s.failed,
+        "host": s.host,
+        "name": s.name,
+        "port": s.port,
+        "queued": s.queued,
+        "submitted": s.submitted,
+        "throttled": s.throttled,
     })
 }
 

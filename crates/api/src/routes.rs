@@ -8,7 +8,7 @@
 //! - a name or value that does not decode to UTF-8: 400, 20001;
 //! - a parameter that is neither one this server reads nor one Twilio defines for the operation:
 //!   400, 20001 "Unknown parameter", naming it. Twilio's own parameters that this server does not
-//!   act on (`MachineDetection`, `SmsUrl` of a number...) are accepted and ignored, so SDK code
+//!   act on (`MachineDetection`, `MaxPrice` of a message...) are accepted and ignored, so SDK code
 //!   written for Twilio keeps working; a misspelt name is refused instead of silently dropped.
 //!
 //! Handlers still check the values themselves (types, ranges, formats): they know the codes.
@@ -24,7 +24,8 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
 use crate::{
-    accounts, applications, calls, conferences, keys, numbers, queues, recordings, sip, ApiState, AppError, BODY_LIMIT,
+    accounts, applications, calls, conferences, keys, messages, numbers, queues, recordings, sip, ApiState, AppError,
+    BODY_LIMIT,
 };
 
 /// What a parameter holds; the document's type, and the format a handler checks.
@@ -107,6 +108,9 @@ pub(crate) enum Shape {
     Participant,
     /// A recording as a conference's Recordings list gives it (Twilio's own shape for it).
     ConferenceRecording,
+    Message,
+    /// An SMSC route of `GET /v1/Smsc.json` (Dialtone extension).
+    Smsc,
 }
 
 /// One method on one path.
@@ -143,7 +147,7 @@ const ACCOUNT_UPDATE: [Param; 3] = [
     opt("ConsoleCrmUrl", Ty::Url, "Dialtone extension: the agent console's CRM link, an http(s) URL in which `{Name}` is replaced by the call's parameter `Name`; empty clears it."),
 ];
 
-const NUMBER_SETTINGS: [Param; 8] = [
+const NUMBER_SETTINGS: [Param; 13] = [
     opt("FriendlyName", Ty::Str, "Up to 64 characters."),
     opt("VoiceUrl", Ty::Url, "Fetched when the number is called."),
     opt("VoiceMethod", Ty::HttpMethod, "Method for VoiceUrl (default POST)."),
@@ -152,10 +156,14 @@ const NUMBER_SETTINGS: [Param; 8] = [
     opt("StatusCallback", Ty::Url, "Told when a call to the number ends."),
     opt("StatusCallbackMethod", Ty::HttpMethod, "Method for StatusCallback."),
     opt("VoiceApplicationSid", Ty::Sid("AP"), "Use this application's voice URLs instead; empty clears it."),
+    opt("SmsUrl", Ty::Url, "Fetched when the number receives a message."),
+    opt("SmsMethod", Ty::HttpMethod, "Method for SmsUrl (default POST)."),
+    opt("SmsFallbackUrl", Ty::Url, "Fetched when SmsUrl fails."),
+    opt("SmsFallbackMethod", Ty::HttpMethod, "Method for SmsFallbackUrl (default POST)."),
+    opt("SmsApplicationSid", Ty::Sid("AP"), "Use this application's SMS URLs instead; empty clears it."),
 ];
 const NUMBER_IGNORED: &[&str] = &[
-    "AccountSid", "ApiVersion", "SmsApplicationSid", "SmsFallbackMethod", "SmsFallbackUrl", "SmsMethod", "SmsUrl",
-    "VoiceCallerIdLookup", "EmergencyStatus", "EmergencyAddressSid", "TrunkSid", "VoiceReceiveMode", "IdentitySid",
+    "AccountSid", "ApiVersion", "VoiceCallerIdLookup", "EmergencyStatus", "EmergencyAddressSid", "TrunkSid", "VoiceReceiveMode", "IdentitySid",
     "AddressSid", "BundleSid", "AreaCode",
 ];
 
@@ -169,12 +177,12 @@ const APPLICATION_SETTINGS: [Param; 16] = [
     opt("StatusCallback", Ty::Url, "Told when a call of the application ends."),
     opt("StatusCallbackMethod", Ty::HttpMethod, "Method for StatusCallback."),
     opt("VoiceCallerIdLookup", Ty::Bool, "Stored; caller names are not looked up."),
-    opt("SmsUrl", Ty::Url, "Stored; this server does not do messaging."),
-    opt("SmsMethod", Ty::HttpMethod, "Stored."),
-    opt("SmsFallbackUrl", Ty::Url, "Stored."),
-    opt("SmsFallbackMethod", Ty::HttpMethod, "Stored."),
+    opt("SmsUrl", Ty::Url, "Fetched when a number using the application (SmsApplicationSid) receives a message."),
+    opt("SmsMethod", Ty::HttpMethod, "Method for SmsUrl (default POST)."),
+    opt("SmsFallbackUrl", Ty::Url, "Fetched when SmsUrl fails."),
+    opt("SmsFallbackMethod", Ty::HttpMethod, "Method for SmsFallbackUrl."),
     opt("SmsStatusCallback", Ty::Url, "Stored."),
-    opt("MessageStatusCallback", Ty::Url, "Stored."),
+    opt("MessageStatusCallback", Ty::Url, "Told about messages sent with this ApplicationSid that name no StatusCallback."),
     opt("PublicApplicationConnectEnabled", Ty::Bool, "Stored."),
 ];
 
@@ -312,6 +320,34 @@ const PARTICIPANT_UPDATE: [Param; 12] = [
     opt("Coaching", Ty::Bool, "Coach CallSidToCoach (heard by that call only), or stop."),
     opt("CallSidToCoach", Ty::Sid("CA"), "The participant call to coach."),
 ];
+const MESSAGE_CREATE: [Param; 10] = [
+    req("To", Ty::Phone, "The recipient, E.164."),
+    opt("From", Ty::Phone, "A number of the account (an IncomingPhoneNumber), E.164. Required."),
+    opt("Body", Ty::Str, "The text, 1 to 1600 characters; sent in as many parts as it needs. Required."),
+    opt("StatusCallback", Ty::Url, "Told about the message's progress (sent, delivered, undelivered, failed)."),
+    opt("ApplicationSid", Ty::Sid("AP"), "An application of the account, whose MessageStatusCallback is used when StatusCallback is absent."),
+    opt("ValidityPeriod", Ty::Int, "Seconds the message may wait to be sent, 1 to 36000 (default 36000)."),
+    opt("MessagingServiceSid", Ty::Sid("MG"), "Not available: this server has no Messaging Services (21701)."),
+    Param {
+        name: "MediaUrl",
+        ty: Ty::Url,
+        required: false,
+        repeated: true,
+        doc: "Not available: no MMS (21621).",
+    },
+    opt("SendAt", Ty::Str, "Not available: messages are not scheduled (20001)."),
+    opt("ScheduleType", Ty::OneOf(&["fixed"]), "Not available: messages are not scheduled (20001)."),
+];
+const MESSAGE_CREATE_IGNORED: &[&str] = &[
+    "Attempt", "MaxPrice", "ProvideFeedback", "ForceDelivery", "ContentRetention", "AddressRetention", "SmartEncoded",
+    "PersistentAction", "TrafficType", "ShortenUrls", "SendAsMms", "ContentVariables", "MessageIntent", "RiskCheck",
+    "FallbackFrom", "ContentSid",
+];
+const MESSAGE_UPDATE: [Param; 2] = [
+    opt("Body", Ty::Str, "Only the empty string: redacts the text of a message that has left."),
+    opt("Status", Ty::OneOf(&["canceled"]), "Cancel a message not yet picked up for sending (queued)."),
+];
+
 const DATE_CREATED_IGNORED: &[&str] = &["DateCreated", "DateCreated<", "DateCreated>"];
 
 /// One page holds all of these lists; Twilio's paging parameters are accepted and ignored.
@@ -553,6 +589,28 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
             Reply::One(200, Shape::SipCredential), FORM, || post(sip::update_credential)),
         op(Method::DELETE, concat_path(A, "/SIP/CredentialLists/{CredentialListSid}/Credentials/{Sid}.json"), "DeleteSipCredential",
             "Remove a SIP user", &[], &[], Reply::Empty, &[], || delete(sip::delete_credential)),
+        op(Method::GET, concat_path(A, "/Messages.json"), "ListMessage", "Messages, newest first",
+            page_params([
+                opt("To", Ty::Str, "Only messages to this number."),
+                opt("From", Ty::Str, "Only messages from this number."),
+                opt("DateSent", Ty::Date, "Only messages sent on this day (UTC); a YYYY-MM-DDThh:mm:ssZ counts by its day."),
+                opt("DateSent<", Ty::Date, "Only messages sent on or before this day."),
+                opt("DateSent>", Ty::Date, "Only messages sent on or after this day."),
+            ]),
+            &[], Reply::Page("messages", Shape::Message), BAD, || get(messages::list)),
+        op(Method::POST, concat_path(A, "/Messages.json"), "CreateMessage", "Send an SMS", &MESSAGE_CREATE,
+            MESSAGE_CREATE_IGNORED, Reply::One(201, Shape::Message), FORM, || post(messages::create)),
+        op(Method::GET, concat_path(A, "/Messages/{Sid}.json"), "FetchMessage", "A message", &[], &[],
+            Reply::One(200, Shape::Message), &[], || get(messages::fetch)),
+        op(Method::POST, concat_path(A, "/Messages/{Sid}.json"), "UpdateMessage",
+            "Redact a message's text (Body empty) or cancel a queued message", &MESSAGE_UPDATE, &[],
+            Reply::One(200, Shape::Message), FORM, || post(messages::update)),
+        op(Method::DELETE, concat_path(A, "/Messages/{Sid}.json"), "DeleteMessage",
+            "Delete a message that is not being sent", &[], &[], Reply::Empty, BAD, || delete(messages::delete)),
+        // A Dialtone extension: Twilio has no such list.
+        op(Method::GET, "/v1/Smsc.json", "ListSmsc",
+            "Dialtone extension: the node's SMSC routes, their binds and counters (main accounts only)",
+            &[], SINGLE_PAGE_IGNORED, Reply::Page("smscs", Shape::Smsc), BAD, || get(messages::smsc_status)),
         // A Dialtone extension: Twilio has no such list.
         op(Method::GET, concat_path(A, "/SIP/Registrations.json"), "ListSipRegistration",
             "Dialtone extension: every SIP user of the account with its live contacts and presence",

@@ -153,7 +153,7 @@ pub(crate) fn mapping_json(m: &CredentialListMapping) -> Value {
 }
 
 /// A list that is not paged in the store (mappings, registrations): Twilio's envelope, one page.
-fn single_page(key: &str, path: &str, items: Vec<Value>) -> Value {
+pub(crate) fn single_page(key: &str, path: &str, items: Vec<Value>) -> Value {
     let n = items.len() as u64;
     json!({
         key: items,

@@ -150,6 +150,11 @@ impl Fixture {
             voice_fallback_method: "POST".into(),
             status_callback: None,
             status_callback_method: "POST".into(),
+            sms_url: None,
+            sms_method: "POST".into(),
+            sms_fallback_url: None,
+            sms_fallback_method: "POST".into(),
+            sms_application_sid: None,
             date_created: now,
             date_updated: now,
         };
@@ -439,6 +444,12 @@ async fn suspended_and_closed_accounts_are_refused_with_twilio_codes() {
     let form = "To=%2B15550002222&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv";
     let (status, body) = f.req(&main, Method::POST, &child_calls, Some(form)).await;
     assert_eq!((status, body["code"].as_u64()), (StatusCode::FORBIDDEN, Some(20005)));
+    // Nor send messages from it; it still reads them.
+    let child_messages = format!("{}/Messages.json", base(&child.sid));
+    let sms = "To=%2B15550002222&From=%2B15550001111&Body=hi";
+    let (status, body) = f.req(&main, Method::POST, &child_messages, Some(sms)).await;
+    assert_eq!((status, body["code"].as_u64()), (StatusCode::FORBIDDEN, Some(20005)));
+    assert_eq!(f.get(&main, &child_messages).await.0, StatusCode::OK);
     let (status, body) = f.req(&main, Method::POST, &child_account, Some("Status=sleeping")).await;
     assert_eq!((status, body["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(20001)));
 

@@ -9,8 +9,8 @@ use base64::Engine;
 use chrono::{Duration, Utc};
 use http_body_util::BodyExt;
 use model::{
-    AccountSid, CallDirection, CallRecord, CallSid, CallStatus, NotificationRecord,
-    NotificationSid, RecordingRecord, RecordingSid,
+    AccountSid, ApplicationSid, CallDirection, CallRecord, CallSid, CallStatus, MessageStatus,
+    NotificationRecord, NotificationSid, RecordingRecord, RecordingSid,
 };
 use serde_json::Value;
 use tower::ServiceExt;
@@ -24,11 +24,16 @@ struct CountingHooks(
     AtomicUsize,
     std::sync::Mutex<Vec<CreateCall>>,
     std::sync::Mutex<Vec<(CallSid, CallUpdate)>>,
+    std::sync::Mutex<Vec<MessageSid>>,
 );
 
 impl ApiHooks for CountingHooks {
     fn numbers_changed(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn message_queued(&self, sid: &MessageSid) {
+        self.3.lock().unwrap().push(*sid);
     }
 
     fn number_created(&self, _phone_number: &str) {
@@ -236,7 +241,9 @@ async fn unknown_foreign_and_junk_resources_are_404_20404() {
         format!("/2010-04-01/Accounts/{other}.json"),
         format!("/2010-04-01/Accounts/{other}/Calls/{}.json", call.sid),
         "/2010-04-01/Accounts/ACjunk/Calls.json".to_owned(),
-        format!("{base}/Messages.json"),
+        format!("{base}/Messages/{}.json", MessageSid::generate()),
+        format!("{base}/Messages/{}.json", call.sid),
+        format!("{base}/SMS/ShortCodes.json"),
         "/".to_owned(),
     ];
     for uri in unknown {
@@ -1110,4 +1117,309 @@ async fn calls_run_an_application_of_their_own_account() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_twilio_error(&err, 21205, 400);
     assert!(f.hooks.1.lock().unwrap().is_empty());
+}
+
+// --- Messages ------------------------------------------------------------------------------------
+
+impl Fixture {
+    /// A number of the fixture's account, so that it may send from it.
+    async fn own_number(&self, phone: &str) {
+        let (status, body) = self
+            .request(
+                Method::POST,
+                &format!("{}/IncomingPhoneNumbers.json", self.base()),
+                Some(&format!("PhoneNumber={}", phone.replace('+', "%2B"))),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    async fn send_sms(&self, form: &str) -> (StatusCode, Value) {
+        self.request(Method::POST, &format!("{}/Messages.json", self.base()), Some(form)).await
+    }
+}
+
+#[tokio::test]
+async fn messages_are_sent_fetched_listed_redacted_canceled_and_deleted() {
+    let f = fixture().await;
+    f.own_number("+14155550100").await;
+    let (status, sent) = f.send_sms("To=%2B15005550006&From=%2B14155550100&Body=Hello+there").await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let sid = sent["sid"].as_str().unwrap().to_owned();
+    assert!(sid.starts_with("SM") && sid.len() == 34);
+    assert_eq!(sent["status"], "queued");
+    assert_eq!(sent["direction"], "outbound-api");
+    assert_eq!(sent["body"], "Hello there");
+    assert_eq!((sent["from"].as_str(), sent["to"].as_str()), (Some("+14155550100"), Some("+15005550006")));
+    assert_eq!((sent["num_segments"].as_str(), sent["num_media"].as_str()), (Some("1"), Some("0")));
+    assert_eq!(sent["messaging_service_sid"], Value::Null);
+    assert_eq!((sent["error_code"].clone(), sent["date_sent"].clone()), (Value::Null, Value::Null));
+    assert_eq!((sent["price"].clone(), sent["price_unit"].as_str()), (Value::Null, Some("USD")));
+    assert_eq!(sent["api_version"], "2010-04-01");
+    let one = format!("{}/Messages/{sid}.json", f.base());
+    assert_eq!(sent["uri"], one);
+    assert_eq!(sent["subresource_uris"]["media"], format!("{}/Messages/{sid}/Media.json", f.base()));
+    assert!(sent["date_created"].as_str().unwrap().ends_with(" +0000"));
+    let queued: Vec<String> = f.hooks.3.lock().unwrap().iter().map(|s| s.to_string()).collect();
+    assert_eq!(queued, [sid.as_str()]);
+
+    // Segments as Twilio bills them: GSM-7 160/153, UCS-2 70/67.
+    for (body, segments) in [
+        ("a".repeat(160), "1"),
+        ("a".repeat(161), "2"),
+        ("\u{436}".repeat(70), "1"),
+        ("\u{436}".repeat(71), "2"),
+        ("a".repeat(1600), "11"),
+    ] {
+        let form = format!("To=%2B15005550007&From=%2B14155550100&Body={}", body);
+        let (status, m) = f.send_sms(&form).await;
+        assert_eq!(status, StatusCode::CREATED, "{m}");
+        assert_eq!(m["num_segments"], segments, "{} characters", body.chars().count());
+    }
+    let stored = f.state.store.message(&f.account, &sid.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!((stored.attempts, stored.smsc.as_deref()), (0, None));
+
+    let (status, fetched) = f.get(&one).await;
+    assert_eq!((status, &fetched), (StatusCode::OK, &sent));
+
+    // The list: newest first, filtered by number and by the day sent, paged by next_page_uri.
+    let list = format!("{}/Messages.json", f.base());
+    let (_, page) = f.get(&list).await;
+    let all = page["messages"].as_array().unwrap();
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[5]["sid"], sid.as_str(), "oldest last");
+    let (_, page) = f.get(&format!("{list}?To=%2B15005550006")).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+    let (_, page) = f.get(&format!("{list}?To=+15005550007&From=+14155550100")).await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 5, "an unencoded + is read back");
+    let today = Utc::now().date_naive();
+    let msid: MessageSid = sid.parse().unwrap();
+    assert!(f.state.store.set_message_status(&msid, MessageStatus::Sending, None, None, None).await.unwrap());
+    assert!(f.state.store.set_message_status(&msid, MessageStatus::Sent, None, None, Some(Utc::now())).await.unwrap());
+    for (query, n) in [
+        (format!("DateSent={today}"), 1),
+        (format!("DateSent={today}T00:00:00Z"), 1),
+        (format!("DateSent%3C={today}"), 1),
+        (format!("DateSent%3E={today}"), 1),
+        (format!("DateSent%3C={}", today.pred_opt().unwrap()), 0),
+        (format!("DateSent%3E={}", today.succ_opt().unwrap()), 0),
+    ] {
+        let (status, page) = f.get(&format!("{list}?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {page}");
+        assert_eq!(page["messages"].as_array().unwrap().len(), n, "{query}");
+    }
+    let (status, body) = f.get(&format!("{list}?DateSent=03/04/2026")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 20001, 400);
+    let mut next = Some(format!("{list}?PageSize=4"));
+    let mut seen = HashSet::new();
+    while let Some(uri) = next {
+        let (_, page) = f.get(&uri).await;
+        for m in page["messages"].as_array().unwrap() {
+            assert!(seen.insert(m["sid"].as_str().unwrap().to_owned()));
+        }
+        next = page["next_page_uri"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen.len(), 6);
+
+    // A message on its way is neither redacted nor deleted; once it has left, its text goes.
+    let (_, queued) = f.send_sms("To=%2B15005550008&From=%2B14155550100&Body=Later").await;
+    let queued_uri = queued["uri"].as_str().unwrap().to_owned();
+    let (status, body) = f.request(Method::POST, &queued_uri, Some("Body=")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 20009, 400);
+    let (status, body) = f.request(Method::DELETE, &queued_uri, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 20009, 400);
+    let (status, body) = f.request(Method::POST, &one, Some("Body=new+text")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 20001, 400);
+    let (status, redacted) = f.request(Method::POST, &one, Some("Body=")).await;
+    assert_eq!(status, StatusCode::OK, "{redacted}");
+    assert_eq!((redacted["body"].as_str(), redacted["status"].as_str()), (Some(""), Some("sent")));
+    assert_eq!(f.get(&one).await.1["body"], "");
+
+    // Cancel: only while queued.
+    let (status, canceled) = f.request(Method::POST, &queued_uri, Some("Status=canceled")).await;
+    assert_eq!(status, StatusCode::OK, "{canceled}");
+    assert_eq!(canceled["status"], "canceled");
+    let (status, body) = f.request(Method::POST, &queued_uri, Some("Status=canceled")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 30409, 400);
+    let (status, body) = f.request(Method::POST, &one, Some("Status=delivered")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    for uri in [&queued_uri, &one] {
+        let (status, body) = f.request(Method::DELETE, uri, None).await;
+        assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+        assert_eq!(f.get(uri).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(f.request(Method::DELETE, uri, None).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn message_sends_are_refused_with_twilio_codes() {
+    let f = fixture().await;
+    f.own_number("+14155550100").await;
+    // A number of another account is not ours to send from.
+    let other = AccountSid::generate();
+    f.state.store.ensure_account(&other, "other-token", "Other").await.unwrap();
+    let mut theirs = f.state.store.list_numbers(&f.account, &Default::default(), &::store::PageRequest::first(1)).await.unwrap().items[0].clone();
+    theirs.sid = model::PhoneNumberSid::generate();
+    theirs.account_sid = other;
+    theirs.phone_number = "+14155550199".into();
+    f.state.store.create_number(&theirs).await.unwrap();
+    let long = format!("To=%2B15005550006&From=%2B14155550100&Body={}", "a".repeat(1601));
+    for (form, code) in [
+        ("From=%2B14155550100&Body=Hi", 21604),
+        ("To=5550006&From=%2B14155550100&Body=Hi", 21211),
+        ("To=%2B15005550006&Body=Hi", 21603),
+        ("To=%2B15005550006&From=%2B14155550199&Body=Hi", 21606),
+        ("To=%2B15005550006&From=%2B14155550123&Body=Hi", 21606),
+        ("To=%2B15005550006&From=%2B14155550100", 21602),
+        (long.as_str(), 21617),
+        ("To=%2B15005550006&From=%2B14155550100&Body=Hi&ValidityPeriod=36001", 21624),
+        ("To=%2B15005550006&From=%2B14155550100&Body=Hi&StatusCallback=nope", 21609),
+        (&format!("To=%2B15005550006&From=%2B14155550100&Body=Hi&ApplicationSid={}", ApplicationSid::generate()), 21218),
+        (&format!("To=%2B15005550006&MessagingServiceSid=MG{}&Body=Hi", "0".repeat(32)), 21701),
+        ("To=%2B15005550006&From=%2B14155550100&Body=Hi&MediaUrl=https%3A%2F%2Fa.example%2Fcat.png", 21621),
+        ("To=%2B15005550006&From=%2B14155550100&Body=Hi&Colour=blue", 20001),
+    ] {
+        let (status, body) = f.send_sms(form).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}: {body}");
+        assert_twilio_error(&body, code, 400);
+    }
+    assert!(f.hooks.3.lock().unwrap().is_empty(), "nothing was queued");
+
+    // Twilio's parameters this server does not act on are accepted.
+    let (status, body) = f.send_sms("To=%2B15005550006&From=%2B14155550100&Body=Hi&MaxPrice=0.5&ProvideFeedback=true&SmartEncoded=true&Attempt=1").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // An application's MessageStatusCallback applies when the request names none.
+    let (status, app) = f
+        .request(
+            Method::POST,
+            &format!("{}/Applications.json", f.base()),
+            Some("FriendlyName=sms&MessageStatusCallback=https%3A%2F%2Fapp.example%2Fmsg-status"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let app_sid = app["sid"].as_str().unwrap();
+    let stored = |body: Value| {
+        let store = f.state.store.clone();
+        let account = f.account;
+        async move {
+            let sid: MessageSid = body["sid"].as_str().unwrap().parse().unwrap();
+            store.message(&account, &sid).await.unwrap().unwrap()
+        }
+    };
+    let (_, m) = f.send_sms(&format!("To=%2B15005550006&From=%2B14155550100&Body=Hi&ApplicationSid={app_sid}&ValidityPeriod=60")).await;
+    let m = stored(m).await;
+    assert_eq!(m.status_callback.as_deref(), Some("https://app.example/msg-status"));
+    assert_eq!((m.application_sid.map(|a| a.to_string()), m.validity_period), (Some(app_sid.to_owned()), Some(60)));
+    let (_, m) = f
+        .send_sms(&format!(
+            "To=%2B15005550006&From=%2B14155550100&Body=Hi&ApplicationSid={app_sid}&StatusCallback=https%3A%2F%2Fmine.example%2Fs"
+        ))
+        .await;
+    assert_eq!(stored(m).await.status_callback.as_deref(), Some("https://mine.example/s"));
+}
+
+#[tokio::test]
+async fn numbers_keep_their_sms_settings_and_sms_application() {
+    let f = fixture().await;
+    let (_, app) = f
+        .request(Method::POST, &format!("{}/Applications.json", f.base()), Some("FriendlyName=sms"))
+        .await;
+    let app_sid = app["sid"].as_str().unwrap().to_owned();
+    let list = format!("{}/IncomingPhoneNumbers.json", f.base());
+    let (status, created) = f
+        .request(
+            Method::POST,
+            &list,
+            Some(&format!(
+                "PhoneNumber=%2B14155550100&SmsUrl=https%3A%2F%2Fapp.example%2Fsms&SmsMethod=get&SmsApplicationSid={app_sid}"
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["sms_url"], "https://app.example/sms");
+    assert_eq!(created["sms_method"], "GET");
+    assert_eq!(created["sms_fallback_method"], "POST");
+    assert_eq!(created["sms_fallback_url"], Value::Null);
+    assert_eq!(created["sms_application_sid"], app_sid.as_str());
+    assert_eq!(created["capabilities"]["sms"], true);
+    let one = created["uri"].as_str().unwrap().to_owned();
+    let (status, updated) = f
+        .request(Method::POST, &one, Some("SmsApplicationSid=&SmsFallbackUrl=https%3A%2F%2Fapp.example%2Ffb&SmsFallbackMethod=GET"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["sms_application_sid"], Value::Null);
+    assert_eq!((updated["sms_fallback_url"].as_str(), updated["sms_fallback_method"].as_str()), (Some("https://app.example/fb"), Some("GET")));
+    assert_eq!(updated["sms_url"], "https://app.example/sms", "absent parameters keep their value");
+    assert_eq!(f.get(&one).await.1, updated);
+    for (form, code) in [
+        (format!("SmsApplicationSid={}", ApplicationSid::generate()), 21218),
+        ("SmsApplicationSid=junk".to_owned(), 21218),
+        ("SmsUrl=ftp%3A%2F%2Fx".to_owned(), 21205),
+        ("SmsMethod=PUT".to_owned(), 20001),
+    ] {
+        let (status, body) = f.request(Method::POST, &one, Some(&form)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}");
+        assert_twilio_error(&body, code, 400);
+    }
+}
+
+#[derive(Default)]
+struct SmscHooks;
+
+impl ApiHooks for SmscHooks {
+    fn smsc_status(&self) -> Vec<SmscStatus> {
+        vec![SmscStatus {
+            name: "main".into(),
+            host: "smsc.example".into(),
+            port: 2775,
+            binds_configured: 2,
+            binds_up: 1,
+            queued: 4,
+            submitted: 10,
+            delivered: 7,
+            failed: 2,
+            throttled: 1,
+        }]
+    }
+}
+
+#[tokio::test]
+async fn smsc_routes_are_listed_to_main_accounts() {
+    let mut f = fixture().await;
+    let (status, page) = f.get("/v1/Smsc.json").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["smscs"], serde_json::json!([]), "no SMPP: no routes");
+    assert_eq!(page["next_page_uri"], Value::Null);
+
+    f.state.hooks = Arc::new(SmscHooks);
+    let (_, page) = f.get("/v1/Smsc.json").await;
+    assert_eq!(
+        page["smscs"],
+        serde_json::json!([{
+            "binds_configured": 2, "binds_up": 1, "delivered": 7, "failed": 2, "host": "smsc.example",
+            "name": "main", "port": 2775, "queued": 4, "submitted": 10, "throttled": 1,
+        }])
+    );
+
+    // A subaccount shares the routes but is not shown them.
+    let (status, sub) = f.request(Method::POST, "/2010-04-01/Accounts.json", Some("FriendlyName=sub")).await;
+    assert_eq!(status, StatusCode::CREATED, "{sub}");
+    let req = Request::builder()
+        .uri("/v1/Smsc.json")
+        .header(header::AUTHORIZATION, basic(sub["sid"].as_str().unwrap(), sub["auth_token"].as_str().unwrap()))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = f.send(req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_twilio_error(&serde_json::from_slice(&body).unwrap(), 20403, 403);
+    // And it needs credentials like any route.
+    let req = Request::builder().uri("/v1/Smsc.json").body(Body::empty()).unwrap();
+    assert_eq!(f.send(req).await.0, StatusCode::UNAUTHORIZED);
 }

@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 
 use crate::call::{CallDirection, CallStatus};
 use crate::conference::{ConferenceStatus, ParticipantStatus};
+use crate::message::{MessageDirection, MessageStatus};
 use crate::sid::{
-    AccountSid, ApiKeySid, ApplicationSid, CallSid, ConferenceSid, PhoneNumberSid, QueueSid,
-    RecordingSid, Sid, SidKind,
+    AccountSid, ApiKeySid, ApplicationSid, CallSid, ConferenceSid, MessageSid, PhoneNumberSid,
+    QueueSid, RecordingSid, Sid, SidKind,
 };
 
 /// A notification (`NO...`): an error or warning recorded against a call.
@@ -128,7 +129,7 @@ pub struct ApplicationRecord {
     pub date_updated: DateTime<Utc>,
 }
 
-/// An incoming phone number and where its calls go.
+/// An incoming phone number and where its calls and messages go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PhoneNumberRecord {
     pub sid: PhoneNumberSid,
@@ -142,8 +143,66 @@ pub struct PhoneNumberRecord {
     pub voice_fallback_method: String,
     pub status_callback: Option<String>,
     pub status_callback_method: String,
+    /// Fetched when the number receives a message (Twilio's `SmsUrl`).
+    pub sms_url: Option<String>,
+    pub sms_method: String,
+    /// Fetched when `sms_url` fails.
+    pub sms_fallback_url: Option<String>,
+    pub sms_fallback_method: String,
+    /// When set, the number's messages use this application's SMS URLs instead of its own.
+    pub sms_application_sid: Option<ApplicationSid>,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
+}
+
+/// One SMS (Twilio's Message resource), outbound or inbound. A long text travels in several
+/// parts (segments); this is the whole message, its parts are the store's business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub sid: MessageSid,
+    pub account_sid: AccountSid,
+    /// E.164; for an outbound message a number of the account.
+    pub from: String,
+    pub to: String,
+    /// Up to 1600 characters; empty once redacted.
+    pub body: String,
+    pub status: MessageStatus,
+    pub direction: MessageDirection,
+    /// Parts the body takes (GSM-7 160/153 characters, UCS-2 70/67), as Twilio bills them.
+    pub num_segments: u32,
+    /// Always 0: no MMS.
+    pub num_media: u32,
+    /// Twilio's error code once `failed` or `undelivered` (30003 unreachable destination...).
+    pub error_code: Option<u32>,
+    pub error_message: Option<String>,
+    /// Dialtone prices nothing: `None`.
+    pub price: Option<String>,
+    pub price_unit: String,
+    pub api_version: String,
+    /// Told about the message's progress (`sent`, `delivered`, `undelivered`, `failed`).
+    pub status_callback: Option<String>,
+    /// The application named at creation; its message status callback was taken when the request
+    /// gave none.
+    pub application_sid: Option<ApplicationSid>,
+    /// Seconds the message may wait to be sent (1 to 36000); past that it fails.
+    pub validity_period: Option<u32>,
+    /// Internal: the name of the SMSC route that carried (or received) it. Not rendered.
+    pub smsc: Option<String>,
+    /// Internal: how many times the runtime tried to hand it to an SMSC. Not rendered.
+    pub attempts: u32,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+    /// When it was handed to the SMSC (outbound) or received (inbound).
+    pub date_sent: Option<DateTime<Utc>>,
+}
+
+impl MessageRecord {
+    /// Twilio's limit on a message body, in characters.
+    pub const MAX_BODY_CHARS: usize = 1600;
+    /// Twilio's default and largest `ValidityPeriod`, in seconds (ten hours).
+    pub const MAX_VALIDITY_PERIOD: u32 = 36_000;
+    pub const PRICE_UNIT: &'static str = "USD";
+    pub const API_VERSION: &'static str = "2010-04-01";
 }
 
 /// One call leg.

@@ -46,6 +46,8 @@ sid_kind!(/// A call queue (`QU...`): where `<Enqueue>` parks callers until they
     Queue, QueueSid, "QU");
 sid_kind!(/// A conference (`CF...`): one run of a named room, from its first participant to its end.
     Conference, ConferenceSid, "CF");
+sid_kind!(/// A message (`SM...`): one SMS, sent or received, however many parts it travels in.
+    Message, MessageSid, "SM");
 
 /// A typed SID. Stored as its 34 ASCII bytes so it is `Copy` and compares cheaply.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,5 +171,13 @@ mod tests {
         let cf = ConferenceSid::generate().to_string();
         assert!(cf.starts_with("CF"));
         assert_eq!(qu.parse::<ConferenceSid>(), Err(SidError::Prefix { expected: "CF" }));
+    }
+
+    #[test]
+    fn message_sids_have_the_sm_prefix() {
+        let sm = MessageSid::generate().to_string();
+        assert!(sm.starts_with("SM"));
+        assert_eq!(sm.parse::<MessageSid>().map(|s| s.to_string()), Ok(sm.clone()));
+        assert_eq!(sm.parse::<CallSid>(), Err(SidError::Prefix { expected: "CA" }));
     }
 }

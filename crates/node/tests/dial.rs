@@ -123,6 +123,11 @@ async fn fixture(rtp_base: u16, voice: &str, after: &str) -> Fixture {
             voice_fallback_method: "POST".into(),
             status_callback: None,
             status_callback_method: "POST".into(),
+            sms_url: None,
+            sms_method: "POST".into(),
+            sms_fallback_url: None,
+            sms_fallback_method: "POST".into(),
+            sms_application_sid: None,
             date_created: now,
             date_updated: now,
         })

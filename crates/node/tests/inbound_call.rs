@@ -124,6 +124,11 @@ async fn start(
             voice_fallback_method: "POST".into(),
             status_callback: None,
             status_callback_method: "POST".into(),
+            sms_url: None,
+            sms_method: "POST".into(),
+            sms_fallback_url: None,
+            sms_fallback_method: "POST".into(),
+            sms_application_sid: None,
             date_created: now,
             date_updated: now,
         })

@@ -662,6 +662,11 @@ async fn a_carrier_call_to_our_registered_contact_is_routed_by_the_to_number() {
             voice_fallback_method: "POST".into(),
             status_callback: None,
             status_callback_method: "POST".into(),
+            sms_url: None,
+            sms_method: "POST".into(),
+            sms_fallback_url: None,
+            sms_fallback_method: "POST".into(),
+            sms_application_sid: None,
             date_created: now,
             date_updated: now,
         })

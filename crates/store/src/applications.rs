@@ -153,6 +153,14 @@ impl Store {
         .bind(sid.as_str())
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE phone_numbers SET sms_application_sid = NULL \
+             WHERE account_sid = $1 AND sms_application_sid = $2",
+        )
+        .bind(account.as_str())
+        .bind(sid.as_str())
+        .execute(&mut *tx)
+        .await?;
         let done = sqlx::query("DELETE FROM applications WHERE account_sid = $1 AND sid = $2")
             .bind(account.as_str())
             .bind(sid.as_str())

@@ -1,6 +1,6 @@
 //! Persistence for Dialtone: accounts and subaccounts, API keys, applications, phone numbers,
-//! calls, recordings and notifications, SIP users, queues and conferences, in SQL through
-//! `sqlx`.
+//! calls, recordings and notifications, SIP users, queues and conferences, SMS messages, in SQL
+//! through `sqlx`.
 //!
 //! Driven by `api` (REST reads and writes) and `node` (call records as calls progress, the routing
 //! index at start and on number changes). Every method is `async` and takes `&self`; `Store` is a
@@ -9,7 +9,9 @@
 //! Architecture invariant: every query that reads tenant data is scoped by an `AccountSid`; the
 //! only system-wide reads are the routing lookups ([`Store::number_by_phone`],
 //! [`Store::all_numbers`]), the credential checks [`Store::authenticate_api_key`] and
-//! [`Store::api_key_signing_secret`], and the counter [`Store::active_calls_count`]. Which account
+//! [`Store::api_key_signing_secret`], the counter [`Store::active_calls_count`], and the SMS
+//! runtime's reads and writes by message SID or SMSC id (the outbox, statuses, parts and the
+//! dedupe keys of inbound messages: an SMSC names no account; see `messages`). Which account
 //! may act on which (a parent on its subaccounts) is decided by `api` before it names the account
 //! a query is scoped by.
 //!
@@ -35,6 +37,7 @@ mod calls;
 mod conferences;
 mod error;
 mod keys;
+mod messages;
 mod numbers;
 mod page;
 mod queues;
@@ -58,6 +61,7 @@ pub use applications::ApplicationFilter;
 pub use calls::CallFilter;
 pub use conferences::{ConferenceFilter, TimeRange};
 pub use error::StoreError;
+pub use messages::{Incoming, MessageFilter, PartsSummary};
 pub use numbers::NumberFilter;
 pub use page::{Cursor, Page, PageRequest};
 pub use recordings::RecordingFilter;

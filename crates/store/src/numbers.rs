@@ -8,25 +8,31 @@ use std::collections::HashMap;
 
 use model::{AccountSid, ApplicationSid, PhoneNumberRecord, PhoneNumberSid};
 
-use crate::{micros, Sql, sid_col, time_col, DbRow, Page, PageRequest, Store, StoreError};
+use crate::{micros, opt_sid_col, sid_col, time_col, DbRow, Page, PageRequest, Sql, Store, StoreError};
 
 const COLUMNS: &str = "SELECT sid, account_sid, phone_number, friendly_name, voice_url, voice_method, \
     voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, \
+    sms_url, sms_method, sms_fallback_url, sms_fallback_method, sms_application_sid, \
     date_created, date_updated FROM phone_numbers";
 
-/// The number's own columns and, when it uses an application, that application's voice settings.
+/// The number's own columns and, when it uses applications, their voice and SMS settings.
 const ROUTING_COLUMNS: &str = "SELECT p.sid, p.account_sid, p.phone_number, p.friendly_name, \
     p.voice_url, p.voice_method, p.voice_fallback_url, p.voice_fallback_method, \
-    p.status_callback, p.status_callback_method, p.date_created, p.date_updated, \
+    p.status_callback, p.status_callback_method, p.sms_url, p.sms_method, p.sms_fallback_url, \
+    p.sms_fallback_method, p.sms_application_sid, p.date_created, p.date_updated, \
     a.sid AS app_sid, a.voice_url AS app_voice_url, a.voice_method AS app_voice_method, \
     a.voice_fallback_url AS app_voice_fallback_url, \
     a.voice_fallback_method AS app_voice_fallback_method, \
     a.status_callback AS app_status_callback, \
-    a.status_callback_method AS app_status_callback_method \
+    a.status_callback_method AS app_status_callback_method, \
+    s.sid AS sms_app_sid, s.sms_url AS sms_app_url, s.sms_method AS sms_app_method, \
+    s.sms_fallback_url AS sms_app_fallback_url, s.sms_fallback_method AS sms_app_fallback_method \
     FROM phone_numbers p LEFT JOIN applications a \
-    ON a.sid = p.voice_application_sid AND a.account_sid = p.account_sid";
+    ON a.sid = p.voice_application_sid AND a.account_sid = p.account_sid \
+    LEFT JOIN applications s \
+    ON s.sid = p.sms_application_sid AND s.account_sid = p.account_sid";
 
-/// A routing row with the application's settings in place of the number's own.
+/// A routing row with the applications' settings in place of the number's own.
 fn decode_effective(r: &DbRow) -> Result<PhoneNumberRecord, StoreError> {
     use sqlx::Row;
     let mut rec = decode(r)?;
@@ -38,6 +44,13 @@ fn decode_effective(r: &DbRow) -> Result<PhoneNumberRecord, StoreError> {
         rec.voice_fallback_method = r.try_get("app_voice_fallback_method")?;
         rec.status_callback = r.try_get("app_status_callback")?;
         rec.status_callback_method = r.try_get("app_status_callback_method")?;
+    }
+    let sms_app: Option<String> = r.try_get("sms_app_sid")?;
+    if sms_app.is_some() {
+        rec.sms_url = r.try_get("sms_app_url")?;
+        rec.sms_method = r.try_get("sms_app_method")?;
+        rec.sms_fallback_url = r.try_get("sms_app_fallback_url")?;
+        rec.sms_fallback_method = r.try_get("sms_app_fallback_method")?;
     }
     Ok(rec)
 }
@@ -65,6 +78,11 @@ fn decode(r: &DbRow) -> Result<PhoneNumberRecord, StoreError> {
         voice_fallback_method: r.try_get("voice_fallback_method")?,
         status_callback: r.try_get("status_callback")?,
         status_callback_method: r.try_get("status_callback_method")?,
+        sms_url: r.try_get("sms_url")?,
+        sms_method: r.try_get("sms_method")?,
+        sms_fallback_url: r.try_get("sms_fallback_url")?,
+        sms_fallback_method: r.try_get("sms_fallback_method")?,
+        sms_application_sid: opt_sid_col(r, "sms_application_sid")?,
         date_created: time_col(r, "date_created")?,
         date_updated: time_col(r, "date_updated")?,
     })
@@ -92,8 +110,9 @@ impl Store {
         let result = sqlx::query(
             "INSERT INTO phone_numbers (sid, account_sid, phone_number, friendly_name, voice_url, \
              voice_method, voice_fallback_url, voice_fallback_method, status_callback, \
-             status_callback_method, date_created, date_updated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             status_callback_method, sms_url, sms_method, sms_fallback_url, sms_fallback_method, \
+             sms_application_sid, date_created, date_updated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(rec.sid.as_str())
         .bind(rec.account_sid.as_str())
@@ -105,6 +124,11 @@ impl Store {
         .bind(&rec.voice_fallback_method)
         .bind(&rec.status_callback)
         .bind(&rec.status_callback_method)
+        .bind(&rec.sms_url)
+        .bind(&rec.sms_method)
+        .bind(&rec.sms_fallback_url)
+        .bind(&rec.sms_fallback_method)
+        .bind(rec.sms_application_sid.as_ref().map(|s| s.as_str()))
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
         .execute(self.writer())
@@ -145,14 +169,16 @@ impl Store {
         self.page_of(q, page, decode).await
     }
 
-    /// Saves the mutable fields (names, URLs, methods, `date_updated`) of a number of
-    /// `rec.account_sid`. The phone number itself never changes. Returns whether it existed.
+    /// Saves the mutable fields (names, URLs, methods, the SMS application, `date_updated`) of
+    /// a number of `rec.account_sid`. The phone number itself never changes. Returns whether it
+    /// existed. The caller checks that `sms_application_sid` is an application of the account.
     pub async fn update_number(&self, rec: &PhoneNumberRecord) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE phone_numbers SET friendly_name = $1, voice_url = $2, voice_method = $3, \
              voice_fallback_url = $4, voice_fallback_method = $5, status_callback = $6, \
-             status_callback_method = $7, date_updated = $8 \
-             WHERE account_sid = $9 AND sid = $10",
+             status_callback_method = $7, sms_url = $8, sms_method = $9, sms_fallback_url = $10, \
+             sms_fallback_method = $11, sms_application_sid = $12, date_updated = $13 \
+             WHERE account_sid = $14 AND sid = $15",
         )
         .bind(&rec.friendly_name)
         .bind(&rec.voice_url)
@@ -161,6 +187,11 @@ impl Store {
         .bind(&rec.voice_fallback_method)
         .bind(&rec.status_callback)
         .bind(&rec.status_callback_method)
+        .bind(&rec.sms_url)
+        .bind(&rec.sms_method)
+        .bind(&rec.sms_fallback_url)
+        .bind(&rec.sms_fallback_method)
+        .bind(rec.sms_application_sid.as_ref().map(|s| s.as_str()))
         .bind(micros(rec.date_updated))
         .bind(rec.account_sid.as_str())
         .bind(rec.sid.as_str())
@@ -182,7 +213,9 @@ impl Store {
     /// effective voice settings. When the number uses a voice application, `voice_url`,
     /// `voice_method`, `voice_fallback_url`, `voice_fallback_method`, `status_callback` and
     /// `status_callback_method` are the application's (Twilio ignores the number's own then), so
-    /// a call can be routed from the record alone. [`Store::number`] returns the number's own.
+    /// a call can be routed from the record alone. Likewise, with an `sms_application_sid`,
+    /// `sms_url`, `sms_method`, `sms_fallback_url` and `sms_fallback_method` are that
+    /// application's. [`Store::number`] returns the number's own.
     pub async fn number_by_phone(
         &self,
         phone_number: &str,
@@ -272,6 +305,11 @@ pub(crate) mod tests {
             voice_fallback_method: "POST".into(),
             status_callback: None,
             status_callback_method: "POST".into(),
+            sms_url: None,
+            sms_method: "POST".into(),
+            sms_fallback_url: None,
+            sms_fallback_method: "POST".into(),
+            sms_application_sid: None,
             date_created: now,
             date_updated: now,
         }
@@ -331,6 +369,50 @@ pub(crate) mod tests {
         assert_eq!(db.store.number_by_phone("+14155550100").await.unwrap().unwrap(), n);
         assert!(db.store.number_voice_applications(&a, &[n.sid]).await.unwrap().is_empty());
         assert!(db.store.set_number_voice_application(&a, &n.sid, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn sms_settings_are_kept_and_routing_uses_the_sms_application() {
+        let db = temp_store().await;
+        let (a, b) = (account(&db.store).await, account(&db.store).await);
+        let mut n = number(&a, "+14155550100");
+        n.sms_url = Some("https://app.example/sms".into());
+        n.sms_method = "GET".into();
+        n.sms_fallback_url = Some("https://app.example/sms-fallback".into());
+        db.store.create_number(&n).await.unwrap();
+        assert_eq!(db.store.number(&a, &n.sid).await.unwrap().as_ref(), Some(&n));
+        assert_eq!(db.store.number_by_phone("+14155550100").await.unwrap().as_ref(), Some(&n));
+
+        let mut app = crate::applications::tests::application(&a, "https://app.example/ivr");
+        app.sms_url = Some("https://app.example/app-sms".into());
+        app.sms_method = "POST".into();
+        let mut foreign = crate::applications::tests::application(&b, "https://evil.example/");
+        foreign.sms_url = Some("https://evil.example/sms".into());
+        db.store.create_application(&app).await.unwrap();
+        db.store.create_application(&foreign).await.unwrap();
+
+        // Another account's application is never followed, even if a row names it.
+        n.sms_application_sid = Some(foreign.sid);
+        assert!(db.store.update_number(&n).await.unwrap());
+        let routed = db.store.number_by_phone("+14155550100").await.unwrap().unwrap();
+        assert_eq!(routed.sms_url.as_deref(), Some("https://app.example/sms"));
+
+        n.sms_application_sid = Some(app.sid);
+        assert!(db.store.update_number(&n).await.unwrap());
+        let routed = db.store.number_by_phone("+14155550100").await.unwrap().unwrap();
+        assert_eq!(routed.sms_url.as_deref(), Some("https://app.example/app-sms"));
+        assert_eq!(routed.sms_method, "POST");
+        assert_eq!(routed.sms_fallback_url, app.sms_fallback_url);
+        assert_eq!(routed.sms_application_sid, Some(app.sid));
+        // The voice side is untouched by an SMS application.
+        assert_eq!(routed.voice_url, n.voice_url);
+        assert_eq!(db.store.number(&a, &n.sid).await.unwrap().unwrap().sms_url, n.sms_url);
+
+        // Deleting the application puts the number back on its own SMS URLs.
+        assert!(db.store.delete_application(&a, &app.sid).await.unwrap());
+        let own = db.store.number(&a, &n.sid).await.unwrap().unwrap();
+        assert_eq!(own.sms_application_sid, None);
+        assert_eq!(db.store.number_by_phone("+14155550100").await.unwrap().unwrap().sms_url, n.sms_url);
     }
 
     #[tokio::test]
