@@ -38,7 +38,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 # requirements.txt pins what the suite was written against; pip is quick when all are present.
-if ! "$VENV/bin/python" -c 'import pjsua2, twilio, pytest, requests' 2>/dev/null \
+if ! "$VENV/bin/python" -c 'import pjsua2, twilio, pytest, requests, smpplib' 2>/dev/null \
    || ! cmp -s tests/requirements.txt "$VENV/.installed-requirements"; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
     cp tests/requirements.txt "$VENV/.installed-requirements"
@@ -55,6 +55,14 @@ if [ ! -d tests/sdk-node/node_modules/twilio ] \
     cp tests/sdk-node/package-lock.json tests/sdk-node/node_modules/.installed-package-lock.json
 fi
 (cd tests/sdk-node && node -e 'console.log("node peers ok: twilio", require("twilio/package.json").version)')
+
+# The test SMSC (tests/smsc/smsc.js): the npm `smpp` package in server mode, pinned by its lock.
+if [ ! -d tests/smsc/node_modules/smpp ] \
+   || ! cmp -s tests/smsc/package-lock.json tests/smsc/node_modules/.installed-package-lock.json; then
+    (cd tests/smsc && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/smsc/package-lock.json tests/smsc/node_modules/.installed-package-lock.json
+fi
+(cd tests/smsc && node -e 'console.log("smsc peer ok: smpp", require("smpp/package.json").version)')
 
 # The browser peers (tests/browser): playwright-core drives Debian's /usr/bin/chromium (never a
 # browser build of playwright's own), SIP.js and JsSIP are bundled for the test pages by esbuild.

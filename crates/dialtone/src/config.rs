@@ -44,6 +44,44 @@ pub struct RawConfig {
     pub trunks: Option<Vec<RawTrunk>>,
     /// Limits against toll fraud.
     pub fraud: Option<RawFraud>,
+    /// SMS centres to bind to over SMPP (`[[smsc]]` tables); none: no SMS.
+    pub smsc: Option<Vec<RawSmsc>>,
+    /// One more SMSC for the simple case, `smpp://system_id:password@host[:port]`
+    /// (`DIALTONE_SMSC`): a transceiver for every number, after the `[[smsc]]` tables.
+    pub smsc_url: Option<String>,
+}
+
+/// One `[[smsc]]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmsc {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    /// Default 2775.
+    pub port: Option<u16>,
+    pub system_id: Option<String>,
+    pub password: Option<String>,
+    /// Default empty.
+    pub system_type: Option<String>,
+    /// `transceiver` (default), `transmitter` or `receiver`.
+    pub bind: Option<String>,
+    /// Connections kept bound at once (default 1).
+    pub binds: Option<usize>,
+    /// submit_sm per second across the binds (default: no cap).
+    pub tps: Option<u32>,
+    /// submit_sm awaiting a response, per bind (default 10).
+    pub window: Option<usize>,
+    /// Destination prefixes this SMSC carries (e.g. `["+1", "+33"]`); none: every number.
+    pub prefixes: Option<Vec<String>>,
+    /// TON/NPI of numbers (default 1/1: international E.164, sent without `+`).
+    pub source_ton: Option<u8>,
+    pub source_npi: Option<u8>,
+    pub dest_ton: Option<u8>,
+    pub dest_npi: Option<u8>,
+    /// Seconds without traffic before an enquire_link (default 30).
+    pub enquire_link_s: Option<u64>,
+    /// The longest wait between reconnects, in seconds (default 30).
+    pub reconnect_max_s: Option<u64>,
 }
 
 /// One `[[trunks]]` table.
@@ -125,6 +163,7 @@ impl RawConfig {
         pick(&mut self.log, "DIALTONE_LOG");
         pick(&mut self.log_format, "DIALTONE_LOG_FORMAT");
         pick(&mut self.trunk, "DIALTONE_TRUNK");
+        pick(&mut self.smsc_url, "DIALTONE_SMSC");
         pick(&mut self.trunk_username, "DIALTONE_TRUNK_USERNAME");
         pick(&mut self.trunk_password, "DIALTONE_TRUNK_PASSWORD");
         if let Some(v) = var("DIALTONE_TRUNK_REGISTER").filter(|v| !v.is_empty()) {
@@ -237,6 +276,15 @@ impl RawConfig {
             };
             trunks.push(build_trunk("default", raw).context("DIALTONE_TRUNK")?);
         }
+        let mut smscs = Vec::new();
+        for (i, raw) in self.smsc.unwrap_or_default().into_iter().enumerate() {
+            let name = raw.name.clone().unwrap_or_else(|| format!("smsc{}", i + 1));
+            smscs.push(build_smsc(&name, raw).with_context(|| format!("smsc: {name}"))?);
+        }
+        if let Some(url) = &self.smsc_url {
+            smscs.push(build_smsc("default", smsc_from_url(url)?).context("DIALTONE_SMSC")?);
+        }
+        node::sms::check(&smscs).context("smsc")?;
         let fraud = build_fraud(self.fraud.unwrap_or_default()).context("fraud")?;
         // The fraud policy is process-wide: installed here, once, at start.
         node::fraud::configure(fraud.clone());
@@ -256,6 +304,7 @@ impl RawConfig {
                 trunks,
                 console_crm_url: self.console_crm_url.filter(|u| !u.trim().is_empty()),
                 http_tls,
+                smscs,
             },
             database_url,
             account_sid,
@@ -295,6 +344,66 @@ fn build_trunk(name: &str, t: RawTrunk) -> Result<node::trunk::Trunk> {
         trunk = trunk.with_inbound_acl(acl)?;
     }
     Ok(trunk)
+}
+
+fn build_smsc(name: &str, raw: RawSmsc) -> Result<node::sms::SmscConfig> {
+    let host = raw.host.filter(|h| !h.trim().is_empty()).context("host is required")?;
+    let system_id = raw.system_id.filter(|s| !s.is_empty()).context("system_id is required")?;
+    let password = raw.password.unwrap_or_default();
+    let port = raw.port.unwrap_or(node::sms::DEFAULT_PORT);
+    let mut c = node::sms::SmscConfig::new(name, &host, port, &system_id, &password);
+    if let Some(t) = raw.system_type {
+        c.system_type = t;
+    }
+    c.bind = match raw.bind.as_deref().unwrap_or("transceiver") {
+        "transceiver" => node::sms::BindMode::Transceiver,
+        "transmitter" => node::sms::BindMode::Transmitter,
+        "receiver" => node::sms::BindMode::Receiver,
+        other => bail!("bind must be transceiver, transmitter or receiver, got {other:?}"),
+    };
+    c.binds = raw.binds.unwrap_or(1);
+    c.tps = raw.tps;
+    if c.tps == Some(0) {
+        bail!("tps must be at least 1 (leave it out for no cap)");
+    }
+    c.window = raw.window.unwrap_or(c.window);
+    c.prefixes = raw.prefixes.unwrap_or_default();
+    if let Some(p) = c.prefixes.iter().find(|p| !p.starts_with('+') || p.len() < 2) {
+        bail!("prefixes are E.164 starts like \"+1\", got {p:?}");
+    }
+    c.source_ton = raw.source_ton.unwrap_or(c.source_ton);
+    c.source_npi = raw.source_npi.unwrap_or(c.source_npi);
+    c.dest_ton = raw.dest_ton.unwrap_or(c.dest_ton);
+    c.dest_npi = raw.dest_npi.unwrap_or(c.dest_npi);
+    if let Some(s) = raw.enquire_link_s {
+        if s == 0 {
+            bail!("enquire_link_s must be at least 1");
+        }
+        c.enquire_link = std::time::Duration::from_secs(s);
+    }
+    if let Some(s) = raw.reconnect_max_s {
+        c.reconnect_max = std::time::Duration::from_secs(s.max(1));
+    }
+    Ok(c)
+}
+
+/// `smpp://system_id:password@host[:port]`.
+fn smsc_from_url(url: &str) -> Result<RawSmsc> {
+    let shape = || format!("DIALTONE_SMSC: {url:?} is not like smpp://system_id:password@host:2775");
+    let rest = url.strip_prefix("smpp://").with_context(shape)?;
+    let (user, hostport) = rest.trim_end_matches('/').rsplit_once('@').with_context(shape)?;
+    let (system_id, password) = user.split_once(':').unwrap_or((user, ""));
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse::<u16>().with_context(shape)?)),
+        None => (hostport, None),
+    };
+    Ok(RawSmsc {
+        host: Some(host.to_owned()),
+        port,
+        system_id: Some(system_id.to_owned()),
+        password: Some(password.to_owned()),
+        ..RawSmsc::default()
+    })
 }
 
 fn build_fraud(raw: RawFraud) -> Result<node::fraud::Policy> {
@@ -486,6 +595,56 @@ mod tests {
         let err = RawConfig::default().overlay_env(env(&[("DIALTONE_CALLS_PER_SECOND", "fast")])).validate().unwrap_err();
         assert!(format!("{err:#}").contains("calls_per_second"), "{err:#}");
         assert_eq!(RawConfig::default().validate().unwrap().fraud, node::fraud::Policy::default());
+    }
+
+    #[test]
+    fn smsc_tables() {
+        let raw: RawConfig = toml::from_str(
+            r#"
+            [[smsc]]
+            name = "carrier"
+            host = "127.0.0.1"
+            system_id = "dialtone"
+            password = "pw"
+            binds = 2
+            tps = 20
+            prefixes = ["+1", "+33"]
+            enquire_link_s = 15
+
+            [[smsc]]
+            host = "smsc.example"
+            port = 2776
+            system_id = "rx"
+            bind = "receiver"
+            "#,
+        )
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let [a, b] = c.node.smscs.as_slice() else { panic!("{:?}", c.node.smscs) };
+        assert_eq!((a.name.as_str(), a.port, a.binds, a.tps, a.window), ("carrier", 2775, 2, Some(20), 10));
+        assert_eq!(a.prefixes, ["+1", "+33"]);
+        assert_eq!(a.enquire_link, std::time::Duration::from_secs(15));
+        assert_eq!((a.source_ton, a.source_npi, a.dest_ton, a.dest_npi), (1, 1, 1, 1));
+        assert_eq!((b.name.as_str(), b.port, b.bind), ("smsc2", 2776, node::sms::BindMode::Receiver));
+        assert!(RawConfig::default().validate().unwrap().node.smscs.is_empty());
+
+        let bad = |text: &str| format!("{:#}", toml::from_str::<RawConfig>(text).unwrap().validate().map(|_| ()).unwrap_err());
+        let one = "[[smsc]]\nname = \"a\"\nhost = \"h\"\nsystem_id = \"s\"\n";
+        assert!(bad(&format!("{one}{one}")).contains("two SMSCs are named \"a\""));
+        assert!(bad(&format!("{one}port = 0\n")).contains("port"));
+        assert!(bad(&format!("{one}binds = 0\n")).contains("binds"));
+        assert!(bad(&format!("{one}bind = \"both\"\n")).contains("transceiver"));
+        assert!(bad(&format!("{one}prefixes = [\"1\"]\n")).contains("prefixes"));
+        assert!(bad("[[smsc]]\nhost = \"h\"\n").contains("system_id"));
+
+        let c = RawConfig::default()
+            .overlay_env(env(&[("DIALTONE_SMSC", "smpp://dialtone:s3cret@127.0.0.1:2776")]))
+            .validate()
+            .unwrap();
+        let s = &c.node.smscs[0];
+        assert_eq!((s.name.as_str(), s.host.as_str(), s.port, s.system_id.as_str(), s.password.as_str()), ("default", "127.0.0.1", 2776, "dialtone", "s3cret"));
+        let err = RawConfig::default().overlay_env(env(&[("DIALTONE_SMSC", "127.0.0.1:2775")])).validate().unwrap_err();
+        assert!(format!("{err:#}").contains("DIALTONE_SMSC"), "{err:#}");
     }
 
     #[test]

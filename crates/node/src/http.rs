@@ -213,5 +213,8 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> String {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
+    if let Some(sms) = &shared.sms {
+        sms.write_metrics(&mut out);
+    }
     out
 }

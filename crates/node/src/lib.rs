@@ -11,6 +11,8 @@
 //! - `media`: media workers own the RTP sockets and tick every stream each 20 ms.
 //! - `webhook`, `tts`, `audio`: the customer's app over HTTP, speech synthesis, audio files.
 //! - `http`: the REST API (from `api`) plus `/metrics`.
+//! - `sms`: SMPP connections to SMS centres: binds kept up, messages submitted, deliveries and
+//!   receipts handed over for storing.
 //!
 //! Architecture invariant: `node` is the only crate that owns sockets, timers and subprocesses;
 //! it makes no protocol decisions of its own beyond routing.
@@ -32,6 +34,7 @@ pub mod registrar;
 pub mod routing;
 pub mod signals;
 pub mod sip_task;
+pub mod sms;
 pub mod tls;
 pub mod transport;
 pub mod trunk;

@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub console_crm_url: Option<String>,
     /// TLS for the HTTP listener (HTTPS, and `wss://` for browsers' SIP).
     pub http_tls: Option<crate::tls::TlsFiles>,
+    /// SMS centres to bind to (SMPP); none: no SMS.
+    pub smscs: Vec<crate::sms::SmscConfig>,
 }
 
 impl NodeConfig {
@@ -102,6 +104,11 @@ pub struct Shared {
     pub queues: crate::queues::QueueRuntime,
     /// Registered SIP users' bindings and the REGISTER failure counter.
     pub registrar: crate::registrar::Registrations,
+    /// The SMSC connections, when `config.smscs` names any.
+    pub sms: Option<Arc<crate::sms::SmscPool>>,
+    /// Incoming messages and receipts from the SMSCs, until the task that stores them takes
+    /// the receiver (`Option::take`).
+    pub sms_events: tokio::sync::Mutex<Option<mpsc::Receiver<crate::sms::SmsEvent>>>,
 }
 
 impl Shared {
@@ -151,6 +158,8 @@ pub enum StartError {
     Store(String),
     #[error("crash recovery: {0}")]
     Recovery(String),
+    #[error("SMSC configuration: {0}")]
+    Sms(#[from] crate::sms::SmscConfigError),
 }
 
 impl Node {
@@ -214,8 +223,16 @@ impl Node {
             source: std::io::Error::other(e.to_string()),
         })?;
         let audio = audio::AudioCache::new(audio_client, 64 * 1024 * 1024);
+        let (sms, sms_events) = if config.smscs.is_empty() {
+            (None, None)
+        } else {
+            let (pool, events) = crate::sms::SmscPool::start(config.smscs.clone())?;
+            (Some(pool), Some(events))
+        };
         let (command_tx, commands) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            sms,
+            sms_events: tokio::sync::Mutex::new(sms_events),
             calls: calls_registry::CallRegistry::default(),
             sip: command_tx.clone(),
             sip_connections: transports.events(),

@@ -147,6 +147,7 @@ async fn start(
         media_workers: 1,
         trunks: Vec::new(),
         console_crm_url: None,
+        smscs: Vec::new(),
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

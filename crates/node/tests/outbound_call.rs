@@ -81,6 +81,7 @@ async fn fixture(rtp_base: u16) -> Fixture {
         media_workers: 1,
         trunks: vec![trunk],
         console_crm_url: None,
+        smscs: Vec::new(),
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

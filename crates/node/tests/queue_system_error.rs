@@ -98,6 +98,7 @@ async fn a_queue_the_node_cannot_reach_gives_system_error() {
         media_workers: 1,
         trunks: Vec::new(),
         console_crm_url: None,
+        smscs: Vec::new(),
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

@@ -57,6 +57,7 @@ async fn fixture_for(
         media_workers: 1,
         trunks,
         console_crm_url: None,
+        smscs: Vec::new(),
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

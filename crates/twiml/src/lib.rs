@@ -3,7 +3,8 @@
 //! Owns the grammar (which verbs exist, which may nest, which attributes each takes, their
 //! defaults as Twilio documents them) and clear errors when a document breaks it. Knows nothing
 //! about calls, media or HTTP: [`parse`] takes the body text and returns a [`Document`]; the
-//! `engine` crate interprets it.
+//! `engine` crate interprets it. [`parse_messaging`] reads the markup an app answers an incoming
+//! SMS with (`<Message>`, `<Redirect>`) into a [`MessagingDocument`].
 //!
 //! Architecture invariant: sans-IO, no runtime or network crate. Untrusted input never panics.
 //!
@@ -13,9 +14,11 @@
 //! warning and carries on with the default (a few `<Dial>` and `<Conference>` attributes): those
 //! become [`Document::warnings`].
 
+mod messaging;
 mod parse;
 mod verb;
 
+pub use messaging::{parse_messaging, Message, MessagingDocument, MessagingVerb, WARN_SCHEMA};
 pub use parse::parse;
 pub use verb::{
     ConferenceBeep, ConferenceRecord, Dial, DialConference, DialJoin, DialKind, DialQueue,

@@ -17,14 +17,14 @@ const UNSUPPORTED_VERBS: &[&str] = &[
 ];
 
 #[derive(Debug)]
-struct Element {
-    name: String,
-    attrs: Vec<(String, String)>,
-    children: Vec<Node>,
+pub(crate) struct Element {
+    pub(crate) name: String,
+    pub(crate) attrs: Vec<(String, String)>,
+    pub(crate) children: Vec<Node>,
 }
 
 #[derive(Debug)]
-enum Node {
+pub(crate) enum Node {
     Element(Element),
     Text(String),
 }
@@ -54,7 +54,7 @@ fn xml_error(reader: &Reader<&[u8]>, reason: impl ToString) -> TwimlError {
     }
 }
 
-fn read_tree(text: &str) -> Result<Element, TwimlError> {
+pub(crate) fn read_tree(text: &str) -> Result<Element, TwimlError> {
     let mut reader = Reader::from_str(text);
     // Mismatched end tags are errors (the default), and duplicate attributes are checked when
     // the attributes are read below.
@@ -150,7 +150,7 @@ fn open_element(reader: &Reader<&[u8]>, start: &BytesStart<'_>) -> Result<Elemen
     })
 }
 
-fn reject_text(t: &str, verb: &str) -> Result<(), TwimlError> {
+pub(crate) fn reject_text(t: &str, verb: &str) -> Result<(), TwimlError> {
     if t.trim().is_empty() {
         Ok(())
     } else {
@@ -188,7 +188,7 @@ fn flatten_text(el: &Element, out: &mut String) {
 }
 
 /// Text content of a verb that takes a URL and no elements (`Play`, `Redirect`).
-fn url_content(el: &Element) -> Result<String, TwimlError> {
+pub(crate) fn url_content(el: &Element) -> Result<String, TwimlError> {
     let mut out = String::new();
     for node in &el.children {
         match node {
@@ -205,12 +205,12 @@ fn url_content(el: &Element) -> Result<String, TwimlError> {
 }
 
 /// Attribute reader for one element.
-struct Attrs<'a> {
-    el: &'a Element,
+pub(crate) struct Attrs<'a> {
+    pub(crate) el: &'a Element,
 }
 
 impl<'a> Attrs<'a> {
-    fn raw(&self, name: &str) -> Option<&'a str> {
+    pub(crate) fn raw(&self, name: &str) -> Option<&'a str> {
         self.el
             .attrs
             .iter()
@@ -218,7 +218,7 @@ impl<'a> Attrs<'a> {
             .map(|(_, v)| v.as_str())
     }
 
-    fn invalid(&self, name: &str, value: &str, reason: &str) -> TwimlError {
+    pub(crate) fn invalid(&self, name: &str, value: &str, reason: &str) -> TwimlError {
         TwimlError::Attribute {
             verb: self.el.name.clone(),
             attribute: name.to_owned(),
@@ -227,12 +227,12 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    fn string(&self, name: &str) -> Option<String> {
+    pub(crate) fn string(&self, name: &str) -> Option<String> {
         self.raw(name).map(|v| v.trim().to_owned())
     }
 
     /// A URL attribute; an empty value counts as absent, as Twilio treats `action=""`.
-    fn url(&self, name: &str) -> Option<String> {
+    pub(crate) fn url(&self, name: &str) -> Option<String> {
         self.string(name).filter(|v| !v.is_empty())
     }
 
@@ -256,7 +256,7 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    fn method(&self, name: &str) -> Result<Method, TwimlError> {
+    pub(crate) fn method(&self, name: &str) -> Result<Method, TwimlError> {
         match self.raw(name) {
             None => Ok(Method::Post),
             Some(v) if v.trim().eq_ignore_ascii_case("GET") => Ok(Method::Get),
