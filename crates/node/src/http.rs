@@ -15,6 +15,39 @@ struct Hooks {
 }
 
 impl api::ApiHooks for Hooks {
+    fn message_queued(&self, _sid: &api::MessageSid) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.outbox.wake();
+        }
+    }
+
+    fn smsc_status(&self) -> Vec<api::SmscStatus> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Vec::new();
+        };
+        let Some(pool) = &shared.sms else {
+            return Vec::new();
+        };
+        pool.status()
+            .into_iter()
+            .map(|s| {
+                let (delivered, undelivered) = shared.outbox.outcomes(&s.name);
+                api::SmscStatus {
+                    binds_configured: u32::try_from(s.binds_configured).unwrap_or(u32::MAX),
+                    binds_up: u32::try_from(s.binds_up).unwrap_or(u32::MAX),
+                    queued: 0,
+                    submitted: s.accepted,
+                    delivered,
+                    failed: s.rejected + undelivered,
+                    throttled: s.throttled,
+                    name: s.name,
+                    host: s.host,
+                    port: s.port,
+                }
+            })
+            .collect()
+    }
+
     fn numbers_changed(&self) {
         let Some(shared) = self.shared.upgrade() else {
             return;

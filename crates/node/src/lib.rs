@@ -13,6 +13,9 @@
 //! - `http`: the REST API (from `api`) plus `/metrics`.
 //! - `sms`: SMPP connections to SMS centres: binds kept up, messages submitted, deliveries and
 //!   receipts handed over for storing.
+//! - `messaging`: the SMS outbox (stored messages to the SMSCs, in order per destination),
+//!   receipts to statuses and callbacks, incoming messages stored, acknowledged, then the
+//!   number's SMS URL and its MessagingResponse.
 //!
 //! Architecture invariant: `node` is the only crate that owns sockets, timers and subprocesses;
 //! it makes no protocol decisions of its own beyond routing.
@@ -25,6 +28,7 @@ pub mod fraud;
 pub mod http;
 mod live_api;
 pub mod media;
+pub mod messaging;
 pub mod originate;
 pub mod outbound;
 mod queues;

@@ -109,6 +109,8 @@ pub struct Shared {
     /// Incoming messages and receipts from the SMSCs, until the task that stores them takes
     /// the receiver (`Option::take`).
     pub sms_events: tokio::sync::Mutex<Option<mpsc::Receiver<crate::sms::SmsEvent>>>,
+    /// Wakes the SMS outbox when the API queues a message (`crate::messaging`).
+    pub outbox: crate::messaging::Outbox,
 }
 
 impl Shared {
@@ -233,6 +235,7 @@ impl Node {
         let shared = Arc::new(Shared {
             sms,
             sms_events: tokio::sync::Mutex::new(sms_events),
+            outbox: crate::messaging::Outbox::default(),
             calls: calls_registry::CallRegistry::default(),
             sip: command_tx.clone(),
             sip_connections: transports.events(),
@@ -295,6 +298,11 @@ impl Node {
         }
         crate::registrar::start(shared.clone());
         crate::trunk::start(shared.clone());
+        if let Some(pool) = shared.sms.clone() {
+            if let Some(events) = shared.sms_events.lock().await.take() {
+                crate::messaging::start(shared.clone(), pool, events);
+            }
+        }
         // Presence: an agent is busy while any live call (a dial leg included) is from or to
         // `client:NAME`.
         let calls = shared.calls.clone();

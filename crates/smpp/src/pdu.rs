@@ -55,6 +55,10 @@ pub mod tag {
 }
 
 /// Which part of a PDU was wrong: decides the command_status a refusal carries.
+/// The longest system_id taken in a bind response (the spec says 16 octets with the NUL; an
+/// SMSC that says more is still understood).
+pub const BIND_RESP_SYSTEM_ID_MAX: usize = 65;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Field {
@@ -487,7 +491,13 @@ impl Pdu {
                 if error_resp && r.buf.is_empty() {
                     Body::BindResp(BindResp { mode, system_id: String::new(), tlvs: Tlvs::default() })
                 } else {
-                    Body::BindResp(BindResp { mode, system_id: r.c_string(Field::SystemId, 16)?, tlvs: r.tlvs()? })
+                    // SMSCs in the wild name themselves with more than the spec's 15 octets: taken
+                    // up to BIND_RESP_SYSTEM_ID_MAX (nothing but a log line depends on it).
+                    Body::BindResp(BindResp {
+                        mode,
+                        system_id: r.c_string(Field::SystemId, BIND_RESP_SYSTEM_ID_MAX)?,
+                        tlvs: r.tlvs()?,
+                    })
                 }
             }
             UNBIND => Body::Unbind,
@@ -554,7 +564,7 @@ impl Pdu {
                 w.c_string(&b.address_range, Field::AddressRange, 41)?;
             }
             Body::BindResp(b) => {
-                w.c_string(&b.system_id, Field::SystemId, 16)?;
+                w.c_string(&b.system_id, Field::SystemId, BIND_RESP_SYSTEM_ID_MAX)?;
                 w.tlvs(&b.tlvs)?;
             }
             Body::Unbind | Body::UnbindResp | Body::EnquireLink | Body::EnquireLinkResp | Body::GenericNack => {}
