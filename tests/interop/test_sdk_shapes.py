@@ -47,6 +47,7 @@ SDK_INSTANCES = {
     "conference": ("twilio.rest.api.v2010.account.conference", "ConferenceInstance"),
     "participant": ("twilio.rest.api.v2010.account.conference.participant", "ParticipantInstance"),
     "conference_recording": ("twilio.rest.api.v2010.account.conference.recording", "RecordingInstance"),
+    "message": ("twilio.rest.api.v2010.account.message", "MessageInstance"),
 }
 # What names a resource and when it began: its own SID and date_created, except for the two that
 # have no SID of their own (a member and a participant are named by their call).
@@ -97,11 +98,11 @@ SID_PREFIX = {
     "phone_number_sid": "PN", "voice_application_sid": "AP", "sms_application_sid": "AP",
     "trunk_sid": "TK", "address_sid": "AD", "emergency_address_sid": "AD", "identity_sid": "RI",
     "bundle_sid": "BU", "group_sid": "GP", "conference_sid": "CF", "queue_sid": "QU",
-    "call_sid_to_coach": "CA", "call_sid_ending_conference": "CA",
+    "call_sid_to_coach": "CA", "call_sid_ending_conference": "CA", "messaging_service_sid": "MG",
 }
 OWN_SID_PREFIX = {"account": "AC", "call": "CA", "recording": "RE", "incoming_phone_number": "PN",
                   "application": "AP", "key": "SK", "new_key": "SK", "queue": "QU", "conference": "CF",
-                  "conference_recording": "RE"}
+                  "conference_recording": "RE", "message": "SM"}
 
 ENUMS = {
     ("account", "status"): {"active", "suspended", "closed"},
@@ -133,6 +134,10 @@ ENUMS = {
     ("conference_recording", "source"): {"DialVerb", "Conference", "OutboundAPI", "Trunking",
                                          "RecordVerb", "StartCallRecordingAPI",
                                          "StartConferenceRecordingAPI"},
+    ("message", "status"): {"queued", "sending", "sent", "failed", "delivered", "undelivered",
+                            "receiving", "received", "accepted", "scheduled", "read",
+                            "partially_delivered", "canceled"},
+    ("message", "direction"): {"inbound", "outbound-api", "outbound-call", "outbound-reply"},
 }
 
 # Fields Twilio sends as null (or, for a few number fields, "") on resources like the ones made
@@ -154,6 +159,8 @@ NULLABLE = {
     "conference": {"reason_conference_ended", "call_sid_ending_conference"},
     "participant": {"label", "call_sid_to_coach", "queue_time"},
     "conference_recording": {"call_sid", "price", "error_code", "encryption_details"},
+    # A message not yet sent: no send date, price or error; no messaging service.
+    "message": {"messaging_service_sid", "price", "error_code", "error_message", "date_sent"},
 }
 EMPTY_STRING_OK = {("incoming_phone_number", k) for k in (
     "sms_application_sid", "voice_application_sid", "sms_url", "sms_fallback_url", "voice_url",
@@ -167,7 +174,7 @@ URLS = {"voice_url", "voice_fallback_url", "status_callback", "sms_url", "sms_fa
         "sms_status_callback", "message_status_callback", "media_url"}
 DATES = {"date_created", "date_updated", "start_time", "end_time"}
 # Counts that Twilio sends as strings of digits ("-1" for a recording still in progress).
-DIGIT_STRINGS = {"duration", "queue_time"}
+DIGIT_STRINGS = {"duration", "queue_time", "num_segments", "num_media"}
 
 
 def is_url(v) -> bool:
@@ -523,4 +530,23 @@ def test_conference_participant_and_recording_shapes(dialtone_binary, workdir, p
         ("conference_recording", recordings[0], "GET Conferences/{CF}/Recordings.json recordings[0]"),
         ("conference_recording", recording, "GET Conferences/{CF}/Recordings/{RE}.json"),
         ("recording", account_recording, "GET Recordings/{RE}.json (a conference's)"),
+    ])
+
+
+def test_message_shapes(dialtone, webhook):
+    """A message created, fetched and listed (no SMSC here: it stays queued)."""
+    api = Api(dialtone)
+    acc = f"/2010-04-01/Accounts/{dialtone.account_sid}"
+    api.post(f"{acc}/IncomingPhoneNumbers.json",
+             {"PhoneNumber": "+15550003335", "SmsUrl": webhook.route("/sms", "<Response/>")})
+    created = api.post(f"{acc}/Messages.json",
+                       {"To": "+15550003336", "From": "+15550003335", "Body": "Привет 🚗 " * 20})
+    fetched = api.get(f"{acc}/Messages/{created['sid']}.json")
+    listed = api.get(f"{acc}/Messages.json")["messages"]
+    assert created["status"] == "queued" and int(created["num_segments"]) == 3, created
+    assert [m["sid"] for m in listed] == [created["sid"]]
+    assert_shapes([
+        ("message", created, "POST Messages.json"),
+        ("message", fetched, "GET Messages/{SM}.json"),
+        ("message", listed[0], "GET Messages.json messages[0]"),
     ])

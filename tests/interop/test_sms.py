@@ -217,3 +217,28 @@ def test_kill_9_with_messages_queued_loses_nothing(twilio_client, webhook, smsc,
     got = wait(lambda: (lambda t: t if set(bodies) <= set(t) else None)(texts_to(smsc, OWNER)),
                timeout=120, message="all 1000 after the restart")
     assert sorted(t for t in got if t.startswith("queued")) == bodies, "each exactly once"
+
+
+def test_twilio_node_sends_follows_and_removes_a_message(webhook, smsc, dialtone):
+    """tests/sdk-node/sms.js with twilio-node: a number with an SmsUrl, a message followed to
+    `delivered`, the list filters, redaction, deletion and refusals with Twilio's codes. Here:
+    the text reached the SMSC once."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    assert node, "node is not installed: run scripts/install-test-peers.sh"
+    sdk = Path(__file__).resolve().parents[1] / "sdk-node"
+    text = "Your booking starts Saturday at 9:00. Reply STOP to opt out."
+    bound(smsc)
+    env = dict(os.environ, DIALTONE_URL=dialtone.http_url, DIALTONE_ACCOUNT_SID=dialtone.account_sid,
+               DIALTONE_AUTH_TOKEN=dialtone.auth_token, SMS_URL=webhook.route("/sms", "<Response/>"),
+               SITE=SITE, OWNER=OWNER, TEXT=text)
+    run = subprocess.run([node, str(sdk / "sms.js")], cwd=sdk, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, f"sms.js exited {run.returncode}:\n{run.stdout}\n{run.stderr}"
+    summary = json.loads(run.stdout.strip().splitlines()[-1])["summary"]
+    assert not summary["failed"] and len(summary["passed"]) >= 12, summary
+    assert texts_to(smsc, OWNER) == [text]
