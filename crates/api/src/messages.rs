@@ -144,30 +144,19 @@ pub(crate) async fn create(
     }
     let now = Utc::now();
     let segments = smpp::count_segments(&req.body).segments;
-    let rec = MessageRecord {
-        sid: MessageSid::generate(),
-        account_sid: account,
-        from: req.from,
-        to: req.to,
-        body: req.body,
-        status: MessageStatus::Queued,
-        direction: MessageDirection::OutboundApi,
-        num_segments: u32::try_from(segments).unwrap_or(u32::MAX),
-        num_media: 0,
-        error_code: None,
-        error_message: None,
-        price: None,
-        price_unit: MessageRecord::PRICE_UNIT.to_owned(),
-        api_version: MessageRecord::API_VERSION.to_owned(),
-        status_callback,
-        application_sid: req.application,
-        validity_period: req.validity_period,
-        smsc: None,
-        attempts: 0,
-        date_created: now,
-        date_updated: now,
-        date_sent: None,
-    };
+    let mut rec = MessageRecord::new(
+        account,
+        req.from,
+        req.to,
+        req.body,
+        MessageStatus::Queued,
+        MessageDirection::OutboundApi,
+        u32::try_from(segments).unwrap_or(u32::MAX),
+        now,
+    );
+    rec.status_callback = status_callback;
+    rec.application_sid = req.application;
+    rec.validity_period = req.validity_period;
     state.store.create_message(&rec).await?;
     state.hooks.message_queued(&rec.sid);
     Ok((StatusCode::CREATED, Json(render::message(&rec))))

@@ -203,6 +203,45 @@ impl MessageRecord {
     pub const MAX_VALIDITY_PERIOD: u32 = 36_000;
     pub const PRICE_UNIT: &'static str = "USD";
     pub const API_VERSION: &'static str = "2010-04-01";
+
+    /// A new message with a fresh SID, created `now`: no error, price, callback, application,
+    /// validity period, SMSC or attempt yet, and not sent.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        account_sid: AccountSid,
+        from: String,
+        to: String,
+        body: String,
+        status: MessageStatus,
+        direction: MessageDirection,
+        num_segments: u32,
+        now: DateTime<Utc>,
+    ) -> MessageRecord {
+        MessageRecord {
+            sid: MessageSid::generate(),
+            account_sid,
+            from,
+            to,
+            body,
+            status,
+            direction,
+            num_segments,
+            num_media: 0,
+            error_code: None,
+            error_message: None,
+            price: None,
+            price_unit: MessageRecord::PRICE_UNIT.to_owned(),
+            api_version: MessageRecord::API_VERSION.to_owned(),
+            status_callback: None,
+            application_sid: None,
+            validity_period: None,
+            smsc: None,
+            attempts: 0,
+            date_created: now,
+            date_updated: now,
+            date_sent: None,
+        }
+    }
 }
 
 /// One call leg.

@@ -475,30 +475,19 @@ async fn incoming(
         }
     };
     let now = Utc::now();
-    let message = MessageRecord {
-        sid: MessageSid::generate(),
-        account_sid: number.account_sid,
+    let mut message = MessageRecord::new(
+        number.account_sid,
         from,
         to,
-        body: text,
-        status: MessageStatus::Received,
-        direction: MessageDirection::Inbound,
-        num_segments: u32::try_from(segments).unwrap_or(u32::MAX),
-        num_media: 0,
-        error_code: None,
-        error_message: None,
-        price: None,
-        price_unit: MessageRecord::PRICE_UNIT.to_owned(),
-        api_version: MessageRecord::API_VERSION.to_owned(),
-        status_callback: None,
-        application_sid: number.sms_application_sid,
-        validity_period: None,
-        smsc: Some(smsc.to_owned()),
-        attempts: 0,
-        date_created: now,
-        date_updated: now,
-        date_sent: Some(now),
-    };
+        text,
+        MessageStatus::Received,
+        MessageDirection::Inbound,
+        u32::try_from(segments).unwrap_or(u32::MAX),
+        now,
+    );
+    message.application_sid = number.sms_application_sid;
+    message.smsc = Some(smsc.to_owned());
+    message.date_sent = Some(now);
     let key = dedupe_key(&message.from, &message.to, &message.body);
     match shared.store.store_incoming(&message, smsc, &key).await {
         Ok(store::Incoming::Stored) => ack.stored(),
@@ -602,30 +591,18 @@ fn incoming_params(message: &MessageRecord) -> Vec<(String, String)> {
 async fn queue_reply(shared: &Shared, incoming: &MessageRecord, verb: twiml::Message) {
     let now = Utc::now();
     let segments = smpp::count_segments(&verb.body).segments;
-    let reply = MessageRecord {
-        sid: MessageSid::generate(),
-        account_sid: incoming.account_sid,
-        from: verb.from.unwrap_or_else(|| incoming.to.clone()),
-        to: verb.to.unwrap_or_else(|| incoming.from.clone()),
-        body: verb.body,
-        status: MessageStatus::Queued,
-        direction: MessageDirection::OutboundReply,
-        num_segments: u32::try_from(segments).unwrap_or(u32::MAX),
-        num_media: 0,
-        error_code: None,
-        error_message: None,
-        price: None,
-        price_unit: MessageRecord::PRICE_UNIT.to_owned(),
-        api_version: MessageRecord::API_VERSION.to_owned(),
-        status_callback: verb.status_callback.or(verb.action),
-        application_sid: incoming.application_sid,
-        validity_period: None,
-        smsc: None,
-        attempts: 0,
-        date_created: now,
-        date_updated: now,
-        date_sent: None,
-    };
+    let mut reply = MessageRecord::new(
+        incoming.account_sid,
+        verb.from.unwrap_or_else(|| incoming.to.clone()),
+        verb.to.unwrap_or_else(|| incoming.from.clone()),
+        verb.body,
+        MessageStatus::Queued,
+        MessageDirection::OutboundReply,
+        u32::try_from(segments).unwrap_or(u32::MAX),
+        now,
+    );
+    reply.status_callback = verb.status_callback.or(verb.action);
+    reply.application_sid = incoming.application_sid;
     if let Err(e) = shared.store.create_message(&reply).await {
         tracing::warn!(sid = %incoming.sid, error = %e, "a <Message> reply was not stored");
     }

@@ -174,14 +174,36 @@ enum Cipher {
         salt: [u8; Aes128CmSha1_80::SALT_LEN],
         hmac: &'static dyn Sha1HmacProvider,
     },
-    Gcm128 {
-        cipher: Box<dyn AeadAes128GcmCipher>,
+    /// RFC 7714: both key sizes share the salt, IV and tag layout.
+    Gcm {
+        cipher: Gcm,
         salt: [u8; AeadAes128Gcm::SALT_LEN],
     },
-    Gcm256 {
-        cipher: Box<dyn AeadAes256GcmCipher>,
-        salt: [u8; AeadAes256Gcm::SALT_LEN],
-    },
+}
+
+/// AES-GCM with a 128- or 256-bit key.
+enum Gcm {
+    Aes128(Box<dyn AeadAes128GcmCipher>),
+    Aes256(Box<dyn AeadAes256GcmCipher>),
+}
+
+/// The tag AES-GCM adds, for both key sizes.
+const GCM_TAG_LEN: usize = AeadAes128Gcm::TAG_LEN;
+
+impl Gcm {
+    fn seal(&mut self, iv: &[u8; 12], aad: &[u8], input: &[u8], out: &mut [u8]) -> bool {
+        match self {
+            Gcm::Aes128(c) => c.encrypt(iv, aad, input, out).is_ok(),
+            Gcm::Aes256(c) => c.encrypt(iv, aad, input, out).is_ok(),
+        }
+    }
+
+    fn open(&mut self, iv: &[u8; 12], aad: &[u8], input: &[u8], out: &mut [u8]) -> Option<usize> {
+        match self {
+            Gcm::Aes128(c) => c.decrypt(iv, &[aad], input, out).ok(),
+            Gcm::Aes256(c) => c.decrypt(iv, &[aad], input, out).ok(),
+        }
+    }
 }
 
 /// The master key and salt of one side (RFC 5764 §4.2: the material is client key, server key,
@@ -266,8 +288,8 @@ impl Cipher {
                 let mut salt = [0u8; AeadAes128Gcm::SALT_LEN];
                 master.derive(srtp, LABEL_RTP_KEY, &mut key);
                 master.derive(srtp, LABEL_RTP_SALT, &mut salt);
-                Some(Cipher::Gcm128 {
-                    cipher: srtp.aead_aes_128_gcm().create_cipher(key, encrypt),
+                Some(Cipher::Gcm {
+                    cipher: Gcm::Aes128(srtp.aead_aes_128_gcm().create_cipher(key, encrypt)),
                     salt,
                 })
             }
@@ -282,8 +304,8 @@ impl Cipher {
                 let mut salt = [0u8; AeadAes256Gcm::SALT_LEN];
                 master.derive(srtp, LABEL_RTP_KEY, &mut key);
                 master.derive(srtp, LABEL_RTP_SALT, &mut salt);
-                Some(Cipher::Gcm256 {
-                    cipher: srtp.aead_aes_256_gcm().create_cipher(key, encrypt),
+                Some(Cipher::Gcm {
+                    cipher: Gcm::Aes256(srtp.aead_aes_256_gcm().create_cipher(key, encrypt)),
                     salt,
                 })
             }
@@ -323,21 +345,11 @@ impl Cipher {
                 out.extend_from_slice(&tag[..Aes128CmSha1_80::HMAC_TAG_LEN]);
                 true
             }
-            Cipher::Gcm128 { cipher, salt } => {
+            Cipher::Gcm { cipher, salt } => {
                 let iv = AeadAes128Gcm::rtp_iv(*salt, ssrc, roc, seq);
-                out.resize(clear_len + AeadAes128Gcm::TAG_LEN, 0);
+                out.resize(clear_len + GCM_TAG_LEN, 0);
                 out[..header_len].copy_from_slice(header);
-                cipher
-                    .encrypt(&iv, header, body, &mut out[header_len..])
-                    .is_ok()
-            }
-            Cipher::Gcm256 { cipher, salt } => {
-                let iv = AeadAes256Gcm::rtp_iv(*salt, ssrc, roc, seq);
-                out.resize(clear_len + AeadAes256Gcm::TAG_LEN, 0);
-                out[..header_len].copy_from_slice(header);
-                cipher
-                    .encrypt(&iv, header, body, &mut out[header_len..])
-                    .is_ok()
+                cipher.seal(&iv, header, body, &mut out[header_len..])
             }
         }
     }
@@ -383,36 +395,20 @@ impl Cipher {
                 out.truncate(signed.len());
                 true
             }
-            Cipher::Gcm128 { cipher, salt } => {
-                if packet.len() < header_len + AeadAes128Gcm::TAG_LEN {
+            Cipher::Gcm { cipher, salt } => {
+                if packet.len() < header_len + GCM_TAG_LEN {
                     return false;
                 }
                 let iv = AeadAes128Gcm::rtp_iv(*salt, ssrc, roc, seq);
                 let (header, sealed) = packet.split_at(header_len);
-                out.resize(packet.len() - AeadAes128Gcm::TAG_LEN, 0);
+                out.resize(packet.len() - GCM_TAG_LEN, 0);
                 out[..header_len].copy_from_slice(header);
-                match cipher.decrypt(&iv, &[header], sealed, &mut out[header_len..]) {
-                    Ok(n) => {
+                match cipher.open(&iv, header, sealed, &mut out[header_len..]) {
+                    Some(n) => {
                         out.truncate(header_len + n);
                         true
                     }
-                    Err(_) => false,
-                }
-            }
-            Cipher::Gcm256 { cipher, salt } => {
-                if packet.len() < header_len + AeadAes256Gcm::TAG_LEN {
-                    return false;
-                }
-                let iv = AeadAes256Gcm::rtp_iv(*salt, ssrc, roc, seq);
-                let (header, sealed) = packet.split_at(header_len);
-                out.resize(packet.len() - AeadAes256Gcm::TAG_LEN, 0);
-                out[..header_len].copy_from_slice(header);
-                match cipher.decrypt(&iv, &[header], sealed, &mut out[header_len..]) {
-                    Ok(n) => {
-                        out.truncate(header_len + n);
-                        true
-                    }
-                    Err(_) => false,
+                    None => false,
                 }
             }
         }
