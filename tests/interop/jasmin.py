@@ -331,6 +331,8 @@ class Jasmin:
                 "cid": "upstream", "host": "127.0.0.1", "port": up.port,
                 "username": "jasmin", "password": "secret", "bind": "transceiver",
                 "submit_throughput": 0, "con_fail_delay": 1, "con_loss_delay": 1,
+                # International/ISDN numbers, as Dialtone sends them (E.164 without the '+').
+                "src_ton": 1, "src_npi": 1, "dst_ton": 1, "dst_npi": 1,
             })
             self._session(cli, "mtrouter -a", {"type": "DefaultRoute", "connector": "smppc(upstream)",
                                                "rate": "0.00"})
