@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the real SIP peers and audio tools the interop suite (tests/interop) drives, a Python
 # venv at tests/.venv with the suite's Python packages, and the Node packages of the SDK scenarios
-# and the browser peers (Debian's Chromium driven by playwright-core). Idempotent: a second run
-# only checks.
+# and the browser peers (Debian's Chromium driven by playwright-core), and Jasmin (the SMS gateway)
+# in its own venv tests/.jasmin-venv with Debian's redis-server and rabbitmq-server. Idempotent: a
+# second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(baresip espeak-ng sox libsox-fmt-all kamailio sip-tester sipvicious lame postgresql
-              chromium chromium-driver)
+              chromium chromium-driver rabbitmq-server redis-server)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -22,10 +23,11 @@ if ((${#missing[@]})); then
     echo "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q
-    # kamailio's and postgresql's postinst would start system services (5060, 5432) that the tests
-    # never want: tests start their own servers on free loopback ports.
+    # kamailio's, postgresql's, rabbitmq-server's and redis-server's postinst would start system
+    # services (5060, 5432, 5672, 6379) that the tests never want: tests start their own servers on
+    # free loopback ports.
     $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
-    for svc in kamailio postgresql; do
+    for svc in kamailio postgresql rabbitmq-server redis-server; do
         if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
             $SUDO systemctl stop "$svc" || true
         fi
@@ -77,3 +79,28 @@ fi
               "jssip", v("jssip"), "esbuild", v("esbuild"));')
 /usr/bin/chromium --version 2>/dev/null | grep -q Chromium \
     || { echo "/usr/bin/chromium does not run" >&2; exit 1; }
+
+# Jasmin (tests/interop/jasmin.py) in its own venv, pinned by tests/jasmin-requirements.txt. Two
+# things its 0.11.1 wheel gets wrong are handled here rather than in /etc: it ships no AMQP spec
+# (jasmin.py points [amqp-broker] spec at txamqp's amqp0-9-1.stripped.xml inside this venv), and
+# its submit_sm_resp handler reads `_pdu.response` from the request PDU, so no DLR map is ever
+# stored and no receipt reaches an SMPP user (jookies/jasmin#1236): the two lines are changed to
+# `r.response`, the transaction's response, as later Jasmin source has it.
+JVENV=tests/.jasmin-venv
+if [ ! -x "$JVENV/bin/python" ]; then
+    "$PY" -m venv "$JVENV"
+fi
+if ! cmp -s tests/jasmin-requirements.txt "$JVENV/.installed-requirements"; then
+    "$JVENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/jasmin-requirements.txt
+    cp tests/jasmin-requirements.txt "$JVENV/.installed-requirements"
+fi
+listeners=$("$JVENV/bin/python" -c 'import jasmin.managers.listeners as m; print(m.__file__)')
+if grep -q '_pdu\.response\.' "$listeners"; then
+    sed -i 's/_pdu\.response\./r.response./g' "$listeners"
+    rm -rf "$(dirname "$listeners")/__pycache__"
+fi
+ls "$JVENV"/lib/python3*/site-packages/txamqp/specs/standard/amqp0-9-1.stripped.xml >/dev/null \
+    || { echo "txamqp's AMQP spec is missing from $JVENV" >&2; exit 1; }
+"$JVENV/bin/python" -c 'import jasmin, twisted; print("jasmin peer ok: jasmin", jasmin.get_release(), "twisted", twisted.__version__)'
+command -v redis-server >/dev/null && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && command -v epmd >/dev/null \
+    || { echo "redis-server, rabbitmq-server or epmd is missing" >&2; exit 1; }

@@ -35,7 +35,7 @@ def _stop_all() -> None:
 
 
 class Smsc:
-    def __init__(self, workdir: Path, ports, start: bool = True):
+    def __init__(self, workdir: Path, ports, start: bool = True, system_id: str | None = None):
         if shutil.which("node") is None:
             raise RuntimeError("node is not installed: run scripts/install-test-peers.sh")
         if not (SMSC_DIR / "node_modules" / "smpp").is_dir():
@@ -46,6 +46,8 @@ class Smsc:
         self.port = ports.port()
         self.http_port = ports.port()
         self.proc: subprocess.Popen | None = None
+        # The system_id of bind responses (the SMSC's default has 18 characters, over SMPP's 16).
+        self.system_id = system_id
         if start:
             self.start()
 
@@ -58,9 +60,12 @@ class Smsc:
         if self.proc is not None and self.proc.poll() is None:
             return
         log = open(self.log_path, "a")
+        env = dict(os.environ)
+        if self.system_id:
+            env["SMSC_SYSTEM_ID"] = self.system_id
         self.proc = subprocess.Popen(
             ["node", str(SMSC_DIR / "smsc.js"), "--smpp-port", str(self.port), "--http-port", str(self.http_port)],
-            cwd=SMSC_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=SMSC_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         _running.add(self)
         deadline = time.monotonic() + timeout

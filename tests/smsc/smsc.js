@@ -3,6 +3,9 @@
 //
 //   node smsc.js [--smpp-port N] [--http-port M]      (or SMSC_PORT / SMSC_HTTP_PORT; 0: any)
 //
+// SMSC_SYSTEM_ID sets the system_id of bind responses (default DIALTONE-TEST-SMSC, 18 characters,
+// longer than SMPP's 16: strict ESMEs such as Jasmin's client refuse it).
+//
 // Listens on 127.0.0.1 only. Accepts any bind. Answers submit_sm with a message id and, when
 // the submit asked for one (registered_delivery), sends a delivery receipt as deliver_sm
 // (esm_class 0x04, `id:... stat:DELIVRD ...` text plus the receipted_message_id and
@@ -29,6 +32,7 @@ function arg(name, env, dflt) {
 }
 const SMPP_PORT = arg('--smpp-port', 'SMSC_PORT', 2775);
 const HTTP_PORT = arg('--http-port', 'SMSC_HTTP_PORT', 0);
+const SYSTEM_ID = process.env.SMSC_SYSTEM_ID || 'DIALTONE-TEST-SMSC';
 
 // Keep submit_sm's short_message as the octets received: the control API reports them as they
 // came, not as this library would decode them.
@@ -118,7 +122,7 @@ const server = smpp.createServer((session) => {
   sessions.add(s);
   const bind = (mode) => (pdu) => {
     s.bound = true; s.mode = mode; s.systemId = pdu.system_id; s.boundAt = new Date().toISOString();
-    session.send(pdu.response({ system_id: 'DIALTONE-TEST-SMSC' }));
+    session.send(pdu.response({ system_id: SYSTEM_ID }));
   };
   session.on('bind_transceiver', bind('transceiver'));
   session.on('bind_transmitter', bind('transmitter'));

@@ -1,0 +1,113 @@
+"""The car-sharing exchange through Jasmin (PyPI `jasmin` 0.11.1), a second, independently written
+SMSC: Dialtone binds to Jasmin's SMPP server API as a Jasmin user; Jasmin routes its submit_sm
+(MT DefaultRoute) over its own SMPP client connector to the upstream test SMSC (tests/smsc/smsc.js),
+relays the upstream's delivery receipt back to Dialtone as a deliver_sm receipt, and routes what
+the upstream delivers (MO DefaultRoute to smpps(<user>)) to Dialtone's bind.
+
+A missing peer (Debian's rabbitmq-server or redis-server, tests/.jasmin-venv) is an error, never a
+skip: scripts/install-test-peers.sh installs them."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jasmin import Jasmin
+from server import DialtoneServer
+from test_sms import OWNER, QUESTION, SITE, site_number, texts_to, wait
+
+
+@pytest.fixture
+def jasmin(workdir, ports):
+    t0 = time.monotonic()
+    peer = Jasmin(workdir / "jasmin", ports)
+    print(f"\nJasmin peer set up in {time.monotonic() - t0:.1f} s: {peer.timings}")
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def dialtone(dialtone_binary, workdir, ports, jasmin, request):
+    server = DialtoneServer(dialtone_binary, workdir, ports, extra_env={
+        "DIALTONE_SMSC": f"smpp://{jasmin.username}:{jasmin.password}@127.0.0.1:{jasmin.port}",
+    })
+    server.start()
+    yield server
+    code = server.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(f"\n----- dialtone log tail ({server.log_path}) -----\n{server.log_tail(150)}\n-----")
+        print(f"\n----- jasmind log tail -----\n{jasmin.log_tail('jasmind', 60)}\n-----")
+        print(f"\n----- jasmin messages.log -----\n{jasmin.jasmin_log('messages.log', 60)}\n-----")
+        print(f"\n----- upstream smsc log tail -----\n{jasmin.upstream.log_tail(60)}\n-----")
+    assert code == 0, f"dialtone exited with {code}:\n{server.log_tail(60)}"
+
+
+def dialtone_bound(jasmin: Jasmin) -> None:
+    """Dialtone's bind as Jasmin's SMPP server API logs it."""
+    wait(lambda: f"bind for '{jasmin.username}'" in jasmin.jasmin_log("default-smpps_01.log", 400),
+         timeout=20, message=f"Dialtone bound to Jasmin:\n{jasmin.jasmin_log('default-smpps_01.log')}")
+
+
+def test_car_sharing_booking_yes_and_no_through_jasmin(twilio_client, webhook, jasmin, dialtone):
+    upstream = jasmin.upstream
+    answers = {"YES": "Booking confirmed", "NO": "Booking declined"}
+
+    def reply(req):
+        body = req.params.get("Body", "").strip().upper()
+        return f"<Response><Message>{answers.get(body, 'Please reply YES or NO')}</Message></Response>"
+
+    site_number(twilio_client, webhook, reply)
+    status_url = webhook.route("/status", "")
+    dialtone_bound(jasmin)
+
+    msg = twilio_client.messages.create(to=OWNER, from_=SITE, body=QUESTION, status_callback=status_url)
+    assert msg.status == "queued" and msg.num_segments == "1" and msg.direction == "outbound-api"
+    # Jasmin relays the submit_sm to the upstream SMSC over its own bind (system_id "jasmin").
+    wait(lambda: QUESTION in texts_to(upstream, OWNER), timeout=20, message="the question at the upstream SMSC")
+    submitted = [s for s in upstream.submitted() if s.get("text") == QUESTION]
+    assert len(submitted) == 1, submitted
+    assert submitted[0]["system_id"] == "jasmin", submitted[0]
+    assert submitted[0]["source"] == SITE and submitted[0]["registered_delivery"] & 1, submitted[0]
+    # The upstream's DELIVRD receipt, relayed by Jasmin as a deliver_sm receipt, makes it delivered.
+    wait(lambda: twilio_client.messages(msg.sid).fetch().status == "delivered", timeout=20,
+         message="delivered through Jasmin's relayed receipt")
+    statuses = wait(lambda: [r.params["MessageStatus"] for r in webhook.received("/status")]
+                    if len(webhook.received("/status")) >= 2 else None, message="two status callbacks")
+    assert statuses == ["sent", "delivered"], statuses
+    last = webhook.received("/status")[-1].params
+    assert last["MessageSid"] == msg.sid and last["SmsStatus"] == "delivered" and last["To"] == OWNER
+    fetched = twilio_client.messages(msg.sid).fetch()
+    assert fetched.date_sent is not None and fetched.error_code is None
+    # The upstream's receipt went to Jasmin's bind and was acknowledged.
+    receipts = [d for d in upstream.deliveries() if d["kind"] == "receipt"]
+    assert receipts and all(d["system_id"] == "jasmin" for d in receipts), receipts
+
+    # The owner answers YES at the upstream: Jasmin's MO route brings it to Dialtone's bind.
+    upstream.deliver(OWNER, SITE, "YES", system_id="jasmin")
+    hook = wait(lambda: webhook.received("/sms"), timeout=20, message="the SmsUrl request")[0].params
+    assert hook["Body"] == "YES" and hook["From"] == OWNER and hook["To"] == SITE, hook
+    assert hook["SmsStatus"] == "received" and hook["NumMedia"] == "0" and hook["NumSegments"] == "1"
+    assert hook["MessageSid"].startswith("SM") and hook["SmsSid"] == hook["MessageSid"] == hook["SmsMessageSid"]
+    assert hook["AccountSid"] == dialtone.account_sid and hook["ApiVersion"] == "2010-04-01"
+    wait(lambda: "Booking confirmed" in texts_to(upstream, OWNER), timeout=20,
+         message="the confirmation at the upstream SMSC")
+    # Jasmin acknowledged the upstream's deliver_sm (ESME_ROK).
+    wait(lambda: [d for d in upstream.deliveries() if d["kind"] == "message"]
+         and all(d["command_status"] == 0 for d in upstream.deliveries() if d["kind"] == "message"),
+         message="the YES acknowledged by Jasmin")
+
+    # NO takes the other branch.
+    upstream.deliver(OWNER, SITE, "no", system_id="jasmin")
+    wait(lambda: "Booking declined" in texts_to(upstream, OWNER), timeout=20,
+         message="the refusal at the upstream SMSC")
+    assert "Booking confirmed" in texts_to(upstream, OWNER)
+
+    inbound = twilio_client.messages.list(from_=OWNER, to=SITE)
+    assert sorted(m.body for m in inbound) == ["YES", "no"]
+    assert {m.direction for m in inbound} == {"inbound"} and {m.status for m in inbound} == {"received"}
+    replies = [m for m in twilio_client.messages.list(to=OWNER) if m.direction == "outbound-reply"]
+    assert sorted(m.body for m in replies) == ["Booking confirmed", "Booking declined"]
+    wait(lambda: all(twilio_client.messages(m.sid).fetch().status == "delivered" for m in replies),
+         timeout=20, message="the replies delivered")
