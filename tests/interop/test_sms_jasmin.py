@@ -111,3 +111,25 @@ def test_car_sharing_booking_yes_and_no_through_jasmin(twilio_client, webhook, j
     assert sorted(m.body for m in replies) == ["Booking confirmed", "Booking declined"]
     wait(lambda: all(twilio_client.messages(m.sid).fetch().status == "delivered" for m in replies),
          timeout=20, message="the replies delivered")
+
+
+def test_long_messages_through_jasmin(twilio_client, webhook, jasmin, dialtone):
+    """A 400-character UCS-2 text (Cyrillic and emoji) and a GSM-7 one with extension characters
+    leave in parts that Jasmin carries to the upstream whole, each ends `delivered` once every
+    part's receipt came back through Jasmin, and a three-part answer reaches the app as one Body."""
+    upstream = jasmin.upstream
+    site_number(twilio_client, webhook, "<Response/>")
+    dialtone_bound(jasmin)
+    ucs2 = ("Привет, мир! 🚗 " * 40)[:400]
+    gsm = "Price: 10€ [deposit] {keys} ~ ok | back\\slash ^ " * 5
+    sent = [twilio_client.messages.create(to=OWNER, from_=SITE, body=text) for text in (ucs2, gsm)]
+    wait(lambda: ucs2 in texts_to(upstream, OWNER) and gsm in texts_to(upstream, OWNER), timeout=30,
+         message="both whole at the upstream SMSC")
+    for m in sent:
+        wait(lambda: twilio_client.messages(m.sid).fetch().status == "delivered", timeout=30,
+             message=f"{m.sid} delivered through Jasmin's relayed receipts")
+    long_in = "This is a long answer from the owner, " * 6
+    upstream.deliver(OWNER, SITE, long_in, parts=3, system_id="jasmin")
+    hook = wait(lambda: webhook.received("/sms"), timeout=20, message="the SmsUrl request")[0].params
+    assert hook["Body"] == long_in, hook["Body"]
+    assert hook["NumSegments"] == "3"
