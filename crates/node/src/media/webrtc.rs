@@ -247,6 +247,7 @@ impl WebRtcSession {
             tx_ssrc: None,
             peer: None,
             sealed: Vec::new(),
+            refused: 0,
         }
     }
 }
@@ -282,6 +283,8 @@ pub(crate) struct WebRtcTransport {
     /// Where the browser's audio comes from (the ICE-selected pair), where ours goes.
     peer: Option<SocketAddr>,
     sealed: Vec<u8>,
+    /// SRTP packets that did not open.
+    refused: u64,
 }
 
 impl std::fmt::Debug for WebRtcTransport {
@@ -309,6 +312,12 @@ impl WebRtcTransport {
         if let Some(srtp) = self.srtp.as_mut() {
             if is_rtp(datagram) {
                 if !srtp.unprotect(datagram, clear) {
+                    // Forged, replayed, damaged or from before a re-key: dropped, and said in
+                    // the log at 1, 2, 4, 8... of them.
+                    self.refused += 1;
+                    if self.refused.is_power_of_two() {
+                        tracing::debug!(local = %self.local, %source, refused = self.refused, "SRTP packet refused");
+                    }
                     return false;
                 }
                 self.peer = Some(source);
