@@ -5,10 +5,13 @@
 //! with a message id, and, when the submit asked for a receipt (registered_delivery) and the
 //! bind can receive, sends a DELIVRD delivery receipt (deliver_sm, esm_class 0x04, `id:..
 //! stat:DELIVRD` text plus the receipted_message_id and message_state TLVs) on the same
-//! connection, at once or `--receipt-delay-ms` later. Answers enquire_link and unbind. What one
+//! connection, at once or `--receipt-delay-ms` later; a receipt refused (a deliver_sm_resp with
+//! an error: the ESME could not store it) is sent again a second later, as SMSCs do. Answers
+//! enquire_link and unbind. What one
 //! read brings is answered with one write.
 //!
-//! Counts submits, receipts sent and deliver_sm_resp received (OK and not), and, for each
+//! Counts submits, receipts sent and deliver_sm_resp received (OK, and refused: `receipt_errors`,
+//! each refusal once), and, for each
 //! submit whose text starts with `t=<unix ns>` (the time the load generator sent the API request
 //! or the submit), the latency now - t. A stats line goes to stdout every second. A control
 //! port (`--control`) answers line commands: `peek` (counters since the last report) and
@@ -283,6 +286,10 @@ async fn connection(stream: TcpStream, stats: Shared, conn_no: u64, delay: Durat
             }
         });
     }
+    // Receipts awaiting their deliver_sm_resp, by sequence number: one refused (the ESME could
+    // not store it) is sent again a second later, as an SMSC would.
+    let mut unanswered: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
+    let mut retry: Vec<u8> = Vec::new();
     let mut framer = Framer::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut can_receive = false;
@@ -332,6 +339,7 @@ async fn connection(stream: TcpStream, stats: Shared, conn_no: u64, delay: Durat
                     out.extend(Pdu::response(seq, CommandStatus::ESME_ROK, Body::SubmitSmResp(resp)).encode()?);
                     if can_receive && sm.registered_delivery & 0x03 != 0 {
                         let r = receipt(next_seq, &id, &sm).encode()?;
+                        unanswered.insert(next_seq, r.clone());
                         next_seq = next_seq.wrapping_add(1).max(1);
                         st.receipts += 1;
                         st.total_receipts += 1;
@@ -343,11 +351,20 @@ async fn connection(stream: TcpStream, stats: Shared, conn_no: u64, delay: Durat
                     }
                 }
                 Body::DeliverSmResp(_) => {
+                    let sent = unanswered.remove(&seq);
                     if pdu.command_status == CommandStatus::ESME_ROK {
                         st.receipt_resps += 1;
                         st.total_resps += 1;
                     } else {
                         st.receipt_errors += 1;
+                        if let Some(bytes) = sent {
+                            // Again under a new sequence number.
+                            let mut again = bytes;
+                            again[12..16].copy_from_slice(&next_seq.to_be_bytes());
+                            unanswered.insert(next_seq, again.clone());
+                            next_seq = next_seq.wrapping_add(1).max(1);
+                            retry.extend(again);
+                        }
                     }
                 }
                 Body::UnbindResp | Body::EnquireLinkResp | Body::GenericNack => {}
@@ -357,6 +374,14 @@ async fn connection(stream: TcpStream, stats: Shared, conn_no: u64, delay: Durat
             }
         }
         drop(st);
+        if !retry.is_empty() {
+            let again = std::mem::take(&mut retry);
+            let tx = tx.clone();
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = tx.send(again);
+            });
+        }
         if !late.is_empty() {
             delayed.borrow_mut().push_back((tokio::time::Instant::now() + delay, late));
             delayed_notify.notify_one();
