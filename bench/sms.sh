@@ -8,7 +8,7 @@
 #   RATES="500 1000" STEP_S=5 bench/sms.sh sqlite
 #
 # The SMSC is `smscsink` (src/smscsink.rs, on Dialtone's smpp codec): it answers every submit_sm
-# at once, sends a DELIVRD receipt on the same bind at once (RECEIPT_DELAY_MS), and times each
+# at once, sends a DELIVRD receipt on the same bind 100 ms later (RECEIPT_DELAY_MS), and times each
 # submit against the `t=<unix ns>` at the start of its text: msgload puts there the time the
 # API request was due, so its p99 runs from the API request to the submit_sm (the
 # submit_sm_resp leaves in the same write). The npm `smpp` SMSC of the interop tests
@@ -34,7 +34,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 WHICH=${1:-all}
 
-RATES=${RATES:-"500 1000 2000 5000 10000"}
+RATES=${RATES:-"100 200 500 1000 2000 5000 10000"}
 STEP_S=${STEP_S:-10}
 WARMUP_RATE=${WARMUP_RATE:-200}
 WARMUP_S=${WARMUP_S:-2}
@@ -45,7 +45,7 @@ WINDOW=${WINDOW:-64}
 P99_LIMIT_MS=${P99_LIMIT_MS:-1000}
 DRAIN_IDLE_S=${DRAIN_IDLE_S:-5}
 DRAIN_MAX_S=${DRAIN_MAX_S:-120}
-RECEIPT_DELAY_MS=${RECEIPT_DELAY_MS:-0}
+RECEIPT_DELAY_MS=${RECEIPT_DELAY_MS:-100}  # as the npm SMSC; immediate receipts slow the node client 3x
 REF_S=${REF_S:-10}                 # seconds of the independent client per SMSC
 REF_BINDS=${REF_BINDS:-4}
 REF_WINDOW=${REF_WINDOW:-64}
