@@ -400,6 +400,23 @@ impl Store {
         status: MessageStatus,
     ) -> Result<Option<PartsSummary>, StoreError> {
         let mut tx = self.writer().begin().await?;
+        // The part first, then its update: a part recorded between the two statements (its
+        // submit's record racing the receipt, under PostgreSQL's read committed) is then either
+        // not seen at all (`None`: the caller tries again) or seen and updated, never seen but
+        // left unchanged.
+        let part = sqlx::query(
+            "SELECT p.message_sid, p.part_index, m.num_segments \
+             FROM message_parts p JOIN messages m ON m.sid = p.message_sid \
+             WHERE p.smsc = $1 AND p.smsc_message_id = $2",
+        )
+        .bind(smsc)
+        .bind(smsc_message_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(part) = part else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
         let sql = format!(
             "UPDATE message_parts SET status = $1, date_updated = $2 \
              WHERE smsc = $3 AND smsc_message_id = $4 AND status IN ({})",
@@ -414,19 +431,6 @@ impl Store {
             .await?
             .rows_affected()
             > 0;
-        let part = sqlx::query(
-            "SELECT p.message_sid, p.part_index, m.num_segments \
-             FROM message_parts p JOIN messages m ON m.sid = p.message_sid \
-             WHERE p.smsc = $1 AND p.smsc_message_id = $2",
-        )
-        .bind(smsc)
-        .bind(smsc_message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(part) = part else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
         let message_sid: MessageSid = sid_col(&part, "message_sid")?;
         let counts = sqlx::query(
             "SELECT COUNT(*) AS recorded, \
