@@ -350,7 +350,7 @@ fn parse_basic(value: &[u8]) -> Option<(String, String)> {
 }
 
 /// Compares without an early exit, so response timing does not reveal how much of a token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -50,6 +50,7 @@ use store::Store;
 
 use crate::auth::Ctx;
 
+pub use crate::auth::constant_time_eq;
 pub use crate::error::AppError;
 pub use model::{
     AccountSid, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, MemberRecord,

@@ -228,7 +228,7 @@ pub async fn console_login(
     };
     let given = store::sip::SipDigests::new(&login.username, &login.password);
     let matches =
-        stored.is_some_and(|d| constant_time_eq(d.sha256.as_bytes(), given.sha256.as_bytes()));
+        stored.is_some_and(|d| api::constant_time_eq(d.sha256.as_bytes(), given.sha256.as_bytes()));
     if !matches {
         let verdict = shared.registrar.note_failure(peer.ip());
         tracing::info!(username = %login.username, %peer, ?verdict, "console sign-in refused");
@@ -307,10 +307,6 @@ async fn console_key(
     };
     store.create_api_key(&record, &secret).await?;
     Ok((record.sid, secret))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `GET /console/calls` with the agent's token (`Authorization: Bearer`): the 20 newest calls

@@ -15,6 +15,8 @@ use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use subtle::ConstantTimeEq;
+
 use str0m::crypto::dtls::{
     DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, DtlsVersion, ProtocolVersion,
     SrtpProfile,
@@ -380,7 +382,7 @@ impl Cipher {
                 }
                 let (signed, tag) = packet.split_at(packet.len() - tag_len);
                 let expected = hmac.sha1_hmac(&auth[..], &[signed, &roc.to_be_bytes()]);
-                if !constant_time_eq(&expected[..tag_len], tag) {
+                if !bool::from(expected[..tag_len].ct_eq(tag)) {
                     return false;
                 }
                 let iv = Aes128CmSha1_80::rtp_iv(*salt, ssrc, index);
@@ -413,10 +415,6 @@ impl Cipher {
             }
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The length of an RTP packet's header (fixed part, CSRCs, extension), or `None` for what is
