@@ -14,8 +14,7 @@ import time
 import pytest
 
 from jasmin import Jasmin
-from server import DialtoneServer
-from test_sms import OWNER, QUESTION, SITE, site_number, texts_to, wait
+from test_sms import OWNER, QUESTION, SITE, serve_with_smsc, site_number, texts_to, wait
 
 
 @pytest.fixture
@@ -29,19 +28,14 @@ def jasmin(workdir, ports):
 
 @pytest.fixture
 def dialtone(dialtone_binary, workdir, ports, jasmin, request):
-    server = DialtoneServer(dialtone_binary, workdir, ports, extra_env={
-        "DIALTONE_SMSC": f"smpp://{jasmin.username}:{jasmin.password}@127.0.0.1:{jasmin.port}",
-    })
-    server.start()
-    yield server
-    code = server.stop()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(f"\n----- dialtone log tail ({server.log_path}) -----\n{server.log_tail(150)}\n-----")
-        print(f"\n----- jasmind log tail -----\n{jasmin.log_tail('jasmind', 60)}\n-----")
-        print(f"\n----- jasmin messages.log -----\n{jasmin.jasmin_log('messages.log', 60)}\n-----")
-        print(f"\n----- upstream smsc log tail -----\n{jasmin.upstream.log_tail(60)}\n-----")
-    assert code == 0, f"dialtone exited with {code}:\n{server.log_tail(60)}"
+    def peer_logs() -> str:
+        return (f"----- jasmind log tail -----\n{jasmin.log_tail('jasmind', 60)}\n"
+                f"----- jasmin messages.log -----\n{jasmin.jasmin_log('messages.log', 60)}\n"
+                f"----- upstream smsc log tail -----\n{jasmin.upstream.log_tail(60)}\n-----")
+
+    yield from serve_with_smsc(dialtone_binary, workdir, ports, request,
+                               f"smpp://{jasmin.username}:{jasmin.password}@127.0.0.1:{jasmin.port}",
+                               peer_logs)
 
 
 def dialtone_bound(jasmin: Jasmin) -> None:

@@ -89,18 +89,25 @@ struct OutboxState {
     retry_at: HashMap<MessageSid, Instant>,
 }
 
+impl OutboxState {
+    /// A send finished: its destination is free again, and the message waits if it is retried.
+    fn finished(&mut self, (sid, to, retry): (MessageSid, String, bool)) {
+        self.busy.remove(&to);
+        self.in_flight.remove(&sid);
+        if retry {
+            self.retry_at.insert(sid, Instant::now() + RETRY_AFTER);
+        }
+    }
+}
+
 async fn run_outbox(shared: Arc<Shared>, pool: Arc<SmscPool>) {
     let outbox = shared.outbox.clone();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(MessageSid, String, bool)>();
     let mut state = OutboxState::default();
     loop {
         // What finished since the last look.
-        while let Ok((sid, to, retry)) = done_rx.try_recv() {
-            state.busy.remove(&to);
-            state.in_flight.remove(&sid);
-            if retry {
-                state.retry_at.insert(sid, Instant::now() + RETRY_AFTER);
-            }
+        while let Ok(done) = done_rx.try_recv() {
+            state.finished(done);
         }
         let batch = match shared.store.outbox(OUTBOX_BATCH).await {
             Ok(batch) => batch,
@@ -162,13 +169,7 @@ async fn run_outbox(shared: Arc<Shared>, pool: Arc<SmscPool>) {
             .min(Duration::from_secs(1));
         tokio::select! {
             _ = outbox.wake.notified() => {}
-            Some((sid, to, retry)) = done_rx.recv() => {
-                state.busy.remove(&to);
-                state.in_flight.remove(&sid);
-                if retry {
-                    state.retry_at.insert(sid, Instant::now() + RETRY_AFTER);
-                }
-            }
+            Some(done) = done_rx.recv() => state.finished(done),
             _ = tokio::time::sleep(pause) => {}
         }
     }

@@ -22,7 +22,7 @@ use str0m::crypto::dtls::{
     SrtpProfile,
 };
 use str0m::crypto::{
-    AeadAes128Gcm, AeadAes128GcmCipher, AeadAes256Gcm, AeadAes256GcmCipher, Aes128CmSha1_80,
+    AeadAes128Gcm, AeadAes128GcmCipher, AeadAes256GcmCipher, Aes128CmSha1_80,
     Aes128CmSha1_80Cipher, CryptoError, CryptoProvider, Sha1HmacProvider, SrtpProvider,
 };
 
@@ -280,32 +280,14 @@ impl Cipher {
                 })
             }
             SrtpProfile::AEAD_AES_128_GCM => {
-                let master = Master::split(
-                    &keys.material,
-                    AeadAes128Gcm::KEY_LEN,
-                    AeadAes128Gcm::SALT_LEN,
-                    client,
-                )?;
-                let mut key = [0u8; AeadAes128Gcm::KEY_LEN];
-                let mut salt = [0u8; AeadAes128Gcm::SALT_LEN];
-                master.derive(srtp, LABEL_RTP_KEY, &mut key);
-                master.derive(srtp, LABEL_RTP_SALT, &mut salt);
+                let (key, salt) = gcm_session_keys(srtp, &keys.material, client)?;
                 Some(Cipher::Gcm {
                     cipher: Gcm::Aes128(srtp.aead_aes_128_gcm().create_cipher(key, encrypt)),
                     salt,
                 })
             }
             SrtpProfile::AEAD_AES_256_GCM => {
-                let master = Master::split(
-                    &keys.material,
-                    AeadAes256Gcm::KEY_LEN,
-                    AeadAes256Gcm::SALT_LEN,
-                    client,
-                )?;
-                let mut key = [0u8; AeadAes256Gcm::KEY_LEN];
-                let mut salt = [0u8; AeadAes256Gcm::SALT_LEN];
-                master.derive(srtp, LABEL_RTP_KEY, &mut key);
-                master.derive(srtp, LABEL_RTP_SALT, &mut salt);
+                let (key, salt) = gcm_session_keys(srtp, &keys.material, client)?;
                 Some(Cipher::Gcm {
                     cipher: Gcm::Aes256(srtp.aead_aes_256_gcm().create_cipher(key, encrypt)),
                     salt,
@@ -415,6 +397,21 @@ impl Cipher {
             }
         }
     }
+}
+
+/// The RTP session key and salt of one side for AES-GCM with a `K`-octet key (RFC 7714 §12:
+/// the RFC 3711 derivation, a 12-octet salt).
+fn gcm_session_keys<const K: usize>(
+    srtp: &dyn SrtpProvider,
+    material: &[u8],
+    client: bool,
+) -> Option<([u8; K], [u8; AeadAes128Gcm::SALT_LEN])> {
+    let master = Master::split(material, K, AeadAes128Gcm::SALT_LEN, client)?;
+    let mut key = [0u8; K];
+    let mut salt = [0u8; AeadAes128Gcm::SALT_LEN];
+    master.derive(srtp, LABEL_RTP_KEY, &mut key);
+    master.derive(srtp, LABEL_RTP_SALT, &mut salt);
+    Some((key, salt))
 }
 
 /// The length of an RTP packet's header (fixed part, CSRCs, extension), or `None` for what is
