@@ -129,12 +129,15 @@ impl Fixture {
 /// A hand-written gateway on a loopback UDP socket.
 struct Gateway {
     socket: UdpSocket,
+    /// (Call-ID, CSeq) of the requests returned already: a retransmission is not a new request.
+    seen: std::sync::Mutex<std::collections::HashSet<(String, u32)>>,
 }
 
 impl Gateway {
     async fn bind() -> Gateway {
         Gateway {
             socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            seen: Default::default(),
         }
     }
 
@@ -164,7 +167,13 @@ impl Gateway {
                 .ok()?
                 .ok()?;
             if let Ok(sip::Message::Request(r)) = sip::parse_message(&buf[..n]) {
-                if r.method == method {
+                let key = (
+                    r.call_id().unwrap_or_default().to_owned(),
+                    r.cseq().map_or(0, |(n, _)| n),
+                );
+                // A node whose first copy was slow to be answered (a loaded machine) sends it
+                // again: that is not the next request.
+                if r.method == method && self.seen.lock().unwrap().insert(key) {
                     return Some((r, from));
                 }
             }
