@@ -61,7 +61,9 @@ pub use applications::ApplicationFilter;
 pub use calls::CallFilter;
 pub use conferences::{ConferenceFilter, TimeRange};
 pub use error::StoreError;
-pub use messages::{Incoming, MessageFilter, PartsSummary};
+pub use messages::{
+    Incoming, MessageChange, MessageFilter, PartsSummary, ReceiptOutcome, ReceiptUpdate, SentMessage,
+};
 pub use numbers::NumberFilter;
 pub use page::{Cursor, Page, PageRequest};
 pub use recordings::RecordingFilter;
