@@ -100,6 +100,9 @@ impl AppError {
             AppError::Hook(crate::HookError::Rejected { code, message }) => {
                 (StatusCode::BAD_REQUEST, *code, message.clone())
             }
+            AppError::Hook(crate::HookError::Overloaded { code, message }) => {
+                (StatusCode::TOO_MANY_REQUESTS, *code, message.clone())
+            }
             AppError::Hook(crate::HookError::NotFound) => {
                 (StatusCode::NOT_FOUND, 20404, "The requested resource was not found".to_owned())
             }

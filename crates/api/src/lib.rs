@@ -7,8 +7,8 @@
 //! runtime holds live calls. Queues and conferences are stored resources too, but who waits in a
 //! queue and who is in a conference is live state: members and participants are read and changed
 //! through the hooks, after the handler has found the queue or conference in the path's account.
-//! Messages are stored `queued` by the handler, which then wakes the runtime's sender with
-//! [`ApiHooks::message_queued`]; the state of the SMSC links is the runtime's
+//! New messages go to [`ApiHooks::create_message`], which stores them and hands them to the
+//! runtime's sender; the state of the SMSC links is the runtime's
 //! ([`ApiHooks::smsc_status`]).
 //!
 //! Architecture invariant: this is the only crate that knows the REST JSON. Every route
@@ -54,7 +54,7 @@ pub use crate::auth::constant_time_eq;
 pub use crate::error::AppError;
 pub use model::{
     AccountSid, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, MemberRecord,
-    MessageSid, ParticipantRecord, QueueSid,
+    MessageRecord, MessageSid, ParticipantRecord, QueueSid,
 };
 
 /// Largest accepted request body; larger ones get 413.
@@ -190,11 +190,28 @@ pub trait ApiHooks: Send + Sync {
         Box::pin(async { Err(HookError::NotSupported("Removing conference participants")) })
     }
 
-    /// A message was stored `queued` (`POST Messages.json`): the runtime's sender may wake and
-    /// read the outbox now rather than at its next poll. The default does nothing: the message
-    /// waits in the store for whichever sender reads the outbox.
-    fn message_queued(&self, sid: &MessageSid) {
+    /// Stores a new outbound message (`POST Messages.json`, validated, status `queued`) and hands
+    /// it to the runtime's sender; the API answers 201 once this returns `Ok`, so the message must
+    /// be stored by then. The default writes it to the store alone (no sender: it waits there for
+    /// one). A runtime may refuse it while its outbox is full ([`HookError::Overloaded`]).
+    fn create_message<'a>(
+        &'a self,
+        store: &'a Store,
+        message: &'a MessageRecord,
+    ) -> BoxFuture<'a, Result<(), HookError>> {
+        Box::pin(async move { store.create_message(message).await.map_err(|e| HookError::Internal(e.to_string())) })
+    }
+
+    /// A queued message was canceled (`Status=canceled`): a sender holding it drops it.
+    fn message_canceled(&self, sid: &MessageSid) {
         let _ = sid;
+    }
+
+    /// The account a phone number belongs to, as the runtime's routing index knows it, or `None`
+    /// to have the API ask the store (the default).
+    fn number_account(&self, phone_number: &str) -> Option<AccountSid> {
+        let _ = phone_number;
+        None
     }
 
     /// The SMSC routes the runtime is configured with and how they are doing, for
@@ -395,6 +412,9 @@ pub enum HookError {
     /// No such call (member, participant) for this account.
     #[error("not found")]
     NotFound,
+    /// Too much is waiting already: try again later (HTTP 429 with a Twilio code).
+    #[error("overloaded ({code}): {message}")]
+    Overloaded { code: u32, message: String },
     /// The runtime failed; logged, answered with a generic 500.
     #[error("internal: {0}")]
     Internal(String),

@@ -1,9 +1,10 @@
 //! Messages (SMS): send, read, list, redact, cancel, delete; and `GET /v1/Smsc.json`, the state
 //! of the node's SMSC routes (a Dialtone extension).
 //!
-//! Sending stores the message `queued` and wakes the runtime through
-//! [`crate::ApiHooks::message_queued`]; the runtime's sender reads the outbox and carries the
-//! message through `sending`, `sent` and its delivery receipt.
+//! Sending hands the new `queued` message to [`crate::ApiHooks::create_message`], which stores it
+//! (the runtime's sender, in batches) and gives it to the sender; that carries the message
+//! through `sent` and its delivery receipt (`sending` while it waits for a retry). A full outbox
+//! answers 429 (20429).
 //!
 //! Error codes, as Twilio's where it has one:
 //! - 21604 no `To`, 21211 a `To` that is not E.164;
@@ -123,8 +124,12 @@ pub(crate) async fn create(
     let account = ctx.scope(&account, "")?;
     let p = Params::from_body(body)?;
     let req = parse_create(&p)?;
-    // Numbers are unique system-wide: the routing lookup says whose this one is.
-    let owned = state.store.number_by_phone(&req.from).await?.is_some_and(|n| n.account_sid == account);
+    // Numbers are unique system-wide: the routing index (or the store) says whose this one is.
+    let owner = match state.hooks.number_account(&req.from) {
+        Some(owner) => Some(owner),
+        None => state.store.number_by_phone(&req.from).await?.map(|n| n.account_sid),
+    };
+    let owned = owner == Some(account);
     if !owned {
         return Err(AppError::bad(
             21606,
@@ -157,8 +162,7 @@ pub(crate) async fn create(
     rec.status_callback = status_callback;
     rec.application_sid = req.application;
     rec.validity_period = req.validity_period;
-    state.store.create_message(&rec).await?;
-    state.hooks.message_queued(&rec.sid);
+    state.hooks.create_message(&state.store, &rec).await?;
     Ok((StatusCode::CREATED, Json(render::message(&rec))))
 }
 
@@ -243,7 +247,10 @@ pub(crate) async fn update(
         }
     };
     let mut rec = find(&state, &ctx, &account, &message).await?;
-    if cancel && !state.store.cancel_message(&account, &rec.sid).await? {
+    let canceled = cancel && state.store.cancel_message(&account, &rec.sid).await?;
+    if canceled {
+        state.hooks.message_canceled(&rec.sid);
+    } else if cancel {
         let now = state.store.message(&account, &rec.sid).await?.ok_or_else(|| ctx.not_found())?;
         return Err(AppError::bad(
             30409,

@@ -32,8 +32,16 @@ impl ApiHooks for CountingHooks {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn message_queued(&self, sid: &MessageSid) {
-        self.3.lock().unwrap().push(*sid);
+    fn create_message<'a>(
+        &'a self,
+        store: &'a store::Store,
+        message: &'a model::MessageRecord,
+    ) -> BoxFuture<'a, Result<(), HookError>> {
+        Box::pin(async move {
+            store.create_message(message).await.map_err(|e| HookError::Internal(e.to_string()))?;
+            self.3.lock().unwrap().push(message.sid);
+            Ok(())
+        })
     }
 
     fn number_created(&self, _phone_number: &str) {

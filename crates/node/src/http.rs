@@ -15,10 +15,34 @@ struct Hooks {
 }
 
 impl api::ApiHooks for Hooks {
-    fn message_queued(&self, _sid: &api::MessageSid) {
+    fn create_message<'a>(
+        &'a self,
+        store: &'a store::Store,
+        message: &'a model::MessageRecord,
+    ) -> api::BoxFuture<'a, Result<(), api::HookError>> {
+        Box::pin(async move {
+            let Some(shared) = self.shared.upgrade() else {
+                return Err(api::HookError::Internal("the node is stopping".to_owned()));
+            };
+            shared.outbox.create(store, message).await.map_err(|e| match e {
+                crate::messaging::CreateError::Full(waiting) => api::HookError::Overloaded {
+                    code: 20429,
+                    message: format!("Too many messages are waiting to be sent ({waiting}): try again later"),
+                },
+                crate::messaging::CreateError::Store(e) => api::HookError::Internal(e),
+            })
+        })
+    }
+
+    fn message_canceled(&self, sid: &api::MessageSid) {
         if let Some(shared) = self.shared.upgrade() {
-            shared.outbox.wake();
+            shared.outbox.cancel(sid);
         }
+    }
+
+    fn number_account(&self, phone_number: &str) -> Option<api::AccountSid> {
+        let shared = self.shared.upgrade()?;
+        shared.routing.cached(phone_number).map(|n| n.account_sid)
     }
 
     fn smsc_status(&self) -> Vec<api::SmscStatus> {

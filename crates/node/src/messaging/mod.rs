@@ -1,10 +1,18 @@
 //! Text messages between the store, the SMS centres and the apps.
 //!
-//! - The **outbox**: messages the API (or a `<Message>` reply) stored as `queued` are handed to
-//!   the SMSC pool oldest first, one at a time per destination so that a destination's messages
-//!   leave in order, many destinations at once. A refusal fails the message with Twilio's code;
-//!   a throttled, timed-out or bind-less attempt stays `sending` and is retried after a pause,
-//!   until the message's validity period (if any) runs out.
+//! - The **journal** (`journal.rs`) does every store write of this path in batches: a message is
+//!   stored before the API answers 201, an accepted submit is recorded, a receipt is stored
+//!   before its deliver_sm_resp.
+//! - The **outbox** (`queue.rs`) holds the messages waiting to leave, in memory, per destination:
+//!   what the journal stored, plus at start what the store still has `queued` or `sending` (a
+//!   run that stopped mid-way). The store is not read again to find work, so the cost of a
+//!   message does not grow with the backlog. The sender hands messages to the SMSC pool, one at a
+//!   time per destination so that a destination's messages leave in order, many destinations at
+//!   once. A refusal fails the message with Twilio's code; a throttled or timed-out attempt is
+//!   retried after a pause (the message becomes `sending` in the store), until the message's
+//!   validity period (if any) runs out; with no bind up the sender pauses. A message whose
+//!   submit timed out may have been taken: it is sent again rather than lost (at least once).
+//!   The outbox holds at most [`MAX_WAITING`] messages; the API refuses more (429, 20429).
 //! - **Receipts**: a delivery receipt finds its message by the SMSC's id of the part, marks the
 //!   part, and when the parts decide it the message becomes `delivered` or `undelivered`.
 //! - **Incoming messages**: stored (an identical message from the same sender to the same number
@@ -15,55 +23,118 @@
 //!
 //! Every status change that has a callback URL posts Twilio's status callback, signed.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+mod journal;
+mod queue;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use model::{MessageDirection, MessageRecord, MessageSid, MessageStatus};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
+use self::journal::Write;
+use self::queue::OutboxQueue;
 use crate::call::http_method;
 use crate::sms::{DeliverAck, OutboundSms, PartOutcome, SmsEvent, SmscPool, SubmitOutcome};
 use crate::webhook::WebhookRequest;
 use crate::wiring::Shared;
 
-/// Messages taken from the store per look at the outbox.
-const OUTBOX_BATCH: u32 = 500;
-/// Submits in flight at once, over every SMSC.
-const MAX_IN_FLIGHT: usize = 512;
-/// How long a message waits after a throttled, timed-out or bind-less attempt.
+/// Messages handed to the SMSC pool and not answered yet, over every SMSC.
+const MAX_IN_FLIGHT: usize = 2048;
+/// Messages the outbox holds waiting; beyond, the API refuses new ones until it drains.
+pub const MAX_WAITING: usize = 500_000;
+/// Receipts taken and not written yet; beyond, receipts are refused for the SMSC to resend.
+const MAX_RECEIPTS_PENDING: usize = 100_000;
+/// How long a destination waits after a throttled or timed-out attempt, and the sender after
+/// finding no bind up.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// An identical incoming message (sender, number, text) within this time is a retransmission.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(60);
 /// `<Redirect>`s followed for one incoming message.
 const MAX_REDIRECTS: usize = 5;
-/// How long a receipt may wait for its submit's id to be stored (it can overtake it).
+/// How long a receipt may wait for its submit's record (it can overtake it).
 const RECEIPT_WAIT: Duration = Duration::from_secs(3);
 
-/// The handle the API hooks wake the outbox with, and what receipts said per SMSC.
-#[derive(Debug, Clone, Default)]
+/// Why [`Outbox::create`] did not take a message.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("the outbox holds {0} messages waiting to be sent")]
+    Full(usize),
+    #[error("the message was not stored: {0}")]
+    Store(String),
+}
+
+/// The SMS outbox of the node: what the API hands new messages to, and what receipts said per
+/// SMSC. Until [`start`] runs (a node without SMSCs) messages are only stored.
+#[derive(Clone, Default)]
 pub struct Outbox {
-    wake: Arc<Notify>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: Mutex<OutboxQueue>,
+    wake: Notify,
+    journal: OnceLock<mpsc::UnboundedSender<Write>>,
+    receipts_pending: AtomicUsize,
     /// Parts reported delivered and undelivered, by SMSC name.
-    outcomes: Arc<std::sync::Mutex<HashMap<String, (u64, u64)>>>,
+    outcomes: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("waiting", &self.waiting()).finish_non_exhaustive()
+    }
 }
 
 impl Outbox {
-    /// A message was queued: look at the outbox now rather than at the next poll.
-    pub fn wake(&self) {
-        self.wake.notify_one();
+    fn queue(&self) -> std::sync::MutexGuard<'_, OutboxQueue> {
+        // A poisoned lock only means a thread panicked holding it; the queue is whole.
+        self.inner.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Messages waiting to be sent (not with an SMSC).
+    pub fn waiting(&self) -> usize {
+        self.queue().waiting()
+    }
+
+    /// Stores a new outbound message and queues it for sending; returns once it is stored.
+    pub async fn create(&self, store: &store::Store, message: &MessageRecord) -> Result<(), CreateError> {
+        let Some(journal) = self.inner.journal.get() else {
+            return store.create_message(message).await.map_err(|e| CreateError::Store(e.to_string()));
+        };
+        let waiting = self.waiting();
+        if waiting >= MAX_WAITING {
+            return Err(CreateError::Full(waiting));
+        }
+        let (done, stored) = oneshot::channel();
+        journal
+            .send(Write::Create { message: message.clone(), done })
+            .map_err(|_| CreateError::Store("the message writer stopped".to_owned()))?;
+        match stored.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(CreateError::Store(e)),
+            Err(_) => Err(CreateError::Store("the message writer stopped".to_owned())),
+        }
+    }
+
+    /// A queued message was canceled: it no longer leaves (unless it is with an SMSC already).
+    pub fn cancel(&self, sid: &MessageSid) {
+        self.queue().remove(sid);
     }
 
     /// Parts an SMSC's receipts reported (delivered, undelivered).
     pub fn outcomes(&self, smsc: &str) -> (u64, u64) {
-        let outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+        let outcomes = self.inner.outcomes.lock().unwrap_or_else(|e| e.into_inner());
         outcomes.get(smsc).copied().unwrap_or_default()
     }
 
     fn count(&self, smsc: &str, delivered: bool) {
-        let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outcomes = self.inner.outcomes.lock().unwrap_or_else(|e| e.into_inner());
         let entry = outcomes.entry(smsc.to_owned()).or_default();
         if delivered {
             entry.0 += 1;
@@ -71,223 +142,179 @@ impl Outbox {
             entry.1 += 1;
         }
     }
+
+    /// Stored messages enter the outbox.
+    fn queue_stored(&self, messages: Vec<MessageRecord>) {
+        {
+            let mut queue = self.queue();
+            for m in messages {
+                queue.push(m);
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+
+    fn write(&self, write: Write) {
+        if let Some(journal) = self.inner.journal.get() {
+            // The journal runs as long as the process: a send fails only at shutdown.
+            let _ = journal.send(write);
+        }
+    }
+
+    fn write_later(&self, delay: Duration, write: Write) {
+        let outbox = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            outbox.write(write);
+        });
+    }
+
+    fn receipt_done(&self) {
+        self.inner.receipts_pending.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
-/// Starts the outbox and the consumer of the pool's events (`shared.outbox` wakes the first).
-/// Both run until the process ends.
+/// Starts the journal, loads the store's unsent messages into the outbox, then starts the
+/// sender and the consumer of the pool's events. All run until the process ends.
 pub fn start(shared: Arc<Shared>, pool: Arc<SmscPool>, events: mpsc::Receiver<SmsEvent>) {
-    tokio::spawn(run_outbox(shared.clone(), pool));
-    tokio::spawn(run_events(shared, events));
-}
-
-/// What the outbox knows between two looks: which destinations have a message in flight and
-/// which messages wait for a retry.
-#[derive(Default)]
-struct OutboxState {
-    busy: HashSet<String>,
-    in_flight: HashSet<MessageSid>,
-    retry_at: HashMap<MessageSid, Instant>,
-}
-
-impl OutboxState {
-    /// A send finished: its destination is free again, and the message waits if it is retried.
-    fn finished(&mut self, (sid, to, retry): (MessageSid, String, bool)) {
-        self.busy.remove(&to);
-        self.in_flight.remove(&sid);
-        if retry {
-            self.retry_at.insert(sid, Instant::now() + RETRY_AFTER);
-        }
-    }
-}
-
-async fn run_outbox(shared: Arc<Shared>, pool: Arc<SmscPool>) {
     let outbox = shared.outbox.clone();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(MessageSid, String, bool)>();
-    let mut state = OutboxState::default();
-    loop {
-        // What finished since the last look.
-        while let Ok(done) = done_rx.try_recv() {
-            state.finished(done);
-        }
-        let batch = match shared.store.outbox(OUTBOX_BATCH).await {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::warn!(error = %e, "outbox read failed");
-                Vec::new()
-            }
-        };
-        let now = Instant::now();
-        // A destination whose oldest message cannot go now holds back its later ones.
-        let mut held: HashSet<&str> = HashSet::new();
-        let mut started = 0usize;
-        let mut next_retry: Option<Instant> = None;
-        for message in &batch {
-            let to = message.to.as_str();
-            if state.in_flight.contains(&message.sid) || held.contains(to) {
-                held.insert(to);
-                continue;
-            }
-            if state.busy.contains(to) || state.in_flight.len() >= MAX_IN_FLIGHT {
-                held.insert(to);
-                continue;
-            }
-            if let Some(&at) = state.retry_at.get(&message.sid) {
-                if at > now {
-                    next_retry = Some(next_retry.map_or(at, |n| n.min(at)));
-                    held.insert(to);
-                    continue;
+    let (journal_tx, journal_rx) = mpsc::unbounded_channel();
+    if outbox.inner.journal.set(journal_tx).is_err() {
+        tracing::error!("the SMS outbox was started twice");
+        return;
+    }
+    tokio::spawn(journal::run(shared.clone(), outbox.clone(), journal_rx));
+    tokio::spawn(async move {
+        // Messages created meanwhile are newer: `load` puts these before them.
+        match shared.store.outbox(u32::MAX).await {
+            Ok(unsent) => {
+                let loaded = outbox.queue().load(unsent);
+                if loaded > 0 {
+                    tracing::info!(loaded, "unsent messages from the store queued");
                 }
-                state.retry_at.remove(&message.sid);
             }
-            state.busy.insert(message.to.clone());
-            state.in_flight.insert(message.sid);
-            started += 1;
-            let (shared, pool, done) = (shared.clone(), pool.clone(), done_tx.clone());
-            let message = message.clone();
-            tokio::spawn(async move {
-                let (sid, to) = (message.sid, message.to.clone());
-                let retry = send(&shared, &pool, message).await;
-                let _ = done.send((sid, to, retry));
-            });
+            Err(e) => tracing::error!(error = %e, "the store's unsent messages could not be read"),
         }
-        // Forget retries of messages no longer in the outbox.
-        if state.retry_at.len() > 4 * OUTBOX_BATCH as usize {
-            let live: HashSet<&MessageSid> = batch.iter().map(|m| &m.sid).collect();
-            state.retry_at.retain(|sid, _| live.contains(sid));
+        tokio::spawn(run_events(shared.clone(), events));
+        run_sender(shared, outbox, pool).await;
+    });
+}
+
+/// What became of one attempt.
+enum Next {
+    Done,
+    /// Throttled or timed out: again after [`RETRY_AFTER`].
+    Retry,
+    /// No bind up anywhere it could go: again when the sender resumes.
+    NoBind,
+}
+
+async fn run_sender(shared: Arc<Shared>, outbox: Outbox, pool: Arc<SmscPool>) {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(MessageRecord, Next)>();
+    let mut paused_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if paused_until.is_some_and(|at| at <= now) {
+            paused_until = None;
         }
-        if started > 0 && batch.len() as u32 == OUTBOX_BATCH {
-            // More may wait behind this batch: look again as soon as some finish.
-            tokio::select! {
-                _ = outbox.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        let mut wake_at = paused_until;
+        if paused_until.is_none() {
+            let mut queue = outbox.queue();
+            while queue.in_flight() < MAX_IN_FLIGHT {
+                let Some(message) = queue.next(now) else { break };
+                let (shared, pool, done) = (shared.clone(), pool.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let (message, next) = send(&shared, &pool, message).await;
+                    let _ = done.send((message, next));
+                });
             }
-            continue;
+            wake_at = queue.next_release();
         }
-        let pause = next_retry
-            .map(|at| at.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1));
+        let sleep = tokio::time::sleep_until(wake_at.unwrap_or(now + Duration::from_secs(1)));
         tokio::select! {
-            _ = outbox.wake.notified() => {}
-            Some(done) = done_rx.recv() => state.finished(done),
-            _ = tokio::time::sleep(pause) => {}
+            () = outbox.inner.wake.notified() => {}
+            Some(first) = done_rx.recv() => {
+                let mut queue = outbox.queue();
+                let now = Instant::now();
+                let mut finish = |(message, next): (MessageRecord, Next)| match next {
+                    Next::Done => queue.finish(message, None),
+                    Next::Retry => queue.finish(message, Some(now + RETRY_AFTER)),
+                    Next::NoBind => {
+                        queue.finish(message, Some(now));
+                        paused_until = Some(now + RETRY_AFTER);
+                    }
+                };
+                finish(first);
+                while let Ok(done) = done_rx.try_recv() {
+                    finish(done);
+                }
+            }
+            () = sleep => {}
         }
     }
 }
 
-/// One attempt at a message. Returns true when it should be tried again later.
-async fn send(shared: &Shared, pool: &SmscPool, message: MessageRecord) -> bool {
-    let store = &shared.store;
+/// One attempt at a message; the message comes back as the outbox should keep it.
+async fn send(shared: &Shared, pool: &SmscPool, mut message: MessageRecord) -> (MessageRecord, Next) {
+    let outbox = &shared.outbox;
     if expired(&message, Utc::now()) {
-        finish(
-            shared,
-            &message,
-            MessageStatus::Failed,
-            Some(30001),
-            Some("The message's validity period ran out before it could be sent"),
-        )
-        .await;
-        return false;
-    }
-    if let Err(e) = store.bump_attempts(&message.sid).await {
-        tracing::warn!(sid = %message.sid, error = %e, "message attempt not recorded");
-        return true;
-    }
-    if message.status == MessageStatus::Queued {
-        let _ = store
-            .set_message_status(&message.sid, MessageStatus::Sending, None, None, None)
-            .await;
+        let reason = "The message's validity period ran out before it could be sent".to_owned();
+        outbox.write(Write::Final { message: message.clone(), status: MessageStatus::Failed, error_code: 30001, reason });
+        return (message, Next::Done);
     }
     let sms = OutboundSms {
         from: message.from.clone(),
         to: message.to.clone(),
         text: message.body.clone(),
-        validity: message
-            .validity_period
-            .map(|secs| Duration::from_secs(u64::from(secs))),
+        validity: message.validity_period.map(|secs| Duration::from_secs(u64::from(secs))),
     };
-    match pool.submit(&sms).await {
+    let outcome = pool.submit(&sms).await;
+    let next = match outcome {
         SubmitOutcome::Sent { smsc, parts } => {
-            if let Some(refused) = parts
-                .iter()
-                .find(|p| matches!(p, PartOutcome::Rejected { .. }))
-            {
-                let code = refused
-                    .twilio_error()
-                    .map_or(30008, |e| u32::from(e.code()));
+            if let Some(refused) = parts.iter().find(|p| matches!(p, PartOutcome::Rejected { .. })) {
+                let error_code = refused.twilio_error().map_or(30008, |e| u32::from(e.code()));
                 let reason = match refused {
                     PartOutcome::Rejected { status } => format!("refused by the SMSC: {status}"),
                     _ => "refused by the SMSC".to_owned(),
                 };
-                finish(
-                    shared,
-                    &message,
-                    MessageStatus::Failed,
-                    Some(code),
-                    Some(&reason),
-                )
-                .await;
-                return false;
-            }
-            if !parts
-                .iter()
-                .all(|p| matches!(p, PartOutcome::Accepted { .. }))
-            {
-                // Throttled, timed out or not sent: the whole message again later. A part
-                // that timed out may have been taken: sent twice rather than lost.
-                tracing::debug!(sid = %message.sid, smsc, ?parts, "message to be retried");
-                return true;
-            }
-            for (index, part) in parts.iter().enumerate() {
-                let PartOutcome::Accepted { message_id } = part else {
-                    continue;
-                };
-                if let Err(e) = store
-                    .record_part(&message.sid, index as u32, &smsc, message_id)
-                    .await
-                {
-                    tracing::warn!(sid = %message.sid, error = %e, "message part not recorded");
+                let status = MessageStatus::Failed;
+                outbox.write(Write::Final { message: message.clone(), status, error_code, reason });
+                Next::Done
+            } else {
+                let ids: Vec<String> = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        PartOutcome::Accepted { message_id } => Some(message_id.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if ids.len() == parts.len() {
+                    outbox.write(Write::Sent { message: message.clone(), smsc, ids });
+                    Next::Done
+                } else {
+                    // Throttled, timed out or not sent: the whole message again later.
+                    tracing::debug!(sid = %message.sid, smsc, ?parts, "message to be retried");
+                    Next::Retry
                 }
             }
-            let changed = store
-                .set_message_status(
-                    &message.sid,
-                    MessageStatus::Sent,
-                    None,
-                    None,
-                    Some(Utc::now()),
-                )
-                .await
-                .unwrap_or(false);
-            if changed {
-                callback(shared, &message, MessageStatus::Sent, None).await;
-            }
-            false
         }
         SubmitOutcome::NoRoute => {
-            finish(
-                shared,
-                &message,
-                MessageStatus::Failed,
-                Some(30006),
-                Some("No SMSC carries this destination"),
-            )
-            .await;
-            false
+            let reason = "No SMSC carries this destination".to_owned();
+            outbox.write(Write::Final { message: message.clone(), status: MessageStatus::Failed, error_code: 30006, reason });
+            Next::Done
         }
         SubmitOutcome::Invalid(reason) => {
-            finish(
-                shared,
-                &message,
-                MessageStatus::Failed,
-                Some(30008),
-                Some(&reason),
-            )
-            .await;
-            false
+            outbox.write(Write::Final { message: message.clone(), status: MessageStatus::Failed, error_code: 30008, reason });
+            Next::Done
         }
-        SubmitOutcome::NoBindUp => true,
+        SubmitOutcome::NoBindUp => Next::NoBind,
+    };
+    if !matches!(next, Next::Done) && message.status == MessageStatus::Queued {
+        // Waiting for a retry is `sending` (written once: later retries change nothing shown).
+        outbox.write(Write::Retrying { message: message.clone() });
+        message.status = MessageStatus::Sending;
     }
+    (message, next)
 }
 
 fn expired(message: &MessageRecord, now: DateTime<Utc>) -> bool {
@@ -296,35 +323,9 @@ fn expired(message: &MessageRecord, now: DateTime<Utc>) -> bool {
         .is_some_and(|secs| (now - message.date_created).num_seconds() > i64::from(secs))
 }
 
-/// Puts a message in a final state and tells its callback.
-async fn finish(
-    shared: &Shared,
-    message: &MessageRecord,
-    status: MessageStatus,
-    error_code: Option<u32>,
-    error_message: Option<&str>,
-) {
-    let changed = shared
-        .store
-        .set_message_status(&message.sid, status, error_code, error_message, None)
-        .await
-        .unwrap_or(false);
-    if changed {
-        callback(shared, message, status, error_code).await;
-    }
-}
-
 /// Twilio's message status callback: signed, in the background, failures only logged.
-async fn callback(
-    shared: &Shared,
-    message: &MessageRecord,
-    status: MessageStatus,
-    error_code: Option<u32>,
-) {
+fn callback(shared: &Arc<Shared>, message: &MessageRecord, status: MessageStatus, error_code: Option<u32>) {
     let Some(url) = message.status_callback.clone() else {
-        return;
-    };
-    let Ok(Some(account)) = shared.store.account(&message.account_sid).await else {
         return;
     };
     let mut params = vec![
@@ -340,11 +341,17 @@ async fn callback(
     if let Some(code) = error_code {
         params.push(("ErrorCode".to_owned(), code.to_string()));
     }
-    shared.webhooks.post_status_callback(WebhookRequest {
-        url,
-        method: http_method("POST"),
-        params,
-        auth_token: account.auth_token,
+    let (shared, account) = (shared.clone(), message.account_sid);
+    tokio::spawn(async move {
+        let Ok(Some(account)) = shared.store.account(&account).await else {
+            return;
+        };
+        shared.webhooks.post_status_callback(WebhookRequest {
+            url,
+            method: http_method("POST"),
+            params,
+            auth_token: account.auth_token,
+        });
     });
 }
 
@@ -353,22 +360,10 @@ async fn run_events(shared: Arc<Shared>, mut events: mpsc::Receiver<SmsEvent>) {
     let mut last_prune = Instant::now();
     while let Some(event) = events.recv().await {
         match event {
-            SmsEvent::Receipt { smsc, receipt, ack } => {
+            SmsEvent::Receipt { smsc, receipt, ack } => receipt_in(&outbox, smsc, receipt, ack),
+            SmsEvent::Incoming { smsc, from, to, text, segments, ack } => {
                 let shared = shared.clone();
-                tokio::spawn(async move { receipt_in(&shared, &smsc, receipt, ack).await });
-            }
-            SmsEvent::Incoming {
-                smsc,
-                from,
-                to,
-                text,
-                segments,
-                ack,
-            } => {
-                let (shared, outbox) = (shared.clone(), outbox.clone());
-                tokio::spawn(async move {
-                    incoming(&shared, &outbox, &smsc, from, to, text, segments, ack).await
-                });
+                tokio::spawn(async move { incoming(&shared, &smsc, from, to, text, segments, ack).await });
             }
         }
         if last_prune.elapsed() > DEDUPE_WINDOW / 4 {
@@ -381,53 +376,21 @@ async fn run_events(shared: Arc<Shared>, mut events: mpsc::Receiver<SmsEvent>) {
     }
 }
 
-async fn receipt_in(shared: &Shared, smsc: &str, receipt: smpp::Receipt, ack: DeliverAck) {
+/// Hands a receipt to the journal, which answers it once stored.
+fn receipt_in(outbox: &Outbox, smsc: String, receipt: smpp::Receipt, ack: DeliverAck) {
     let Some(status) = receipt_status(&receipt) else {
         ack.stored();
         return;
     };
-    shared
-        .outbox
-        .count(smsc, status == MessageStatus::Delivered);
-    let id = receipt.message_id.clone();
-    // The receipt can overtake the store's record of the submit it answers.
-    let deadline = Instant::now() + RECEIPT_WAIT;
-    let summary = loop {
-        match shared.store.set_part_status(smsc, &id, status).await {
-            Ok(Some(summary)) => break Some(summary),
-            Ok(None) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Ok(None) => {
-                tracing::info!(smsc, id, "a receipt for no message of ours");
-                break None;
-            }
-            Err(e) => {
-                // Not stored: the SMSC keeps it and tries again.
-                tracing::warn!(smsc, error = %e, "receipt not stored");
-                ack.refuse(smpp::CommandStatus::ESME_RX_T_APPN);
-                return;
-            }
-        }
-    };
-    // A repeated receipt changes no part and tells nobody again.
-    let decided = summary
-        .filter(|s| s.changed)
-        .and_then(|s| Some((s, s.outcome()?)));
-    if let Some((summary, outcome)) = decided {
-        if let Ok(Some(message)) = shared.store.message_by_sid(&summary.message_sid).await {
-            let error = (outcome == MessageStatus::Undelivered).then(|| receipt_error(&receipt));
-            let changed = shared
-                .store
-                .set_message_status(&message.sid, outcome, error, None, None)
-                .await
-                .unwrap_or(false);
-            if changed {
-                callback(shared, &message, outcome, error).await;
-            }
-        }
+    if outbox.inner.receipts_pending.fetch_add(1, Ordering::Relaxed) >= MAX_RECEIPTS_PENDING {
+        outbox.receipt_done();
+        tracing::warn!(smsc, "receipts are not being stored fast enough: refused for later");
+        ack.refuse(smpp::CommandStatus::ESME_RX_T_APPN);
+        return;
     }
-    ack.stored();
+    let error_code = (status != MessageStatus::Delivered).then(|| receipt_error(&receipt));
+    let update = store::ReceiptUpdate { smsc, smsc_message_id: receipt.message_id, status, error_code };
+    outbox.write(Write::Receipt { update, ack, until: Instant::now() + RECEIPT_WAIT });
 }
 
 /// What a receipt says of its part, or `None` for a state on the way (accepted, en route).
@@ -451,10 +414,8 @@ fn receipt_error(receipt: &smpp::Receipt) -> u32 {
         .map_or(30008, |e| u32::from(e.code()))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn incoming(
     shared: &Shared,
-    outbox: &Outbox,
     smsc: &str,
     from: String,
     to: String,
@@ -545,10 +506,7 @@ async fn incoming(
         let mut redirect = None;
         for verb in document.verbs {
             match verb {
-                twiml::MessagingVerb::Message(reply) => {
-                    queue_reply(shared, &message, reply).await;
-                    outbox.wake();
-                }
+                twiml::MessagingVerb::Message(reply) => queue_reply(shared, &message, reply).await,
                 twiml::MessagingVerb::Redirect(r) => {
                     redirect = Some(r);
                     break;
@@ -604,7 +562,7 @@ async fn queue_reply(shared: &Shared, incoming: &MessageRecord, verb: twiml::Mes
     );
     reply.status_callback = verb.status_callback.or(verb.action);
     reply.application_sid = incoming.application_sid;
-    if let Err(e) = shared.store.create_message(&reply).await {
+    if let Err(e) = shared.outbox.create(&shared.store, &reply).await {
         tracing::warn!(sid = %incoming.sid, error = %e, "a <Message> reply was not stored");
     }
 }

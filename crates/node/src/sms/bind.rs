@@ -178,14 +178,23 @@ impl BindTask {
                 self.submit_next(&mut session, now);
             }
             let mut closed = false;
-            while let Some(out) = session.poll_output() {
-                match out {
-                    Output::Transmit(bytes) => {
-                        if let Err(e) = writer.write_all(&bytes).await {
+            // What the session has to send goes out in one write.
+            let mut pending = Vec::new();
+            loop {
+                let out = match session.poll_output() {
+                    Some(out) => out,
+                    None if pending.is_empty() => break,
+                    None => {
+                        if let Err(e) = writer.write_all(&pending).await {
                             tracing::warn!(smsc = %self.config.name, bind = self.index, error = %e, "SMSC write failed");
                             session.handle_disconnect();
                         }
+                        pending.clear();
+                        continue;
                     }
+                };
+                match out {
+                    Output::Transmit(bytes) => pending.extend_from_slice(&bytes),
                     Output::Event(Event::Bound { smsc_system_id, .. }) => {
                         bound = true;
                         tracing::info!(smsc = %self.config.name, bind = self.index, %smsc_system_id, "SMSC bound");
@@ -231,26 +240,38 @@ impl BindTask {
                     Ok(0) | Err(_) => session.handle_disconnect(),
                     Ok(n) => session.handle_bytes(Instant::now(), &buf[..n]),
                 },
-                cmd = self.commands.recv() => match cmd {
-                    Some(Command::Submit(job)) => {
-                        self.queue.push_back(Active { job, next: 0, results: Vec::new(), throttle_retries: 0 });
+                cmd = self.commands.recv() => {
+                    self.command(&mut session, cmd);
+                    // Take what else waits, so its output leaves in one write.
+                    while let Ok(cmd) = self.commands.try_recv() {
+                        self.command(&mut session, Some(cmd));
                     }
-                    Some(Command::Ack { conn, seq, status }) => {
-                        if conn == self.conn {
-                            // Unknown: the session closed, or answered it already.
-                            let _ = session.ack_deliver(seq, status);
-                        }
-                    }
-                    Some(Command::Stop) | None => {
-                        self.stopping = true;
-                        session.unbind(Instant::now());
-                    }
-                },
+                }
                 () = sleep => {
                     let now = Instant::now();
                     session.handle_timeout(now);
                     let expired = self.smsc.inbox.lock().unwrap_or_else(|e| e.into_inner()).handle_timeout(now);
                     refuse(expired);
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, session: &mut Session, cmd: Option<Command>) {
+        match cmd {
+            Some(Command::Submit(job)) => {
+                self.queue.push_back(Active { job, next: 0, results: Vec::new(), throttle_retries: 0 });
+            }
+            Some(Command::Ack { conn, seq, status }) => {
+                if conn == self.conn {
+                    // Unknown: the session closed, or answered it already.
+                    let _ = session.ack_deliver(seq, status);
+                }
+            }
+            Some(Command::Stop) | None => {
+                if !self.stopping {
+                    self.stopping = true;
+                    session.unbind(Instant::now());
                 }
             }
         }

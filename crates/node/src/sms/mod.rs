@@ -39,7 +39,7 @@ pub use smpp::BindMode;
 /// The IANA port of SMPP.
 pub const DEFAULT_PORT: u16 = 2775;
 /// Events waiting for the consumer beyond which deliveries are refused (ESME_RX_T_APPN).
-pub const EVENT_QUEUE: usize = 256;
+pub const EVENT_QUEUE: usize = 8192;
 /// Incomplete long messages held per SMSC; parts of further ones are refused until some
 /// complete or expire.
 pub const MAX_PART_SETS: usize = 512;

@@ -1,0 +1,187 @@
+//! The messages' writer: every store write of the SMS path, grouped.
+//!
+//! New messages, accepted submits, retries, final statuses and delivery receipts arrive on one
+//! channel; the task takes all that waits (up to [`MAX_BATCH`]) and writes each kind in one
+//! transaction (`Store::create_messages`, `record_sent`, `mark_retrying`, `apply_receipts`), so
+//! the statements per message fall as the rate rises, on SQLite's single writer as on
+//! PostgreSQL. Only once a write is committed does its effect leave: the API's 201, the
+//! message entering the outbox, the deliver_sm_resp, the status callback.
+//!
+//! Kinds are written in that order within a batch: a receipt that arrives with the submit it
+//! answers finds its part recorded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use model::{MessageRecord, MessageStatus};
+use store::{ReceiptOutcome, ReceiptUpdate, SentMessage};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{callback, Outbox};
+use crate::sms::DeliverAck;
+use crate::wiring::Shared;
+
+/// Writes taken in one batch at most.
+const MAX_BATCH: usize = 4096;
+/// How long a receipt that finds no part waits between looks (its submit's record may be
+/// behind it).
+const RECEIPT_RETRY: Duration = Duration::from_millis(50);
+/// How long an accepted submit whose record failed waits before it is written again.
+const SENT_RETRY: Duration = Duration::from_secs(1);
+
+/// One write for the journal.
+pub(super) enum Write {
+    /// A new outbound message: stored, then queued in the outbox, then `done`.
+    Create { message: MessageRecord, done: oneshot::Sender<Result<(), String>> },
+    /// Every part of `message` was accepted by `smsc` under `ids`.
+    Sent { message: MessageRecord, smsc: String, ids: Vec<String> },
+    /// `message` is to be tried again later: `queued` becomes `sending`.
+    Retrying { message: MessageRecord },
+    /// `message` ended without reaching an SMSC (refused, expired, no route).
+    Final { message: MessageRecord, status: MessageStatus, error_code: u32, reason: String },
+    /// A delivery receipt; answered once written, or once `until` passed without its part.
+    Receipt { update: ReceiptUpdate, ack: DeliverAck, until: Instant },
+}
+
+#[derive(Default)]
+struct Batch {
+    creates: Vec<(MessageRecord, oneshot::Sender<Result<(), String>>)>,
+    sent: Vec<(MessageRecord, SentMessage)>,
+    retrying: Vec<MessageRecord>,
+    finals: Vec<(MessageRecord, MessageStatus, u32, String)>,
+    receipts: Vec<(ReceiptUpdate, DeliverAck, Instant)>,
+    len: usize,
+}
+
+impl Batch {
+    fn add(&mut self, write: Write) {
+        self.len += 1;
+        match write {
+            Write::Create { message, done } => self.creates.push((message, done)),
+            Write::Sent { message, smsc, ids } => {
+                let sent = SentMessage { sid: message.sid, smsc, message_ids: ids };
+                self.sent.push((message, sent));
+            }
+            Write::Retrying { message } => self.retrying.push(message),
+            Write::Final { message, status, error_code, reason } => {
+                self.finals.push((message, status, error_code, reason))
+            }
+            Write::Receipt { update, ack, until } => self.receipts.push((update, ack, until)),
+        }
+    }
+}
+
+pub(super) async fn run(shared: Arc<Shared>, outbox: Outbox, mut writes: mpsc::UnboundedReceiver<Write>) {
+    while let Some(first) = writes.recv().await {
+        let mut batch = Batch::default();
+        batch.add(first);
+        while batch.len < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(w) => batch.add(w),
+                Err(_) => break,
+            }
+        }
+        write(&shared, &outbox, batch).await;
+    }
+}
+
+async fn write(shared: &Arc<Shared>, outbox: &Outbox, batch: Batch) {
+    let store = &shared.store;
+    if !batch.creates.is_empty() {
+        let messages: Vec<MessageRecord> = batch.creates.iter().map(|(m, _)| m.clone()).collect();
+        match store.create_messages(&messages).await {
+            Ok(()) => {
+                outbox.queue_stored(messages);
+                for (_, done) in batch.creates {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(count = messages.len(), error = %e, "messages not stored");
+                for (_, done) in batch.creates {
+                    let _ = done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+    if !batch.sent.is_empty() {
+        let sent: Vec<SentMessage> = batch.sent.iter().map(|(_, s)| s.clone()).collect();
+        match store.record_sent(&sent, Utc::now()).await {
+            Ok(changed) => {
+                let changed: std::collections::HashSet<_> = changed.into_iter().collect();
+                for (message, _) in &batch.sent {
+                    if changed.contains(&message.sid) {
+                        callback(shared, message, MessageStatus::Sent, None);
+                    }
+                }
+            }
+            Err(e) => {
+                // The SMSC has these: recording them must not be given up, or a restart would
+                // send them again.
+                tracing::warn!(count = sent.len(), error = %e, "accepted submits not recorded: trying again");
+                for (message, s) in batch.sent {
+                    outbox.write_later(SENT_RETRY, Write::Sent { message, smsc: s.smsc, ids: s.message_ids });
+                }
+            }
+        }
+    }
+    if !batch.retrying.is_empty() {
+        let sids: Vec<_> = batch.retrying.iter().map(|m| m.sid).collect();
+        if let Err(e) = store.mark_retrying(&sids, Utc::now()).await {
+            tracing::warn!(count = sids.len(), error = %e, "retries not recorded");
+        }
+    }
+    for (message, status, code, reason) in batch.finals {
+        match store.set_message_status(&message.sid, status, Some(code), Some(&reason), None).await {
+            Ok(true) => callback(shared, &message, status, Some(code)),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(sid = %message.sid, error = %e, "message status not stored"),
+        }
+    }
+    if !batch.receipts.is_empty() {
+        receipts(shared, outbox, batch.receipts).await;
+    }
+}
+
+async fn receipts(shared: &Arc<Shared>, outbox: &Outbox, receipts: Vec<(ReceiptUpdate, DeliverAck, Instant)>) {
+    let updates: Vec<ReceiptUpdate> = receipts.iter().map(|(u, _, _)| u.clone()).collect();
+    let outcomes = match shared.store.apply_receipts(&updates, Utc::now()).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            // Not stored: each SMSC keeps its receipts and delivers them again.
+            tracing::warn!(count = updates.len(), error = %e, "receipts not stored");
+            for (_, ack, _) in receipts {
+                outbox.receipt_done();
+                ack.refuse(smpp::CommandStatus::ESME_RX_T_APPN);
+            }
+            return;
+        }
+    };
+    let now = Instant::now();
+    for ((update, ack, until), outcome) in receipts.into_iter().zip(outcomes) {
+        match outcome {
+            ReceiptOutcome::Unknown if now < until => {
+                outbox.write_later(RECEIPT_RETRY, Write::Receipt { update, ack, until });
+            }
+            ReceiptOutcome::Unknown => {
+                tracing::info!(smsc = %update.smsc, id = %update.smsc_message_id, "a receipt for no message of ours");
+                outbox.receipt_done();
+                ack.stored();
+            }
+            ReceiptOutcome::Applied { changed, message, .. } => {
+                if changed {
+                    outbox.count(&update.smsc, update.status == MessageStatus::Delivered);
+                }
+                outbox.receipt_done();
+                ack.stored();
+                if let Some(change) = message {
+                    if let Some(record) = &change.record {
+                        callback(shared, record, change.status, change.error_code);
+                    }
+                }
+            }
+        }
+    }
+}
