@@ -55,7 +55,7 @@ pub(crate) async fn require(State(state): State<ApiState>, mut req: Request, nex
         Ok(auth) => {
             req.extensions_mut().insert(auth);
             let response = next.run(req).await;
-            if changes_credentials(&method, &path) {
+            if changes_credentials(&method, &path) || changes_numbers(&method, &path) {
                 // After the handler: its write is committed, so what is read next is current.
                 cache.clear();
             }
@@ -78,6 +78,12 @@ fn changes_credentials(method: &Method, path: &str) -> bool {
     }
 }
 
+/// Whether a request may change whose a phone number is (the From check of `Messages.json`
+/// reads that through the cache): a number created, moved or released, or an account closed.
+fn changes_numbers(method: &Method, path: &str) -> bool {
+    *method != Method::GET && *method != Method::HEAD && path.contains("/IncomingPhoneNumbers")
+}
+
 /// How long a cached account row or verified API key is used without reading the database again:
 /// the longest a change made outside this node's API (another node sharing the database) takes to
 /// apply to requests here.
@@ -86,7 +92,8 @@ pub(crate) const CACHE_TTL: Duration = Duration::from_secs(1);
 /// More entries than this (only valid credentials get in) and the cache starts over.
 const CACHE_MAX_ENTRIES: usize = 10_000;
 
-/// Account rows and verified API keys read by authentication, for [`CACHE_TTL`].
+/// Account rows and verified API keys read by authentication, and the owners of phone numbers
+/// (the From of a message), for [`CACHE_TTL`].
 ///
 /// One per router, found through the router's `hooks` (`ApiState` is the router's state and its
 /// `hooks` the one `Arc` all clones share): two routers on two databases, as in tests, must not
@@ -103,6 +110,8 @@ struct CacheInner {
     accounts: HashMap<AccountSid, (Arc<AccountRecord>, Instant)>,
     /// Key SID -> (the secret that matched its stored digest, the key's account, when).
     keys: HashMap<ApiKeySid, (String, AccountSid, Instant)>,
+    /// Phone number -> (the account it belongs to, when).
+    numbers: HashMap<String, (AccountSid, Instant)>,
 }
 
 type Registry = Vec<(Weak<dyn ApiHooks>, Arc<CredentialCache>)>;
@@ -138,6 +147,24 @@ impl CredentialCache {
         c.generation += 1;
         c.accounts.clear();
         c.keys.clear();
+        c.numbers.clear();
+    }
+
+    fn number(&self, phone: &str, now: Instant) -> Option<AccountSid> {
+        let c = self.lock();
+        let (account, at) = c.numbers.get(phone)?;
+        (now.saturating_duration_since(*at) < CACHE_TTL).then_some(*account)
+    }
+
+    fn put_number(&self, generation: u64, phone: &str, account: AccountSid, now: Instant) {
+        let mut c = self.lock();
+        if c.generation != generation {
+            return;
+        }
+        if c.numbers.len() >= CACHE_MAX_ENTRIES {
+            c.numbers.clear();
+        }
+        c.numbers.insert(phone.to_owned(), (account, now));
     }
 
     fn account(&self, sid: &AccountSid, now: Instant) -> Option<Arc<AccountRecord>> {
@@ -192,6 +219,19 @@ async fn account_row(
     let rec = Arc::new(rec);
     cache.put_account(generation, rec.clone(), Instant::now());
     Ok(Some(rec))
+}
+
+/// The account a phone number belongs to (numbers are unique system-wide), from the cache or the
+/// store; `None` for a number nobody has.
+pub(crate) async fn number_owner(state: &ApiState, phone: &str) -> Result<Option<AccountSid>, AppError> {
+    let cache = CredentialCache::of(state);
+    if let Some(account) = cache.number(phone, Instant::now()) {
+        return Ok(Some(account));
+    }
+    let generation = cache.generation();
+    let Some(number) = state.store.number_by_phone(phone).await? else { return Ok(None) };
+    cache.put_number(generation, phone, number.account_sid, Instant::now());
+    Ok(Some(number.account_sid))
 }
 
 /// The principal account, checked for status (its own and its main account's).

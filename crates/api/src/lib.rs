@@ -207,13 +207,6 @@ pub trait ApiHooks: Send + Sync {
         let _ = sid;
     }
 
-    /// The account a phone number belongs to, as the runtime's routing index knows it, or `None`
-    /// to have the API ask the store (the default).
-    fn number_account(&self, phone_number: &str) -> Option<AccountSid> {
-        let _ = phone_number;
-        None
-    }
-
     /// The SMSC routes the runtime is configured with and how they are doing, for
     /// `GET /v1/Smsc.json` (a Dialtone extension). The default, for a server without SMPP, is
     /// none.

@@ -124,12 +124,7 @@ pub(crate) async fn create(
     let account = ctx.scope(&account, "")?;
     let p = Params::from_body(body)?;
     let req = parse_create(&p)?;
-    // Numbers are unique system-wide: the routing index (or the store) says whose this one is.
-    let owner = match state.hooks.number_account(&req.from) {
-        Some(owner) => Some(owner),
-        None => state.store.number_by_phone(&req.from).await?.map(|n| n.account_sid),
-    };
-    let owned = owner == Some(account);
+    let owned = crate::auth::number_owner(&state, &req.from).await? == Some(account);
     if !owned {
         return Err(AppError::bad(
             21606,

@@ -36,7 +36,13 @@ fn main() -> Result<()> {
             };
             let config = raw.overlay_env(|k| std::env::var(k).ok()).validate()?;
             init_logging(&config);
+            // Work woken from outside the runtime's threads (the SQLite worker's answers, which
+            // the SMS journal and every store call wait for) enters the global queue, which a
+            // busy worker only looks at every `global_queue_interval` tasks (31 by default):
+            // under thousands of HTTP requests a second each statement then waited for dozens
+            // of requests. Looking every 4th task keeps the store's round trips short.
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .global_queue_interval(4)
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;

@@ -204,7 +204,8 @@ impl MessageRecord {
     pub const PRICE_UNIT: &'static str = "USD";
     pub const API_VERSION: &'static str = "2010-04-01";
 
-    /// A new message with a fresh SID, created `now`: no error, price, callback, application,
+    /// A new message with a fresh SID (time-ordered: [`MessageSid::time_ordered`]), created
+    /// `now`: no error, price, callback, application,
     /// validity period, SMSC or attempt yet, and not sent.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -217,8 +218,9 @@ impl MessageRecord {
         num_segments: u32,
         now: DateTime<Utc>,
     ) -> MessageRecord {
+        let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
         MessageRecord {
-            sid: MessageSid::generate(),
+            sid: MessageSid::time_ordered(millis, &mut rand::thread_rng()),
             account_sid,
             from,
             to,

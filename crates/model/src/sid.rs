@@ -83,6 +83,17 @@ impl<K: SidKind> Sid<K> {
         Self::random(&mut rand::thread_rng())
     }
 
+    /// A fresh SID whose first 12 hex digits are the milliseconds since the Unix epoch at
+    /// `now_ms` and the other 20 random (80 bits): SIDs made later sort later, so rows written in
+    /// bulk (messages) land at the end of their indexes rather than all over them, and a database
+    /// writes a few pages per batch instead of one per row. Still 32 lower-case hex digits.
+    pub fn time_ordered<R: Rng + ?Sized>(now_ms: u64, rng: &mut R) -> Self {
+        let mut sid = Self::random(rng);
+        let stamp = format!("{:012x}", now_ms & 0xffff_ffff_ffff);
+        sid.bytes[2..14].copy_from_slice(stamp.as_bytes());
+        sid
+    }
+
     pub fn as_str(&self) -> &str {
         // The bytes are ASCII by construction (prefix + hex digits), checked in `from_str`.
         std::str::from_utf8(&self.bytes).expect("SID bytes are ASCII")
@@ -176,6 +187,13 @@ mod tests {
     #[test]
     fn message_sids_have_the_sm_prefix() {
         let sm = MessageSid::generate().to_string();
+        let (early, late) = (
+            MessageSid::time_ordered(1_700_000_000_000, &mut rand::thread_rng()),
+            MessageSid::time_ordered(1_700_000_000_001, &mut rand::thread_rng()),
+        );
+        assert!(early.as_str() < late.as_str(), "{early} {late}");
+        assert_eq!(early.as_str()[2..14], *"018bcfe56800");
+        assert!(early.to_string().parse::<MessageSid>().is_ok());
         assert!(sm.starts_with("SM"));
         assert_eq!(sm.parse::<MessageSid>().map(|s| s.to_string()), Ok(sm.clone()));
         assert_eq!(sm.parse::<CallSid>(), Err(SidError::Prefix { expected: "CA" }));

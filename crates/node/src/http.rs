@@ -40,11 +40,6 @@ impl api::ApiHooks for Hooks {
         }
     }
 
-    fn number_account(&self, phone_number: &str) -> Option<api::AccountSid> {
-        let shared = self.shared.upgrade()?;
-        shared.routing.cached(phone_number).map(|n| n.account_sid)
-    }
-
     fn smsc_status(&self) -> Vec<api::SmscStatus> {
         let Some(shared) = self.shared.upgrade() else {
             return Vec::new();

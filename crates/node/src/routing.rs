@@ -94,18 +94,14 @@ impl Routing {
         });
     }
 
-    /// The number as the index has it, without asking the store (`None` on a miss).
-    pub fn cached(&self, dialled: &str) -> Option<PhoneNumberRecord> {
-        let keys = candidates(dialled);
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        keys.iter().find_map(|k| index.get(k)).cloned()
-    }
-
     pub async fn lookup(&self, store: &store::Store, dialled: &str) -> Option<PhoneNumberRecord> {
-        if let Some(hit) = self.cached(dialled) {
-            return Some(hit);
-        }
         let keys = candidates(dialled);
+        {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = keys.iter().find_map(|k| index.get(k)) {
+                return Some(hit.clone());
+            }
+        }
         for key in &keys {
             match store.number_by_phone(key).await {
                 Ok(Some(n)) => return Some(n),

@@ -62,7 +62,8 @@ pub use calls::CallFilter;
 pub use conferences::{ConferenceFilter, TimeRange};
 pub use error::StoreError;
 pub use messages::{
-    Incoming, MessageChange, MessageFilter, PartsSummary, ReceiptOutcome, ReceiptUpdate, SentMessage,
+    Incoming, MessageChange, MessageFilter, MessageWrites, MessageWritesDone, PartsSummary, ReceiptOutcome,
+    ReceiptUpdate, SentMessage,
 };
 pub use numbers::NumberFilter;
 pub use page::{Cursor, Page, PageRequest};
@@ -87,11 +88,17 @@ pub struct Store {
 /// keeps commits across a process crash without an fsync per commit; foreign keys are off by default in SQLite; `busy_timeout` makes
 /// writers queue behind each other instead of failing with SQLITE_BUSY. `busy_timeout` comes
 /// first so that switching the journal mode, which needs a lock, waits for it too.
-const SQLITE_PRAGMAS: [&str; 4] = [
+/// `temp_store = MEMORY` keeps statement journals (a multi-row statement inside a transaction
+/// saves the pages it changes, to undo itself alone) in memory instead of in a temporary file;
+/// `cache_size` lets a connection keep 32 MiB of pages instead of 2 MiB, so that the indexes the
+/// SMS path writes stay read.
+const SQLITE_PRAGMAS: [&str; 6] = [
     "PRAGMA busy_timeout = 5000",
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA cache_size = -32768",
 ];
 
 impl Store {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use model::{AccountSid, MessageRecord, MessageSid, MessageStatus};
 use sqlx::any::AnyArguments;
 use sqlx::error::BoxDynError;
-use sqlx::{Any, Arguments, Encode, Row, Type};
+use sqlx::{Any, AnyConnection, Arguments, Encode, Row, Type};
 
 use crate::{
     micros, opt_sid_col, opt_time_col, sid_col, time_col, u32_col, DbRow, Page, PageRequest, Sql,
@@ -95,6 +95,25 @@ impl PartsSummary {
             None
         }
     }
+}
+
+/// What [`Store::write_messages`] writes in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageWrites<'a> {
+    pub create: &'a [MessageRecord],
+    pub sent: &'a [SentMessage],
+    pub retrying: &'a [MessageSid],
+    pub receipts: &'a [ReceiptUpdate],
+    pub now: DateTime<Utc>,
+}
+
+/// What [`Store::write_messages`] did: the SIDs that became `sent` (as
+/// [`Store::record_sent`] returns them) and one outcome per receipt (as
+/// [`Store::apply_receipts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageWritesDone {
+    pub sent: Vec<MessageSid>,
+    pub receipts: Vec<ReceiptOutcome>,
 }
 
 /// A message an SMSC accepted, every part of it: part i has `message_ids[i]` (its submit_sm_resp id).
@@ -702,6 +721,23 @@ impl Store {
     }
 }
 
+/// The statements of [`Store::create_messages`], in the caller's transaction.
+async fn create_messages_on(tx: &mut AnyConnection, recs: &[MessageRecord], max_binds: usize) -> Result<(), StoreError> {
+    let binds = Binds::of(tx);
+    for chunk in recs.chunks((max_binds / RECORD_BINDS).max(1)) {
+        let mut q = Stmt::one_off(binds, INSERT);
+        for (i, rec) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            push_record(&mut q, rec);
+        }
+        q.execute(&mut *tx).await?;
+    }
+
+    Ok(())
+}
+
 /// The batch forms of the sender's writes. Each runs in one write transaction, all or nothing,
 /// with a few statements per chunk of [`MAX_BINDS`] values (the counts are on each method), and
 /// keeps the status rule of the single-message methods inside its SQL.
@@ -709,6 +745,22 @@ impl Store {
 /// Keys go into `IN` lists sorted, so that on PostgreSQL two batches lock the rows they share in
 /// the same order.
 impl Store {
+    /// Everything the SMS sender has to write at one time, in one transaction (one commit): the
+    /// new messages, then the accepted submits, the retries and the receipts, each as its own
+    /// method does it, in that order (a receipt finds the part recorded in the same batch). All
+    /// or none.
+    pub async fn write_messages(&self, writes: &MessageWrites<'_>) -> Result<MessageWritesDone, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        if !writes.create.is_empty() {
+            create_messages_on(&mut tx, writes.create, MAX_BINDS).await?;
+        }
+        let sent = Self::record_sent_on(&mut tx, writes.sent, writes.now, MAX_BINDS).await?;
+        Self::mark_retrying_on(&mut tx, writes.retrying, writes.now, MAX_BINDS).await?;
+        let receipts = Self::apply_receipts_on(&mut tx, writes.receipts, writes.now, MAX_BINDS).await?;
+        tx.commit().await?;
+        Ok(MessageWritesDone { sent, receipts })
+    }
+
     /// Inserts new messages (any status) in one transaction: multi-row INSERTs. All or none.
     ///
     /// Statements: one `INSERT` per 363 messages ([`MAX_BINDS`] / 22 values a row).
@@ -721,17 +773,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.writer().begin().await?;
-        let binds = Binds::of(&tx);
-        for chunk in recs.chunks((max_binds / RECORD_BINDS).max(1)) {
-            let mut q = Stmt::one_off(binds, INSERT);
-            for (i, rec) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                push_record(&mut q, rec);
-            }
-            q.execute(&mut *tx).await?;
-        }
+        create_messages_on(&mut tx, recs, max_binds).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -762,8 +804,20 @@ impl Store {
         self.record_sent_in_chunks(sent, now, MAX_BINDS).await
     }
 
-    async fn record_sent_in_chunks<'a>(
+    async fn record_sent_in_chunks(
         &self,
+        sent: &[SentMessage],
+        now: DateTime<Utc>,
+        max_binds: usize,
+    ) -> Result<Vec<MessageSid>, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let changed = Self::record_sent_on(&mut tx, sent, now, max_binds).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn record_sent_on<'a>(
+        tx: &mut AnyConnection,
         sent: &'a [SentMessage],
         now: DateTime<Utc>,
         max_binds: usize,
@@ -790,8 +844,7 @@ impl Store {
         }
         let parts: Vec<_> = parts.into_iter().flatten().collect();
         let now = micros(now);
-        let mut tx = self.writer().begin().await?;
-        let binds = Binds::of(&tx);
+        let binds = Binds::of(tx);
 
         // The parts of earlier attempts.
         let mut sids: Vec<&str> = sent.iter().map(|s| s.sid.as_str()).collect();
@@ -874,7 +927,6 @@ impl Store {
                 changed.extend(now_sent);
             }
         }
-        tx.commit().await?;
         Ok(sent.iter().filter(|s| changed.contains(s.sid.as_str())).map(|s| s.sid).collect())
     }
 
@@ -893,14 +945,25 @@ impl Store {
         now: DateTime<Utc>,
         max_binds: usize,
     ) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await?;
+        Self::mark_retrying_on(&mut tx, sids, now, max_binds).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn mark_retrying_on(
+        tx: &mut AnyConnection,
+        sids: &[MessageSid],
+        now: DateTime<Utc>,
+        max_binds: usize,
+    ) -> Result<(), StoreError> {
         let mut sids: Vec<&str> = sids.iter().map(|s| s.as_str()).collect();
         sids.sort_unstable();
         sids.dedup();
         if sids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer().begin().await?;
-        let binds = Binds::of(&tx);
+        let binds = Binds::of(tx);
         let per = room(max_binds, 1);
         for chunk in sids.chunks(per) {
             let mut q = Stmt::new(
@@ -912,7 +975,6 @@ impl Store {
             q.list(chunk, per);
             q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -959,6 +1021,18 @@ impl Store {
         now: DateTime<Utc>,
         max_binds: usize,
     ) -> Result<Vec<ReceiptOutcome>, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let outcomes = Self::apply_receipts_on(&mut tx, receipts, now, max_binds).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn apply_receipts_on(
+        tx: &mut AnyConnection,
+        receipts: &[ReceiptUpdate],
+        now: DateTime<Utc>,
+        max_binds: usize,
+    ) -> Result<Vec<ReceiptOutcome>, StoreError> {
         if receipts.is_empty() {
             return Ok(Vec::new());
         }
@@ -977,8 +1051,7 @@ impl Store {
             })
             .collect();
         let rounds = round.iter().max().map_or(0, |&k| k + 1);
-        let mut tx = self.writer().begin().await?;
-        let binds = Binds::of(&tx);
+        let binds = Binds::of(tx);
 
         // The parts, read before any is updated.
         let mut ids_by_smsc: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -1141,7 +1214,6 @@ impl Store {
                 }
             }
         }
-        tx.commit().await?;
 
         // A changed message is told on the last receipt of the batch that changed one of its parts.
         let mut last_of: HashMap<MessageSid, usize> = HashMap::with_capacity(changes.len());

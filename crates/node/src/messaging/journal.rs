@@ -1,21 +1,21 @@
 //! The messages' writer: every store write of the SMS path, grouped.
 //!
 //! New messages, accepted submits, retries, final statuses and delivery receipts arrive on one
-//! channel; the task takes all that waits (up to [`MAX_BATCH`]) and writes each kind in one
-//! transaction (`Store::create_messages`, `record_sent`, `mark_retrying`, `apply_receipts`), so
-//! the statements per message fall as the rate rises, on SQLite's single writer as on
-//! PostgreSQL. Only once a write is committed does its effect leave: the API's 201, the
+//! channel; the task takes all that waits (up to [`MAX_BATCH`]) and writes it in one transaction
+//! (`Store::write_messages`: a few statements per kind, one commit), so the statements and
+//! commits per message fall as the rate rises, on SQLite's single writer as on PostgreSQL. Only once a write is committed does its effect leave: the API's 201, the
 //! message entering the outbox, the deliver_sm_resp, the status callback.
 //!
-//! Kinds are written in that order within a batch: a receipt that arrives with the submit it
-//! answers finds its part recorded.
+//! Within a batch, receipts are written after accepted submits: a receipt that arrives with the
+//! submit it answers finds its part recorded.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use model::{MessageRecord, MessageStatus};
-use store::{ReceiptOutcome, ReceiptUpdate, SentMessage};
+use store::{MessageWrites, ReceiptOutcome, ReceiptUpdate, SentMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -89,76 +89,77 @@ pub(super) async fn run(shared: Arc<Shared>, outbox: Outbox, mut writes: mpsc::U
 
 async fn write(shared: &Arc<Shared>, outbox: &Outbox, batch: Batch) {
     let store = &shared.store;
-    if !batch.creates.is_empty() {
-        let messages: Vec<MessageRecord> = batch.creates.iter().map(|(m, _)| m.clone()).collect();
-        match store.create_messages(&messages).await {
-            Ok(()) => {
-                outbox.queue_stored(messages);
-                for (_, done) in batch.creates {
-                    let _ = done.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(count = messages.len(), error = %e, "messages not stored");
-                for (_, done) in batch.creates {
-                    let _ = done.send(Err(e.to_string()));
-                }
-            }
+    // Final statuses are rare (refusals, expiries): one statement each, outside the batch.
+    for (message, status, code, reason) in &batch.finals {
+        match store.set_message_status(&message.sid, *status, Some(*code), Some(reason), None).await {
+            Ok(true) => callback(shared, message, *status, Some(*code)),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(sid = %message.sid, error = %e, "message status not stored"),
         }
     }
-    if !batch.sent.is_empty() {
-        let sent: Vec<SentMessage> = batch.sent.iter().map(|(_, s)| s.clone()).collect();
-        match store.record_sent(&sent, Utc::now()).await {
-            Ok(changed) => {
-                let changed: std::collections::HashSet<_> = changed.into_iter().collect();
+    let create: Vec<MessageRecord> = batch.creates.iter().map(|(m, _)| m.clone()).collect();
+    let sent: Vec<SentMessage> = batch.sent.iter().map(|(_, s)| s.clone()).collect();
+    let retrying: Vec<_> = batch.retrying.iter().map(|m| m.sid).collect();
+    let receipts: Vec<ReceiptUpdate> = batch.receipts.iter().map(|(u, _, _)| u.clone()).collect();
+    let writes = MessageWrites { create: &create, sent: &sent, retrying: &retrying, receipts: &receipts, now: Utc::now() };
+    let started = Instant::now();
+    let written = store.write_messages(&writes).await;
+    tracing::debug!(
+        created = create.len(),
+        sent = sent.len(),
+        receipts = receipts.len(),
+        micros = started.elapsed().as_micros() as u64,
+        "message batch written"
+    );
+    match written {
+        Ok(done) => {
+            if !create.is_empty() {
+                outbox.queue_stored(create);
+            }
+            for (_, stored) in batch.creates {
+                let _ = stored.send(Ok(()));
+            }
+            if !done.sent.is_empty() {
+                let changed: HashSet<_> = done.sent.into_iter().collect();
                 for (message, _) in &batch.sent {
                     if changed.contains(&message.sid) {
                         callback(shared, message, MessageStatus::Sent, None);
                     }
                 }
             }
-            Err(e) => {
-                // The SMSC has these: recording them must not be given up, or a restart would
-                // send them again.
-                tracing::warn!(count = sent.len(), error = %e, "accepted submits not recorded: trying again");
-                for (message, s) in batch.sent {
-                    outbox.write_later(SENT_RETRY, Write::Sent { message, smsc: s.smsc, ids: s.message_ids });
-                }
-            }
+            receipts_written(shared, outbox, batch.receipts, done.receipts);
         }
-    }
-    if !batch.retrying.is_empty() {
-        let sids: Vec<_> = batch.retrying.iter().map(|m| m.sid).collect();
-        if let Err(e) = store.mark_retrying(&sids, Utc::now()).await {
-            tracing::warn!(count = sids.len(), error = %e, "retries not recorded");
-        }
-    }
-    for (message, status, code, reason) in batch.finals {
-        match store.set_message_status(&message.sid, status, Some(code), Some(&reason), None).await {
-            Ok(true) => callback(shared, &message, status, Some(code)),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(sid = %message.sid, error = %e, "message status not stored"),
-        }
-    }
-    if !batch.receipts.is_empty() {
-        receipts(shared, outbox, batch.receipts).await;
-    }
-}
-
-async fn receipts(shared: &Arc<Shared>, outbox: &Outbox, receipts: Vec<(ReceiptUpdate, DeliverAck, Instant)>) {
-    let updates: Vec<ReceiptUpdate> = receipts.iter().map(|(u, _, _)| u.clone()).collect();
-    let outcomes = match shared.store.apply_receipts(&updates, Utc::now()).await {
-        Ok(outcomes) => outcomes,
         Err(e) => {
+            tracing::warn!(
+                messages = create.len(),
+                sent = sent.len(),
+                receipts = receipts.len(),
+                error = %e,
+                "message writes failed"
+            );
+            for (_, stored) in batch.creates {
+                let _ = stored.send(Err(e.to_string()));
+            }
+            // The SMSC has these: recording them must not be given up, or a restart would send
+            // them again.
+            for (message, s) in batch.sent {
+                outbox.write_later(SENT_RETRY, Write::Sent { message, smsc: s.smsc, ids: s.message_ids });
+            }
             // Not stored: each SMSC keeps its receipts and delivers them again.
-            tracing::warn!(count = updates.len(), error = %e, "receipts not stored");
-            for (_, ack, _) in receipts {
+            for (_, ack, _) in batch.receipts {
                 outbox.receipt_done();
                 ack.refuse(smpp::CommandStatus::ESME_RX_T_APPN);
             }
-            return;
         }
-    };
+    }
+}
+
+fn receipts_written(
+    shared: &Arc<Shared>,
+    outbox: &Outbox,
+    receipts: Vec<(ReceiptUpdate, DeliverAck, Instant)>,
+    outcomes: Vec<ReceiptOutcome>,
+) {
     let now = Instant::now();
     for ((update, ack, until), outcome) in receipts.into_iter().zip(outcomes) {
         match outcome {

@@ -80,6 +80,8 @@ struct Inner {
     queue: Mutex<OutboxQueue>,
     wake: Notify,
     journal: OnceLock<mpsc::UnboundedSender<Write>>,
+    /// The node's runtime: what the journal (on a thread of its own) starts goes there.
+    runtime: OnceLock<tokio::runtime::Handle>,
     receipts_pending: AtomicUsize,
     /// Parts reported delivered and undelivered, by SMSC name.
     outcomes: Mutex<HashMap<String, (u64, u64)>>,
@@ -161,9 +163,20 @@ impl Outbox {
         }
     }
 
+    /// Runs `task` on the node's runtime (the journal's own thread only writes).
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self.inner.runtime.get() {
+            Some(runtime) => drop(runtime.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
+    }
+
     fn write_later(&self, delay: Duration, write: Write) {
         let outbox = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             tokio::time::sleep(delay).await;
             outbox.write(write);
         });
@@ -183,7 +196,8 @@ pub fn start(shared: Arc<Shared>, pool: Arc<SmscPool>, events: mpsc::Receiver<Sm
         tracing::error!("the SMS outbox was started twice");
         return;
     }
-    tokio::spawn(journal::run(shared.clone(), outbox.clone(), journal_rx));
+    let _ = outbox.inner.runtime.set(tokio::runtime::Handle::current());
+    start_journal(shared.clone(), outbox.clone(), journal_rx);
     tokio::spawn(async move {
         // Messages created meanwhile are newer: `load` puts these before them.
         match shared.store.outbox(u32::MAX).await {
@@ -198,6 +212,34 @@ pub fn start(shared: Arc<Shared>, pool: Arc<SmscPool>, events: mpsc::Receiver<Sm
         tokio::spawn(run_events(shared.clone(), events));
         run_sender(shared, outbox, pool).await;
     });
+}
+
+/// Runs the journal on a thread of its own, with a single-threaded runtime.
+///
+/// Each batch is a dozen store round trips in a row, and an answer from SQLite's worker thread
+/// wakes the task from outside the runtime: on the node's runtime, busy with thousands of HTTP
+/// requests a second, every wake-up waited its turn behind them, and the journal (which every
+/// message waits for) spent most of its time waiting to run, not writing. On its own thread it
+/// runs as soon as the answer is there. It shares the store's pools with the rest of the node.
+fn start_journal(shared: Arc<Shared>, outbox: Outbox, writes: mpsc::UnboundedReceiver<Write>) {
+    let (spawn_shared, spawn_outbox) = (shared.clone(), outbox.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = std::thread::Builder::new().name("sms-journal".to_owned()).spawn(move || {
+        let Ok(writes) = rx.recv() else { return };
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(journal::run(spawn_shared, spawn_outbox, writes)),
+            Err(e) => tracing::error!(error = %e, "the SMS journal's runtime did not start"),
+        }
+    });
+    match started {
+        Ok(_) => {
+            let _ = tx.send(writes);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no thread for the SMS journal: it runs on the node's runtime");
+            tokio::spawn(journal::run(shared, outbox, writes));
+        }
+    }
 }
 
 /// What became of one attempt.
@@ -341,8 +383,9 @@ fn callback(shared: &Arc<Shared>, message: &MessageRecord, status: MessageStatus
     if let Some(code) = error_code {
         params.push(("ErrorCode".to_owned(), code.to_string()));
     }
-    let (shared, account) = (shared.clone(), message.account_sid);
-    tokio::spawn(async move {
+    let (runner, account) = (shared.clone(), message.account_sid);
+    shared.outbox.spawn(async move {
+        let shared = runner;
         let Ok(Some(account)) = shared.store.account(&account).await else {
             return;
         };
