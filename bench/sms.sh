@@ -38,7 +38,7 @@ RATES=${RATES:-"100 200 500 1000 2000 5000 10000"}
 STEP_S=${STEP_S:-10}
 WARMUP_RATE=${WARMUP_RATE:-200}
 WARMUP_S=${WARMUP_S:-2}
-CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS=${CONNECTIONS:-256}
 DESTINATIONS=${DESTINATIONS:-10000}
 BINDS=${BINDS:-4}
 WINDOW=${WINDOW:-64}
@@ -288,7 +288,7 @@ esac
 
 if [ "$WHICH" = postgres-inner ]; then
     # Run by scripts/with-postgres.sh below, with a fresh server's URL in the environment.
-    bench_backend postgres "$DIALTONE_TEST_DATABASE_URL"
+    bench_backend postgres "$DIALTONE_TEST_DATABASE_URL${PG_URL_SUFFIX:-}"
     exit 0
 fi
 

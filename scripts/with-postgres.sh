@@ -93,7 +93,7 @@ for _ in 1 2 3 4 5 6 7 8; do
     # -w: return once the server accepts connections. A port taken since the check above makes
     # the start fail; then try another.
     if (cd "$TMP" && as_server "$BIN/pg_ctl" -D "$PGDATA_DIR" -l "$TMP/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $candidate -k $SOCK -c fsync=off -c full_page_writes=off -c max_connections=200" \
+        -o "-c listen_addresses=127.0.0.1 -p $candidate -k $SOCK -c fsync=off -c full_page_writes=off -c max_connections=200 ${PG_SERVER_OPTS:-}" \
         start >/dev/null); then
         PORT=$candidate
         break

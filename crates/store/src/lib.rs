@@ -82,6 +82,8 @@ pub struct Store {
     writes: sqlx::AnyPool,
     /// Seals the secrets that are read back (API key secrets); see [`Store::with_sealing_key`].
     sealing: Option<std::sync::Arc<SealingKey>>,
+    /// PostgreSQL (writers in parallel) rather than SQLite (one writer at a time).
+    postgres: bool,
 }
 
 /// Per-connection SQLite settings. WAL lets readers run beside the one writer; `synchronous=NORMAL`
@@ -110,7 +112,8 @@ impl Store {
     pub async fn open(database_url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let lower = database_url.to_ascii_lowercase();
-        let (pool, writes) = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        let postgres = lower.starts_with("postgres://") || lower.starts_with("postgresql://");
+        let (pool, writes) = if postgres {
             let options = AnyConnectOptions::from_str(database_url)?;
             // A pool retries a refused connection until its acquire timeout (30 s) and then
             // reports only the timeout; one direct connection first fails at once, with the cause.
@@ -123,7 +126,7 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(scheme_of(database_url)));
         };
         sqlx::migrate!("./migrations").run(&writes).await?;
-        Ok(Store { pool, writes, sealing: None })
+        Ok(Store { pool, writes, sealing: None, postgres })
     }
 
     /// The store, sealing and opening API key secrets with `key` (the server key, see
@@ -136,6 +139,12 @@ impl Store {
 
     fn sealing_key(&self) -> Result<&SealingKey, StoreError> {
         self.sealing.as_deref().ok_or(StoreError::NoServerKey)
+    }
+
+    /// Whether write transactions run side by side (PostgreSQL) rather than one at a time
+    /// (SQLite): a writer may then split its work over several transactions at once.
+    pub fn parallel_writes(&self) -> bool {
+        self.postgres
     }
 
     /// The pool every INSERT, UPDATE, DELETE and write transaction goes through.

@@ -73,7 +73,30 @@ impl Batch {
     }
 }
 
-pub(super) async fn run(shared: Arc<Shared>, outbox: Outbox, mut writes: mpsc::UnboundedReceiver<Write>) {
+/// Rows written before the first `Store::analyze_messages`; each later one waits for twice as
+/// many, up to [`ANALYZE_MAX_ROWS`].
+const ANALYZE_FIRST_ROWS: usize = 1_000;
+const ANALYZE_MAX_ROWS: usize = 1_000_000;
+
+/// Runs one journal task per lane, side by side, until every lane closes.
+pub(super) async fn run_lanes(shared: Arc<Shared>, outbox: Outbox, lanes: Vec<mpsc::UnboundedReceiver<Write>>) {
+    let analyzing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tasks: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| tokio::spawn(run(shared.clone(), outbox.clone(), lane, analyzing.clone())))
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    outbox: Outbox,
+    mut writes: mpsc::UnboundedReceiver<Write>,
+    analyzing: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut analyze = Analyze { written: 0, next: ANALYZE_FIRST_ROWS, running: analyzing };
     while let Some(first) = writes.recv().await {
         let mut batch = Batch::default();
         batch.add(first);
@@ -83,7 +106,37 @@ pub(super) async fn run(shared: Arc<Shared>, outbox: Outbox, mut writes: mpsc::U
                 Err(_) => break,
             }
         }
+        let rows = batch.creates.len() + batch.sent.len();
         write(&shared, &outbox, batch).await;
+        analyze.wrote(&shared, &outbox, rows);
+    }
+}
+
+/// When the SMS tables' planner statistics are refreshed: after 1,000 rows, 2,000 more, 4,000
+/// more... (a table growing from empty), then every million, one refresh at a time, on the
+/// node's runtime so that the journal does not wait for it.
+struct Analyze {
+    written: usize,
+    next: usize,
+    running: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Analyze {
+    fn wrote(&mut self, shared: &Arc<Shared>, outbox: &Outbox, rows: usize) {
+        use std::sync::atomic::Ordering;
+        self.written += rows;
+        if self.written < self.next || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.written = 0;
+        self.next = (self.next * 2).min(ANALYZE_MAX_ROWS);
+        let (store, running) = (shared.store.clone(), self.running.clone());
+        outbox.spawn(async move {
+            if let Err(e) = store.analyze_messages().await {
+                tracing::warn!(error = %e, "the message tables' statistics were not refreshed");
+            }
+            running.store(false, Ordering::Release);
+        });
     }
 }
 

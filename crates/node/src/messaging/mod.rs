@@ -79,7 +79,7 @@ pub struct Outbox {
 struct Inner {
     queue: Mutex<OutboxQueue>,
     wake: Notify,
-    journal: OnceLock<mpsc::UnboundedSender<Write>>,
+    journal: OnceLock<Lanes>,
     /// The node's runtime: what the journal (on a thread of its own) starts goes there.
     runtime: OnceLock<tokio::runtime::Handle>,
     receipts_pending: AtomicUsize,
@@ -187,17 +187,43 @@ impl Outbox {
     }
 }
 
+/// Where writes go: one journal task, or on a backend with parallel writers (PostgreSQL) a
+/// second one for new messages, so that creating messages and recording what became of them
+/// are two transactions at once. A message's later writes follow its creation's commit anyway
+/// (it is sent only once stored), and a receipt that overtakes its submit's record is looked
+/// for again.
+struct Lanes {
+    all: mpsc::UnboundedSender<Write>,
+    creates: Option<mpsc::UnboundedSender<Write>>,
+}
+
+impl Lanes {
+    fn send(&self, write: Write) -> Result<(), mpsc::error::SendError<Write>> {
+        match (&write, &self.creates) {
+            (Write::Create { .. }, Some(creates)) => creates.send(write),
+            _ => self.all.send(write),
+        }
+    }
+}
+
 /// Starts the journal, loads the store's unsent messages into the outbox, then starts the
 /// sender and the consumer of the pool's events. All run until the process ends.
 pub fn start(shared: Arc<Shared>, pool: Arc<SmscPool>, events: mpsc::Receiver<SmsEvent>) {
     let outbox = shared.outbox.clone();
-    let (journal_tx, journal_rx) = mpsc::unbounded_channel();
-    if outbox.inner.journal.set(journal_tx).is_err() {
+    let (all_tx, all_rx) = mpsc::unbounded_channel();
+    let (creates_tx, creates_rx) = mpsc::unbounded_channel();
+    let parallel = shared.store.parallel_writes();
+    let lanes = Lanes { all: all_tx, creates: parallel.then_some(creates_tx) };
+    let mut receivers = vec![all_rx];
+    if parallel {
+        receivers.push(creates_rx);
+    }
+    if outbox.inner.journal.set(lanes).is_err() {
         tracing::error!("the SMS outbox was started twice");
         return;
     }
     let _ = outbox.inner.runtime.set(tokio::runtime::Handle::current());
-    start_journal(shared.clone(), outbox.clone(), journal_rx);
+    start_journal(shared.clone(), outbox.clone(), receivers);
     tokio::spawn(async move {
         // Messages created meanwhile are newer: `load` puts these before them.
         match shared.store.outbox(u32::MAX).await {
@@ -221,23 +247,23 @@ pub fn start(shared: Arc<Shared>, pool: Arc<SmscPool>, events: mpsc::Receiver<Sm
 /// requests a second, every wake-up waited its turn behind them, and the journal (which every
 /// message waits for) spent most of its time waiting to run, not writing. On its own thread it
 /// runs as soon as the answer is there. It shares the store's pools with the rest of the node.
-fn start_journal(shared: Arc<Shared>, outbox: Outbox, writes: mpsc::UnboundedReceiver<Write>) {
+fn start_journal(shared: Arc<Shared>, outbox: Outbox, lanes: Vec<mpsc::UnboundedReceiver<Write>>) {
     let (spawn_shared, spawn_outbox) = (shared.clone(), outbox.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     let started = std::thread::Builder::new().name("sms-journal".to_owned()).spawn(move || {
-        let Ok(writes) = rx.recv() else { return };
+        let Ok(lanes) = rx.recv() else { return };
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(journal::run(spawn_shared, spawn_outbox, writes)),
+            Ok(runtime) => runtime.block_on(journal::run_lanes(spawn_shared, spawn_outbox, lanes)),
             Err(e) => tracing::error!(error = %e, "the SMS journal's runtime did not start"),
         }
     });
     match started {
         Ok(_) => {
-            let _ = tx.send(writes);
+            let _ = tx.send(lanes);
         }
         Err(e) => {
             tracing::warn!(error = %e, "no thread for the SMS journal: it runs on the node's runtime");
-            tokio::spawn(journal::run(shared, outbox, writes));
+            tokio::spawn(journal::run_lanes(shared, outbox, lanes));
         }
     }
 }
