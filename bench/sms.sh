@@ -288,7 +288,7 @@ esac
 
 if [ "$WHICH" = postgres-inner ]; then
     # Run by scripts/with-postgres.sh below, with a fresh server's URL in the environment.
-    bench_backend postgres "$DIALTONE_TEST_DATABASE_URL${PG_URL_SUFFIX:-}"
+    bench_backend postgres "$DIALTONE_TEST_DATABASE_URL"
     exit 0
 fi
 

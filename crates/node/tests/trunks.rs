@@ -129,8 +129,9 @@ impl Fixture {
 /// A hand-written gateway on a loopback UDP socket.
 struct Gateway {
     socket: UdpSocket,
-    /// (Call-ID, CSeq) of the requests returned already: a retransmission is not a new request.
-    seen: std::sync::Mutex<std::collections::HashSet<(String, u32)>>,
+    /// (Call-ID, CSeq number, method) of the requests returned already: a retransmission is not
+    /// a new request (an ACK shares its INVITE's CSeq number, hence the method).
+    seen: std::sync::Mutex<std::collections::HashSet<(String, u32, String)>>,
 }
 
 impl Gateway {
@@ -170,6 +171,7 @@ impl Gateway {
                 let key = (
                     r.call_id().unwrap_or_default().to_owned(),
                     r.cseq().map_or(0, |(n, _)| n),
+                    format!("{:?}", r.method),
                 );
                 // A node whose first copy was slow to be answered (a loaded machine) sends it
                 // again: that is not the next request.

@@ -1595,6 +1595,49 @@ pub(crate) mod tests {
         SentMessage { sid: m.sid, smsc: smsc.into(), message_ids: ids.iter().map(|&id| id.into()).collect() }
     }
 
+    #[tokio::test]
+    async fn one_batch_creates_records_and_delivers_in_one_transaction() {
+        let db = temp_store().await;
+        let a = account(&db.store).await;
+        let mut old = message(&a, "+1");
+        old.status_callback = None;
+        db.store.create_message(&old).await.unwrap();
+        let (new, retried) = (message(&a, "+2"), message(&a, "+3"));
+        db.store.create_message(&retried).await.unwrap();
+        let at = now();
+        let sent = [SentMessage { sid: old.sid, smsc: "smsc-a".into(), message_ids: vec!["b-1".into()] }];
+        let writes = MessageWrites {
+            create: std::slice::from_ref(&new),
+            sent: &sent,
+            retrying: &[retried.sid],
+            // The receipt of a submit recorded in the same batch finds its part.
+            receipts: &[delivered("b-1"), delivered("nobody")],
+            now: at,
+        };
+        let done = db.store.write_messages(&writes).await.unwrap();
+        assert_eq!(done.sent, vec![old.sid]);
+        assert!(matches!(
+            &done.receipts[0],
+            ReceiptOutcome::Applied { message_sid, changed: true, message: Some(MessageChange { status: MessageStatus::Delivered, record: None, .. }) }
+                if *message_sid == old.sid
+        ), "{:?}", done.receipts);
+        assert_eq!(done.receipts[1], ReceiptOutcome::Unknown);
+        let get = |sid| {
+            let store = db.store.clone();
+            async move { store.message_by_sid(&sid).await.unwrap().unwrap() }
+        };
+        assert_eq!(get(new.sid).await.status, MessageStatus::Queued);
+        let old = get(old.sid).await;
+        assert_eq!((old.status, old.attempts, old.date_sent.is_some()), (MessageStatus::Delivered, 1, true));
+        assert_eq!(get(retried.sid).await.status, MessageStatus::Sending);
+
+        // A failing batch writes nothing of it: the new message is not there.
+        let again = [new.clone()];
+        let failing = MessageWrites { create: &again, sent: &[], retrying: &[], receipts: &[], now: at };
+        assert!(db.store.write_messages(&failing).await.is_err(), "the same SID twice");
+        db.store.analyze_messages().await.unwrap();
+    }
+
     fn receipt(smsc: &str, id: &str, status: MessageStatus, error_code: Option<u32>) -> ReceiptUpdate {
         ReceiptUpdate { smsc: smsc.into(), smsc_message_id: id.into(), status, error_code }
     }

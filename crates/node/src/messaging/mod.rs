@@ -114,9 +114,9 @@ impl Outbox {
             return Err(CreateError::Full(waiting));
         }
         let (done, stored) = oneshot::channel();
-        journal
-            .send(Write::Create { message: message.clone(), done })
-            .map_err(|_| CreateError::Store("the message writer stopped".to_owned()))?;
+        if !journal.send(Write::Create { message: message.clone(), done }) {
+            return Err(CreateError::Store("the message writer stopped".to_owned()));
+        }
         match stored.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(CreateError::Store(e)),
@@ -159,7 +159,7 @@ impl Outbox {
     fn write(&self, write: Write) {
         if let Some(journal) = self.inner.journal.get() {
             // The journal runs as long as the process: a send fails only at shutdown.
-            let _ = journal.send(write);
+            journal.send(write);
         }
     }
 
@@ -198,10 +198,11 @@ struct Lanes {
 }
 
 impl Lanes {
-    fn send(&self, write: Write) -> Result<(), mpsc::error::SendError<Write>> {
+    /// False when the journal is gone (the process is ending).
+    fn send(&self, write: Write) -> bool {
         match (&write, &self.creates) {
-            (Write::Create { .. }, Some(creates)) => creates.send(write),
-            _ => self.all.send(write),
+            (Write::Create { .. }, Some(creates)) => creates.send(write).is_ok(),
+            _ => self.all.send(write).is_ok(),
         }
     }
 }
