@@ -3,7 +3,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 status=0
-for b in cps.sh relay.sh webrtc.sh conference.sh api.sh; do
+for b in cps.sh relay.sh webrtc.sh conference.sh api.sh sms.sh; do
     echo "== $b"
     "$HERE/$b" "$@" || status=1
 done
