@@ -813,11 +813,9 @@ impl Store {
     /// nearly empty read whole indexes for each batch (32 ms a statement at 5,000 messages/s).
     /// The sender calls this as the tables grow; `ANALYZE` samples rows and blocks no writer.
     pub async fn analyze_messages(&self) -> Result<(), StoreError> {
-        let conn = self.pool.acquire().await?;
-        if conn.backend_name() != "PostgreSQL" {
+        if !self.parallel_writes() {
             return Ok(());
         }
-        drop(conn);
         sqlx::query("ANALYZE messages, message_parts").execute(&self.pool).await?;
         Ok(())
     }
