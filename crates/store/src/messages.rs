@@ -838,7 +838,8 @@ impl Store {
 
     /// Inserts new messages (any status) in one transaction: multi-row INSERTs. All or none.
     ///
-    /// Statements: one `INSERT` per 363 messages ([`MAX_BINDS`] / 22 values a row).
+    /// Statements: one `INSERT` per 363 messages ([`MAX_BINDS`] / 22 values a row); on
+    /// PostgreSQL one in all, its rows one JSON parameter.
     pub async fn create_messages(&self, recs: &[MessageRecord]) -> Result<(), StoreError> {
         self.create_messages_in_chunks(recs, MAX_BINDS).await
     }
@@ -869,8 +870,9 @@ impl Store {
     ///
     /// Statements, per chunk of 8,000 messages or ids: one `DELETE` of the messages' earlier
     /// parts, one `DELETE` of the recycled ids per SMSC, one `INSERT` of the parts per 1,999
-    /// parts, one `UPDATE ... RETURNING` of the messages per SMSC, and a second `UPDATE` only
-    /// for those the first did not change (canceled, already sent: rare).
+    /// parts (on PostgreSQL one in all, from a JSON parameter), one `UPDATE ... RETURNING` of the
+    /// messages per SMSC, and a second `UPDATE` only for those the first did not change
+    /// (canceled, already sent: rare).
     pub async fn record_sent(
         &self,
         sent: &[SentMessage],
