@@ -86,6 +86,10 @@ pub struct LegRequest {
     pub local_port: u16,
     /// Extra headers for the INVITE (a browser's `X-Dialtone-*` call parameters).
     pub headers: Vec<(String, String)>,
+    /// The trunk's calls-per-second slot, when the caller reserved it already (an API-created
+    /// call reserves it as it is created, so calls leave in the order they were made); `None`:
+    /// the leg reserves one when its route is known.
+    pub trunk_slot: Option<std::time::Instant>,
 }
 
 /// What happens to a leg, in order: maybe `Ringing`, then one `Answered` or `Failed`.
@@ -151,6 +155,13 @@ struct Attempt {
 pub(crate) struct Route {
     attempts: Vec<Attempt>,
     trunk: Option<Trunk>,
+}
+
+impl Route {
+    /// Reserves the route's trunk slot at `earliest` or later (`None`: no trunk, no pace).
+    pub(crate) fn reserve_trunk_slot(&self, earliest: std::time::Instant) -> Option<std::time::Instant> {
+        self.trunk.as_ref().map(|t| t.reserve_slot(earliest))
+    }
 }
 
 pub(crate) fn rejected(code: u32, message: impl Into<String>) -> HookError {
@@ -275,7 +286,8 @@ impl LegTask {
             }
         }
         if let Some(trunk) = &route.trunk {
-            let slot = Instant::from_std(trunk.reserve_slot(std::time::Instant::now()));
+            let slot = self.req.trunk_slot.unwrap_or_else(|| trunk.reserve_slot(std::time::Instant::now()));
+            let slot = Instant::from_std(slot);
             if slot > Instant::now() {
                 tracing::debug!(call_sid = %self.req.call_sid, trunk = %trunk.name, "waiting for the trunk's calls-per-second slot");
                 tokio::select! {

@@ -43,7 +43,11 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
     fraud::check_destination(&req.account_sid, &req.to)
         .map_err(|e| rejected(fraud::NOT_AUTHORIZED_CODE, e.to_string()))?;
     // Refuse what cannot be routed now rather than fail it later.
-    route(&shared, &LegTarget::Address(req.to.clone())).await?;
+    let route = route(&shared, &LegTarget::Address(req.to.clone())).await?;
+    // The account's and the trunk's calls-per-second slots, taken now, in the order the calls
+    // are created (the call's task may start late on a busy node): until then it stays `queued`.
+    let fraud_slot = fraud::reserve_slot(&req.account_sid, std::time::Instant::now());
+    let trunk_slot = route.reserve_trunk_slot(fraud_slot);
     let now = Utc::now();
     let record = CallRecord {
         sid: CallSid::generate(),
@@ -58,6 +62,7 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
         end_time: None,
         duration: None,
         answered_by: None,
+        price: None,
         date_created: now,
         date_updated: now,
     };
@@ -79,6 +84,8 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
         record: record.clone(),
         auth_token: account.auth_token,
         callbacks,
+        fraud_slot,
+        trunk_slot,
     };
     tokio::spawn(dialing.run(registration, control));
     Ok(record)
@@ -227,6 +234,10 @@ struct Dialing {
     record: CallRecord,
     auth_token: String,
     callbacks: StatusCallbacks,
+    /// When the account's calls-per-second limit lets the call go.
+    fraud_slot: std::time::Instant,
+    /// The trunk's slot, if the route has a paced trunk.
+    trunk_slot: Option<std::time::Instant>,
 }
 
 impl Dialing {
@@ -253,11 +264,9 @@ impl Dialing {
             .map(|u| (u, http_method(&self.req.method)));
         let mut engine_twiml = self.req.twiml.clone();
 
-        // The account's calls-per-second slot: until then the call stays `queued`.
-        let slot = Instant::from_std(fraud::reserve_slot(
-            &self.record.account_sid,
-            std::time::Instant::now(),
-        ));
+        // The account's calls-per-second slot (taken at creation): until then the call stays
+        // `queued`.
+        let slot = Instant::from_std(self.fraud_slot);
         while Instant::now() < slot {
             tokio::select! {
                 () = tokio::time::sleep_until(slot) => {}
@@ -290,6 +299,7 @@ impl Dialing {
                 timeout: Duration::from_secs(u64::from(self.req.timeout)),
                 local_port: stream.local_port,
                 headers: Vec::new(),
+                trunk_slot: self.trunk_slot,
             },
         );
         self.callbacks.post("initiated", &self.record);
@@ -411,6 +421,7 @@ impl Dialing {
         self.record.status = status;
         self.record.end_time = Some(now);
         self.record.duration = Some(0);
+        self.record.price = crate::pricing::call_price(self.shared.config.pricing.as_deref(), &self.record, None);
         self.record.date_updated = now;
         self.save();
         self.shared.records.flush().await;
