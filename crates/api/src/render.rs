@@ -205,7 +205,7 @@ pub(crate) fn call(c: &CallRecord) -> Value {
         "group_sid": null,
         "parent_call_sid": c.parent_call_sid,
         "phone_number_sid": c.phone_number_sid,
-        "price": null,
+        "price": c.price,
         "price_unit": "USD",
         "queue_time": "0",
         "sid": c.sid,

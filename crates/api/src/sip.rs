@@ -840,6 +840,7 @@ mod tests {
                 end_time: None,
                 duration: None,
                 answered_by: None,
+                price: None,
                 date_created: now,
                 date_updated: now,
             };

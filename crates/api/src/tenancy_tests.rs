@@ -172,6 +172,7 @@ impl Fixture {
             end_time: Some(now),
             duration: Some(0),
             answered_by: None,
+            price: None,
             date_created: now,
             date_updated: now,
         };

@@ -63,6 +63,7 @@ impl ApiHooks for CountingHooks {
             end_time: None,
             duration: None,
             answered_by: None,
+            price: None,
             date_created: now,
             date_updated: now,
         };
@@ -180,6 +181,7 @@ impl Fixture {
             end_time: Some(created + Duration::seconds(12)),
             duration: Some(12),
             answered_by: None,
+            price: None,
             date_created: created,
             date_updated: created,
         };

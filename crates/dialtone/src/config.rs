@@ -44,6 +44,8 @@ pub struct RawConfig {
     pub trunks: Option<Vec<RawTrunk>>,
     /// Limits against toll fraud.
     pub fraud: Option<RawFraud>,
+    /// The rates calls are priced at (`[pricing]`); none: calls stay unpriced.
+    pub pricing: Option<RawPricing>,
     /// SMS centres to bind to over SMPP (`[[smsc]]` tables); none: no SMS.
     pub smsc: Option<Vec<RawSmsc>>,
     /// One more SMSC for the simple case, `smpp://system_id:password@host[:port]`
@@ -112,6 +114,50 @@ pub struct RawTrunk {
     /// are accepted from anywhere; once one does, only from these, the trunks' gateways and
     /// registered users.
     pub inbound_acl: Option<Vec<String>>,
+}
+
+/// The `[pricing]` table: prices are decimal strings in the account's currency (USD).
+///
+/// ```toml
+/// [pricing]
+/// rounding = "per-minute"                  # or "per-second"
+/// inbound = { local = "0.01", toll-free = "0.022" }      # per minute, by number type
+/// outbound = { "+1" = "0.013", "+44" = "0.03" }         # per minute, longest prefix wins
+/// sms_inbound = "0.0079"                   # per segment
+/// sms_outbound = { "+1" = "0.0079" }       # per segment, longest prefix wins
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    pub rounding: Option<billing::Rounding>,
+    pub inbound: Option<std::collections::BTreeMap<billing::NumberType, String>>,
+    pub outbound: Option<std::collections::BTreeMap<String, String>>,
+    pub sms_inbound: Option<String>,
+    pub sms_outbound: Option<std::collections::BTreeMap<String, String>>,
+}
+
+fn build_pricing(raw: RawPricing) -> Result<billing::RateTable> {
+    let prefixes = |rates: Option<std::collections::BTreeMap<String, String>>, what: &str| {
+        let rates = rates.unwrap_or_default();
+        billing::PrefixRates::new(rates.iter().map(|(p, r)| (p.as_str(), r.as_str()))).with_context(|| what.to_owned())
+    };
+    let price = |text: &str, what: &str| -> Result<billing::Decimal> {
+        match text.trim().parse::<billing::Decimal>() {
+            Ok(d) if !d.is_sign_negative() => Ok(d),
+            _ => bail!("{what}: {text:?} is not a decimal of at least 0"),
+        }
+    };
+    let mut inbound = std::collections::HashMap::new();
+    for (kind, rate) in raw.inbound.unwrap_or_default() {
+        inbound.insert(kind, price(&rate, "inbound")?);
+    }
+    Ok(billing::RateTable {
+        rounding: raw.rounding.unwrap_or_default(),
+        inbound,
+        outbound: prefixes(raw.outbound, "outbound")?,
+        sms_inbound: raw.sms_inbound.as_deref().map(|r| price(r, "sms_inbound")).transpose()?,
+        sms_outbound: prefixes(raw.sms_outbound, "sms_outbound")?,
+    })
 }
 
 /// The `[fraud]` table.
@@ -285,6 +331,7 @@ impl RawConfig {
             smscs.push(build_smsc("default", smsc_from_url(url)?).context("DIALTONE_SMSC")?);
         }
         node::sms::check(&smscs).context("smsc")?;
+        let pricing = self.pricing.map(build_pricing).transpose().context("pricing")?.map(std::sync::Arc::new);
         let fraud = build_fraud(self.fraud.unwrap_or_default()).context("fraud")?;
         // The fraud policy is process-wide: installed here, once, at start.
         node::fraud::configure(fraud.clone());
@@ -305,6 +352,7 @@ impl RawConfig {
                 console_crm_url: self.console_crm_url.filter(|u| !u.trim().is_empty()),
                 http_tls,
                 smscs,
+                pricing,
             },
             database_url,
             account_sid,
@@ -595,6 +643,35 @@ mod tests {
         let err = RawConfig::default().overlay_env(env(&[("DIALTONE_CALLS_PER_SECOND", "fast")])).validate().unwrap_err();
         assert!(format!("{err:#}").contains("calls_per_second"), "{err:#}");
         assert_eq!(RawConfig::default().validate().unwrap().fraud, node::fraud::Policy::default());
+    }
+
+    #[test]
+    fn pricing_table() {
+        let raw: RawConfig = toml::from_str(
+            r#"
+            [pricing]
+            rounding = "per-second"
+            inbound = { local = "0.01", toll-free = "0.022" }
+            outbound = { "+1" = "0.013", "+1555" = "0.05" }
+            sms_inbound = "0.0079"
+            sms_outbound = { "" = "0.04" }
+            "#,
+        )
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let t = c.node.pricing.expect("a rate table");
+        assert_eq!(t.rounding, billing::Rounding::PerSecond);
+        let price = |seconds| t.call_price(billing::Direction::Outbound("+15550001234"), seconds).unwrap().to_string();
+        assert_eq!(price(65), "0.0542");
+        assert_eq!(t.inbound[&billing::NumberType::TollFree].to_string(), "0.022");
+        assert_eq!(t.sms_outbound.rate("+33612345678").unwrap().to_string(), "0.04");
+        assert!(RawConfig::default().validate().unwrap().node.pricing.is_none(), "unpriced by default");
+
+        let bad = |text: &str| format!("{:#}", toml::from_str::<RawConfig>(text).unwrap().validate().map(|_| ()).unwrap_err());
+        assert!(bad("[pricing]\noutbound = { \"+1\" = \"-1\" }").contains("not a decimal of at least 0"));
+        assert!(bad("[pricing]\noutbound = { \"+1x\" = \"1\" }").contains("digits only"));
+        assert!(bad("[pricing]\ninbound = { local = \"free\" }").contains("inbound"));
+        assert!(toml::from_str::<RawConfig>("[pricing]\nrounding = \"hourly\"").is_err());
     }
 
     #[test]

@@ -265,6 +265,9 @@ pub struct CallRecord {
     /// Seconds from answer to hang-up, once the call is over.
     pub duration: Option<u32>,
     pub answered_by: Option<String>,
+    /// What the call cost, as Twilio shows it (a negative decimal string, `"-0.1000"`), once it
+    /// ended and if a rate table priced it.
+    pub price: Option<String>,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
 }

@@ -502,6 +502,7 @@ mod tests {
             end_time: None,
             duration: None,
             answered_by: None,
+            price: None,
             date_created: created,
             date_updated: start.unwrap_or(created),
         }

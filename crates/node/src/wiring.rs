@@ -34,6 +34,9 @@ pub struct NodeConfig {
     pub http_tls: Option<crate::tls::TlsFiles>,
     /// SMS centres to bind to (SMPP); none: no SMS.
     pub smscs: Vec<crate::sms::SmscConfig>,
+    /// The rates calls are priced at when they end (`crate::pricing`); none: calls stay
+    /// unpriced (`price` null).
+    pub pricing: Option<std::sync::Arc<billing::RateTable>>,
 }
 
 impl NodeConfig {

@@ -154,6 +154,7 @@ async fn fixture(rtp_base: u16, voice: &str, after: &str) -> Fixture {
         trunks: vec![trunk],
         console_crm_url: None,
         smscs: Vec::new(),
+        pricing: None,
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

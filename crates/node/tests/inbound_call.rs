@@ -148,6 +148,7 @@ async fn start(
         trunks: Vec::new(),
         console_crm_url: None,
         smscs: Vec::new(),
+        pricing: None,
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

@@ -58,6 +58,7 @@ async fn fixture_for(
         trunks,
         console_crm_url: None,
         smscs: Vec::new(),
+        pricing: None,
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

@@ -9,7 +9,7 @@ use crate::{
 };
 
 const COLUMNS: &str = "SELECT sid, account_sid, parent_call_sid, phone_number_sid, from_address, \
-    to_address, status, direction, start_time, end_time, duration, answered_by, date_created, \
+    to_address, status, direction, start_time, end_time, duration, answered_by, price, date_created, \
     date_updated FROM calls";
 
 /// Filters of the Calls list, as Twilio names them (exact matches).
@@ -40,6 +40,7 @@ fn decode(r: &DbRow) -> Result<CallRecord, StoreError> {
             .map(|d| u32::try_from(d).map_err(|_| StoreError::Corrupt(format!("duration {d}"))))
             .transpose()?,
         answered_by: r.try_get("answered_by")?,
+        price: r.try_get("price")?,
         date_created: time_col(r, "date_created")?,
         date_updated: time_col(r, "date_updated")?,
     })
@@ -50,8 +51,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO calls (sid, account_sid, parent_call_sid, phone_number_sid, from_address, \
              to_address, status, direction, start_time, end_time, duration, answered_by, \
-             date_created, date_updated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             date_created, date_updated, price) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(rec.sid.as_str())
         .bind(rec.account_sid.as_str())
@@ -67,6 +68,7 @@ impl Store {
         .bind(&rec.answered_by)
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
+        .bind(&rec.price)
         .execute(self.writer())
         .await?;
         Ok(())
@@ -78,7 +80,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE calls SET parent_call_sid = $1, phone_number_sid = $2, from_address = $3, \
              to_address = $4, status = $5, direction = $6, start_time = $7, end_time = $8, \
-             duration = $9, answered_by = $10, date_updated = $11 \
+             duration = $9, answered_by = $10, date_updated = $11, price = $14 \
              WHERE account_sid = $12 AND sid = $13",
         )
         .bind(rec.parent_call_sid.as_ref().map(|s| s.as_str()))
@@ -94,6 +96,7 @@ impl Store {
         .bind(micros(rec.date_updated))
         .bind(rec.account_sid.as_str())
         .bind(rec.sid.as_str())
+        .bind(&rec.price)
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
@@ -185,6 +188,7 @@ pub(crate) mod tests {
             end_time: None,
             duration: None,
             answered_by: None,
+            price: None,
             date_created: now,
             date_updated: now,
         }

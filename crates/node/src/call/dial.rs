@@ -225,6 +225,8 @@ fn close_record(shared: &Shared, leg: &mut DialLeg, status: CallStatus) {
     leg.record.end_time = Some(now);
     leg.record.date_updated = now;
     leg.record.duration = Some(seconds_since(leg.answered_at));
+    let answered = leg.answered_at.map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
+    leg.record.price = crate::pricing::call_price(shared.config.pricing.as_deref(), &leg.record, answered);
     shared.records.update_call(&leg.record);
     tracing::info!(call_sid = %leg.record.sid, parent = ?leg.record.parent_call_sid, status = %status, "dial leg ended");
     leg.callbacks.post("completed", &leg.record);
@@ -342,6 +344,7 @@ impl ActiveCall {
                     timeout,
                     local_port: stream.local_port,
                     headers: client_headers(&target, &leg.record, &self.record),
+                    trunk_slot: None,
                 };
                 let mut handle = crate::originate::originate(self.shared.clone(), request);
                 let progress = std::mem::replace(&mut handle.events, mpsc::unbounded_channel().1);
@@ -414,6 +417,7 @@ impl ActiveCall {
             end_time: None,
             duration: None,
             answered_by: None,
+            price: None,
             date_created: now,
             date_updated: now,
         };

@@ -418,6 +418,7 @@ async fn setup(
         end_time: None,
         duration: None,
         answered_by: None,
+        price: None,
         date_created: now,
         date_updated: now,
     };
@@ -1315,6 +1316,8 @@ impl ActiveCall {
             Some(t) => ended_at.saturating_duration_since(t).as_secs_f64().round() as u32,
             None => 0,
         });
+        let answered = answered_at.map(|t| ended_at.saturating_duration_since(t));
+        self.record.price = crate::pricing::call_price(self.shared.config.pricing.as_deref(), &self.record, answered);
         self.shared.records.update_call(&self.record);
         self.shared.records.flush().await;
         tracing::info!(call_sid = %self.record.sid, status = %status, duration = self.record.duration, "call ended");

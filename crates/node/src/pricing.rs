@@ -1,0 +1,103 @@
+//! What a call costs when it ends, from the node's rate table (`[pricing]`, the `billing`
+//! crate): billed from answer to hang-up, so ringing and unanswered calls cost nothing.
+
+use std::time::Duration;
+
+use billing::{Decimal, Direction, NumberType, RateTable};
+use model::{CallDirection, CallRecord};
+
+/// The price of a call that was answered for `answered` (`None`: never answered), as Twilio
+/// shows it: the charge as a negative decimal string (`"-0.1000"`; `"0.0000"` when free).
+/// `None` without a rate table or a rate for the call: the price stays unknown (null).
+pub fn call_price(table: Option<&RateTable>, call: &CallRecord, answered: Option<Duration>) -> Option<String> {
+    let table = table?;
+    let direction = match call.direction {
+        CallDirection::Inbound => Direction::Inbound(number_type(&call.to)),
+        CallDirection::OutboundApi | CallDirection::OutboundDial => Direction::Outbound(&call.to),
+    };
+    let price = table.call_price(direction, billing::billable_seconds(answered))?;
+    Some(twilio_price(price))
+}
+
+/// A charge as Twilio shows it on a Call or Message: negative, four places.
+pub fn twilio_price(charge: Decimal) -> String {
+    if charge.is_zero() {
+        return format!("{:.4}", Decimal::ZERO);
+    }
+    format!("{:.4}", -charge)
+}
+
+/// The type of one of our numbers, for inbound rates: North American toll-free codes (800, 833,
+/// 844, 855, 866, 877, 888) are toll-free, the rest local (a number's type is not stored yet).
+pub fn number_type(number: &str) -> NumberType {
+    const TOLL_FREE: [&str; 7] = ["800", "833", "844", "855", "866", "877", "888"];
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    match digits.strip_prefix('1') {
+        Some(rest) if digits.len() == 11 && TOLL_FREE.iter().any(|code| rest.starts_with(code)) => {
+            NumberType::TollFree
+        }
+        _ => NumberType::Local,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::Utc;
+    use model::{AccountSid, CallSid, CallStatus};
+
+    use super::*;
+
+    fn call(direction: CallDirection, to: &str) -> CallRecord {
+        let now = Utc::now();
+        CallRecord {
+            sid: CallSid::generate(),
+            account_sid: AccountSid::generate(),
+            parent_call_sid: None,
+            phone_number_sid: None,
+            from: "+15550001111".into(),
+            to: to.into(),
+            status: CallStatus::Completed,
+            direction,
+            start_time: None,
+            end_time: None,
+            duration: None,
+            answered_by: None,
+            price: None,
+            date_created: now,
+            date_updated: now,
+        }
+    }
+
+    fn table() -> RateTable {
+        RateTable {
+            inbound: HashMap::from([(NumberType::Local, "0.01".parse().unwrap())]),
+            outbound: billing::PrefixRates::new([("+1555", "0.05")]).unwrap(),
+            ..RateTable::default()
+        }
+    }
+
+    #[test]
+    fn calls_are_priced_from_answer_as_twilio_shows_it() {
+        let t = table();
+        let out = call(CallDirection::OutboundApi, "+15550002222");
+        assert_eq!(call_price(Some(&t), &out, Some(Duration::from_secs(65))).as_deref(), Some("-0.1000"));
+        assert_eq!(call_price(Some(&t), &out, None).as_deref(), Some("0.0000"), "unanswered: free");
+        let dialled = call(CallDirection::OutboundDial, "+15550002222");
+        assert_eq!(call_price(Some(&t), &dialled, Some(Duration::from_millis(500))).as_deref(), Some("-0.0500"));
+        let inbound = call(CallDirection::Inbound, "+12125550000");
+        assert_eq!(call_price(Some(&t), &inbound, Some(Duration::from_secs(90))).as_deref(), Some("-0.0200"));
+        assert_eq!(call_price(Some(&t), &call(CallDirection::OutboundApi, "+4420"), Some(Duration::from_secs(9))), None);
+        assert_eq!(call_price(None, &out, Some(Duration::from_secs(65))), None);
+    }
+
+    #[test]
+    fn toll_free_numbers_are_told_apart() {
+        assert_eq!(number_type("+18005550000"), NumberType::TollFree);
+        assert_eq!(number_type("18885550000"), NumberType::TollFree);
+        assert_eq!(number_type("+12125550000"), NumberType::Local);
+        assert_eq!(number_type("+448001234567"), NumberType::Local);
+        assert_eq!(number_type("client:alice"), NumberType::Local);
+    }
+}
