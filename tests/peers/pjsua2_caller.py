@@ -112,12 +112,20 @@ class UaAccount(pj.Account):
         self.report = report
         self.args = args
         self.incoming: UaCall | None = None
+        self.answer_at: float | None = None
 
     def onIncomingCall(self, prm):
         call = UaCall(self, self.report, self.args, prm.callId)
         self.incoming = call
         op = pj.CallOpParam()
-        op.statusCode = 486 if self.args.busy else 200
+        if self.args.busy:
+            op.statusCode = 486
+        elif self.args.ring > 0:
+            # 180 now, 200 from the main loop once --ring seconds have passed.
+            op.statusCode = 180
+            self.answer_at = time.monotonic() + self.args.ring
+        else:
+            op.statusCode = 200
         call.answer(op)
 
 
@@ -126,6 +134,8 @@ def main() -> int:
     ap.add_argument("--uri", help="Request-URI to call (caller mode)")
     ap.add_argument("--listen", action="store_true", help="wait for one incoming call instead")
     ap.add_argument("--busy", action="store_true", help="with --listen: refuse the call with 486")
+    ap.add_argument("--ring", type=float, default=0.0,
+                    help="with --listen: answer 180 and send the 200 this many seconds later")
     ap.add_argument("--user", default="+15557654321", help="user part of our From URI")
     ap.add_argument("--sip-port", type=int, default=0)
     ap.add_argument("--rtp-port", type=int, default=0, help="first RTP port (0: any)")
@@ -207,6 +217,12 @@ def main() -> int:
                 call = acc.incoming
             if call is None:
                 continue
+            if acc.answer_at is not None and time.monotonic() >= acc.answer_at and not call.disconnected:
+                acc.answer_at = None
+                op = pj.CallOpParam()
+                op.statusCode = 200
+                call.answer(op)
+                report.data["answered_after_ring"] = args.ring
             if call.disconnected:
                 break
             if call.confirmed is None:

@@ -3,8 +3,8 @@
 //! Billing follows what carriers and Twilio's users expect:
 //! - a call is billed from answer to hang-up: ringing, early media and an unanswered call cost
 //!   nothing ([`billable_seconds`] of no answer is 0);
-//! - billable time is whole seconds, a started second counting as one (Twilio rounds a call's
-//!   duration up);
+//! - billable time is the call's duration in whole seconds, rounded to the nearest (half up), as
+//!   a Call's `duration` shows it: the price agrees with the duration the user sees;
 //! - [`Rounding::PerMinute`] bills every started minute; [`Rounding::PerSecond`] bills the seconds
 //!   at a sixtieth of the minute rate;
 //! - a price is rounded half away from zero to [`PRICE_DECIMALS`] places;
@@ -148,9 +148,9 @@ impl RateTable {
 }
 
 /// The seconds billed for a call that was answered for `answered` (`None`: never answered,
-/// nothing billed); a started second counts whole.
+/// nothing billed): rounded to the nearest second, half up, as the call's `duration`.
 pub fn billable_seconds(answered: Option<Duration>) -> u64 {
-    answered.map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+    answered.map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() >= 500_000_000))
 }
 
 /// `seconds` of call at `per_minute`, rounded as `rounding` says, to [`PRICE_DECIMALS`] places.
@@ -232,9 +232,11 @@ mod tests {
     }
 
     #[test]
-    fn billable_seconds_round_a_started_second_up() {
-        assert_eq!(billable_seconds(Some(Duration::from_millis(64_001))), 65);
-        assert_eq!(billable_seconds(Some(Duration::from_millis(65_000))), 65);
+    fn billable_seconds_are_the_duration_rounded_to_the_nearest_second() {
+        // The BYE of a 65 s call arrives a few milliseconds after 65 s: still 65.
+        assert_eq!(billable_seconds(Some(Duration::from_millis(65_004))), 65);
+        assert_eq!(billable_seconds(Some(Duration::from_millis(64_500))), 65);
+        assert_eq!(billable_seconds(Some(Duration::from_millis(64_499))), 64);
         assert_eq!(billable_seconds(Some(Duration::ZERO)), 0);
         assert_eq!(charge(d("0.05"), 0, Rounding::PerMinute), d("0"));
         // Half away from zero at the fourth place: 1 s at 0.0003/min is 0.000005.

@@ -86,6 +86,7 @@ mod tests {
         assert_eq!(call_price(Some(&t), &out, None).as_deref(), Some("0.0000"), "unanswered: free");
         let dialled = call(CallDirection::OutboundDial, "+15550002222");
         assert_eq!(call_price(Some(&t), &dialled, Some(Duration::from_millis(500))).as_deref(), Some("-0.0500"));
+        assert_eq!(call_price(Some(&t), &dialled, Some(Duration::from_millis(400))).as_deref(), Some("0.0000"), "0 s");
         let inbound = call(CallDirection::Inbound, "+12125550000");
         assert_eq!(call_price(Some(&t), &inbound, Some(Duration::from_secs(90))).as_deref(), Some("-0.0200"));
         assert_eq!(call_price(Some(&t), &call(CallDirection::OutboundApi, "+4420"), Some(Duration::from_secs(9))), None);
