@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -31,9 +32,19 @@ def smsc(workdir, ports):
     peer.stop()
 
 
+# Messages to +1 numbers cost 0.79 cents a segment, set when they are sent.
+PRICING = '[pricing]\nsms_outbound = { "+1" = "0.0079" }\n'
+
+
 def serve_with_smsc(dialtone_binary, workdir, ports, request, smsc_url: str, peer_logs):
-    """Dialtone bound to `smsc_url`; on a failed test its log and `peer_logs()` are printed."""
-    server = DialtoneServer(dialtone_binary, workdir, ports, extra_env={"DIALTONE_SMSC": smsc_url})
+    """Dialtone bound to `smsc_url`, with the `PRICING` rate table; on a failed test its log and
+    `peer_logs()` are printed."""
+    cfg = workdir / "dialtone.toml"
+    cfg.write_text(PRICING)
+    wrapper = workdir / "dialtone-serve.sh"
+    wrapper.write_text(f'#!/bin/sh\nexec "{dialtone_binary}" serve --config "{cfg}"\n')
+    wrapper.chmod(0o755)
+    server = DialtoneServer(wrapper, workdir, ports, extra_env={"DIALTONE_SMSC": smsc_url})
     server.start()
     yield server
     code = server.stop()
@@ -116,6 +127,7 @@ def test_car_sharing_booking_yes_and_no(twilio_client, webhook, smsc, dialtone):
     assert last["MessageSid"] == msg.sid and last["SmsStatus"] == "delivered" and last["To"] == OWNER
     fetched = twilio_client.messages(msg.sid).fetch()
     assert fetched.date_sent is not None and fetched.error_code is None
+    assert fetched.price == "-0.0079" and fetched.price_unit == "USD", fetched.price
 
     # The owner answers YES: the app hears it and its <Message> goes back to the owner.
     smsc.deliver(OWNER, SITE, "YES")
@@ -160,6 +172,10 @@ def test_long_messages_arrive_whole_both_ways(twilio_client, webhook, smsc, dial
     assert codings == {0, 8}, codings  # GSM-7 for one, UCS-2 for the other
     for m in (sent_ucs2, sent_gsm):
         wait(lambda: twilio_client.messages(m.sid).fetch().status == "delivered", message=f"{m.sid} delivered")
+        # Priced per segment: 0.0079 times the parts the SMSC received.
+        fetched = twilio_client.messages(m.sid).fetch()
+        expected = f"-{Decimal('0.0079') * int(fetched.num_segments):.4f}"
+        assert fetched.price == expected, (fetched.num_segments, fetched.price)
 
     # A long incoming message in three parts reaches the app as one Body.
     long_in = "This is a long answer from the owner, " * 6

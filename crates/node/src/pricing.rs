@@ -1,10 +1,11 @@
-//! What a call costs when it ends, from the node's rate table (`[pricing]`, the `billing`
-//! crate): billed from answer to hang-up, so ringing and unanswered calls cost nothing.
+//! What a call costs when it ends and a message once sent, from the node's rate table
+//! (`[pricing]`, the `billing` crate): calls are billed from answer to hang-up, so ringing and
+//! unanswered calls cost nothing; messages per segment.
 
 use std::time::Duration;
 
 use billing::{Decimal, Direction, NumberType, RateTable};
-use model::{CallDirection, CallRecord};
+use model::{CallDirection, CallRecord, MessageDirection, MessageRecord};
 
 /// The price of a call that was answered for `answered` (`None`: never answered), as Twilio
 /// shows it: the charge as a negative decimal string (`"-0.1000"`; `"0.0000"` when free).
@@ -16,6 +17,17 @@ pub fn call_price(table: Option<&RateTable>, call: &CallRecord, answered: Option
         CallDirection::OutboundApi | CallDirection::OutboundDial => Direction::Outbound(&call.to),
     };
     let price = table.call_price(direction, billing::billable_seconds(answered))?;
+    Some(twilio_price(price))
+}
+
+/// The price of an outbound message once sent, per segment by its destination; `None` without
+/// a rate table or a rate for it.
+pub fn message_price(table: Option<&RateTable>, message: &MessageRecord) -> Option<String> {
+    let direction = match message.direction {
+        MessageDirection::Inbound => Direction::Inbound(number_type(&message.to)),
+        _ => Direction::Outbound(&message.to),
+    };
+    let price = table?.sms_price(direction, message.num_segments)?;
     Some(twilio_price(price))
 }
 
@@ -91,6 +103,28 @@ mod tests {
         assert_eq!(call_price(Some(&t), &inbound, Some(Duration::from_secs(90))).as_deref(), Some("-0.0200"));
         assert_eq!(call_price(Some(&t), &call(CallDirection::OutboundApi, "+4420"), Some(Duration::from_secs(9))), None);
         assert_eq!(call_price(None, &out, Some(Duration::from_secs(65))), None);
+    }
+
+    #[test]
+    fn messages_are_priced_per_segment_by_destination() {
+        let t = RateTable {
+            sms_outbound: billing::PrefixRates::new([("+1", "0.0079")]).unwrap(),
+            ..RateTable::default()
+        };
+        let mut m = MessageRecord::new(
+            AccountSid::generate(),
+            "+15550001111".into(),
+            "+15550002222".into(),
+            "hi".into(),
+            model::MessageStatus::Queued,
+            MessageDirection::OutboundApi,
+            3,
+            Utc::now(),
+        );
+        assert_eq!(message_price(Some(&t), &m).as_deref(), Some("-0.0237"));
+        m.to = "+33612345678".into();
+        assert_eq!(message_price(Some(&t), &m), None, "no rate: unpriced");
+        assert_eq!(message_price(None, &m), None);
     }
 
     #[test]

@@ -160,6 +160,9 @@ pub struct SentMessage {
     pub sid: MessageSid,
     pub smsc: String,
     pub message_ids: Vec<String>,
+    /// What sending it cost (Twilio's form, `"-0.0079"`), if a rate table priced it: set with
+    /// `sent`; `None` leaves the message's price as it is.
+    pub price: Option<String>,
 }
 
 /// A delivery receipt for one part. `status` is Delivered, Undelivered or Failed.
@@ -981,27 +984,29 @@ impl Store {
 
         // The messages, where their status may become sent: one statement for those that change
         // status (their SIDs come back), one for those already sent (rare: sent twice).
-        let mut sids_by_smsc: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        // Grouped by SMSC and price (a few prices: destination prefixes times segment counts).
+        let mut sids_by_smsc: BTreeMap<(&str, Option<&str>), Vec<&str>> = BTreeMap::new();
         for s in &sent {
-            sids_by_smsc.entry(s.smsc.as_str()).or_default().push(s.sid.as_str());
+            sids_by_smsc.entry((s.smsc.as_str(), s.price.as_deref())).or_default().push(s.sid.as_str());
         }
-        let update = |smsc: &'a str, chunk: &[&'a str], per: usize, condition: &str| {
+        let update = |(smsc, price): (&'a str, Option<&'a str>), chunk: &[&'a str], per: usize, condition: &str| {
             let mut q = Stmt::new(
                 binds,
                 "UPDATE messages SET status = 'sent', attempts = attempts + 1, error_code = NULL, \
                  error_message = NULL, smsc = ",
             );
-            q.bind(smsc).push(", date_sent = ").bind(now).push(", date_updated = ").bind(now);
+            q.bind(smsc).push(", price = COALESCE(").bind(price).push(", price)");
+            q.push(", date_sent = ").bind(now).push(", date_updated = ").bind(now);
             q.push(" WHERE sid IN ").list(chunk, per).push(" AND ").push(condition);
             q
         };
         let to_sent = format!("status IN ({}) RETURNING sid", statuses_changing_to(MessageStatus::Sent));
         let mut changed: HashSet<&str> = HashSet::with_capacity(sent.len());
-        let per = room(max_binds, 3);
-        for (&smsc, sids) in &mut sids_by_smsc {
+        let per = room(max_binds, 4);
+        for (&group, sids) in &mut sids_by_smsc {
             sids.sort_unstable();
             for chunk in sids.chunks(per) {
-                let rows = update(smsc, chunk, per, &to_sent).fetch_all(&mut *tx).await?;
+                let rows = update(group, chunk, per, &to_sent).fetch_all(&mut *tx).await?;
                 let mut now_sent = HashSet::with_capacity(rows.len());
                 for row in &rows {
                     let sid: &str = row.try_get("sid")?;
@@ -1011,7 +1016,7 @@ impl Store {
                 }
                 let rest: Vec<&str> = chunk.iter().copied().filter(|sid| !now_sent.contains(sid)).collect();
                 if !rest.is_empty() {
-                    update(smsc, &rest, per, "status = 'sent'").execute(&mut *tx).await?;
+                    update(group, &rest, per, "status = 'sent'").execute(&mut *tx).await?;
                 }
                 changed.extend(now_sent);
             }
@@ -1592,7 +1597,7 @@ pub(crate) mod tests {
     }
 
     fn sent(m: &MessageRecord, smsc: &str, ids: &[&str]) -> SentMessage {
-        SentMessage { sid: m.sid, smsc: smsc.into(), message_ids: ids.iter().map(|&id| id.into()).collect() }
+        SentMessage { sid: m.sid, smsc: smsc.into(), message_ids: ids.iter().map(|&id| id.into()).collect(), price: None }
     }
 
     #[tokio::test]
@@ -1605,7 +1610,12 @@ pub(crate) mod tests {
         let (new, retried) = (message(&a, "+2"), message(&a, "+3"));
         db.store.create_message(&retried).await.unwrap();
         let at = now();
-        let sent = [SentMessage { sid: old.sid, smsc: "smsc-a".into(), message_ids: vec!["b-1".into()] }];
+        let sent = [SentMessage {
+            sid: old.sid,
+            smsc: "smsc-a".into(),
+            message_ids: vec!["b-1".into()],
+            price: Some("-0.0079".into()),
+        }];
         let writes = MessageWrites {
             create: std::slice::from_ref(&new),
             sent: &sent,
@@ -1629,6 +1639,7 @@ pub(crate) mod tests {
         assert_eq!(get(new.sid).await.status, MessageStatus::Queued);
         let old = get(old.sid).await;
         assert_eq!((old.status, old.attempts, old.date_sent.is_some()), (MessageStatus::Delivered, 1, true));
+        assert_eq!(old.price.as_deref(), Some("-0.0079"), "priced when sent");
         assert_eq!(get(retried.sid).await.status, MessageStatus::Sending);
 
         // A failing batch writes nothing of it: the new message is not there.
@@ -1988,6 +1999,7 @@ pub(crate) mod tests {
                 sid: m.sid,
                 smsc: smsc(i).into(),
                 message_ids: (0..parts).map(|p| format!("{i}-{p}")).collect(),
+                price: None,
             })
             .collect();
         let changed = db.store.record_sent_in_chunks(&sent, now(), max_binds).await.unwrap();

@@ -35,8 +35,8 @@ const SENT_RETRY: Duration = Duration::from_secs(1);
 pub(super) enum Write {
     /// A new outbound message: stored, then queued in the outbox, then `done`.
     Create { message: MessageRecord, done: oneshot::Sender<Result<(), String>> },
-    /// Every part of `message` was accepted by `smsc` under `ids`.
-    Sent { message: MessageRecord, smsc: String, ids: Vec<String> },
+    /// Every part of `message` was accepted by `smsc` under `ids`; it cost `price`, if priced.
+    Sent { message: MessageRecord, smsc: String, ids: Vec<String>, price: Option<String> },
     /// `message` is to be tried again later: `queued` becomes `sending`.
     Retrying { message: MessageRecord },
     /// `message` ended without reaching an SMSC (refused, expired, no route).
@@ -60,8 +60,8 @@ impl Batch {
         self.len += 1;
         match write {
             Write::Create { message, done } => self.creates.push((message, done)),
-            Write::Sent { message, smsc, ids } => {
-                let sent = SentMessage { sid: message.sid, smsc, message_ids: ids };
+            Write::Sent { message, smsc, ids, price } => {
+                let sent = SentMessage { sid: message.sid, smsc, message_ids: ids, price };
                 self.sent.push((message, sent));
             }
             Write::Retrying { message } => self.retrying.push(message),
@@ -196,7 +196,8 @@ async fn write(shared: &Arc<Shared>, outbox: &Outbox, batch: Batch) {
             // The SMSC has these: recording them must not be given up, or a restart would send
             // them again.
             for (message, s) in batch.sent {
-                outbox.write_later(SENT_RETRY, Write::Sent { message, smsc: s.smsc, ids: s.message_ids });
+                let write = Write::Sent { message, smsc: s.smsc, ids: s.message_ids, price: s.price };
+                outbox.write_later(SENT_RETRY, write);
             }
             // Not stored: each SMSC keeps its receipts and delivers them again.
             for (_, ack, _) in batch.receipts {

@@ -358,7 +358,8 @@ async fn send(shared: &Shared, pool: &SmscPool, mut message: MessageRecord) -> (
                     })
                     .collect();
                 if ids.len() == parts.len() {
-                    outbox.write(Write::Sent { message: message.clone(), smsc, ids });
+                    let price = crate::pricing::message_price(shared.config.pricing.as_deref(), &message);
+                    outbox.write(Write::Sent { message: message.clone(), smsc, ids, price });
                     Next::Done
                 } else {
                     // Throttled, timed out or not sent: the whole message again later.
