@@ -17,7 +17,7 @@ export RUSTC_BOOTSTRAP=1
 # builds invalidate each other, so always use this project's own fuzz/target.
 unset CARGO_TARGET_DIR
 
-targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text srtp webrtc_sdp)
+targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text srtp webrtc_sdp billing_rates)
 features=()
 if [ "${FUZZ_STORE:-0}" = 1 ]; then
     targets+=(page_token access_token)
@@ -76,6 +76,8 @@ XML
 printf '<Response><Reject reason="busy"/></Response>' > corpus/twiml/reject.xml
 printf '<Response><Say>Goodbye</Say><Hangup/></Response>' > corpus/twiml/say.xml
 printf '<Response/>' > corpus/twiml/empty.xml
+# Rate tables: the number to rate, then prefix=price lines.
+printf '+15550001234\n+1=0.013\n+1555=0.05\n=0.04\n' > corpus/billing_rates/table.txt
 
 # RTP (RFC 3550): a PCMU packet; one with a CSRC, a header extension and padding; a
 # telephone-event with the marker bit.
