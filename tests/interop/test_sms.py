@@ -32,8 +32,8 @@ def smsc(workdir, ports):
     peer.stop()
 
 
-# Messages to +1 numbers cost 0.79 cents a segment, set when they are sent.
-PRICING = '[pricing]\nsms_outbound = { "+1" = "0.0079" }\n'
+# Messages to +1 numbers cost 0.79 cents a segment, set when they are sent; received ones 0.75.
+PRICING = '[pricing]\nsms_outbound = { "+1" = "0.0079" }\nsms_inbound = "0.0075"\n'
 
 
 def serve_with_smsc(dialtone_binary, workdir, ports, request, smsc_url: str, peer_logs):
@@ -150,6 +150,7 @@ def test_car_sharing_booking_yes_and_no(twilio_client, webhook, smsc, dialtone):
     inbound = twilio_client.messages.list(from_=OWNER, to=SITE)
     assert sorted(m.body for m in inbound) == ["YES", "no"]
     assert {m.direction for m in inbound} == {"inbound"} and {m.status for m in inbound} == {"received"}
+    assert {m.price for m in inbound} == {"-0.0075"}, [m.price for m in inbound]
     replies = [m for m in twilio_client.messages.list(to=OWNER) if m.direction == "outbound-reply"]
     assert sorted(m.body for m in replies) == ["Booking confirmed", "Booking declined"]
     wait(lambda: all(twilio_client.messages(m.sid).fetch().status == "delivered" for m in replies),

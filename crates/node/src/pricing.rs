@@ -20,8 +20,8 @@ pub fn call_price(table: Option<&RateTable>, call: &CallRecord, answered: Option
     Some(twilio_price(price))
 }
 
-/// The price of an outbound message once sent, per segment by its destination; `None` without
-/// a rate table or a rate for it.
+/// The price of a message per segment: an outbound one (once sent) by its destination, an
+/// inbound one (once received) at the inbound rate; `None` without a rate table or a rate.
 pub fn message_price(table: Option<&RateTable>, message: &MessageRecord) -> Option<String> {
     let direction = match message.direction {
         MessageDirection::Inbound => Direction::Inbound(number_type(&message.to)),
@@ -124,6 +124,10 @@ mod tests {
         assert_eq!(message_price(Some(&t), &m).as_deref(), Some("-0.0237"));
         m.to = "+33612345678".into();
         assert_eq!(message_price(Some(&t), &m), None, "no rate: unpriced");
+        m.direction = MessageDirection::Inbound;
+        assert_eq!(message_price(Some(&t), &m), None, "no inbound rate");
+        let t = RateTable { sms_inbound: Some("0.0075".parse().unwrap()), ..t };
+        assert_eq!(message_price(Some(&t), &m).as_deref(), Some("-0.0225"));
         assert_eq!(message_price(None, &m), None);
     }
 

@@ -521,6 +521,7 @@ async fn incoming(
     message.application_sid = number.sms_application_sid;
     message.smsc = Some(smsc.to_owned());
     message.date_sent = Some(now);
+    message.price = crate::pricing::message_price(shared.config.pricing.as_deref(), &message);
     let key = dedupe_key(&message.from, &message.to, &message.body);
     match shared.store.store_incoming(&message, smsc, &key).await {
         Ok(store::Incoming::Stored) => ack.stored(),
