@@ -101,14 +101,15 @@ def site_number(twilio_client, webhook, sms_route):
     return twilio_client.incoming_phone_numbers.create(phone_number=SITE, sms_url=url, sms_method="POST")
 
 
-def test_car_sharing_booking_yes_and_no(twilio_client, webhook, smsc, dialtone):
+def booking_reply(req) -> str:
+    """The site's SmsUrl: a YES confirms the booking, a NO declines it."""
     answers = {"YES": "Booking confirmed", "NO": "Booking declined"}
+    body = req.params.get("Body", "").strip().upper()
+    return f"<Response><Message>{answers.get(body, 'Please reply YES or NO')}</Message></Response>"
 
-    def reply(req):
-        body = req.params.get("Body", "").strip().upper()
-        return f"<Response><Message>{answers.get(body, 'Please reply YES or NO')}</Message></Response>"
 
-    site_number(twilio_client, webhook, reply)
+def test_car_sharing_booking_yes_and_no(twilio_client, webhook, smsc, dialtone):
+    site_number(twilio_client, webhook, booking_reply)
     status_url = webhook.route("/status", "")
     bound(smsc)
 

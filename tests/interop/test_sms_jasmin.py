@@ -14,7 +14,7 @@ import time
 import pytest
 
 from jasmin import Jasmin
-from test_sms import OWNER, QUESTION, SITE, serve_with_smsc, site_number, texts_to, wait
+from test_sms import OWNER, QUESTION, SITE, booking_reply, serve_with_smsc, site_number, texts_to, wait
 
 
 @pytest.fixture
@@ -46,13 +46,7 @@ def dialtone_bound(jasmin: Jasmin) -> None:
 
 def test_car_sharing_booking_yes_and_no_through_jasmin(twilio_client, webhook, jasmin, dialtone):
     upstream = jasmin.upstream
-    answers = {"YES": "Booking confirmed", "NO": "Booking declined"}
-
-    def reply(req):
-        body = req.params.get("Body", "").strip().upper()
-        return f"<Response><Message>{answers.get(body, 'Please reply YES or NO')}</Message></Response>"
-
-    site_number(twilio_client, webhook, reply)
+    site_number(twilio_client, webhook, booking_reply)
     status_url = webhook.route("/status", "")
     dialtone_bound(jasmin)
 

@@ -47,8 +47,13 @@ pub(super) enum Write {
 
 #[derive(Default)]
 struct Batch {
-    creates: Vec<(MessageRecord, oneshot::Sender<Result<(), String>>)>,
-    sent: Vec<(MessageRecord, SentMessage)>,
+    /// New messages, and beside them (same order) whom to tell once they are stored: the
+    /// store takes the messages as they are, with no copy.
+    creates: Vec<MessageRecord>,
+    created: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Accepted submits, and beside them (same order) their messages, for the callbacks.
+    sent: Vec<SentMessage>,
+    sent_messages: Vec<MessageRecord>,
     retrying: Vec<MessageRecord>,
     finals: Vec<(MessageRecord, MessageStatus, u32, String)>,
     receipts: Vec<(ReceiptUpdate, DeliverAck, Instant)>,
@@ -59,10 +64,13 @@ impl Batch {
     fn add(&mut self, write: Write) {
         self.len += 1;
         match write {
-            Write::Create { message, done } => self.creates.push((message, done)),
+            Write::Create { message, done } => {
+                self.creates.push(message);
+                self.created.push(done);
+            }
             Write::Sent { message, smsc, ids, price } => {
-                let sent = SentMessage { sid: message.sid, smsc, message_ids: ids, price };
-                self.sent.push((message, sent));
+                self.sent.push(SentMessage { sid: message.sid, smsc, message_ids: ids, price });
+                self.sent_messages.push(message);
             }
             Write::Retrying { message } => self.retrying.push(message),
             Write::Final { message, status, error_code, reason } => {
@@ -150,8 +158,7 @@ async fn write(shared: &Arc<Shared>, outbox: &Outbox, batch: Batch) {
             Err(e) => tracing::warn!(sid = %message.sid, error = %e, "message status not stored"),
         }
     }
-    let create: Vec<MessageRecord> = batch.creates.iter().map(|(m, _)| m.clone()).collect();
-    let sent: Vec<SentMessage> = batch.sent.iter().map(|(_, s)| s.clone()).collect();
+    let (create, sent) = (batch.creates, batch.sent);
     let retrying: Vec<_> = batch.retrying.iter().map(|m| m.sid).collect();
     let receipts: Vec<ReceiptUpdate> = batch.receipts.iter().map(|(u, _, _)| u.clone()).collect();
     let writes = MessageWrites { create: &create, sent: &sent, retrying: &retrying, receipts: &receipts, now: Utc::now() };
@@ -169,12 +176,12 @@ async fn write(shared: &Arc<Shared>, outbox: &Outbox, batch: Batch) {
             if !create.is_empty() {
                 outbox.queue_stored(create);
             }
-            for (_, stored) in batch.creates {
+            for stored in batch.created {
                 let _ = stored.send(Ok(()));
             }
             if !done.sent.is_empty() {
                 let changed: HashSet<_> = done.sent.into_iter().collect();
-                for (message, _) in &batch.sent {
+                for message in &batch.sent_messages {
                     if changed.contains(&message.sid) {
                         callback(shared, message, MessageStatus::Sent, None);
                     }
@@ -190,12 +197,12 @@ async fn write(shared: &Arc<Shared>, outbox: &Outbox, batch: Batch) {
                 error = %e,
                 "message writes failed"
             );
-            for (_, stored) in batch.creates {
+            for stored in batch.created {
                 let _ = stored.send(Err(e.to_string()));
             }
             // The SMSC has these: recording them must not be given up, or a restart would send
             // them again.
-            for (message, s) in batch.sent {
+            for (message, s) in batch.sent_messages.into_iter().zip(sent) {
                 let write = Write::Sent { message, smsc: s.smsc, ids: s.message_ids, price: s.price };
                 outbox.write_later(SENT_RETRY, write);
             }
