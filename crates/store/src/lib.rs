@@ -43,6 +43,7 @@ mod page;
 mod queues;
 mod recordings;
 mod sealing;
+mod usage;
 pub mod sip;
 pub mod testing;
 
@@ -69,6 +70,7 @@ pub use numbers::NumberFilter;
 pub use page::{Cursor, Page, PageRequest};
 pub use recordings::RecordingFilter;
 pub use sealing::SealingKey;
+pub use usage::{UsageDay, UsageKind, UsageScope};
 
 type Db = sqlx::Any;
 type DbRow = sqlx::any::AnyRow;
