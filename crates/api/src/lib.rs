@@ -39,6 +39,7 @@ mod recordings;
 mod render;
 mod routes;
 mod sip;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -102,10 +102,11 @@ pub(crate) fn shape_name(shape: Shape) -> &'static str {
         Shape::ConferenceRecording => "ConferenceRecording",
         Shape::Message => "Message",
         Shape::Smsc => "Smsc",
+        Shape::UsageRecord => "UsageRecord",
     }
 }
 
-pub(crate) const SHAPES: [Shape; 22] = [
+pub(crate) const SHAPES: [Shape; 23] = [
     Shape::Account,
     Shape::Key,
     Shape::NewKey,
@@ -128,6 +129,7 @@ pub(crate) const SHAPES: [Shape; 22] = [
     Shape::ConferenceRecording,
     Shape::Message,
     Shape::Smsc,
+    Shape::UsageRecord,
 ];
 
 /// The JSON schema of one resource as `crate::render` writes it.
@@ -541,6 +543,27 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
                 ("queued", count()),
                 ("submitted", count()),
                 ("throttled", count()),
+            ])
+        }
+        Shape::UsageRecord => {
+            let digits = || json!({ "type": "string", "pattern": "^[0-9]+$" });
+            let day = || json!({ "type": "string", "format": "date" });
+            object(vec![
+                ("account_sid", sid("AC")),
+                ("api_version", s()),
+                ("as_of", s()),
+                ("category", s()),
+                ("count", digits()),
+                ("count_unit", s()),
+                ("description", s()),
+                ("end_date", day()),
+                ("price", json!({ "type": "number", "minimum": 0 })),
+                ("price_unit", s()),
+                ("start_date", day()),
+                ("subresource_uris", nullable(string_map())),
+                ("uri", s()),
+                ("usage", digits()),
+                ("usage_unit", s()),
             ])
         }
     }
@@ -957,13 +980,14 @@ mod tests {
         let ok = match ty {
             "string" => value.is_string(),
             "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
             "boolean" => value.is_boolean(),
             "array" => value.is_array(),
             "object" => value.is_object(),
             other => panic!("{at}: type {other}"),
         };
         assert!(ok, "{at}: {value} is not a {ty}");
-        if let (Some(min), Some(n)) = (schema["minimum"].as_i64(), value.as_i64()) {
+        if let (Some(min), Some(n)) = (schema["minimum"].as_f64(), value.as_f64()) {
             assert!(n >= min, "{at}: {n} is below {min}");
         }
         if let Some(values) = schema["enum"].as_array() {
@@ -1129,6 +1153,7 @@ mod tests {
         sms_number.sms_application_sid = Some(app.sid);
         out.push((Shape::Number, render::number(&sms_number, None)));
         out.extend(message_samples(account.sid));
+        out.extend(crate::usage::samples(account.sid).into_iter().map(|v| (Shape::UsageRecord, v)));
         out
     }
 

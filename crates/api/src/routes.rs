@@ -24,7 +24,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
 use crate::{
-    accounts, applications, calls, conferences, keys, messages, numbers, queues, recordings, sip, ApiState, AppError,
+    accounts, applications, calls, conferences, keys, messages, numbers, queues, recordings, sip, usage, ApiState, AppError,
     BODY_LIMIT,
 };
 
@@ -111,6 +111,8 @@ pub(crate) enum Shape {
     Message,
     /// An SMSC route of `GET /v1/Smsc.json` (Dialtone extension).
     Smsc,
+    /// A category's usage over a period.
+    UsageRecord,
 }
 
 /// One method on one path.
@@ -352,6 +354,17 @@ const DATE_CREATED_IGNORED: &[&str] = &["DateCreated", "DateCreated<", "DateCrea
 
 /// One page holds all of these lists; Twilio's paging parameters are accepted and ignored.
 const SINGLE_PAGE_IGNORED: &[&str] = &["PageSize", "Page", "PageToken"];
+
+/// The Usage Records lists' parameters (each list takes them all).
+static USAGE_PARAMS: LazyLock<&'static [Param]> = LazyLock::new(|| {
+    page_params([
+        opt("Category", Ty::OneOf(&["calls", "calls-inbound", "calls-outbound", "recordings", "sms", "sms-inbound", "sms-outbound"]),
+            "Only this category."),
+        opt("StartDate", Ty::Str, "First day (UTC), `YYYY-MM-DD` or an offset from today such as `-30days`."),
+        opt("EndDate", Ty::Str, "Last day (UTC), `YYYY-MM-DD` or an offset from today such as `+0days`."),
+        opt("IncludeSubaccounts", Ty::Bool, "Whether a main account's usage includes its subaccounts' (default true)."),
+    ])
+});
 
 fn page_params<const N: usize>(extra: [Param; N]) -> &'static [Param] {
     let mut all = extra.to_vec();
@@ -607,6 +620,33 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
             Reply::One(200, Shape::Message), FORM, || post(messages::update)),
         op(Method::DELETE, concat_path(A, "/Messages/{Sid}.json"), "DeleteMessage",
             "Delete a message that is not being sent", &[], &[], Reply::Empty, BAD, || delete(messages::delete)),
+        op(Method::GET, concat_path(A, "/Usage/Records.json"), "ListUsageRecord",
+            "Usage per category from StartDate to EndDate (default: since the account was created)", *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::records)),
+        op(Method::GET, concat_path(A, "/Usage/Records/AllTime.json"), "ListUsageRecordAllTime",
+            "Usage per category since the account was created", *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::all_time)),
+        op(Method::GET, concat_path(A, "/Usage/Records/Daily.json"), "ListUsageRecordDaily",
+            "Usage per category and UTC day, oldest first", *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::daily)),
+        op(Method::GET, concat_path(A, "/Usage/Records/Monthly.json"), "ListUsageRecordMonthly",
+            "Usage per category and month, oldest first", *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::monthly)),
+        op(Method::GET, concat_path(A, "/Usage/Records/Yearly.json"), "ListUsageRecordYearly",
+            "Usage per category and year, oldest first", *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::yearly)),
+        op(Method::GET, concat_path(A, "/Usage/Records/Today.json"), "ListUsageRecordToday",
+            "Usage per category today (UTC)", *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::today)),
+        op(Method::GET, concat_path(A, "/Usage/Records/Yesterday.json"), "ListUsageRecordYesterday",
+            "Usage per category yesterday (UTC)", *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::yesterday)),
+        op(Method::GET, concat_path(A, "/Usage/Records/ThisMonth.json"), "ListUsageRecordThisMonth",
+            "Usage per category this month (UTC)", *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::this_month)),
+        op(Method::GET, concat_path(A, "/Usage/Records/LastMonth.json"), "ListUsageRecordLastMonth",
+            "Usage per category last month (UTC)", *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::last_month)),
         // A Dialtone extension: Twilio has no such list.
         op(Method::GET, "/v1/Smsc.json", "ListSmsc",
             "Dialtone extension: the node's SMSC routes, their binds and counters (main accounts only)",

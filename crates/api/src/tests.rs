@@ -1433,3 +1433,83 @@ async fn smsc_routes_are_listed_to_main_accounts() {
     let req = Request::builder().uri("/v1/Smsc.json").body(Body::empty()).unwrap();
     assert_eq!(f.send(req).await.0, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn usage_records_sum_calls_per_category_for_the_child_and_the_parent() {
+    let f = fixture().await;
+    let (status, sub) = f.request(Method::POST, "/2010-04-01/Accounts.json", Some("FriendlyName=child")).await;
+    assert_eq!(status, StatusCode::CREATED, "{sub}");
+    let child: AccountSid = sub["sid"].as_str().unwrap().parse().unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap().and_hms_opt(12, 0, 0).unwrap().and_utc();
+    let mut calls = Vec::new();
+    // The child: an outbound call of 65 s at 5 cents per started minute, an unanswered one, and a
+    // 5 s inbound call at 1 cent; the parent: one 30 s inbound call at 1 cent.
+    for (account, direction, status, secs, price) in [
+        (child, CallDirection::OutboundApi, CallStatus::Completed, 65, "-0.1000"),
+        (child, CallDirection::OutboundApi, CallStatus::NoAnswer, 0, "0.0000"),
+        (child, CallDirection::Inbound, CallStatus::Completed, 5, "-0.0100"),
+        (f.account, CallDirection::Inbound, CallStatus::Completed, 30, "-0.0100"),
+    ] {
+        let mut c = f.insert_call(day, "+15005550006").await;
+        f.state.store.delete_call(&c.account_sid, &c.sid).await.unwrap();
+        c.account_sid = account;
+        c.direction = direction;
+        c.status = status;
+        c.duration = Some(secs);
+        c.price = Some(price.into());
+        f.state.store.insert_call(&c).await.unwrap();
+        calls.push(c);
+    }
+    let range = "StartDate=2026-11-01&EndDate=2026-11-30";
+    let pick = |page: &Value, category: &str| -> (String, String, f64) {
+        let records = page["usage_records"].as_array().unwrap();
+        let r = records.iter().find(|r| r["category"] == category).unwrap_or_else(|| panic!("{category} in {page}"));
+        (r["count"].as_str().unwrap().into(), r["usage"].as_str().unwrap().into(), r["price"].as_f64().unwrap())
+    };
+    // The parent sees its own and its child's usage, unless it asks for its own alone.
+    let (status, page) = f.get(&format!("{}/Usage/Records.json?{range}", f.base())).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["usage_records"].as_array().unwrap().len(), 7, "{page}");
+    assert_eq!(pick(&page, "calls"), ("3".into(), "4".into(), 0.12));
+    assert_eq!(pick(&page, "calls-inbound"), ("2".into(), "2".into(), 0.02));
+    assert_eq!(pick(&page, "calls-outbound"), ("1".into(), "2".into(), 0.1));
+    assert_eq!(pick(&page, "sms"), ("0".into(), "0".into(), 0.0));
+    assert_eq!(page["usage_records"][0]["start_date"], "2026-11-01");
+    assert_eq!(page["usage_records"][0]["end_date"], "2026-11-30");
+    assert!(page["usage_records"][0]["subresource_uris"]["daily"].as_str().unwrap().ends_with("/Usage/Records/Daily.json?Category=calls"));
+    let (_, alone) = f.get(&format!("{}/Usage/Records.json?{range}&IncludeSubaccounts=false", f.base())).await;
+    assert_eq!(pick(&alone, "calls"), ("1".into(), "1".into(), 0.01));
+    // The child, with its own credentials, sees its own.
+    let req = Request::builder()
+        .uri(format!("/2010-04-01/Accounts/{child}/Usage/Records/Monthly.json?Category=calls-outbound&{range}"))
+        .header(header::AUTHORIZATION, basic(child.as_str(), sub["auth_token"].as_str().unwrap()))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = f.send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    let monthly: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(monthly["usage_records"].as_array().unwrap().len(), 1, "{monthly}");
+    assert_eq!(pick(&monthly, "calls-outbound"), ("1".into(), "2".into(), 0.1));
+    // Daily: one record per day and category, and the days are paged in order.
+    let (_, daily) = f.get(&format!("{}/Usage/Records/Daily.json?Category=calls&{range}&PageSize=7", f.base())).await;
+    let records = daily["usage_records"].as_array().unwrap();
+    assert_eq!(records.len(), 7);
+    assert_eq!((records[0]["start_date"].as_str(), records[6]["start_date"].as_str()), (Some("2026-11-01"), Some("2026-11-07")));
+    let next = daily["next_page_uri"].as_str().expect("more days follow");
+    let (_, page2) = f.get(next).await;
+    assert_eq!(page2["usage_records"][0]["start_date"], "2026-11-08");
+    let (_, later) = f.get(&format!("{}/Usage/Records/Daily.json?Category=calls&{range}&PageSize=7&Page=2", f.base())).await;
+    let records = later["usage_records"].as_array().unwrap();
+    assert_eq!(records[5]["start_date"], "2026-11-20");
+    assert_eq!((records[5]["count"].as_str(), records[5]["price"].as_f64()), (Some("3"), Some(0.12)));
+    let (_, last) = f.get(&format!("{}/Usage/Records/Daily.json?Category=calls&{range}&PageSize=7&Page=4", f.base())).await;
+    assert_eq!(last["usage_records"].as_array().unwrap().len(), 2);
+    assert!(last["next_page_uri"].is_null());
+    // Bad dates are refused with Twilio's error body.
+    let (status, body) = f.get(&format!("{}/Usage/Records/Daily.json?StartDate=tomorrow", f.base())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&body, 20001, 400);
+    // Another account's usage is a 404, as any of its resources.
+    let (status, _) = f.get(&format!("/2010-04-01/Accounts/{}/Usage/Records.json", AccountSid::generate())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
