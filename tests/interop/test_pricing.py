@@ -2,7 +2,9 @@
 outbound call answered after 10 s of ringing (pjsua2 sends 180, then 200) and hung up 65 s later
 costs 0.10 at 5 cents a minute with per-minute rounding and 0.0542 with per-second rounding; a
 call the callee refuses costs 0; an inbound call of 5 s costs one minute at 1 cent. Read back
-through the official twilio SDK (`price`, `price_unit`, `duration`)."""
+through the official twilio SDK (`price`, `price_unit`, `duration`), and summed by the Usage
+Records API per category: the outbound calls are a subaccount's, the inbound one its parent's, so
+the parent's records include the child's unless asked not to."""
 
 from __future__ import annotations
 
@@ -86,10 +88,13 @@ def test_calls_are_billed_from_answer_per_minute_and_per_second(dialtone_binary,
         for p in peers:
             assert p.poll() is None, p.communicate()
         a, b = client_of(per_minute), client_of(per_second)
+        sub = a.api.accounts.create(friendly_name="child")
+        child = Client(sub.sid, sub.auth_token)
+        child.api.base_url = per_minute.http_url
         started = time.monotonic()
-        minute_call = a.calls.create(to="+15550009999", from_="+15550001111", twiml=PAUSE)
+        minute_call = child.calls.create(to="+15550009999", from_="+15550001111", twiml=PAUSE)
         second_call = b.calls.create(to="+15550009999", from_="+15550001111", twiml=PAUSE)
-        refused = a.calls.create(to="+15560009999", from_="+15550001111", twiml=PAUSE)
+        refused = child.calls.create(to="+15560009999", from_="+15550001111", twiml=PAUSE)
 
         # Inbound: pjsua2 calls one of the account's numbers for 5 s.
         r = requests.post(per_minute.api("/IncomingPhoneNumbers.json"),
@@ -105,7 +110,7 @@ def test_calls_are_billed_from_answer_per_minute_and_per_second(dialtone_binary,
              "--duration", "5", "--timeout", "30", "--result", str(inbound_dir / "pjsua2.json")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-        refused = wait_final(a, refused.sid, 30)
+        refused = wait_final(child, refused.sid, 30)
         assert refused.status == "busy", refused.status
         assert refused.price == "0.0000" and refused.price_unit == "USD", refused.price
 
@@ -117,7 +122,7 @@ def test_calls_are_billed_from_answer_per_minute_and_per_second(dialtone_binary,
         assert 4 <= int(inbound.duration) <= 6, inbound.duration
         assert inbound.price == "-0.0100", inbound.price
 
-        minute_call = wait_final(a, minute_call.sid, 120)
+        minute_call = wait_final(child, minute_call.sid, 120)
         second_call = wait_final(b, second_call.sid, 120)
         elapsed = time.monotonic() - started
         for call in (minute_call, second_call):
@@ -131,6 +136,26 @@ def test_calls_are_billed_from_answer_per_minute_and_per_second(dialtone_binary,
             report = finish_pjsua2(peers.pop(0), workdir / dir_, 20)
             assert report.get("answered_after_ring") == 10, report
             assert report["hangup_by"] == "local", report
+
+        # Usage: since yesterday (UTC), so a run across midnight still sees every call.
+        def usage(client, **kw):
+            records = client.usage.records.list(start_date="-1days", **kw)
+            # The SDK reads the JSON number as a Decimal of the float it parsed.
+            return {r.category: (int(r.count), int(r.usage), round(float(r.price), 4)) for r in records}
+        mine = usage(child)
+        # The refused call was never answered: it is not billed, nor counted.
+        assert mine["calls-outbound"] == (1, 2, 0.1), mine
+        assert mine["calls"] == (1, 2, 0.1), mine
+        assert mine["calls-inbound"] == (0, 0, 0.0), mine
+        family = usage(a)
+        assert family["calls-outbound"] == (1, 2, 0.1), family
+        assert family["calls-inbound"] == (1, 1, 0.01), family
+        assert family["calls"] == (2, 3, 0.11), family
+        alone = usage(a, include_subaccounts=False)
+        assert alone["calls"] == (1, 1, 0.01), alone
+        daily = a.usage.records.daily.list(category="calls", start_date="-1days")
+        assert len(daily) == 2 and sum(int(r.count) for r in daily) == 2, [r.start_date for r in daily]
+        assert [r.category for r in b.usage.records.today.list(category="calls-outbound")] == ["calls-outbound"]
     finally:
         hook.close()
         for p in peers + ([caller] if caller else []):
