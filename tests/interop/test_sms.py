@@ -158,9 +158,17 @@ def test_car_sharing_booking_yes_and_no(twilio_client, webhook, smsc, dialtone):
          message="the replies delivered")
 
 
+def sms_usage(client) -> dict[str, tuple[int, int, Decimal]]:
+    """The account's SMS usage since yesterday (UTC): category -> (messages, segments, price)."""
+    records = client.usage.records.list(start_date="-1days")
+    return {r.category: (int(r.count), int(r.usage), round(Decimal(r.price), 4))
+            for r in records if r.category.startswith("sms")}
+
+
 def test_long_messages_arrive_whole_both_ways(twilio_client, webhook, smsc, dialtone):
     site_number(twilio_client, webhook, "<Response/>")
     bound(smsc)
+    before = sms_usage(twilio_client)
     # 400 characters of Cyrillic and emoji: UCS-2, split in parts of 67 units.
     unit = "Привет, мир! 🚗 "
     ucs2 = (unit * 40)[:400]
@@ -185,6 +193,15 @@ def test_long_messages_arrive_whole_both_ways(twilio_client, webhook, smsc, dial
     hook = wait(lambda: webhook.received("/sms"), message="the SmsUrl request")[0].params
     assert hook["Body"] == long_in.strip() or hook["Body"] == long_in, hook["Body"]
     assert hook["NumSegments"] == "3"
+
+    # Usage Records count the messages, their segments and their prices.
+    segments = int(twilio_client.messages(sent_ucs2.sid).fetch().num_segments) + int(
+        twilio_client.messages(sent_gsm.sid).fetch().num_segments)
+    after = sms_usage(twilio_client)
+    delta = {k: tuple(a - b for a, b in zip(after[k], before[k])) for k in after}
+    assert delta["sms-outbound"] == (2, segments, Decimal("0.0079") * segments), delta
+    assert delta["sms-inbound"] == (1, 3, Decimal("0.0225")), delta
+    assert delta["sms"] == (3, segments + 3, Decimal("0.0079") * segments + Decimal("0.0225")), delta
 
 
 def test_throttling_slows_down_and_refusals_fail_with_twilio_codes(twilio_client, webhook, smsc, dialtone):
