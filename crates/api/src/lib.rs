@@ -35,6 +35,7 @@ mod numbers;
 mod openapi;
 mod params;
 mod queues;
+mod rates;
 mod recordings;
 mod render;
 mod routes;
@@ -69,6 +70,10 @@ pub trait ApiHooks: Send + Sync {
     /// A phone number was updated or deleted, or an application or account that numbers route
     /// through changed: the routing index is stale.
     fn numbers_changed(&self) {}
+
+    /// An account's rate table was set or removed (`RateTable.json`): prices the runtime cached
+    /// are stale.
+    fn rates_changed(&self) {}
 
     /// A phone number was created. Nothing routed is stale (a runtime whose index misses asks
     /// the store), so the default does nothing; creating numbers in bulk costs no reloads.

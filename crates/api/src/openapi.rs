@@ -103,10 +103,11 @@ pub(crate) fn shape_name(shape: Shape) -> &'static str {
         Shape::Message => "Message",
         Shape::Smsc => "Smsc",
         Shape::UsageRecord => "UsageRecord",
+        Shape::RateTable => "RateTable",
     }
 }
 
-pub(crate) const SHAPES: [Shape; 23] = [
+pub(crate) const SHAPES: [Shape; 24] = [
     Shape::Account,
     Shape::Key,
     Shape::NewKey,
@@ -130,6 +131,7 @@ pub(crate) const SHAPES: [Shape; 23] = [
     Shape::Message,
     Shape::Smsc,
     Shape::UsageRecord,
+    Shape::RateTable,
 ];
 
 /// The JSON schema of one resource as `crate::render` writes it.
@@ -545,6 +547,19 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
                 ("throttled", count()),
             ])
         }
+        Shape::RateTable => object(vec![
+            ("account_sid", sid("AC")),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("inbound", string_map()),
+            ("inherited_from", nullable(sid("AC"))),
+            ("outbound", string_map()),
+            ("price_unit", s()),
+            ("rounding", one_of(&["per-minute", "per-second"])),
+            ("sms_inbound", ns()),
+            ("sms_outbound", string_map()),
+            ("uri", s()),
+        ]),
         Shape::UsageRecord => {
             let digits = || json!({ "type": "string", "pattern": "^[0-9]+$" });
             let day = || json!({ "type": "string", "format": "date" });
@@ -1154,6 +1169,14 @@ mod tests {
         out.push((Shape::Number, render::number(&sms_number, None)));
         out.extend(message_samples(account.sid));
         out.extend(crate::usage::samples(account.sid).into_iter().map(|v| (Shape::UsageRecord, v)));
+        let rates = store::RateTableRecord {
+            account_sid: account.sid,
+            rates: r#"{"rounding":"per-second","inbound":{"local":"0.01"},"outbound":{"+1555":"0.05"},"sms_inbound":"0.0075"}"#.into(),
+            date_created: now,
+            date_updated: now,
+        };
+        out.push((Shape::RateTable, crate::rates::render(&account.sid, &rates).unwrap()));
+        out.push((Shape::RateTable, crate::rates::render(&AccountSid::generate(), &rates).unwrap()));
         out
     }
 

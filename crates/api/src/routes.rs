@@ -24,7 +24,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
 use crate::{
-    accounts, applications, calls, conferences, keys, messages, numbers, queues, recordings, sip, usage, ApiState, AppError,
+    accounts, applications, calls, conferences, keys, messages, numbers, queues, rates, recordings, sip, usage, ApiState, AppError,
     BODY_LIMIT,
 };
 
@@ -113,6 +113,8 @@ pub(crate) enum Shape {
     Smsc,
     /// A category's usage over a period.
     UsageRecord,
+    /// An account's rates (Dialtone extension).
+    RateTable,
 }
 
 /// One method on one path.
@@ -354,6 +356,17 @@ const DATE_CREATED_IGNORED: &[&str] = &["DateCreated", "DateCreated<", "DateCrea
 
 /// One page holds all of these lists; Twilio's paging parameters are accepted and ignored.
 const SINGLE_PAGE_IGNORED: &[&str] = &["PageSize", "Page", "PageToken"];
+
+const RATE_TABLE: [Param; 5] = [
+    opt("Rounding", Ty::OneOf(&["per-minute", "per-second"]), "How call time is billed (default per-minute: every started minute)."),
+    Param { name: "InboundRate", ty: Ty::Str, required: false, repeated: true,
+        doc: "Per minute of an inbound call, by the type of number called: `local=0.01`, `mobile=...`, `toll-free=...`." },
+    Param { name: "OutboundRate", ty: Ty::Str, required: false, repeated: true,
+        doc: "Per minute of an outbound call, by destination prefix (longest wins): `+1555=0.05`." },
+    opt("SmsInboundRate", Ty::Str, "Per segment received, e.g. `0.0075`."),
+    Param { name: "SmsOutboundRate", ty: Ty::Str, required: false, repeated: true,
+        doc: "Per segment sent, by destination prefix (longest wins): `+44=0.04`." },
+];
 
 /// The Usage Records lists' parameters (each list takes them all).
 static USAGE_PARAMS: LazyLock<&'static [Param]> = LazyLock::new(|| {
@@ -620,6 +633,16 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
             Reply::One(200, Shape::Message), FORM, || post(messages::update)),
         op(Method::DELETE, concat_path(A, "/Messages/{Sid}.json"), "DeleteMessage",
             "Delete a message that is not being sent", &[], &[], Reply::Empty, BAD, || delete(messages::delete)),
+        // A Dialtone extension: Twilio's prices are its own.
+        op(Method::GET, concat_path(A, "/RateTable.json"), "FetchRateTable",
+            "Dialtone extension: the rates that price the account's calls and messages (its own, else its parent's)",
+            &[], &[], Reply::One(200, Shape::RateTable), &[], || get(rates::fetch)),
+        op(Method::POST, concat_path(A, "/RateTable.json"), "UpdateRateTable",
+            "Dialtone extension: set (replace) the account's rates; main accounts only (201 when new)",
+            &RATE_TABLE, &[], Reply::One(200, Shape::RateTable), &[400, 413, 415], || post(rates::update)),
+        op(Method::DELETE, concat_path(A, "/RateTable.json"), "DeleteRateTable",
+            "Dialtone extension: remove the account's rates (its parent's, else the node's, apply)",
+            &[], &[], Reply::Empty, &[], || delete(rates::delete)),
         op(Method::GET, concat_path(A, "/Usage/Records.json"), "ListUsageRecord",
             "Usage per category from StartDate to EndDate (default: since the account was created)", *USAGE_PARAMS, &[],
             Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::records)),

@@ -1513,3 +1513,62 @@ async fn usage_records_sum_calls_per_category_for_the_child_and_the_parent() {
     let (status, _) = f.get(&format!("/2010-04-01/Accounts/{}/Usage/Records.json", AccountSid::generate())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn rate_tables_are_set_by_the_main_account_and_inherited_by_subaccounts() {
+    let f = fixture().await;
+    let (_, sub) = f.request(Method::POST, "/2010-04-01/Accounts.json", Some("FriendlyName=child")).await;
+    let child = sub["sid"].as_str().unwrap().to_owned();
+    let child_token = sub["auth_token"].as_str().unwrap().to_owned();
+    let (status, _) = f.get(&format!("{}/RateTable.json", f.base())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no table: the node's [pricing] applies");
+    let form = "Rounding=per-second&InboundRate=local%3D0.01&OutboundRate=%2B1555%3D0.05&OutboundRate=+44%3D0.03&SmsInboundRate=0.0075";
+    let (status, table) = f.request(Method::POST, &format!("{}/RateTable.json", f.base()), Some(form)).await;
+    assert_eq!(status, StatusCode::CREATED, "{table}");
+    assert_eq!(table["rounding"], "per-second");
+    assert_eq!(table["outbound"], serde_json::json!({ "+1555": "0.05", "+44": "0.03" }));
+    assert_eq!(table["inbound"], serde_json::json!({ "local": "0.01" }));
+    assert!(table["inherited_from"].is_null());
+    // The child inherits it, and says from whom.
+    let child_get = |path: String| {
+        Request::builder()
+            .uri(path)
+            .header(header::AUTHORIZATION, basic(&child, &child_token))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, body) = f.send(child_get(format!("/2010-04-01/Accounts/{child}/RateTable.json"))).await;
+    let inherited: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, inherited["inherited_from"].as_str()), (StatusCode::OK, Some(f.account.as_str())), "{inherited}");
+    // The parent gives the child its own; a second POST replaces it whole.
+    let child_table = format!("/2010-04-01/Accounts/{child}/RateTable.json");
+    let (status, _) = f.request(Method::POST, &child_table, Some("OutboundRate=%2B1%3D0.02")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, own) = f.request(Method::POST, &child_table, Some("SmsOutboundRate=%3D0.04")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((own["outbound"].clone(), own["sms_outbound"].clone()), (serde_json::json!({}), serde_json::json!({ "": "0.04" })));
+    assert_eq!(own["rounding"], "per-minute");
+    // The child may not set its own prices.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(&child_table)
+        .header(header::AUTHORIZATION, basic(&child, &child_token))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("OutboundRate=%2B1%3D0"))
+        .unwrap();
+    let (status, _, body) = f.send(req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_twilio_error(&serde_json::from_slice(&body).unwrap(), 20403, 403);
+    // Bad rates are refused whole, naming what is wrong.
+    for bad in ["OutboundRate=%2B1x%3D1", "OutboundRate=%2B1%3D-1", "OutboundRate=%2B1", "InboundRate=landline%3D1",
+                "OutboundRate=%2B1%3D1&OutboundRate=%2B1%3D2", "Rounding=hourly", "SmsInboundRate=1000001"] {
+        let (status, body) = f.request(Method::POST, &child_table, Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_twilio_error(&body, 20001, 400);
+    }
+    // Removing the child's own table brings back the parent's.
+    assert_eq!(f.request(Method::DELETE, &child_table, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(f.request(Method::DELETE, &child_table, None).await.0, StatusCode::NOT_FOUND);
+    let (_, back) = f.get(&child_table).await;
+    assert_eq!(back["inherited_from"], f.account.as_str());
+}

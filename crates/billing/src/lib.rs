@@ -14,7 +14,7 @@
 //! A destination without a rate has no price (`None`): the caller leaves the call unpriced, as
 //! Twilio leaves `price` null until it knows one, rather than charging 0 as if it were free.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 pub use rust_decimal::Decimal;
@@ -22,8 +22,12 @@ pub use rust_decimal::Decimal;
 /// Decimal places a price keeps.
 pub const PRICE_DECIMALS: u32 = 4;
 
+/// The highest rate a table takes (per minute or per segment). Rates come from configuration and
+/// from the API; below this bound no duration or segment count can overflow a price.
+pub const MAX_RATE: u32 = 1_000_000;
+
 /// How call time turns into billed units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rounding {
     /// Every started minute is billed whole (the common carrier rule, and the default).
@@ -34,7 +38,7 @@ pub enum Rounding {
 }
 
 /// Twilio's types of phone number, which inbound calls are rated by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NumberType {
     Local,
@@ -46,7 +50,7 @@ pub enum NumberType {
 pub enum RateError {
     #[error("prefix {0:?}: digits only, after an optional +")]
     BadPrefix(String),
-    #[error("price {0:?} is not a decimal of at least 0")]
+    #[error("price {0:?} is not a decimal from 0 to {MAX_RATE}")]
     BadPrice(String),
     #[error("prefix {0:?} has two rates")]
     DuplicatePrefix(String),
@@ -99,8 +103,62 @@ fn parse_price(text: &str) -> Result<Decimal, RateError> {
     text.trim()
         .parse::<Decimal>()
         .ok()
-        .filter(|d| !d.is_sign_negative())
+        .filter(|d| !d.is_sign_negative() && *d <= Decimal::from(MAX_RATE))
         .ok_or_else(|| RateError::BadPrice(text.to_owned()))
+}
+
+/// A rate table as written (decimal strings), in configuration (`[pricing]`) and through the API;
+/// [`RateSheet::table`] checks it and makes the [`RateTable`] that prices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSheet {
+    #[serde(default)]
+    pub rounding: Rounding,
+    /// Per minute, by the type of the number called.
+    #[serde(default)]
+    pub inbound: BTreeMap<NumberType, String>,
+    /// Per minute, by destination prefix.
+    #[serde(default)]
+    pub outbound: BTreeMap<String, String>,
+    /// Per segment received.
+    #[serde(default)]
+    pub sms_inbound: Option<String>,
+    /// Per segment sent, by destination prefix.
+    #[serde(default)]
+    pub sms_outbound: BTreeMap<String, String>,
+}
+
+/// What is wrong with a [`RateSheet`], and in which of its parts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{part}: {error}")]
+pub struct SheetError {
+    /// `inbound`, `outbound`, `sms_inbound` or `sms_outbound`.
+    pub part: &'static str,
+    pub error: RateError,
+}
+
+impl RateSheet {
+    pub fn table(&self) -> Result<RateTable, SheetError> {
+        let prefixes = |rates: &BTreeMap<String, String>, part| {
+            PrefixRates::new(rates.iter().map(|(p, r)| (p.as_str(), r.as_str()))).map_err(|error| SheetError { part, error })
+        };
+        let mut inbound = HashMap::new();
+        for (kind, rate) in &self.inbound {
+            inbound.insert(*kind, parse_price(rate).map_err(|error| SheetError { part: "inbound", error })?);
+        }
+        Ok(RateTable {
+            rounding: self.rounding,
+            inbound,
+            outbound: prefixes(&self.outbound, "outbound")?,
+            sms_inbound: self
+                .sms_inbound
+                .as_deref()
+                .map(parse_price)
+                .transpose()
+                .map_err(|error| SheetError { part: "sms_inbound", error })?,
+            sms_outbound: prefixes(&self.sms_outbound, "sms_outbound")?,
+        })
+    }
 }
 
 /// Which way a call or message went, and what rates it.
@@ -220,6 +278,33 @@ mod tests {
         assert_eq!(rate("client:alice"), None);
         assert_eq!(t.sms_outbound.rate("+33123456789"), Some(d("0.04")), "the empty prefix takes the rest");
         assert_eq!(t.sms_outbound.rate("sip:x@y"), Some(d("0.04")));
+    }
+
+    #[test]
+    fn a_sheet_makes_its_table_or_names_what_is_wrong() {
+        let sheet = RateSheet {
+            rounding: Rounding::PerSecond,
+            inbound: BTreeMap::from([(NumberType::Local, "0.01".into())]),
+            outbound: BTreeMap::from([("+1555".into(), "0.05".into())]),
+            sms_inbound: Some("0.0075".into()),
+            sms_outbound: BTreeMap::from([("".into(), "0.04".into())]),
+        };
+        let t = sheet.table().unwrap();
+        assert_eq!(t.call_price(Direction::Outbound("+15550001234"), 65), Some(d("0.0542")));
+        assert_eq!(t.sms_price(Direction::Inbound(NumberType::Local), 2), Some(d("0.015")));
+        let mut bad = sheet.clone();
+        bad.sms_inbound = Some("-1".into());
+        assert_eq!(bad.table().unwrap_err().part, "sms_inbound");
+        let mut bad = sheet.clone();
+        bad.outbound.insert("+44x".into(), "1".into());
+        assert_eq!(bad.table().unwrap_err().to_string(), "outbound: prefix \"+44x\": digits only, after an optional +");
+        // A rate too high to price every duration is refused, so pricing never overflows.
+        let mut bad = sheet;
+        bad.inbound.insert(NumberType::Mobile, "1000000.0001".into());
+        assert_eq!(bad.table().unwrap_err().part, "inbound");
+        let top = PrefixRates::new([("", "1000000")]).unwrap();
+        let table = RateTable { outbound: top, ..RateTable::default() };
+        assert!(table.call_price(Direction::Outbound("+1"), u64::MAX).is_some());
     }
 
     #[test]

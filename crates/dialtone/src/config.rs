@@ -126,38 +126,10 @@ pub struct RawTrunk {
 /// sms_inbound = "0.0079"                   # per segment
 /// sms_outbound = { "+1" = "0.0079" }       # per segment, longest prefix wins
 /// ```
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPricing {
-    pub rounding: Option<billing::Rounding>,
-    pub inbound: Option<std::collections::BTreeMap<billing::NumberType, String>>,
-    pub outbound: Option<std::collections::BTreeMap<String, String>>,
-    pub sms_inbound: Option<String>,
-    pub sms_outbound: Option<std::collections::BTreeMap<String, String>>,
-}
+pub type RawPricing = billing::RateSheet;
 
 fn build_pricing(raw: RawPricing) -> Result<billing::RateTable> {
-    let prefixes = |rates: Option<std::collections::BTreeMap<String, String>>, what: &str| {
-        let rates = rates.unwrap_or_default();
-        billing::PrefixRates::new(rates.iter().map(|(p, r)| (p.as_str(), r.as_str()))).with_context(|| what.to_owned())
-    };
-    let price = |text: &str, what: &str| -> Result<billing::Decimal> {
-        match text.trim().parse::<billing::Decimal>() {
-            Ok(d) if !d.is_sign_negative() => Ok(d),
-            _ => bail!("{what}: {text:?} is not a decimal of at least 0"),
-        }
-    };
-    let mut inbound = std::collections::HashMap::new();
-    for (kind, rate) in raw.inbound.unwrap_or_default() {
-        inbound.insert(kind, price(&rate, "inbound")?);
-    }
-    Ok(billing::RateTable {
-        rounding: raw.rounding.unwrap_or_default(),
-        inbound,
-        outbound: prefixes(raw.outbound, "outbound")?,
-        sms_inbound: raw.sms_inbound.as_deref().map(|r| price(r, "sms_inbound")).transpose()?,
-        sms_outbound: prefixes(raw.sms_outbound, "sms_outbound")?,
-    })
+    Ok(raw.table()?)
 }
 
 /// The `[fraud]` table.
@@ -668,7 +640,7 @@ mod tests {
         assert!(RawConfig::default().validate().unwrap().node.pricing.is_none(), "unpriced by default");
 
         let bad = |text: &str| format!("{:#}", toml::from_str::<RawConfig>(text).unwrap().validate().map(|_| ()).unwrap_err());
-        assert!(bad("[pricing]\noutbound = { \"+1\" = \"-1\" }").contains("not a decimal of at least 0"));
+        assert!(bad("[pricing]\noutbound = { \"+1\" = \"-1\" }").contains("not a decimal from 0 to 1000000"));
         assert!(bad("[pricing]\noutbound = { \"+1x\" = \"1\" }").contains("digits only"));
         assert!(bad("[pricing]\ninbound = { local = \"free\" }").contains("inbound"));
         assert!(toml::from_str::<RawConfig>("[pricing]\nrounding = \"hourly\"").is_err());

@@ -41,6 +41,7 @@ mod messages;
 mod numbers;
 mod page;
 mod queues;
+mod rates;
 mod recordings;
 mod sealing;
 mod usage;
@@ -68,6 +69,7 @@ pub use messages::{
 };
 pub use numbers::NumberFilter;
 pub use page::{Cursor, Page, PageRequest};
+pub use rates::RateTableRecord;
 pub use recordings::RecordingFilter;
 pub use sealing::SealingKey;
 pub use usage::{UsageDay, UsageKind, UsageScope};
