@@ -4,7 +4,8 @@ costs 0.10 at 5 cents a minute with per-minute rounding and 0.0542 with per-seco
 call the callee refuses costs 0; an inbound call of 5 s costs one minute at 1 cent. Read back
 through the official twilio SDK (`price`, `price_unit`, `duration`), and summed by the Usage
 Records API per category: the outbound calls are a subaccount's, the inbound one its parent's, so
-the parent's records include the child's unless asked not to."""
+the parent's records include the child's unless asked not to. The subaccount's 5-cent rate comes
+from the rate table its parent set through the API (the node's own is 9 cents)."""
 
 from __future__ import annotations
 
@@ -40,12 +41,12 @@ def uas(workdir: Path, sip_port: int, rtp_port: int, ring: float = 0.0, busy: bo
 
 
 def priced_server(dialtone_binary, workdir: Path, ports, rounding: str,
-                  trunks: dict[str, int]) -> DialtoneServer:
+                  trunks: dict[str, int], outbound: str = "0.05") -> DialtoneServer:
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "dialtone.toml"
     cfg.write_text(
         f'[pricing]\nrounding = "{rounding}"\ninbound = {{ local = "0.01" }}\n'
-        'outbound = { "+1" = "0.013", "+1555" = "0.05", "+1556" = "0.05" }\n\n'
+        f'outbound = {{ "+1" = "0.013", "+1555" = "{outbound}", "+1556" = "0.05" }}\n\n'
         + "".join(f'[[trunks]]\nname = "t{i}"\nuri = "sip:127.0.0.1:{port}"\nprefixes = ["{prefix}"]\n\n'
                   for i, (prefix, port) in enumerate(trunks.items())))
     wrapper = workdir / "dialtone-serve.sh"
@@ -77,8 +78,9 @@ def test_calls_are_billed_from_answer_per_minute_and_per_second(dialtone_binary,
         uas(workdir / "uas-second", answering_b, ports.block(20)[0], ring=10),
         uas(workdir / "uas-busy", refusing, ports.block(20)[0], busy=True),
     ]
+    # The node's own rate to +1555 is 9 cents: the subaccount's 5 come from its rate table.
     per_minute = priced_server(dialtone_binary, workdir / "minute", ports, "per-minute",
-                               {"+1555": answering_a, "+1556": refusing})
+                               {"+1555": answering_a, "+1556": refusing}, outbound="0.09")
     per_second = priced_server(dialtone_binary, workdir / "second", ports, "per-second",
                                {"+1555": answering_b})
     caller = None
@@ -91,6 +93,13 @@ def test_calls_are_billed_from_answer_per_minute_and_per_second(dialtone_binary,
         sub = a.api.accounts.create(friendly_name="child")
         child = Client(sub.sid, sub.auth_token)
         child.api.base_url = per_minute.http_url
+        # The parent sets its subaccount's rates (a Dialtone extension); the child may not.
+        table_url = f"{per_minute.http_url}/2010-04-01/Accounts/{sub.sid}/RateTable.json"
+        rates = {"Rounding": "per-minute", "OutboundRate": ["+1555=0.05", "+1556=0.05"]}
+        r = requests.post(table_url, data=rates, auth=(per_minute.account_sid, per_minute.auth_token), timeout=10)
+        assert r.status_code == 201 and r.json()["outbound"] == {"+1555": "0.05", "+1556": "0.05"}, r.text
+        r = requests.post(table_url, data=rates, auth=(sub.sid, sub.auth_token), timeout=10)
+        assert r.status_code == 403 and r.json()["code"] == 20403, r.text
         started = time.monotonic()
         minute_call = child.calls.create(to="+15550009999", from_="+15550001111", twiml=PAUSE)
         second_call = b.calls.create(to="+15550009999", from_="+15550001111", twiml=PAUSE)

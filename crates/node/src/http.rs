@@ -67,6 +67,12 @@ impl api::ApiHooks for Hooks {
             .collect()
     }
 
+    fn rates_changed(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.rates.changed();
+        }
+    }
+
     fn numbers_changed(&self) {
         let Some(shared) = self.shared.upgrade() else {
             return;

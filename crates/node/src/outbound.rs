@@ -421,7 +421,8 @@ impl Dialing {
         self.record.status = status;
         self.record.end_time = Some(now);
         self.record.duration = Some(0);
-        self.record.price = crate::pricing::call_price(self.shared.config.pricing.as_deref(), &self.record, None);
+        let rates = self.shared.rates.for_account(&self.shared.store, &self.record.account_sid).await;
+        self.record.price = crate::pricing::call_price(rates.as_deref(), &self.record, None);
         self.record.date_updated = now;
         self.save();
         self.shared.records.flush().await;

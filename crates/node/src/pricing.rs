@@ -2,10 +2,73 @@
 //! (`[pricing]`, the `billing` crate): calls are billed from answer to hang-up, so ringing and
 //! unanswered calls cost nothing; messages per segment.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use billing::{Decimal, Direction, NumberType, RateTable};
-use model::{CallDirection, CallRecord, MessageDirection, MessageRecord};
+use billing::{Decimal, Direction, NumberType, RateSheet, RateTable};
+use model::{AccountSid, CallDirection, CallRecord, MessageDirection, MessageRecord};
+
+/// Which rate table prices an account: its own (set through the API), else its parent's, else
+/// the node's `[pricing]`. Resolved tables are cached per account; any change through the API
+/// empties the cache (`ApiHooks::rates_changed`), and a lookup that raced a change does not
+/// store what it read.
+#[derive(Default)]
+pub struct Rates {
+    node: Option<Arc<RateTable>>,
+    cache: RwLock<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// Bumped by every change; a lookup stores its result only under the generation it began in.
+    generation: u64,
+    tables: HashMap<AccountSid, Option<Arc<RateTable>>>,
+}
+
+impl Rates {
+    pub fn new(node: Option<Arc<RateTable>>) -> Rates {
+        Rates { node, cache: RwLock::default() }
+    }
+
+    /// The table that prices `account` now (`None`: nothing prices it).
+    pub async fn for_account(&self, store: &store::Store, account: &AccountSid) -> Option<Arc<RateTable>> {
+        let generation = {
+            // A poisoned lock only means a reader panicked mid-read; the map itself is whole.
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = cache.tables.get(account) {
+                return hit.clone().or_else(|| self.node.clone());
+            }
+            cache.generation
+        };
+        let own = match store.effective_rate_table(account).await {
+            Ok(Some(record)) => match serde_json::from_str::<RateSheet>(&record.rates).map_err(|e| e.to_string()).and_then(|s| s.table().map_err(|e| e.to_string())) {
+                Ok(table) => Some(Arc::new(table)),
+                Err(e) => {
+                    tracing::error!(account = %account, table_of = %record.account_sid, error = %e, "stored rate table unreadable; the node's rates apply");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(account = %account, error = %e, "reading the rate table failed; the node's rates apply");
+                return self.node.clone();
+            }
+        };
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.generation == generation {
+            cache.tables.insert(*account, own.clone());
+        }
+        own.or_else(|| self.node.clone())
+    }
+
+    /// A table was set or removed: every cached resolution may be stale.
+    pub fn changed(&self) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        cache.generation += 1;
+        cache.tables.clear();
+    }
+}
 
 /// The price of a call that was answered for `answered` (`None`: never answered), as Twilio
 /// shows it: the charge as a negative decimal string (`"-0.1000"`; `"0.0000"` when free).
@@ -138,5 +201,27 @@ mod tests {
         assert_eq!(number_type("+12125550000"), NumberType::Local);
         assert_eq!(number_type("+448001234567"), NumberType::Local);
         assert_eq!(number_type("client:alice"), NumberType::Local);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_account_is_priced_by_its_own_table_else_its_parents_else_the_nodes() {
+        let store = store::Store::open("sqlite::memory:").await.unwrap();
+        let account = AccountSid::generate();
+        store.ensure_account(&account, "token", "test").await.unwrap();
+        let node = Arc::new(RateTable { rounding: billing::Rounding::PerSecond, ..RateTable::default() });
+        let rates = Rates::new(Some(node.clone()));
+        assert_eq!(rates.for_account(&store, &account).await, Some(node.clone()));
+        store.set_rate_table(&account, r#"{"outbound":{"+1":"0.05"}}"#, Utc::now()).await.unwrap();
+        // Cached until the API says rates changed.
+        assert_eq!(rates.for_account(&store, &account).await, Some(node.clone()));
+        rates.changed();
+        let own = rates.for_account(&store, &account).await.unwrap();
+        assert_eq!(own.outbound.rate("+15550001234"), Some("0.05".parse().unwrap()));
+        assert_eq!(own.rounding, billing::Rounding::PerMinute);
+        // A table the store cannot read falls back to the node's rather than failing the call.
+        store.set_rate_table(&account, "not json", Utc::now()).await.unwrap();
+        rates.changed();
+        assert_eq!(rates.for_account(&store, &account).await, Some(node));
+        assert_eq!(Rates::default().for_account(&store, &AccountSid::generate()).await, None);
     }
 }

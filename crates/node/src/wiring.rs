@@ -114,6 +114,8 @@ pub struct Shared {
     pub sms_events: tokio::sync::Mutex<Option<mpsc::Receiver<crate::sms::SmsEvent>>>,
     /// Wakes the SMS outbox when the API queues a message (`crate::messaging`).
     pub outbox: crate::messaging::Outbox,
+    /// Which rate table prices each account (`crate::pricing`).
+    pub rates: crate::pricing::Rates,
 }
 
 impl Shared {
@@ -262,6 +264,7 @@ impl Node {
             conferences: crate::conference::Conferences::default(),
             queues: crate::queues::QueueRuntime::default(),
             registrar: crate::registrar::Registrations::default(),
+            rates: crate::pricing::Rates::new(config.pricing.clone()),
             config,
         });
 

@@ -133,6 +133,8 @@ struct DialLeg {
     sdp_version: u64,
     session_id: u64,
     forwards: Vec<Forward>,
+    /// The parent call's rates.
+    rates: Option<std::sync::Arc<billing::RateTable>>,
 }
 
 /// A recording of the dial, on the parent stream.
@@ -226,7 +228,7 @@ fn close_record(shared: &Shared, leg: &mut DialLeg, status: CallStatus) {
     leg.record.date_updated = now;
     leg.record.duration = Some(seconds_since(leg.answered_at));
     let answered = leg.answered_at.map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
-    leg.record.price = crate::pricing::call_price(shared.config.pricing.as_deref(), &leg.record, answered);
+    leg.record.price = crate::pricing::call_price(leg.rates.as_deref(), &leg.record, answered);
     shared.records.update_call(&leg.record);
     tracing::info!(call_sid = %leg.record.sid, parent = ?leg.record.parent_call_sid, status = %status, "dial leg ended");
     leg.callbacks.post("completed", &leg.record);
@@ -461,6 +463,7 @@ impl ActiveCall {
                 index,
                 LegInput::Control,
             )],
+            rates: self.rates.clone(),
         }
     }
 

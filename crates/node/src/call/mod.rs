@@ -672,6 +672,8 @@ pub(crate) struct ActiveCall {
     pub(crate) dequeue: Option<queue::DequeueLeg>,
     /// Turns the engine's instants into the wall-clock times stored.
     clock: CallClock,
+    /// The rates that price the call and its `<Dial>` legs, as they stood when it started.
+    pub(crate) rates: Option<Arc<billing::RateTable>>,
 }
 
 /// One clock per call: the engine's instants (answer, end) become wall-clock times by their
@@ -739,10 +741,12 @@ impl ActiveCall {
             queued: None,
             dequeue: None,
             clock,
+            rates: None,
         }
     }
 
     pub(crate) async fn run(mut self) {
+        self.rates = self.shared.rates.for_account(&self.shared.store, &self.record.account_sid).await;
         loop {
             self.drain().await;
             if self.finished {
@@ -1317,7 +1321,7 @@ impl ActiveCall {
             None => 0,
         });
         let answered = answered_at.map(|t| ended_at.saturating_duration_since(t));
-        self.record.price = crate::pricing::call_price(self.shared.config.pricing.as_deref(), &self.record, answered);
+        self.record.price = crate::pricing::call_price(self.rates.as_deref(), &self.record, answered);
         self.shared.records.update_call(&self.record);
         self.shared.records.flush().await;
         tracing::info!(call_sid = %self.record.sid, status = %status, duration = self.record.duration, "call ended");

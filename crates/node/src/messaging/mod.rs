@@ -337,6 +337,7 @@ async fn send(shared: &Shared, pool: &SmscPool, mut message: MessageRecord) -> (
         text: message.body.clone(),
         validity: message.validity_period.map(|secs| Duration::from_secs(u64::from(secs))),
     };
+    let rates = shared.rates.for_account(&shared.store, &message.account_sid).await;
     let outcome = pool.submit(&sms).await;
     let next = match outcome {
         SubmitOutcome::Sent { smsc, parts } => {
@@ -358,7 +359,7 @@ async fn send(shared: &Shared, pool: &SmscPool, mut message: MessageRecord) -> (
                     })
                     .collect();
                 if ids.len() == parts.len() {
-                    let price = crate::pricing::message_price(shared.config.pricing.as_deref(), &message);
+                    let price = crate::pricing::message_price(rates.as_deref(), &message);
                     outbox.write(Write::Sent { message: message.clone(), smsc, ids, price });
                     Next::Done
                 } else {
@@ -521,7 +522,8 @@ async fn incoming(
     message.application_sid = number.sms_application_sid;
     message.smsc = Some(smsc.to_owned());
     message.date_sent = Some(now);
-    message.price = crate::pricing::message_price(shared.config.pricing.as_deref(), &message);
+    let rates = shared.rates.for_account(&shared.store, &message.account_sid).await;
+    message.price = crate::pricing::message_price(rates.as_deref(), &message);
     let key = dedupe_key(&message.from, &message.to, &message.body);
     match shared.store.store_incoming(&message, smsc, &key).await {
         Ok(store::Incoming::Stored) => ack.stored(),
