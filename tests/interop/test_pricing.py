@@ -97,7 +97,7 @@ def test_calls_are_billed_from_answer_per_minute_and_per_second(dialtone_binary,
         table_url = f"{per_minute.http_url}/2010-04-01/Accounts/{sub.sid}/RateTable.json"
         rates = {"Rounding": "per-minute", "OutboundRate": ["+1555=0.05", "+1556=0.05"]}
         r = requests.post(table_url, data=rates, auth=(per_minute.account_sid, per_minute.auth_token), timeout=10)
-        assert r.status_code == 201 and r.json()["outbound"] == {"+1555": "0.05", "+1556": "0.05"}, r.text
+        assert r.status_code == 200 and r.json()["outbound"] == {"+1555": "0.05", "+1556": "0.05"}, r.text
         r = requests.post(table_url, data=rates, auth=(sub.sid, sub.auth_token), timeout=10)
         assert r.status_code == 403 and r.json()["code"] == 20403, r.text
         started = time.monotonic()

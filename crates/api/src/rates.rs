@@ -42,11 +42,10 @@ pub(crate) async fn update(
     let p = Params::from_body(body)?;
     let sheet = sheet_param(&p)?;
     let rates = serde_json::to_string(&sheet).map_err(|e| AppError::Store(store::StoreError::Corrupt(e.to_string())))?;
-    let existed = state.store.rate_table(&account).await?.is_some();
     let table = state.store.set_rate_table(&account, &rates, Utc::now()).await?;
     state.hooks.rates_changed();
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(render(&account, &table)?)))
+    // An update of the account's one table, new or not: 200, as Twilio answers updates.
+    Ok((StatusCode::OK, Json(render(&account, &table)?)))
 }
 
 pub(crate) async fn delete(State(state): State<ApiState>, ctx: Ctx, Seg(account): Seg<String>) -> Result<StatusCode, AppError> {

@@ -638,7 +638,7 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
             "Dialtone extension: the rates that price the account's calls and messages (its own, else its parent's)",
             &[], &[], Reply::One(200, Shape::RateTable), &[], || get(rates::fetch)),
         op(Method::POST, concat_path(A, "/RateTable.json"), "UpdateRateTable",
-            "Dialtone extension: set (replace) the account's rates; main accounts only (201 when new)",
+            "Dialtone extension: set (replace) the account's rates; main accounts only",
             &RATE_TABLE, &[], Reply::One(200, Shape::RateTable), &[400, 413, 415], || post(rates::update)),
         op(Method::DELETE, concat_path(A, "/RateTable.json"), "DeleteRateTable",
             "Dialtone extension: remove the account's rates (its parent's, else the node's, apply)",
