@@ -119,3 +119,58 @@ def test_invite_to_unknown_number_is_404(dialtone, webhook, provision):
         r = uac.call("+15559990000", 40000, timeout=5)
     assert r.final_status == 404, r
     assert not webhook.received(), "a call to an unknown number reached the app"
+
+
+# RFC 3261 §8.2.2.1: a Request-URI scheme the UAS does not serve gets 416 (RFC 4475 3.1.1.10 and
+# 3.1.1.11 are such messages: well-formed, refused); the schemes served pass, in any case.
+SCHEMES = [
+    ("nobodyKnowsThisScheme:totallyopaquecontent", 416),
+    ("http://127.0.0.1/index.html", 416),
+    ("urn:service:sos", 416),
+    ("soap.beep://127.0.0.1:3002/", 416),
+    ("sip:127.0.0.1:{sp}", 200),
+    ("SIP:127.0.0.1:{sp}", 200),
+    ("sips:127.0.0.1:{sp}", 200),
+    ("tel:+15550001111", 200),
+]
+
+
+@pytest.mark.parametrize("uri,status", SCHEMES)
+def test_request_uri_schemes(dialtone, uri, status):
+    sp = dialtone.sip_port
+    uri = uri.format(sp=sp)
+    with Uac(dialtone.sip_addr) as uac:
+        data = build(f"OPTIONS {uri} SIP/2.0",
+                     headers(uac.port, sp, method="OPTIONS", To=f"<sip:127.0.0.1:{sp}>"))
+        r = uac.request(data, timeout=2.0)
+        assert r is not None, f"no answer to {uri}"
+        assert r.status == status, f"{uri}: {r.start}"
+    assert_still_serving(dialtone)
+
+
+# RFC 3261 §25: header values are TEXT-UTF8 and LWS; a control character (other than HTAB) may
+# appear only escaped as a quoted-pair in a quoted-string. Raw ones get 400; the neighbours that
+# the grammar allows still get 200.
+CONTROLS = [
+    ("Subject", "a\x00b", 400),
+    ("Subject", "ring\x07ring", 400),
+    ("Subject", "del\x7fete", 400),
+    ("From", '"Al\x01ce" <sip:+15557654321@127.0.0.1>;tag=ab12', 400),
+    ("X-Note", "\x1b[31mred", 400),
+    ("Subject", "tab\tinside", 200),
+    ("Subject", "Grüße, 👋", 200),
+    ("From", '"Al\\\x01ce" <sip:+15557654321@127.0.0.1>;tag=ab12', 200),
+    ("From", '"quote \\" inside" <sip:+15557654321@127.0.0.1>;tag=ab12', 200),
+]
+
+
+@pytest.mark.parametrize("name,value,status", CONTROLS)
+def test_control_characters_in_header_values(dialtone, name, value, status):
+    sp = dialtone.sip_port
+    with Uac(dialtone.sip_addr) as uac:
+        h = headers(uac.port, sp, method="OPTIONS", To=f"<sip:127.0.0.1:{sp}>")
+        h[name] = value
+        r = uac.request(build(f"OPTIONS sip:127.0.0.1:{sp} SIP/2.0", h), timeout=2.0)
+        assert r is not None, f"no answer to {name}: {value!r}"
+        assert r.status == status, f"{name}: {value!r}: {r.start}"
+    assert_still_serving(dialtone)

@@ -312,6 +312,12 @@ impl SipTask {
         source: SocketAddr,
         transport: Transport,
     ) {
+        // RFC 3261 §8.2.2.1: a scheme the UAS does not serve is refused before anything else.
+        if !request.has_supported_uri_scheme() {
+            tracing::info!(uri = %request.uri, method = %request.method, %source, "request refused: unsupported URI scheme");
+            self.respond(tx, &request, 416, "Unsupported URI Scheme");
+            return;
+        }
         let in_dialog = request.to().is_some_and(|to| to.tag().is_some());
         if in_dialog {
             let route = DialogId::for_incoming(&request).and_then(|id| self.dialogs.get(&id));

@@ -81,6 +81,10 @@ pub enum ParseError {
     CSeqMethodMismatch,
     #[error("Content-Length larger than message")]
     BodyTruncated,
+    /// A control character (other than HTAB) in a header value, outside a quoted-pair
+    /// (RFC 3261 §25: TEXT-UTF8 and LWS only).
+    #[error("Control character in {0}")]
+    ControlCharacter(String),
 }
 
 impl ParseError {
@@ -623,6 +627,14 @@ impl Request {
         out
     }
 
+    /// Whether the Request-URI's scheme is one a UAS serves: `sip`, `sips` or `tel`, in any
+    /// case. Another scheme is well-formed (RFC 4475 3.1.1.10) but gets 416 Unsupported URI
+    /// Scheme from the UA core (RFC 3261 §8.2.2.1).
+    pub fn has_supported_uri_scheme(&self) -> bool {
+        let scheme = self.uri.split_once(':').map_or("", |(scheme, _)| scheme);
+        ["sip", "sips", "tel"].iter().any(|s| scheme.eq_ignore_ascii_case(s))
+    }
+
     /// Checks what RFC 3261 §8.2 and the transaction layer need: one To, From, Call-ID and
     /// CSeq that parse, at least one Via, CSeq method = request method, Max-Forwards 0-255.
     pub fn validate(&self) -> Result<(), ParseError> {
@@ -775,7 +787,33 @@ fn single<'a>(headers: &'a Headers, name: &'static str) -> Result<&'a str, Parse
     Ok(first)
 }
 
+/// Whether a header value holds a control character that RFC 3261's grammar (§25) has no place
+/// for: anything below SP but HTAB, and DEL, unless escaped as a quoted-pair inside a
+/// quoted-string (`"a\<ctl>b"`; quoted-pair excludes only CR and LF, which never reach here).
+fn has_bare_control(value: &str) -> bool {
+    let (mut quoted, mut escaped) = (false, false);
+    for b in value.bytes() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'\t' => {}
+            0..=0x1f | 0x7f => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 fn validate_common(headers: &Headers) -> Result<(), ParseError> {
+    for entry in &headers.entries {
+        if has_bare_control(headers.value_of(entry)) {
+            return Err(ParseError::ControlCharacter(expand_compact(headers.name_of(entry)).to_owned()));
+        }
+    }
     let mut vias = 0;
     for element in headers.elements("Via") {
         match Via::parse_detailed(element) {
@@ -1026,6 +1064,42 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An OPTIONS with `name: value` in place of (or beside) its usual headers.
+    fn options_with(name: &str, value: &str) -> Vec<u8> {
+        let from = if name == "From" { String::new() } else { "From: <sip:a@127.0.0.1>;tag=1\r\n".to_owned() };
+        format!(
+            "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+             {from}To: <sip:b@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\
+             {name}: {value}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn control_characters_in_header_values_are_refused_unless_quoted_pairs() {
+        for (name, value) in [("Subject", "a\0b"), ("Subject", "bell\x07"), ("Subject", "del\x7f"), ("X-Note", "\x1b[31m"),
+                              ("From", "\"Al\x01ce\" <sip:a@127.0.0.1>;tag=1")] {
+            let bytes = options_with(name, value);
+            let err = parse_message(&bytes).unwrap_err();
+            assert_eq!(err, ParseError::ControlCharacter(name.to_owned()), "{value:?}");
+            assert_eq!(err.status_code(), 400);
+            // Still addressable: the transaction layer answers it with 400.
+            assert!(parse_request_for_reply(&bytes).is_some(), "{value:?}");
+        }
+        for (name, value) in [("Subject", "tab\there"), ("Subject", "Grüße"), ("From", "\"Al\\\x01ce\" <sip:a@127.0.0.1>;tag=1"),
+                              ("From", "\"say \\\"hi\\\"\" <sip:a@127.0.0.1>;tag=1")] {
+            assert_eq!(parse_message(&options_with(name, value)).err(), None, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn request_uri_schemes_a_uas_serves() {
+        for (uri, served) in [("sip:a@b", true), ("SIPS:a@b", true), ("tel:+15550001111", true), ("Tel:1", true),
+                              ("http://a/b", false), ("urn:service:sos", false), ("nobodyKnowsThisScheme:x", false)] {
+            assert_eq!(Request::new(Method::Options, uri).has_supported_uri_scheme(), served, "{uri}");
+        }
+    }
 
     const INVITE: &[u8] = b"INVITE sip:bob@[2001:db8::1]:5060 SIP/2.0\r\n\
 v: SIP/2.0/UDP [2001:db8::2]:5060;branch=z9hG4bKabc, SIP/2.0/UDP 10.0.0.1\r\n\
