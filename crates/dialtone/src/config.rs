@@ -31,6 +31,9 @@ pub struct RawConfig {
     pub log: Option<String>,
     pub log_format: Option<String>,
     pub media_workers: Option<usize>,
+    /// Calls in progress beyond which new ones are refused with 503 (`DIALTONE_MAX_CALLS`);
+    /// by default derived from the open-file limit and the RTP port range.
+    pub max_calls: Option<u64>,
     /// The outbound gateway for the simple case: `sip:host[:port][;transport=tcp]`
     /// (`DIALTONE_TRUNK`; several, comma-separated, are failover gateways); tried after the
     /// `trunks` list.
@@ -198,6 +201,9 @@ impl RawConfig {
         if let Some(n) = var("DIALTONE_MEDIA_WORKERS").and_then(|v| v.parse().ok()) {
             self.media_workers = Some(n);
         }
+        if let Some(n) = var("DIALTONE_MAX_CALLS").and_then(|v| v.parse().ok()) {
+            self.max_calls = Some(n);
+        }
         self
     }
 }
@@ -325,6 +331,7 @@ impl RawConfig {
                 http_tls,
                 smscs,
                 pricing,
+                max_calls: self.max_calls.filter(|n| *n > 0),
             },
             database_url,
             account_sid,

@@ -271,6 +271,26 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> String {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP dialtone_call_capacity Calls in progress beyond which new ones are refused with 503.\n\
+         # TYPE dialtone_call_capacity gauge\ndialtone_call_capacity {}",
+        shared.overload.capacity.max_calls
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dialtone_event_loop_lag_seconds How late the runtime's timers fire.\n\
+         # TYPE dialtone_event_loop_lag_seconds gauge\ndialtone_event_loop_lag_seconds {:.6}",
+        shared.overload.lag().as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP dialtone_overload_refused_total New calls refused with 503 because the node was at capacity.\n\
+         # TYPE dialtone_overload_refused_total counter"
+    );
+    for (reason, n) in shared.overload.refused() {
+        let _ = writeln!(out, "dialtone_overload_refused_total{{reason=\"{reason}\"}} {n}");
+    }
     if let Some(sms) = &shared.sms {
         sms.write_metrics(&mut out);
     }

@@ -31,6 +31,7 @@ pub mod media;
 pub mod messaging;
 pub mod originate;
 pub mod outbound;
+pub mod overload;
 pub mod pricing;
 mod queues;
 pub mod records;

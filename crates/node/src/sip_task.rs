@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
@@ -365,6 +366,14 @@ impl SipTask {
             self.respond(tx, &request, 403, "Forbidden");
             return;
         }
+        // Past capacity: 503 at once, before any per-call work (crate::overload).
+        let calls = u64::try_from(self.shared.metrics.active_calls.load(Ordering::Relaxed)).unwrap_or(0);
+        if let crate::overload::Verdict::Refuse(_) = self.shared.overload.admit(calls) {
+            let mut response = Response::from_request(&request, 503, "Service Unavailable");
+            response.headers.push("Retry-After", &self.shared.overload.capacity.retry_after_s.to_string());
+            self.endpoint.send_response(std::time::Instant::now(), tx, response);
+            return;
+        }
         let local_tag = format!("{:016x}", self.rng.gen::<u64>());
         let Some(call_id) = request.call_id().map(str::to_owned) else {
             self.respond(tx, &request, 400, "Missing Call-ID");
@@ -402,6 +411,9 @@ impl SipTask {
             signals: signal_rx,
             self_signals: signals,
         };
+        // Counted here, not in the call's task, so that a burst of INVITEs sees each call it
+        // admitted before the next is decided; the task counts it down when it ends.
+        self.shared.metrics.active_calls.fetch_add(1, Ordering::Relaxed);
         (self.upcalls.new_call)(self.shared.clone(), self.command_tx.clone(), new);
     }
 }

@@ -37,6 +37,9 @@ pub struct NodeConfig {
     /// The rates calls are priced at when they end (`crate::pricing`); none: calls stay
     /// unpriced (`price` null).
     pub pricing: Option<std::sync::Arc<billing::RateTable>>,
+    /// Calls in progress beyond which new ones are refused (`crate::overload`); `None`: derived
+    /// from the open-file limit and the RTP port range.
+    pub max_calls: Option<u64>,
 }
 
 impl NodeConfig {
@@ -116,6 +119,8 @@ pub struct Shared {
     pub outbox: crate::messaging::Outbox,
     /// Which rate table prices each account (`crate::pricing`).
     pub rates: crate::pricing::Rates,
+    /// The node's capacity and what exceeds it (`crate::overload`).
+    pub overload: Arc<crate::overload::Overload>,
 }
 
 impl Shared {
@@ -236,6 +241,16 @@ impl Node {
             let (pool, events) = crate::sms::SmscPool::start(config.smscs.clone())?;
             (Some(pool), Some(events))
         };
+        let nofile = crate::overload::raise_nofile_limit().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the open-file limit; assuming 1024");
+            1024
+        });
+        let ports = u64::from(config.rtp_port_max.saturating_sub(config.rtp_port_min)) + 1;
+        let mut capacity = crate::overload::Capacity::derive(nofile, ports);
+        if let Some(max) = config.max_calls {
+            capacity.max_calls = max;
+        }
+        tracing::info!(max_calls = capacity.max_calls, open_files = nofile, rtp_ports = ports, "call capacity");
         let (command_tx, commands) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             sms,
@@ -265,8 +280,10 @@ impl Node {
             queues: crate::queues::QueueRuntime::default(),
             registrar: crate::registrar::Registrations::default(),
             rates: crate::pricing::Rates::new(config.pricing.clone()),
+            overload: Arc::new(crate::overload::Overload::new(capacity)),
             config,
         });
+        tokio::spawn(shared.overload.clone().measure_lag());
 
         let upcalls = sip_task::Upcalls {
             new_call: |shared, sip, new| {

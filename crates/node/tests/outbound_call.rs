@@ -83,6 +83,7 @@ async fn fixture(rtp_base: u16) -> Fixture {
         console_crm_url: None,
         smscs: Vec::new(),
         pricing: None,
+        max_calls: None,
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

@@ -100,6 +100,7 @@ async fn a_queue_the_node_cannot_reach_gives_system_error() {
         console_crm_url: None,
         smscs: Vec::new(),
         pricing: None,
+        max_calls: None,
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

@@ -59,6 +59,7 @@ async fn fixture_for(
         console_crm_url: None,
         smscs: Vec::new(),
         pricing: None,
+        max_calls: None,
         http_tls: None,
     };
     let node = node::Node::start(config, store.clone()).await.unwrap();

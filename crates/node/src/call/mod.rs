@@ -144,7 +144,7 @@ pub async fn run(shared: Arc<Shared>, sip: mpsc::UnboundedSender<SipCommand>, ne
         dialog: new.dialog.clone(),
         invite_tx: new.tx,
     };
-    shared.metrics.active_calls.fetch_add(1, Ordering::Relaxed);
+    // Counted up by the SIP task when it admitted the call (crate::overload); down below.
     let invite = ServerInvite {
         tx: new.tx,
         request: new.request,
