@@ -401,7 +401,7 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
     const A: &str = "/2010-04-01/Accounts/{AccountSid}";
     const BAD: &[u16] = &[400];
     const FORM: &[u16] = &[400, 413, 415];
-    vec![
+    let mut ops = vec![
         op(Method::GET, "/2010-04-01/Accounts.json", "ListAccount", "The account and its subaccounts",
             page_params([opt("FriendlyName", Ty::Str, "Only accounts with this name."), opt("Status", ACCOUNT_STATUS, "Only accounts with this status.")]),
             &[], Reply::Page("accounts", Shape::Account), BAD, || get(accounts::list)),
@@ -643,33 +643,6 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
         op(Method::DELETE, concat_path(A, "/RateTable.json"), "DeleteRateTable",
             "Dialtone extension: remove the account's rates (its parent's, else the node's, apply)",
             &[], &[], Reply::Empty, &[], || delete(rates::delete)),
-        op(Method::GET, concat_path(A, "/Usage/Records.json"), "ListUsageRecord",
-            "Usage per category from StartDate to EndDate (default: since the account was created)", *USAGE_PARAMS, &[],
-            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::records)),
-        op(Method::GET, concat_path(A, "/Usage/Records/AllTime.json"), "ListUsageRecordAllTime",
-            "Usage per category since the account was created", *USAGE_PARAMS, &[],
-            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::all_time)),
-        op(Method::GET, concat_path(A, "/Usage/Records/Daily.json"), "ListUsageRecordDaily",
-            "Usage per category and UTC day, oldest first", *USAGE_PARAMS, &[],
-            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::daily)),
-        op(Method::GET, concat_path(A, "/Usage/Records/Monthly.json"), "ListUsageRecordMonthly",
-            "Usage per category and month, oldest first", *USAGE_PARAMS, &[],
-            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::monthly)),
-        op(Method::GET, concat_path(A, "/Usage/Records/Yearly.json"), "ListUsageRecordYearly",
-            "Usage per category and year, oldest first", *USAGE_PARAMS, &[],
-            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::yearly)),
-        op(Method::GET, concat_path(A, "/Usage/Records/Today.json"), "ListUsageRecordToday",
-            "Usage per category today (UTC)", *USAGE_PARAMS, &[],
-            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::today)),
-        op(Method::GET, concat_path(A, "/Usage/Records/Yesterday.json"), "ListUsageRecordYesterday",
-            "Usage per category yesterday (UTC)", *USAGE_PARAMS, &[],
-            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::yesterday)),
-        op(Method::GET, concat_path(A, "/Usage/Records/ThisMonth.json"), "ListUsageRecordThisMonth",
-            "Usage per category this month (UTC)", *USAGE_PARAMS, &[],
-            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::this_month)),
-        op(Method::GET, concat_path(A, "/Usage/Records/LastMonth.json"), "ListUsageRecordLastMonth",
-            "Usage per category last month (UTC)", *USAGE_PARAMS, &[],
-            Reply::Page("usage_records", Shape::UsageRecord), BAD, || get(usage::last_month)),
         // A Dialtone extension: Twilio has no such list.
         op(Method::GET, "/v1/Smsc.json", "ListSmsc",
             "Dialtone extension: the node's SMSC routes, their binds and counters (main accounts only)",
@@ -678,7 +651,26 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
         op(Method::GET, concat_path(A, "/SIP/Registrations.json"), "ListSipRegistration",
             "Dialtone extension: every SIP user of the account with its live contacts and presence",
             &[], SINGLE_PAGE_IGNORED, Reply::Page("registrations", Shape::SipRegistration), BAD, || get(sip::registrations)),
-    ]
+    ];
+    // The Usage Records lists: one shape and the same parameters, each its own period.
+    type Handler = fn() -> MethodRouter<ApiState>;
+    let usage: [(&str, &str, Handler); 9] = [
+        ("", "Usage per category from StartDate to EndDate (default: since the account was created)", || get(usage::records)),
+        ("/AllTime", "Usage per category since the account was created", || get(usage::all_time)),
+        ("/Daily", "Usage per category and UTC day, oldest first", || get(usage::daily)),
+        ("/Monthly", "Usage per category and month, oldest first", || get(usage::monthly)),
+        ("/Yearly", "Usage per category and year, oldest first", || get(usage::yearly)),
+        ("/Today", "Usage per category today (UTC)", || get(usage::today)),
+        ("/Yesterday", "Usage per category yesterday (UTC)", || get(usage::yesterday)),
+        ("/ThisMonth", "Usage per category this month (UTC)", || get(usage::this_month)),
+        ("/LastMonth", "Usage per category last month (UTC)", || get(usage::last_month)),
+    ];
+    for (period, summary, handler) in usage {
+        ops.push(op(Method::GET, concat_path(A, &format!("/Usage/Records{period}.json")),
+            format!("ListUsageRecord{}", period.trim_start_matches('/')).leak(), summary, *USAGE_PARAMS, &[],
+            Reply::Page("usage_records", Shape::UsageRecord), BAD, handler));
+    }
+    ops
 });
 
 fn concat_path(base: &str, tail: &str) -> &'static str {
