@@ -1061,6 +1061,7 @@ mod tests {
             price: None,
             date_created: now,
             date_updated: now,
+            date_scheduled: None,
         };
         let recording = RecordingRecord {
             sid: RecordingSid::generate(),

@@ -66,6 +66,7 @@ impl ApiHooks for CountingHooks {
             price: None,
             date_created: now,
             date_updated: now,
+            date_scheduled: None,
         };
         self.1.lock().unwrap().push(call);
         Box::pin(async move { Ok(rec) })
@@ -184,6 +185,7 @@ impl Fixture {
             price: None,
             date_created: created,
             date_updated: created,
+            date_scheduled: None,
         };
         self.state.store.insert_call(&c).await.unwrap();
         c

@@ -65,6 +65,7 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
         price: None,
         date_created: now,
         date_updated: now,
+        date_scheduled: None,
     };
     // The API answers with this record and a client may fetch it at once: wait for the write.
     shared.records.insert_call(&record);

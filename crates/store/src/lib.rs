@@ -41,6 +41,7 @@ mod messages;
 mod numbers;
 mod page;
 mod queues;
+mod quiet;
 mod recordings;
 mod sealing;
 pub mod sip;
@@ -58,7 +59,7 @@ use sqlx::{Arguments, Connection, Row};
 
 pub use accounts::{AccountFilter, CallPermission};
 pub use applications::ApplicationFilter;
-pub use calls::CallFilter;
+pub use calls::{CallFilter, ScheduledCall};
 pub use conferences::{ConferenceFilter, TimeRange};
 pub use error::StoreError;
 pub use messages::{

@@ -420,6 +420,7 @@ impl ActiveCall {
             price: None,
             date_created: now,
             date_updated: now,
+            date_scheduled: None,
         };
         self.shared.records.insert_call(&record);
         let (registration, control) = self.shared.calls.register_parties(

@@ -421,6 +421,7 @@ async fn setup(
         price: None,
         date_created: now,
         date_updated: now,
+        date_scheduled: None,
     };
     shared.records.insert_call(&record);
     tracing::info!(call_sid = %call_sid, from = %from, to = %target.to, "inbound call");
