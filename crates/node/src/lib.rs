@@ -33,6 +33,7 @@ pub mod originate;
 pub mod outbound;
 pub mod pricing;
 mod queues;
+pub mod quiet_hours;
 pub mod records;
 pub mod recovery;
 pub mod registrar;
