@@ -8,11 +8,14 @@ the call is still scheduled, is placed at the opening (within a few seconds) and
 it. Meanwhile: a refused-policy call gets Dialtone's 99100 through the SDK's exception, a call to
 a number without the override gets its zone from libphonenumber's data (the message names it), a
 scheduled call is canceled with the SDK and never rings, and the new resources answer as
-documented."""
+documented. A `<Dial><Number>` outside its window is refused (someone waits live): the action
+gets DialCallStatus=failed at once, the leg never reaches the UAS, and the call's notification
+names the rule (99100)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -24,8 +27,8 @@ import requests
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from conftest import SIGNED_REQUESTS
-from peers import PEERS, finish_pjsua2
+from conftest import CALLER, NUMBER, SIGNED_REQUESTS
+from peers import PEERS, finish_pjsua2, start_pjsua2
 from server import DialtoneServer
 from webhook import Webhook
 
@@ -208,3 +211,69 @@ def test_deferred_call_survives_a_restart_and_rings_at_the_window_opening(
             first.stop()
         code = second.stop() if second is not None else None
     assert code == 0, f"dialtone exited with {code}:\n{second.log_tail(60) if second else ''}"
+
+
+def test_dial_number_outside_its_window_is_refused_and_never_rings(dialtone_binary, workdir,
+                                                                  ports):
+    uas_sip = ports.port()
+    uas_rtp, _ = ports.block(20)
+    server = DialtoneServer(dialtone_binary, workdir, ports,
+                            extra_env={"DIALTONE_TRUNK": f"sip:127.0.0.1:{uas_sip}"}).start()
+    hook = Webhook(on_request=lambda r: SIGNED_REQUESTS.append((server.auth_token, r)))
+    # A UAS that would answer at once: the refused leg must never reach it.
+    cmd = [sys.executable, str(PEERS / "pjsua2_caller.py"), "--listen", "--user", "callee",
+           "--sip-port", str(uas_sip), "--rtp-port", str(uas_rtp), "--duration", "2",
+           "--timeout", "15", "--result", str(workdir / "uas.json")]
+    uas = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    caller = None
+    try:
+        zone, _ = night_zone(dt.datetime.now(dt.timezone.utc))
+        assert post(server, "/TimeZoneOverrides.json", {"Prefix": "+1555000", "TimeZone": zone}).status_code == 201
+        r = post(server, "/CallingWindow.json", {"Hours": "mon-sun 09:00-17:00"})
+        assert r.status_code == 200 and r.json()["dial_policy"] == "refuse", r.text
+        voice = f'<Response><Dial action="/after" timeout="10"><Number>{TO}</Number></Dial></Response>'
+        r = post(server, "/IncomingPhoneNumbers.json", {"PhoneNumber": NUMBER, "VoiceUrl": hook.route("/voice", voice)})
+        assert r.status_code == 201, r.text
+        hook.route("/after", "<Response><Hangup/></Response>")
+        time.sleep(1.0)  # the UAS binds its port
+        caller = start_pjsua2(workdir / "caller", uri=f"sip:{NUMBER}@127.0.0.1:{server.sip_port}",
+                              sip_port=ports.port(), rtp_port=ports.block(20)[0], play=None,
+                              record=None, dtmf=[], duration=20, timeout=30, transport="udp",
+                              user=CALLER)
+        started = time.monotonic()
+        after = hook.wait_for("/after", timeout=20)[0]
+        elapsed = time.monotonic() - started
+        print(f"DialCallStatus={after.params['DialCallStatus']} after {elapsed:.2f} s")
+        assert after.params["DialCallStatus"] == "failed", after.params
+        assert elapsed < 5, elapsed
+        parent = after.params["CallSid"]
+        finish_pjsua2(caller, workdir / "caller", timeout=40)
+        caller = None
+
+        client = sdk(server)
+        legs = client.calls.list(parent_call_sid=parent)
+        assert [(leg.to, leg.status) for leg in legs] == [(TO, "failed")], legs
+        notes = server.get(server.api(f"/Calls/{parent}/Notifications.json")).json()["notifications"]
+        assert [str(n["error_code"]) for n in notes] == [str(QUIET_HOURS_CODE)], notes
+        text = notes[0]["message_text"]
+        assert f"{TO} is outside its calling window (mon-sun 09:00-17:00" in text, text
+        assert f"in {zone}" in text, text
+
+        # A conference participant created through the API is refused the same way.
+        with pytest.raises(TwilioRestException) as refused:
+            client.conferences("room").participants.create(from_=FROM, to=TO)
+        assert refused.value.status == 400 and refused.value.code == QUIET_HOURS_CODE
+        assert f"in {zone}" in refused.value.msg, refused.value.msg
+
+        out, err = uas.communicate(timeout=30)
+        report = json.loads((workdir / "uas.json").read_text())
+        assert not report["connected"] and report["states"] == [], report
+        uas = None
+    finally:
+        for p in (caller, uas):
+            if p is not None:
+                p.kill()
+                p.communicate()
+        hook.close()
+        code = server.stop()
+    assert code == 0, server.log_tail(60)

@@ -22,9 +22,9 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use api::{CreateCall, HookError, QuietHours};
-use calling_window::{Decision, Hours, Overrides, OverrideKey, Policy, Window, ZoneTable};
+use calling_window::{Decision, Hours, OverrideKey, Overrides, Policy, Window, ZoneTable};
 use chrono::{DateTime, Utc};
-use model::{AccountSid, CallRecord, CallStatus, CallingWindowRecord, CallSid};
+use model::{AccountSid, CallRecord, CallSid, CallStatus, CallingWindowRecord};
 use tokio::sync::mpsc;
 
 use crate::Shared;
@@ -38,15 +38,25 @@ pub(crate) struct Rules {
 }
 
 /// The account's window (its own, else its parent's) and overrides.
-pub(crate) async fn rules(shared: &Shared, account: &AccountSid) -> Result<Rules, store::StoreError> {
-    let parent = shared.store.account(account).await?.map(|a| a.owner_account_sid).filter(|p| p != account);
+pub(crate) async fn rules(
+    shared: &Shared,
+    account: &AccountSid,
+) -> Result<Rules, store::StoreError> {
+    let parent = shared
+        .store
+        .account(account)
+        .await?
+        .map(|a| a.owner_account_sid)
+        .filter(|p| p != account);
     let mut window = shared.store.calling_window(account).await?;
     if window.is_none() {
         if let Some(p) = &parent {
             window = shared.store.calling_window(p).await?;
         }
     }
-    let mut overrides = vec![overrides_of(shared.store.all_time_zone_overrides(account).await?)];
+    let mut overrides = vec![overrides_of(
+        shared.store.all_time_zone_overrides(account).await?,
+    )];
     if let Some(p) = &parent {
         overrides.push(overrides_of(shared.store.all_time_zone_overrides(p).await?));
     }
@@ -73,13 +83,17 @@ fn overrides_of(records: Vec<model::TimeZoneOverrideRecord>) -> Overrides {
 pub(crate) enum Verdict {
     Place,
     /// Hold it `scheduled` until `at`.
-    Defer { at: DateTime<Utc>, why: String },
+    Defer {
+        at: DateTime<Utc>,
+        why: String,
+    },
     /// Refuse it: the message names the local time and the window.
     Refuse(String),
 }
 
 fn to_jiff(t: DateTime<Utc>) -> calling_window::Timestamp {
-    calling_window::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or(calling_window::Timestamp::UNIX_EPOCH)
+    calling_window::Timestamp::from_microsecond(t.timestamp_micros())
+        .unwrap_or(calling_window::Timestamp::UNIX_EPOCH)
 }
 
 fn from_jiff(t: calling_window::Timestamp) -> DateTime<Utc> {
@@ -96,11 +110,20 @@ pub(crate) fn verdict(rules: &Rules, to: &str, req: &QuietHours, now: DateTime<U
         (None, Some(w)) => w.hours.clone(),
         (None, None) => return Verdict::Place,
     };
-    let Ok(hours) = Hours::parse(&hours_text) else { return Verdict::Place };
-    let dates: Vec<&str> = rules.window.iter().flat_map(|w| w.dates_off.iter().map(String::as_str)).collect();
-    let window = Window::new(hours, &dates).unwrap_or_else(|_| Window::new(hours, &[]).unwrap_or_default());
+    let Ok(hours) = Hours::parse(&hours_text) else {
+        return Verdict::Place;
+    };
+    let dates: Vec<&str> = rules
+        .window
+        .iter()
+        .flat_map(|w| w.dates_off.iter().map(String::as_str))
+        .collect();
+    let window =
+        Window::new(hours, &dates).unwrap_or_else(|_| Window::new(hours, &[]).unwrap_or_default());
     let sets: Vec<&Overrides> = rules.overrides.iter().collect();
-    let Some(resolved) = calling_window::resolve(to, &sets, ZoneTable::builtin()) else { return Verdict::Place };
+    let Some(resolved) = calling_window::resolve(to, &sets, ZoneTable::builtin()) else {
+        return Verdict::Place;
+    };
     let zones: Vec<(String, calling_window::TimeZone)> = resolved
         .zones
         .iter()
@@ -116,7 +139,11 @@ pub(crate) fn verdict(rules: &Rules, to: &str, req: &QuietHours, now: DateTime<U
         (None, false) => Policy::Defer,
         (None, true) => Policy::Refuse,
     };
-    let mut policy = req.policy.as_deref().and_then(|p| p.parse().ok()).unwrap_or(default_policy);
+    let mut policy = req
+        .policy
+        .as_deref()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default_policy);
     if req.live && policy == Policy::Defer {
         policy = Policy::Refuse;
     }
@@ -125,20 +152,36 @@ pub(crate) fn verdict(rules: &Rules, to: &str, req: &QuietHours, now: DateTime<U
         .filter(|s| !s.open)
         .map(|s| format!("{} in {}", s.local_time, s.zone))
         .collect();
-    let shown = if hours_text.is_empty() { "no hours".to_owned() } else { hours_text };
-    let mut why = format!("{to} is outside its calling window ({shown}, local time): it is {}", local.join(", "));
+    let shown = if hours_text.is_empty() {
+        "no hours".to_owned()
+    } else {
+        hours_text
+    };
+    let mut why = format!(
+        "{to} is outside its calling window ({shown}, local time): it is {}",
+        local.join(", ")
+    );
     if local.len() < states.len() || states.len() > 1 {
-        why.push_str(&format!(" (the number has {} time zones; all must be in the window)", states.len()));
+        why.push_str(&format!(
+            " (the number has {} time zones; all must be in the window)",
+            states.len()
+        ));
     }
     match (policy, opens_at) {
         (Policy::Ignore, _) => Verdict::Place,
         (Policy::Defer, Some(at)) => {
             let at = from_jiff(at);
-            why.push_str(&format!("; the window opens at {}", at.format("%Y-%m-%dT%H:%M:%SZ")));
+            why.push_str(&format!(
+                "; the window opens at {}",
+                at.format("%Y-%m-%dT%H:%M:%SZ")
+            ));
             Verdict::Defer { at, why }
         }
         (_, Some(at)) => {
-            why.push_str(&format!("; the window opens at {}", from_jiff(at).format("%Y-%m-%dT%H:%M:%SZ")));
+            why.push_str(&format!(
+                "; the window opens at {}",
+                from_jiff(at).format("%Y-%m-%dT%H:%M:%SZ")
+            ));
             Verdict::Refuse(why)
         }
         (_, None) => {
@@ -149,14 +192,25 @@ pub(crate) fn verdict(rules: &Rules, to: &str, req: &QuietHours, now: DateTime<U
 }
 
 /// The request's verdict now, reading the rules.
-pub(crate) async fn check(shared: &Shared, account: &AccountSid, to: &str, req: &QuietHours) -> Result<Verdict, HookError> {
-    let rules = rules(shared, account).await.map_err(crate::originate::internal)?;
+pub(crate) async fn check(
+    shared: &Shared,
+    account: &AccountSid,
+    to: &str,
+    req: &QuietHours,
+) -> Result<Verdict, HookError> {
+    let rules = rules(shared, account)
+        .await
+        .map_err(crate::originate::internal)?;
     Ok(verdict(&rules, to, req, Utc::now()))
 }
 
 /// The `<Dial><Number>` targets (indexes into `dial.targets`) outside their window under the
 /// account's `dial_policy` (refuse by default), each with the message that says why.
-pub(crate) async fn refused_dial_targets(shared: &Shared, account: &AccountSid, dial: &twiml::Dial) -> Vec<(usize, String)> {
+pub(crate) async fn refused_dial_targets(
+    shared: &Shared,
+    account: &AccountSid,
+    dial: &twiml::Dial,
+) -> Vec<(usize, String)> {
     let numbers: Vec<(usize, &str)> = dial
         .targets
         .iter()
@@ -176,7 +230,10 @@ pub(crate) async fn refused_dial_targets(shared: &Shared, account: &AccountSid, 
             return Vec::new();
         }
     };
-    let live = QuietHours { live: true, ..QuietHours::default() };
+    let live = QuietHours {
+        live: true,
+        ..QuietHours::default()
+    };
     let now = Utc::now();
     numbers
         .into_iter()
@@ -188,7 +245,12 @@ pub(crate) async fn refused_dial_targets(shared: &Shared, account: &AccountSid, 
 }
 
 /// Stores `req` as a `scheduled` call placed at `at`, and hands it to the scheduler.
-pub(crate) async fn defer(shared: &Arc<Shared>, req: &CreateCall, at: DateTime<Utc>, why: &str) -> Result<CallRecord, HookError> {
+pub(crate) async fn defer(
+    shared: &Arc<Shared>,
+    req: &CreateCall,
+    at: DateTime<Utc>,
+    why: &str,
+) -> Result<CallRecord, HookError> {
     let now = Utc::now();
     let record = CallRecord {
         sid: CallSid::generate(),
@@ -209,7 +271,11 @@ pub(crate) async fn defer(shared: &Arc<Shared>, req: &CreateCall, at: DateTime<U
         date_scheduled: Some(at),
     };
     let request = serde_json::to_string(req).map_err(crate::originate::internal)?;
-    shared.store.insert_scheduled_call(&record, &request).await.map_err(crate::originate::internal)?;
+    shared
+        .store
+        .insert_scheduled_call(&record, &request)
+        .await
+        .map_err(crate::originate::internal)?;
     tracing::info!(call_sid = %record.sid, to = %record.to, at = %at, why, "outbound call deferred to its calling window");
     shared.scheduler.add(at, record.account_sid, record.sid);
     Ok(record)
@@ -224,7 +290,9 @@ pub(crate) async fn place_scheduled(shared: Arc<Shared>, account: AccountSid, si
         Ok(None) => return,
         Err(e) => {
             tracing::error!(error = %e, call_sid = %sid, "could not read a scheduled call; retrying in 5 s");
-            shared.scheduler.add(Utc::now() + chrono::Duration::seconds(5), account, sid);
+            shared
+                .scheduler
+                .add(Utc::now() + chrono::Duration::seconds(5), account, sid);
             return;
         }
     };
@@ -232,7 +300,10 @@ pub(crate) async fn place_scheduled(shared: Arc<Shared>, account: AccountSid, si
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, call_sid = %sid, "a scheduled call's request does not read back; failing it");
-            let _ = shared.store.leave_scheduled(&account, &sid, CallStatus::Failed, Utc::now()).await;
+            let _ = shared
+                .store
+                .leave_scheduled(&account, &sid, CallStatus::Failed, Utc::now())
+                .await;
             return;
         }
     };
@@ -240,7 +311,9 @@ pub(crate) async fn place_scheduled(shared: Arc<Shared>, account: AccountSid, si
         Ok(v) => v,
         Err(e) => {
             tracing::error!(error = %e, call_sid = %sid, "could not check a scheduled call's window; retrying in 5 s");
-            shared.scheduler.add(Utc::now() + chrono::Duration::seconds(5), account, sid);
+            shared
+                .scheduler
+                .add(Utc::now() + chrono::Duration::seconds(5), account, sid);
             return;
         }
     };
@@ -248,16 +321,25 @@ pub(crate) async fn place_scheduled(shared: Arc<Shared>, account: AccountSid, si
         Verdict::Place => {}
         Verdict::Defer { at, why } => {
             tracing::info!(call_sid = %sid, at = %at, why, "the calling window moved; the call waits again");
-            match shared.store.reschedule_call(&account, &sid, at, Utc::now()).await {
+            match shared
+                .store
+                .reschedule_call(&account, &sid, at, Utc::now())
+                .await
+            {
                 Ok(true) => shared.scheduler.add(at, account, sid),
                 Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, call_sid = %sid, "could not reschedule a call"),
+                Err(e) => {
+                    tracing::error!(error = %e, call_sid = %sid, "could not reschedule a call")
+                }
             }
             return;
         }
         Verdict::Refuse(why) => {
             tracing::warn!(call_sid = %sid, why, "a scheduled call can no longer be placed");
-            let _ = shared.store.leave_scheduled(&account, &sid, CallStatus::Failed, Utc::now()).await;
+            let _ = shared
+                .store
+                .leave_scheduled(&account, &sid, CallStatus::Failed, Utc::now())
+                .await;
             return;
         }
     }
@@ -271,16 +353,45 @@ pub(crate) async fn place_scheduled(shared: Arc<Shared>, account: AccountSid, si
 
 /// `Status=canceled` (or `completed`) on a `scheduled` call: it will not be placed. Returns the
 /// call as it is now, or `None` when it was no longer scheduled.
-pub(crate) async fn cancel(shared: &Shared, account: &AccountSid, sid: &CallSid) -> Result<Option<CallRecord>, HookError> {
-    let scheduled = shared.store.scheduled_call(account, sid).await.map_err(crate::originate::internal)?;
-    let Some(scheduled) = scheduled else { return Ok(None) };
+pub(crate) async fn cancel(
+    shared: &Shared,
+    account: &AccountSid,
+    sid: &CallSid,
+) -> Result<Option<CallRecord>, HookError> {
+    let scheduled = shared
+        .store
+        .scheduled_call(account, sid)
+        .await
+        .map_err(crate::originate::internal)?;
+    let Some(scheduled) = scheduled else {
+        return Ok(None);
+    };
     let now = Utc::now();
-    if !shared.store.leave_scheduled(account, sid, CallStatus::Canceled, now).await.map_err(crate::originate::internal)? {
+    if !shared
+        .store
+        .leave_scheduled(account, sid, CallStatus::Canceled, now)
+        .await
+        .map_err(crate::originate::internal)?
+    {
         return Ok(None);
     }
-    let record = shared.store.call(account, sid).await.map_err(crate::originate::internal)?;
-    if let (Some(record), Ok(req)) = (&record, serde_json::from_str::<CreateCall>(&scheduled.request)) {
-        let token = shared.store.account(account).await.ok().flatten().map(|a| a.auth_token).unwrap_or_default();
+    let record = shared
+        .store
+        .call(account, sid)
+        .await
+        .map_err(crate::originate::internal)?;
+    if let (Some(record), Ok(req)) = (
+        &record,
+        serde_json::from_str::<CreateCall>(&scheduled.request),
+    ) {
+        let token = shared
+            .store
+            .account(account)
+            .await
+            .ok()
+            .flatten()
+            .map(|a| a.auth_token)
+            .unwrap_or_default();
         let mut callbacks = crate::call::StatusCallbacks::new(
             shared,
             req.status_callback.clone(),
@@ -314,7 +425,10 @@ impl Scheduler {
     }
 
     /// Loads the `scheduled` calls from the store and runs the timer.
-    pub(crate) async fn start(shared: Arc<Shared>, mut inbox: SchedulerInbox) -> Result<usize, store::StoreError> {
+    pub(crate) async fn start(
+        shared: Arc<Shared>,
+        mut inbox: SchedulerInbox,
+    ) -> Result<usize, store::StoreError> {
         let mut heap = BinaryHeap::new();
         for s in shared.store.scheduled_calls().await? {
             let at = s.call.date_scheduled.unwrap_or_else(Utc::now);
@@ -323,7 +437,9 @@ impl Scheduler {
         let loaded = heap.len();
         tokio::spawn(async move {
             loop {
-                let wait = heap.peek().map(|Reverse((at, _, _))| (*at - Utc::now()).to_std().unwrap_or_default());
+                let wait = heap
+                    .peek()
+                    .map(|Reverse((at, _, _))| (*at - Utc::now()).to_std().unwrap_or_default());
                 tokio::select! {
                     item = inbox.recv() => match item {
                         Some((at, account, sid)) => heap.push(Reverse((at, account, sid))),
@@ -374,58 +490,129 @@ mod tests {
     }
 
     fn rules(w: Option<CallingWindowRecord>) -> Rules {
-        Rules { window: w, overrides: Vec::new() }
+        Rules {
+            window: w,
+            overrides: Vec::new(),
+        }
     }
 
     const PARIS: &str = "+33142685300";
 
     #[test]
     fn no_window_never_restricts() {
-        assert_eq!(verdict(&rules(None), PARIS, &QuietHours::default(), at("2026-12-07T02:00:00Z")), Verdict::Place);
+        assert_eq!(
+            verdict(
+                &rules(None),
+                PARIS,
+                &QuietHours::default(),
+                at("2026-12-07T02:00:00Z")
+            ),
+            Verdict::Place
+        );
     }
 
     #[test]
     fn calls_create_defers_by_default_until_the_local_opening() {
         let r = rules(Some(window("mon-fri 09:00-18:00", "defer", "refuse")));
         // 03:00 in Paris on Monday.
-        match verdict(&r, PARIS, &QuietHours::default(), at("2026-12-07T02:00:00Z")) {
+        match verdict(
+            &r,
+            PARIS,
+            &QuietHours::default(),
+            at("2026-12-07T02:00:00Z"),
+        ) {
             Verdict::Defer { at: t, why } => {
                 assert_eq!(t, at("2026-12-07T08:00:00Z"));
-                assert!(why.contains("it is 2026-12-07 03:00 Monday in Europe/Paris"), "{why}");
+                assert!(
+                    why.contains("it is 2026-12-07 03:00 Monday in Europe/Paris"),
+                    "{why}"
+                );
                 assert!(why.contains("mon-fri 09:00-18:00"), "{why}");
             }
             v => panic!("{v:?}"),
         }
-        assert_eq!(verdict(&r, PARIS, &QuietHours::default(), at("2026-12-07T09:00:00Z")), Verdict::Place);
+        assert_eq!(
+            verdict(
+                &r,
+                PARIS,
+                &QuietHours::default(),
+                at("2026-12-07T09:00:00Z")
+            ),
+            Verdict::Place
+        );
         // A date off (Christmas, a Friday) pushes it to Monday.
-        let v = verdict(&r, PARIS, &QuietHours::default(), at("2026-12-24T20:00:00Z"));
-        assert!(matches!(v, Verdict::Defer { at: t, .. } if t == at("2026-12-28T08:00:00Z")), "{v:?}");
+        let v = verdict(
+            &r,
+            PARIS,
+            &QuietHours::default(),
+            at("2026-12-24T20:00:00Z"),
+        );
+        assert!(
+            matches!(v, Verdict::Defer { at: t, .. } if t == at("2026-12-28T08:00:00Z")),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn the_request_chooses_the_policy_and_the_hours() {
         let r = rules(Some(window("mon-fri 09:00-18:00", "defer", "refuse")));
         let night = at("2026-12-07T02:00:00Z");
-        let refuse = QuietHours { policy: Some("refuse".into()), ..QuietHours::default() };
+        let refuse = QuietHours {
+            policy: Some("refuse".into()),
+            ..QuietHours::default()
+        };
         let v = verdict(&r, PARIS, &refuse, night);
-        assert!(matches!(&v, Verdict::Refuse(why) if why.contains("opens at 2026-12-07T08:00:00Z")), "{v:?}");
-        let ignore = QuietHours { policy: Some("ignore".into()), ..QuietHours::default() };
+        assert!(
+            matches!(&v, Verdict::Refuse(why) if why.contains("opens at 2026-12-07T08:00:00Z")),
+            "{v:?}"
+        );
+        let ignore = QuietHours {
+            policy: Some("ignore".into()),
+            ..QuietHours::default()
+        };
         assert_eq!(verdict(&r, PARIS, &ignore, night), Verdict::Place);
-        let all_night = QuietHours { hours: Some("mon-sun 00:00-24:00".into()), ..QuietHours::default() };
+        let all_night = QuietHours {
+            hours: Some("mon-sun 00:00-24:00".into()),
+            ..QuietHours::default()
+        };
         assert_eq!(verdict(&r, PARIS, &all_night, night), Verdict::Place);
         // A request's own hours apply without an account window too.
-        let v = verdict(&rules(None), PARIS, &QuietHours { hours: Some("mon 10:00-11:00".into()), ..QuietHours::default() }, night);
-        assert!(matches!(v, Verdict::Defer { at: t, .. } if t == at("2026-12-07T09:00:00Z")), "{v:?}");
+        let v = verdict(
+            &rules(None),
+            PARIS,
+            &QuietHours {
+                hours: Some("mon 10:00-11:00".into()),
+                ..QuietHours::default()
+            },
+            night,
+        );
+        assert!(
+            matches!(v, Verdict::Defer { at: t, .. } if t == at("2026-12-07T09:00:00Z")),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn live_calls_are_refused_by_default_and_never_deferred() {
         let r = rules(Some(window("mon-fri 09:00-18:00", "defer", "refuse")));
         let night = at("2026-12-07T02:00:00Z");
-        let live = QuietHours { live: true, ..QuietHours::default() };
-        assert!(matches!(verdict(&r, PARIS, &live, night), Verdict::Refuse(_)));
-        let asked = QuietHours { live: true, policy: Some("defer".into()), ..QuietHours::default() };
-        assert!(matches!(verdict(&r, PARIS, &asked, night), Verdict::Refuse(_)));
+        let live = QuietHours {
+            live: true,
+            ..QuietHours::default()
+        };
+        assert!(matches!(
+            verdict(&r, PARIS, &live, night),
+            Verdict::Refuse(_)
+        ));
+        let asked = QuietHours {
+            live: true,
+            policy: Some("defer".into()),
+            ..QuietHours::default()
+        };
+        assert!(matches!(
+            verdict(&r, PARIS, &asked, night),
+            Verdict::Refuse(_)
+        ));
         let r = rules(Some(window("mon-fri 09:00-18:00", "defer", "ignore")));
         assert_eq!(verdict(&r, PARIS, &live, night), Verdict::Place);
     }
@@ -434,16 +621,43 @@ mod tests {
     fn overrides_decide_the_zone_and_unknown_zones_are_not_restricted() {
         let mut o = Overrides::default();
         o.insert(OverrideKey::number(PARIS).unwrap(), "Asia/Tokyo".into());
-        let r = Rules { window: Some(window("mon-fri 09:00-18:00", "defer", "refuse")), overrides: vec![o] };
+        let r = Rules {
+            window: Some(window("mon-fri 09:00-18:00", "defer", "refuse")),
+            overrides: vec![o],
+        };
         // 02:00 UTC is 11:00 in Tokyo.
-        assert_eq!(verdict(&r, PARIS, &QuietHours::default(), at("2026-12-07T02:00:00Z")), Verdict::Place);
-        assert_eq!(verdict(&r, "sip:alice@example.com", &QuietHours::default(), at("2026-12-07T20:00:00Z")), Verdict::Place);
+        assert_eq!(
+            verdict(
+                &r,
+                PARIS,
+                &QuietHours::default(),
+                at("2026-12-07T02:00:00Z")
+            ),
+            Verdict::Place
+        );
+        assert_eq!(
+            verdict(
+                &r,
+                "sip:alice@example.com",
+                &QuietHours::default(),
+                at("2026-12-07T20:00:00Z")
+            ),
+            Verdict::Place
+        );
     }
 
     #[test]
     fn a_window_without_hours_refuses_even_when_deferring() {
         let r = rules(Some(window("", "defer", "refuse")));
-        let v = verdict(&r, PARIS, &QuietHours::default(), at("2026-12-07T10:00:00Z"));
-        assert!(matches!(&v, Verdict::Refuse(why) if why.contains("does not open")), "{v:?}");
+        let v = verdict(
+            &r,
+            PARIS,
+            &QuietHours::default(),
+            at("2026-12-07T10:00:00Z"),
+        );
+        assert!(
+            matches!(&v, Verdict::Refuse(why) if why.contains("does not open")),
+            "{v:?}"
+        );
     }
 }

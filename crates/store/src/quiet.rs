@@ -27,7 +27,11 @@ fn decode_window(r: &DbRow) -> Result<CallingWindowRecord, StoreError> {
     Ok(CallingWindowRecord {
         account_sid: sid_col(r, "account_sid")?,
         hours: r.try_get("hours")?,
-        dates_off: dates.split(',').filter(|d| !d.is_empty()).map(str::to_owned).collect(),
+        dates_off: dates
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .collect(),
         policy: r.try_get("policy")?,
         dial_policy: r.try_get("dial_policy")?,
         date_created: time_col(r, "date_created")?,
@@ -37,12 +41,19 @@ fn decode_window(r: &DbRow) -> Result<CallingWindowRecord, StoreError> {
 
 impl Store {
     /// Adds an override; `Ok(false)` when the account already has one for that number or prefix.
-    pub async fn insert_time_zone_override(&self, rec: &TimeZoneOverrideRecord) -> Result<bool, StoreError> {
+    pub async fn insert_time_zone_override(
+        &self,
+        rec: &TimeZoneOverrideRecord,
+    ) -> Result<bool, StoreError> {
         let mut q = Sql::scoped("SELECT sid FROM time_zone_overrides", &rec.account_sid);
         match (&rec.phone_number, &rec.prefix) {
             (Some(n), _) => q.push(" AND phone_number = ").push_bind(n.clone()),
             (None, Some(p)) => q.push(" AND prefix = ").push_bind(p.clone()),
-            (None, None) => return Err(StoreError::Corrupt("an override names a number or a prefix".into())),
+            (None, None) => {
+                return Err(StoreError::Corrupt(
+                    "an override names a number or a prefix".into(),
+                ))
+            }
         };
         if !q.fetch_all(&self.pool).await?.is_empty() {
             return Ok(false);
@@ -68,11 +79,15 @@ impl Store {
         account: &AccountSid,
         sid: &TimeZoneOverrideSid,
     ) -> Result<Option<TimeZoneOverrideRecord>, StoreError> {
-        self.fetch_scoped(OVERRIDE_COLUMNS, account, sid.as_str(), decode_override).await
+        self.fetch_scoped(OVERRIDE_COLUMNS, account, sid.as_str(), decode_override)
+            .await
     }
 
     /// Changes an override's zone; whether it existed in that account.
-    pub async fn update_time_zone_override(&self, rec: &TimeZoneOverrideRecord) -> Result<bool, StoreError> {
+    pub async fn update_time_zone_override(
+        &self,
+        rec: &TimeZoneOverrideRecord,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE time_zone_overrides SET time_zone = $1, date_updated = $2 WHERE account_sid = $3 AND sid = $4",
         )
@@ -85,8 +100,13 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn delete_time_zone_override(&self, account: &AccountSid, sid: &TimeZoneOverrideSid) -> Result<bool, StoreError> {
-        self.delete_scoped("time_zone_overrides", account, sid.as_str()).await
+    pub async fn delete_time_zone_override(
+        &self,
+        account: &AccountSid,
+        sid: &TimeZoneOverrideSid,
+    ) -> Result<bool, StoreError> {
+        self.delete_scoped("time_zone_overrides", account, sid.as_str())
+            .await
     }
 
     /// One page of an account's overrides, newest first.
@@ -95,18 +115,33 @@ impl Store {
         account: &AccountSid,
         page: &PageRequest,
     ) -> Result<Page<TimeZoneOverrideRecord>, StoreError> {
-        self.page_of(Sql::scoped(OVERRIDE_COLUMNS, account), page, decode_override).await
+        self.page_of(
+            Sql::scoped(OVERRIDE_COLUMNS, account),
+            page,
+            decode_override,
+        )
+        .await
     }
 
     /// Every override of an account (what a call's zone is resolved against).
-    pub async fn all_time_zone_overrides(&self, account: &AccountSid) -> Result<Vec<TimeZoneOverrideRecord>, StoreError> {
-        let rows = Sql::scoped(OVERRIDE_COLUMNS, account).fetch_all(&self.pool).await?;
+    pub async fn all_time_zone_overrides(
+        &self,
+        account: &AccountSid,
+    ) -> Result<Vec<TimeZoneOverrideRecord>, StoreError> {
+        let rows = Sql::scoped(OVERRIDE_COLUMNS, account)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(decode_override).collect()
     }
 
     /// The account's own calling window, if it set one.
-    pub async fn calling_window(&self, account: &AccountSid) -> Result<Option<CallingWindowRecord>, StoreError> {
-        let rows = Sql::scoped(WINDOW_COLUMNS, account).fetch_all(&self.pool).await?;
+    pub async fn calling_window(
+        &self,
+        account: &AccountSid,
+    ) -> Result<Option<CallingWindowRecord>, StoreError> {
+        let rows = Sql::scoped(WINDOW_COLUMNS, account)
+            .fetch_all(&self.pool)
+            .await?;
         rows.first().map(decode_window).transpose()
     }
 
@@ -162,7 +197,12 @@ mod tests {
     use super::*;
     use crate::testutil::*;
 
-    fn tz_override(account: &AccountSid, number: Option<&str>, prefix: Option<&str>, zone: &str) -> TimeZoneOverrideRecord {
+    fn tz_override(
+        account: &AccountSid,
+        number: Option<&str>,
+        prefix: Option<&str>,
+        zone: &str,
+    ) -> TimeZoneOverrideRecord {
         let now = now();
         TimeZoneOverrideRecord {
             sid: TimeZoneOverrideSid::generate(),
@@ -181,20 +221,55 @@ mod tests {
         let (a, b) = (account(&db.store).await, account(&db.store).await);
         let o = tz_override(&a, None, Some("+1212"), "Asia/Tokyo");
         assert!(db.store.insert_time_zone_override(&o).await.unwrap());
-        assert!(!db.store.insert_time_zone_override(&tz_override(&a, None, Some("+1212"), "UTC")).await.unwrap());
-        assert!(db.store.insert_time_zone_override(&tz_override(&b, None, Some("+1212"), "UTC")).await.unwrap());
-        assert!(db.store.insert_time_zone_override(&tz_override(&a, Some("+12125550100"), None, "UTC")).await.unwrap());
-        assert_eq!(db.store.time_zone_override(&a, &o.sid).await.unwrap(), Some(o.clone()));
+        assert!(!db
+            .store
+            .insert_time_zone_override(&tz_override(&a, None, Some("+1212"), "UTC"))
+            .await
+            .unwrap());
+        assert!(db
+            .store
+            .insert_time_zone_override(&tz_override(&b, None, Some("+1212"), "UTC"))
+            .await
+            .unwrap());
+        assert!(db
+            .store
+            .insert_time_zone_override(&tz_override(&a, Some("+12125550100"), None, "UTC"))
+            .await
+            .unwrap());
+        assert_eq!(
+            db.store.time_zone_override(&a, &o.sid).await.unwrap(),
+            Some(o.clone())
+        );
         assert_eq!(db.store.time_zone_override(&b, &o.sid).await.unwrap(), None);
         assert_eq!(db.store.all_time_zone_overrides(&a).await.unwrap().len(), 2);
-        let page = db.store.list_time_zone_overrides(&a, &PageRequest::first(1)).await.unwrap();
+        let page = db
+            .store
+            .list_time_zone_overrides(&a, &PageRequest::first(1))
+            .await
+            .unwrap();
         assert_eq!((page.items.len(), page.next.is_some()), (1, true));
         let mut changed = o.clone();
         changed.time_zone = "Europe/Paris".into();
         assert!(db.store.update_time_zone_override(&changed).await.unwrap());
-        assert_eq!(db.store.time_zone_override(&a, &o.sid).await.unwrap().unwrap().time_zone, "Europe/Paris");
-        assert!(!db.store.delete_time_zone_override(&b, &o.sid).await.unwrap());
-        assert!(db.store.delete_time_zone_override(&a, &o.sid).await.unwrap());
+        assert_eq!(
+            db.store
+                .time_zone_override(&a, &o.sid)
+                .await
+                .unwrap()
+                .unwrap()
+                .time_zone,
+            "Europe/Paris"
+        );
+        assert!(!db
+            .store
+            .delete_time_zone_override(&b, &o.sid)
+            .await
+            .unwrap());
+        assert!(db
+            .store
+            .delete_time_zone_override(&a, &o.sid)
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -232,21 +307,55 @@ mod tests {
         let mut call: CallRecord = crate::calls::tests::call(&a, "+33142685300");
         call.status = CallStatus::Scheduled;
         call.date_scheduled = Some(now() + Duration::minutes(3));
-        db.store.insert_scheduled_call(&call, "{\"to\":\"+33142685300\"}").await.unwrap();
+        db.store
+            .insert_scheduled_call(&call, "{\"to\":\"+33142685300\"}")
+            .await
+            .unwrap();
         let listed = db.store.scheduled_calls().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].call, call);
         assert_eq!(listed[0].request, "{\"to\":\"+33142685300\"}");
-        assert!(db.store.unfinished_calls().await.unwrap().is_empty(), "recovery leaves scheduled calls alone");
+        assert!(
+            db.store.unfinished_calls().await.unwrap().is_empty(),
+            "recovery leaves scheduled calls alone"
+        );
         let later = now() + Duration::minutes(10);
-        assert!(db.store.reschedule_call(&a, &call.sid, later, now()).await.unwrap());
-        assert_eq!(db.store.scheduled_call(&a, &call.sid).await.unwrap().unwrap().call.date_scheduled, Some(later));
-        assert!(db.store.leave_scheduled(&a, &call.sid, CallStatus::Canceled, now()).await.unwrap());
-        assert!(!db.store.leave_scheduled(&a, &call.sid, CallStatus::Queued, now()).await.unwrap());
+        assert!(db
+            .store
+            .reschedule_call(&a, &call.sid, later, now())
+            .await
+            .unwrap());
+        assert_eq!(
+            db.store
+                .scheduled_call(&a, &call.sid)
+                .await
+                .unwrap()
+                .unwrap()
+                .call
+                .date_scheduled,
+            Some(later)
+        );
+        assert!(db
+            .store
+            .leave_scheduled(&a, &call.sid, CallStatus::Canceled, now())
+            .await
+            .unwrap());
+        assert!(!db
+            .store
+            .leave_scheduled(&a, &call.sid, CallStatus::Queued, now())
+            .await
+            .unwrap());
         let stored = db.store.call(&a, &call.sid).await.unwrap().unwrap();
-        assert_eq!((stored.status, stored.duration), (CallStatus::Canceled, Some(0)));
+        assert_eq!(
+            (stored.status, stored.duration),
+            (CallStatus::Canceled, Some(0))
+        );
         assert!(db.store.scheduled_calls().await.unwrap().is_empty());
         let other = account(&db.store).await;
-        assert!(!db.store.leave_scheduled(&other, &CallSid::generate(), CallStatus::Queued, now()).await.unwrap());
+        assert!(!db
+            .store
+            .leave_scheduled(&other, &CallSid::generate(), CallStatus::Queued, now())
+            .await
+            .unwrap());
     }
 }
