@@ -432,21 +432,6 @@ pub(crate) fn notification(n: &NotificationRecord) -> Value {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::*;
-
-    #[test]
-    fn dates_are_rfc_2822_in_gmt() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 21, 19, 24, 29).unwrap();
-        assert_eq!(rfc2822(t), "Sat, 21 Nov 2026 19:24:29 +0000");
-        let t = Utc.with_ymd_and_hms(2025, 1, 5, 3, 4, 5).unwrap();
-        assert_eq!(rfc2822(t), "Sun, 05 Jan 2025 03:04:05 +0000");
-    }
-}
-
 /// An account's calling window (Dialtone extension). `inherited`: `viewer` has none of its own
 /// and this is its parent's.
 pub(crate) fn calling_window(w: &CallingWindowRecord, viewer: &AccountSid) -> Value {
@@ -483,3 +468,19 @@ pub(crate) fn time_zone_override(o: &TimeZoneOverrideRecord) -> Value {
         "uri": format!("{}/TimeZoneOverrides/{}.json", account_base(o.account_sid.as_str()), o.sid),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn dates_are_rfc_2822_in_gmt() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 21, 19, 24, 29).unwrap();
+        assert_eq!(rfc2822(t), "Sat, 21 Nov 2026 19:24:29 +0000");
+        let t = Utc.with_ymd_and_hms(2025, 1, 5, 3, 4, 5).unwrap();
+        assert_eq!(rfc2822(t), "Sun, 05 Jan 2025 03:04:05 +0000");
+    }
+}
+
