@@ -49,11 +49,16 @@ fn decode(r: &DbRow) -> Result<CallRecord, StoreError> {
 
 impl Store {
     pub async fn insert_call(&self, rec: &CallRecord) -> Result<(), StoreError> {
+        self.insert_call_with(rec, None).await
+    }
+
+    /// One `INSERT`, with the Calls-create request of a `scheduled` call.
+    async fn insert_call_with(&self, rec: &CallRecord, request: Option<&str>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO calls (sid, account_sid, parent_call_sid, phone_number_sid, from_address, \
              to_address, status, direction, start_time, end_time, duration, answered_by, \
-             date_created, date_updated, price, date_scheduled) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             date_created, date_updated, price, date_scheduled, scheduled_request) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(rec.sid.as_str())
         .bind(rec.account_sid.as_str())
@@ -71,6 +76,7 @@ impl Store {
         .bind(micros(rec.date_updated))
         .bind(&rec.price)
         .bind(rec.date_scheduled.map(micros))
+        .bind(request)
         .execute(self.writer())
         .await?;
         Ok(())
@@ -178,14 +184,7 @@ impl Store {
     /// Stores a call held for its calling window: `rec.status` is `scheduled` and
     /// `rec.date_scheduled` says when it will be placed; `request` places it then.
     pub async fn insert_scheduled_call(&self, rec: &CallRecord, request: &str) -> Result<(), StoreError> {
-        self.insert_call(rec).await?;
-        sqlx::query("UPDATE calls SET scheduled_request = $1 WHERE account_sid = $2 AND sid = $3")
-            .bind(request)
-            .bind(rec.account_sid.as_str())
-            .bind(rec.sid.as_str())
-            .execute(self.writer())
-            .await?;
-        Ok(())
+        self.insert_call_with(rec, Some(request)).await
     }
 
     /// Every `scheduled` call, across all accounts, soonest first: read once at start by the
