@@ -17,7 +17,7 @@ export RUSTC_BOOTSTRAP=1
 # builds invalidate each other, so always use this project's own fuzz/target.
 unset CARGO_TARGET_DIR
 
-targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text srtp webrtc_sdp billing_rates)
+targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text srtp webrtc_sdp billing_rates calling_window)
 features=()
 if [ "${FUZZ_STORE:-0}" = 1 ]; then
     targets+=(page_token access_token)
@@ -78,6 +78,8 @@ printf '<Response><Say>Goodbye</Say><Hangup/></Response>' > corpus/twiml/say.xml
 printf '<Response/>' > corpus/twiml/empty.xml
 # Rate tables: the number to rate, then prefix=price lines.
 printf '+15550001234\n+1=0.013\n+1555=0.05\n=0.04\n' > corpus/billing_rates/table.txt
+# Calling windows: hours, dates off, zones to decide in, then a prefix->zones table.
+printf 'mon-fri 09:00-18:00; sat 10:00-13:00\n2026-12-25,2027-01-01\nEurope/Paris&America/New_York\n1|America/New_York\n33|Europe/Paris\n' > corpus/calling_window/window.txt
 
 # RTP (RFC 3550): a PCMU packet; one with a CSRC, a header extension and padding; a
 # telephone-event with the marker bit.

@@ -14,7 +14,7 @@ use crate::auth::Ctx;
 use crate::applications::bool_param;
 use crate::numbers::{e164, method_param, url_param};
 use crate::params::{envelope, Paging, Params, Seg};
-use crate::{render, ApiState, AppError, CallUpdate, CreateCall, HookError};
+use crate::{render, ApiState, AppError, CallUpdate, CreateCall, HookError, QuietHours};
 
 /// Twilio's default ring time, and its ceiling (larger values are clamped, as Twilio does).
 const DEFAULT_TIMEOUT: u32 = 60;
@@ -92,6 +92,30 @@ fn send_digits_param(p: &Params) -> Result<Option<String>, AppError> {
     Ok(Some(digits.to_owned()))
 }
 
+/// `QuietHoursPolicy` (`defer`, `refuse`, `ignore`; `defer` only when nobody waits live) and,
+/// for Calls create, `CallingWindow` (hours in place of the account window's).
+pub(crate) fn quiet_hours_params(p: &Params, live: bool) -> Result<QuietHours, AppError> {
+    let policy = match p.get("QuietHoursPolicy").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => {
+            let policy: calling_window::Policy = v.parse().map_err(|e: calling_window::WindowError| AppError::bad(20001, e.to_string()))?;
+            if live && policy == calling_window::Policy::Defer {
+                return Err(AppError::bad(20001, "QuietHoursPolicy defer is for Calls create: a participant is refused or placed"));
+            }
+            Some(policy.as_str().to_owned())
+        }
+    };
+    let hours = match p.get("CallingWindow").filter(|v| !v.trim().is_empty()) {
+        None => None,
+        Some(v) => Some(
+            calling_window::Hours::parse(v)
+                .map_err(|e| AppError::bad(20001, format!("Invalid CallingWindow: {e}")))?
+                .to_string(),
+        ),
+    };
+    Ok(QuietHours { policy, hours, live })
+}
+
 /// The parameters of `POST Calls.json`, checked. `ApplicationSid` is returned apart: it still has
 /// to be looked up (see [`apply_application`]).
 fn parse_create(account: model::AccountSid, p: &Params) -> Result<(CreateCall, Option<ApplicationSid>), AppError> {
@@ -152,6 +176,7 @@ fn parse_create(account: model::AccountSid, p: &Params) -> Result<(CreateCall, O
         time_limit: seconds(p, "TimeLimit", 20001, DEFAULT_TIME_LIMIT, MAX_TIME_LIMIT)?,
         send_digits: send_digits_param(p)?,
         record,
+        quiet_hours: quiet_hours_params(p, false)?,
     };
     Ok((call, application))
 }

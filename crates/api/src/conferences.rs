@@ -621,6 +621,7 @@ fn parse_create(
             MAX_TIMEOUT,
         )?,
         time_limit: seconds(p, "TimeLimit", 20001, 1, DEFAULT_TIME_LIMIT, MAX_TIME_LIMIT)?,
+        quiet_hours_policy: crate::calls::quiet_hours_params(p, true)?.policy,
     })
 }
 

@@ -36,6 +36,7 @@ mod openapi;
 mod params;
 mod queues;
 mod rates;
+mod quiet;
 mod recordings;
 mod render;
 mod routes;
@@ -342,6 +343,9 @@ pub struct CreateParticipant {
     pub timeout: u32,
     /// Longest the call may last once answered, in seconds (default 14400).
     pub time_limit: u32,
+    /// `refuse` or `ignore` outside the destination's calling window (`None`: the account
+    /// window's `dial_policy`).
+    pub quiet_hours_policy: Option<String>,
 }
 
 /// A change to a participant; `None` leaves a setting as it is. URLs come with their method.
@@ -361,8 +365,26 @@ pub struct ParticipantUpdate {
     pub call_sid_to_coach: Option<CallSid>,
 }
 
-/// The parameters of a new outbound call, validated; methods are `GET` or `POST`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The Dialtone code of a call refused for its destination's calling window (quiet hours), or
+/// whose window never opens: outside the ranges Twilio's error dictionary uses.
+pub const QUIET_HOURS_CODE: u32 = 99100;
+
+/// A request's own quiet-hours choices (Calls create: `QuietHoursPolicy`, `CallingWindow`;
+/// Participants create: `QuietHoursPolicy`), validated. `None` takes the account's window.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct QuietHours {
+    /// `defer`, `refuse` or `ignore`.
+    pub policy: Option<String>,
+    /// Hours in `calling_window::Hours` text, in place of the account window's.
+    pub hours: Option<String>,
+    /// Someone waits live for this call (a conference participant): `defer` is not offered and
+    /// the window's `dial_policy` is the default.
+    pub live: bool,
+}
+
+/// The parameters of a new outbound call, validated; methods are `GET` or `POST`. Serializable:
+/// a call deferred by its calling window is stored with it and placed from it later.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreateCall {
     pub account_sid: AccountSid,
     /// An E.164 number (through a trunk) or a `sip:`/`sips:` URI (directly).
@@ -387,6 +409,9 @@ pub struct CreateCall {
     pub send_digits: Option<String>,
     /// Record the whole call from answer (`Record=true`).
     pub record: bool,
+    /// What happens when the destination is outside its calling window.
+    #[serde(default)]
+    pub quiet_hours: QuietHours,
 }
 
 /// A change to a call: `redirect` (URL and method) or `twiml` replaces what it runs, `status`

@@ -45,6 +45,7 @@ fn object(fields: Vec<(&str, Value)>) -> Value {
 
 const METHODS: &[&str] = &["GET", "POST"];
 const CALL_STATUSES: &[&str] = &[
+    "scheduled",
     "queued",
     "ringing",
     "in-progress",
@@ -104,10 +105,12 @@ pub(crate) fn shape_name(shape: Shape) -> &'static str {
         Shape::Smsc => "Smsc",
         Shape::UsageRecord => "UsageRecord",
         Shape::RateTable => "RateTable",
+        Shape::CallingWindow => "CallingWindow",
+        Shape::TimeZoneOverride => "TimeZoneOverride",
     }
 }
 
-pub(crate) const SHAPES: [Shape; 24] = [
+pub(crate) const SHAPES: [Shape; 26] = [
     Shape::Account,
     Shape::Key,
     Shape::NewKey,
@@ -132,6 +135,8 @@ pub(crate) const SHAPES: [Shape; 24] = [
     Shape::Smsc,
     Shape::UsageRecord,
     Shape::RateTable,
+    Shape::CallingWindow,
+    Shape::TimeZoneOverride,
 ];
 
 /// The JSON schema of one resource as `crate::render` writes it.
@@ -250,6 +255,7 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("api_version", s()),
             ("caller_name", ns()),
             ("date_created", date()),
+            ("date_scheduled", nullable(date())),
             ("date_updated", date()),
             (
                 "direction",
@@ -581,6 +587,32 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
                 ("usage_unit", s()),
             ])
         }
+        Shape::CallingWindow => {
+            let span = || nullable(json!({ "type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$" }));
+            let days = calling_window::Hours::day_names().iter().map(|d| (*d, span())).collect();
+            object(vec![
+                ("account_sid", sid("AC")),
+                ("inherited", json!({ "type": "boolean" })),
+                ("hours", s()),
+                ("days", object(days)),
+                ("dates_off", json!({ "type": "array", "items": { "type": "string", "format": "date" } })),
+                ("policy", one_of(&["defer", "refuse", "ignore"])),
+                ("dial_policy", one_of(&["refuse", "ignore"])),
+                ("date_created", date()),
+                ("date_updated", date()),
+                ("uri", s()),
+            ])
+        }
+        Shape::TimeZoneOverride => object(vec![
+            ("sid", sid("TZ")),
+            ("account_sid", sid("AC")),
+            ("phone_number", ns()),
+            ("prefix", ns()),
+            ("time_zone", s()),
+            ("date_created", date()),
+            ("date_updated", date()),
+            ("uri", s()),
+        ]),
     }
 }
 
@@ -692,6 +724,7 @@ fn path_param_prefix(path: &str, name: &str) -> &'static str {
         "Queues" => "QU",
         "Conferences" => "CF",
         "Messages" => "SM",
+        "TimeZoneOverrides" => "TZ",
         _ => "",
     }
 }
@@ -1100,6 +1133,7 @@ mod tests {
             price: None,
             date_created: now,
             date_updated: now,
+            date_scheduled: None,
         };
         let recording = RecordingRecord {
             sid: RecordingSid::generate(),
@@ -1229,6 +1263,59 @@ mod tests {
             throttled: 0,
         };
         out.push((Shape::Smsc, render::smsc(&smsc)));
+        out.extend(quiet_hours_samples(account));
+        out
+    }
+
+    /// A calling window (own and inherited, with and without hours and dates), overrides of a
+    /// number and of a prefix, and a scheduled call.
+    fn quiet_hours_samples(account: AccountSid) -> Vec<(Shape, Value)> {
+        let now = Utc::now();
+        let mut window = model::CallingWindowRecord {
+            account_sid: account,
+            hours: "mon-fri 09:00-18:00; sat 10:00-13:00".into(),
+            dates_off: vec!["2026-12-25".into()],
+            policy: "defer".into(),
+            dial_policy: "refuse".into(),
+            date_created: now,
+            date_updated: now,
+        };
+        let mut out = vec![(Shape::CallingWindow, render::calling_window(&window, &account))];
+        window.hours.clear();
+        window.dates_off.clear();
+        out.push((Shape::CallingWindow, render::calling_window(&window, &AccountSid::generate())));
+        let mut o = model::TimeZoneOverrideRecord {
+            sid: model::TimeZoneOverrideSid::generate(),
+            account_sid: account,
+            phone_number: Some("+14155550100".into()),
+            prefix: None,
+            time_zone: "America/Los_Angeles".into(),
+            date_created: now,
+            date_updated: now,
+        };
+        out.push((Shape::TimeZoneOverride, render::time_zone_override(&o)));
+        o.phone_number = None;
+        o.prefix = Some("+1212".into());
+        out.push((Shape::TimeZoneOverride, render::time_zone_override(&o)));
+        let call = model::CallRecord {
+            sid: CallSid::generate(),
+            account_sid: account,
+            parent_call_sid: None,
+            phone_number_sid: None,
+            from: "+14155550100".into(),
+            to: "+33142685300".into(),
+            status: CallStatus::Scheduled,
+            direction: model::CallDirection::OutboundApi,
+            start_time: None,
+            end_time: None,
+            duration: None,
+            answered_by: None,
+            price: None,
+            date_created: now,
+            date_updated: now,
+            date_scheduled: Some(now),
+        };
+        out.push((Shape::Call, render::call(&call)));
         out
     }
 

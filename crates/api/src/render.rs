@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use model::{
     AccountRecord, AccountSid, ApiKeyRecord, ApplicationRecord, ApplicationSid, CallRecord, ConferenceRecord,
     MemberRecord, MessageRecord, NotificationRecord, ParticipantRecord, PhoneNumberRecord, QueueRecord,
-    RecordingRecord,
+    RecordingRecord, CallingWindowRecord, TimeZoneOverrideRecord,
 };
 use serde_json::{json, Value};
 
@@ -195,6 +195,8 @@ pub(crate) fn call(c: &CallRecord) -> Value {
         "api_version": API_VERSION,
         "caller_name": null,
         "date_created": rfc2822(c.date_created),
+        // Dialtone extension: when a call deferred by its calling window is (or was) placed.
+        "date_scheduled": opt_rfc2822(c.date_scheduled),
         "date_updated": rfc2822(c.date_updated),
         "direction": c.direction.as_str(),
         "duration": c.duration.map(|d| d.to_string()),
@@ -430,6 +432,43 @@ pub(crate) fn notification(n: &NotificationRecord) -> Value {
     })
 }
 
+/// An account's calling window (Dialtone extension). `inherited`: `viewer` has none of its own
+/// and this is its parent's.
+pub(crate) fn calling_window(w: &CallingWindowRecord, viewer: &AccountSid) -> Value {
+    let hours = calling_window::Hours::parse(&w.hours).unwrap_or_default();
+    let days: serde_json::Map<String, Value> = calling_window::Hours::day_names()
+        .iter()
+        .enumerate()
+        .map(|(i, name)| ((*name).to_owned(), json!(hours.day(i))))
+        .collect();
+    json!({
+        "account_sid": w.account_sid,
+        "inherited": w.account_sid != *viewer,
+        "hours": w.hours,
+        "days": days,
+        "dates_off": w.dates_off,
+        "policy": w.policy,
+        "dial_policy": w.dial_policy,
+        "date_created": rfc2822(w.date_created),
+        "date_updated": rfc2822(w.date_updated),
+        "uri": format!("{}/CallingWindow.json", account_base(viewer.as_str())),
+    })
+}
+
+/// A time-zone override (Dialtone extension).
+pub(crate) fn time_zone_override(o: &TimeZoneOverrideRecord) -> Value {
+    json!({
+        "sid": o.sid,
+        "account_sid": o.account_sid,
+        "phone_number": o.phone_number,
+        "prefix": o.prefix,
+        "time_zone": o.time_zone,
+        "date_created": rfc2822(o.date_created),
+        "date_updated": rfc2822(o.date_updated),
+        "uri": format!("{}/TimeZoneOverrides/{}.json", account_base(o.account_sid.as_str()), o.sid),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -444,3 +483,4 @@ mod tests {
         assert_eq!(rfc2822(t), "Sun, 05 Jan 2025 03:04:05 +0000");
     }
 }
+

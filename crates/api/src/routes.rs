@@ -24,7 +24,8 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
 use crate::{
-    accounts, applications, calls, conferences, keys, messages, numbers, queues, rates, recordings, sip, usage, ApiState, AppError,
+    accounts, applications, calls, conferences, keys, messages, numbers, queues, quiet, rates, recordings, sip, usage, ApiState,
+    AppError,
     BODY_LIMIT,
 };
 
@@ -115,6 +116,10 @@ pub(crate) enum Shape {
     UsageRecord,
     /// An account's rates (Dialtone extension).
     RateTable,
+    /// An account's calling window (Dialtone extension).
+    CallingWindow,
+    /// A time-zone override of a number or prefix (Dialtone extension).
+    TimeZoneOverride,
 }
 
 /// One method on one path.
@@ -142,7 +147,7 @@ const PAGING: [Param; 3] = [
 ];
 const ACCOUNT_STATUS: Ty = Ty::OneOf(&["active", "suspended", "closed"]);
 const CALL_STATUS: Ty =
-    Ty::OneOf(&["queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"]);
+    Ty::OneOf(&["scheduled", "queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"]);
 
 const FRIENDLY_NAME: [Param; 1] = [opt("FriendlyName", Ty::Str, "Up to 64 characters.")];
 const ACCOUNT_UPDATE: [Param; 3] = [
@@ -190,7 +195,12 @@ const APPLICATION_SETTINGS: [Param; 16] = [
     opt("PublicApplicationConnectEnabled", Ty::Bool, "Stored."),
 ];
 
-const CALL_CREATE: [Param; 15] = [
+const QUIET_HOURS_POLICY: Param = opt(
+    "QuietHoursPolicy",
+    Ty::OneOf(&["defer", "refuse", "ignore"]),
+    "Dialtone extension: outside the destination's calling window, defer the call (status scheduled until the window opens), refuse it (99100) or place it anyway. Default: the window's Policy (defer).",
+);
+const CALL_CREATE: [Param; 17] = [
     req("To", Ty::Destination, "E.164 number (through a trunk) or a `sip:` URI."),
     req("From", Ty::Destination, "Caller ID: E.164 number or `sip:` URI."),
     opt("Url", Ty::Url, "Where the call's TwiML comes from. One of Url, Twiml, ApplicationSid is required."),
@@ -212,6 +222,8 @@ const CALL_CREATE: [Param; 15] = [
     opt("TimeLimit", Ty::Int, "Longest call in seconds once answered (default 14400)."),
     opt("SendDigits", Ty::Str, "Keys to press on answer: 0-9, A-D, *, #, w (0.5 s), W (1 s); up to 32."),
     opt("Record", Ty::Bool, "Record the whole call."),
+    QUIET_HOURS_POLICY,
+    opt("CallingWindow", Ty::Str, "Dialtone extension: this request's hours in the destination's local time, e.g. `mon-fri 09:00-18:00; sat 10:00-13:00`, in place of the account window's (its dates off still apply)."),
 ];
 const CALL_CREATE_IGNORED: &[&str] = &[
     "RecordingChannels", "RecordingStatusCallback", "RecordingStatusCallbackMethod", "RecordingConfigurationId",
@@ -265,7 +277,7 @@ const CONFERENCE_UPDATE: [Param; 3] = [
     opt("AnnounceUrl", Ty::Url, "Audio or TwiML (<Say>, <Play>) played to every participant."),
     opt("AnnounceMethod", Ty::HttpMethod, "Method for AnnounceUrl (default POST)."),
 ];
-const PARTICIPANT_CREATE: [Param; 23] = [
+const PARTICIPANT_CREATE: [Param; 24] = [
     req("From", Ty::Str, "Caller ID: E.164, `client:NAME`, or the user part to present to a `sip:` destination."),
     req("To", Ty::Str, "E.164 number (through a trunk), `sip:` URI or `client:NAME` (a registered user)."),
     opt("Label", Ty::Str, "1 to 128 characters; fetch, update and delete accept it in place of the call SID."),
@@ -301,7 +313,26 @@ const PARTICIPANT_CREATE: [Param; 23] = [
     opt("MaxParticipants", Ty::Int, "Room size when this participant opens the conference, 2 to 250 (default 250)."),
     opt("Timeout", Ty::Int, "Seconds to ring, 5 to 600 (default 60; out of range is clamped)."),
     opt("TimeLimit", Ty::Int, "Longest call in seconds once answered (default 14400)."),
+    opt("QuietHoursPolicy", Ty::OneOf(&["refuse", "ignore"]), "Dialtone extension: outside the destination's calling window, refuse the participant (99100) or call anyway. Default: the window's DialPolicy (refuse)."),
 ];
+const CALLING_WINDOW_SET: [Param; 4] = [
+    opt("Hours", Ty::Str, "Local hours per weekday in the destination's time, e.g. `mon-fri 09:00-18:00; sat 10:00-13:00` (days mon..sun, ranges and lists, 24-hour HH:MM, end up to 24:00); a day not named is closed; empty: never open. Kept when absent."),
+    Param {
+        name: "DatesOff",
+        ty: Ty::Str,
+        required: false,
+        repeated: true,
+        doc: "Local dates closed all day, YYYY-MM-DD; repeat it or separate with commas (up to 400); empty clears them. Kept when absent.",
+    },
+    opt("Policy", Ty::OneOf(&["defer", "refuse", "ignore"]), "For Calls create outside the window (default defer)."),
+    opt("DialPolicy", Ty::OneOf(&["refuse", "ignore"]), "For <Dial><Number> and conference participants outside the window, where someone waits live (default refuse)."),
+];
+const TIME_ZONE_OVERRIDE_CREATE: [Param; 3] = [
+    opt("PhoneNumber", Ty::Phone, "Exactly this number, E.164 (give this or Prefix)."),
+    opt("Prefix", Ty::Str, "Every number starting with it: + and 1 to 15 digits, e.g. +1212 (give this or PhoneNumber)."),
+    req("TimeZone", Ty::Str, "An IANA time zone, e.g. America/New_York."),
+];
+const TIME_ZONE_OVERRIDE_UPDATE: [Param; 1] = [req("TimeZone", Ty::Str, "An IANA time zone, e.g. America/New_York.")];
 const PARTICIPANT_CREATE_IGNORED: &[&str] = &[
     "ConferenceTrim", "Region", "RecordingChannels", "RecordingStatusCallback", "RecordingStatusCallbackMethod", "SipAuthUsername",
     "SipAuthPassword", "ConferenceRecordingStatusCallback", "ConferenceRecordingStatusCallbackMethod",
@@ -469,11 +500,34 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
             Reply::One(201, Shape::Call), FORM, || post(calls::create)),
         op(Method::GET, concat_path(A, "/Calls/{Sid}.json"), "FetchCall", "A call", &[], &[], Reply::One(200, Shape::Call), &[],
             || get(calls::fetch)),
-        op(Method::POST, concat_path(A, "/Calls/{Sid}.json"), "UpdateCall", "Redirect or end a live call", &CALL_UPDATE,
+        op(Method::POST, concat_path(A, "/Calls/{Sid}.json"), "UpdateCall", "Redirect or end a live call, or cancel a queued or scheduled one", &CALL_UPDATE,
             &["FallbackUrl", "FallbackMethod", "StatusCallback", "StatusCallbackMethod", "TimeLimit"],
             Reply::One(200, Shape::Call), FORM, || post(calls::update)),
         op(Method::DELETE, concat_path(A, "/Calls/{Sid}.json"), "DeleteCall", "Delete a finished call's record", &[], &[],
             Reply::Empty, BAD, || delete(calls::delete)),
+        op(Method::GET, concat_path(A, "/CallingWindow.json"), "FetchCallingWindow",
+            "Dialtone extension: the account's calling window (its parent's when it has none)", &[], &[],
+            Reply::One(200, Shape::CallingWindow), &[], || get(quiet::fetch_window)),
+        op(Method::POST, concat_path(A, "/CallingWindow.json"), "UpdateCallingWindow",
+            "Dialtone extension: set the account's calling window (quiet hours)", &CALLING_WINDOW_SET, &[],
+            Reply::One(200, Shape::CallingWindow), FORM, || post(quiet::set_window)),
+        op(Method::DELETE, concat_path(A, "/CallingWindow.json"), "DeleteCallingWindow",
+            "Dialtone extension: remove the account's own calling window", &[], &[], Reply::Empty, &[],
+            || delete(quiet::delete_window)),
+        op(Method::GET, concat_path(A, "/TimeZoneOverrides.json"), "ListTimeZoneOverride",
+            "Dialtone extension: the account's time-zone overrides, newest first", page_params([]), &[],
+            Reply::Page("time_zone_overrides", Shape::TimeZoneOverride), BAD, || get(quiet::list_overrides)),
+        op(Method::POST, concat_path(A, "/TimeZoneOverrides.json"), "CreateTimeZoneOverride",
+            "Dialtone extension: the time zone of a number or a prefix (an exact number beats a prefix, the longest prefix wins)",
+            &TIME_ZONE_OVERRIDE_CREATE, &[], Reply::One(201, Shape::TimeZoneOverride), FORM, || post(quiet::create_override)),
+        op(Method::GET, concat_path(A, "/TimeZoneOverrides/{Sid}.json"), "FetchTimeZoneOverride",
+            "Dialtone extension: a time-zone override", &[], &[], Reply::One(200, Shape::TimeZoneOverride), &[],
+            || get(quiet::fetch_override)),
+        op(Method::POST, concat_path(A, "/TimeZoneOverrides/{Sid}.json"), "UpdateTimeZoneOverride",
+            "Dialtone extension: change a time-zone override's zone", &TIME_ZONE_OVERRIDE_UPDATE, &[],
+            Reply::One(200, Shape::TimeZoneOverride), FORM, || post(quiet::update_override)),
+        op(Method::DELETE, concat_path(A, "/TimeZoneOverrides/{Sid}.json"), "DeleteTimeZoneOverride",
+            "Dialtone extension: remove a time-zone override", &[], &[], Reply::Empty, &[], || delete(quiet::delete_override)),
         op(Method::GET, concat_path(A, "/Calls/{CallSid}/Notifications.json"), "ListCallNotification", "A call's errors and warnings",
             page_params([]), &["Log", "MessageDate", "MessageDate<", "MessageDate>"],
             Reply::Page("notifications", Shape::Notification), BAD, || get(calls::call_notifications)),

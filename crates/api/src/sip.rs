@@ -843,6 +843,7 @@ mod tests {
                 price: None,
                 date_created: now,
                 date_updated: now,
+                date_scheduled: None,
             };
             f.state.store.insert_call(&call).await.unwrap();
             let (_, page) = f.req(&main, Method::GET, &path, None).await;

@@ -175,6 +175,7 @@ impl Fixture {
             price: None,
             date_created: now,
             date_updated: now,
+            date_scheduled: None,
         };
         self.state.store.insert_call(&call).await.unwrap();
         let recording = RecordingSid::generate();

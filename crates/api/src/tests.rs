@@ -66,6 +66,7 @@ impl ApiHooks for CountingHooks {
             price: None,
             date_created: now,
             date_updated: now,
+            date_scheduled: None,
         };
         self.1.lock().unwrap().push(call);
         Box::pin(async move { Ok(rec) })
@@ -184,6 +185,7 @@ impl Fixture {
             price: None,
             date_created: created,
             date_updated: created,
+            date_scheduled: None,
         };
         self.state.store.insert_call(&c).await.unwrap();
         c
@@ -1571,4 +1573,117 @@ async fn rate_tables_are_set_by_the_main_account_and_inherited_by_subaccounts() 
     assert_eq!(f.request(Method::DELETE, &child_table, None).await.0, StatusCode::NOT_FOUND);
     let (_, back) = f.get(&child_table).await;
     assert_eq!(back["inherited_from"], f.account.as_str());
+}
+
+#[tokio::test]
+async fn calling_window_is_set_kept_inherited_and_removed() {
+    let f = fixture().await;
+    let uri = format!("{}/CallingWindow.json", f.base());
+    let (status, body) = f.get(&uri).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let (status, body) = f.request(Method::POST, &uri, Some("Hours=Mon-Fri%2009%3A00-18%3A00&DatesOff=2026-12-25&DatesOff=2027-01-01%2C2026-12-25")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["hours"], "mon-fri 09:00-18:00");
+    assert_eq!(body["days"]["monday"], "09:00-18:00");
+    assert_eq!(body["days"]["sunday"], Value::Null);
+    assert_eq!(body["dates_off"], serde_json::json!(["2026-12-25", "2027-01-01"]));
+    assert_eq!((body["policy"].as_str(), body["dial_policy"].as_str()), (Some("defer"), Some("refuse")));
+    assert_eq!(body["inherited"], false);
+    assert_eq!(body["uri"], format!("{}/CallingWindow.json", f.base()));
+
+    // What a request leaves out keeps its value.
+    let (status, body) = f.request(Method::POST, &uri, Some("Policy=refuse&DialPolicy=ignore")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["hours"], "mon-fri 09:00-18:00");
+    assert_eq!((body["policy"].as_str(), body["dial_policy"].as_str()), (Some("refuse"), Some("ignore")));
+    let (_, fetched) = f.get(&uri).await;
+    assert_eq!(fetched, body);
+
+    for form in ["Hours=mon%2018%3A00-09%3A00", "DatesOff=2026-02-30", "Policy=later", "DialPolicy=defer"] {
+        let (status, body) = f.request(Method::POST, &uri, Some(form)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}: {body}");
+        assert_twilio_error(&body, 20001, 400);
+    }
+
+    // A subaccount inherits its parent's window until it sets its own.
+    let (status, sub) = f.request(Method::POST, "/2010-04-01/Accounts.json", Some("FriendlyName=sub")).await;
+    assert_eq!(status, StatusCode::CREATED, "{sub}");
+    let sub_uri = format!("/2010-04-01/Accounts/{}/CallingWindow.json", sub["sid"].as_str().unwrap());
+    let (status, inherited) = f.get(&sub_uri).await;
+    assert_eq!(status, StatusCode::OK, "{inherited}");
+    assert_eq!((inherited["inherited"].as_bool(), inherited["account_sid"].as_str()), (Some(true), Some(f.account.as_str())));
+    let (_, own) = f.request(Method::POST, &sub_uri, Some("Hours=sat%2010%3A00-12%3A00")).await;
+    assert_eq!((own["inherited"].as_bool(), own["hours"].as_str(), own["policy"].as_str()), (Some(false), Some("sat 10:00-12:00"), Some("defer")));
+
+    let (status, _) = f.request(Method::DELETE, &uri, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = f.request(Method::DELETE, &uri, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(f.get(&uri).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn time_zone_overrides_are_created_listed_changed_and_deleted() {
+    let f = fixture().await;
+    let uri = format!("{}/TimeZoneOverrides.json", f.base());
+    let (status, number) = f.request(Method::POST, &uri, Some("PhoneNumber=%2B12125550100&TimeZone=Asia%2FTokyo")).await;
+    assert_eq!(status, StatusCode::CREATED, "{number}");
+    assert!(number["sid"].as_str().unwrap().starts_with("TZ"));
+    assert_eq!((number["phone_number"].as_str(), number["prefix"].clone()), (Some("+12125550100"), Value::Null));
+    let (status, prefix) = f.request(Method::POST, &uri, Some("Prefix=%2B1212&TimeZone=Europe%2FParis")).await;
+    assert_eq!(status, StatusCode::CREATED, "{prefix}");
+    assert_eq!(prefix["prefix"], "+1212");
+
+    for (form, code) in [
+        ("Prefix=%2B1212&TimeZone=UTC", 20001),
+        ("PhoneNumber=%2B12125550100&Prefix=%2B1&TimeZone=UTC", 20001),
+        ("TimeZone=UTC", 20001),
+        ("Prefix=1212&TimeZone=UTC", 20001),
+        ("PhoneNumber=12&TimeZone=UTC", 21211),
+        ("Prefix=%2B44&TimeZone=Mars%2FOlympus", 20001),
+        ("Prefix=%2B44", 20001),
+    ] {
+        let (status, body) = f.request(Method::POST, &uri, Some(form)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}: {body}");
+        assert_twilio_error(&body, code, 400);
+    }
+
+    let (status, list) = f.get(&uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["time_zone_overrides"].as_array().unwrap().len(), 2);
+    let one = format!("{}/TimeZoneOverrides/{}.json", f.base(), prefix["sid"].as_str().unwrap());
+    let (status, changed) = f.request(Method::POST, &one, Some("TimeZone=America%2FChicago")).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!((changed["time_zone"].as_str(), changed["prefix"].as_str()), (Some("America/Chicago"), Some("+1212")));
+    assert_eq!(f.get(&one).await.1["time_zone"], "America/Chicago");
+    assert_eq!(f.request(Method::DELETE, &one, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(f.get(&one).await.0, StatusCode::NOT_FOUND);
+    let missing = format!("{}/TimeZoneOverrides/TZ{}.json", f.base(), "0".repeat(32));
+    assert_eq!(f.request(Method::DELETE, &missing, None).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn calls_create_takes_the_quiet_hours_of_the_request() {
+    let f = fixture().await;
+    let uri = format!("{}/Calls.json", f.base());
+    let base = "To=%2B33142685300&From=%2B15550001111&Url=http%3A%2F%2Fa.test%2Fv";
+    let form = format!("{base}&QuietHoursPolicy=Refuse&CallingWindow=mon-fri%2008%3A00-20%3A00");
+    let (status, body) = f.request(Method::POST, &uri, Some(&form)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let call = f.hooks.1.lock().unwrap().pop().unwrap();
+    assert_eq!(
+        call.quiet_hours,
+        QuietHours { policy: Some("refuse".into()), hours: Some("mon-fri 08:00-20:00".into()), live: false }
+    );
+    let (_, _) = f.request(Method::POST, &uri, Some(base)).await;
+    assert_eq!(f.hooks.1.lock().unwrap().pop().unwrap().quiet_hours, QuietHours::default());
+    for extra in ["&QuietHoursPolicy=later", "&CallingWindow=mon%2009%3A00"] {
+        let (status, body) = f.request(Method::POST, &uri, Some(&format!("{base}{extra}"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{extra}: {body}");
+        assert_twilio_error(&body, 20001, 400);
+    }
+    // Stored with a deferred call and read back when it is placed.
+    let json = serde_json::to_string(&call).unwrap();
+    assert_eq!(serde_json::from_str::<CreateCall>(&json).unwrap(), call);
 }

@@ -6,6 +6,9 @@ use std::str::FromStr;
 /// A call's status, as Twilio names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallStatus {
+    /// A Dialtone extension: held until the destination's calling window opens
+    /// (`date_scheduled`), then `queued` and placed; cancelable like a queued call.
+    Scheduled,
     Queued,
     Ringing,
     InProgress,
@@ -17,7 +20,8 @@ pub enum CallStatus {
 }
 
 impl CallStatus {
-    pub const ALL: [CallStatus; 8] = [
+    pub const ALL: [CallStatus; 9] = [
+        CallStatus::Scheduled,
         CallStatus::Queued,
         CallStatus::Ringing,
         CallStatus::InProgress,
@@ -30,6 +34,7 @@ impl CallStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            CallStatus::Scheduled => "scheduled",
             CallStatus::Queued => "queued",
             CallStatus::Ringing => "ringing",
             CallStatus::InProgress => "in-progress",

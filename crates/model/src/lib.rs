@@ -16,11 +16,12 @@ pub use call::{CallDirection, CallStatus};
 pub use conference::{ConferenceStatus, ParticipantStatus};
 pub use message::{MessageDirection, MessageStatus};
 pub use records::{
-    AccountRecord, AccountStatus, ApiKeyRecord, ApplicationRecord, CallRecord, ConferenceRecord,
+    AccountRecord, AccountStatus, ApiKeyRecord, ApplicationRecord, CallRecord, CallingWindowRecord, ConferenceRecord,
     MemberRecord, MessageRecord, NotificationRecord, NotificationSid, ParticipantRecord, PhoneNumberRecord,
-    QueueRecord, RecordingRecord,
+    QueueRecord, RecordingRecord, TimeZoneOverrideRecord,
 };
 pub use sid::{
     AccountSid, ApiKeySid, ApplicationSid, CallSid, ConferenceSid, CredentialListSid, CredentialSid,
     MessageSid, PhoneNumberSid, QueueSid, RecordingSid, Sid, SidError, SipDomainSid,
+    TimeZoneOverrideSid,
 };

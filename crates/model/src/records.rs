@@ -10,7 +10,7 @@ use crate::conference::{ConferenceStatus, ParticipantStatus};
 use crate::message::{MessageDirection, MessageStatus};
 use crate::sid::{
     AccountSid, ApiKeySid, ApplicationSid, CallSid, ConferenceSid, MessageSid, PhoneNumberSid,
-    QueueSid, RecordingSid, Sid, SidKind,
+    QueueSid, RecordingSid, Sid, SidKind, TimeZoneOverrideSid,
 };
 
 /// A notification (`NO...`): an error or warning recorded against a call.
@@ -270,6 +270,8 @@ pub struct CallRecord {
     pub price: Option<String>,
     pub date_created: DateTime<Utc>,
     pub date_updated: DateTime<Utc>,
+    /// When a `scheduled` call will be placed (its destination's calling window opens).
+    pub date_scheduled: Option<DateTime<Utc>>,
 }
 
 /// A finished recording: of a call (the `<Record>` verb, `Record=true`, a `<Dial record>`) or of
@@ -455,4 +457,37 @@ mod tests {
         assert_eq!(sid.as_str().parse::<NotificationSid>().unwrap(), sid);
         assert!(CallSid::generate().as_str().parse::<NotificationSid>().is_err());
     }
+}
+
+/// An account's answer to "what time is it there" for one number or a prefix of numbers
+/// (a Dialtone resource, `TimeZoneOverrides`): it beats libphonenumber's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeZoneOverrideRecord {
+    pub sid: TimeZoneOverrideSid,
+    pub account_sid: AccountSid,
+    /// E.164: exactly this number (`PhoneNumber`), or every number it starts (`Prefix`, `+1212`).
+    pub phone_number: Option<String>,
+    pub prefix: Option<String>,
+    /// An IANA name, `America/New_York`.
+    pub time_zone: String,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
+}
+
+/// An account's calling window (a Dialtone resource, `CallingWindow`): local hours per weekday
+/// and dates off in the destination's time, and what happens to a call outside them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallingWindowRecord {
+    pub account_sid: AccountSid,
+    /// Canonical text, `mon-fri 09:00-18:00; sat 10:00-13:00` (`calling_window::Hours`).
+    pub hours: String,
+    /// `YYYY-MM-DD`, in order.
+    pub dates_off: Vec<String>,
+    /// For Calls create: `defer` (default), `refuse` or `ignore`.
+    pub policy: String,
+    /// For `<Dial><Number>` and conference participants, where someone waits live: `refuse`
+    /// (default) or `ignore`.
+    pub dial_policy: String,
+    pub date_created: DateTime<Utc>,
+    pub date_updated: DateTime<Utc>,
 }

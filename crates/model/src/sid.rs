@@ -46,6 +46,8 @@ sid_kind!(/// A call queue (`QU...`): where `<Enqueue>` parks callers until they
     Queue, QueueSid, "QU");
 sid_kind!(/// A conference (`CF...`): one run of a named room, from its first participant to its end.
     Conference, ConferenceSid, "CF");
+sid_kind!(/// A time-zone override (`TZ...`): the zone of one destination number or prefix.
+    TimeZoneOverride, TimeZoneOverrideSid, "TZ");
 sid_kind!(/// A message (`SM...`): one SMS, sent or received, however many parts it travels in.
     Message, MessageSid, "SM");
 

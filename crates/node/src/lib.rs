@@ -34,6 +34,7 @@ pub mod outbound;
 pub mod overload;
 pub mod pricing;
 mod queues;
+pub mod quiet_hours;
 pub mod records;
 pub mod recovery;
 pub mod registrar;

@@ -346,6 +346,7 @@ pub(crate) async fn create_participant(
         time_limit: p.time_limit,
         send_digits: None,
         record: p.record,
+        quiet_hours: api::QuietHours { policy: p.quiet_hours_policy.clone(), hours: None, live: true },
     };
     let record = crate::outbound::create(shared, call).await?;
     let now = Utc::now();

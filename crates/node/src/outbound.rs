@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use api::{CallUpdate, CreateCall, HookError};
+use api::{CallUpdate, CreateCall, HookError, QUIET_HOURS_CODE};
 use chrono::Utc;
 use model::records::{CallRecord, RecordingRecord};
 use model::{AccountSid, CallDirection, CallSid, CallStatus, RecordingSid};
@@ -18,36 +18,24 @@ use crate::call::{apply_leg_media, http_method, ActiveCall, ActiveCallParts, Sta
 use crate::calls_registry::{CallControl, Registration};
 use crate::media::MediaEvent;
 pub use crate::trunk::{Trunk, TrunkError};
+use crate::quiet_hours::Verdict;
 use crate::{fraud, Shared};
 
 use crate::originate::{internal, originate, rejected, route, LegEvent, LegRequest, LegTarget};
 
-/// `POST Calls.json`: checks the destination, stores the call `queued`, starts it in the
-/// background, returns the record.
+/// `POST Calls.json`: checks the destination and its calling window; stores the call `queued`
+/// and starts it in the background, or stores it `scheduled` for the window's opening
+/// (`crate::quiet_hours`), or refuses it (99100). Returns the record.
 pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, HookError> {
-    let account = shared
-        .store
-        .account(&req.account_sid)
-        .await
-        .map_err(internal)?
-        .ok_or(HookError::NotFound)?;
-    if !crate::call::may_call(&shared, &account)
-        .await
-        .map_err(internal)?
-    {
-        return Err(HookError::Rejected {
-            code: 10001,
-            message: "Account is not active".into(),
-        });
+    let (account, route) = admit(&shared, &req).await?;
+    match crate::quiet_hours::check(&shared, &req.account_sid, &req.to, &req.quiet_hours).await? {
+        Verdict::Place => {}
+        Verdict::Refuse(why) => {
+            tracing::info!(to = %req.to, why, "outbound call refused: outside its calling window");
+            return Err(rejected(QUIET_HOURS_CODE, why));
+        }
+        Verdict::Defer { at, why } => return crate::quiet_hours::defer(&shared, &req, at, &why).await,
     }
-    fraud::check_destination(&req.account_sid, &req.to)
-        .map_err(|e| rejected(fraud::NOT_AUTHORIZED_CODE, e.to_string()))?;
-    // Refuse what cannot be routed now rather than fail it later.
-    let route = route(&shared, &LegTarget::Address(req.to.clone())).await?;
-    // The account's and the trunk's calls-per-second slots, taken now, in the order the calls
-    // are created (the call's task may start late on a busy node): until then it stays `queued`.
-    let fraud_slot = fraud::reserve_slot(&req.account_sid, std::time::Instant::now());
-    let trunk_slot = route.reserve_trunk_slot(fraud_slot);
     let now = Utc::now();
     let record = CallRecord {
         sid: CallSid::generate(),
@@ -65,10 +53,77 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
         price: None,
         date_created: now,
         date_updated: now,
+        date_scheduled: None,
     };
     // The API answers with this record and a client may fetch it at once: wait for the write.
     shared.records.insert_call(&record);
     shared.records.flush().await;
+    launch(shared, req, record.clone(), account, route);
+    Ok(record)
+}
+
+/// A `scheduled` call whose window has opened: checked again like a new one, claimed
+/// (`scheduled` -> `queued`, unless it was canceled meanwhile) and started. A call that can no
+/// longer be placed (account suspended, destination refused) ends `failed`.
+pub(crate) async fn place(shared: Arc<Shared>, req: CreateCall, record: &mut CallRecord) -> Result<(), HookError> {
+    let admitted = admit(&shared, &req).await;
+    let now = Utc::now();
+    let status = if admitted.is_ok() { CallStatus::Queued } else { CallStatus::Failed };
+    let claimed = shared
+        .store
+        .leave_scheduled(&record.account_sid, &record.sid, status, now)
+        .await
+        .map_err(internal)?;
+    let (account, route) = admitted?;
+    if !claimed {
+        return Ok(());
+    }
+    record.status = CallStatus::Queued;
+    record.date_updated = now;
+    launch(shared, req, record.clone(), account, route);
+    Ok(())
+}
+
+/// What every outbound call passes before it may ring: an active account, a destination the
+/// fraud rules allow, and a route.
+async fn admit(
+    shared: &Arc<Shared>,
+    req: &CreateCall,
+) -> Result<(model::records::AccountRecord, crate::originate::Route), HookError> {
+    let account = shared
+        .store
+        .account(&req.account_sid)
+        .await
+        .map_err(internal)?
+        .ok_or(HookError::NotFound)?;
+    if !crate::call::may_call(shared, &account)
+        .await
+        .map_err(internal)?
+    {
+        return Err(HookError::Rejected {
+            code: 10001,
+            message: "Account is not active".into(),
+        });
+    }
+    fraud::check_destination(&req.account_sid, &req.to)
+        .map_err(|e| rejected(fraud::NOT_AUTHORIZED_CODE, e.to_string()))?;
+    // Refuse what cannot be routed now rather than fail it later.
+    let route = route(shared, &LegTarget::Address(req.to.clone())).await?;
+    Ok((account, route))
+}
+
+/// Starts a stored `queued` call in the background.
+fn launch(
+    shared: Arc<Shared>,
+    req: CreateCall,
+    record: CallRecord,
+    account: model::records::AccountRecord,
+    route: crate::originate::Route,
+) {
+    // The account's and the trunk's calls-per-second slots, taken now, in the order the calls
+    // are started (the call's task may start late on a busy node): until then it stays `queued`.
+    let fraud_slot = fraud::reserve_slot(&req.account_sid, std::time::Instant::now());
+    let trunk_slot = route.reserve_trunk_slot(fraud_slot);
     let (registration, control) = shared.calls.register(record.account_sid, record.sid);
     tracing::info!(call_sid = %record.sid, to = %record.to, "outbound call");
     let callbacks = StatusCallbacks::new(
@@ -81,14 +136,13 @@ pub async fn create(shared: Arc<Shared>, req: CreateCall) -> Result<CallRecord, 
     let dialing = Dialing {
         shared,
         req,
-        record: record.clone(),
+        record,
         auth_token: account.auth_token,
         callbacks,
         fraud_slot,
         trunk_slot,
     };
     tokio::spawn(dialing.run(registration, control));
-    Ok(record)
 }
 
 /// `POST Calls/{CallSid}.json`: hands the change to the live call, or says why it cannot.
@@ -105,6 +159,19 @@ pub async fn update(
         .map_err(internal)?
         .ok_or(HookError::NotFound)?;
     let changes_document = update.twiml.is_some() || update.redirect.is_some();
+    if record.status == CallStatus::Scheduled {
+        if update.status.is_some() {
+            if let Some(canceled) = crate::quiet_hours::cancel(&shared, &account, &sid).await? {
+                return Ok(canceled);
+            }
+        } else if changes_document {
+            return Err(rejected(
+                21220,
+                "Call is scheduled for its calling window: cancel it (Status=canceled) and create it again to change what it runs",
+            ));
+        }
+        return shared.store.call(&account, &sid).await.map_err(internal)?.ok_or(HookError::NotFound);
+    }
     if !shared.calls.is_live(&account, &sid) {
         if changes_document {
             return Err(rejected(

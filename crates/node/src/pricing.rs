@@ -142,6 +142,7 @@ mod tests {
             price: None,
             date_created: now,
             date_updated: now,
+            date_scheduled: None,
         }
     }
 

@@ -505,6 +505,7 @@ mod tests {
             price: None,
             date_created: created,
             date_updated: start.unwrap_or(created),
+            date_scheduled: None,
         }
     }
 

@@ -121,6 +121,8 @@ pub struct Shared {
     pub rates: crate::pricing::Rates,
     /// The node's capacity and what exceeds it (`crate::overload`).
     pub overload: Arc<crate::overload::Overload>,
+    /// Calls deferred to their calling window, by time (`crate::quiet_hours`).
+    pub scheduler: crate::quiet_hours::Scheduler,
 }
 
 impl Shared {
@@ -252,7 +254,9 @@ impl Node {
         }
         tracing::info!(max_calls = capacity.max_calls, open_files = nofile, rtp_ports = ports, "call capacity");
         let (command_tx, commands) = mpsc::unbounded_channel();
+        let (scheduler, scheduler_inbox) = crate::quiet_hours::Scheduler::new();
         let shared = Arc::new(Shared {
+            scheduler,
             sms,
             sms_events: tokio::sync::Mutex::new(sms_events),
             outbox: crate::messaging::Outbox::default(),
@@ -321,6 +325,13 @@ impl Node {
         }
         crate::registrar::start(shared.clone());
         crate::trunk::start(shared.clone());
+        // Calls deferred by a previous run are placed by this one (recovery left them alone).
+        let deferred = crate::quiet_hours::Scheduler::start(shared.clone(), scheduler_inbox)
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        if deferred > 0 {
+            tracing::info!(deferred, "scheduled calls waiting for their calling window");
+        }
         if let Some(pool) = shared.sms.clone() {
             if let Some(events) = shared.sms_events.lock().await.take() {
                 crate::messaging::start(shared.clone(), pool, events);

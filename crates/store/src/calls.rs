@@ -10,7 +10,7 @@ use crate::{
 
 const COLUMNS: &str = "SELECT sid, account_sid, parent_call_sid, phone_number_sid, from_address, \
     to_address, status, direction, start_time, end_time, duration, answered_by, price, date_created, \
-    date_updated FROM calls";
+    date_updated, date_scheduled FROM calls";
 
 /// Filters of the Calls list, as Twilio names them (exact matches).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,16 +43,22 @@ fn decode(r: &DbRow) -> Result<CallRecord, StoreError> {
         price: r.try_get("price")?,
         date_created: time_col(r, "date_created")?,
         date_updated: time_col(r, "date_updated")?,
+        date_scheduled: opt_time_col(r, "date_scheduled")?,
     })
 }
 
 impl Store {
     pub async fn insert_call(&self, rec: &CallRecord) -> Result<(), StoreError> {
+        self.insert_call_with(rec, None).await
+    }
+
+    /// One `INSERT`, with the Calls-create request of a `scheduled` call.
+    async fn insert_call_with(&self, rec: &CallRecord, request: Option<&str>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO calls (sid, account_sid, parent_call_sid, phone_number_sid, from_address, \
              to_address, status, direction, start_time, end_time, duration, answered_by, \
-             date_created, date_updated, price) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             date_created, date_updated, price, date_scheduled, scheduled_request) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(rec.sid.as_str())
         .bind(rec.account_sid.as_str())
@@ -69,6 +75,8 @@ impl Store {
         .bind(micros(rec.date_created))
         .bind(micros(rec.date_updated))
         .bind(&rec.price)
+        .bind(rec.date_scheduled.map(micros))
+        .bind(request)
         .execute(self.writer())
         .await?;
         Ok(())
@@ -80,7 +88,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE calls SET parent_call_sid = $1, phone_number_sid = $2, from_address = $3, \
              to_address = $4, status = $5, direction = $6, start_time = $7, end_time = $8, \
-             duration = $9, answered_by = $10, date_updated = $11, price = $14 \
+             duration = $9, answered_by = $10, date_updated = $11, price = $14, date_scheduled = $15 \
              WHERE account_sid = $12 AND sid = $13",
         )
         .bind(rec.parent_call_sid.as_ref().map(|s| s.as_str()))
@@ -97,6 +105,7 @@ impl Store {
         .bind(rec.account_sid.as_str())
         .bind(rec.sid.as_str())
         .bind(&rec.price)
+        .bind(rec.date_scheduled.map(micros))
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
@@ -163,6 +172,98 @@ impl Store {
     }
 }
 
+/// A `scheduled` call and the request that places it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledCall {
+    pub call: CallRecord,
+    /// The Calls-create request, as the runtime wrote it (JSON).
+    pub request: String,
+}
+
+impl Store {
+    /// Stores a call held for its calling window: `rec.status` is `scheduled` and
+    /// `rec.date_scheduled` says when it will be placed; `request` places it then.
+    pub async fn insert_scheduled_call(&self, rec: &CallRecord, request: &str) -> Result<(), StoreError> {
+        self.insert_call_with(rec, Some(request)).await
+    }
+
+    /// Every `scheduled` call, across all accounts, soonest first: read once at start by the
+    /// node's scheduler (a system-wide read like [`Store::unfinished_calls`]; no tenant sees it).
+    pub async fn scheduled_calls(&self) -> Result<Vec<ScheduledCall>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{}, scheduled_request FROM calls WHERE status = 'scheduled' ORDER BY date_scheduled, sid",
+            COLUMNS.trim_end_matches(" FROM calls")
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(ScheduledCall { call: decode(r)?, request: r.try_get::<Option<String>, _>("scheduled_request")?.unwrap_or_default() }))
+            .collect()
+    }
+
+    /// One `scheduled` call of an account with its request, if it is still scheduled.
+    pub async fn scheduled_call(&self, account: &AccountSid, sid: &CallSid) -> Result<Option<ScheduledCall>, StoreError> {
+        let row = sqlx::query(&format!(
+            "{}, scheduled_request FROM calls WHERE account_sid = $1 AND sid = $2 AND status = 'scheduled'",
+            COLUMNS.trim_end_matches(" FROM calls")
+        ))
+        .bind(account.as_str())
+        .bind(sid.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| Ok(ScheduledCall { call: decode(r)?, request: r.try_get::<Option<String>, _>("scheduled_request")?.unwrap_or_default() }))
+            .transpose()
+    }
+
+    /// Moves a `scheduled` call on (to `queued` when it is placed, `canceled`, or `failed`), in
+    /// the `UPDATE` itself, so a cancel and the scheduler cannot both win. Returns whether it was
+    /// still scheduled. `date_scheduled` stays: it says when the call was placed.
+    pub async fn leave_scheduled(
+        &self,
+        account: &AccountSid,
+        sid: &CallSid,
+        status: CallStatus,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let end = status.is_final().then(|| micros(now));
+        let done = sqlx::query(
+            "UPDATE calls SET status = $1, date_updated = $2, end_time = $3, duration = $4, scheduled_request = NULL \
+             WHERE account_sid = $5 AND sid = $6 AND status = 'scheduled'",
+        )
+        .bind(status.as_str())
+        .bind(micros(now))
+        .bind(end)
+        .bind(status.is_final().then_some(0_i64))
+        .bind(account.as_str())
+        .bind(sid.as_str())
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// A `scheduled` call's new placing time (its window changed). Whether it was still scheduled.
+    pub async fn reschedule_call(
+        &self,
+        account: &AccountSid,
+        sid: &CallSid,
+        at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE calls SET date_scheduled = $1, date_updated = $2 \
+             WHERE account_sid = $3 AND sid = $4 AND status = 'scheduled'",
+        )
+        .bind(micros(at))
+        .bind(micros(now))
+        .bind(account.as_str())
+        .bind(sid.as_str())
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::HashSet;
@@ -191,6 +292,7 @@ pub(crate) mod tests {
             price: None,
             date_created: now,
             date_updated: now,
+            date_scheduled: None,
         }
     }
 

@@ -42,6 +42,7 @@ mod numbers;
 mod page;
 mod queues;
 mod rates;
+mod quiet;
 mod recordings;
 mod sealing;
 mod usage;
@@ -60,7 +61,7 @@ use sqlx::{Arguments, Connection, Row};
 
 pub use accounts::{AccountFilter, CallPermission};
 pub use applications::ApplicationFilter;
-pub use calls::CallFilter;
+pub use calls::{CallFilter, ScheduledCall};
 pub use conferences::{ConferenceFilter, TimeRange};
 pub use error::StoreError;
 pub use messages::{

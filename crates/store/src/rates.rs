@@ -81,7 +81,6 @@ fn decode(r: &crate::DbRow) -> Result<RateTableRecord, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::accounts::tests::subaccount;
     use crate::testutil::*;
 

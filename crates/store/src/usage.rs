@@ -172,6 +172,7 @@ mod tests {
             duration: Some(secs),
             answered_by: None,
             price: price.map(str::to_owned),
+            date_scheduled: None,
             date_created: start,
             date_updated: start,
         }

@@ -272,8 +272,10 @@ fn drop_leg(shared: &Shared, leg: &mut DialLeg, status: CallStatus) {
 }
 
 impl ActiveCall {
-    /// The engine's `Output::Dial`: creates the legs and starts ringing them.
-    pub(crate) fn start_dial(&mut self, id: u64, spec: twiml::Dial) {
+    /// The engine's `Output::Dial`: creates the legs and starts ringing them. The targets at
+    /// `refused` (indexes into `spec.targets`: numbers outside their calling window) get a child
+    /// call that fails at once, as a client with no registered phone does.
+    pub(crate) fn start_dial(&mut self, id: u64, spec: twiml::Dial, refused: &[usize]) {
         if let Some(old) = self.dial.as_ref().map(|d| d.id) {
             // The engine starts one dial at a time; a stale one ends as if cancelled.
             tracing::warn!(call_sid = %self.record.sid, old, "a dial started while another ran");
@@ -289,7 +291,7 @@ impl ActiveCall {
         let mut legs: Vec<DialLeg> = Vec::new();
         // Legs that could not be placed: (index, outcome for the dial's status, record status).
         let mut not_placed: Vec<(usize, CallStatus, CallStatus)> = Vec::new();
-        for target in spec.targets.clone() {
+        for (position, target) in spec.targets.clone().into_iter().enumerate() {
             let (to, destinations) = match &target.kind {
                 twiml::DialKind::Number(n) => (n.clone(), vec![LegTarget::Address(n.clone())]),
                 twiml::DialKind::Sip(uri) => (uri.clone(), vec![LegTarget::Address(uri.clone())]),
@@ -307,12 +309,14 @@ impl ActiveCall {
                     (format!("client:{name}"), targets)
                 }
             };
-            if destinations.is_empty() {
-                // A client with no registered phone: a child call that fails at once.
+            if destinations.is_empty() || refused.contains(&position) {
+                // A client with no registered phone, or a number outside its calling window: a
+                // child call that fails at once.
                 let index = legs.len();
                 if index < MAX_LEGS {
                     legs.push(self.new_leg(&events_tx, index, target.clone(), &from, &to));
-                    not_placed.push((index, CallStatus::NoAnswer, CallStatus::Failed));
+                    let outcome = if destinations.is_empty() { CallStatus::NoAnswer } else { CallStatus::Failed };
+                    not_placed.push((index, outcome, CallStatus::Failed));
                 }
                 continue;
             }
@@ -422,6 +426,7 @@ impl ActiveCall {
             price: None,
             date_created: now,
             date_updated: now,
+            date_scheduled: None,
         };
         self.shared.records.insert_call(&record);
         let (registration, control) = self.shared.calls.register_parties(

@@ -421,6 +421,7 @@ async fn setup(
         price: None,
         date_created: now,
         date_updated: now,
+        date_scheduled: None,
     };
     shared.records.insert_call(&record);
     tracing::info!(call_sid = %call_sid, from = %from, to = %target.to, "inbound call");
@@ -1077,7 +1078,16 @@ impl ActiveCall {
                 Output::Dial { id, dial } => match dial.join {
                     Some(twiml::DialJoin::Conference(_)) => self.start_conference(id, dial).await,
                     Some(twiml::DialJoin::Queue(_)) => self.start_dequeue(id, dial).await,
-                    None => self.start_dial(id, dial),
+                    None => {
+                        // `<Dial><Number>` outside its calling window: someone waits live, so
+                        // the leg is refused (by default) rather than deferred.
+                        let refused = crate::quiet_hours::refused_dial_targets(&self.shared, &self.record.account_sid, &dial).await;
+                        for (_, why) in &refused {
+                            self.notify(api::QUIET_HOURS_CODE, why.clone()).await;
+                        }
+                        let refused: Vec<usize> = refused.into_iter().map(|(i, _)| i).collect();
+                        self.start_dial(id, dial, &refused)
+                    }
                 },
                 Output::CancelDial { id } => {
                     if !self.cancel_conference(id) && !self.cancel_dequeue(id) {
