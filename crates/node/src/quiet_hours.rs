@@ -411,6 +411,9 @@ pub(crate) async fn cancel(
     Ok(record)
 }
 
+/// The longest the scheduler sleeps before it looks at the wall clock again.
+const MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The deferred calls by time: one task, a min-heap, one timer for the earliest.
 #[derive(Clone)]
 pub struct Scheduler {
@@ -443,9 +446,11 @@ impl Scheduler {
         let loaded = heap.len();
         tokio::spawn(async move {
             loop {
-                let wait = heap
-                    .peek()
-                    .map(|Reverse((at, _, _))| (*at - Utc::now()).to_std().unwrap_or_default());
+                // The timer runs on the monotonic clock and the times are wall-clock ones: a long
+                // wait is cut into minutes, so a wall-clock step is caught within one.
+                let wait = heap.peek().map(|Reverse((at, _, _))| {
+                    (*at - Utc::now()).to_std().unwrap_or_default().min(MAX_SLEEP)
+                });
                 tokio::select! {
                     item = inbox.recv() => match item {
                         Some((at, account, sid)) => heap.push(Reverse((at, account, sid))),
