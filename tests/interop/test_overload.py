@@ -104,3 +104,34 @@ def test_a_slow_webhook_lowers_capacity_without_collapse(dialtone, webhook, prov
     # Each call now holds its place for about 3 s: fewer get in than with a fast webhook.
     assert 30 <= answered <= 150, counts
     assert m["dialtone_overload_refused_total"] == refused, m
+
+
+@pytest.mark.dialtone_env(DIALTONE_MAX_CALLS="5")
+def test_api_calls_beyond_capacity_wait_queued_then_ring(dialtone, twilio_client, workdir, ports):
+    """Calls created through the API are not refused at capacity: they wait in `queued` until
+    a place frees, as for the calls-per-second limit, and then ring."""
+    uas_port = ports.port()
+    uas = subprocess.Popen(["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-m", "12",
+                            "-timeout", "90s", "-nostdin", "-trace_counts"],
+                           cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        calls = [twilio_client.calls.create(to=f"sip:uas@127.0.0.1:{uas_port}", from_="+15550001111",
+                                            twiml='<Response><Pause length="2"/></Response>')
+                 for _ in range(12)]
+        peak, deadline = 0, time.monotonic() + 60
+        while True:
+            peak = max(peak, int(dialtone.metrics()["dialtone_active_calls"]))
+            statuses = [twilio_client.calls(c.sid).fetch().status for c in calls]
+            if all(s in ("completed", "failed", "busy", "no-answer", "canceled") for s in statuses):
+                break
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.1)
+        # Twelve 2 s calls created within about a second would overlap twelve deep.
+        assert statuses == ["completed"] * 12, statuses
+        assert 3 <= peak <= 5, peak
+        assert dialtone.metrics()["dialtone_overload_refused_total"] == 0
+    finally:
+        uas.wait(timeout=30) if uas.poll() is None else None
+        if uas.poll() is None:
+            uas.kill()

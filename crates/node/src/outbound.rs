@@ -294,6 +294,9 @@ async fn save_call_recording(
     }
 }
 
+/// How often a call waiting for a place under the node's capacity asks again.
+const CAPACITY_RETRY: Duration = Duration::from_millis(50);
+
 /// An API-created call until it is answered (or not).
 struct Dialing {
     shared: Arc<Shared>,
@@ -314,15 +317,19 @@ impl Dialing {
         mut control: mpsc::UnboundedReceiver<CallControl>,
     ) {
         let shared = self.shared.clone();
-        shared.metrics.active_calls.fetch_add(1, Ordering::Relaxed);
-        self.dial(registration, &mut control).await;
-        shared.metrics.active_calls.fetch_sub(1, Ordering::Relaxed);
+        // Counted in `active_calls` once it has a place (crate::overload), not while queued.
+        let mut counted = false;
+        self.dial(registration, &mut control, &mut counted).await;
+        if counted {
+            shared.metrics.active_calls.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     async fn dial(
         &mut self,
         registration: Registration,
         control: &mut mpsc::UnboundedReceiver<CallControl>,
+        counted: &mut bool,
     ) {
         let mut engine_url = self
             .req
@@ -347,6 +354,23 @@ impl Dialing {
                 },
             }
         }
+
+        // A place under the node's capacity: past it the call waits in `queued`, as it does for
+        // the calls-per-second limit.
+        while !self.shared.overload.try_reserve(&self.shared.metrics.active_calls) {
+            tokio::select! {
+                () = tokio::time::sleep(CAPACITY_RETRY) => {}
+                Some(ctl) = control.recv() => match ctl {
+                    CallControl::End(_) => return self.end_unanswered(CallStatus::Canceled).await,
+                    CallControl::Redirect { url, method } => {
+                        engine_url = Some((url, method));
+                        engine_twiml = None;
+                    }
+                    CallControl::Twiml(document) => engine_twiml = Some(document),
+                },
+            }
+        }
+        *counted = true;
 
         let (media_tx, raw_media_rx) = mpsc::unbounded_channel();
         let stream = match self.shared.media.allocate(media_tx) {

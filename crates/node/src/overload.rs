@@ -13,7 +13,7 @@
 //! [`Capacity::admit`] is the decision, without I/O; [`Overload`] holds what it reads (the lag a
 //! ticker measures) and what `/metrics` shows (refusals by reason).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,21 @@ impl Overload {
         verdict
     }
 
+    /// Takes a place for an API-created call when the node has one, counting it in `calls` in
+    /// the same step so that concurrent callers cannot overshoot. No place is not a refusal: the
+    /// call waits in `queued` and asks again.
+    pub fn try_reserve(&self, calls: &AtomicI64) -> bool {
+        if self.lag() > self.capacity.max_lag {
+            return false;
+        }
+        let max = self.capacity.max_calls;
+        calls
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (u64::try_from(n).unwrap_or(0) < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
     fn count(&self, reason: Reason, load: Load) {
         let counter = match reason {
             Reason::Calls => &self.refused_calls,
@@ -208,6 +223,12 @@ mod tests {
         assert_eq!(o.admit(12), Verdict::Refuse(Reason::Calls));
         assert_eq!(o.admit(3), Verdict::Admit);
         assert_eq!(o.refused(), [("calls", 1), ("lag", 0)]);
+        // API-created calls take places up to capacity, then wait.
+        let calls = AtomicI64::new(8);
+        assert!(o.try_reserve(&calls) && o.try_reserve(&calls));
+        assert!(!o.try_reserve(&calls));
+        assert_eq!(calls.load(Ordering::Relaxed), 10);
+        assert_eq!(o.refused(), [("calls", 1), ("lag", 0)], "waiting is not a refusal");
     }
 
     #[test]
