@@ -40,6 +40,7 @@ mod keys;
 mod messages;
 mod numbers;
 mod page;
+pub mod proxy;
 mod queues;
 mod recordings;
 mod sealing;
