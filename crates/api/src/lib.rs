@@ -34,6 +34,7 @@ mod messages;
 mod numbers;
 mod openapi;
 mod params;
+mod proxy;
 mod queues;
 mod recordings;
 mod render;
@@ -213,6 +214,23 @@ pub trait ApiHooks: Send + Sync {
     fn smsc_status(&self) -> Vec<SmscStatus> {
         Vec::new()
     }
+
+    /// A Proxy service (its settings or pool) or, with `change.session`, one of its sessions
+    /// (status, participants, a message interaction) was written: the runtime's index of open
+    /// sessions must follow. Awaited before the API answers, so the next call routes by it.
+    fn proxy_changed(&self, change: ProxyChange) -> BoxFuture<'_, ()> {
+        let _ = change;
+        Box::pin(async {})
+    }
+}
+
+/// What a Proxy write touched (see [`ApiHooks::proxy_changed`]); the runtime reads it back from
+/// the store. A service or session that is gone from the store has been deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyChange {
+    pub account: AccountSid,
+    pub service: model::ProxyServiceSid,
+    pub session: Option<model::ProxySessionSid>,
 }
 
 /// One SMSC route as the runtime reports it: where it connects, how many of its binds are up,

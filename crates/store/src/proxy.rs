@@ -339,7 +339,8 @@ impl Store {
         account: &AccountSid,
         sid: &ProxyServiceSid,
     ) -> Result<Option<ProxyServiceRecord>, StoreError> {
-        self.fetch_scoped(SERVICE_COLUMNS, account, sid.as_str(), decode_service).await
+        self.fetch_scoped(SERVICE_COLUMNS, account, sid.as_str(), decode_service)
+            .await
     }
 
     pub async fn list_proxy_services(
@@ -347,7 +348,8 @@ impl Store {
         account: &AccountSid,
         page: &PageRequest,
     ) -> Result<Page<ProxyServiceRecord>, StoreError> {
-        self.page_of(Sql::scoped(SERVICE_COLUMNS, account), page, decode_service).await
+        self.page_of(Sql::scoped(SERVICE_COLUMNS, account), page, decode_service)
+            .await
     }
 
     /// Saves every setting of `rec` (its SID and account stay); whether it existed.
@@ -391,7 +393,11 @@ impl Store {
             "DELETE FROM proxy_sessions WHERE account_sid = $1 AND service_sid = $2",
             "DELETE FROM proxy_numbers WHERE account_sid = $1 AND service_sid = $2",
         ] {
-            sqlx::query(sql).bind(account.as_str()).bind(sid.as_str()).execute(&mut *tx).await?;
+            sqlx::query(sql)
+                .bind(account.as_str())
+                .bind(sid.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         let done = sqlx::query("DELETE FROM proxy_services WHERE account_sid = $1 AND sid = $2")
             .bind(account.as_str())
@@ -458,7 +464,8 @@ impl Store {
         service: &ProxyServiceSid,
         sid: &PhoneNumberSid,
     ) -> Result<Option<ProxyNumberRecord>, StoreError> {
-        let sql = format!("{NUMBER_COLUMNS} WHERE account_sid = $1 AND service_sid = $2 AND sid = $3");
+        let sql =
+            format!("{NUMBER_COLUMNS} WHERE account_sid = $1 AND service_sid = $2 AND sid = $3");
         let row = sqlx::query(&sql)
             .bind(account.as_str())
             .bind(service.as_str())
@@ -475,7 +482,8 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<ProxyNumberRecord>, StoreError> {
         let mut q = Sql::scoped(NUMBER_COLUMNS, account);
-        q.push(" AND service_sid = ").push_bind(service.as_str().to_owned());
+        q.push(" AND service_sid = ")
+            .push_bind(service.as_str().to_owned());
         self.page_of(q, page, decode_number).await
     }
 
@@ -551,7 +559,9 @@ impl Store {
         .execute(self.writer())
         .await
         .map_err(|e| match unique_violation(&e) {
-            true => ProxyError::DuplicateUniqueName(rec.unique_name.clone().unwrap_or_default()).into(),
+            true => {
+                ProxyError::DuplicateUniqueName(rec.unique_name.clone().unwrap_or_default()).into()
+            }
             false => StoreError::from(e),
         })?;
         Ok(())
@@ -565,8 +575,13 @@ impl Store {
         service: &ProxyServiceSid,
         key: &str,
     ) -> Result<Option<ProxySessionRecord>, StoreError> {
-        let by = if key.parse::<ProxySessionSid>().is_ok() { "sid" } else { "unique_name" };
-        let sql = format!("{SESSION_COLUMNS} WHERE account_sid = $1 AND service_sid = $2 AND {by} = $3");
+        let by = if key.parse::<ProxySessionSid>().is_ok() {
+            "sid"
+        } else {
+            "unique_name"
+        };
+        let sql =
+            format!("{SESSION_COLUMNS} WHERE account_sid = $1 AND service_sid = $2 AND {by} = $3");
         let row = sqlx::query(&sql)
             .bind(account.as_str())
             .bind(service.as_str())
@@ -583,7 +598,8 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<ProxySessionRecord>, StoreError> {
         let mut q = Sql::scoped(SESSION_COLUMNS, account);
-        q.push(" AND service_sid = ").push_bind(service.as_str().to_owned());
+        q.push(" AND service_sid = ")
+            .push_bind(service.as_str().to_owned());
         self.page_of(q, page, decode_session).await
     }
 
@@ -664,7 +680,11 @@ impl Store {
             "DELETE FROM proxy_interactions WHERE account_sid = $1 AND session_sid = $2",
             "DELETE FROM proxy_participants WHERE account_sid = $1 AND session_sid = $2",
         ] {
-            sqlx::query(sql).bind(account.as_str()).bind(sid.as_str()).execute(&mut *tx).await?;
+            sqlx::query(sql)
+                .bind(account.as_str())
+                .bind(sid.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         let done = sqlx::query("DELETE FROM proxy_sessions WHERE account_sid = $1 AND sid = $2")
             .bind(account.as_str())
@@ -702,8 +722,10 @@ impl Store {
     ) -> Result<Vec<(ProxySessionRecord, Vec<ProxyParticipantRecord>)>, StoreError> {
         let sql = format!("{SESSION_COLUMNS} WHERE status IN ('open', 'in-progress')");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        let mut sessions: std::collections::HashMap<ProxySessionSid, (ProxySessionRecord, Vec<ProxyParticipantRecord>)> =
-            std::collections::HashMap::with_capacity(rows.len());
+        let mut sessions: std::collections::HashMap<
+            ProxySessionSid,
+            (ProxySessionRecord, Vec<ProxyParticipantRecord>),
+        > = std::collections::HashMap::with_capacity(rows.len());
         for r in &rows {
             let s = decode_session(r)?;
             sessions.insert(s.sid, (s, Vec::new()));
@@ -726,12 +748,22 @@ impl Store {
         account: &AccountSid,
         sid: &ProxySessionSid,
     ) -> Result<Option<(ProxySessionRecord, Vec<ProxyParticipantRecord>)>, StoreError> {
-        let Some(session) = self.fetch_scoped(SESSION_COLUMNS, account, sid.as_str(), decode_session).await? else {
+        let Some(session) = self
+            .fetch_scoped(SESSION_COLUMNS, account, sid.as_str(), decode_session)
+            .await?
+        else {
             return Ok(None);
         };
         let sql = format!("{PARTICIPANT_COLUMNS} WHERE account_sid = $1 AND session_sid = $2 ORDER BY date_created, sid");
-        let rows = sqlx::query(&sql).bind(account.as_str()).bind(sid.as_str()).fetch_all(&self.pool).await?;
-        let parts = rows.iter().map(decode_participant).collect::<Result<_, _>>()?;
+        let rows = sqlx::query(&sql)
+            .bind(account.as_str())
+            .bind(sid.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let parts = rows
+            .iter()
+            .map(decode_participant)
+            .collect::<Result<_, _>>()?;
         Ok(Some((session, parts)))
     }
 
@@ -749,12 +781,16 @@ impl Store {
     ) -> Result<ProxyParticipantRecord, StoreError> {
         let account = session.account_sid.as_str();
         let mut tx = self.writer().begin().await?;
-        let rows = sqlx::query("SELECT identifier FROM proxy_participants WHERE account_sid = $1 AND session_sid = $2")
-            .bind(account)
-            .bind(session.sid.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
-        if rows.iter().any(|r| r.try_get::<String, _>("identifier").ok().as_deref() == Some(new.identifier.as_str())) {
+        let rows = sqlx::query(
+            "SELECT identifier FROM proxy_participants WHERE account_sid = $1 AND session_sid = $2",
+        )
+        .bind(account)
+        .bind(session.sid.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.iter().any(|r| {
+            r.try_get::<String, _>("identifier").ok().as_deref() == Some(new.identifier.as_str())
+        }) {
             return Err(ProxyError::AlreadyParticipant(new.identifier.clone()).into());
         }
         if rows.len() >= 2 {
@@ -833,7 +869,9 @@ impl Store {
         session: &ProxySessionSid,
         sid: &ProxyParticipantSid,
     ) -> Result<Option<ProxyParticipantRecord>, StoreError> {
-        let sql = format!("{PARTICIPANT_COLUMNS} WHERE account_sid = $1 AND session_sid = $2 AND sid = $3");
+        let sql = format!(
+            "{PARTICIPANT_COLUMNS} WHERE account_sid = $1 AND session_sid = $2 AND sid = $3"
+        );
         let row = sqlx::query(&sql)
             .bind(account.as_str())
             .bind(session.as_str())
@@ -850,7 +888,8 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<ProxyParticipantRecord>, StoreError> {
         let mut q = Sql::scoped(PARTICIPANT_COLUMNS, account);
-        q.push(" AND session_sid = ").push_bind(session.as_str().to_owned());
+        q.push(" AND session_sid = ")
+            .push_bind(session.as_str().to_owned());
         self.page_of(q, page, decode_participant).await
     }
 
@@ -871,7 +910,10 @@ impl Store {
 
     // --- Interactions --------------------------------------------------------------------------
 
-    pub async fn create_proxy_interaction(&self, rec: &ProxyInteractionRecord) -> Result<(), StoreError> {
+    pub async fn create_proxy_interaction(
+        &self,
+        rec: &ProxyInteractionRecord,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO proxy_interactions (sid, account_sid, service_sid, session_sid, kind, data, \
              participant_sid, inbound_participant_sid, inbound_resource_sid, inbound_resource_status, \
@@ -901,7 +943,10 @@ impl Store {
     /// Fills in what the legs became: a call interaction's outbound call is the child of its
     /// inbound call (the `<Dial>` leg), and both statuses are the calls' own as they stand now;
     /// a message interaction's statuses are its messages'.
-    async fn with_resource_statuses(&self, mut rec: ProxyInteractionRecord) -> Result<ProxyInteractionRecord, StoreError> {
+    async fn with_resource_statuses(
+        &self,
+        mut rec: ProxyInteractionRecord,
+    ) -> Result<ProxyInteractionRecord, StoreError> {
         let account = rec.account_sid.as_str();
         match (rec.kind.as_str(), rec.inbound_resource_sid.clone()) {
             ("voice", Some(inbound)) => {
@@ -918,23 +963,39 @@ impl Store {
                     let status: String = r.try_get("status")?;
                     if sid == inbound {
                         rec.inbound_resource_status = Some(status);
-                    } else if rec.outbound_resource_sid.is_none() || rec.outbound_resource_sid.as_deref() == Some(sid.as_str()) {
+                    } else if rec.outbound_resource_sid.is_none()
+                        || rec.outbound_resource_sid.as_deref() == Some(sid.as_str())
+                    {
                         rec.outbound_resource_sid = Some(sid);
-                        rec.outbound_resource_status = Some(if status == "queued" { "initiated".into() } else { status });
+                        rec.outbound_resource_status = Some(if status == "queued" {
+                            "initiated".into()
+                        } else {
+                            status
+                        });
                     }
                 }
             }
             _ => {
                 for (sid, status) in [
-                    (rec.inbound_resource_sid.clone(), &mut rec.inbound_resource_status),
-                    (rec.outbound_resource_sid.clone(), &mut rec.outbound_resource_status),
+                    (
+                        rec.inbound_resource_sid.clone(),
+                        &mut rec.inbound_resource_status,
+                    ),
+                    (
+                        rec.outbound_resource_sid.clone(),
+                        &mut rec.outbound_resource_status,
+                    ),
                 ] {
-                    let Some(sid) = sid.filter(|s| s.starts_with("SM")) else { continue };
-                    let row = sqlx::query("SELECT status FROM messages WHERE account_sid = $1 AND sid = $2")
-                        .bind(account)
-                        .bind(&sid)
-                        .fetch_optional(&self.pool)
-                        .await?;
+                    let Some(sid) = sid.filter(|s| s.starts_with("SM")) else {
+                        continue;
+                    };
+                    let row = sqlx::query(
+                        "SELECT status FROM messages WHERE account_sid = $1 AND sid = $2",
+                    )
+                    .bind(account)
+                    .bind(&sid)
+                    .fetch_optional(&self.pool)
+                    .await?;
                     if let Some(r) = row {
                         let s: String = r.try_get("status")?;
                         *status = Some(s.replace('_', "-"));
@@ -951,7 +1012,9 @@ impl Store {
         session: &ProxySessionSid,
         sid: &ProxyInteractionSid,
     ) -> Result<Option<ProxyInteractionRecord>, StoreError> {
-        let sql = format!("{INTERACTION_COLUMNS} WHERE account_sid = $1 AND session_sid = $2 AND sid = $3");
+        let sql = format!(
+            "{INTERACTION_COLUMNS} WHERE account_sid = $1 AND session_sid = $2 AND sid = $3"
+        );
         let row = sqlx::query(&sql)
             .bind(account.as_str())
             .bind(session.as_str())
@@ -974,16 +1037,21 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<ProxyInteractionRecord>, StoreError> {
         let mut q = Sql::scoped(INTERACTION_COLUMNS, account);
-        q.push(" AND session_sid = ").push_bind(session.as_str().to_owned());
+        q.push(" AND session_sid = ")
+            .push_bind(session.as_str().to_owned());
         if let Some(p) = participant {
-            q.push(" AND participant_sid = ").push_bind(p.as_str().to_owned());
+            q.push(" AND participant_sid = ")
+                .push_bind(p.as_str().to_owned());
         }
         let page = self.page_of(q, page, decode_interaction).await?;
         let mut items = Vec::with_capacity(page.items.len());
         for rec in page.items {
             items.push(self.with_resource_statuses(rec).await?);
         }
-        Ok(Page { items, next: page.next })
+        Ok(Page {
+            items,
+            next: page.next,
+        })
     }
 
     pub async fn delete_proxy_interaction(
@@ -1105,7 +1173,11 @@ mod tests {
     }
 
     fn who(identifier: &str) -> NewParticipant {
-        NewParticipant { identifier: identifier.into(), friendly_name: None, proxy_identifier: None }
+        NewParticipant {
+            identifier: identifier.into(),
+            friendly_name: None,
+            proxy_identifier: None,
+        }
     }
 
     #[tokio::test]
@@ -1114,60 +1186,162 @@ mod tests {
         let a = account(&db.store).await;
         let svc = service(&a, "taxi");
         db.store.create_proxy_service(&svc).await.unwrap();
-        let dup = db.store.create_proxy_service(&service(&a, "taxi")).await.unwrap_err();
-        assert!(matches!(dup, StoreError::Proxy(ProxyError::DuplicateUniqueName(_))), "{dup}");
+        let dup = db
+            .store
+            .create_proxy_service(&service(&a, "taxi"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(dup, StoreError::Proxy(ProxyError::DuplicateUniqueName(_))),
+            "{dup}"
+        );
         let n1 = number(&db.store, &a, "+15550000001").await;
         let n2 = number(&db.store, &a, "+15550000002").await;
-        db.store.add_proxy_number(&a, &svc.sid, n1.sid.as_str(), false, now()).await.unwrap();
+        db.store
+            .add_proxy_number(&a, &svc.sid, n1.sid.as_str(), false, now())
+            .await
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        db.store.add_proxy_number(&a, &svc.sid, "+15550000002", false, now()).await.unwrap();
-        let again = db.store.add_proxy_number(&a, &svc.sid, "+15550000002", false, now()).await.unwrap_err();
-        assert!(matches!(again, StoreError::Proxy(ProxyError::NumberInUse(_))), "{again}");
+        db.store
+            .add_proxy_number(&a, &svc.sid, "+15550000002", false, now())
+            .await
+            .unwrap();
+        let again = db
+            .store
+            .add_proxy_number(&a, &svc.sid, "+15550000002", false, now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(again, StoreError::Proxy(ProxyError::NumberInUse(_))),
+            "{again}"
+        );
 
         let s1 = session(&svc);
         db.store.create_proxy_session(&s1).await.unwrap();
-        let driver = db.store.add_proxy_participant(&s1, &who("+14150000001"), now()).await.unwrap();
-        let rider = db.store.add_proxy_participant(&s1, &who("+14150000002"), now()).await.unwrap();
-        assert_eq!(driver.proxy_identifier, "+15550000001", "the oldest pool number first");
-        assert_eq!(rider.proxy_identifier, "+15550000001", "a different identifier may share it");
-        let third = db.store.add_proxy_participant(&s1, &who("+14150000003"), now()).await.unwrap_err();
-        assert!(matches!(third, StoreError::Proxy(ProxyError::SessionFull)), "{third}");
+        let driver = db
+            .store
+            .add_proxy_participant(&s1, &who("+14150000001"), now())
+            .await
+            .unwrap();
+        let rider = db
+            .store
+            .add_proxy_participant(&s1, &who("+14150000002"), now())
+            .await
+            .unwrap();
+        assert_eq!(
+            driver.proxy_identifier, "+15550000001",
+            "the oldest pool number first"
+        );
+        assert_eq!(
+            rider.proxy_identifier, "+15550000001",
+            "a different identifier may share it"
+        );
+        let third = db
+            .store
+            .add_proxy_participant(&s1, &who("+14150000003"), now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(third, StoreError::Proxy(ProxyError::SessionFull)),
+            "{third}"
+        );
 
         // The driver in a second open session gets the next number, then the pool is exhausted.
         let s2 = session(&svc);
         db.store.create_proxy_session(&s2).await.unwrap();
-        let d2 = db.store.add_proxy_participant(&s2, &who("+14150000001"), now()).await.unwrap();
+        let d2 = db
+            .store
+            .add_proxy_participant(&s2, &who("+14150000001"), now())
+            .await
+            .unwrap();
         assert_eq!(d2.proxy_identifier_sid, n2.sid);
         let s3 = session(&svc);
         db.store.create_proxy_session(&s3).await.unwrap();
-        let out = db.store.add_proxy_participant(&s3, &who("+14150000001"), now()).await.unwrap_err();
-        assert!(matches!(out, StoreError::Proxy(ProxyError::PoolExhausted(_))), "{out}");
-        let pinned = NewParticipant { proxy_identifier: Some("+15550000001".into()), ..who("+14150000001") };
-        let clash = db.store.add_proxy_participant(&s3, &pinned, now()).await.unwrap_err();
-        assert!(matches!(clash, StoreError::Proxy(ProxyError::PairInUse { .. })), "{clash}");
-        let pool = db.store.proxy_number(&a, &svc.sid, &n1.sid).await.unwrap().unwrap();
+        let out = db
+            .store
+            .add_proxy_participant(&s3, &who("+14150000001"), now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(out, StoreError::Proxy(ProxyError::PoolExhausted(_))),
+            "{out}"
+        );
+        let pinned = NewParticipant {
+            proxy_identifier: Some("+15550000001".into()),
+            ..who("+14150000001")
+        };
+        let clash = db
+            .store
+            .add_proxy_participant(&s3, &pinned, now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(clash, StoreError::Proxy(ProxyError::PairInUse { .. })),
+            "{clash}"
+        );
+        let pool = db
+            .store
+            .proxy_number(&a, &svc.sid, &n1.sid)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(pool.in_use, 2);
 
         // Closing the first session frees its pairs.
-        assert!(db.store.close_proxy_session(&a, &s1.sid, "ttl", now()).await.unwrap());
-        assert!(!db.store.close_proxy_session(&a, &s1.sid, "ttl", now()).await.unwrap());
-        let d3 = db.store.add_proxy_participant(&s3, &who("+14150000001"), now()).await.unwrap();
+        assert!(db
+            .store
+            .close_proxy_session(&a, &s1.sid, "ttl", now())
+            .await
+            .unwrap());
+        assert!(!db
+            .store
+            .close_proxy_session(&a, &s1.sid, "ttl", now())
+            .await
+            .unwrap());
+        let d3 = db
+            .store
+            .add_proxy_participant(&s3, &who("+14150000001"), now())
+            .await
+            .unwrap();
         assert_eq!(d3.proxy_identifier_sid, n1.sid);
         // Reopening the first would reuse a pair s3 now holds.
-        let mut reopen = db.store.proxy_session(&a, &svc.sid, s1.sid.as_str()).await.unwrap().unwrap();
-        assert_eq!((reopen.status.as_str(), reopen.closed_reason.as_deref()), ("closed", Some("ttl")));
+        let mut reopen = db
+            .store
+            .proxy_session(&a, &svc.sid, s1.sid.as_str())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (reopen.status.as_str(), reopen.closed_reason.as_deref()),
+            ("closed", Some("ttl"))
+        );
         reopen.status = "open".into();
         let err = db.store.update_proxy_session(&reopen).await.unwrap_err();
-        assert!(matches!(err, StoreError::Proxy(ProxyError::PairInUse { .. })), "{err}");
+        assert!(
+            matches!(err, StoreError::Proxy(ProxyError::PairInUse { .. })),
+            "{err}"
+        );
 
         let open = db.store.open_proxy_sessions().await.unwrap();
         assert_eq!(open.len(), 2);
-        assert!(open.iter().all(|(s, parts)| s.sid != s1.sid && parts.len() == 1));
+        assert!(open
+            .iter()
+            .all(|(s, parts)| s.sid != s1.sid && parts.len() == 1));
 
         // Another account sees none of it.
         let b = account(&db.store).await;
-        assert!(db.store.proxy_service(&b, &svc.sid).await.unwrap().is_none());
-        assert!(db.store.proxy_session(&b, &svc.sid, s2.sid.as_str()).await.unwrap().is_none());
+        assert!(db
+            .store
+            .proxy_service(&b, &svc.sid)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(db
+            .store
+            .proxy_session(&b, &svc.sid, s2.sid.as_str())
+            .await
+            .unwrap()
+            .is_none());
         assert!(!db.store.delete_proxy_service(&b, &svc.sid).await.unwrap());
         assert!(db.store.delete_proxy_service(&a, &svc.sid).await.unwrap());
         assert!(db.store.open_proxy_sessions().await.unwrap().is_empty());
@@ -1203,14 +1377,39 @@ mod tests {
         };
         db.store.create_proxy_interaction(&rec).await.unwrap();
         let later = now() + Duration::seconds(5);
-        db.store.touch_proxy_session(&a, &s.sid, later).await.unwrap();
-        let touched = db.store.proxy_session(&a, &svc.sid, s.sid.as_str()).await.unwrap().unwrap();
+        db.store
+            .touch_proxy_session(&a, &s.sid, later)
+            .await
+            .unwrap();
+        let touched = db
+            .store
+            .proxy_session(&a, &svc.sid, s.sid.as_str())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(touched.status, "in-progress");
         assert_eq!(touched.expires_at(), Some(later + Duration::seconds(60)));
-        let got = db.store.proxy_interaction(&a, &s.sid, &rec.sid).await.unwrap().unwrap();
-        assert_eq!(got.inbound_resource_status.as_deref(), Some("in-progress"), "no call row yet: as stored");
-        let listed = db.store.list_proxy_interactions(&a, &s.sid, None, &PageRequest::first(10)).await.unwrap();
+        let got = db
+            .store
+            .proxy_interaction(&a, &s.sid, &rec.sid)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.inbound_resource_status.as_deref(),
+            Some("in-progress"),
+            "no call row yet: as stored"
+        );
+        let listed = db
+            .store
+            .list_proxy_interactions(&a, &s.sid, None, &PageRequest::first(10))
+            .await
+            .unwrap();
         assert_eq!(listed.items.len(), 1);
-        assert!(db.store.delete_proxy_interaction(&a, &s.sid, &rec.sid).await.unwrap());
+        assert!(db
+            .store
+            .delete_proxy_interaction(&a, &s.sid, &rec.sid)
+            .await
+            .unwrap());
     }
 }
