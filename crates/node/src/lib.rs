@@ -32,6 +32,7 @@ pub mod messaging;
 pub mod originate;
 pub mod outbound;
 pub mod pricing;
+pub mod proxy;
 mod queues;
 pub mod records;
 pub mod recovery;

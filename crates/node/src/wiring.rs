@@ -89,6 +89,8 @@ pub struct Shared {
     pub tts: Arc<dyn tts::TtsProvider>,
     pub audio: audio::AudioCache,
     pub routing: routing::Routing,
+    /// Pool numbers and open Proxy sessions (`crate::proxy`).
+    pub proxy: crate::proxy::ProxyIndex,
     /// Live calls by CallSid, for API updates.
     pub calls: calls_registry::CallRegistry,
     /// The SIP task's command queue, for calls started outside it (outbound).
@@ -216,6 +218,11 @@ impl Node {
             .reload(&store)
             .await
             .map_err(|e| StartError::Store(e.to_string()))?;
+        let proxy = crate::proxy::ProxyIndex::default();
+        proxy
+            .load(&store)
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
         let webhooks =
             webhook::WebhookClient::new(webhook::WebhookConfig::default()).map_err(|e| {
                 StartError::Http {
@@ -250,6 +257,7 @@ impl Node {
             webhooks,
             media,
             routing,
+            proxy,
             records: crate::records::RecordWriter::start(store.clone()),
             store,
             metrics: Metrics::default(),
@@ -301,6 +309,7 @@ impl Node {
         }
         crate::registrar::start(shared.clone());
         crate::trunk::start(shared.clone());
+        crate::proxy::start_expiry(shared.clone());
         if let Some(pool) = shared.sms.clone() {
             if let Some(events) = shared.sms_events.lock().await.take() {
                 crate::messaging::start(shared.clone(), pool, events);
