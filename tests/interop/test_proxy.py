@@ -161,7 +161,7 @@ def test_taxi_driver_and_passenger_reach_each_other_through_their_proxy_numbers(
             child = client.calls(i.outbound_resource_sid).fetch()
             assert child.parent_call_sid == i.inbound_resource_sid, (child.parent_call_sid, i.inbound_resource_sid)
         calls = {c.sid: c for c in client.calls.list()}
-        assert calls[by_inbound[d.sid].outbound_resource_sid].from_ == p.proxy_identifier
+        assert calls[by_inbound[d.sid].outbound_resource_sid]._from == p.proxy_identifier
         assert calls[by_inbound[d.sid].outbound_resource_sid].to == PASSENGER
         fetched = client.proxy.v1.services(service.sid).sessions(session.sid).fetch()
         assert fetched.status == "in-progress" and fetched.date_last_interaction is not None, fetched.status
