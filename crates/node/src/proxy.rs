@@ -54,6 +54,7 @@ struct SessionEntry {
     account: AccountSid,
     service: ProxyServiceSid,
     voice: bool,
+    messages: bool,
     ttl: u32,
     date_expiry: Option<i64>,
     /// Microseconds since the epoch; `None` never.
@@ -67,7 +68,10 @@ pub struct Route {
     pub account: AccountSid,
     pub service: ProxyServiceSid,
     pub session: ProxySessionSid,
+    /// Calls go through (not message-only).
     pub voice: bool,
+    /// Messages go through (not voice-only).
+    pub messages: bool,
     pub from: Party,
     /// `None` while the session has one participant.
     pub to: Option<Party>,
@@ -159,6 +163,7 @@ impl Index {
                 account: s.account_sid,
                 service: s.service_sid,
                 voice: s.mode != "message-only",
+                messages: s.mode != "voice-only",
                 ttl: s.ttl,
                 date_expiry: s.date_expiry.map(|t| t.timestamp_micros()),
                 expires_at,
@@ -189,7 +194,15 @@ impl Index {
         let entry = self.sessions.get(&session)?;
         let from = entry.parties.iter().find(|p| &*p.identifier == caller && &*p.proxy == proxy)?.clone();
         let to = entry.parties.iter().find(|p| p.sid != from.sid).cloned();
-        Some(Route { account: entry.account, service: entry.service, session, voice: entry.voice, from, to })
+        Some(Route {
+            account: entry.account,
+            service: entry.service,
+            session,
+            voice: entry.voice,
+            messages: entry.messages,
+            from,
+            to,
+        })
     }
 
     /// An interaction at `now`: a TTL counts from it (an explicit expiry date stays).
@@ -472,6 +485,78 @@ pub async fn plan_call(
     }
     tracing::info!(call_sid = %call_sid, session_sid = %route.session, to = %to.identifier, "Proxy call connects");
     Some(CallPlan::Twiml(connect_twiml(&to)))
+}
+
+/// What an incoming message to a pool number does instead of the number's SMS URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessagePlan {
+    /// Not a pool number: the number's own SMS URL.
+    NotProxied,
+    /// Sent on to the other participant (or dropped: see the log).
+    Done,
+    /// Outside an open session: the out-of-session callback is the message's SMS URL.
+    Webhook(String),
+}
+
+/// An incoming message (stored already) from a participant to its proxy number goes on to the
+/// other participant from the other's proxy number, as Twilio's Proxy does, and is an
+/// interaction of the session.
+pub async fn route_message(shared: &Shared, message: &model::MessageRecord) -> MessagePlan {
+    let Some(service) = shared.proxy.pool_service(&message.to) else {
+        return MessagePlan::NotProxied;
+    };
+    let routed = shared.proxy.route(&message.from, &message.to).filter(|r| r.messages);
+    let Some((route, to)) = routed.and_then(|r| r.to.clone().map(|to| (r, to))) else {
+        return match service.out_of_session_callback_url {
+            Some(url) => MessagePlan::Webhook(url),
+            None => {
+                tracing::info!(sid = %message.sid, from = %message.from, to = %message.to, "a message to a pool number outside any open session: dropped");
+                MessagePlan::Done
+            }
+        };
+    };
+    let now = Utc::now();
+    let segments = smpp::count_segments(&message.body).segments;
+    let forward = model::MessageRecord::new(
+        message.account_sid,
+        to.proxy.to_string(),
+        to.identifier.to_string(),
+        message.body.clone(),
+        model::MessageStatus::Queued,
+        model::MessageDirection::OutboundApi,
+        u32::try_from(segments).unwrap_or(u32::MAX),
+        now,
+    );
+    if let Err(e) = shared.outbox.create(&shared.store, &forward).await {
+        tracing::warn!(sid = %message.sid, error = %e, "a Proxy message was not sent on");
+        return MessagePlan::Done;
+    }
+    let interaction = ProxyInteractionRecord {
+        sid: ProxyInteractionSid::generate(),
+        account_sid: route.account,
+        service_sid: route.service,
+        session_sid: route.session,
+        kind: "message".into(),
+        data: Some(serde_json::json!({ "body": message.body }).to_string()),
+        participant_sid: None,
+        inbound_participant_sid: Some(route.from.sid),
+        inbound_resource_sid: Some(message.sid.to_string()),
+        inbound_resource_status: Some("received".into()),
+        outbound_participant_sid: Some(to.sid),
+        outbound_resource_sid: Some(forward.sid.to_string()),
+        outbound_resource_status: Some("queued".into()),
+        date_created: now,
+        date_updated: now,
+    };
+    shared.proxy.touch(&route.session, now);
+    if let Err(e) = shared.store.create_proxy_interaction(&interaction).await {
+        tracing::error!(error = %e, "storing a Proxy interaction failed");
+    }
+    if let Err(e) = shared.store.touch_proxy_session(&route.account, &route.session, now).await {
+        tracing::error!(error = %e, "noting a Proxy session's interaction failed");
+    }
+    tracing::info!(sid = %message.sid, session_sid = %route.session, forwarded = %forward.sid, "Proxy message sent on");
+    MessagePlan::Done
 }
 
 /// Twilio's intercept callback parameters.
