@@ -300,3 +300,66 @@ def test_proxy_resources_through_the_sdk(dialtone, twilio_client, webhook):
     assert len(proxy.services.list()) == 2
     assert proxy.services(svc.sid).delete()
     assert [s.unique_name for s in proxy.services.list()] == ["other"]
+
+
+@pytest.fixture
+def smsc(workdir, ports):
+    from smsc import Smsc
+
+    peer = Smsc(workdir / "smsc", ports)
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def sms_dialtone(dialtone_binary, workdir, ports, smsc, request):
+    from test_sms import serve_with_smsc
+
+    yield from serve_with_smsc(dialtone_binary, workdir, ports, request,
+                               f"smpp://dialtone:secret@127.0.0.1:{smsc.port}",
+                               lambda: f"----- smsc log tail -----\n{smsc.log_tail(60)}\n-----")
+
+
+def test_taxi_messages_cross_through_the_session_from_the_proxy_numbers(sms_dialtone, smsc):
+    from test_sms import bound, texts_to, wait
+
+    server = sms_dialtone
+    hook = Webhook(on_request=lambda r: SIGNED_REQUESTS.append((server.auth_token, r)))
+    try:
+        client = sdk(server)
+        oos_reply = "<Response><Message>This ride has ended.</Message></Response>"
+        service = client.proxy.v1.services.create(unique_name="texts", out_of_session_callback_url=hook.route("/oos-sms", oos_reply))
+        for n in POOL:
+            pn = client.incoming_phone_numbers.create(phone_number=n, sms_url=hook.route("/plain-sms", "<Response/>"))
+            client.proxy.v1.services(service.sid).phone_numbers.create(sid=pn.sid)
+        session, d, p = open_taxi_session(client, service.sid)
+        bound(smsc)
+
+        smsc.deliver(DRIVER, d.proxy_identifier, "I am outside, blue car")
+        wait(lambda: "I am outside, blue car" in texts_to(smsc, PASSENGER), message="the driver's text at the passenger")
+        smsc.deliver(PASSENGER, p.proxy_identifier, "Coming down now")
+        wait(lambda: "Coming down now" in texts_to(smsc, DRIVER), message="the passenger's text at the driver")
+        sources = {(s["dest"], s["source"]) for s in smsc.submitted() if s.get("command_status", 0) == 0}
+        # Each side sees the other's texts come from its own proxy number, never the other's phone.
+        assert (PASSENGER, p.proxy_identifier) in sources and (DRIVER, d.proxy_identifier) in sources, sources
+        assert not any(src in (DRIVER, PASSENGER) for _, src in sources), sources
+        assert not hook.received("/plain-sms"), "a pool number's own SmsUrl is not used in a session"
+
+        interactions = client.proxy.v1.services(service.sid).sessions(session.sid).interactions.list()
+        assert len(interactions) == 2 and {i.type for i in interactions} == {"message"}, interactions
+        by_inbound = {i.inbound_participant_sid: i for i in interactions}
+        assert json.loads(by_inbound[d.sid].data) == {"body": "I am outside, blue car"}
+        assert by_inbound[d.sid].outbound_participant_sid == p.sid
+        assert by_inbound[d.sid].inbound_resource_type == "Message" == by_inbound[d.sid].outbound_resource_type
+        sent = client.messages(by_inbound[p.sid].outbound_resource_sid).fetch()
+        assert (sent.from_, sent.to, sent.body) == (d.proxy_identifier, DRIVER, "Coming down now")
+
+        # Closed: the out-of-session callback answers the text.
+        client.proxy.v1.services(service.sid).sessions(session.sid).update(status="closed")
+        smsc.deliver(DRIVER, d.proxy_identifier, "Did I forget my umbrella?")
+        req = hook.wait_for("/oos-sms")[0]
+        assert req.params["From"] == DRIVER and req.params["Body"] == "Did I forget my umbrella?", req.params
+        wait(lambda: "This ride has ended." in texts_to(smsc, DRIVER), message="the out-of-session answer")
+        assert texts_to(smsc, PASSENGER).count("Did I forget my umbrella?") == 0
+    finally:
+        hook.close()
