@@ -1070,8 +1070,9 @@ impl Store {
     }
 
     /// Bulk load for the benchmark: `count` open sessions of one service, each with two
-    /// participants `+1999<9 digits>` using the pool's first number, in transactions of
-    /// `batch` rows. Not for the API: it checks nothing.
+    /// participants `+1<2000000000 + 2i>` and `+1<2000000000 + 2i + 1>` using the pool number
+    /// `proxy`, written as multi-row statements of `batch` sessions. Not for the API: it checks
+    /// nothing, and every value it writes is its own (SIDs, digits), so it is written inline.
     pub async fn bulk_open_proxy_sessions(
         &self,
         service: &ProxyServiceRecord,
@@ -1080,41 +1081,44 @@ impl Store {
         batch: u32,
     ) -> Result<(), StoreError> {
         let now = micros(Utc::now());
+        let (account, svc) = (service.account_sid.as_str(), service.sid.as_str());
         let mut done = 0u32;
         while done < count {
-            let n = batch.min(count - done);
-            let mut tx = self.writer().begin().await?;
+            let n = batch.max(1).min(count - done);
+            let mut sessions = String::from(
+                "INSERT INTO proxy_sessions (sid, account_sid, service_sid, status, ttl, mode, \
+                 date_created, date_updated) VALUES ",
+            );
+            let mut parts = String::from(
+                "INSERT INTO proxy_participants (sid, account_sid, service_sid, session_sid, \
+                 identifier, proxy_identifier, proxy_identifier_sid, is_open, date_created, \
+                 date_updated) VALUES ",
+            );
             for i in done..done + n {
                 let session = ProxySessionSid::generate();
-                sqlx::query(
-                    "INSERT INTO proxy_sessions (sid, account_sid, service_sid, status, ttl, mode, \
-                     date_created, date_updated) VALUES ($1, $2, $3, 'open', 0, 'voice-and-message', $4, $4)",
-                )
-                .bind(session.as_str())
-                .bind(service.account_sid.as_str())
-                .bind(service.sid.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                if i > done {
+                    sessions.push(',');
+                    parts.push(',');
+                }
+                sessions.push_str(&format!(
+                    "('{session}', '{account}', '{svc}', 'open', 0, 'voice-and-message', {now}, {now})"
+                ));
                 for side in 0..2u64 {
-                    let identifier = format!("+1{:010}", u64::from(i) * 2 + side + 2_000_000_000);
-                    sqlx::query(
-                        "INSERT INTO proxy_participants (sid, account_sid, service_sid, session_sid, \
-                         identifier, proxy_identifier, proxy_identifier_sid, is_open, date_created, \
-                         date_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
-                    )
-                    .bind(ProxyParticipantSid::generate().as_str())
-                    .bind(service.account_sid.as_str())
-                    .bind(service.sid.as_str())
-                    .bind(session.as_str())
-                    .bind(identifier)
-                    .bind(&proxy.phone_number)
-                    .bind(proxy.sid.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    if side == 1 {
+                        parts.push(',');
+                    }
+                    parts.push_str(&format!(
+                        "('{}', '{account}', '{svc}', '{session}', '+1{}', '{}', '{}', 1, {now}, {now})",
+                        ProxyParticipantSid::generate(),
+                        u64::from(i) * 2 + side + 2_000_000_000,
+                        proxy.phone_number,
+                        proxy.sid,
+                    ));
                 }
             }
+            let mut tx = self.writer().begin().await?;
+            sqlx::query(&sessions).execute(&mut *tx).await?;
+            sqlx::query(&parts).execute(&mut *tx).await?;
             tx.commit().await?;
             done += n;
         }
@@ -1345,6 +1349,21 @@ mod tests {
         assert!(!db.store.delete_proxy_service(&b, &svc.sid).await.unwrap());
         assert!(db.store.delete_proxy_service(&a, &svc.sid).await.unwrap());
         assert!(db.store.open_proxy_sessions().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_bulk_path_writes_open_sessions_the_runtime_loads() {
+        let db = temp_store().await;
+        let a = account(&db.store).await;
+        let svc = service(&a, "bulk");
+        db.store.create_proxy_service(&svc).await.unwrap();
+        number(&db.store, &a, "+15550000009").await;
+        let pool = db.store.add_proxy_number(&a, &svc.sid, "+15550000009", false, now()).await.unwrap();
+        db.store.bulk_open_proxy_sessions(&svc, &pool, 7, 3).await.unwrap();
+        let open = db.store.open_proxy_sessions().await.unwrap();
+        assert_eq!(open.len(), 7);
+        assert!(open.iter().all(|(_, parts)| parts.len() == 2));
+        assert_eq!(db.store.proxy_number(&a, &svc.sid, &pool.sid).await.unwrap().unwrap().in_use, 14);
     }
 
     #[tokio::test]
