@@ -19,7 +19,11 @@ use store::proxy::ProxyServiceRecord;
 fn rss_bytes() -> u64 {
     // statm's second field: resident pages.
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -35,10 +39,16 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let url = args.next().unwrap_or_else(|| "sqlite::memory:".into());
-    let count: u32 = args.next().map(|v| v.parse()).transpose()?.unwrap_or(1_000_000);
-    let account: AccountSid =
-        std::env::var("ACCOUNT_SID").unwrap_or_else(|_| "AC0123456789abcdef0123456789abcdef".into()).parse()?;
-    let token = std::env::var("AUTH_TOKEN").unwrap_or_else(|_| "benchbenchbenchbenchbenchbench12".into());
+    let count: u32 = args
+        .next()
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let account: AccountSid = std::env::var("ACCOUNT_SID")
+        .unwrap_or_else(|_| "AC0123456789abcdef0123456789abcdef".into())
+        .parse()?;
+    let token =
+        std::env::var("AUTH_TOKEN").unwrap_or_else(|_| "benchbenchbenchbenchbenchbench12".into());
     let pool = std::env::var("POOL_NUMBER").unwrap_or_else(|_| "+15550009000".into());
 
     let store = store::Store::open(&url).await?;
@@ -79,10 +89,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         date_updated: now,
     };
     store.create_proxy_service(&service).await?;
-    let proxy = store.add_proxy_number(&account, &service.sid, &pool, false, now).await?;
+    let proxy = store
+        .add_proxy_number(&account, &service.sid, &pool, false, now)
+        .await?;
 
     let started = Instant::now();
-    store.bulk_open_proxy_sessions(&service, &proxy, count, 5_000).await?;
+    store
+        .bulk_open_proxy_sessions(&service, &proxy, count, 5_000)
+        .await?;
     let insert_s = started.elapsed().as_secs_f64();
     eprintln!("{count} sessions written in {insert_s:.1} s");
 
@@ -98,7 +112,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lookups = 1_000_000usize;
     let mut rng = rand::thread_rng();
     let callers: Vec<String> = (0..lookups)
-        .map(|_| format!("+1{}", 2_000_000_000u64 + rng.gen_range(0..u64::from(count.max(1)) * 2)))
+        .map(|_| {
+            format!(
+                "+1{}",
+                2_000_000_000u64 + rng.gen_range(0..u64::from(count.max(1)) * 2)
+            )
+        })
         .collect();
     let mut hit_ns = Vec::with_capacity(lookups);
     let mut found = 0usize;
@@ -117,7 +136,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     hit_ns.sort_unstable();
     miss_ns.sort_unstable();
-    assert_eq!(found, lookups, "every caller is a participant of an open session");
+    assert_eq!(
+        found, lookups,
+        "every caller is a participant of an open session"
+    );
     println!(
         "PROXY_INDEX_RESULT sessions={sessions} insert_s={insert_s:.1} load_s={load_s:.1} index_mb={:.0} \
          lookups={lookups} hit_p50_ns={} hit_p99_ns={} hit_max_ns={} miss_p50_ns={} miss_p99_ns={} service={}",

@@ -26,8 +26,13 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use model::{AccountSid, CallSid, ProxyInteractionSid, ProxyParticipantSid, ProxyServiceSid, ProxySessionSid};
-use store::proxy::{ProxyInteractionRecord, ProxyNumberRecord, ProxyParticipantRecord, ProxyServiceRecord, ProxySessionRecord};
+use model::{
+    AccountSid, CallSid, ProxyInteractionSid, ProxyParticipantSid, ProxyServiceSid, ProxySessionSid,
+};
+use store::proxy::{
+    ProxyInteractionRecord, ProxyNumberRecord, ProxyParticipantRecord, ProxyServiceRecord,
+    ProxySessionRecord,
+};
 
 use crate::wiring::Shared;
 
@@ -129,8 +134,12 @@ impl Index {
                 self.pools.remove(n.as_str());
             }
         }
-        let gone: Vec<ProxySessionSid> =
-            self.sessions.iter().filter(|(_, e)| e.service == *sid).map(|(k, _)| *k).collect();
+        let gone: Vec<ProxySessionSid> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.service == *sid)
+            .map(|(k, _)| *k)
+            .collect();
         for s in gone {
             self.remove_session(&s);
         }
@@ -192,7 +201,11 @@ impl Index {
     pub fn route(&self, caller: &str, proxy: &str) -> Option<Route> {
         let session = *self.pairs.get(&pair_key(caller, proxy))?;
         let entry = self.sessions.get(&session)?;
-        let from = entry.parties.iter().find(|p| &*p.identifier == caller && &*p.proxy == proxy)?.clone();
+        let from = entry
+            .parties
+            .iter()
+            .find(|p| &*p.identifier == caller && &*p.proxy == proxy)?
+            .clone();
         let to = entry.parties.iter().find(|p| p.sid != from.sid).cloned();
         Some(Route {
             account: entry.account,
@@ -207,7 +220,9 @@ impl Index {
 
     /// An interaction at `now`: a TTL counts from it (an explicit expiry date stays).
     pub fn touch(&mut self, session: &ProxySessionSid, now: i64) {
-        let Some(e) = self.sessions.get_mut(session) else { return };
+        let Some(e) = self.sessions.get_mut(session) else {
+            return;
+        };
         if e.date_expiry.is_some() || e.ttl == 0 {
             return;
         }
@@ -292,7 +307,10 @@ impl ProxyIndex {
     /// Follows one API write (see `api::ProxyChange`), read back from the store.
     pub async fn apply(&self, store: &store::Store, change: api::ProxyChange) {
         let result = match change.session {
-            Some(sid) => match store.proxy_session_with_participants(&change.account, &sid).await {
+            Some(sid) => match store
+                .proxy_session_with_participants(&change.account, &sid)
+                .await
+            {
                 Ok(Some((s, parts))) => {
                     self.write().put_session(&s, &parts);
                     Ok(())
@@ -306,7 +324,11 @@ impl ProxyIndex {
             None => match store.proxy_service(&change.account, &change.service).await {
                 Ok(Some(s)) => {
                     let pool = store
-                        .list_proxy_numbers(&change.account, &s.sid, &store::PageRequest::first(POOL_PAGE))
+                        .list_proxy_numbers(
+                            &change.account,
+                            &s.sid,
+                            &store::PageRequest::first(POOL_PAGE),
+                        )
                         .await;
                     pool.map(|pool| self.write().put_service(&s, &pool.items))
                 }
@@ -362,11 +384,22 @@ pub fn start_expiry(shared: Arc<Shared>) {
                 let _ = tokio::time::timeout(wait, shared.proxy.wake.notified()).await;
                 continue;
             }
-            let due = shared.proxy.write().pop_expired(Utc::now().timestamp_micros());
+            let due = shared
+                .proxy
+                .write()
+                .pop_expired(Utc::now().timestamp_micros());
             for (account, session) in due {
-                match shared.store.close_proxy_session(&account, &session, "ttl", Utc::now()).await {
-                    Ok(_) => tracing::info!(session_sid = %session, "Proxy session expired and closed"),
-                    Err(e) => tracing::error!(error = %e, session_sid = %session, "closing an expired Proxy session failed"),
+                match shared
+                    .store
+                    .close_proxy_session(&account, &session, "ttl", Utc::now())
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(session_sid = %session, "Proxy session expired and closed")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, session_sid = %session, "closing an expired Proxy session failed")
+                    }
                 }
             }
         }
@@ -383,8 +416,10 @@ pub enum CallPlan {
 }
 
 const NO_SESSION: &str = "<Response><Say>This number has no open session for your call. Goodbye.</Say><Hangup/></Response>";
-const BLOCKED: &str = "<Response><Say>This call was not allowed. Goodbye.</Say><Hangup/></Response>";
-const MESSAGES_ONLY: &str = "<Response><Say>This session takes messages only. Goodbye.</Say><Hangup/></Response>";
+const BLOCKED: &str =
+    "<Response><Say>This call was not allowed. Goodbye.</Say><Hangup/></Response>";
+const MESSAGES_ONLY: &str =
+    "<Response><Say>This session takes messages only. Goodbye.</Say><Hangup/></Response>";
 
 fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -459,7 +494,14 @@ pub async fn plan_call(
         if let Err(e) = store.create_proxy_interaction(&record).await {
             tracing::error!(error = %e, "storing a Proxy interaction failed");
         }
-        if let Err(e) = store.touch_proxy_session(&record.account_sid, &record.session_sid, record.date_created).await {
+        if let Err(e) = store
+            .touch_proxy_session(
+                &record.account_sid,
+                &record.session_sid,
+                record.date_created,
+            )
+            .await
+        {
             tracing::error!(error = %e, "noting a Proxy session's interaction failed");
         }
     });
@@ -475,12 +517,18 @@ pub async fn plan_call(
             Ok(reply) if reply.status == 403 => {
                 tracing::info!(call_sid = %call_sid, session_sid = %route.session, "Proxy intercept callback blocked the call");
                 let body = reply.body.trim();
-                let twiml = if body.contains("<Response") { body.to_owned() } else { BLOCKED.to_owned() };
+                let twiml = if body.contains("<Response") {
+                    body.to_owned()
+                } else {
+                    BLOCKED.to_owned()
+                };
                 return Some(CallPlan::Twiml(twiml));
             }
             Ok(_) => {}
             // Twilio goes on unless the answer is a 403.
-            Err(e) => tracing::warn!(error = %e, "Proxy intercept callback failed; the call goes on"),
+            Err(e) => {
+                tracing::warn!(error = %e, "Proxy intercept callback failed; the call goes on")
+            }
         }
     }
     tracing::info!(call_sid = %call_sid, session_sid = %route.session, to = %to.identifier, "Proxy call connects");
@@ -505,7 +553,10 @@ pub async fn route_message(shared: &Shared, message: &model::MessageRecord) -> M
     let Some(service) = shared.proxy.pool_service(&message.to) else {
         return MessagePlan::NotProxied;
     };
-    let routed = shared.proxy.route(&message.from, &message.to).filter(|r| r.messages);
+    let routed = shared
+        .proxy
+        .route(&message.from, &message.to)
+        .filter(|r| r.messages);
     let Some((route, to)) = routed.and_then(|r| r.to.clone().map(|to| (r, to))) else {
         return match service.out_of_session_callback_url {
             Some(url) => MessagePlan::Webhook(url),
@@ -552,7 +603,11 @@ pub async fn route_message(shared: &Shared, message: &model::MessageRecord) -> M
     if let Err(e) = shared.store.create_proxy_interaction(&interaction).await {
         tracing::error!(error = %e, "storing a Proxy interaction failed");
     }
-    if let Err(e) = shared.store.touch_proxy_session(&route.account, &route.session, now).await {
+    if let Err(e) = shared
+        .store
+        .touch_proxy_session(&route.account, &route.session, now)
+        .await
+    {
         tracing::error!(error = %e, "noting a Proxy session's interaction failed");
     }
     tracing::info!(sid = %message.sid, session_sid = %route.session, forwarded = %forward.sid, "Proxy message sent on");
@@ -560,7 +615,11 @@ pub async fn route_message(shared: &Shared, message: &model::MessageRecord) -> M
 }
 
 /// Twilio's intercept callback parameters.
-fn intercept_params(i: &ProxyInteractionRecord, route: &Route, to: &Party) -> Vec<(String, String)> {
+fn intercept_params(
+    i: &ProxyInteractionRecord,
+    route: &Route,
+    to: &Party,
+) -> Vec<(String, String)> {
     let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     vec![
         p("interactionSid", i.sid.as_str()),
@@ -575,7 +634,10 @@ fn intercept_params(i: &ProxyInteractionRecord, route: &Route, to: &Party) -> Ve
         p("outboundParticipantSid", to.sid.as_str()),
         p("outboundParticipantIdentifier", &to.identifier),
         p("outboundParticipantProxyIdentifier", &to.proxy),
-        p("inboundResourceSid", i.inbound_resource_sid.as_deref().unwrap_or("")),
+        p(
+            "inboundResourceSid",
+            i.inbound_resource_sid.as_deref().unwrap_or(""),
+        ),
         p("inboundResourceStatus", "in-progress"),
         p("inboundResourceType", "Call"),
     ]
@@ -637,7 +699,11 @@ mod tests {
         }
     }
 
-    fn party(s: &ProxySessionRecord, who: &str, proxy: &ProxyNumberRecord) -> ProxyParticipantRecord {
+    fn party(
+        s: &ProxySessionRecord,
+        who: &str,
+        proxy: &ProxyNumberRecord,
+    ) -> ProxyParticipantRecord {
         ProxyParticipantRecord {
             sid: ProxyParticipantSid::generate(),
             account_sid: s.account_sid,
@@ -655,13 +721,19 @@ mod tests {
     #[test]
     fn a_participant_calling_its_proxy_number_reaches_the_other_side() {
         let svc = service();
-        let (n1, n2) = (pool_number(&svc, "+15550001"), pool_number(&svc, "+15550002"));
+        let (n1, n2) = (
+            pool_number(&svc, "+15550001"),
+            pool_number(&svc, "+15550002"),
+        );
         let mut index = Index::default();
         index.put_service(&svc, &[n1.clone(), n2.clone()]);
         let s = session(&svc, 0);
         let (driver, rider) = (party(&s, "+1777", &n1), party(&s, "+1888", &n2));
         index.put_session(&s, &[driver.clone(), rider.clone()]);
-        assert_eq!(index.pool_service("+15550002").map(|e| e.sid), Some(svc.sid));
+        assert_eq!(
+            index.pool_service("+15550002").map(|e| e.sid),
+            Some(svc.sid)
+        );
         assert!(index.pool_service("+15559999").is_none());
         let r = index.route("+1777", "+15550001").unwrap();
         assert_eq!((r.session, r.from.sid), (s.sid, driver.sid));
@@ -672,7 +744,10 @@ mod tests {
             "<Response><Dial callerId=\"+15550002\" answerOnBridge=\"true\"><Number>+1888</Number></Dial></Response>"
         );
         // The rider's pair is the other number; the driver's number means nothing for the rider.
-        assert_eq!(index.route("+1888", "+15550002").unwrap().to.unwrap().sid, driver.sid);
+        assert_eq!(
+            index.route("+1888", "+15550002").unwrap().to.unwrap().sid,
+            driver.sid
+        );
         assert!(index.route("+1888", "+15550001").is_none());
 
         // Closed: gone. Service deleted: pool gone.
@@ -699,7 +774,10 @@ mod tests {
         // The first deadline comes up, but the session's moved: nothing closes.
         assert!(index.pop_expired(created + 60_000_000).is_empty());
         assert_eq!(index.open_sessions(), 1);
-        assert_eq!(index.pop_expired(created + 90_000_000), vec![(s.account_sid, s.sid)]);
+        assert_eq!(
+            index.pop_expired(created + 90_000_000),
+            vec![(s.account_sid, s.sid)]
+        );
         assert!(index.route("+1777", "+15550001").is_none());
         assert_eq!(index.next_expiry(), None);
     }
@@ -719,7 +797,14 @@ mod tests {
 
     #[test]
     fn markup_values_are_escaped() {
-        let p = Party { sid: ProxyParticipantSid::generate(), identifier: "a&b".into(), proxy: "\"x\"".into() };
-        assert!(connect_twiml(&p).contains("callerId=\"&quot;x&quot;\"") && connect_twiml(&p).contains("a&amp;b"));
+        let p = Party {
+            sid: ProxyParticipantSid::generate(),
+            identifier: "a&b".into(),
+            proxy: "\"x\"".into(),
+        };
+        assert!(
+            connect_twiml(&p).contains("callerId=\"&quot;x&quot;\"")
+                && connect_twiml(&p).contains("a&amp;b")
+        );
     }
 }

@@ -1358,12 +1358,27 @@ mod tests {
         let svc = service(&a, "bulk");
         db.store.create_proxy_service(&svc).await.unwrap();
         number(&db.store, &a, "+15550000009").await;
-        let pool = db.store.add_proxy_number(&a, &svc.sid, "+15550000009", false, now()).await.unwrap();
-        db.store.bulk_open_proxy_sessions(&svc, &pool, 7, 3).await.unwrap();
+        let pool = db
+            .store
+            .add_proxy_number(&a, &svc.sid, "+15550000009", false, now())
+            .await
+            .unwrap();
+        db.store
+            .bulk_open_proxy_sessions(&svc, &pool, 7, 3)
+            .await
+            .unwrap();
         let open = db.store.open_proxy_sessions().await.unwrap();
         assert_eq!(open.len(), 7);
         assert!(open.iter().all(|(_, parts)| parts.len() == 2));
-        assert_eq!(db.store.proxy_number(&a, &svc.sid, &pool.sid).await.unwrap().unwrap().in_use, 14);
+        assert_eq!(
+            db.store
+                .proxy_number(&a, &svc.sid, &pool.sid)
+                .await
+                .unwrap()
+                .unwrap()
+                .in_use,
+            14
+        );
     }
 
     #[tokio::test]
