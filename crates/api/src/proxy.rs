@@ -1234,4 +1234,206 @@ mod tests {
         );
         assert_eq!(code(ProxyError::NotInPool("+2".into())), 80402);
     }
+
+    mod router {
+        use std::sync::{Arc, Mutex};
+
+        use axum::body::Body;
+        use axum::http::{header, Method, Request, StatusCode};
+        use base64::Engine;
+        use http_body_util::BodyExt;
+        use serde_json::Value;
+        use tower::ServiceExt;
+
+        use crate::{router, ApiHooks, ApiState, BoxFuture, ProxyChange};
+        use model::AccountSid;
+
+        const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+        #[derive(Default)]
+        struct Changes(Mutex<Vec<ProxyChange>>);
+
+        impl ApiHooks for Changes {
+            fn proxy_changed(&self, change: ProxyChange) -> BoxFuture<'_, ()> {
+                self.0.lock().unwrap().push(change);
+                Box::pin(async {})
+            }
+        }
+
+        async fn call(
+            state: &ApiState,
+            account: &AccountSid,
+            method: Method,
+            uri: &str,
+            form: Option<&str>,
+        ) -> (StatusCode, Value) {
+            let auth =
+                base64::engine::general_purpose::STANDARD.encode(format!("{account}:{TOKEN}"));
+            let mut req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::AUTHORIZATION, format!("Basic {auth}"));
+            let body = match form {
+                Some(f) => {
+                    req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                    Body::from(f.to_owned())
+                }
+                None => Body::empty(),
+            };
+            let resp = router(state.clone())
+                .oneshot(req.body(body).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).unwrap()
+                },
+            )
+        }
+
+        #[tokio::test]
+        async fn services_are_the_credentials_accounts_and_writes_reach_the_runtime() {
+            let dir = std::env::temp_dir()
+                .join(format!("dialtone-api-proxy-{}", model::CallSid::generate()));
+            let store = ::store::testing::open_fresh(&dir.join("db")).await.unwrap();
+            let (a, b) = (AccountSid::generate(), AccountSid::generate());
+            store.ensure_account(&a, TOKEN, "A").await.unwrap();
+            store.ensure_account(&b, TOKEN, "B").await.unwrap();
+            let hooks = Arc::new(Changes::default());
+            let state = ApiState {
+                store,
+                public_url: "https://voice.example.com/".into(),
+                recordings_dir: dir.join("rec"),
+                hooks: hooks.clone(),
+            };
+            let mut made = Vec::new();
+            for name in ["one", "two", "three"] {
+                let (status, svc) = call(
+                    &state,
+                    &a,
+                    Method::POST,
+                    "/v1/Services",
+                    Some(&format!("UniqueName={name}&DefaultTtl=60")),
+                )
+                .await;
+                assert_eq!(status, StatusCode::CREATED, "{svc}");
+                assert_eq!(
+                    svc["url"],
+                    format!(
+                        "https://voice.example.com/v1/Services/{}",
+                        svc["sid"].as_str().unwrap()
+                    )
+                );
+                made.push(svc["sid"].as_str().unwrap().to_owned());
+            }
+            assert_eq!(hooks.0.lock().unwrap().len(), 3);
+            let (status, dup) = call(
+                &state,
+                &a,
+                Method::POST,
+                "/v1/Services",
+                Some("UniqueName=one"),
+            )
+            .await;
+            assert_eq!(
+                (status, dup["code"].as_u64()),
+                (StatusCode::BAD_REQUEST, Some(20001)),
+                "{dup}"
+            );
+            // Another account sees none of them.
+            let (status, _) = call(
+                &state,
+                &b,
+                Method::GET,
+                &format!("/v1/Services/{}", made[0]),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            let (_, theirs) = call(&state, &b, Method::GET, "/v1/Services", None).await;
+            assert_eq!(theirs["services"].as_array().unwrap().len(), 0);
+            // Pages in the v1 envelope, with absolute URLs to follow.
+            let (_, page) = call(&state, &a, Method::GET, "/v1/Services?PageSize=2", None).await;
+            assert_eq!(
+                (
+                    page["meta"]["key"].as_str(),
+                    page["services"].as_array().unwrap().len()
+                ),
+                (Some("services"), 2)
+            );
+            let next = page["meta"]["next_page_url"].as_str().unwrap();
+            let rest = next.strip_prefix("https://voice.example.com").unwrap();
+            let (_, page2) = call(&state, &a, Method::GET, rest, None).await;
+            assert_eq!(page2["services"].as_array().unwrap().len(), 1);
+            assert!(page2["meta"]["next_page_url"].is_null());
+            // A session of a foreign service is a 404; junk SIDs too.
+            let (status, _) = call(
+                &state,
+                &b,
+                Method::POST,
+                &format!("/v1/Services/{}/Sessions", made[0]),
+                Some(""),
+            )
+            .await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            let (status, _) = call(
+                &state,
+                &a,
+                Method::GET,
+                "/v1/Services/KSnothex/Sessions",
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            let (status, s) = call(
+                &state,
+                &a,
+                Method::POST,
+                &format!("/v1/Services/{}/Sessions", made[0]),
+                Some("Ttl=30&Mode=voice-only"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{s}");
+            assert_eq!(
+                (s["ttl"].as_u64(), s["mode"].as_str(), s["status"].as_str()),
+                (Some(30), Some("voice-only"), Some("open"))
+            );
+            assert!(
+                s["date_expiry"].as_str().is_some(),
+                "an open session with a TTL shows when it expires: {s}"
+            );
+            let last = *hooks.0.lock().unwrap().last().unwrap();
+            assert_eq!(
+                (last.account, last.session.map(|x| x.to_string())),
+                (a, s["sid"].as_str().map(str::to_owned))
+            );
+            let (status, bad) = call(
+                &state,
+                &a,
+                Method::POST,
+                &format!("/v1/Services/{}/Sessions", made[0]),
+                Some("DateExpiry=tomorrow"),
+            )
+            .await;
+            assert_eq!(
+                (status, bad["code"].as_u64()),
+                (StatusCode::BAD_REQUEST, Some(20001))
+            );
+            let (status, _) = call(
+                &state,
+                &a,
+                Method::DELETE,
+                &format!("/v1/Services/{}", made[0]),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::NO_CONTENT);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
