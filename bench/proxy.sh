@@ -16,7 +16,7 @@
 #
 #   bench/proxy.sh                          # 1,000,000 sessions, rates 50..400
 #   SESSIONS=100000 RATES="100 200" bench/proxy.sh
-#   DIALTONE=path/to/dialtone EXAMPLE=path/to/proxy_index bench/proxy.sh
+#   DIALTONE=path/to/dialtone EXAMPLE=path/to/proxy_index SIPLOAD=path/to/sipload bench/proxy.sh
 #
 # Everything binds to 127.0.0.1 and everything started here is stopped on exit.
 set -euo pipefail
@@ -73,9 +73,11 @@ if [ ! -x "$DIALTONE" ] || [ ! -x "$EXAMPLE" ]; then
     log "building dialtone and the proxy_index example (release)"
     cargo build --quiet --release -p dialtone -p node --example proxy_index --manifest-path "$ROOT/Cargo.toml"
 fi
-BENCH_TARGET=${BENCH_TARGET:-$TARGET}
-CARGO_TARGET_DIR=$BENCH_TARGET cargo build --quiet --release --locked --manifest-path "$HERE/Cargo.toml"
-SIPLOAD=$BENCH_TARGET/release/sipload
+if [ -z "${SIPLOAD:-}" ]; then
+    BENCH_TARGET=${BENCH_TARGET:-$HERE/target}
+    CARGO_TARGET_DIR=$BENCH_TARGET cargo build --quiet --release --locked --manifest-path "$HERE/Cargo.toml"
+    SIPLOAD=$BENCH_TARGET/release/sipload
+fi
 command -v sipp >/dev/null || { log "sipp is not installed (apt-get install -y sip-tester)"; exit 1; }
 
 # --- 1. the index -----------------------------------------------------------------------------
