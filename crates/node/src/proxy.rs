@@ -765,7 +765,7 @@ mod tests {
         let svc = service();
         let n1 = pool_number(&svc, "+15550001");
         let mut index = Index::default();
-        index.put_service(&svc, &[n1.clone()]);
+        index.put_service(&svc, std::slice::from_ref(&n1));
         let s = session(&svc, 60);
         index.put_session(&s, &[party(&s, "+1777", &n1)]);
         let created = s.date_created.timestamp_micros();
