@@ -354,6 +354,19 @@ def test_taxi_messages_cross_through_the_session_from_the_proxy_numbers(sms_dial
         sent = client.messages(by_inbound[p.sid].outbound_resource_sid).fetch()
         assert (sent.from_, sent.to, sent.body) == (d.proxy_identifier, DRIVER, "Coming down now")
 
+        # The intercept callback's 403 stops a text: it never reaches the passenger.
+        client.proxy.v1.services(service.sid).update(
+            intercept_callback_url=hook.route("/intercept-sms", lambda req: (403, "", "text/plain")))
+        smsc.deliver(DRIVER, d.proxy_identifier, "Meet me at gate 9")
+        req = hook.wait_for("/intercept-sms")[0]
+        assert req.params["interactionType"] == "Message" and json.loads(req.params["interactionData"]) == {
+            "body": "Meet me at gate 9"}, req.params
+        wait(lambda: len(client.proxy.v1.services(service.sid).sessions(session.sid).interactions.list()) == 3,
+             message="the blocked text's interaction")
+        time.sleep(1.0)
+        assert "Meet me at gate 9" not in texts_to(smsc, PASSENGER)
+        client.proxy.v1.services(service.sid).update(intercept_callback_url="")
+
         # Closed: the out-of-session callback answers the text.
         client.proxy.v1.services(service.sid).sessions(session.sid).update(status="closed")
         smsc.deliver(DRIVER, d.proxy_identifier, "Did I forget my umbrella?")

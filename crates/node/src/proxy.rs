@@ -567,22 +567,7 @@ pub async fn route_message(shared: &Shared, message: &model::MessageRecord) -> M
         };
     };
     let now = Utc::now();
-    let segments = smpp::count_segments(&message.body).segments;
-    let forward = model::MessageRecord::new(
-        message.account_sid,
-        to.proxy.to_string(),
-        to.identifier.to_string(),
-        message.body.clone(),
-        model::MessageStatus::Queued,
-        model::MessageDirection::OutboundApi,
-        u32::try_from(segments).unwrap_or(u32::MAX),
-        now,
-    );
-    if let Err(e) = shared.outbox.create(&shared.store, &forward).await {
-        tracing::warn!(sid = %message.sid, error = %e, "a Proxy message was not sent on");
-        return MessagePlan::Done;
-    }
-    let interaction = ProxyInteractionRecord {
+    let mut interaction = ProxyInteractionRecord {
         sid: ProxyInteractionSid::generate(),
         account_sid: route.account,
         service_sid: route.service,
@@ -594,11 +579,39 @@ pub async fn route_message(shared: &Shared, message: &model::MessageRecord) -> M
         inbound_resource_sid: Some(message.sid.to_string()),
         inbound_resource_status: Some("received".into()),
         outbound_participant_sid: Some(to.sid),
-        outbound_resource_sid: Some(forward.sid.to_string()),
-        outbound_resource_status: Some("queued".into()),
+        outbound_resource_sid: None,
+        outbound_resource_status: None,
         date_created: now,
         date_updated: now,
     };
+    let blocked = match &service.intercept_callback_url {
+        Some(url) => intercepted(shared, url, &interaction, &route, &to, &message.account_sid)
+            .await
+            .is_some(),
+        None => false,
+    };
+    if blocked {
+        tracing::info!(sid = %message.sid, session_sid = %route.session, "Proxy intercept callback blocked the message");
+    } else {
+        let segments = smpp::count_segments(&message.body).segments;
+        let forward = model::MessageRecord::new(
+            message.account_sid,
+            to.proxy.to_string(),
+            to.identifier.to_string(),
+            message.body.clone(),
+            model::MessageStatus::Queued,
+            model::MessageDirection::OutboundApi,
+            u32::try_from(segments).unwrap_or(u32::MAX),
+            now,
+        );
+        if let Err(e) = shared.outbox.create(&shared.store, &forward).await {
+            tracing::warn!(sid = %message.sid, error = %e, "a Proxy message was not sent on");
+            return MessagePlan::Done;
+        }
+        interaction.outbound_resource_sid = Some(forward.sid.to_string());
+        interaction.outbound_resource_status = Some("queued".into());
+        tracing::info!(sid = %message.sid, session_sid = %route.session, forwarded = %forward.sid, "Proxy message sent on");
+    }
     shared.proxy.touch(&route.session, now);
     if let Err(e) = shared.store.create_proxy_interaction(&interaction).await {
         tracing::error!(error = %e, "storing a Proxy interaction failed");
@@ -610,8 +623,37 @@ pub async fn route_message(shared: &Shared, message: &model::MessageRecord) -> M
     {
         tracing::error!(error = %e, "noting a Proxy session's interaction failed");
     }
-    tracing::info!(sid = %message.sid, session_sid = %route.session, forwarded = %forward.sid, "Proxy message sent on");
     MessagePlan::Done
+}
+
+/// Posts the service's intercept callback (signed with the account's token); the body of a 403
+/// answer, which blocks the interaction. Any other answer, or none, lets it go on, as Twilio.
+async fn intercepted(
+    shared: &Shared,
+    url: &str,
+    interaction: &ProxyInteractionRecord,
+    route: &Route,
+    to: &Party,
+    account: &AccountSid,
+) -> Option<String> {
+    let auth_token = match shared.store.account(account).await {
+        Ok(Some(a)) => a.auth_token,
+        _ => return None,
+    };
+    let request = crate::webhook::WebhookRequest {
+        url: url.to_owned(),
+        method: engine::HttpMethod::Post,
+        params: intercept_params(interaction, route, to),
+        auth_token,
+    };
+    match shared.webhooks.fetch_any_status(request).await {
+        Ok(reply) if reply.status == 403 => Some(reply.body),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "Proxy intercept callback failed; the interaction goes on");
+            None
+        }
+    }
 }
 
 /// Twilio's intercept callback parameters.
@@ -623,11 +665,18 @@ fn intercept_params(
     let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     vec![
         p("interactionSid", i.sid.as_str()),
-        p("interactionType", "Voice"),
+        p(
+            "interactionType",
+            if i.kind == "message" {
+                "Message"
+            } else {
+                "Voice"
+            },
+        ),
         p("interactionServiceSid", i.service_sid.as_str()),
         p("interactionSessionSid", i.session_sid.as_str()),
         p("interactionAccountSid", i.account_sid.as_str()),
-        p("interactionData", "{}"),
+        p("interactionData", i.data.as_deref().unwrap_or("{}")),
         p("inboundParticipantSid", route.from.sid.as_str()),
         p("inboundParticipantIdentifier", &route.from.identifier),
         p("inboundParticipantProxyIdentifier", &route.from.proxy),
@@ -638,8 +687,22 @@ fn intercept_params(
             "inboundResourceSid",
             i.inbound_resource_sid.as_deref().unwrap_or(""),
         ),
-        p("inboundResourceStatus", "in-progress"),
-        p("inboundResourceType", "Call"),
+        p(
+            "inboundResourceStatus",
+            if i.kind == "message" {
+                "received"
+            } else {
+                "in-progress"
+            },
+        ),
+        p(
+            "inboundResourceType",
+            if i.kind == "message" {
+                "Message"
+            } else {
+                "Call"
+            },
+        ),
     ]
 }
 
