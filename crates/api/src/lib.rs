@@ -9,7 +9,8 @@
 //! through the hooks, after the handler has found the queue or conference in the path's account.
 //! New messages go to [`ApiHooks::create_message`], which stores them and hands them to the
 //! runtime's sender; the state of the SMSC links is the runtime's
-//! ([`ApiHooks::smsc_status`]).
+//! ([`ApiHooks::smsc_status`]). Proxy v1 (`/v1/Services/...`) is stored here too; every write
+//! that changes routing is handed to [`ApiHooks::proxy_changed`] before the API answers.
 //!
 //! Architecture invariant: this is the only crate that knows the REST JSON. Every route
 //! authenticates (HTTP Basic: account SID + primary or secondary auth token, or API key SID +
