@@ -117,6 +117,8 @@ class UaAccount(pj.Account):
     def onIncomingCall(self, prm):
         call = UaCall(self, self.report, self.args, prm.callId)
         self.incoming = call
+        # Who the call shows as its caller (the From header), for caller-ID checks.
+        self.report.data["remote_uri"] = call.getInfo().remoteUri
         op = pj.CallOpParam()
         if self.args.busy:
             op.statusCode = 486

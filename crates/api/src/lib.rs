@@ -9,7 +9,8 @@
 //! through the hooks, after the handler has found the queue or conference in the path's account.
 //! New messages go to [`ApiHooks::create_message`], which stores them and hands them to the
 //! runtime's sender; the state of the SMSC links is the runtime's
-//! ([`ApiHooks::smsc_status`]).
+//! ([`ApiHooks::smsc_status`]). Proxy v1 (`/v1/Services/...`) is stored here too; every write
+//! that changes routing is handed to [`ApiHooks::proxy_changed`] before the API answers.
 //!
 //! Architecture invariant: this is the only crate that knows the REST JSON. Every route
 //! authenticates (HTTP Basic: account SID + primary or secondary auth token, or API key SID +
@@ -34,6 +35,7 @@ mod messages;
 mod numbers;
 mod openapi;
 mod params;
+mod proxy;
 mod queues;
 mod rates;
 mod quiet;
@@ -220,6 +222,23 @@ pub trait ApiHooks: Send + Sync {
     fn smsc_status(&self) -> Vec<SmscStatus> {
         Vec::new()
     }
+
+    /// A Proxy service (its settings or pool) or, with `change.session`, one of its sessions
+    /// (status, participants, a message interaction) was written: the runtime's index of open
+    /// sessions must follow. Awaited before the API answers, so the next call routes by it.
+    fn proxy_changed(&self, change: ProxyChange) -> BoxFuture<'_, ()> {
+        let _ = change;
+        Box::pin(async {})
+    }
+}
+
+/// What a Proxy write touched (see [`ApiHooks::proxy_changed`]); the runtime reads it back from
+/// the store. A service or session that is gone from the store has been deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyChange {
+    pub account: AccountSid,
+    pub service: model::ProxyServiceSid,
+    pub session: Option<model::ProxySessionSid>,
 }
 
 /// One SMSC route as the runtime reports it: where it connects, how many of its binds are up,

@@ -107,10 +107,16 @@ pub(crate) fn shape_name(shape: Shape) -> &'static str {
         Shape::RateTable => "RateTable",
         Shape::CallingWindow => "CallingWindow",
         Shape::TimeZoneOverride => "TimeZoneOverride",
+        Shape::ProxyService => "ProxyService",
+        Shape::ProxyPhoneNumber => "ProxyPhoneNumber",
+        Shape::ProxySession => "ProxySession",
+        Shape::ProxyParticipant => "ProxyParticipant",
+        Shape::ProxyInteraction => "ProxyInteraction",
+        Shape::ProxyMessageInteraction => "ProxyMessageInteraction",
     }
 }
 
-pub(crate) const SHAPES: [Shape; 26] = [
+pub(crate) const SHAPES: [Shape; 32] = [
     Shape::Account,
     Shape::Key,
     Shape::NewKey,
@@ -137,6 +143,12 @@ pub(crate) const SHAPES: [Shape; 26] = [
     Shape::RateTable,
     Shape::CallingWindow,
     Shape::TimeZoneOverride,
+    Shape::ProxyService,
+    Shape::ProxyPhoneNumber,
+    Shape::ProxySession,
+    Shape::ProxyParticipant,
+    Shape::ProxyInteraction,
+    Shape::ProxyMessageInteraction,
 ];
 
 /// The JSON schema of one resource as `crate::render` writes it.
@@ -613,11 +625,153 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             ("date_updated", date()),
             ("uri", s()),
         ]),
+        Shape::ProxyService => object(vec![
+            ("account_sid", sid("AC")),
+            ("callback_url", nullable(uri())),
+            ("chat_instance_sid", ns()),
+            ("date_created", iso_date()),
+            ("date_updated", iso_date()),
+            ("default_ttl", json!({ "type": "integer", "minimum": 0 })),
+            ("geo_match_level", one_of(crate::proxy::GEO_MATCH_LEVELS)),
+            ("intercept_callback_url", nullable(uri())),
+            ("links", string_map()),
+            ("number_selection_behavior", one_of(crate::proxy::SELECTION_BEHAVIORS)),
+            ("out_of_session_callback_url", nullable(uri())),
+            ("sid", sid("KS")),
+            ("unique_name", s()),
+            ("url", uri()),
+        ]),
+        Shape::ProxyPhoneNumber => object(vec![
+            ("account_sid", sid("AC")),
+            ("capabilities", json!({ "type": "object", "additionalProperties": { "type": "boolean" } })),
+            ("date_created", iso_date()),
+            ("date_updated", iso_date()),
+            ("friendly_name", s()),
+            ("in_use", json!({ "type": "integer", "minimum": 0 })),
+            ("is_reserved", json!({ "type": "boolean" })),
+            ("iso_country", s()),
+            ("phone_number", s()),
+            ("service_sid", sid("KS")),
+            ("sid", sid("PN")),
+            ("url", uri()),
+        ]),
+        Shape::ProxySession => object(vec![
+            ("account_sid", sid("AC")),
+            ("closed_reason", ns()),
+            ("date_created", iso_date()),
+            ("date_ended", nullable(iso_date())),
+            ("date_expiry", nullable(iso_date())),
+            ("date_last_interaction", nullable(iso_date())),
+            ("date_started", nullable(iso_date())),
+            ("date_updated", iso_date()),
+            ("links", string_map()),
+            ("mode", one_of(crate::proxy::SESSION_MODES)),
+            ("service_sid", sid("KS")),
+            ("sid", sid("KC")),
+            ("status", one_of(crate::proxy::SESSION_STATUSES)),
+            ("ttl", json!({ "type": "integer", "minimum": 0 })),
+            ("unique_name", ns()),
+            ("url", uri()),
+        ]),
+        Shape::ProxyParticipant => object(vec![
+            ("account_sid", sid("AC")),
+            ("date_created", iso_date()),
+            ("date_deleted", nullable(iso_date())),
+            ("date_updated", iso_date()),
+            ("friendly_name", ns()),
+            ("identifier", s()),
+            ("links", string_map()),
+            ("proxy_identifier", s()),
+            ("proxy_identifier_sid", sid("PN")),
+            ("service_sid", sid("KS")),
+            ("session_sid", sid("KC")),
+            ("sid", sid("KP")),
+            ("url", uri()),
+        ]),
+        Shape::ProxyInteraction | Shape::ProxyMessageInteraction => {
+            let status = || nullable(one_of(crate::proxy::RESOURCE_STATUSES));
+            let resource = || nullable(json!({ "type": "string", "pattern": "^[A-Z]{2}[0-9a-f]{32}$" }));
+            let kind = || nullable(one_of(&["Call", "Message"]));
+            let mut fields = vec![
+                ("account_sid", sid("AC")),
+                ("data", ns()),
+                ("date_created", iso_date()),
+                ("date_updated", iso_date()),
+                ("inbound_participant_sid", nullable(sid("KP"))),
+                ("inbound_resource_sid", resource()),
+                ("inbound_resource_status", status()),
+                ("inbound_resource_type", kind()),
+                ("inbound_resource_url", nullable(uri())),
+                ("outbound_participant_sid", nullable(sid("KP"))),
+                ("outbound_resource_sid", resource()),
+                ("outbound_resource_status", status()),
+                ("outbound_resource_type", kind()),
+                ("outbound_resource_url", nullable(uri())),
+                ("service_sid", sid("KS")),
+                ("session_sid", sid("KC")),
+                ("sid", sid("KI")),
+                ("type", one_of(&["message", "voice", "unknown"])),
+                ("url", uri()),
+            ];
+            if shape == Shape::ProxyMessageInteraction {
+                fields.push(("participant_sid", sid("KP")));
+                fields.sort_by_key(|(k, _)| *k);
+            }
+            object(fields)
+        }
     }
+}
+
+/// An ISO 8601 date and time, as the v1 APIs send them.
+fn iso_date() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+
+fn uri() -> Value {
+    json!({ "type": "string", "format": "uri" })
+}
+
+/// Whether a list of `shape` has the v1 envelope (`meta`) rather than the 2010 API's.
+fn is_v1(shape: Shape) -> bool {
+    matches!(
+        shape,
+        Shape::ProxyService
+            | Shape::ProxyPhoneNumber
+            | Shape::ProxySession
+            | Shape::ProxyParticipant
+            | Shape::ProxyInteraction
+            | Shape::ProxyMessageInteraction
+    )
+}
+
+/// The v1 list envelope: records under `key`, paging in `meta` with absolute URLs.
+fn v1_page_schema(key: &str, shape: Shape) -> Value {
+    let count = || json!({ "type": "integer", "minimum": 0 });
+    object(vec![
+        (
+            key,
+            json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{}", shape_name(shape)) } }),
+        ),
+        (
+            "meta",
+            object(vec![
+                ("first_page_url", uri()),
+                ("key", one_of(&[key])),
+                ("next_page_url", nullable(uri())),
+                ("page", count()),
+                ("page_size", json!({ "type": "integer", "minimum": 1 })),
+                ("previous_page_url", nullable(uri())),
+                ("url", uri()),
+            ]),
+        ),
+    ])
 }
 
 /// Twilio's list envelope around records of `shape` under `key`.
 fn page_schema(key: &str, shape: Shape) -> Value {
+    if is_v1(shape) {
+        return v1_page_schema(key, shape);
+    }
     let count = || json!({ "type": "integer", "minimum": 0 });
     object(vec![
         (
@@ -652,6 +806,7 @@ fn param_schema(p: &Param) -> Value {
         Ty::Str => string(),
         // Page counts from 0; the other numbers (PageSize, seconds) from 1.
         Ty::Int if p.name == "Page" => json!({ "type": "integer", "minimum": 0 }),
+        Ty::Int if matches!(p.name, "Ttl" | "DefaultTtl") => json!({ "type": "integer", "minimum": 0, "maximum": u32::MAX }),
         Ty::Int => json!({ "type": "integer", "minimum": 1, "maximum": u32::MAX }),
         Ty::Bool => json!({ "type": "boolean" }),
         Ty::Url => json!({ "type": "string", "format": "uri" }),
@@ -662,6 +817,7 @@ fn param_schema(p: &Param) -> Value {
         }
         Ty::Sid(prefix) => sid(prefix),
         Ty::Date => json!({ "type": "string", "format": "date" }),
+        Ty::DateTime => json!({ "type": "string", "format": "date-time" }),
         Ty::OneOf(values) => one_of(values),
     };
     let mut one = one;
@@ -706,6 +862,9 @@ fn path_param_prefix(path: &str, name: &str) -> &'static str {
         "CallSid" => return "CA",
         "DomainSid" => return "SD",
         "CredentialListSid" => return "CL",
+        "ServiceSid" => return "KS",
+        "SessionSid" => return "KC",
+        "ParticipantSid" => return "KP",
         _ => {}
     }
     let before = path.split(&format!("/{{{name}}}")).next().unwrap_or("");
@@ -725,6 +884,11 @@ fn path_param_prefix(path: &str, name: &str) -> &'static str {
         "Conferences" => "CF",
         "Messages" => "SM",
         "TimeZoneOverrides" => "TZ",
+        "Services" => "KS",
+        "Sessions" => "KC",
+        "Participants" => "KP",
+        "Interactions" | "MessageInteractions" => "KI",
+        "PhoneNumbers" => "PN",
         _ => "",
     }
 }
@@ -1211,6 +1375,7 @@ mod tests {
         };
         out.push((Shape::RateTable, crate::rates::render(&account.sid, &rates).unwrap()));
         out.push((Shape::RateTable, crate::rates::render(&AccountSid::generate(), &rates).unwrap()));
+        out.extend(proxy_samples(account.sid));
         out
     }
 
@@ -1493,6 +1658,117 @@ mod tests {
                 sip::registration_json(&account, &busy, now),
             ),
         ]);
+        out
+    }
+
+    /// Every Proxy shape, with the optional fields both set and unset.
+    fn proxy_samples(account: AccountSid) -> Vec<(Shape, Value)> {
+        use model::{ProxyInteractionSid, ProxyParticipantSid, ProxyServiceSid, ProxySessionSid};
+        use store::proxy::*;
+        let now = Utc::now();
+        let url = "https://voice.example";
+        let mut service = ProxyServiceRecord {
+            sid: ProxyServiceSid::generate(),
+            account_sid: account,
+            unique_name: "taxi".into(),
+            default_ttl: 0,
+            callback_url: None,
+            intercept_callback_url: None,
+            out_of_session_callback_url: None,
+            number_selection_behavior: "prefer-sticky".into(),
+            geo_match_level: "country".into(),
+            chat_instance_sid: None,
+            date_created: now,
+            date_updated: now,
+        };
+        let mut out = vec![(Shape::ProxyService, crate::proxy::service_json(url, &service))];
+        service.callback_url = Some("https://app.example/cb".into());
+        service.intercept_callback_url = Some("https://app.example/i".into());
+        service.out_of_session_callback_url = Some("https://app.example/o".into());
+        service.chat_instance_sid = Some("IS1".into());
+        out.push((Shape::ProxyService, crate::proxy::service_json(url, &service)));
+        let number = ProxyNumberRecord {
+            sid: PhoneNumberSid::generate(),
+            account_sid: account,
+            service_sid: service.sid,
+            phone_number: "+15005550006".into(),
+            friendly_name: "pool".into(),
+            is_reserved: false,
+            in_use: 3,
+            date_created: now,
+            date_updated: now,
+        };
+        out.push((Shape::ProxyPhoneNumber, crate::proxy::number_json(url, &number)));
+        let mut session = ProxySessionRecord {
+            sid: ProxySessionSid::generate(),
+            account_sid: account,
+            service_sid: service.sid,
+            unique_name: None,
+            status: "open".into(),
+            closed_reason: None,
+            ttl: 0,
+            mode: "voice-and-message".into(),
+            date_expiry: None,
+            date_started: None,
+            date_ended: None,
+            date_last_interaction: None,
+            date_created: now,
+            date_updated: now,
+        };
+        out.push((Shape::ProxySession, crate::proxy::session_json(url, &session)));
+        session.unique_name = Some("ride 7".into());
+        session.status = "closed".into();
+        session.closed_reason = Some("ttl".into());
+        session.ttl = 60;
+        session.date_started = Some(now);
+        session.date_ended = Some(now);
+        session.date_last_interaction = Some(now);
+        session.date_expiry = Some(now);
+        out.push((Shape::ProxySession, crate::proxy::session_json(url, &session)));
+        let mut participant = ProxyParticipantRecord {
+            sid: ProxyParticipantSid::generate(),
+            account_sid: account,
+            service_sid: service.sid,
+            session_sid: session.sid,
+            identifier: "+14155550100".into(),
+            friendly_name: None,
+            proxy_identifier: number.phone_number.clone(),
+            proxy_identifier_sid: number.sid,
+            date_created: now,
+            date_updated: now,
+        };
+        out.push((Shape::ProxyParticipant, crate::proxy::participant_json(url, &participant)));
+        participant.friendly_name = Some("Alice".into());
+        out.push((Shape::ProxyParticipant, crate::proxy::participant_json(url, &participant)));
+        let mut interaction = ProxyInteractionRecord {
+            sid: ProxyInteractionSid::generate(),
+            account_sid: account,
+            service_sid: service.sid,
+            session_sid: session.sid,
+            kind: "voice".into(),
+            data: None,
+            participant_sid: None,
+            inbound_participant_sid: None,
+            inbound_resource_sid: None,
+            inbound_resource_status: None,
+            outbound_participant_sid: None,
+            outbound_resource_sid: None,
+            outbound_resource_status: None,
+            date_created: now,
+            date_updated: now,
+        };
+        out.push((Shape::ProxyInteraction, crate::proxy::interaction_json(url, &interaction, None)));
+        interaction.inbound_participant_sid = Some(participant.sid);
+        interaction.inbound_resource_sid = Some(CallSid::generate().to_string());
+        interaction.inbound_resource_status = Some("completed".into());
+        interaction.outbound_participant_sid = Some(participant.sid);
+        interaction.outbound_resource_sid = Some(CallSid::generate().to_string());
+        interaction.outbound_resource_status = Some("queued-ish".into());
+        out.push((Shape::ProxyInteraction, crate::proxy::interaction_json(url, &interaction, None)));
+        interaction.kind = "message".into();
+        interaction.data = Some("{\"body\":\"hi\"}".into());
+        interaction.outbound_resource_sid = Some(MessageSid::generate().to_string());
+        out.push((Shape::ProxyMessageInteraction, crate::proxy::interaction_json(url, &interaction, Some(&participant.sid))));
         out
     }
 

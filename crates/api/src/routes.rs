@@ -24,8 +24,8 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
 use crate::{
-    accounts, applications, calls, conferences, keys, messages, numbers, queues, quiet, rates, recordings, sip, usage, ApiState,
-    AppError,
+    accounts, applications, calls, conferences, keys, messages, numbers, proxy, queues, quiet, rates, recordings, sip, usage,
+    ApiState, AppError,
     BODY_LIMIT,
 };
 
@@ -47,6 +47,8 @@ pub(crate) enum Ty {
     Sid(&'static str),
     /// A day, `YYYY-MM-DD` (UTC).
     Date,
+    /// An ISO 8601 date and time (`2026-12-01T10:00:00Z`).
+    DateTime,
     OneOf(&'static [&'static str]),
 }
 
@@ -120,6 +122,14 @@ pub(crate) enum Shape {
     CallingWindow,
     /// A time-zone override of a number or prefix (Dialtone extension).
     TimeZoneOverride,
+    ProxyService,
+    /// A number of a Proxy service's pool.
+    ProxyPhoneNumber,
+    ProxySession,
+    ProxyParticipant,
+    ProxyInteraction,
+    /// An interaction as a participant's MessageInteractions list gives it.
+    ProxyMessageInteraction,
 }
 
 /// One method on one path.
@@ -381,6 +391,52 @@ const MESSAGE_CREATE_IGNORED: &[&str] = &[
 const MESSAGE_UPDATE: [Param; 2] = [
     opt("Body", Ty::Str, "Only the empty string: redacts the text of a message that has left."),
     opt("Status", Ty::OneOf(&["canceled"]), "Cancel a message not yet picked up for sending (queued)."),
+];
+
+const PROXY_SERVICE_SETTINGS: [Param; 8] = [
+    opt("UniqueName", Ty::Str, "Unique in the account, 1 to 191 characters. Required on create."),
+    opt("DefaultTtl", Ty::Int, "Seconds a new session lives after its creation or last interaction; 0 (default) is no limit."),
+    opt("CallbackUrl", Ty::Url, "Stored."),
+    opt("GeoMatchLevel", Ty::OneOf(&["area-code", "overlay", "radius", "country"]), "Stored; pool numbers are not chosen by place."),
+    opt("NumberSelectionBehavior", Ty::OneOf(&["avoid-sticky", "prefer-sticky"]), "Stored; the pool's oldest free number is chosen."),
+    opt("InterceptCallbackUrl", Ty::Url, "Posted before each call is connected; a 403 answer blocks it and its TwiML body is played to the caller."),
+    opt("OutOfSessionCallbackUrl", Ty::Url, "A voice webhook for calls to a pool number outside any open session (or its SMS webhook for messages)."),
+    opt("ChatInstanceSid", Ty::Str, "Stored."),
+];
+const PROXY_NUMBER_CREATE: [Param; 3] = [
+    opt("Sid", Ty::Sid("PN"), "An IncomingPhoneNumber of the account. Sid or PhoneNumber is required."),
+    opt("PhoneNumber", Ty::Phone, "An IncomingPhoneNumber of the account, E.164."),
+    opt("IsReserved", Ty::Bool, "Never chosen from the pool, only given as a ProxyIdentifier (default false)."),
+];
+const PROXY_NUMBER_UPDATE: [Param; 1] = [opt("IsReserved", Ty::Bool, "Never chosen from the pool, only given as a ProxyIdentifier.")];
+const PROXY_SESSION_CREATE: [Param; 6] = [
+    opt("UniqueName", Ty::Str, "Unique in the service, up to 191 characters."),
+    opt("DateExpiry", Ty::DateTime, "When the session closes; wins over Ttl."),
+    opt("Ttl", Ty::Int, "Seconds after creation or the last interaction when the session closes; 0 is no limit (default: the service's DefaultTtl)."),
+    opt("Mode", Ty::OneOf(&["message-only", "voice-only", "voice-and-message"]), "What goes through the session (default voice-and-message)."),
+    opt("Status", Ty::OneOf(&["open", "in-progress", "closed"]), "Initial status (default open)."),
+    Param {
+        name: "Participants",
+        ty: Ty::Str,
+        required: false,
+        repeated: true,
+        doc: "Up to two participants, each a JSON object with Identifier and optionally FriendlyName, ProxyIdentifier, ProxyIdentifierSid.",
+    },
+];
+const PROXY_SESSION_UPDATE: [Param; 3] = [
+    opt("DateExpiry", Ty::DateTime, "When the session closes; wins over Ttl; empty clears it."),
+    opt("Ttl", Ty::Int, "Seconds after the last interaction when the session closes; 0 is no limit."),
+    opt("Status", Ty::OneOf(&["in-progress", "closed"]), "closed ends the session; in-progress re-opens a closed one."),
+];
+const PROXY_PARTICIPANT_CREATE: [Param; 4] = [
+    req("Identifier", Ty::Str, "The participant's phone number, E.164."),
+    opt("FriendlyName", Ty::Str, "Up to 255 characters."),
+    opt("ProxyIdentifier", Ty::Phone, "A number of the service's pool to use (default: chosen from the pool)."),
+    opt("ProxyIdentifierSid", Ty::Sid("PN"), "The PN SID of a number of the service's pool to use."),
+];
+const PROXY_MESSAGE_CREATE: [Param; 2] = [
+    opt("Body", Ty::Str, "The text sent to the participant from its proxy number, 1 to 1600 characters. Required."),
+    Param { name: "MediaUrl", ty: Ty::Url, required: false, repeated: true, doc: "Not available: no MMS (21621)." },
 ];
 
 const DATE_CREATED_IGNORED: &[&str] = &["DateCreated", "DateCreated<", "DateCreated>"];
@@ -697,6 +753,67 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
         op(Method::DELETE, concat_path(A, "/RateTable.json"), "DeleteRateTable",
             "Dialtone extension: remove the account's rates (its parent's, else the node's, apply)",
             &[], &[], Reply::Empty, &[], || delete(rates::delete)),
+        op(Method::GET, "/v1/Services", "ListProxyService", "Proxy services", page_params([]), &[],
+            Reply::Page("services", Shape::ProxyService), BAD, || get(proxy::list_services)),
+        op(Method::POST, "/v1/Services", "CreateProxyService", "Create a Proxy service",
+            {
+                let mut all = vec![req("UniqueName", Ty::Str, "Unique in the account, 1 to 191 characters.")];
+                all.extend_from_slice(&PROXY_SERVICE_SETTINGS[1..]);
+                all.leak()
+            },
+            &[],
+            Reply::One(201, Shape::ProxyService), FORM, || post(proxy::create_service)),
+        op(Method::GET, "/v1/Services/{Sid}", "FetchProxyService", "A Proxy service", &[], &[],
+            Reply::One(200, Shape::ProxyService), &[], || get(proxy::fetch_service)),
+        op(Method::POST, "/v1/Services/{Sid}", "UpdateProxyService", "Change a Proxy service", &PROXY_SERVICE_SETTINGS, &[],
+            Reply::One(200, Shape::ProxyService), FORM, || post(proxy::update_service)),
+        op(Method::DELETE, "/v1/Services/{Sid}", "DeleteProxyService", "Delete a Proxy service, its pool and sessions", &[], &[],
+            Reply::Empty, &[], || delete(proxy::delete_service)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/PhoneNumbers", "ListProxyPhoneNumber", "The numbers of a service's pool",
+            page_params([]), &[], Reply::Page("phone_numbers", Shape::ProxyPhoneNumber), BAD, || get(proxy::list_numbers)),
+        op(Method::POST, "/v1/Services/{ServiceSid}/PhoneNumbers", "CreateProxyPhoneNumber", "Add a number of the account to the pool",
+            &PROXY_NUMBER_CREATE, &[], Reply::One(201, Shape::ProxyPhoneNumber), FORM, || post(proxy::create_number)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/PhoneNumbers/{Sid}", "FetchProxyPhoneNumber", "A number of the pool", &[], &[],
+            Reply::One(200, Shape::ProxyPhoneNumber), &[], || get(proxy::fetch_number)),
+        op(Method::POST, "/v1/Services/{ServiceSid}/PhoneNumbers/{Sid}", "UpdateProxyPhoneNumber", "Reserve or release a number of the pool",
+            &PROXY_NUMBER_UPDATE, &[], Reply::One(200, Shape::ProxyPhoneNumber), FORM, || post(proxy::update_number)),
+        op(Method::DELETE, "/v1/Services/{ServiceSid}/PhoneNumbers/{Sid}", "DeleteProxyPhoneNumber", "Take a number out of the pool",
+            &[], &[], Reply::Empty, &[], || delete(proxy::delete_number)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/Sessions", "ListProxySession", "A service's sessions", page_params([]), &[],
+            Reply::Page("sessions", Shape::ProxySession), BAD, || get(proxy::list_sessions)),
+        op(Method::POST, "/v1/Services/{ServiceSid}/Sessions", "CreateProxySession", "Open a session, with up to two participants",
+            &PROXY_SESSION_CREATE, &["FailOnParticipantConflict"], Reply::One(201, Shape::ProxySession), FORM, || post(proxy::create_session)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/Sessions/{Sid}", "FetchProxySession", "A session", &[], &[],
+            Reply::One(200, Shape::ProxySession), &[], || get(proxy::fetch_session)),
+        op(Method::POST, "/v1/Services/{ServiceSid}/Sessions/{Sid}", "UpdateProxySession", "Close, re-open or change a session's expiry",
+            &PROXY_SESSION_UPDATE, &["FailOnParticipantConflict"], Reply::One(200, Shape::ProxySession), FORM, || post(proxy::update_session)),
+        op(Method::DELETE, "/v1/Services/{ServiceSid}/Sessions/{Sid}", "DeleteProxySession", "Delete a session, its participants and interactions",
+            &[], &[], Reply::Empty, &[], || delete(proxy::delete_session)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Participants", "ListProxyParticipant", "A session's participants",
+            page_params([]), &[], Reply::Page("participants", Shape::ProxyParticipant), BAD, || get(proxy::list_participants)),
+        op(Method::POST, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Participants", "CreateProxyParticipant",
+            "Add a participant; its proxy number comes from the pool unless given", &PROXY_PARTICIPANT_CREATE, &["FailOnParticipantConflict"],
+            Reply::One(201, Shape::ProxyParticipant), FORM, || post(proxy::create_participant)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Participants/{Sid}", "FetchProxyParticipant", "A participant",
+            &[], &[], Reply::One(200, Shape::ProxyParticipant), &[], || get(proxy::fetch_participant)),
+        op(Method::DELETE, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Participants/{Sid}", "DeleteProxyParticipant",
+            "Remove a participant from its session", &[], &[], Reply::Empty, &[], || delete(proxy::delete_participant)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Interactions", "ListProxyInteraction",
+            "The calls and messages through a session, with their legs' statuses", page_params([]), &[],
+            Reply::Page("interactions", Shape::ProxyInteraction), BAD, || get(proxy::list_interactions)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Interactions/{Sid}", "FetchProxyInteraction", "An interaction",
+            &[], &[], Reply::One(200, Shape::ProxyInteraction), &[], || get(proxy::fetch_interaction)),
+        op(Method::DELETE, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Interactions/{Sid}", "DeleteProxyInteraction",
+            "Delete an interaction (its calls and messages stay)", &[], &[], Reply::Empty, &[], || delete(proxy::delete_interaction)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Participants/{ParticipantSid}/MessageInteractions",
+            "ListProxyMessageInteraction", "Messages sent to a participant through the API", page_params([]), &[],
+            Reply::Page("interactions", Shape::ProxyMessageInteraction), BAD, || get(proxy::list_message_interactions)),
+        op(Method::POST, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Participants/{ParticipantSid}/MessageInteractions",
+            "CreateProxyMessageInteraction", "Send a message to a participant from its proxy number", &PROXY_MESSAGE_CREATE, &[],
+            Reply::One(201, Shape::ProxyMessageInteraction), FORM, || post(proxy::create_message_interaction)),
+        op(Method::GET, "/v1/Services/{ServiceSid}/Sessions/{SessionSid}/Participants/{ParticipantSid}/MessageInteractions/{Sid}",
+            "FetchProxyMessageInteraction", "A message sent to a participant through the API", &[], &[],
+            Reply::One(200, Shape::ProxyMessageInteraction), &[], || get(proxy::fetch_message_interaction)),
         // A Dialtone extension: Twilio has no such list.
         op(Method::GET, "/v1/Smsc.json", "ListSmsc",
             "Dialtone extension: the node's SMSC routes, their binds and counters (main accounts only)",

@@ -22,6 +22,6 @@ pub use records::{
 };
 pub use sid::{
     AccountSid, ApiKeySid, ApplicationSid, CallSid, ConferenceSid, CredentialListSid, CredentialSid,
-    MessageSid, PhoneNumberSid, QueueSid, RecordingSid, Sid, SidError, SipDomainSid,
-    TimeZoneOverrideSid,
+    MessageSid, PhoneNumberSid, ProxyInteractionSid, ProxyParticipantSid, ProxyServiceSid,
+    ProxySessionSid, QueueSid, RecordingSid, Sid, SidError, SipDomainSid, TimeZoneOverrideSid,
 };

@@ -50,6 +50,14 @@ sid_kind!(/// A time-zone override (`TZ...`): the zone of one destination number
     TimeZoneOverride, TimeZoneOverrideSid, "TZ");
 sid_kind!(/// A message (`SM...`): one SMS, sent or received, however many parts it travels in.
     Message, MessageSid, "SM");
+sid_kind!(/// A Proxy service (`KS...`): a pool of numbers that masks the two sides of its sessions.
+    ProxyService, ProxyServiceSid, "KS");
+sid_kind!(/// A Proxy session (`KC...`): two participants who reach each other through pool numbers.
+    ProxySession, ProxySessionSid, "KC");
+sid_kind!(/// A Proxy participant (`KP...`): one side of a session, with the proxy number it uses.
+    ProxyParticipant, ProxyParticipantSid, "KP");
+sid_kind!(/// A Proxy interaction (`KI...`): one call or message through a session.
+    ProxyInteraction, ProxyInteractionSid, "KI");
 
 /// A typed SID. Stored as its 34 ASCII bytes so it is `Copy` and compares cheaply.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

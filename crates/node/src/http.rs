@@ -73,6 +73,14 @@ impl api::ApiHooks for Hooks {
         }
     }
 
+    fn proxy_changed(&self, change: api::ProxyChange) -> api::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(shared) = self.shared.upgrade() {
+                shared.proxy.apply(&shared.store, change).await;
+            }
+        })
+    }
+
     fn numbers_changed(&self) {
         let Some(shared) = self.shared.upgrade() else {
             return;

@@ -16,6 +16,9 @@
 //! - `messaging`: the SMS outbox (stored messages to the SMSCs, in order per destination),
 //!   receipts to statuses and callbacks, incoming messages stored, acknowledged, then the
 //!   number's SMS URL and its MessagingResponse.
+//! - `proxy`: Proxy number masking: the index of pool numbers and open sessions, the plan of a
+//!   call or message to a pool number (the other participant, the intercept and out-of-session
+//!   callbacks), and the task that closes expired sessions.
 //!
 //! Architecture invariant: `node` is the only crate that owns sockets, timers and subprocesses;
 //! it makes no protocol decisions of its own beyond routing.
@@ -33,6 +36,7 @@ pub mod originate;
 pub mod outbound;
 pub mod overload;
 pub mod pricing;
+pub mod proxy;
 mod queues;
 pub mod quiet_hours;
 pub mod records;

@@ -218,6 +218,17 @@ impl WebhookClient {
 
     /// Performs one exchange. Only a 2xx answer whose body fits `max_body` is a success.
     pub async fn fetch(&self, request: WebhookRequest) -> Result<WebhookReply, WebhookError> {
+        self.exchange(request, false).await
+    }
+
+    /// Performs one exchange and returns whatever status came back with its body (a Proxy
+    /// intercept callback's 403 carries the TwiML to play); only transport failures and a body
+    /// over `max_body` are errors.
+    pub async fn fetch_any_status(&self, request: WebhookRequest) -> Result<WebhookReply, WebhookError> {
+        self.exchange(request, true).await
+    }
+
+    async fn exchange(&self, request: WebhookRequest, any_status: bool) -> Result<WebhookReply, WebhookError> {
         let prepared = prepare(&request)?;
         let url = prepared.url.to_string();
         let signature = HeaderValue::from_str(&prepared.signature)
@@ -237,7 +248,7 @@ impl WebhookClient {
             .map_err(|e| self.classify(&url, &e))?;
 
         let status = response.status();
-        if !status.is_success() {
+        if !status.is_success() && !any_status {
             return Err(WebhookError::Status {
                 url,
                 status: status.as_u16(),

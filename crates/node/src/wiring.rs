@@ -92,6 +92,8 @@ pub struct Shared {
     pub tts: Arc<dyn tts::TtsProvider>,
     pub audio: audio::AudioCache,
     pub routing: routing::Routing,
+    /// Pool numbers and open Proxy sessions (`crate::proxy`).
+    pub proxy: crate::proxy::ProxyIndex,
     /// Live calls by CallSid, for API updates.
     pub calls: calls_registry::CallRegistry,
     /// The SIP task's command queue, for calls started outside it (outbound).
@@ -225,6 +227,11 @@ impl Node {
             .reload(&store)
             .await
             .map_err(|e| StartError::Store(e.to_string()))?;
+        let proxy = crate::proxy::ProxyIndex::default();
+        proxy
+            .load(&store)
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
         let webhooks =
             webhook::WebhookClient::new(webhook::WebhookConfig::default()).map_err(|e| {
                 StartError::Http {
@@ -271,6 +278,7 @@ impl Node {
             webhooks,
             media,
             routing,
+            proxy,
             records: crate::records::RecordWriter::start(store.clone()),
             store,
             metrics: Metrics::default(),
@@ -332,6 +340,7 @@ impl Node {
         if deferred > 0 {
             tracing::info!(deferred, "scheduled calls waiting for their calling window");
         }
+        crate::proxy::start_expiry(shared.clone());
         if let Some(pool) = shared.sms.clone() {
             if let Some(events) = shared.sms_events.lock().await.take() {
                 crate::messaging::start(shared.clone(), pool, events);

@@ -19,6 +19,9 @@ pub enum StoreError {
     /// A queue's name is unique within its account; another queue of the account has it.
     #[error("a queue named {0:?} already exists in this account")]
     DuplicateQueueName(String),
+    /// A Proxy write that breaks one of its rules (see `proxy`).
+    #[error(transparent)]
+    Proxy(crate::proxy::ProxyError),
     /// A page token that this store did not issue.
     #[error("invalid page token")]
     InvalidPageToken,

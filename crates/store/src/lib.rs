@@ -1,6 +1,6 @@
 //! Persistence for Dialtone: accounts and subaccounts, API keys, applications, phone numbers,
-//! calls, recordings and notifications, SIP users, queues and conferences, SMS messages, in SQL
-//! through `sqlx`.
+//! calls, recordings and notifications, SIP users, queues and conferences, SMS messages, Proxy
+//! services and sessions, in SQL through `sqlx`.
 //!
 //! Driven by `api` (REST reads and writes) and `node` (call records as calls progress, the routing
 //! index at start and on number changes). Every method is `async` and takes `&self`; `Store` is a
@@ -11,7 +11,9 @@
 //! [`Store::all_numbers`]), the credential checks [`Store::authenticate_api_key`] and
 //! [`Store::api_key_signing_secret`], the counter [`Store::active_calls_count`], and the SMS
 //! runtime's reads and writes by message SID or SMSC id (the outbox, statuses, parts and the
-//! dedupe keys of inbound messages: an SMSC names no account; see `messages`). Which account
+//! dedupe keys of inbound messages: an SMSC names no account; see `messages`), and the Proxy
+//! index's reads at start ([`Store::all_proxy_services`], [`Store::all_proxy_numbers`],
+//! [`Store::open_proxy_sessions`]). Which account
 //! may act on which (a parent on its subaccounts) is decided by `api` before it names the account
 //! a query is scoped by.
 //!
@@ -40,6 +42,7 @@ mod keys;
 mod messages;
 mod numbers;
 mod page;
+pub mod proxy;
 mod queues;
 mod rates;
 mod quiet;

@@ -355,12 +355,15 @@ async fn setup(
     let Some(new) = leg.invite.clone() else {
         return Err((500, "Server Internal Error"));
     };
-    let target = match crate::registrar::bearer_token(&new.request) {
+    // The dialled number, when it may be a Proxy pool number.
+    let mut dialled = None;
+    let mut target = match crate::registrar::bearer_token(&new.request) {
         Some(token) => browser_target(shared, sip, &new, &token).await?,
         None => {
             let number = route(shared, &new.request)
                 .await
                 .ok_or((404, "Not Found"))?;
+            dialled = Some(number.phone_number.clone());
             CallTarget::from_number(&number, &new.request)
         }
     };
@@ -403,6 +406,18 @@ async fn setup(
         tx: new.tx,
         response: ringing,
     });
+    let mut twiml = None;
+    if let Some(dialled) = &dialled {
+        match crate::proxy::plan_call(shared, dialled, &target.from, call_sid, &account.auth_token).await {
+            Some(crate::proxy::CallPlan::Twiml(markup)) => twiml = Some(markup),
+            Some(crate::proxy::CallPlan::Webhook(url)) => {
+                target.voice_url = Some(url);
+                target.voice_method = "POST".to_owned();
+                target.voice_fallback_url = None;
+            }
+            None => {}
+        }
+    }
     let now = Utc::now();
     let from = target.from.clone();
     let record = CallRecord {
@@ -436,7 +451,7 @@ async fn setup(
         fallback_url: target.voice_fallback_url.clone().filter(|u| !u.is_empty()),
         fallback_method: http_method(&target.voice_fallback_method),
         public_url: shared.config.public_url.clone(),
-        twiml: None,
+        twiml,
         extra_params: target.extra_params.clone(),
     };
     let callbacks = StatusCallbacks::new(

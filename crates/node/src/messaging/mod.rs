@@ -541,7 +541,13 @@ async fn incoming(
     let Ok(Some(account)) = shared.store.account(&message.account_sid).await else {
         return;
     };
-    let Some(url) = number.sms_url.clone() else {
+    let mut sms_url = number.sms_url.clone();
+    match crate::proxy::route_message(shared, &message).await {
+        crate::proxy::MessagePlan::NotProxied => {}
+        crate::proxy::MessagePlan::Done => return,
+        crate::proxy::MessagePlan::Webhook(url) => sms_url = Some(url),
+    }
+    let Some(url) = sms_url else {
         return;
     };
     let params = incoming_params(&message);
