@@ -310,6 +310,7 @@ impl Node {
         crate::registrar::start(shared.clone());
         crate::trunk::start(shared.clone());
         crate::proxy::start_expiry(shared.clone());
+        shared.proxy.start_writer(shared.store.clone());
         if let Some(pool) = shared.sms.clone() {
             if let Some(events) = shared.sms_events.lock().await.take() {
                 crate::messaging::start(shared.clone(), pool, events);
