@@ -268,7 +268,12 @@ impl Index {
 pub struct ProxyIndex {
     index: Arc<RwLock<Index>>,
     wake: Arc<tokio::sync::Notify>,
+    /// The writer of call interactions (see [`ProxyIndex::start_writer`]).
+    writes: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<ProxyInteractionRecord>>>,
 }
+
+/// Most interactions one transaction of the writer holds.
+const WRITE_BATCH: usize = 500;
 
 /// A pool of up to Twilio's 5,500 numbers is read in one page.
 const POOL_PAGE: u32 = 10_000;
@@ -343,6 +348,46 @@ impl ProxyIndex {
             tracing::error!(error = %e, ?change, "Proxy index not updated after an API write");
         }
         self.wake.notify_one();
+    }
+
+    /// Starts the task that stores call interactions and notes their sessions' last
+    /// interaction, whatever waits in one transaction: a burst of calls costs a few commits of
+    /// the one SQLite writer, not two each.
+    pub fn start_writer(&self, store: store::Store) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProxyInteractionRecord>();
+        if self.writes.set(tx).is_err() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(WRITE_BATCH);
+            while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+                if let Err(e) = store.record_proxy_interactions(&batch).await {
+                    tracing::error!(error = %e, count = batch.len(), "storing Proxy interactions failed");
+                }
+                batch.clear();
+            }
+        });
+    }
+
+    /// Queues a call's interaction for the writer (or, with none started, stores it in a task
+    /// of its own).
+    fn record(&self, store: &store::Store, rec: ProxyInteractionRecord) {
+        let rec = match self.writes.get() {
+            Some(tx) => match tx.send(rec) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            None => rec,
+        };
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .record_proxy_interactions(std::slice::from_ref(&rec))
+                .await
+            {
+                tracing::error!(error = %e, "storing a Proxy interaction failed");
+            }
+        });
     }
 
     pub fn pool_service(&self, number: &str) -> Option<ServiceEntry> {
@@ -488,23 +533,7 @@ pub async fn plan_call(
     };
     shared.proxy.touch(&route.session, now);
     // Off the call's path: the call needs neither row, and the statuses are read from the calls.
-    let store = shared.store.clone();
-    let record = interaction.clone();
-    tokio::spawn(async move {
-        if let Err(e) = store.create_proxy_interaction(&record).await {
-            tracing::error!(error = %e, "storing a Proxy interaction failed");
-        }
-        if let Err(e) = store
-            .touch_proxy_session(
-                &record.account_sid,
-                &record.session_sid,
-                record.date_created,
-            )
-            .await
-        {
-            tracing::error!(error = %e, "noting a Proxy session's interaction failed");
-        }
-    });
+    shared.proxy.record(&shared.store, interaction.clone());
     if let Some(url) = &service.intercept_callback_url {
         let params = intercept_params(&interaction, &route, &to);
         let request = crate::webhook::WebhookRequest {

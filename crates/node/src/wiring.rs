@@ -341,6 +341,7 @@ impl Node {
             tracing::info!(deferred, "scheduled calls waiting for their calling window");
         }
         crate::proxy::start_expiry(shared.clone());
+        shared.proxy.start_writer(shared.store.clone());
         if let Some(pool) = shared.sms.clone() {
             if let Some(events) = shared.sms_events.lock().await.take() {
                 crate::messaging::start(shared.clone(), pool, events);

@@ -940,6 +940,63 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a batch of interactions and notes each session's last one, in one transaction (the
+    /// runtime's writer for calls: one commit for all the calls of a burst).
+    pub async fn record_proxy_interactions(
+        &self,
+        batch: &[ProxyInteractionRecord],
+    ) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer().begin().await?;
+        let mut last: std::collections::HashMap<(AccountSid, ProxySessionSid), DateTime<Utc>> =
+            std::collections::HashMap::new();
+        for rec in batch {
+            sqlx::query(
+                "INSERT INTO proxy_interactions (sid, account_sid, service_sid, session_sid, kind, data, \
+                 participant_sid, inbound_participant_sid, inbound_resource_sid, inbound_resource_status, \
+                 outbound_participant_sid, outbound_resource_sid, outbound_resource_status, date_created, \
+                 date_updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            )
+            .bind(rec.sid.as_str())
+            .bind(rec.account_sid.as_str())
+            .bind(rec.service_sid.as_str())
+            .bind(rec.session_sid.as_str())
+            .bind(&rec.kind)
+            .bind(rec.data.clone())
+            .bind(rec.participant_sid.map(|s| s.to_string()))
+            .bind(rec.inbound_participant_sid.map(|s| s.to_string()))
+            .bind(rec.inbound_resource_sid.clone())
+            .bind(rec.inbound_resource_status.clone())
+            .bind(rec.outbound_participant_sid.map(|s| s.to_string()))
+            .bind(rec.outbound_resource_sid.clone())
+            .bind(rec.outbound_resource_status.clone())
+            .bind(micros(rec.date_created))
+            .bind(micros(rec.date_updated))
+            .execute(&mut *tx)
+            .await?;
+            let at = last
+                .entry((rec.account_sid, rec.session_sid))
+                .or_insert(rec.date_created);
+            *at = (*at).max(rec.date_created);
+        }
+        for ((account, session), at) in last {
+            sqlx::query(
+                "UPDATE proxy_sessions SET status = CASE WHEN status = 'open' THEN 'in-progress' ELSE status END, \
+                 date_started = COALESCE(date_started, $1), date_last_interaction = $1, date_updated = $1 \
+                 WHERE account_sid = $2 AND sid = $3",
+            )
+            .bind(micros(at))
+            .bind(account.as_str())
+            .bind(session.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Fills in what the legs became: a call interaction's outbound call is the child of its
     /// inbound call (the `<Dial>` leg), and both statuses are the calls' own as they stand now;
     /// a message interaction's statuses are its messages'.
