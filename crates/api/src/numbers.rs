@@ -194,8 +194,9 @@ pub(crate) async fn create(
         Some(_) => save_voice_application(&state, &ctx, &rec, app).await,
         None => Ok(None),
     };
-    state.hooks.number_created(&rec.phone_number);
-    Ok((StatusCode::CREATED, Json(render::number(&rec, app?.as_ref()))))
+    let app = app?;
+    state.hooks.number_created(&rec, app.as_ref());
+    Ok((StatusCode::CREATED, Json(render::number(&rec, app.as_ref()))))
 }
 
 pub(crate) async fn list(
@@ -256,9 +257,9 @@ pub(crate) async fn update(
         // Deleted between the read and the write.
         return Err(ctx.not_found());
     }
-    let app = save_voice_application(&state, &ctx, &rec, app).await;
-    state.hooks.numbers_changed();
-    Ok(Json(render::number(&rec, app?.as_ref())))
+    let app = save_voice_application(&state, &ctx, &rec, app).await?;
+    state.hooks.number_updated(&rec, app.as_ref());
+    Ok(Json(render::number(&rec, app.as_ref())))
 }
 
 pub(crate) async fn delete(
@@ -268,10 +269,8 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, AppError> {
     let account = ctx.scope(&account, "")?;
     let sid = number_sid(&ctx, &number)?;
-    if !state.store.delete_number(&account, &sid).await? {
-        return Err(ctx.not_found());
-    }
-    state.hooks.numbers_changed();
+    let phone_number = state.store.delete_number(&account, &sid).await?.ok_or_else(|| ctx.not_found())?;
+    state.hooks.number_deleted(&phone_number);
     Ok(StatusCode::NO_CONTENT)
 }
 

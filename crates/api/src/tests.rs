@@ -28,7 +28,11 @@ struct CountingHooks(
 );
 
 impl ApiHooks for CountingHooks {
-    fn numbers_changed(&self) {
+    fn number_updated(&self, _number: &model::PhoneNumberRecord, _app: Option<&model::ApplicationSid>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn number_deleted(&self, _phone_number: &str) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -44,7 +48,7 @@ impl ApiHooks for CountingHooks {
         })
     }
 
-    fn number_created(&self, _phone_number: &str) {
+    fn number_created(&self, _number: &model::PhoneNumberRecord, _app: Option<&model::ApplicationSid>) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 

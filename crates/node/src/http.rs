@@ -24,13 +24,19 @@ impl api::ApiHooks for Hooks {
             let Some(shared) = self.shared.upgrade() else {
                 return Err(api::HookError::Internal("the node is stopping".to_owned()));
             };
-            shared.outbox.create(store, message).await.map_err(|e| match e {
-                crate::messaging::CreateError::Full(waiting) => api::HookError::Overloaded {
-                    code: 20429,
-                    message: format!("Too many messages are waiting to be sent ({waiting}): try again later"),
-                },
-                crate::messaging::CreateError::Store(e) => api::HookError::Internal(e),
-            })
+            shared
+                .outbox
+                .create(store, message)
+                .await
+                .map_err(|e| match e {
+                    crate::messaging::CreateError::Full(waiting) => api::HookError::Overloaded {
+                        code: 20429,
+                        message: format!(
+                            "Too many messages are waiting to be sent ({waiting}): try again later"
+                        ),
+                    },
+                    crate::messaging::CreateError::Store(e) => api::HookError::Internal(e),
+                })
         })
     }
 
@@ -67,11 +73,42 @@ impl api::ApiHooks for Hooks {
             .collect()
     }
 
-    fn numbers_changed(&self) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        shared.routing.schedule_reload(&shared.store);
+    fn number_created(
+        &self,
+        number: &model::PhoneNumberRecord,
+        voice_application: Option<&model::ApplicationSid>,
+    ) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.number_saved(number, voice_application);
+        }
+    }
+
+    fn number_updated(
+        &self,
+        number: &model::PhoneNumberRecord,
+        voice_application: Option<&model::ApplicationSid>,
+    ) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.number_saved(number, voice_application);
+        }
+    }
+
+    fn number_deleted(&self, phone_number: &str) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.number_deleted(phone_number);
+        }
+    }
+
+    fn application_saved(&self, application: &model::ApplicationRecord) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.application_saved(application);
+        }
+    }
+
+    fn application_deleted(&self, application: &model::ApplicationSid) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.application_deleted(application);
+        }
     }
 
     fn create_call(

@@ -65,7 +65,7 @@ pub use messages::{
     Incoming, MessageChange, MessageFilter, MessageWrites, MessageWritesDone, PartsSummary, ReceiptOutcome,
     ReceiptUpdate, SentMessage,
 };
-pub use numbers::NumberFilter;
+pub use numbers::{NumberFilter, NumberRoute};
 pub use page::{Cursor, Page, PageRequest};
 pub use recordings::RecordingFilter;
 pub use sealing::SealingKey;
@@ -428,11 +428,14 @@ impl Sql {
         self
     }
 
-    async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<DbRow>, StoreError> {
+    async fn fetch_all<'e, E>(self, executor: E) -> Result<Vec<DbRow>, StoreError>
+    where
+        E: sqlx::Executor<'e, Database = Db>,
+    {
         if let Some(e) = self.error {
             return Err(sqlx::Error::Encode(e).into());
         }
-        Ok(sqlx::query_with(&self.text, self.args).fetch_all(pool).await?)
+        Ok(sqlx::query_with(&self.text, self.args).fetch_all(executor).await?)
     }
 }
 

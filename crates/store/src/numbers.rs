@@ -65,6 +65,77 @@ pub struct NumberFilter {
     pub friendly_name: Option<String>,
 }
 
+/// What routing needs of a number: its own settings and the applications it names, without its
+/// name and dates. The routing index loads these at start ([`Store::number_routes`]) and resolves
+/// the applications itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberRoute {
+    pub sid: PhoneNumberSid,
+    pub account_sid: AccountSid,
+    pub phone_number: String,
+    pub voice_url: Option<String>,
+    pub voice_method: String,
+    pub voice_fallback_url: Option<String>,
+    pub voice_fallback_method: String,
+    pub status_callback: Option<String>,
+    pub status_callback_method: String,
+    pub sms_url: Option<String>,
+    pub sms_method: String,
+    pub sms_fallback_url: Option<String>,
+    pub sms_fallback_method: String,
+    pub sms_application_sid: Option<ApplicationSid>,
+    pub voice_application_sid: Option<ApplicationSid>,
+}
+
+impl NumberRoute {
+    /// The routing part of a number as the API holds it.
+    pub fn of(rec: &PhoneNumberRecord, voice_application: Option<&ApplicationSid>) -> NumberRoute {
+        NumberRoute {
+            sid: rec.sid,
+            account_sid: rec.account_sid,
+            phone_number: rec.phone_number.clone(),
+            voice_url: rec.voice_url.clone(),
+            voice_method: rec.voice_method.clone(),
+            voice_fallback_url: rec.voice_fallback_url.clone(),
+            voice_fallback_method: rec.voice_fallback_method.clone(),
+            status_callback: rec.status_callback.clone(),
+            status_callback_method: rec.status_callback_method.clone(),
+            sms_url: rec.sms_url.clone(),
+            sms_method: rec.sms_method.clone(),
+            sms_fallback_url: rec.sms_fallback_url.clone(),
+            sms_fallback_method: rec.sms_fallback_method.clone(),
+            sms_application_sid: rec.sms_application_sid,
+            voice_application_sid: voice_application.copied(),
+        }
+    }
+}
+
+const ROUTE_COLUMNS: &str = "SELECT sid, account_sid, phone_number, voice_url, voice_method, \
+    voice_fallback_url, voice_fallback_method, status_callback, status_callback_method, \
+    sms_url, sms_method, sms_fallback_url, sms_fallback_method, sms_application_sid, \
+    voice_application_sid FROM phone_numbers";
+
+fn decode_route(r: &DbRow) -> Result<NumberRoute, StoreError> {
+    use sqlx::Row;
+    Ok(NumberRoute {
+        sid: sid_col(r, "sid")?,
+        account_sid: sid_col(r, "account_sid")?,
+        phone_number: r.try_get("phone_number")?,
+        voice_url: r.try_get("voice_url")?,
+        voice_method: r.try_get("voice_method")?,
+        voice_fallback_url: r.try_get("voice_fallback_url")?,
+        voice_fallback_method: r.try_get("voice_fallback_method")?,
+        status_callback: r.try_get("status_callback")?,
+        status_callback_method: r.try_get("status_callback_method")?,
+        sms_url: r.try_get("sms_url")?,
+        sms_method: r.try_get("sms_method")?,
+        sms_fallback_url: r.try_get("sms_fallback_url")?,
+        sms_fallback_method: r.try_get("sms_fallback_method")?,
+        sms_application_sid: opt_sid_col(r, "sms_application_sid")?,
+        voice_application_sid: opt_sid_col(r, "voice_application_sid")?,
+    })
+}
+
 fn decode(r: &DbRow) -> Result<PhoneNumberRecord, StoreError> {
     use sqlx::Row;
     Ok(PhoneNumberRecord {
@@ -200,13 +271,21 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Returns whether the number existed in that account.
+    /// Deletes a number of `account`; its phone number if it existed there.
     pub async fn delete_number(
         &self,
         account: &AccountSid,
         sid: &PhoneNumberSid,
-    ) -> Result<bool, StoreError> {
-        self.delete_scoped("phone_numbers", account, sid.as_str()).await
+    ) -> Result<Option<String>, StoreError> {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "DELETE FROM phone_numbers WHERE account_sid = $1 AND sid = $2 RETURNING phone_number",
+        )
+        .bind(account.as_str())
+        .bind(sid.as_str())
+        .fetch_optional(self.writer())
+        .await?;
+        row.map(|r| r.try_get("phone_number")).transpose().map_err(Into::into)
     }
 
     /// Routing lookup (system-wide, not scoped by account): who owns the dialled number, with its
@@ -232,6 +311,77 @@ impl Store {
         let sql = format!("{ROUTING_COLUMNS} ORDER BY p.phone_number");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
         rows.iter().map(decode_effective).collect()
+    }
+
+    /// Up to `limit` numbers of every account (system-wide, for the routing index), ordered by
+    /// `phone_number` and starting after `after`: pages by key, so each page is an index range
+    /// scan of the `phone_number` unique index and a start reads every row once.
+    pub async fn number_routes(&self, after: Option<&str>, limit: u32) -> Result<Vec<NumberRoute>, StoreError> {
+        let sql = format!("{ROUTE_COLUMNS} WHERE phone_number > $1 ORDER BY phone_number LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_route).collect()
+    }
+
+    /// Adds many numbers in one transaction, all to the account of the first (the caller gives
+    /// them one account) and with one voice application (already checked to be the account's).
+    /// A number that any account already has, or that appears twice in `recs`, is skipped, not
+    /// an error: the answer says, per record, whether it was added.
+    pub async fn create_numbers(
+        &self,
+        recs: &[PhoneNumberRecord],
+        voice_application: Option<&ApplicationSid>,
+    ) -> Result<Vec<bool>, StoreError> {
+        use sqlx::Row;
+        // 18 binds a row; SQLite allows 32,766 binds in one statement, PostgreSQL 65,535.
+        const ROWS_PER_STATEMENT: usize = 1000;
+        let mut added = std::collections::HashSet::new();
+        let mut tx = self.writer().begin().await?;
+        for chunk in recs.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Sql::new(
+                "INSERT INTO phone_numbers (sid, account_sid, phone_number, friendly_name, voice_url, \
+                 voice_method, voice_fallback_url, voice_fallback_method, status_callback, \
+                 status_callback_method, sms_url, sms_method, sms_fallback_url, sms_fallback_method, \
+                 sms_application_sid, voice_application_sid, date_created, date_updated) VALUES ",
+            );
+            for (i, rec) in chunk.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" });
+                q.push_bind(rec.sid.as_str().to_owned()).push(", ");
+                q.push_bind(rec.account_sid.as_str().to_owned()).push(", ");
+                q.push_bind(rec.phone_number.clone()).push(", ");
+                q.push_bind(rec.friendly_name.clone()).push(", ");
+                q.push_bind(rec.voice_url.clone()).push(", ");
+                q.push_bind(rec.voice_method.clone()).push(", ");
+                q.push_bind(rec.voice_fallback_url.clone()).push(", ");
+                q.push_bind(rec.voice_fallback_method.clone()).push(", ");
+                q.push_bind(rec.status_callback.clone()).push(", ");
+                q.push_bind(rec.status_callback_method.clone()).push(", ");
+                q.push_bind(rec.sms_url.clone()).push(", ");
+                q.push_bind(rec.sms_method.clone()).push(", ");
+                q.push_bind(rec.sms_fallback_url.clone()).push(", ");
+                q.push_bind(rec.sms_fallback_method.clone()).push(", ");
+                q.push_bind(rec.sms_application_sid.map(|s| s.as_str().to_owned())).push(", ");
+                q.push_bind(voice_application.map(|s| s.as_str().to_owned())).push(", ");
+                q.push_bind(micros(rec.date_created)).push(", ");
+                q.push_bind(micros(rec.date_updated)).push(")");
+            }
+            q.push(" ON CONFLICT (phone_number) DO NOTHING RETURNING sid");
+            for row in q.fetch_all(&mut *tx).await? {
+                let sid: String = row.try_get("sid")?;
+                added.insert(sid);
+            }
+        }
+        tx.commit().await?;
+        Ok(recs.iter().map(|r| added.contains(r.sid.as_str())).collect())
+    }
+
+    /// Every application of every account, for the routing index (system-wide): numbers that
+    /// name one route by its URLs.
+    pub async fn all_applications(&self) -> Result<Vec<model::ApplicationRecord>, StoreError> {
+        self.applications_system_wide().await
     }
 
     /// Which of these numbers of `account` use a voice application, and which one.
@@ -326,7 +476,7 @@ pub(crate) mod tests {
 
         assert_eq!(db.store.number(&a, &n.sid).await.unwrap().as_ref(), Some(&n));
         assert_eq!(db.store.number(&b, &n.sid).await.unwrap(), None, "other tenant must not see it");
-        assert!(!db.store.delete_number(&b, &n.sid).await.unwrap());
+        assert_eq!(db.store.delete_number(&b, &n.sid).await.unwrap(), None);
         let mut stolen = n.clone();
         stolen.account_sid = b;
         stolen.friendly_name = "mine now".into();
@@ -442,7 +592,42 @@ pub(crate) mod tests {
             1
         );
 
-        assert!(db.store.delete_number(&a, &n.sid).await.unwrap());
+        assert_eq!(db.store.delete_number(&a, &n.sid).await.unwrap().as_deref(), Some("+14155550100"));
         assert!(db.store.number_by_phone("+14155550100").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn bulk_creation_skips_duplicates_and_keeps_the_rest() {
+        let db = temp_store().await;
+        let (a, b) = (account(&db.store).await, account(&db.store).await);
+        db.store.create_number(&number(&b, "+14155550001")).await.unwrap();
+        let app = crate::applications::tests::application(&a, "https://app.example/ivr");
+        db.store.create_application(&app).await.unwrap();
+        let mut recs: Vec<_> = (0..2500).map(|i| number(&a, &format!("+1415556{i:04}"))).collect();
+        recs.push(number(&a, "+14155550001")); // another account's
+        recs.push(number(&a, "+14155560007")); // twice in the request
+        let added = db.store.create_numbers(&recs, Some(&app.sid)).await.unwrap();
+        assert_eq!(added.len(), recs.len());
+        assert!(added[..2500].iter().all(|a| *a));
+        assert_eq!(&added[2500..], &[false, false]);
+
+        // Routes page by key, every number once, with their application.
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = db.store.number_routes(after.as_deref(), 1000).await.unwrap();
+            seen.extend(page.iter().map(|r| r.phone_number.clone()));
+            if page.len() < 1000 {
+                break;
+            }
+            after = page.last().map(|r| r.phone_number.clone());
+        }
+        assert_eq!(seen.len(), 2501);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        let first = db.store.number_routes(Some("+1415556"), 1).await.unwrap().remove(0);
+        assert_eq!(first.phone_number, "+14155560000");
+        assert_eq!(first.voice_application_sid, Some(app.sid));
+        assert_eq!(first, NumberRoute::of(&recs[0], Some(&app.sid)));
+        assert_eq!(db.store.number_by_phone("+14155560000").await.unwrap().unwrap().voice_url.as_deref(), Some("https://app.example/ivr"));
     }
 }
