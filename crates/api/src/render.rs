@@ -444,3 +444,24 @@ mod tests {
         assert_eq!(rfc2822(t), "Sun, 05 Jan 2025 03:04:05 +0000");
     }
 }
+
+/// The outcome of a bulk number creation (Dialtone extension).
+pub(crate) fn number_batch(
+    account: &AccountSid,
+    created: usize,
+    errors: &[crate::numbers::BatchError],
+    uri: &str,
+) -> Value {
+    json!({
+        "account_sid": account,
+        "created": created,
+        "failed": errors.len(),
+        "errors": errors.iter().map(|e| json!({
+            "line": e.line,
+            "phone_number": e.phone_number,
+            "code": e.code,
+            "message": e.message,
+        })).collect::<Vec<_>>(),
+        "uri": uri,
+    })
+}
