@@ -1,6 +1,7 @@
 //! `dialtone`: the binary. Glue only: read the configuration, open the store, make sure the main
 //! account exists, start the node, wait for a signal.
 
+mod bench_numbers;
 mod config;
 
 use std::path::PathBuf;
@@ -10,7 +11,11 @@ use clap::{Parser, Subcommand};
 use rand::Rng;
 
 #[derive(Parser)]
-#[command(name = "dialtone", version, about = "Self-hosted programmable voice, Twilio-compatible")]
+#[command(
+    name = "dialtone",
+    version,
+    about = "Self-hosted programmable voice, Twilio-compatible"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,6 +28,23 @@ enum Command {
         /// A TOML file of settings; `DIALTONE_*` environment variables override it.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Benchmark of the routing index (bench/numbers.sh): fill a database with numbers, or load
+    /// them as a start does and time lookups.
+    #[command(hide = true)]
+    BenchNumbers {
+        /// sqlite://... or postgres://...
+        #[arg(long)]
+        database: String,
+        /// Add this many numbers first.
+        #[arg(long)]
+        fill: Option<u64>,
+        /// The account the numbers belong to (created if missing).
+        #[arg(long, default_value = "AC0123456789abcdef0123456789abcdef")]
+        account: String,
+        /// Load the index and time this many lookups.
+        #[arg(long)]
+        measure: Option<u64>,
     },
 }
 
@@ -48,6 +70,26 @@ fn main() -> Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(serve(config))
         }
+        Command::BenchNumbers {
+            database,
+            fill,
+            account,
+            measure,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let account: model::AccountSid = account.parse().context("--account")?;
+            runtime.block_on(async {
+                if let Some(count) = fill {
+                    bench_numbers::fill(&database, &account, count).await?;
+                }
+                if let Some(lookups) = measure {
+                    bench_numbers::measure(&database, lookups).await?;
+                }
+                anyhow::Ok(())
+            })
+        }
     }
 }
 
@@ -55,7 +97,10 @@ fn init_logging(config: &config::Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match config.log_format {
         config::LogFormat::Json => builder.json().init(),
         config::LogFormat::Text => builder.init(),
@@ -76,7 +121,10 @@ async fn serve(config: config::Config) -> Result<()> {
         .with_sealing_key(server_key);
     ensure_main_account(&store, &config).await?;
     let node = node::Node::start(config.node.clone(), store).await?;
-    println!("dialtone listening: SIP {} (UDP+TCP), HTTP {}", node.sip_addr, node.http_addr);
+    println!(
+        "dialtone listening: SIP {} (UDP+TCP), HTTP {}",
+        node.sip_addr, node.http_addr
+    );
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())
@@ -86,7 +134,10 @@ async fn serve(config: config::Config) -> Result<()> {
 /// printed once.
 async fn ensure_main_account(store: &store::Store, config: &config::Config) -> Result<()> {
     if let (Some(sid), Some(token)) = (&config.account_sid, &config.auth_token) {
-        store.ensure_account(sid, token, "Main account").await.context("creating the main account")?;
+        store
+            .ensure_account(sid, token, "Main account")
+            .await
+            .context("creating the main account")?;
         return Ok(());
     }
     if store.account_count().await.context("counting accounts")? > 0 {
@@ -95,9 +146,14 @@ async fn ensure_main_account(store: &store::Store, config: &config::Config) -> R
     let sid = model::AccountSid::generate();
     let token: String = {
         let mut rng = rand::thread_rng();
-        (0..32).map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)])).collect()
+        (0..32)
+            .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
+            .collect()
     };
-    store.ensure_account(&sid, &token, "Main account").await.context("creating the main account")?;
+    store
+        .ensure_account(&sid, &token, "Main account")
+        .await
+        .context("creating the main account")?;
     println!("Created the main account (shown once; keep it):");
     println!("  DIALTONE_ACCOUNT_SID={sid}");
     println!("  DIALTONE_AUTH_TOKEN={token}");

@@ -7,8 +7,8 @@
 //! cheap clone around a connection pool.
 //!
 //! Architecture invariant: every query that reads tenant data is scoped by an `AccountSid`; the
-//! only system-wide reads are the routing lookups ([`Store::number_by_phone`],
-//! [`Store::all_numbers`]), the credential checks [`Store::authenticate_api_key`] and
+//! only system-wide reads are the routing lookups ([`Store::number_by_phone`], and the start-up
+//! reads of the routing index [`Store::number_routes`] and [`Store::all_applications`]), the credential checks [`Store::authenticate_api_key`] and
 //! [`Store::api_key_signing_secret`], the counter [`Store::active_calls_count`], and the SMS
 //! runtime's reads and writes by message SID or SMSC id (the outbox, statuses, parts and the
 //! dedupe keys of inbound messages: an SMSC names no account; see `messages`). Which account

@@ -159,6 +159,26 @@ fn decode(r: &DbRow) -> Result<PhoneNumberRecord, StoreError> {
     })
 }
 
+/// The numbers a filter `+` and digits matches (those that start with it): from the filter to the
+/// next prefix (`+1555` -> `+1556`, `+1559` -> `+156`; `None` above `+99...`). Both bounds are `+`
+/// and digits, which every collation orders digit by digit, so PostgreSQL's default collation
+/// gives the same range as SQLite's bytes.
+fn prefix_range(filter: &str) -> Option<(String, Option<String>)> {
+    let digits = filter.strip_prefix('+')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut next = digits.as_bytes().to_vec();
+    while let Some(last) = next.pop() {
+        if last != b'9' {
+            next.push(last + 1);
+            break;
+        }
+    }
+    let high = (!next.is_empty()).then(|| format!("+{}", String::from_utf8_lossy(&next)));
+    Some((filter.to_owned(), high))
+}
+
 /// Twilio's `*` wildcard and partial match as a LIKE pattern; `None` if the filter can match
 /// nothing (so no user text ever reaches LIKE's own `%`/`_`).
 fn like_pattern(filter: &str) -> Option<String> {
@@ -228,7 +248,14 @@ impl Store {
         page: &PageRequest,
     ) -> Result<Page<PhoneNumberRecord>, StoreError> {
         let mut q = Sql::scoped(COLUMNS, account);
-        if let Some(pn) = &filter.phone_number {
+        if let Some((low, high)) = filter.phone_number.as_deref().and_then(prefix_range) {
+            // A leading `+` anchors the match: a range of the unique index, not a scan of the
+            // account's numbers (the SDK's `list(phone_number=...)` of one number among millions).
+            q.push(" AND phone_number >= ").push_bind(low);
+            if let Some(high) = high {
+                q.push(" AND phone_number < ").push_bind(high);
+            }
+        } else if let Some(pn) = &filter.phone_number {
             match like_pattern(pn) {
                 Some(p) => q.push(" AND phone_number LIKE ").push_bind(p),
                 None => return Ok(Page { items: Vec::new(), next: None }),
@@ -302,15 +329,6 @@ impl Store {
         let sql = format!("{ROUTING_COLUMNS} WHERE p.phone_number = $1");
         let row = sqlx::query(&sql).bind(phone_number).fetch_optional(&self.pool).await?;
         row.as_ref().map(decode_effective).transpose()
-    }
-
-    /// Every number of every account, for the in-memory routing index (system-wide), with the
-    /// effective voice settings as [`Store::number_by_phone`] gives them. An application's change
-    /// makes the index stale as a number's does.
-    pub async fn all_numbers(&self) -> Result<Vec<PhoneNumberRecord>, StoreError> {
-        let sql = format!("{ROUTING_COLUMNS} ORDER BY p.phone_number");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(decode_effective).collect()
     }
 
     /// Up to `limit` numbers of every account (system-wide, for the routing index), ordered by
@@ -483,7 +501,7 @@ pub(crate) mod tests {
         assert!(!db.store.update_number(&stolen).await.unwrap());
 
         assert_eq!(db.store.number_by_phone("+14155550100").await.unwrap().map(|r| r.sid), Some(n.sid));
-        assert_eq!(db.store.all_numbers().await.unwrap().len(), 1);
+        assert_eq!(db.store.number_routes(None, 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -510,7 +528,7 @@ pub(crate) mod tests {
         assert_eq!(routed.voice_fallback_url, app.voice_fallback_url);
         assert_eq!(routed.status_callback, app.status_callback);
         assert_eq!(routed.status_callback_method, "GET");
-        assert_eq!(db.store.all_numbers().await.unwrap(), vec![routed]);
+        assert_eq!(db.store.number_routes(None, 10).await.unwrap()[0].voice_application_sid, Some(app.sid));
         // The number's own settings are kept and shown through the tenant read.
         assert_eq!(db.store.number(&a, &n.sid).await.unwrap().unwrap().voice_url, n.voice_url);
 
@@ -585,6 +603,11 @@ pub(crate) mod tests {
         };
         assert_eq!(list(NumberFilter::default()).await, 2);
         assert_eq!(list(by("+1415")).await, 1);
+        assert_eq!(list(by("+14155550100")).await, 1);
+        assert_eq!(list(by("+14155550101")).await, 0);
+        assert_eq!(list(by("+4")).await, 1);
+        assert_eq!(list(by("+9")).await, 0);
+        assert_eq!(list(by("4155")).await, 1);
         assert_eq!(list(by("555*01")).await, 1);
         assert_eq!(list(by("%")).await, 0);
         assert_eq!(
@@ -594,6 +617,17 @@ pub(crate) mod tests {
 
         assert_eq!(db.store.delete_number(&a, &n.sid).await.unwrap().as_deref(), Some("+14155550100"));
         assert!(db.store.number_by_phone("+14155550100").await.unwrap().is_none());
+    }
+
+    #[test]
+    fn prefix_ranges() {
+        let r = |f: &str| prefix_range(f);
+        assert_eq!(r("+1555"), Some(("+1555".into(), Some("+1556".into()))));
+        assert_eq!(r("+1559"), Some(("+1559".into(), Some("+156".into()))));
+        assert_eq!(r("+99"), Some(("+99".into(), None)));
+        assert_eq!(r("1555"), None);
+        assert_eq!(r("+15*5"), None);
+        assert_eq!(r("+"), None);
     }
 
     #[tokio::test]
