@@ -139,8 +139,7 @@ pub struct RawPricing {
 fn build_pricing(raw: RawPricing) -> Result<billing::RateTable> {
     let prefixes = |rates: Option<std::collections::BTreeMap<String, String>>, what: &str| {
         let rates = rates.unwrap_or_default();
-        billing::PrefixRates::new(rates.iter().map(|(p, r)| (p.as_str(), r.as_str())))
-            .with_context(|| what.to_owned())
+        billing::PrefixRates::new(rates.iter().map(|(p, r)| (p.as_str(), r.as_str()))).with_context(|| what.to_owned())
     };
     let price = |text: &str, what: &str| -> Result<billing::Decimal> {
         match text.trim().parse::<billing::Decimal>() {
@@ -156,11 +155,7 @@ fn build_pricing(raw: RawPricing) -> Result<billing::RateTable> {
         rounding: raw.rounding.unwrap_or_default(),
         inbound,
         outbound: prefixes(raw.outbound, "outbound")?,
-        sms_inbound: raw
-            .sms_inbound
-            .as_deref()
-            .map(|r| price(r, "sms_inbound"))
-            .transpose()?,
+        sms_inbound: raw.sms_inbound.as_deref().map(|r| price(r, "sms_inbound")).transpose()?,
         sms_outbound: prefixes(raw.sms_outbound, "sms_outbound")?,
     })
 }
@@ -218,26 +213,15 @@ impl RawConfig {
         pick(&mut self.trunk_username, "DIALTONE_TRUNK_USERNAME");
         pick(&mut self.trunk_password, "DIALTONE_TRUNK_PASSWORD");
         if let Some(v) = var("DIALTONE_TRUNK_REGISTER").filter(|v| !v.is_empty()) {
-            self.trunk_register = Some(matches!(
-                v.to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            ));
+            self.trunk_register = Some(matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
         }
         if let Some(v) = var("DIALTONE_CALLS_PER_SECOND").filter(|v| !v.is_empty()) {
             // A bad number is reported by `validate`, not dropped here.
-            self.fraud
-                .get_or_insert_with(RawFraud::default)
-                .calls_per_second = Some(v.parse().unwrap_or(f64::NAN));
+            self.fraud.get_or_insert_with(RawFraud::default).calls_per_second = Some(v.parse().unwrap_or(f64::NAN));
         }
         if let Some(v) = var("DIALTONE_ALLOWED_PREFIXES").filter(|v| !v.is_empty()) {
-            let prefixes = v
-                .split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect();
-            self.fraud
-                .get_or_insert_with(RawFraud::default)
-                .allowed_prefixes = Some(prefixes);
+            let prefixes = v.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+            self.fraud.get_or_insert_with(RawFraud::default).allowed_prefixes = Some(prefixes);
         }
         if let Some(n) = var("DIALTONE_MEDIA_WORKERS").and_then(|v| v.parse().ok()) {
             self.media_workers = Some(n);
@@ -270,31 +254,22 @@ pub struct Config {
 
 impl RawConfig {
     pub fn validate(self) -> Result<Config> {
-        let http_addr: SocketAddr =
-            parse_addr(self.http_addr.as_deref(), "127.0.0.1:8080", "http_addr")?;
-        let sip_addr: SocketAddr =
-            parse_addr(self.sip_addr.as_deref(), "0.0.0.0:5060", "sip_addr")?;
+        let http_addr: SocketAddr = parse_addr(self.http_addr.as_deref(), "127.0.0.1:8080", "http_addr")?;
+        let sip_addr: SocketAddr = parse_addr(self.sip_addr.as_deref(), "0.0.0.0:5060", "sip_addr")?;
         let (port_min, port_max) = parse_ports(self.rtp_ports.as_deref().unwrap_or("20000-29999"))?;
         let data_dir = PathBuf::from(self.data_dir.unwrap_or_else(|| "./data".into()));
-        let database_url = self
-            .database_url
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("dialtone.db").display()));
+        let database_url = self.database_url.unwrap_or_else(|| {
+            format!("sqlite://{}", data_dir.join("dialtone.db").display())
+        });
         let external_ip: IpAddr = match self.external_ip.as_deref() {
-            Some(ip) => ip
-                .parse()
-                .with_context(|| format!("external_ip: {ip:?} is not an IP address"))?,
+            Some(ip) => ip.parse().with_context(|| format!("external_ip: {ip:?} is not an IP address"))?,
             None if !sip_addr.ip().is_unspecified() => sip_addr.ip(),
             None => primary_ip(),
         };
         let http_tls = match (self.tls_cert.as_deref(), self.tls_key.as_deref()) {
             (Some(cert), Some(key)) => {
-                let files = node::tls::TlsFiles {
-                    cert: cert.into(),
-                    key: key.into(),
-                };
-                node::tls::check(&files)
-                    .map_err(anyhow::Error::msg)
-                    .context("tls_cert/tls_key")?;
+                let files = node::tls::TlsFiles { cert: cert.into(), key: key.into() };
+                node::tls::check(&files).map_err(anyhow::Error::msg).context("tls_cert/tls_key")?;
                 Some(files)
             }
             (None, None) => None,
@@ -310,10 +285,7 @@ impl RawConfig {
             bail!("public_url must start with http:// or https://, got {public_url:?}");
         }
         let account_sid = match self.account_sid.as_deref() {
-            Some(s) => Some(
-                s.parse()
-                    .with_context(|| format!("DIALTONE_ACCOUNT_SID {s:?}"))?,
-            ),
+            Some(s) => Some(s.parse().with_context(|| format!("DIALTONE_ACCOUNT_SID {s:?}"))?),
             None => None,
         };
         if account_sid.is_some() != self.auth_token.is_some() {
@@ -339,10 +311,7 @@ impl RawConfig {
             trunks.push(build_trunk(&name, t).with_context(|| format!("trunks: {name}"))?);
         }
         if let Some(uri) = &self.trunk {
-            let mut gateways = uri
-                .split(',')
-                .map(|g| g.trim().to_owned())
-                .filter(|g| !g.is_empty());
+            let mut gateways = uri.split(',').map(|g| g.trim().to_owned()).filter(|g| !g.is_empty());
             let raw = RawTrunk {
                 uri: gateways.next(),
                 gateways: Some(gateways.collect()),
@@ -362,20 +331,11 @@ impl RawConfig {
             smscs.push(build_smsc("default", smsc_from_url(url)?).context("DIALTONE_SMSC")?);
         }
         node::sms::check(&smscs).context("smsc")?;
-        let pricing = self
-            .pricing
-            .map(build_pricing)
-            .transpose()
-            .context("pricing")?
-            .map(std::sync::Arc::new);
+        let pricing = self.pricing.map(build_pricing).transpose().context("pricing")?.map(std::sync::Arc::new);
         let fraud = build_fraud(self.fraud.unwrap_or_default()).context("fraud")?;
         // The fraud policy is process-wide: installed here, once, at start.
         node::fraud::configure(fraud.clone());
-        let rtp_bind_ip = if sip_addr.ip().is_loopback() {
-            sip_addr.ip()
-        } else {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        };
+        let rtp_bind_ip = if sip_addr.ip().is_loopback() { sip_addr.ip() } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
         Ok(Config {
             node: node::NodeConfig {
                 http_addr,
@@ -405,10 +365,7 @@ impl RawConfig {
 }
 
 fn build_trunk(name: &str, t: RawTrunk) -> Result<node::trunk::Trunk> {
-    let first = t
-        .uri
-        .as_deref()
-        .context("uri: a trunk needs at least one gateway")?;
+    let first = t.uri.as_deref().context("uri: a trunk needs at least one gateway")?;
     let mut trunk = node::trunk::Trunk::from_uri(name, first, t.prefixes.unwrap_or_default())?;
     for g in t.gateways.unwrap_or_default() {
         trunk = trunk.with_gateway(&g)?;
@@ -419,15 +376,8 @@ fn build_trunk(name: &str, t: RawTrunk) -> Result<node::trunk::Trunk> {
         _ => bail!("username and password go together"),
     }
     if t.register.unwrap_or(false) {
-        let retry = t.register_retry_secs.map_or(
-            node::trunk::DEFAULT_REGISTER_RETRY,
-            std::time::Duration::from_secs,
-        );
-        trunk = trunk.with_register(
-            t.register_expires
-                .unwrap_or(node::trunk::DEFAULT_REGISTER_EXPIRES),
-            retry,
-        )?;
+        let retry = t.register_retry_secs.map_or(node::trunk::DEFAULT_REGISTER_RETRY, std::time::Duration::from_secs);
+        trunk = trunk.with_register(t.register_expires.unwrap_or(node::trunk::DEFAULT_REGISTER_EXPIRES), retry)?;
     }
     if let Some(rate) = t.calls_per_second {
         trunk = trunk.with_calls_per_second(rate)?;
@@ -445,14 +395,8 @@ fn build_trunk(name: &str, t: RawTrunk) -> Result<node::trunk::Trunk> {
 }
 
 fn build_smsc(name: &str, raw: RawSmsc) -> Result<node::sms::SmscConfig> {
-    let host = raw
-        .host
-        .filter(|h| !h.trim().is_empty())
-        .context("host is required")?;
-    let system_id = raw
-        .system_id
-        .filter(|s| !s.is_empty())
-        .context("system_id is required")?;
+    let host = raw.host.filter(|h| !h.trim().is_empty()).context("host is required")?;
+    let system_id = raw.system_id.filter(|s| !s.is_empty()).context("system_id is required")?;
     let password = raw.password.unwrap_or_default();
     let port = raw.port.unwrap_or(node::sms::DEFAULT_PORT);
     let mut c = node::sms::SmscConfig::new(name, &host, port, &system_id, &password);
@@ -472,11 +416,7 @@ fn build_smsc(name: &str, raw: RawSmsc) -> Result<node::sms::SmscConfig> {
     }
     c.window = raw.window.unwrap_or(c.window);
     c.prefixes = raw.prefixes.unwrap_or_default();
-    if let Some(p) = c
-        .prefixes
-        .iter()
-        .find(|p| !p.starts_with('+') || p.len() < 2)
-    {
+    if let Some(p) = c.prefixes.iter().find(|p| !p.starts_with('+') || p.len() < 2) {
         bail!("prefixes are E.164 starts like \"+1\", got {p:?}");
     }
     c.source_ton = raw.source_ton.unwrap_or(c.source_ton);
@@ -497,13 +437,9 @@ fn build_smsc(name: &str, raw: RawSmsc) -> Result<node::sms::SmscConfig> {
 
 /// `smpp://system_id:password@host[:port]`.
 fn smsc_from_url(url: &str) -> Result<RawSmsc> {
-    let shape =
-        || format!("DIALTONE_SMSC: {url:?} is not like smpp://system_id:password@host:2775");
+    let shape = || format!("DIALTONE_SMSC: {url:?} is not like smpp://system_id:password@host:2775");
     let rest = url.strip_prefix("smpp://").with_context(shape)?;
-    let (user, hostport) = rest
-        .trim_end_matches('/')
-        .rsplit_once('@')
-        .with_context(shape)?;
+    let (user, hostport) = rest.trim_end_matches('/').rsplit_once('@').with_context(shape)?;
     let (system_id, password) = user.split_once(':').unwrap_or((user, ""));
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) => (h, Some(p.parse::<u16>().with_context(shape)?)),
@@ -527,18 +463,13 @@ fn build_fraud(raw: RawFraud) -> Result<node::fraud::Policy> {
         }
     };
     let mut policy = node::fraud::Policy {
-        calls_per_second: rate(
-            raw.calls_per_second
-                .unwrap_or(node::fraud::DEFAULT_CALLS_PER_SECOND),
-        )?,
+        calls_per_second: rate(raw.calls_per_second.unwrap_or(node::fraud::DEFAULT_CALLS_PER_SECOND))?,
         allowed_prefixes: raw.allowed_prefixes,
         ..node::fraud::Policy::default()
     };
     for a in raw.accounts.unwrap_or_default() {
-        let sid: model::AccountSid = a
-            .account_sid
-            .parse()
-            .with_context(|| format!("accounts: {:?} is not an account SID", a.account_sid))?;
+        let sid: model::AccountSid =
+            a.account_sid.parse().with_context(|| format!("accounts: {:?} is not an account SID", a.account_sid))?;
         let limits = node::fraud::AccountLimits {
             calls_per_second: a.calls_per_second.map(rate).transpose()?,
             allowed_prefixes: a.allowed_prefixes,
@@ -550,22 +481,15 @@ fn build_fraud(raw: RawFraud) -> Result<node::fraud::Policy> {
 
 fn parse_addr(raw: Option<&str>, default: &str, what: &str) -> Result<SocketAddr> {
     let raw = raw.unwrap_or(default);
-    raw.parse()
-        .with_context(|| format!("{what}: {raw:?} is not an address like {default}"))
+    raw.parse().with_context(|| format!("{what}: {raw:?} is not an address like {default}"))
 }
 
 fn parse_ports(raw: &str) -> Result<(u16, u16)> {
     let (lo, hi) = raw
         .split_once('-')
         .with_context(|| format!("rtp_ports: {raw:?} is not a range like 20000-29999"))?;
-    let lo: u16 = lo
-        .trim()
-        .parse()
-        .with_context(|| format!("rtp_ports: bad start {lo:?}"))?;
-    let hi: u16 = hi
-        .trim()
-        .parse()
-        .with_context(|| format!("rtp_ports: bad end {hi:?}"))?;
+    let lo: u16 = lo.trim().parse().with_context(|| format!("rtp_ports: bad start {lo:?}"))?;
+    let hi: u16 = hi.trim().parse().with_context(|| format!("rtp_ports: bad end {hi:?}"))?;
     if lo < 1024 || hi <= lo || (hi - lo) < 3 {
         bail!("rtp_ports: {raw:?} must be a range of at least 4 ports above 1023");
     }
@@ -587,12 +511,7 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
     }
 
     #[test]
@@ -607,15 +526,9 @@ mod tests {
 
     #[test]
     fn environment_overrides_file() {
-        let raw = RawConfig {
-            http_addr: Some("127.0.0.1:9000".into()),
-            ..Default::default()
-        };
+        let raw = RawConfig { http_addr: Some("127.0.0.1:9000".into()), ..Default::default() };
         let c = raw
-            .overlay_env(env(&[
-                ("DIALTONE_HTTP_ADDR", "127.0.0.1:9100"),
-                ("DIALTONE_SIP_ADDR", "127.0.0.1:5070"),
-            ]))
+            .overlay_env(env(&[("DIALTONE_HTTP_ADDR", "127.0.0.1:9100"), ("DIALTONE_SIP_ADDR", "127.0.0.1:5070")]))
             .validate()
             .unwrap();
         assert_eq!(c.node.http_addr.to_string(), "127.0.0.1:9100");
@@ -624,27 +537,13 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_their_name() {
-        let err = RawConfig {
-            rtp_ports: Some("30000".into()),
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err();
+        let err = RawConfig { rtp_ports: Some("30000".into()), ..Default::default() }.validate().unwrap_err();
         assert!(err.to_string().contains("rtp_ports"), "{err}");
-        let err = RawConfig {
-            account_sid: Some("AC00".into()),
-            auth_token: Some("x".repeat(32)),
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err();
+        let err = RawConfig { account_sid: Some("AC00".into()), auth_token: Some("x".repeat(32)), ..Default::default() }
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("DIALTONE_ACCOUNT_SID"), "{err}");
-        let err = RawConfig {
-            auth_token: Some("x".repeat(32)),
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err();
+        let err = RawConfig { auth_token: Some("x".repeat(32)), ..Default::default() }.validate().unwrap_err();
         assert!(err.to_string().contains("go together"), "{err}");
     }
 
@@ -654,24 +553,13 @@ mod tests {
             "[[trunks]]\nname = \"us\"\nuri = \"sip:127.0.0.1:5090;transport=tcp\"\nprefixes = [\"+1\"]\n",
         )
         .unwrap();
-        let c = raw
-            .overlay_env(env(&[("DIALTONE_TRUNK", "sip:127.0.0.1:5091")]))
-            .validate()
-            .unwrap();
+        let c = raw.overlay_env(env(&[("DIALTONE_TRUNK", "sip:127.0.0.1:5091")])).validate().unwrap();
         let trunks = &c.node.trunks;
         assert_eq!(trunks.len(), 2);
-        assert_eq!(
-            (trunks[0].name.as_str(), trunks[0].prefixes.as_slice()),
-            ("us", ["+1".to_owned()].as_slice())
-        );
+        assert_eq!((trunks[0].name.as_str(), trunks[0].prefixes.as_slice()), ("us", ["+1".to_owned()].as_slice()));
         assert_eq!(trunks[1].address().unwrap().to_string(), "127.0.0.1:5091");
         assert!(trunks[1].prefixes.is_empty());
-        let err = RawConfig {
-            trunk: Some("127.0.0.1:5060".into()),
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err();
+        let err = RawConfig { trunk: Some("127.0.0.1:5060".into()), ..Default::default() }.validate().unwrap_err();
         assert!(format!("{err:#}").contains("DIALTONE_TRUNK"), "{err:#}");
     }
 
@@ -699,32 +587,18 @@ mod tests {
         assert_eq!(t.gateways.len(), 3);
         assert_eq!(format!("{:?}", t.gateways[2].transport), "Tcp");
         let creds = t.credentials.as_ref().unwrap();
-        assert_eq!(
-            (
-                creds.username.as_str(),
-                creds.password.as_str(),
-                creds.realm.as_deref()
-            ),
-            ("acme", "s3cret", Some("carrier.example"))
-        );
+        assert_eq!((creds.username.as_str(), creds.password.as_str(), creds.realm.as_deref()), ("acme", "s3cret", Some("carrier.example")));
         assert_eq!(t.register.as_ref().map(|r| r.expires), Some(600));
         assert_eq!(t.calls_per_second, Some(5.0));
         assert_eq!(t.gateway_timeout, std::time::Duration::from_millis(1500));
         assert_eq!(t.inbound_acl.as_ref().map(Vec::len), Some(2));
 
-        let bad = |text: &str| {
-            toml::from_str::<RawConfig>(text)
-                .unwrap()
-                .validate()
-                .map(|_| ())
-                .unwrap_err()
-        };
+        let bad = |text: &str| toml::from_str::<RawConfig>(text).unwrap().validate().map(|_| ()).unwrap_err();
         let err = bad("[[trunks]]\nuri = \"sip:127.0.0.1:5090\"\nregister = true\n");
         assert!(format!("{err:#}").contains("credentials"), "{err:#}");
         let err = bad("[[trunks]]\nuri = \"sip:127.0.0.1:5090\"\nusername = \"u\"\n");
         assert!(format!("{err:#}").contains("go together"), "{err:#}");
-        let err =
-            bad("[[trunks]]\nuri = \"sip:127.0.0.1:5090\"\ninbound_acl = [\"10.0.0.0/40\"]\n");
+        let err = bad("[[trunks]]\nuri = \"sip:127.0.0.1:5090\"\ninbound_acl = [\"10.0.0.0/40\"]\n");
         assert!(format!("{err:#}").contains("10.0.0.0/40"), "{err:#}");
         let err = bad("[[trunks]]\nname = \"x\"\n");
         assert!(format!("{err:#}").contains("gateway"), "{err:#}");
@@ -742,17 +616,8 @@ mod tests {
             .validate()
             .unwrap();
         let t = &c.node.trunks[0];
-        assert_eq!(
-            t.gateways
-                .iter()
-                .map(|g| g.address.port())
-                .collect::<Vec<_>>(),
-            [5091, 5093]
-        );
-        assert_eq!(
-            t.credentials.as_ref().map(|c| c.username.as_str()),
-            Some("u")
-        );
+        assert_eq!(t.gateways.iter().map(|g| g.address.port()).collect::<Vec<_>>(), [5091, 5093]);
+        assert_eq!(t.credentials.as_ref().map(|c| c.username.as_str()), Some("u"));
         assert!(t.register.is_some());
     }
 
@@ -767,32 +632,17 @@ mod tests {
         assert_eq!(c.fraud.calls_per_second, 2.0);
         assert!(c.fraud.check_destination(&account, "+15550001111").is_err());
         assert!(c.fraud.check_destination(&account, "+447700900000").is_ok());
-        assert!(c
-            .fraud
-            .check_destination(&model::AccountSid::generate(), "+15550001111")
-            .is_ok());
+        assert!(c.fraud.check_destination(&model::AccountSid::generate(), "+15550001111").is_ok());
 
         let c = RawConfig::default()
-            .overlay_env(env(&[
-                ("DIALTONE_CALLS_PER_SECOND", "1"),
-                ("DIALTONE_ALLOWED_PREFIXES", "+33, +49"),
-            ]))
+            .overlay_env(env(&[("DIALTONE_CALLS_PER_SECOND", "1"), ("DIALTONE_ALLOWED_PREFIXES", "+33, +49")]))
             .validate()
             .unwrap();
         assert_eq!(c.fraud.calls_per_second, 1.0);
-        assert_eq!(
-            c.fraud.allowed_prefixes,
-            Some(vec!["+33".to_owned(), "+49".to_owned()])
-        );
-        let err = RawConfig::default()
-            .overlay_env(env(&[("DIALTONE_CALLS_PER_SECOND", "fast")]))
-            .validate()
-            .unwrap_err();
+        assert_eq!(c.fraud.allowed_prefixes, Some(vec!["+33".to_owned(), "+49".to_owned()]));
+        let err = RawConfig::default().overlay_env(env(&[("DIALTONE_CALLS_PER_SECOND", "fast")])).validate().unwrap_err();
         assert!(format!("{err:#}").contains("calls_per_second"), "{err:#}");
-        assert_eq!(
-            RawConfig::default().validate().unwrap().fraud,
-            node::fraud::Policy::default()
-        );
+        assert_eq!(RawConfig::default().validate().unwrap().fraud, node::fraud::Policy::default());
     }
 
     #[test]
@@ -811,42 +661,14 @@ mod tests {
         let c = raw.validate().unwrap();
         let t = c.node.pricing.expect("a rate table");
         assert_eq!(t.rounding, billing::Rounding::PerSecond);
-        let price = |seconds| {
-            t.call_price(billing::Direction::Outbound("+15550001234"), seconds)
-                .unwrap()
-                .to_string()
-        };
+        let price = |seconds| t.call_price(billing::Direction::Outbound("+15550001234"), seconds).unwrap().to_string();
         assert_eq!(price(65), "0.0542");
-        assert_eq!(
-            t.inbound[&billing::NumberType::TollFree].to_string(),
-            "0.022"
-        );
-        assert_eq!(
-            t.sms_outbound.rate("+33612345678").unwrap().to_string(),
-            "0.04"
-        );
-        assert!(
-            RawConfig::default()
-                .validate()
-                .unwrap()
-                .node
-                .pricing
-                .is_none(),
-            "unpriced by default"
-        );
+        assert_eq!(t.inbound[&billing::NumberType::TollFree].to_string(), "0.022");
+        assert_eq!(t.sms_outbound.rate("+33612345678").unwrap().to_string(), "0.04");
+        assert!(RawConfig::default().validate().unwrap().node.pricing.is_none(), "unpriced by default");
 
-        let bad = |text: &str| {
-            format!(
-                "{:#}",
-                toml::from_str::<RawConfig>(text)
-                    .unwrap()
-                    .validate()
-                    .map(|_| ())
-                    .unwrap_err()
-            )
-        };
-        assert!(bad("[pricing]\noutbound = { \"+1\" = \"-1\" }")
-            .contains("not a decimal of at least 0"));
+        let bad = |text: &str| format!("{:#}", toml::from_str::<RawConfig>(text).unwrap().validate().map(|_| ()).unwrap_err());
+        assert!(bad("[pricing]\noutbound = { \"+1\" = \"-1\" }").contains("not a decimal of at least 0"));
         assert!(bad("[pricing]\noutbound = { \"+1x\" = \"1\" }").contains("digits only"));
         assert!(bad("[pricing]\ninbound = { local = \"free\" }").contains("inbound"));
         assert!(toml::from_str::<RawConfig>("[pricing]\nrounding = \"hourly\"").is_err());
@@ -875,40 +697,15 @@ mod tests {
         )
         .unwrap();
         let c = raw.validate().unwrap();
-        let [a, b] = c.node.smscs.as_slice() else {
-            panic!("{:?}", c.node.smscs)
-        };
-        assert_eq!(
-            (a.name.as_str(), a.port, a.binds, a.tps, a.window),
-            ("carrier", 2775, 2, Some(20), 10)
-        );
+        let [a, b] = c.node.smscs.as_slice() else { panic!("{:?}", c.node.smscs) };
+        assert_eq!((a.name.as_str(), a.port, a.binds, a.tps, a.window), ("carrier", 2775, 2, Some(20), 10));
         assert_eq!(a.prefixes, ["+1", "+33"]);
         assert_eq!(a.enquire_link, std::time::Duration::from_secs(15));
-        assert_eq!(
-            (a.source_ton, a.source_npi, a.dest_ton, a.dest_npi),
-            (1, 1, 1, 1)
-        );
-        assert_eq!(
-            (b.name.as_str(), b.port, b.bind),
-            ("smsc2", 2776, node::sms::BindMode::Receiver)
-        );
-        assert!(RawConfig::default()
-            .validate()
-            .unwrap()
-            .node
-            .smscs
-            .is_empty());
+        assert_eq!((a.source_ton, a.source_npi, a.dest_ton, a.dest_npi), (1, 1, 1, 1));
+        assert_eq!((b.name.as_str(), b.port, b.bind), ("smsc2", 2776, node::sms::BindMode::Receiver));
+        assert!(RawConfig::default().validate().unwrap().node.smscs.is_empty());
 
-        let bad = |text: &str| {
-            format!(
-                "{:#}",
-                toml::from_str::<RawConfig>(text)
-                    .unwrap()
-                    .validate()
-                    .map(|_| ())
-                    .unwrap_err()
-            )
-        };
+        let bad = |text: &str| format!("{:#}", toml::from_str::<RawConfig>(text).unwrap().validate().map(|_| ()).unwrap_err());
         let one = "[[smsc]]\nname = \"a\"\nhost = \"h\"\nsystem_id = \"s\"\n";
         assert!(bad(&format!("{one}{one}")).contains("two SMSCs are named \"a\""));
         assert!(bad(&format!("{one}port = 0\n")).contains("port"));
@@ -918,35 +715,18 @@ mod tests {
         assert!(bad("[[smsc]]\nhost = \"h\"\n").contains("system_id"));
 
         let c = RawConfig::default()
-            .overlay_env(env(&[(
-                "DIALTONE_SMSC",
-                "smpp://dialtone:s3cret@127.0.0.1:2776",
-            )]))
+            .overlay_env(env(&[("DIALTONE_SMSC", "smpp://dialtone:s3cret@127.0.0.1:2776")]))
             .validate()
             .unwrap();
         let s = &c.node.smscs[0];
-        assert_eq!(
-            (
-                s.name.as_str(),
-                s.host.as_str(),
-                s.port,
-                s.system_id.as_str(),
-                s.password.as_str()
-            ),
-            ("default", "127.0.0.1", 2776, "dialtone", "s3cret")
-        );
-        let err = RawConfig::default()
-            .overlay_env(env(&[("DIALTONE_SMSC", "127.0.0.1:2775")]))
-            .validate()
-            .unwrap_err();
+        assert_eq!((s.name.as_str(), s.host.as_str(), s.port, s.system_id.as_str(), s.password.as_str()), ("default", "127.0.0.1", 2776, "dialtone", "s3cret"));
+        let err = RawConfig::default().overlay_env(env(&[("DIALTONE_SMSC", "127.0.0.1:2775")])).validate().unwrap_err();
         assert!(format!("{err:#}").contains("DIALTONE_SMSC"), "{err:#}");
     }
 
     #[test]
     fn toml_file_shape() {
-        let raw: RawConfig =
-            toml::from_str("http_addr = \"127.0.0.1:1234\"\nrtp_ports = \"40000-40100\"\n")
-                .unwrap();
+        let raw: RawConfig = toml::from_str("http_addr = \"127.0.0.1:1234\"\nrtp_ports = \"40000-40100\"\n").unwrap();
         let c = raw.validate().unwrap();
         assert_eq!(c.node.rtp_port_max, 40100);
         assert!(toml::from_str::<RawConfig>("htp_addr = \"x\"").is_err());

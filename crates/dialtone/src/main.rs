@@ -11,11 +11,7 @@ use clap::{Parser, Subcommand};
 use rand::Rng;
 
 #[derive(Parser)]
-#[command(
-    name = "dialtone",
-    version,
-    about = "Self-hosted programmable voice, Twilio-compatible"
-)]
+#[command(name = "dialtone", version, about = "Self-hosted programmable voice, Twilio-compatible")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,15 +66,8 @@ fn main() -> Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(serve(config))
         }
-        Command::BenchNumbers {
-            database,
-            fill,
-            account,
-            measure,
-        } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+        Command::BenchNumbers { database, fill, account, measure } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let account: model::AccountSid = account.parse().context("--account")?;
             runtime.block_on(async {
                 if let Some(count) = fill {
@@ -97,10 +86,7 @@ fn init_logging(config: &config::Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match config.log_format {
         config::LogFormat::Json => builder.json().init(),
         config::LogFormat::Text => builder.init(),
@@ -121,10 +107,7 @@ async fn serve(config: config::Config) -> Result<()> {
         .with_sealing_key(server_key);
     ensure_main_account(&store, &config).await?;
     let node = node::Node::start(config.node.clone(), store).await?;
-    println!(
-        "dialtone listening: SIP {} (UDP+TCP), HTTP {}",
-        node.sip_addr, node.http_addr
-    );
+    println!("dialtone listening: SIP {} (UDP+TCP), HTTP {}", node.sip_addr, node.http_addr);
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())
@@ -134,10 +117,7 @@ async fn serve(config: config::Config) -> Result<()> {
 /// printed once.
 async fn ensure_main_account(store: &store::Store, config: &config::Config) -> Result<()> {
     if let (Some(sid), Some(token)) = (&config.account_sid, &config.auth_token) {
-        store
-            .ensure_account(sid, token, "Main account")
-            .await
-            .context("creating the main account")?;
+        store.ensure_account(sid, token, "Main account").await.context("creating the main account")?;
         return Ok(());
     }
     if store.account_count().await.context("counting accounts")? > 0 {
@@ -146,14 +126,9 @@ async fn ensure_main_account(store: &store::Store, config: &config::Config) -> R
     let sid = model::AccountSid::generate();
     let token: String = {
         let mut rng = rand::thread_rng();
-        (0..32)
-            .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
-            .collect()
+        (0..32).map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)])).collect()
     };
-    store
-        .ensure_account(&sid, &token, "Main account")
-        .await
-        .context("creating the main account")?;
+    store.ensure_account(&sid, &token, "Main account").await.context("creating the main account")?;
     println!("Created the main account (shown once; keep it):");
     println!("  DIALTONE_ACCOUNT_SID={sid}");
     println!("  DIALTONE_AUTH_TOKEN={token}");

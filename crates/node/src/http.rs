@@ -24,19 +24,13 @@ impl api::ApiHooks for Hooks {
             let Some(shared) = self.shared.upgrade() else {
                 return Err(api::HookError::Internal("the node is stopping".to_owned()));
             };
-            shared
-                .outbox
-                .create(store, message)
-                .await
-                .map_err(|e| match e {
-                    crate::messaging::CreateError::Full(waiting) => api::HookError::Overloaded {
-                        code: 20429,
-                        message: format!(
-                            "Too many messages are waiting to be sent ({waiting}): try again later"
-                        ),
-                    },
-                    crate::messaging::CreateError::Store(e) => api::HookError::Internal(e),
-                })
+            shared.outbox.create(store, message).await.map_err(|e| match e {
+                crate::messaging::CreateError::Full(waiting) => api::HookError::Overloaded {
+                    code: 20429,
+                    message: format!("Too many messages are waiting to be sent ({waiting}): try again later"),
+                },
+                crate::messaging::CreateError::Store(e) => api::HookError::Internal(e),
+            })
         })
     }
 
