@@ -52,6 +52,7 @@ use crate::auth::Ctx;
 
 pub use crate::auth::constant_time_eq;
 pub use crate::error::AppError;
+pub use crate::numbers::bulk_line_params;
 pub use model::{
     AccountSid, ApplicationRecord, ApplicationSid, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, MemberRecord,
     MessageRecord, MessageSid, ParticipantRecord, PhoneNumberRecord, QueueSid,

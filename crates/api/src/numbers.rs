@@ -193,27 +193,35 @@ pub(crate) struct BatchError {
     pub message: String,
 }
 
+/// The settings one line of a bulk body gives its number, as `(name, value)` pairs: a bare line
+/// is a `PhoneNumber`, a line starting with `{` a JSON object of [`LINE_SETTINGS`] to strings.
+/// Anything else is Twilio's 20001 with a message for the client. Values are not checked here.
+pub fn bulk_line_params(line: &str) -> Result<Vec<(String, String)>, (u32, String)> {
+    if !line.starts_with('{') {
+        return Ok(vec![("PhoneNumber".to_owned(), line.to_owned())]);
+    }
+    let object: serde_json::Map<String, Value> = serde_json::from_str(line)
+        .map_err(|_| (20001, "The line is neither a phone number nor a JSON object".to_owned()))?;
+    let mut pairs = Vec::with_capacity(object.len());
+    for (name, value) in object {
+        if !LINE_SETTINGS.contains(&name.as_str()) {
+            let shown: String = name.chars().take(64).collect();
+            return Err((20001, format!("Unknown parameter {shown:?} in the line")));
+        }
+        let Value::String(value) = value else {
+            return Err((20001, format!("{name} must be a string")));
+        };
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
 /// One line of a bulk body as a number: `template` (the shared settings) with the line's own.
 /// Errors carry the number when the line named one.
 fn bulk_line(line: &str, template: &PhoneNumberRecord, shared_name: bool) -> Result<PhoneNumberRecord, (Option<String>, AppError)> {
-    let params = if line.starts_with('{') {
-        let object: serde_json::Map<String, Value> = serde_json::from_str(line)
-            .map_err(|_| (None, AppError::bad(20001, "The line is neither a phone number nor a JSON object")))?;
-        let mut pairs = Vec::with_capacity(object.len());
-        for (name, value) in object {
-            if !LINE_SETTINGS.contains(&name.as_str()) {
-                let shown: String = name.chars().take(64).collect();
-                return Err((None, AppError::bad(20001, format!("Unknown parameter {shown:?} in the line"))));
-            }
-            let Value::String(value) = value else {
-                return Err((None, AppError::bad(20001, format!("{name} must be a string"))));
-            };
-            pairs.push((name, value));
-        }
-        Params::from_pairs(pairs)
-    } else {
-        Params::from_pairs(vec![("PhoneNumber".to_owned(), line.to_owned())])
-    };
+    let params = Params::from_pairs(
+        bulk_line_params(line).map_err(|(code, message)| (None, AppError::bad(code, message)))?,
+    );
     let raw = params
         .get("PhoneNumber")
         .filter(|s| !s.is_empty())
