@@ -354,11 +354,13 @@ impl Store {
         voice_application: Option<&ApplicationSid>,
     ) -> Result<Vec<bool>, StoreError> {
         use sqlx::Row;
-        // 18 binds a row; SQLite allows 32,766 binds in one statement, PostgreSQL 65,535.
-        const ROWS_PER_STATEMENT: usize = 1000;
+        // 18 binds a row. SQLite (through sqlx) looks each bind's name up in a list of them all,
+        // so a statement's binding costs the square of its binds: 1,000 rows a statement ran at
+        // 900 rows/s, 32 rows at ... PostgreSQL binds by position.
+        let rows_per_statement = if self.postgres { 1000 } else { 32 };
         let mut added = std::collections::HashSet::new();
         let mut tx = self.writer().begin().await?;
-        for chunk in recs.chunks(ROWS_PER_STATEMENT) {
+        for chunk in recs.chunks(rows_per_statement) {
             let mut q = Sql::new(
                 "INSERT INTO phone_numbers (sid, account_sid, phone_number, friendly_name, voice_url, \
                  voice_method, voice_fallback_url, voice_fallback_method, status_callback, \
