@@ -23,6 +23,10 @@ fn phone(i: u64) -> String {
     format!("+1{}", FIRST + i)
 }
 
+extern "C" {
+    fn malloc_trim(pad: usize) -> i32;
+}
+
 fn rss_bytes() -> u64 {
     // /proc/self/statm: size resident shared ... in pages.
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -99,8 +103,8 @@ pub async fn measure(database: &str, lookups: u64) -> Result<()> {
     let after = rss_bytes();
     // What the load's transient rows left in the allocator's free lists, handed back: the index
     // alone.
-    // SAFETY: malloc_trim only releases free heap pages; it touches no live allocation.
-    unsafe { libc::malloc_trim(0) };
+    // SAFETY: glibc's malloc_trim only releases free heap pages; it touches no live allocation.
+    unsafe { malloc_trim(0) };
     let trimmed = rss_bytes();
     let count = size.numbers.max(1) as u64;
     let mut rng = rand::thread_rng();
