@@ -307,6 +307,12 @@ pub(crate) async fn create_bulk(
         }
     }
     errors.sort_by_key(|e| e.line);
+    if created > 0 {
+        // Plans for a table that grew by thousands of rows; sampled, so cheap.
+        if let Err(e) = state.store.analyze_numbers().await {
+            tracing::warn!(error = %e, "refreshing the numbers' statistics failed");
+        }
+    }
     Ok(Json(render::number_batch(&account, created, &errors, &ctx.path)))
 }
 

@@ -225,6 +225,9 @@ impl Node {
             seconds = loading.elapsed().as_secs_f64(),
             "routing index loaded"
         );
+        if let Err(e) = store.analyze_numbers().await {
+            tracing::warn!(error = %e, "refreshing the numbers' statistics failed");
+        }
         let webhooks =
             webhook::WebhookClient::new(webhook::WebhookConfig::default()).map_err(|e| {
                 StartError::Http {

@@ -416,6 +416,22 @@ impl Store {
         rows.iter().map(decode_route).collect()
     }
 
+    /// Refreshes the planner's statistics of the numbers table (`ANALYZE`; on SQLite sampling
+    /// at most 1,000 rows an index). Without them SQLite answers a `PhoneNumber` filter by
+    /// walking every number of the account in date order (the list's index) rather than the
+    /// range of the number's own index: 1.7 s at a million numbers. Called after the routing load
+    /// and after bulk creations.
+    pub async fn analyze_numbers(&self) -> Result<(), StoreError> {
+        if self.postgres {
+            sqlx::query("ANALYZE phone_numbers").execute(&self.pool).await?;
+        } else {
+            let mut conn = self.writer().acquire().await?;
+            sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
+            sqlx::query("ANALYZE phone_numbers").execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
     /// Adds many numbers in one transaction, all to the account of the first (the caller gives
     /// them one account) and with one voice application (already checked to be the account's).
     /// A number that any account already has, or that appears twice in `recs`, is skipped, not
@@ -682,6 +698,8 @@ pub(crate) mod tests {
         assert_eq!(list(by("+4")).await, 1);
         assert_eq!(list(by("+9")).await, 0);
         assert_eq!(list(by("4155")).await, 1);
+        db.store.analyze_numbers().await.unwrap();
+        assert_eq!(list(by("+14155550100")).await, 1);
         assert_eq!(list(by("555*01")).await, 1);
         assert_eq!(list(by("%")).await, 0);
         assert_eq!(
