@@ -72,10 +72,15 @@ now() { date +%s.%N; }
 AUTH_B64=$(printf '%s:%s' "$ACCOUNT_SID" "$AUTH_TOKEN" | base64 -w0)
 API="http://127.0.0.1:$HTTP_PORT/2010-04-01/Accounts/$ACCOUNT_SID"
 
-# serve DATABASE_URL: starts dialtone on it; prints the seconds from spawn to HTTP answering.
+# serve DATABASE_URL: starts dialtone on it; sets STARTED_S to the seconds from spawn to HTTP
+# answering. (Not in a subshell: the server's pid must reach PIDS for the cleanup.)
 serve() {
     local data=$TMP/data-$RANDOM started
     mkdir -p "$data"
+    if curl -fs -o /dev/null "http://127.0.0.1:$HTTP_PORT/metrics"; then
+        log "something already answers on 127.0.0.1:$HTTP_PORT"
+        return 1
+    fi
     started=$(now)
     DIALTONE_DATABASE_URL=$1 DIALTONE_HTTP_ADDR=127.0.0.1:$HTTP_PORT DIALTONE_SIP_ADDR=127.0.0.1:$SIP_PORT \
         DIALTONE_RTP_PORTS=40000-40099 DIALTONE_DATA_DIR=$data DIALTONE_ACCOUNT_SID=$ACCOUNT_SID \
@@ -84,7 +89,7 @@ serve() {
     PIDS+=($!)
     for _ in $(seq 1 1200); do
         if curl -fs -o /dev/null "http://127.0.0.1:$HTTP_PORT/metrics"; then
-            echo "$started $(now)" | awk '{ printf "%.2f\n", $2 - $1 }'
+            STARTED_S=$(echo "$started $(now)" | awk '{ printf "%.2f", $2 - $1 }')
             return 0
         fi
         sleep 0.05
@@ -118,7 +123,7 @@ api_rates() {
     started=$(now)
     for i in $(seq 1 "$BULK_REQUESTS"); do
         curl -fsS -u "$ACCOUNT_SID:$AUTH_TOKEN" -H 'Content-Type: text/plain' --data-binary "@$TMP/bulk-$i.txt" \
-            "$API/IncomingPhoneNumbers/Bulk.json?VoiceUrl=http%3A%2F%2F127.0.0.1%2Fvoice" >"$TMP/bulk-$i.json"
+            "$API/IncomingPhoneNumbers/Bulk.json?VoiceUrl=http%3A%2F%2F127.0.0.1%2Fvoice" >"$TMP/bulk-$i.json" || log "bulk request $i failed"
     done
     elapsed=$(echo "$started $(now)" | awk '{ print $2 - $1 }')
     bulk=$(cat "$TMP"/bulk-*.json | grep -o '"created":[0-9]*' | cut -d: -f2 | paste -sd+ | bc)
@@ -149,7 +154,8 @@ for backend in $BACKENDS; do
         BYTES=$(field "$line" bytes_per_number)
         P50=$(field "$line" lookup_p50_ns)
         P99=$(field "$line" lookup_p99_ns)
-        START_SQLITE=$(serve "$url")
+        serve "$url"
+        START_SQLITE=$STARTED_S
         log "sqlite: serve ready in $START_SQLITE s ($(grep -o 'seconds=[0-9.]*' "$TMP/serve.log" | head -1) loading the index)"
         api_rates
         stop_serve
@@ -173,7 +179,8 @@ for backend in $BACKENDS; do
         fill=$(field "$line" seconds)
         line=$("$DIALTONE" bench-numbers --database "$url" --measure "$LOOKUPS" | grep '^BENCH_NUMBERS')
         log "$line"
-        start=$(serve "$url")
+        serve "$url"
+        start=$STARTED_S
         log "postgres: serve ready in $start s ($(grep -o 'seconds=[0-9.]*' "$TMP/serve.log" | head -1) loading the index)"
         stop_serve
         echo "NUMBERS_PG fill_s=$fill load_s=$(field "$line" load_s) start_s=$start" \
