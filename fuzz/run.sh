@@ -3,8 +3,9 @@
 # hand-made TwiML, RTP/RTCP/telephone-event packets, WAVs and the media crate's MP3), prints one
 # line per target with the runs executed, and exits non-zero if any target finds a crash.
 #   fuzz/run.sh [seconds-per-target]     (default 20)
-#   FUZZ_STORE=1 fuzz/run.sh ...         also builds and runs page_token (store::Cursor) and
-#                                        access_token (api), which need sqlx: minutes more of build
+#   FUZZ_STORE=1 fuzz/run.sh ...         also builds and runs page_token (store::Cursor),
+#                                        access_token and bulk_numbers (api), which need sqlx:
+#                                        minutes more of build
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). Works on stable Rust through
 # RUSTC_BOOTSTRAP=1; sanitizers are off (-s none) because they need a nightly std.
 # Logs go to fuzz/target/logs/, crashes to fuzz/artifacts/<target>/.
@@ -20,7 +21,7 @@ unset CARGO_TARGET_DIR
 targets=(parse_message sdp stream_framer twiml rtp rtcp telephone_event decode_audio api_tokens digest_auth smpp_pdu smpp_text srtp webrtc_sdp billing_rates calling_window)
 features=()
 if [ "${FUZZ_STORE:-0}" = 1 ]; then
-    targets+=(page_token access_token)
+    targets+=(page_token access_token bulk_numbers)
     features=(--features store)
 fi
 for target in "${targets[@]}"; do
@@ -136,6 +137,7 @@ if [ "${FUZZ_STORE:-0}" = 1 ]; then
     # A token as twilio-python makes it (signed with "secret"), and a bare alg=none one.
     printf 'eyJhbGciOiJIUzI1NiIsImN0eSI6InR3aWxpby1mcGE7dj0xIiwidHlwIjoiSldUIn0.eyJqdGkiOiJTSzAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmLTE3MDAwMDAwMDAiLCJncmFudHMiOnsiaWRlbnRpdHkiOiJhbGljZSIsInZvaWNlIjp7ImluY29taW5nIjp7ImFsbG93Ijp0cnVlfX19LCJpc3MiOiJTSzAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmIiwiZXhwIjoxNzAwMDAzNjAwLCJuYmYiOjE3MDAwMDAwMDAsInN1YiI6IkFDMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYifQ.c2lnbmF0dXJl' > corpus/access_token/twilio
     printf 'eyJhbGciOiJub25lIn0.e30.' > corpus/access_token/none
+    printf '+14155550100\n{"PhoneNumber": "+14155550101", "VoiceUrl": "https://app.example/v"}\n{"Colour": 1}\n' > corpus/bulk_numbers/lines
 fi
 
 # SMPP (smpp_pdu's first octet sets the chunk size, the rest is the stream from the SMSC):

@@ -138,8 +138,8 @@ pub(crate) async fn update(
     if !state.store.update_account(&rec).await? {
         return Err(ctx.not_found());
     }
-    // Closing or suspending a subaccount stops its numbers from routing.
-    state.hooks.numbers_changed();
+    // Closing or suspending a subaccount stops its numbers from taking calls: a call checks its
+    // account's status when it arrives, so nothing routed changes here.
     Ok(Json(render::account(&rec, shows_token(&ctx.account, &rec))))
 }
 

@@ -106,6 +106,7 @@ pub(crate) async fn create(
     };
     apply(&mut rec, &p)?;
     state.store.create_application(&rec).await?;
+    state.hooks.application_saved(&rec);
     Ok((StatusCode::CREATED, Json(render::application(&rec))))
 }
 
@@ -151,7 +152,7 @@ pub(crate) async fn update(
     if !state.store.update_application(&rec).await? {
         return Err(ctx.not_found());
     }
-    state.hooks.numbers_changed();
+    state.hooks.application_saved(&rec);
     Ok(Json(render::application(&rec)))
 }
 
@@ -165,7 +166,7 @@ pub(crate) async fn delete(
     if !state.store.delete_application(&account, &sid).await? {
         return Err(ctx.not_found());
     }
-    state.hooks.numbers_changed();
+    state.hooks.application_deleted(&sid);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -35,6 +35,9 @@ pub enum AppError {
     /// A parameter the client sent is wrong (Twilio 21xxx / 20001).
     #[error("bad request ({code}): {message}")]
     BadRequest { code: u32, message: String },
+    /// A body over a route's own limit (413, 20001); holds the limit in bytes.
+    #[error("body over {0} bytes")]
+    BodyOverLimit(usize),
     /// A POST body that is not a form; holds the Content-Type sent (415, 20001).
     #[error("unsupported content type {0:?}")]
     UnsupportedMediaType(String),
@@ -86,6 +89,11 @@ impl AppError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 20001,
                 format!("Request body is larger than {} bytes", crate::BODY_LIMIT),
+            ),
+            AppError::BodyOverLimit(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                20001,
+                format!("Request body is larger than {limit} bytes"),
             ),
             AppError::Store(StoreError::DuplicatePhoneNumber(number)) => (
                 StatusCode::BAD_REQUEST,

@@ -57,9 +57,10 @@ use crate::auth::Ctx;
 
 pub use crate::auth::constant_time_eq;
 pub use crate::error::AppError;
+pub use crate::numbers::bulk_line_params;
 pub use model::{
-    AccountSid, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, MemberRecord,
-    MessageRecord, MessageSid, ParticipantRecord, QueueSid,
+    AccountSid, ApplicationRecord, ApplicationSid, CallRecord, CallSid, CallStatus, ConferenceRecord, ConferenceSid, MemberRecord,
+    MessageRecord, MessageSid, ParticipantRecord, PhoneNumberRecord, QueueSid,
 };
 
 /// Largest accepted request body; larger ones get 413.
@@ -70,18 +71,36 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 
 /// Callbacks from the API into the runtime that serves it.
 pub trait ApiHooks: Send + Sync {
-    /// A phone number was updated or deleted, or an application or account that numbers route
-    /// through changed: the routing index is stale.
-    fn numbers_changed(&self) {}
+    /// A phone number was created (it is stored; `voice_application` is the application whose
+    /// voice URLs it uses, if any). The API answers once this returns, so a runtime that routes
+    /// from memory adds it here and it routes at once.
+    fn number_created(&self, number: &PhoneNumberRecord, voice_application: Option<&ApplicationSid>) {
+        let _ = (number, voice_application);
+    }
 
     /// An account's rate table was set or removed (`RateTable.json`): prices the runtime cached
     /// are stale.
     fn rates_changed(&self) {}
 
-    /// A phone number was created. Nothing routed is stale (a runtime whose index misses asks
-    /// the store), so the default does nothing; creating numbers in bulk costs no reloads.
-    fn number_created(&self, phone_number: &str) {
+    /// A phone number's settings changed (stored), as for [`ApiHooks::number_created`].
+    fn number_updated(&self, number: &PhoneNumberRecord, voice_application: Option<&ApplicationSid>) {
+        let _ = (number, voice_application);
+    }
+
+    /// A phone number was deleted: calls to it must fail from the moment this returns.
+    fn number_deleted(&self, phone_number: &str) {
         let _ = phone_number;
+    }
+
+    /// An application was created or changed: the numbers that name it route by its URLs now.
+    fn application_saved(&self, application: &ApplicationRecord) {
+        let _ = application;
+    }
+
+    /// An application was deleted; the numbers that named it are back on their own URLs (the
+    /// store cleared their references).
+    fn application_deleted(&self, application: &ApplicationSid) {
+        let _ = application;
     }
 
     /// Place an outbound call (`POST Calls.json`, already validated). Returns the new call's

@@ -150,23 +150,9 @@ fn number_sid(ctx: &Ctx, segment: &str) -> Result<PhoneNumberSid, AppError> {
     segment.strip_suffix(".json").and_then(|s| s.parse().ok()).ok_or_else(|| ctx.not_found())
 }
 
-pub(crate) async fn create(
-    State(state): State<ApiState>,
-    ctx: Ctx,
-    Seg(account): Seg<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
-    let account = ctx.scope(&account, "")?;
-    let p = Params::from_body(body)?;
-    let raw = p
-        .get_number("PhoneNumber")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| AppError::bad(21452, "A PhoneNumber is required"))?;
-    let phone_number = e164(&raw).ok_or_else(|| {
-        AppError::bad(21421, format!("PhoneNumber {raw} is invalid: use E.164, e.g. +14155550100"))
-    })?;
-    let now = Utc::now();
-    let mut rec = PhoneNumberRecord {
+/// A new number with Twilio's defaults: named after itself, no URLs, POST everywhere.
+fn blank(account: AccountSid, phone_number: String, now: chrono::DateTime<Utc>) -> PhoneNumberRecord {
+    PhoneNumberRecord {
         sid: PhoneNumberSid::generate(),
         account_sid: account,
         friendly_name: phone_number.clone(),
@@ -184,7 +170,168 @@ pub(crate) async fn create(
         sms_application_sid: None,
         date_created: now,
         date_updated: now,
-    };
+    }
+}
+
+/// The largest body of `POST IncomingPhoneNumbers/Bulk.json`, and its most lines.
+pub(crate) const BULK_BODY_LIMIT: usize = 16 * 1024 * 1024;
+const BULK_MAX_LINES: usize = 100_000;
+
+/// The settings a line of a bulk creation may give its number.
+const LINE_SETTINGS: [&str; 12] = [
+    "PhoneNumber", "FriendlyName", "VoiceUrl", "VoiceMethod", "VoiceFallbackUrl", "VoiceFallbackMethod",
+    "StatusCallback", "StatusCallbackMethod", "SmsUrl", "SmsMethod", "SmsFallbackUrl", "SmsFallbackMethod",
+];
+
+/// A line of a bulk creation that added no number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BatchError {
+    /// From 1, counting every line of the body.
+    pub line: usize,
+    pub phone_number: Option<String>,
+    pub code: u32,
+    pub message: String,
+}
+
+/// The settings one line of a bulk body gives its number, as `(name, value)` pairs: a bare line
+/// is a `PhoneNumber`, a line starting with `{` a JSON object of [`LINE_SETTINGS`] to strings.
+/// Anything else is Twilio's 20001 with a message for the client. Values are not checked here.
+pub fn bulk_line_params(line: &str) -> Result<Vec<(String, String)>, (u32, String)> {
+    if !line.starts_with('{') {
+        return Ok(vec![("PhoneNumber".to_owned(), line.to_owned())]);
+    }
+    let object: serde_json::Map<String, Value> = serde_json::from_str(line)
+        .map_err(|_| (20001, "The line is neither a phone number nor a JSON object".to_owned()))?;
+    let mut pairs = Vec::with_capacity(object.len());
+    for (name, value) in object {
+        if !LINE_SETTINGS.contains(&name.as_str()) {
+            let shown: String = name.chars().take(64).collect();
+            return Err((20001, format!("Unknown parameter {shown:?} in the line")));
+        }
+        let Value::String(value) = value else {
+            return Err((20001, format!("{name} must be a string")));
+        };
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// One line of a bulk body as a number: `template` (the shared settings) with the line's own.
+/// Errors carry the number when the line named one.
+fn bulk_line(line: &str, template: &PhoneNumberRecord, shared_name: bool) -> Result<PhoneNumberRecord, (Option<String>, AppError)> {
+    let params = Params::from_pairs(
+        bulk_line_params(line).map_err(|(code, message)| (None, AppError::bad(code, message)))?,
+    );
+    let raw = params
+        .get("PhoneNumber")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| (None, AppError::bad(21452, "A PhoneNumber is required")))?;
+    let shown: String = raw.chars().take(32).collect();
+    let phone_number = e164(raw).ok_or_else(|| {
+        (Some(shown.clone()), AppError::bad(21421, format!("PhoneNumber {shown} is invalid: use E.164, e.g. +14155550100")))
+    })?;
+    let mut rec = template.clone();
+    rec.sid = PhoneNumberSid::generate();
+    if !shared_name {
+        rec.friendly_name = phone_number.clone();
+    }
+    rec.phone_number = phone_number;
+    apply(&mut rec, &params).map_err(|e| (Some(rec.phone_number.clone()), e))?;
+    Ok(rec)
+}
+
+/// `POST IncomingPhoneNumbers/Bulk.json` (Dialtone extension): many numbers in one request and
+/// one transaction; see its operation in `routes` for the body. Answers 200 with how many were
+/// added and why the other lines were not.
+pub(crate) async fn create_bulk(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg(account): Seg<String>,
+    RawQuery(query): RawQuery,
+    body: axum::body::Body,
+) -> Result<Json<Value>, AppError> {
+    let account = ctx.scope(&account, "")?;
+    let shared = Params::from_query(query.as_deref());
+    let bytes = axum::body::to_bytes(body, BULK_BODY_LIMIT).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            AppError::BodyOverLimit(BULK_BODY_LIMIT)
+        } else {
+            AppError::bad(20001, "Could not read the request body")
+        }
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| AppError::bad(20001, "The body is not UTF-8 text"))?;
+    let mut template = blank(account, String::new(), Utc::now());
+    apply(&mut template, &shared)?;
+    apply_sms_application(&state, &account, &mut template, &shared).await?;
+    let app = voice_application_param(&state, &account, &shared).await?.flatten();
+    let shared_name = shared.get("FriendlyName").is_some();
+
+    let mut recs = Vec::new();
+    let mut rec_lines = Vec::new();
+    let mut errors = Vec::new();
+    let mut count = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        // Blank lines and a CSV header are not numbers.
+        if line.is_empty() || (i == 0 && line.eq_ignore_ascii_case("PhoneNumber")) {
+            continue;
+        }
+        count += 1;
+        if count > BULK_MAX_LINES {
+            return Err(AppError::bad(20001, format!("At most {BULK_MAX_LINES} numbers per request")));
+        }
+        match bulk_line(line, &template, shared_name) {
+            Ok(rec) => {
+                recs.push(rec);
+                rec_lines.push(i + 1);
+            }
+            Err((phone_number, AppError::BadRequest { code, message })) => {
+                errors.push(BatchError { line: i + 1, phone_number, code, message });
+            }
+            Err((_, e)) => return Err(e),
+        }
+    }
+    let added = state.store.create_numbers(&recs, app.as_ref()).await?;
+    let mut created = 0;
+    for ((rec, added), line) in recs.iter().zip(added).zip(rec_lines) {
+        if added {
+            state.hooks.number_created(rec, app.as_ref());
+            created += 1;
+        } else {
+            errors.push(BatchError {
+                line,
+                phone_number: Some(rec.phone_number.clone()),
+                code: 21422,
+                message: format!("PhoneNumber {} is not available", rec.phone_number),
+            });
+        }
+    }
+    errors.sort_by_key(|e| e.line);
+    if created > 0 {
+        // Plans for a table that grew by thousands of rows; sampled, so cheap.
+        if let Err(e) = state.store.analyze_numbers().await {
+            tracing::warn!(error = %e, "refreshing the numbers' statistics failed");
+        }
+    }
+    Ok(Json(render::number_batch(&account, created, &errors, &ctx.path)))
+}
+
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    ctx: Ctx,
+    Seg(account): Seg<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let account = ctx.scope(&account, "")?;
+    let p = Params::from_body(body)?;
+    let raw = p
+        .get_number("PhoneNumber")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AppError::bad(21452, "A PhoneNumber is required"))?;
+    let phone_number = e164(&raw).ok_or_else(|| {
+        AppError::bad(21421, format!("PhoneNumber {raw} is invalid: use E.164, e.g. +14155550100"))
+    })?;
+    let mut rec = blank(account, phone_number, Utc::now());
     apply(&mut rec, &p)?;
     apply_sms_application(&state, &account, &mut rec, &p).await?;
     let app = voice_application_param(&state, &account, &p).await?;
@@ -194,8 +341,9 @@ pub(crate) async fn create(
         Some(_) => save_voice_application(&state, &ctx, &rec, app).await,
         None => Ok(None),
     };
-    state.hooks.number_created(&rec.phone_number);
-    Ok((StatusCode::CREATED, Json(render::number(&rec, app?.as_ref()))))
+    let app = app?;
+    state.hooks.number_created(&rec, app.as_ref());
+    Ok((StatusCode::CREATED, Json(render::number(&rec, app.as_ref()))))
 }
 
 pub(crate) async fn list(
@@ -256,9 +404,9 @@ pub(crate) async fn update(
         // Deleted between the read and the write.
         return Err(ctx.not_found());
     }
-    let app = save_voice_application(&state, &ctx, &rec, app).await;
-    state.hooks.numbers_changed();
-    Ok(Json(render::number(&rec, app?.as_ref())))
+    let app = save_voice_application(&state, &ctx, &rec, app).await?;
+    state.hooks.number_updated(&rec, app.as_ref());
+    Ok(Json(render::number(&rec, app.as_ref())))
 }
 
 pub(crate) async fn delete(
@@ -268,10 +416,8 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, AppError> {
     let account = ctx.scope(&account, "")?;
     let sid = number_sid(&ctx, &number)?;
-    if !state.store.delete_number(&account, &sid).await? {
-        return Err(ctx.not_found());
-    }
-    state.hooks.numbers_changed();
+    let phone_number = state.store.delete_number(&account, &sid).await?.ok_or_else(|| ctx.not_found())?;
+    state.hooks.number_deleted(&phone_number);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -113,10 +113,11 @@ pub(crate) fn shape_name(shape: Shape) -> &'static str {
         Shape::ProxyParticipant => "ProxyParticipant",
         Shape::ProxyInteraction => "ProxyInteraction",
         Shape::ProxyMessageInteraction => "ProxyMessageInteraction",
+        Shape::NumberBatch => "IncomingPhoneNumberBatch",
     }
 }
 
-pub(crate) const SHAPES: [Shape; 32] = [
+pub(crate) const SHAPES: [Shape; 33] = [
     Shape::Account,
     Shape::Key,
     Shape::NewKey,
@@ -149,6 +150,7 @@ pub(crate) const SHAPES: [Shape; 32] = [
     Shape::ProxyParticipant,
     Shape::ProxyInteraction,
     Shape::ProxyMessageInteraction,
+    Shape::NumberBatch,
 ];
 
 /// The JSON schema of one resource as `crate::render` writes it.
@@ -719,6 +721,22 @@ pub(crate) fn shape_schema(shape: Shape) -> Value {
             }
             object(fields)
         }
+        Shape::NumberBatch => {
+            let count = || json!({ "type": "integer", "minimum": 0 });
+            let error = object(vec![
+                ("code", json!({ "type": "integer" })),
+                ("line", json!({ "type": "integer", "minimum": 1 })),
+                ("message", s()),
+                ("phone_number", ns()),
+            ]);
+            object(vec![
+                ("account_sid", sid("AC")),
+                ("created", count()),
+                ("errors", json!({ "type": "array", "items": error })),
+                ("failed", count()),
+                ("uri", s()),
+            ])
+        }
     }
 }
 
@@ -963,7 +981,16 @@ fn operation(op: &Operation) -> Value {
         "summary": op.summary,
         "tags": [op.path.split('/').rfind(|s| !s.is_empty() && !s.contains('{')).unwrap_or("").trim_end_matches(".json")],
     });
-    if op.method == Method::POST {
+    if let Some(limit) = op.lines_body {
+        for p in op.params {
+            parameters.push(json!({ "name": p.name, "in": "query", "required": p.required, "schema": param_schema(p) }));
+        }
+        let lines = json!({ "schema": { "type": "string", "maxLength": limit } });
+        out["requestBody"] = json!({
+            "required": true,
+            "content": { "text/plain": lines.clone(), "text/csv": lines.clone(), "application/x-ndjson": lines },
+        });
+    } else if op.method == Method::POST {
         let properties: Map<String, Value> = op
             .params
             .iter()
@@ -1481,6 +1508,14 @@ mod tests {
             date_scheduled: Some(now),
         };
         out.push((Shape::Call, render::call(&call)));
+        let errors = [crate::numbers::BatchError {
+            line: 2,
+            phone_number: Some("+14155550100".into()),
+            code: 21422,
+            message: "PhoneNumber +14155550100 already exists".into(),
+        }, crate::numbers::BatchError { line: 3, phone_number: None, code: 21421, message: "bad".into() }];
+        out.push((Shape::NumberBatch, render::number_batch(&account, 5, &errors, "/x")));
+        out.push((Shape::NumberBatch, render::number_batch(&account, 0, &[], "/x")));
         out
     }
 

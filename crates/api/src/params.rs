@@ -35,6 +35,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Seg<T> 
 pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Params {
+        Params(pairs)
+    }
+
     pub fn from_query(query: Option<&str>) -> Params {
         Params(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
     }

@@ -484,3 +484,23 @@ mod tests {
     }
 }
 
+/// The outcome of a bulk number creation (Dialtone extension).
+pub(crate) fn number_batch(
+    account: &AccountSid,
+    created: usize,
+    errors: &[crate::numbers::BatchError],
+    uri: &str,
+) -> Value {
+    json!({
+        "account_sid": account,
+        "created": created,
+        "failed": errors.len(),
+        "errors": errors.iter().map(|e| json!({
+            "line": e.line,
+            "phone_number": e.phone_number,
+            "code": e.code,
+            "message": e.message,
+        })).collect::<Vec<_>>(),
+        "uri": uri,
+    })
+}

@@ -130,6 +130,8 @@ pub(crate) enum Shape {
     ProxyInteraction,
     /// An interaction as a participant's MessageInteractions list gives it.
     ProxyMessageInteraction,
+    /// The outcome of `POST IncomingPhoneNumbers/Bulk.json` (Dialtone extension).
+    NumberBatch,
 }
 
 /// One method on one path.
@@ -148,6 +150,9 @@ pub(crate) struct Operation {
     /// Error statuses beyond the ones every operation has (401, 403, 404).
     pub errors: &'static [u16],
     pub handler: fn() -> MethodRouter<ApiState>,
+    /// A POST whose body is lines of text (up to this many bytes) rather than a form: its
+    /// parameters are in the query string and the handler reads the body itself.
+    pub lines_body: Option<usize>,
 }
 
 const PAGING: [Param; 3] = [
@@ -484,6 +489,7 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
         reply,
         errors,
         handler,
+        lines_body: None,
     };
     const A: &str = "/2010-04-01/Accounts/{AccountSid}";
     const BAD: &[u16] = &[400];
@@ -537,6 +543,18 @@ pub(crate) static OPERATIONS: LazyLock<Vec<Operation>> = LazyLock::new(|| {
                 all.leak()
             },
             NUMBER_IGNORED, Reply::One(201, Shape::Number), FORM, || post(numbers::create)),
+        Operation {
+            lines_body: Some(numbers::BULK_BODY_LIMIT),
+            ..op(Method::POST, concat_path(A, "/IncomingPhoneNumbers/Bulk.json"), "CreateIncomingPhoneNumberBulk",
+                "Dialtone extension: add many phone numbers in one request. The body (text/plain, text/csv or \
+                 application/x-ndjson, up to 16 MiB and 100,000 lines) has one number per line: an E.164 number, or \
+                 a JSON object with `PhoneNumber` and any of `FriendlyName`, `VoiceUrl`, `VoiceMethod`, \
+                 `VoiceFallbackUrl`, `VoiceFallbackMethod`, `StatusCallback`, `StatusCallbackMethod`, `SmsUrl`, \
+                 `SmsMethod`, `SmsFallbackUrl`, `SmsFallbackMethod` for that number. The query string holds the \
+                 settings every number shares (a line's own win). Numbers are added in one transaction; a line that \
+                 is invalid or names a number that exists is reported with its Twilio code and the rest are added.",
+                &NUMBER_SETTINGS, &[], Reply::One(200, Shape::NumberBatch), FORM, || post(numbers::create_bulk))
+        },
         op(Method::GET, concat_path(A, "/IncomingPhoneNumbers/{Sid}.json"), "FetchIncomingPhoneNumber", "A phone number", &[], &[],
             Reply::One(200, Shape::Number), &[], || get(numbers::fetch)),
         op(Method::POST, concat_path(A, "/IncomingPhoneNumbers/{Sid}.json"), "UpdateIncomingPhoneNumber", "Change a phone number",
@@ -889,6 +907,18 @@ async fn check(op: &'static Operation, req: Request) -> Result<Request, AppError
     if op.method != Method::POST {
         if let Some(q) = query {
             check_names(op, &decode_form(&q)?)?;
+        }
+        return Ok(req);
+    }
+    if op.lines_body.is_some() {
+        // The handler reads and limits the body; its settings are in the query string.
+        if let Some(q) = query {
+            check_names(op, &decode_form(&q)?)?;
+        }
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !matches!(essence.as_str(), "text/plain" | "text/csv" | "application/x-ndjson" | "") {
+            return Err(AppError::UnsupportedMediaType(content_type.chars().take(100).collect()));
         }
         return Ok(req);
     }

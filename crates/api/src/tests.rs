@@ -28,7 +28,11 @@ struct CountingHooks(
 );
 
 impl ApiHooks for CountingHooks {
-    fn numbers_changed(&self) {
+    fn number_updated(&self, _number: &model::PhoneNumberRecord, _app: Option<&model::ApplicationSid>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn number_deleted(&self, _phone_number: &str) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -44,7 +48,7 @@ impl ApiHooks for CountingHooks {
         })
     }
 
-    fn number_created(&self, _phone_number: &str) {
+    fn number_created(&self, _number: &model::PhoneNumberRecord, _app: Option<&model::ApplicationSid>) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -1686,4 +1690,79 @@ async fn calls_create_takes_the_quiet_hours_of_the_request() {
     // Stored with a deferred call and read back when it is placed.
     let json = serde_json::to_string(&call).unwrap();
     assert_eq!(serde_json::from_str::<CreateCall>(&json).unwrap(), call);
+}
+
+impl Fixture {
+    async fn bulk(&self, query: &str, content_type: &str, body: String) -> (StatusCode, Value) {
+        let uri = format!("{}/IncomingPhoneNumbers/Bulk.json{query}", self.base());
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::AUTHORIZATION, basic(self.account.as_str(), TOKEN))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let (status, _, bytes) = self.send(req).await;
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+}
+
+#[tokio::test]
+async fn bulk_numbers_are_added_with_shared_and_own_settings_and_bad_lines_reported() {
+    let f = fixture().await;
+    let list = format!("{}/IncomingPhoneNumbers.json", f.base());
+    f.request(Method::POST, &list, Some("PhoneNumber=%2B14155550003")).await;
+    let created_before = f.hooks.0.load(Ordering::SeqCst);
+
+    // Over 64 KiB, the form limit: this route has its own.
+    let mut body = String::from("PhoneNumber\n");
+    for i in 0..6000 {
+        body.push_str(&format!("+1555100{i:04}\n"));
+    }
+    body.push_str("{\"PhoneNumber\": \"+14155550001\", \"VoiceUrl\": \"https://app.example/own\", \"FriendlyName\": \"Ad 1\"}\n");
+    body.push_str("+14155550003\n"); // exists already
+    body.push_str("not a number\n");
+    body.push_str("\n");
+    body.push_str("{\"PhoneNumber\": \"+14155550002\", \"Colour\": \"red\"}\n");
+    body.push_str("+1 (555) 100-0000\n"); // twice in the request
+    body.push_str("{\"PhoneNumber\": \"+14155550004\", \"VoiceMethod\": \"PUT\"}\n");
+    assert!(body.len() > crate::BODY_LIMIT);
+    let (status, out) = f
+        .bulk("?VoiceUrl=https%3A%2F%2Fapp.example%2Fvoice&VoiceMethod=GET", "text/plain", body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["created"], 6001);
+    assert_eq!(out["failed"], 5);
+    let errors: Vec<(u64, u64)> = out["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["code"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(errors, vec![(6003, 21422), (6004, 21421), (6006, 20001), (6007, 21422), (6008, 20001)]);
+    assert_eq!(out["errors"][0]["phone_number"], "+14155550003");
+    assert_eq!(f.hooks.0.load(Ordering::SeqCst), created_before + 6001, "one hook call per added number");
+
+    let (_, page) = f.get(&format!("{list}?PhoneNumber=%2B15551000042")).await;
+    let n = &page["incoming_phone_numbers"][0];
+    assert_eq!((n["voice_url"].as_str(), n["voice_method"].as_str()), (Some("https://app.example/voice"), Some("GET")));
+    assert_eq!(n["friendly_name"], "+15551000042");
+    let (_, page) = f.get(&format!("{list}?PhoneNumber=%2B14155550001")).await;
+    let n = &page["incoming_phone_numbers"][0];
+    assert_eq!((n["voice_url"].as_str(), n["friendly_name"].as_str()), (Some("https://app.example/own"), Some("Ad 1")));
+
+    // Refused as a whole: a bad shared setting, an unknown one, a form body, too many lines.
+    let (status, out) = f.bulk("?VoiceUrl=ftp%3A%2F%2Fx", "text/plain", "+15552000000\n".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&out, 21205, 400);
+    let (status, out) = f.bulk("?Colour=red", "text/plain", "+15552000000\n".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&out, 20001, 400);
+    let (status, _) = f.bulk("", "application/x-www-form-urlencoded", "PhoneNumber=%2B15552000000".into()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let many: String = (0..100_001).map(|i| format!("+1556{i:07}\n")).collect();
+    let (status, out) = f.bulk("", "text/plain", many).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_twilio_error(&out, 20001, 400);
+    assert_eq!(f.get(&format!("{list}?PhoneNumber=%2B15552000000")).await.1["incoming_phone_numbers"], serde_json::json!([]));
 }

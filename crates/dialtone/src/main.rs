@@ -1,6 +1,7 @@
 //! `dialtone`: the binary. Glue only: read the configuration, open the store, make sure the main
 //! account exists, start the node, wait for a signal.
 
+mod bench_numbers;
 mod config;
 
 use std::path::PathBuf;
@@ -23,6 +24,23 @@ enum Command {
         /// A TOML file of settings; `DIALTONE_*` environment variables override it.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Benchmark of the routing index (bench/numbers.sh): fill a database with numbers, or load
+    /// them as a start does and time lookups.
+    #[command(hide = true)]
+    BenchNumbers {
+        /// sqlite://... or postgres://...
+        #[arg(long)]
+        database: String,
+        /// Add this many numbers first.
+        #[arg(long)]
+        fill: Option<u64>,
+        /// The account the numbers belong to (created if missing).
+        #[arg(long, default_value = "AC0123456789abcdef0123456789abcdef")]
+        account: String,
+        /// Load the index and time this many lookups.
+        #[arg(long)]
+        measure: Option<u64>,
     },
 }
 
@@ -47,6 +65,19 @@ fn main() -> Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(serve(config))
+        }
+        Command::BenchNumbers { database, fill, account, measure } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let account: model::AccountSid = account.parse().context("--account")?;
+            runtime.block_on(async {
+                if let Some(count) = fill {
+                    bench_numbers::fill(&database, &account, count).await?;
+                }
+                if let Some(lookups) = measure {
+                    bench_numbers::measure(&database, lookups).await?;
+                }
+                anyhow::Ok(())
+            })
         }
     }
 }

@@ -81,11 +81,42 @@ impl api::ApiHooks for Hooks {
         })
     }
 
-    fn numbers_changed(&self) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        shared.routing.schedule_reload(&shared.store);
+    fn number_created(
+        &self,
+        number: &model::PhoneNumberRecord,
+        voice_application: Option<&model::ApplicationSid>,
+    ) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.number_saved(number, voice_application);
+        }
+    }
+
+    fn number_updated(
+        &self,
+        number: &model::PhoneNumberRecord,
+        voice_application: Option<&model::ApplicationSid>,
+    ) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.number_saved(number, voice_application);
+        }
+    }
+
+    fn number_deleted(&self, phone_number: &str) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.number_deleted(phone_number);
+        }
+    }
+
+    fn application_saved(&self, application: &model::ApplicationRecord) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.application_saved(application);
+        }
+    }
+
+    fn application_deleted(&self, application: &model::ApplicationSid) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.routing.application_deleted(application);
+        }
     }
 
     fn create_call(

@@ -1,115 +1,448 @@
-//! The in-memory index from dialled number to IncomingPhoneNumber, kept fresh by API writes.
+//! The in-memory index from dialled number to where its calls go, kept current by API writes.
 //!
-//! An INVITE must not wait on the database in the common case. The index is reloaded whole when
-//! the API says numbers changed (the API does not say which: applications and accounts change
-//! what numbers route to as well); a miss still asks the store, so a created number routes at once
-//! and its creation needs no reload at all (`ApiHooks::number_created` is left at its default).
+//! An INVITE must not wait on the database, and one node holds millions of numbers (classifieds
+//! sites give every advert its own), so each number costs a small fixed-size entry:
+//! - the key is the number's digits packed in a `u64` ([`key`]): `+15551234567` and
+//!   `15551234567` are one key;
+//! - the entry holds the number's SID as 16 bytes, its account as an interned `u32` and its
+//!   routing *profile* as an interned `u32`. A profile is every URL, method and application SID
+//!   the number routes by; numbers with the same settings share one (the classifieds case: one
+//!   webhook for all, the application reads `To`), and distinct URLs cost their length once.
 //!
-//! Reloads are coalesced: at most one runs and at most one waits. A change made while a reload
-//! runs may be missed by it, so one more follows; every change reported during that one is
-//! committed before it starts, so it sees them all. Without this, a burst of creations spawned a
-//! full read of every number per creation and the reads piled up (53 creations/s in the bench).
-//! A reload that follows another waits [`RELOAD_SPACING`] times as long as that one took, so back
-//! to back reloads (a burst of changes over many numbers) take at most a fifth of one core; a
-//! lone change still reloads at once, and a created number routes through the store meanwhile.
+//! Applications are held beside the numbers (SID -> account and URLs), and a profile names them:
+//! a lookup resolves a number's application then, so changing an application is one write here
+//! and touches no number.
+//!
+//! Writes come from the API ([`api::ApiHooks`]: a number created, updated or deleted, an
+//! application saved or deleted) and change the index in place before the API answers, so a
+//! deleted number stops routing at once. The whole index is read once, at start
+//! ([`Routing::load`]), in pages by key; there is no reload after that. Until the load finishes a
+//! lookup asks the store (the node does not start its SIP task before the load ends, so calls do
+//! not normally see this).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
-use model::records::PhoneNumberRecord;
+use hashbrown::HashMap;
+use model::records::{ApplicationRecord, PhoneNumberRecord};
+use model::{AccountSid, ApplicationSid, PhoneNumberSid};
+use store::NumberRoute;
 
-/// How many times a reload's own duration the next queued one waits (capped at one second).
-const RELOAD_SPACING: u32 = 4;
+/// Rows per page of the start-up load.
+const LOAD_PAGE: u32 = 20_000;
+
+/// Digits packed below this bit; the digit count sits above it, so `0123` and `123` differ.
+const LENGTH_SHIFT: u32 = 50;
+
+/// The index key of a dialled number: its digits (after an optional `+`, at most 15, as E.164
+/// allows) as an integer, tagged with how many there are. `None` for anything else, which no
+/// number can match.
+pub fn key(dialled: &str) -> Option<u64> {
+    let digits = dialled.strip_prefix('+').unwrap_or(dialled).as_bytes();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut value = 0u64;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u64::from(b - b'0');
+    }
+    // 15 digits are below 10^15 < 2^50.
+    Some(value | (digits.len() as u64) << LENGTH_SHIFT)
+}
+
+/// The E.164 form (`+` and the digits) of a key made by [`key`].
+fn phone_number(key: u64) -> String {
+    let len = (key >> LENGTH_SHIFT) as usize;
+    let value = key & ((1 << LENGTH_SHIFT) - 1);
+    format!("+{value:0len$}")
+}
+
+/// A number in the index: 24 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    /// The 32 hex digits of the `PN` SID, two to a byte.
+    sid: [u8; 16],
+    account: u32,
+    profile: u32,
+}
+
+fn pack_sid(sid: &PhoneNumberSid) -> [u8; 16] {
+    let hex = &sid.as_str().as_bytes()[2..];
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        // SIDs are lower-case hex by construction (`Sid::from_str` checks it).
+        _ => c - b'a' + 10,
+    };
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out[i] = nibble(pair[0]) << 4 | nibble(pair[1]);
+    }
+    out
+}
+
+fn unpack_sid(bytes: &[u8; 16]) -> PhoneNumberSid {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(34);
+    text.push_str("PN");
+    for b in bytes {
+        text.push(HEX[usize::from(b >> 4)] as char);
+        text.push(HEX[usize::from(b & 15)] as char);
+    }
+    // Two letters and 32 lower-case hex digits: a valid SID.
+    text.parse().expect("an unpacked SID is valid")
+}
+
+/// Where a number's calls and messages go: its own settings and the applications it names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Profile {
+    voice: Voice,
+    sms: Sms,
+    voice_application: Option<ApplicationSid>,
+    sms_application: Option<ApplicationSid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Voice {
+    url: Option<String>,
+    method: String,
+    fallback_url: Option<String>,
+    fallback_method: String,
+    status_callback: Option<String>,
+    status_callback_method: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Sms {
+    url: Option<String>,
+    method: String,
+    fallback_url: Option<String>,
+    fallback_method: String,
+}
+
+impl Profile {
+    /// The number's profile, its strings moved out of `route`.
+    fn of(route: NumberRoute) -> Profile {
+        Profile {
+            voice: Voice {
+                url: route.voice_url,
+                method: route.voice_method,
+                fallback_url: route.voice_fallback_url,
+                fallback_method: route.voice_fallback_method,
+                status_callback: route.status_callback,
+                status_callback_method: route.status_callback_method,
+            },
+            sms: Sms {
+                url: route.sms_url,
+                method: route.sms_method,
+                fallback_url: route.sms_fallback_url,
+                fallback_method: route.sms_fallback_method,
+            },
+            voice_application: route.voice_application_sid,
+            sms_application: route.sms_application_sid,
+        }
+    }
+}
+
+/// An application as routing sees it.
+#[derive(Debug, Clone)]
+struct Application {
+    account: AccountSid,
+    voice: Voice,
+    sms: Sms,
+}
+
+impl Application {
+    fn of(app: &ApplicationRecord) -> Application {
+        Application {
+            account: app.account_sid,
+            voice: Voice {
+                url: app.voice_url.clone(),
+                method: app.voice_method.clone(),
+                fallback_url: app.voice_fallback_url.clone(),
+                fallback_method: app.voice_fallback_method.clone(),
+                status_callback: app.status_callback.clone(),
+                status_callback_method: app.status_callback_method.clone(),
+            },
+            sms: Sms {
+                url: app.sms_url.clone(),
+                method: app.sms_method.clone(),
+                fallback_url: app.sms_fallback_url.clone(),
+                fallback_method: app.sms_fallback_method.clone(),
+            },
+        }
+    }
+}
+
+/// Profiles by id, shared and counted: a profile no number uses any more is dropped and its id
+/// reused.
+#[derive(Debug, Default)]
+struct Profiles {
+    by_id: Vec<Option<(Arc<Profile>, u32)>>,
+    ids: HashMap<Arc<Profile>, u32>,
+    free: Vec<u32>,
+}
+
+impl Profiles {
+    fn acquire(&mut self, profile: Profile) -> u32 {
+        if let Some(&id) = self.ids.get(&profile) {
+            if let Some((_, users)) = &mut self.by_id[id as usize] {
+                *users += 1;
+            }
+            return id;
+        }
+        let profile = Arc::new(profile);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.by_id[id as usize] = Some((profile.clone(), 1));
+                id
+            }
+            None => {
+                self.by_id.push(Some((profile.clone(), 1)));
+                // Ids stay below the number of numbers, itself far below 2^32.
+                u32::try_from(self.by_id.len() - 1).expect("fewer than 2^32 profiles")
+            }
+        };
+        self.ids.insert(profile, id);
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        let Some(slot) = self.by_id.get_mut(id as usize) else {
+            return;
+        };
+        let Some((profile, users)) = slot else { return };
+        *users -= 1;
+        if *users == 0 {
+            self.ids.remove(profile.as_ref());
+            *slot = None;
+            self.free.push(id);
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<&Profile> {
+        self.by_id
+            .get(id as usize)?
+            .as_ref()
+            .map(|(p, _)| p.as_ref())
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    numbers: HashMap<u64, Entry>,
+    accounts: Vec<AccountSid>,
+    account_ids: HashMap<AccountSid, u32>,
+    profiles: Profiles,
+    applications: HashMap<ApplicationSid, Application>,
+}
+
+impl Index {
+    fn account_id(&mut self, account: AccountSid) -> u32 {
+        if let Some(&id) = self.account_ids.get(&account) {
+            return id;
+        }
+        let id = u32::try_from(self.accounts.len()).expect("fewer than 2^32 accounts");
+        self.accounts.push(account);
+        self.account_ids.insert(account, id);
+        id
+    }
+
+    /// Adds or replaces a number; `false` if its number is not one a call can dial.
+    fn insert(&mut self, route: NumberRoute) -> bool {
+        let Some(key) = key(&route.phone_number) else {
+            return false;
+        };
+        let sid = pack_sid(&route.sid);
+        let account = self.account_id(route.account_sid);
+        let entry = Entry { sid, account, profile: self.profiles.acquire(Profile::of(route)) };
+        if let Some(old) = self.numbers.insert(key, entry) {
+            self.profiles.release(old.profile);
+        }
+        true
+    }
+
+    fn remove(&mut self, phone: &str) {
+        if let Some(old) = key(phone).and_then(|k| self.numbers.remove(&k)) {
+            self.profiles.release(old.profile);
+        }
+    }
+
+    fn record(&self, key: u64) -> Option<PhoneNumberRecord> {
+        let entry = self.numbers.get(&key)?;
+        let profile = self.profiles.get(entry.profile)?;
+        let account = *self.accounts.get(entry.account as usize)?;
+        // An application routes only the numbers of its own account, as the store's join does;
+        // a deleted one is gone from here and from the numbers that named it.
+        let application = |sid: &Option<ApplicationSid>| {
+            sid.as_ref()
+                .and_then(|s| self.applications.get(s))
+                .filter(|a| a.account == account)
+        };
+        let voice = match application(&profile.voice_application) {
+            Some(app) => &app.voice,
+            None => &profile.voice,
+        };
+        let (sms, sms_application) = match application(&profile.sms_application) {
+            Some(app) => (&app.sms, profile.sms_application),
+            None => (&profile.sms, None),
+        };
+        let phone = phone_number(key);
+        Some(PhoneNumberRecord {
+            sid: unpack_sid(&entry.sid),
+            account_sid: account,
+            friendly_name: phone.clone(),
+            phone_number: phone,
+            voice_url: voice.url.clone(),
+            voice_method: voice.method.clone(),
+            voice_fallback_url: voice.fallback_url.clone(),
+            voice_fallback_method: voice.fallback_method.clone(),
+            status_callback: voice.status_callback.clone(),
+            status_callback_method: voice.status_callback_method.clone(),
+            sms_url: sms.url.clone(),
+            sms_method: sms.method.clone(),
+            sms_fallback_url: sms.fallback_url.clone(),
+            sms_fallback_method: sms.fallback_method.clone(),
+            sms_application_sid: sms_application,
+            date_created: chrono::DateTime::UNIX_EPOCH,
+            date_updated: chrono::DateTime::UNIX_EPOCH,
+        })
+    }
+}
+
+/// How big the index is, for logs and the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSize {
+    pub numbers: usize,
+    pub profiles: usize,
+    pub accounts: usize,
+    pub applications: usize,
+}
 
 #[derive(Default, Clone)]
 pub struct Routing {
-    index: Arc<RwLock<HashMap<String, PhoneNumberRecord>>>,
-    reloads: Arc<Mutex<ReloadState>>,
-}
-
-#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
-enum ReloadState {
-    #[default]
-    Idle,
-    Running,
-    /// Running, and a change arrived after it started: one more reload follows.
-    RunningThenAgain,
-}
-
-/// The forms a dialled number may arrive in: as written, with or without the leading `+`.
-fn candidates(dialled: &str) -> [String; 2] {
-    match dialled.strip_prefix('+') {
-        Some(bare) => [dialled.to_owned(), bare.to_owned()],
-        None => [dialled.to_owned(), format!("+{dialled}")],
-    }
+    index: Arc<RwLock<Index>>,
+    loaded: Arc<AtomicBool>,
 }
 
 impl Routing {
-    pub async fn reload(&self, store: &store::Store) -> Result<(), store::StoreError> {
-        let numbers = store.all_numbers().await?;
-        let map = numbers
-            .into_iter()
-            .map(|n| (n.phone_number.clone(), n))
-            .collect();
-        // A poisoned lock only means a reader panicked mid-read; the map itself is whole.
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = map;
-        Ok(())
-    }
-
-    /// Reloads the index in the background after numbers changed, coalesced with reloads already
-    /// running or waiting (see the module comment). Needs a tokio runtime.
-    pub fn schedule_reload(&self, store: &store::Store) {
-        {
-            let mut state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
-            match *state {
-                ReloadState::Idle => *state = ReloadState::Running,
-                ReloadState::Running | ReloadState::RunningThenAgain => {
-                    *state = ReloadState::RunningThenAgain;
-                    return;
+    /// Reads every number and application from the store (see the module comment): once, at
+    /// start. Numbers written through the API meanwhile are in the store or reach the index
+    /// through their hooks after this, so none is lost.
+    pub async fn load(&self, store: &store::Store) -> Result<IndexSize, store::StoreError> {
+        let mut index = Index::default();
+        for app in store.all_applications().await? {
+            index.applications.insert(app.sid, Application::of(&app));
+        }
+        let mut after: Option<String> = None;
+        let mut unroutable = 0usize;
+        loop {
+            let page = store.number_routes(after.as_deref(), LOAD_PAGE).await?;
+            let last = page.len() < LOAD_PAGE as usize;
+            after = page.last().map(|r| r.phone_number.clone());
+            for route in page {
+                if !index.insert(route) {
+                    unroutable += 1;
                 }
+            }
+            if last {
+                break;
             }
         }
-        let routing = self.clone();
-        let store = store.clone();
-        tokio::spawn(async move {
-            loop {
-                let started = tokio::time::Instant::now();
-                if let Err(e) = routing.reload(&store).await {
-                    tracing::error!(error = %e, "reloading the routing index failed");
-                }
-                let took = started.elapsed();
-                {
-                    let mut state = routing.reloads.lock().unwrap_or_else(|e| e.into_inner());
-                    if *state == ReloadState::RunningThenAgain {
-                        *state = ReloadState::Running;
-                    } else {
-                        *state = ReloadState::Idle;
-                        return;
-                    }
-                }
-                // Changes that arrive during this wait join the reload after it.
-                let spacing = (took * RELOAD_SPACING).min(std::time::Duration::from_secs(1));
-                tokio::time::sleep(spacing).await;
-            }
-        });
+        if unroutable > 0 {
+            tracing::warn!(
+                unroutable,
+                "numbers that are not E.164 digits cannot be dialled"
+            );
+        }
+        let size = IndexSize {
+            numbers: index.numbers.len(),
+            profiles: index.profiles.len(),
+            accounts: index.accounts.len(),
+            applications: index.applications.len(),
+        };
+        // The node serves its API only after this returns, so no write hook races the load.
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        self.loaded.store(true, Ordering::Release);
+        Ok(size)
     }
 
+    /// A number was created or changed (`voice_application` is the application it uses now).
+    pub fn number_saved(
+        &self,
+        number: &PhoneNumberRecord,
+        voice_application: Option<&ApplicationSid>,
+    ) {
+        let route = NumberRoute::of(number, voice_application);
+        if !self.write().insert(route) {
+            tracing::warn!(phone_number = %number.phone_number, "a number that is not E.164 digits cannot be dialled");
+        }
+    }
+
+    pub fn number_deleted(&self, phone_number: &str) {
+        self.write().remove(phone_number);
+    }
+
+    pub fn application_saved(&self, app: &ApplicationRecord) {
+        self.write()
+            .applications
+            .insert(app.sid, Application::of(app));
+    }
+
+    pub fn application_deleted(&self, sid: &ApplicationSid) {
+        self.write().applications.remove(sid);
+    }
+
+    pub fn size(&self) -> IndexSize {
+        let index = self.read();
+        IndexSize {
+            numbers: index.numbers.len(),
+            profiles: index.profiles.len(),
+            accounts: index.accounts.len(),
+            applications: index.applications.len(),
+        }
+    }
+
+    /// Whether `dialled` is a number of the index: the probe a lookup starts with, without
+    /// building the record (for the benchmark).
+    pub fn contains(&self, dialled: &str) -> bool {
+        key(dialled).is_some_and(|k| self.read().numbers.contains_key(&k))
+    }
+
+    /// The number `dialled` calls (`+15551234567` or `15551234567`), from the index alone.
+    pub fn find(&self, dialled: &str) -> Option<PhoneNumberRecord> {
+        self.read().record(key(dialled)?)
+    }
+
+    /// The number `dialled` calls, with the URLs its applications give it. Before the index is
+    /// loaded the store answers.
     pub async fn lookup(&self, store: &store::Store, dialled: &str) -> Option<PhoneNumberRecord> {
-        let keys = candidates(dialled);
-        {
-            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(hit) = keys.iter().find_map(|k| index.get(k)) {
-                return Some(hit.clone());
+        if self.loaded.load(Ordering::Acquire) {
+            return self.find(dialled);
+        }
+        let phone = phone_number(key(dialled)?);
+        match store.number_by_phone(&phone).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "number lookup failed");
+                None
             }
         }
-        for key in &keys {
-            match store.number_by_phone(key).await {
-                Ok(Some(n)) => return Some(n),
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "number lookup failed"),
-            }
-        }
-        None
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        // A poisoned lock only means a writer panicked; each write leaves the index whole.
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -117,18 +450,14 @@ impl Routing {
 mod tests {
     use super::*;
 
-    fn idle(routing: &Routing) -> bool {
-        *routing.reloads.lock().unwrap() == ReloadState::Idle
-    }
-
-    fn number(account: model::AccountSid, phone: &str) -> PhoneNumberRecord {
+    fn number(account: AccountSid, phone: &str, url: &str) -> PhoneNumberRecord {
         let now = chrono::Utc::now();
         PhoneNumberRecord {
-            sid: model::PhoneNumberSid::generate(),
+            sid: PhoneNumberSid::generate(),
             account_sid: account,
             phone_number: phone.to_owned(),
             friendly_name: phone.to_owned(),
-            voice_url: Some("http://127.0.0.1:9/voice".into()),
+            voice_url: Some(url.to_owned()),
             voice_method: "POST".into(),
             voice_fallback_url: None,
             voice_fallback_method: "POST".into(),
@@ -144,66 +473,197 @@ mod tests {
         }
     }
 
-    fn indexed(routing: &Routing, number: &str) -> bool {
-        routing.index.read().unwrap().contains_key(number)
+    fn application(account: AccountSid, voice_url: &str) -> ApplicationRecord {
+        let now = chrono::Utc::now();
+        ApplicationRecord {
+            sid: ApplicationSid::generate(),
+            account_sid: account,
+            friendly_name: "app".into(),
+            voice_url: Some(voice_url.into()),
+            voice_method: "GET".into(),
+            voice_fallback_url: None,
+            voice_fallback_method: "POST".into(),
+            status_callback: None,
+            status_callback_method: "POST".into(),
+            voice_caller_id_lookup: false,
+            sms_url: Some("http://127.0.0.1:9/app-sms".into()),
+            sms_method: "POST".into(),
+            sms_fallback_url: None,
+            sms_fallback_method: "POST".into(),
+            sms_status_callback: None,
+            message_status_callback: None,
+            public_application_connect_enabled: false,
+            date_created: now,
+            date_updated: now,
+        }
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_burst_of_changes_makes_one_reload_and_one_more_that_sees_them_all() {
+    #[test]
+    fn keys_pack_both_forms_of_a_number_and_refuse_the_rest() {
+        assert_eq!(key("+15551234567"), key("15551234567"));
+        assert!(key("+15551234567").is_some());
+        assert_ne!(key("0123"), key("123"));
+        assert_eq!(phone_number(key("+442071838750").unwrap()), "+442071838750");
+        assert_eq!(phone_number(key("0123").unwrap()), "+0123");
+        assert_eq!(
+            phone_number(key("999999999999999").unwrap()),
+            "+999999999999999"
+        );
+        for bad in [
+            "",
+            "+",
+            "alice",
+            "+1555x",
+            "1234567890123456",
+            "++1555",
+            "+-1",
+        ] {
+            assert_eq!(key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sids_round_trip_through_16_bytes() {
+        for _ in 0..100 {
+            let sid = PhoneNumberSid::generate();
+            assert_eq!(unpack_sid(&pack_sid(&sid)), sid);
+        }
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn writes_change_the_index_in_place_and_profiles_are_shared() {
+        let routing = Routing::default();
+        let account = AccountSid::generate();
+        let shared = "http://127.0.0.1:9/voice";
+        let numbers: Vec<_> = (0..100)
+            .map(|i| number(account, &format!("+1555000{i:04}"), shared))
+            .collect();
+        for n in &numbers {
+            routing.number_saved(n, None);
+        }
+        let own = number(account, "+15559999999", "http://127.0.0.1:9/own");
+        routing.number_saved(&own, None);
+        assert_eq!(routing.size().numbers, 101);
+        assert_eq!(
+            routing.size().profiles,
+            2,
+            "one shared profile and one distinct"
+        );
+
+        let found = routing.find("15550000042").unwrap();
+        assert_eq!(found.sid, numbers[42].sid);
+        assert_eq!(found.account_sid, account);
+        assert_eq!(found.phone_number, "+15550000042");
+        assert_eq!(found.voice_url.as_deref(), Some(shared));
+
+        let mut changed = numbers[42].clone();
+        changed.voice_url = Some("http://127.0.0.1:9/changed".into());
+        changed.voice_method = "GET".into();
+        routing.number_saved(&changed, None);
+        let found = routing.find("+15550000042").unwrap();
+        assert_eq!(
+            (found.voice_url.as_deref(), found.voice_method.as_str()),
+            (Some("http://127.0.0.1:9/changed"), "GET")
+        );
+        assert_eq!(routing.size().profiles, 3);
+
+        routing.number_deleted("+15550000042");
+        assert_eq!(routing.find("+15550000042"), None);
+        assert_eq!(
+            routing.size().profiles,
+            2,
+            "a profile nobody uses is dropped"
+        );
+        routing.number_deleted("+15559999999");
+        assert_eq!(routing.size().profiles, 1);
+        assert_eq!(routing.find("+15550000041").unwrap().sid, numbers[41].sid);
+        assert_eq!(routing.find("+15550000100"), None);
+    }
+
+    #[test]
+    fn applications_of_the_same_account_give_their_urls_until_deleted() {
+        let routing = Routing::default();
+        let (account, other) = (AccountSid::generate(), AccountSid::generate());
+        let app = application(account, "http://127.0.0.1:9/app");
+        let foreign = application(other, "http://127.0.0.1:9/evil");
+        routing.application_saved(&app);
+        routing.application_saved(&foreign);
+
+        let mut n = number(account, "+15550001000", "http://127.0.0.1:9/own");
+        n.sms_application_sid = Some(app.sid);
+        routing.number_saved(&n, Some(&app.sid));
+        let found = routing.find("+15550001000").unwrap();
+        assert_eq!(found.voice_url.as_deref(), Some("http://127.0.0.1:9/app"));
+        assert_eq!(found.voice_method, "GET");
+        assert_eq!(found.sms_url.as_deref(), Some("http://127.0.0.1:9/app-sms"));
+        assert_eq!(found.sms_application_sid, Some(app.sid));
+
+        let mut moved = app.clone();
+        moved.voice_url = Some("http://127.0.0.1:9/moved".into());
+        routing.application_saved(&moved);
+        assert_eq!(
+            routing.find("+15550001000").unwrap().voice_url.as_deref(),
+            Some("http://127.0.0.1:9/moved")
+        );
+
+        let m = number(account, "+15550001001", "http://127.0.0.1:9/own");
+        routing.number_saved(&m, Some(&foreign.sid));
+        assert_eq!(
+            routing.find("+15550001001").unwrap().voice_url.as_deref(),
+            Some("http://127.0.0.1:9/own")
+        );
+
+        routing.application_deleted(&app.sid);
+        let found = routing.find("+15550001000").unwrap();
+        assert_eq!(found.voice_url.as_deref(), Some("http://127.0.0.1:9/own"));
+        assert_eq!(found.sms_application_sid, None);
+    }
+
+    #[tokio::test]
+    async fn load_reads_every_page_and_the_store_answers_before_it() {
         let store = store::Store::open("sqlite::memory:").await.unwrap();
-        let account = model::AccountSid::generate();
+        let account = AccountSid::generate();
         store
             .ensure_account(&account, "token", "test")
             .await
             .unwrap();
+        let app = application(account, "http://127.0.0.1:9/app");
+        store.create_application(&app).await.unwrap();
+        let count = LOAD_PAGE as usize * 2 + 7;
+        let recs: Vec<_> = (0..count)
+            .map(|i| number(account, &format!("+1555{i:07}"), "http://127.0.0.1:9/voice"))
+            .collect();
+        store.create_numbers(&recs, None).await.unwrap();
+        assert!(store
+            .set_number_voice_application(&account, &recs[5].sid, Some(&app.sid))
+            .await
+            .unwrap());
+
         let routing = Routing::default();
-        let mut numbers = Vec::new();
-        for i in 0..50 {
-            let phone = format!("+1555000{i:04}");
-            store.create_number(&number(account, &phone)).await.unwrap();
-            // Nothing runs between these calls on this runtime: the first spawns, the rest queue.
-            routing.schedule_reload(&store);
-            numbers.push(phone);
+        let before = routing.lookup(&store, "15550000005").await.unwrap();
+        assert_eq!(before.voice_url.as_deref(), Some("http://127.0.0.1:9/app"));
+
+        let size = routing.load(&store).await.unwrap();
+        assert_eq!(size.numbers, count);
+        assert_eq!(size.profiles, 2);
+        assert_eq!(size.applications, 1);
+        for i in [0, 5, LOAD_PAGE as usize, count - 1] {
+            let found = routing
+                .lookup(&store, &format!("+1555{i:07}"))
+                .await
+                .unwrap();
+            assert_eq!(found.sid, recs[i].sid);
         }
         assert_eq!(
-            *routing.reloads.lock().unwrap(),
-            ReloadState::RunningThenAgain
+            routing.find("+15550000005").unwrap().voice_url.as_deref(),
+            Some("http://127.0.0.1:9/app")
         );
-        for _ in 0..500 {
-            if idle(&routing) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(idle(&routing), "the reloads never finished");
-        assert!(
-            numbers.iter().all(|n| indexed(&routing, n)),
-            "a number created in the burst is missing"
-        );
-        // And a later change starts a fresh reload.
+        // Loaded: the index alone answers, so a number only the store has is not found.
         store
-            .create_number(&number(account, "+15559999999"))
+            .create_number(&number(account, "+19990000000", "http://127.0.0.1:9/v"))
             .await
             .unwrap();
-        routing.schedule_reload(&store);
-        for _ in 0..500 {
-            if idle(&routing) && indexed(&routing, "+15559999999") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(indexed(&routing, "+15559999999"));
-    }
-
-    #[test]
-    fn both_forms_of_a_number_are_tried() {
-        assert_eq!(
-            candidates("+15551234567"),
-            ["+15551234567".to_owned(), "15551234567".to_owned()]
-        );
-        assert_eq!(
-            candidates("15551234567"),
-            ["15551234567".to_owned(), "+15551234567".to_owned()]
-        );
+        assert_eq!(routing.lookup(&store, "+19990000000").await, None);
     }
 }

@@ -222,9 +222,12 @@ impl Node {
             workers: config.media_workers,
         })
         .map_err(|e| StartError::Media(e.to_string()))?;
+        // Loaded before the SIP task and the API start: calls route from memory from the first
+        // INVITE, and no API write races the load.
         let routing = routing::Routing::default();
-        routing
-            .reload(&store)
+        let loading = std::time::Instant::now();
+        let size = routing
+            .load(&store)
             .await
             .map_err(|e| StartError::Store(e.to_string()))?;
         let proxy = crate::proxy::ProxyIndex::default();
@@ -232,6 +235,15 @@ impl Node {
             .load(&store)
             .await
             .map_err(|e| StartError::Store(e.to_string()))?;
+        tracing::info!(
+            numbers = size.numbers,
+            profiles = size.profiles,
+            seconds = loading.elapsed().as_secs_f64(),
+            "routing index loaded"
+        );
+        if let Err(e) = store.analyze_numbers().await {
+            tracing::warn!(error = %e, "refreshing the numbers' statistics failed");
+        }
         let webhooks =
             webhook::WebhookClient::new(webhook::WebhookConfig::default()).map_err(|e| {
                 StartError::Http {

@@ -663,29 +663,15 @@ async fn a_carrier_call_to_our_registered_contact_is_routed_by_the_to_number() {
     let f = fixture(44200, vec![trunk]).await;
     let seen: Seen = Arc::default();
     let hook = busy_app(seen.clone()).await;
-    let now = chrono::Utc::now();
-    f.store
-        .create_number(&model::records::PhoneNumberRecord {
-            sid: model::PhoneNumberSid::generate(),
-            account_sid: f.account,
-            phone_number: "+15550007777".into(),
-            friendly_name: "ours".into(),
-            voice_url: Some(format!("http://{hook}/voice")),
-            voice_method: "POST".into(),
-            voice_fallback_url: None,
-            voice_fallback_method: "POST".into(),
-            status_callback: None,
-            status_callback_method: "POST".into(),
-            sms_url: None,
-            sms_method: "POST".into(),
-            sms_fallback_url: None,
-            sms_fallback_method: "POST".into(),
-            sms_application_sid: None,
-            date_created: now,
-            date_updated: now,
-        })
-        .await
-        .unwrap();
+    // Through the API, as numbers reach the running node's routing index.
+    let voice_url = format!("http://{hook}/voice");
+    let (status, body) = f
+        .api(
+            "/IncomingPhoneNumbers.json",
+            &[("PhoneNumber", "+15550007777"), ("FriendlyName", "ours"), ("VoiceUrl", &voice_url)],
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
 
     // Dialtone registers with the carrier: the carrier keeps its Contact.
     let (register, node_addr) = carrier

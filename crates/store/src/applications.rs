@@ -88,6 +88,13 @@ impl Store {
         self.fetch_scoped(COLUMNS, account, sid.as_str(), decode).await
     }
 
+    /// Every application of every account (system-wide: the routing index resolves the numbers
+    /// that name one).
+    pub(crate) async fn applications_system_wide(&self) -> Result<Vec<ApplicationRecord>, StoreError> {
+        let rows = sqlx::query(COLUMNS).fetch_all(&self.pool).await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// Applications of one account, newest first.
     pub async fn list_applications(
         &self,

@@ -7,8 +7,8 @@
 //! cheap clone around a connection pool.
 //!
 //! Architecture invariant: every query that reads tenant data is scoped by an `AccountSid`; the
-//! only system-wide reads are the routing lookups ([`Store::number_by_phone`],
-//! [`Store::all_numbers`]), the credential checks [`Store::authenticate_api_key`] and
+//! only system-wide reads are the routing lookups ([`Store::number_by_phone`], and the start-up
+//! reads of the routing index [`Store::number_routes`] and [`Store::all_applications`]), the credential checks [`Store::authenticate_api_key`] and
 //! [`Store::api_key_signing_secret`], the counter [`Store::active_calls_count`], and the SMS
 //! runtime's reads and writes by message SID or SMSC id (the outbox, statuses, parts and the
 //! dedupe keys of inbound messages: an SMSC names no account; see `messages`), and the Proxy
@@ -71,7 +71,7 @@ pub use messages::{
     Incoming, MessageChange, MessageFilter, MessageWrites, MessageWritesDone, PartsSummary, ReceiptOutcome,
     ReceiptUpdate, SentMessage,
 };
-pub use numbers::NumberFilter;
+pub use numbers::{NumberFilter, NumberRoute};
 pub use page::{Cursor, Page, PageRequest};
 pub use rates::RateTableRecord;
 pub use recordings::RecordingFilter;
@@ -436,11 +436,14 @@ impl Sql {
         self
     }
 
-    async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<DbRow>, StoreError> {
+    async fn fetch_all<'e, E>(self, executor: E) -> Result<Vec<DbRow>, StoreError>
+    where
+        E: sqlx::Executor<'e, Database = Db>,
+    {
         if let Some(e) = self.error {
             return Err(sqlx::Error::Encode(e).into());
         }
-        Ok(sqlx::query_with(&self.text, self.args).fetch_all(pool).await?)
+        Ok(sqlx::query_with(&self.text, self.args).fetch_all(executor).await?)
     }
 }
 

@@ -409,7 +409,7 @@ impl Store {
     }
 
     /// Every service of every account: the runtime's routing data at start (system-wide, like
-    /// [`Store::all_numbers`]).
+    /// [`Store::number_routes`]).
     pub async fn all_proxy_services(&self) -> Result<Vec<ProxyServiceRecord>, StoreError> {
         let rows = sqlx::query(SERVICE_COLUMNS).fetch_all(&self.pool).await?;
         rows.iter().map(decode_service).collect()
