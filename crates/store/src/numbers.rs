@@ -507,8 +507,13 @@ impl Store {
         if numbers.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut q = Sql::new("SELECT sid, voice_application_sid FROM phone_numbers WHERE account_sid = ");
-        q.push_bind(account.as_str().to_owned()).push(" AND voice_application_sid IS NOT NULL AND sid IN (");
+        // The SIDs name the rows: SQLite (without statistics) would rather walk the account's
+        // index for 50 of them, testing every number of the account (2 s a page at 10 million);
+        // `+` keeps the other tests off their indexes, so the SID's own index is used.
+        let (account_col, app_col) =
+            if self.postgres { ("account_sid", "voice_application_sid") } else { ("+account_sid", "+voice_application_sid") };
+        let mut q = Sql::new(&format!("SELECT sid, voice_application_sid FROM phone_numbers WHERE {account_col} = "));
+        q.push_bind(account.as_str().to_owned()).push(&format!(" AND {app_col} IS NOT NULL AND sid IN ("));
         for (i, n) in numbers.iter().enumerate() {
             if i > 0 {
                 q.push(", ");
