@@ -386,24 +386,34 @@ impl Store {
         account: &AccountSid,
         sid: &ProxyServiceSid,
     ) -> Result<bool, StoreError> {
+        self.delete_with_children(
+            account,
+            sid.as_str(),
+            &[
+                "DELETE FROM proxy_interactions WHERE account_sid = $1 AND service_sid = $2",
+                "DELETE FROM proxy_participants WHERE account_sid = $1 AND service_sid = $2",
+                "DELETE FROM proxy_sessions WHERE account_sid = $1 AND service_sid = $2",
+                "DELETE FROM proxy_numbers WHERE account_sid = $1 AND service_sid = $2",
+            ],
+            "DELETE FROM proxy_services WHERE account_sid = $1 AND sid = $2",
+        )
+        .await
+    }
+
+    /// Runs the `children` deletes, then `parent`'s (each binding the account as `$1` and `sid`
+    /// as `$2`), in one transaction; whether the parent row existed.
+    async fn delete_with_children(
+        &self,
+        account: &AccountSid,
+        sid: &str,
+        children: &[&str],
+        parent: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.writer().begin().await?;
-        for sql in [
-            "DELETE FROM proxy_interactions WHERE account_sid = $1 AND service_sid = $2",
-            "DELETE FROM proxy_participants WHERE account_sid = $1 AND service_sid = $2",
-            "DELETE FROM proxy_sessions WHERE account_sid = $1 AND service_sid = $2",
-            "DELETE FROM proxy_numbers WHERE account_sid = $1 AND service_sid = $2",
-        ] {
-            sqlx::query(sql)
-                .bind(account.as_str())
-                .bind(sid.as_str())
-                .execute(&mut *tx)
-                .await?;
+        for sql in children {
+            sqlx::query(sql).bind(account.as_str()).bind(sid).execute(&mut *tx).await?;
         }
-        let done = sqlx::query("DELETE FROM proxy_services WHERE account_sid = $1 AND sid = $2")
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(parent).bind(account.as_str()).bind(sid).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
@@ -675,24 +685,16 @@ impl Store {
         account: &AccountSid,
         sid: &ProxySessionSid,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer().begin().await?;
-        for sql in [
-            "DELETE FROM proxy_interactions WHERE account_sid = $1 AND session_sid = $2",
-            "DELETE FROM proxy_participants WHERE account_sid = $1 AND session_sid = $2",
-        ] {
-            sqlx::query(sql)
-                .bind(account.as_str())
-                .bind(sid.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        let done = sqlx::query("DELETE FROM proxy_sessions WHERE account_sid = $1 AND sid = $2")
-            .bind(account.as_str())
-            .bind(sid.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_with_children(
+            account,
+            sid.as_str(),
+            &[
+                "DELETE FROM proxy_interactions WHERE account_sid = $1 AND session_sid = $2",
+                "DELETE FROM proxy_participants WHERE account_sid = $1 AND session_sid = $2",
+            ],
+            "DELETE FROM proxy_sessions WHERE account_sid = $1 AND sid = $2",
+        )
+        .await
     }
 
     /// Notes an interaction: the session is `in-progress` from its first one, and its TTL counts
