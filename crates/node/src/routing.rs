@@ -85,61 +85,113 @@ fn pack_sid(sid: &PhoneNumberSid) -> [u8; 16] {
 
 fn unpack_sid(bytes: &[u8; 16]) -> PhoneNumberSid {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(34);
-    text.push_str("PN");
-    for b in bytes {
-        text.push(HEX[usize::from(b >> 4)] as char);
-        text.push(HEX[usize::from(b & 15)] as char);
+    let mut text = [0u8; 34];
+    text[..2].copy_from_slice(b"PN");
+    for (i, b) in bytes.iter().enumerate() {
+        text[2 + 2 * i] = HEX[usize::from(b >> 4)];
+        text[3 + 2 * i] = HEX[usize::from(b & 15)];
     }
-    // Two letters and 32 lower-case hex digits: a valid SID.
-    text.parse().expect("an unpacked SID is valid")
+    // Two letters and 32 lower-case hex digits: ASCII and a valid SID.
+    std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .expect("an unpacked SID is valid")
 }
 
 /// Where a number's calls and messages go: its own settings and the applications it names.
+/// The settings are shared with every lookup that returns them ([`Route`]), so a lookup copies
+/// no string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Profile {
-    voice: Voice,
-    sms: Sms,
+    voice: Arc<Voice>,
+    sms: Arc<Sms>,
     voice_application: Option<ApplicationSid>,
     sms_application: Option<ApplicationSid>,
 }
 
+/// A number's (or its application's) voice webhooks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Voice {
-    url: Option<String>,
-    method: String,
-    fallback_url: Option<String>,
-    fallback_method: String,
-    status_callback: Option<String>,
-    status_callback_method: String,
+pub struct Voice {
+    pub url: Option<String>,
+    pub method: String,
+    pub fallback_url: Option<String>,
+    pub fallback_method: String,
+    pub status_callback: Option<String>,
+    pub status_callback_method: String,
 }
 
+/// A number's (or its application's) messaging webhooks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Sms {
-    url: Option<String>,
-    method: String,
-    fallback_url: Option<String>,
-    fallback_method: String,
+pub struct Sms {
+    pub url: Option<String>,
+    pub method: String,
+    pub fallback_url: Option<String>,
+    pub fallback_method: String,
+}
+
+/// What a lookup finds: the number and the webhooks its calls and messages use (its
+/// application's when it names one), shared with the index.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub sid: PhoneNumberSid,
+    pub account_sid: AccountSid,
+    key: u64,
+    pub voice: Arc<Voice>,
+    pub sms: Arc<Sms>,
+    /// The SMS application whose webhooks `sms` holds, if any.
+    pub sms_application_sid: Option<ApplicationSid>,
+}
+
+impl Route {
+    /// The number in E.164 form (`+15551234567`), whichever form was dialled.
+    pub fn phone_number(&self) -> String {
+        phone_number(self.key)
+    }
+
+    /// The route of a record the store returned (before the index is loaded). `None` if its
+    /// number is not one a call can dial.
+    fn of_record(number: PhoneNumberRecord) -> Option<Route> {
+        Some(Route {
+            sid: number.sid,
+            account_sid: number.account_sid,
+            key: key(&number.phone_number)?,
+            voice: Arc::new(Voice {
+                url: number.voice_url,
+                method: number.voice_method,
+                fallback_url: number.voice_fallback_url,
+                fallback_method: number.voice_fallback_method,
+                status_callback: number.status_callback,
+                status_callback_method: number.status_callback_method,
+            }),
+            sms: Arc::new(Sms {
+                url: number.sms_url,
+                method: number.sms_method,
+                fallback_url: number.sms_fallback_url,
+                fallback_method: number.sms_fallback_method,
+            }),
+            sms_application_sid: number.sms_application_sid,
+        })
+    }
 }
 
 impl Profile {
     /// The number's profile, its strings moved out of `route`.
     fn of(route: NumberRoute) -> Profile {
         Profile {
-            voice: Voice {
+            voice: Arc::new(Voice {
                 url: route.voice_url,
                 method: route.voice_method,
                 fallback_url: route.voice_fallback_url,
                 fallback_method: route.voice_fallback_method,
                 status_callback: route.status_callback,
                 status_callback_method: route.status_callback_method,
-            },
-            sms: Sms {
+            }),
+            sms: Arc::new(Sms {
                 url: route.sms_url,
                 method: route.sms_method,
                 fallback_url: route.sms_fallback_url,
                 fallback_method: route.sms_fallback_method,
-            },
+            }),
             voice_application: route.voice_application_sid,
             sms_application: route.sms_application_sid,
         }
@@ -150,28 +202,28 @@ impl Profile {
 #[derive(Debug, Clone)]
 struct Application {
     account: AccountSid,
-    voice: Voice,
-    sms: Sms,
+    voice: Arc<Voice>,
+    sms: Arc<Sms>,
 }
 
 impl Application {
     fn of(app: &ApplicationRecord) -> Application {
         Application {
             account: app.account_sid,
-            voice: Voice {
+            voice: Arc::new(Voice {
                 url: app.voice_url.clone(),
                 method: app.voice_method.clone(),
                 fallback_url: app.voice_fallback_url.clone(),
                 fallback_method: app.voice_fallback_method.clone(),
                 status_callback: app.status_callback.clone(),
                 status_callback_method: app.status_callback_method.clone(),
-            },
-            sms: Sms {
+            }),
+            sms: Arc::new(Sms {
                 url: app.sms_url.clone(),
                 method: app.sms_method.clone(),
                 fallback_url: app.sms_fallback_url.clone(),
                 fallback_method: app.sms_fallback_method.clone(),
-            },
+            }),
         }
     }
 }
@@ -274,7 +326,7 @@ impl Index {
         }
     }
 
-    fn record(&self, key: u64) -> Option<PhoneNumberRecord> {
+    fn route(&self, key: u64) -> Option<Route> {
         let entry = self.numbers.get(&key)?;
         let profile = self.profiles.get(entry.profile)?;
         let account = *self.accounts.get(entry.account as usize)?;
@@ -293,25 +345,13 @@ impl Index {
             Some(app) => (&app.sms, profile.sms_application),
             None => (&profile.sms, None),
         };
-        let phone = phone_number(key);
-        Some(PhoneNumberRecord {
+        Some(Route {
             sid: unpack_sid(&entry.sid),
             account_sid: account,
-            friendly_name: phone.clone(),
-            phone_number: phone,
-            voice_url: voice.url.clone(),
-            voice_method: voice.method.clone(),
-            voice_fallback_url: voice.fallback_url.clone(),
-            voice_fallback_method: voice.fallback_method.clone(),
-            status_callback: voice.status_callback.clone(),
-            status_callback_method: voice.status_callback_method.clone(),
-            sms_url: sms.url.clone(),
-            sms_method: sms.method.clone(),
-            sms_fallback_url: sms.fallback_url.clone(),
-            sms_fallback_method: sms.fallback_method.clone(),
+            key,
+            voice: Arc::clone(voice),
+            sms: Arc::clone(sms),
             sms_application_sid: sms_application,
-            date_created: chrono::DateTime::UNIX_EPOCH,
-            date_updated: chrono::DateTime::UNIX_EPOCH,
         })
     }
 }
@@ -340,19 +380,23 @@ impl Routing {
         for app in store.all_applications().await? {
             index.applications.insert(app.sid, Application::of(&app));
         }
-        let mut after: Option<String> = None;
         let mut unroutable = 0usize;
-        loop {
-            let page = store.number_routes(after.as_deref(), LOAD_PAGE).await?;
-            let last = page.len() < LOAD_PAGE as usize;
-            after = page.last().map(|r| r.phone_number.clone());
+        // The next page is asked for before this one goes into the index, so the database
+        // (PostgreSQL's own process, or SQLite's connection thread) reads it meanwhile.
+        let fetch = |after: Option<String>| {
+            let store = store.clone();
+            tokio::spawn(async move { store.number_routes(after.as_deref(), LOAD_PAGE).await })
+        };
+        let mut next = Some(fetch(None));
+        while let Some(pending) = next.take() {
+            let page = pending.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+            if page.len() == LOAD_PAGE as usize {
+                next = page.last().map(|r| fetch(Some(r.phone_number.clone())));
+            }
             for route in page {
                 if !index.insert(route) {
                     unroutable += 1;
                 }
-            }
-            if last {
-                break;
             }
         }
         if unroutable > 0 {
@@ -416,19 +460,20 @@ impl Routing {
     }
 
     /// The number `dialled` calls (`+15551234567` or `15551234567`), from the index alone.
-    pub fn find(&self, dialled: &str) -> Option<PhoneNumberRecord> {
-        self.read().record(key(dialled)?)
+    pub fn find(&self, dialled: &str) -> Option<Route> {
+        let key = key(dialled)?;
+        self.read().route(key)
     }
 
     /// The number `dialled` calls, with the URLs its applications give it. Before the index is
     /// loaded the store answers.
-    pub async fn lookup(&self, store: &store::Store, dialled: &str) -> Option<PhoneNumberRecord> {
+    pub async fn lookup(&self, store: &store::Store, dialled: &str) -> Option<Route> {
         if self.loaded.load(Ordering::Acquire) {
             return self.find(dialled);
         }
         let phone = phone_number(key(dialled)?);
         match store.number_by_phone(&phone).await {
-            Ok(found) => found,
+            Ok(found) => found.and_then(Route::of_record),
             Err(e) => {
                 tracing::error!(error = %e, "number lookup failed");
                 None
@@ -554,8 +599,8 @@ mod tests {
         let found = routing.find("15550000042").unwrap();
         assert_eq!(found.sid, numbers[42].sid);
         assert_eq!(found.account_sid, account);
-        assert_eq!(found.phone_number, "+15550000042");
-        assert_eq!(found.voice_url.as_deref(), Some(shared));
+        assert_eq!(found.phone_number(), "+15550000042");
+        assert_eq!(found.voice.url.as_deref(), Some(shared));
 
         let mut changed = numbers[42].clone();
         changed.voice_url = Some("http://127.0.0.1:9/changed".into());
@@ -563,13 +608,13 @@ mod tests {
         routing.number_saved(&changed, None);
         let found = routing.find("+15550000042").unwrap();
         assert_eq!(
-            (found.voice_url.as_deref(), found.voice_method.as_str()),
+            (found.voice.url.as_deref(), found.voice.method.as_str()),
             (Some("http://127.0.0.1:9/changed"), "GET")
         );
         assert_eq!(routing.size().profiles, 3);
 
         routing.number_deleted("+15550000042");
-        assert_eq!(routing.find("+15550000042"), None);
+        assert!(routing.find("+15550000042").is_none());
         assert_eq!(
             routing.size().profiles,
             2,
@@ -578,7 +623,7 @@ mod tests {
         routing.number_deleted("+15559999999");
         assert_eq!(routing.size().profiles, 1);
         assert_eq!(routing.find("+15550000041").unwrap().sid, numbers[41].sid);
-        assert_eq!(routing.find("+15550000100"), None);
+        assert!(routing.find("+15550000100").is_none());
     }
 
     #[test]
@@ -594,29 +639,29 @@ mod tests {
         n.sms_application_sid = Some(app.sid);
         routing.number_saved(&n, Some(&app.sid));
         let found = routing.find("+15550001000").unwrap();
-        assert_eq!(found.voice_url.as_deref(), Some("http://127.0.0.1:9/app"));
-        assert_eq!(found.voice_method, "GET");
-        assert_eq!(found.sms_url.as_deref(), Some("http://127.0.0.1:9/app-sms"));
+        assert_eq!(found.voice.url.as_deref(), Some("http://127.0.0.1:9/app"));
+        assert_eq!(found.voice.method, "GET");
+        assert_eq!(found.sms.url.as_deref(), Some("http://127.0.0.1:9/app-sms"));
         assert_eq!(found.sms_application_sid, Some(app.sid));
 
         let mut moved = app.clone();
         moved.voice_url = Some("http://127.0.0.1:9/moved".into());
         routing.application_saved(&moved);
         assert_eq!(
-            routing.find("+15550001000").unwrap().voice_url.as_deref(),
+            routing.find("+15550001000").unwrap().voice.url.as_deref(),
             Some("http://127.0.0.1:9/moved")
         );
 
         let m = number(account, "+15550001001", "http://127.0.0.1:9/own");
         routing.number_saved(&m, Some(&foreign.sid));
         assert_eq!(
-            routing.find("+15550001001").unwrap().voice_url.as_deref(),
+            routing.find("+15550001001").unwrap().voice.url.as_deref(),
             Some("http://127.0.0.1:9/own")
         );
 
         routing.application_deleted(&app.sid);
         let found = routing.find("+15550001000").unwrap();
-        assert_eq!(found.voice_url.as_deref(), Some("http://127.0.0.1:9/own"));
+        assert_eq!(found.voice.url.as_deref(), Some("http://127.0.0.1:9/own"));
         assert_eq!(found.sms_application_sid, None);
     }
 
@@ -642,7 +687,7 @@ mod tests {
 
         let routing = Routing::default();
         let before = routing.lookup(&store, "15550000005").await.unwrap();
-        assert_eq!(before.voice_url.as_deref(), Some("http://127.0.0.1:9/app"));
+        assert_eq!(before.voice.url.as_deref(), Some("http://127.0.0.1:9/app"));
 
         let size = routing.load(&store).await.unwrap();
         assert_eq!(size.numbers, count);
@@ -656,7 +701,7 @@ mod tests {
             assert_eq!(found.sid, recs[i].sid);
         }
         assert_eq!(
-            routing.find("+15550000005").unwrap().voice_url.as_deref(),
+            routing.find("+15550000005").unwrap().voice.url.as_deref(),
             Some("http://127.0.0.1:9/app")
         );
         // Loaded: the index alone answers, so a number only the store has is not found.
@@ -664,6 +709,6 @@ mod tests {
             .create_number(&number(account, "+19990000000", "http://127.0.0.1:9/v"))
             .await
             .unwrap();
-        assert_eq!(routing.lookup(&store, "+19990000000").await, None);
+        assert!(routing.lookup(&store, "+19990000000").await.is_none());
     }
 }

@@ -92,6 +92,9 @@ pub struct Store {
     sealing: Option<std::sync::Arc<SealingKey>>,
     /// PostgreSQL (writers in parallel) rather than SQLite (one writer at a time).
     postgres: bool,
+    /// The task that commits single number creations together ([`Store::create_number`]),
+    /// started by the first.
+    number_writes: std::sync::Arc<std::sync::OnceLock<numbers::NumberWrites>>,
 }
 
 /// Per-connection SQLite settings. WAL lets readers run beside the one writer; `synchronous=NORMAL`
@@ -134,7 +137,7 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(scheme_of(database_url)));
         };
         sqlx::migrate!("./migrations").run(&writes).await?;
-        Ok(Store { pool, writes, sealing: None, postgres })
+        Ok(Store { pool, writes, sealing: None, postgres, number_writes: Default::default() })
     }
 
     /// The store, sealing and opening API key secrets with `key` (the server key, see

@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use tokio::sync::{mpsc, oneshot};
+
 use model::{AccountSid, ApplicationSid, PhoneNumberRecord, PhoneNumberSid};
 
 use crate::{micros, opt_sid_col, sid_col, time_col, DbRow, Page, PageRequest, Sql, Store, StoreError};
@@ -230,7 +232,34 @@ fn like_pattern(filter: &str) -> Option<String> {
 impl Store {
     /// Adds a number to `rec.account_sid`. Fails with [`StoreError::DuplicatePhoneNumber`] if any
     /// account already has the same `phone_number`.
+    ///
+    /// Creations that arrive together are committed together: one task takes every creation
+    /// waiting (up to [`GROUP_MAX`]) and writes them as one transaction of multi-row INSERTs
+    /// ([`Store::create_numbers`]), so the commits per number, and on SQLite the WAL pages
+    /// written per number, fall as the rate rises. Each caller still learns its own outcome, and
+    /// only once its number is committed.
     pub async fn create_number(&self, rec: &PhoneNumberRecord) -> Result<(), StoreError> {
+        let writes = self.number_writes.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            // The task's own handle has no way in to it, so it ends once every handle that can
+            // send to it is dropped.
+            let store = Store { number_writes: Default::default(), ..self.clone() };
+            tokio::spawn(write_numbers(store, rx));
+            NumberWrites(tx)
+        });
+        let (done, answer) = oneshot::channel();
+        if writes.0.send((rec.clone(), done)).is_err() {
+            return self.insert_number(rec).await;
+        }
+        match answer.await {
+            Ok(result) => result,
+            // The task ended (its runtime is shutting down): write it alone.
+            Err(_) => self.insert_number(rec).await,
+        }
+    }
+
+    /// One number, in a transaction of its own.
+    async fn insert_number(&self, rec: &PhoneNumberRecord) -> Result<(), StoreError> {
         let result = sqlx::query(
             "INSERT INTO phone_numbers (sid, account_sid, phone_number, friendly_name, voice_url, \
              voice_method, voice_fallback_url, voice_fallback_method, status_callback, \
@@ -554,6 +583,43 @@ impl Store {
     }
 }
 
+/// Creations taken into one transaction at most.
+const GROUP_MAX: usize = 1024;
+
+type PendingNumber = (PhoneNumberRecord, oneshot::Sender<Result<(), StoreError>>);
+
+/// The way to the task that commits single creations together.
+#[derive(Debug)]
+pub(crate) struct NumberWrites(mpsc::UnboundedSender<PendingNumber>);
+
+/// Commits the creations that wait, together, until every sender is gone.
+async fn write_numbers(store: Store, mut rx: mpsc::UnboundedReceiver<PendingNumber>) {
+    let mut group: Vec<PendingNumber> = Vec::new();
+    while rx.recv_many(&mut group, GROUP_MAX).await > 0 {
+        let recs: Vec<PhoneNumberRecord> = group.iter().map(|(rec, _)| rec.clone()).collect();
+        match store.create_numbers(&recs, None).await {
+            Ok(added) => {
+                for ((rec, done), added) in group.drain(..).zip(added) {
+                    let result = if added {
+                        Ok(())
+                    } else {
+                        Err(StoreError::DuplicatePhoneNumber(rec.phone_number))
+                    };
+                    let _ = done.send(result);
+                }
+            }
+            // The group failed as a whole (a SID taken twice, the database gone): each is
+            // written alone, so each gets its own error and the others are kept.
+            Err(e) => {
+                tracing::warn!(error = %e, numbers = group.len(), "a group of number creations failed; writing them one by one");
+                for (rec, done) in group.drain(..) {
+                    let _ = done.send(store.insert_number(&rec).await);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
 
@@ -581,6 +647,45 @@ pub(crate) mod tests {
             date_created: now,
             date_updated: now,
         }
+    }
+
+    #[tokio::test]
+    async fn creations_at_once_are_committed_together_each_with_its_own_outcome() {
+        let db = temp_store().await;
+        let a = account(&db.store).await;
+        db.store.create_number(&number(&a, "+14155550000")).await.unwrap();
+        // 200 at once, the taken number among them twice and one new number twice: every
+        // other creation is kept, and exactly one of the two new twins wins.
+        let mut recs: Vec<_> = (1..=200).map(|i| number(&a, &format!("+1415555{i:04}"))).collect();
+        recs.push(number(&a, "+14155550000"));
+        recs.push(number(&a, "+14155550000"));
+        recs.push(number(&a, "+14155559999"));
+        recs.push(number(&a, "+14155559999"));
+        let tasks: Vec<_> = recs
+            .iter()
+            .map(|r| {
+                let (store, r) = (db.store.clone(), r.clone());
+                tokio::spawn(async move { store.create_number(&r).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        for r in &results[..200] {
+            assert!(r.is_ok(), "{r:?}");
+        }
+        for r in &results[200..202] {
+            assert!(matches!(r, Err(StoreError::DuplicatePhoneNumber(p)) if p == "+14155550000"), "{r:?}");
+        }
+        let twins: Vec<_> = results[202..].iter().map(|r| r.is_ok()).collect();
+        assert_eq!(twins.iter().filter(|ok| **ok).count(), 1, "{:?}", &results[202..]);
+        for rec in &recs[..200] {
+            let found = db.store.number(&a, &rec.sid).await.unwrap().expect("committed");
+            assert_eq!(found.phone_number, rec.phone_number);
+        }
+        let winner = if twins[0] { &recs[202] } else { &recs[203] };
+        assert!(db.store.number(&a, &winner.sid).await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use engine::{HttpMethod, MediaSource, Output, RecordStop};
-use model::records::{CallRecord, NotificationRecord, PhoneNumberRecord, RecordingRecord};
+use model::records::{CallRecord, NotificationRecord, RecordingRecord};
 use model::{CallDirection, CallSid, CallStatus, RecordingSid};
 use rand::Rng;
 use sip::dialog::Dialog;
@@ -207,7 +207,7 @@ pub fn dialled_number(uri: &str) -> Option<&str> {
 /// (`sip:<trunk username>@<our address>`), so the Request-URI names the trunk and only To
 /// carries the dialled number (Twilio and jambonz route registration-based trunks this way).
 /// To is no more trusted than the Request-URI: a caller could have put either number in both.
-async fn route(shared: &Shared, request: &Request) -> Option<PhoneNumberRecord> {
+async fn route(shared: &Shared, request: &Request) -> Option<crate::routing::Route> {
     let by_uri = dialled_number(&request.uri);
     if let Some(user) = by_uri {
         if let Some(number) = shared.routing.lookup(&shared.store, user).await {
@@ -217,7 +217,7 @@ async fn route(shared: &Shared, request: &Request) -> Option<PhoneNumberRecord> 
     let to = request.to()?;
     let user = dialled_number(&to.uri).filter(|u| Some(*u) != by_uri)?;
     let number = shared.routing.lookup(&shared.store, user).await?;
-    tracing::info!(request_uri = %request.uri, to = %number.phone_number, "routed by the To header");
+    tracing::info!(request_uri = %request.uri, to = %number.phone_number(), "routed by the To header");
     Some(number)
 }
 
@@ -238,7 +238,8 @@ struct CallTarget {
 }
 
 impl CallTarget {
-    fn from_number(number: &PhoneNumberRecord, request: &Request) -> CallTarget {
+    fn from_number(number: &crate::routing::Route, request: &Request) -> CallTarget {
+        let voice = &number.voice;
         CallTarget {
             account_sid: number.account_sid,
             phone_number_sid: Some(number.sid),
@@ -246,13 +247,13 @@ impl CallTarget {
                 .from()
                 .map(|f| caller_id(&f.uri))
                 .unwrap_or_default(),
-            to: number.phone_number.clone(),
-            voice_url: number.voice_url.clone(),
-            voice_method: number.voice_method.clone(),
-            voice_fallback_url: number.voice_fallback_url.clone(),
-            voice_fallback_method: number.voice_fallback_method.clone(),
-            status_callback: number.status_callback.clone(),
-            status_callback_method: number.status_callback_method.clone(),
+            to: number.phone_number(),
+            voice_url: voice.url.clone(),
+            voice_method: voice.method.clone(),
+            voice_fallback_url: voice.fallback_url.clone(),
+            voice_fallback_method: voice.fallback_method.clone(),
+            status_callback: voice.status_callback.clone(),
+            status_callback_method: voice.status_callback_method.clone(),
             extra_params: Vec::new(),
         }
     }
@@ -363,8 +364,9 @@ async fn setup(
             let number = route(shared, &new.request)
                 .await
                 .ok_or((404, "Not Found"))?;
-            dialled = Some(number.phone_number.clone());
-            CallTarget::from_number(&number, &new.request)
+            let target = CallTarget::from_number(&number, &new.request);
+            dialled = Some(target.to.clone());
+            target
         }
     };
     let account = match shared.store.account(&target.account_sid).await {
