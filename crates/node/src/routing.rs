@@ -99,12 +99,11 @@ fn unpack_sid(bytes: &[u8; 16]) -> PhoneNumberSid {
 }
 
 /// Where a number's calls and messages go: its own settings and the applications it names.
-/// The settings are shared with every lookup that returns them ([`Route`]), so a lookup copies
-/// no string.
+/// A lookup shares it ([`Route`]) rather than copy its strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Profile {
-    voice: Arc<Voice>,
-    sms: Arc<Sms>,
+    voice: Voice,
+    sms: Sms,
     voice_application: Option<ApplicationSid>,
     sms_application: Option<ApplicationSid>,
 }
@@ -130,15 +129,17 @@ pub struct Sms {
 }
 
 /// What a lookup finds: the number and the webhooks its calls and messages use (its
-/// application's when it names one), shared with the index.
+/// application's when it names one), shared with the index: a lookup touches the number's
+/// entry, its profile and at most its applications, and copies no string.
 #[derive(Debug, Clone)]
 pub struct Route {
     pub sid: PhoneNumberSid,
     pub account_sid: AccountSid,
     key: u64,
-    pub voice: Arc<Voice>,
-    pub sms: Arc<Sms>,
-    /// The SMS application whose webhooks `sms` holds, if any.
+    profile: Arc<Profile>,
+    voice_application: Option<Arc<Application>>,
+    sms_application: Option<Arc<Application>>,
+    /// The SMS application whose webhooks [`Route::sms`] gives, if any.
     pub sms_application_sid: Option<ApplicationSid>,
 }
 
@@ -148,6 +149,16 @@ impl Route {
         phone_number(self.key)
     }
 
+    /// The voice webhooks: the voice application's, else the number's own.
+    pub fn voice(&self) -> &Voice {
+        self.voice_application.as_ref().map_or(&self.profile.voice, |a| &a.voice)
+    }
+
+    /// The messaging webhooks: the SMS application's, else the number's own.
+    pub fn sms(&self) -> &Sms {
+        self.sms_application.as_ref().map_or(&self.profile.sms, |a| &a.sms)
+    }
+
     /// The route of a record the store returned (before the index is loaded). `None` if its
     /// number is not one a call can dial.
     fn of_record(number: PhoneNumberRecord) -> Option<Route> {
@@ -155,20 +166,27 @@ impl Route {
             sid: number.sid,
             account_sid: number.account_sid,
             key: key(&number.phone_number)?,
-            voice: Arc::new(Voice {
-                url: number.voice_url,
-                method: number.voice_method,
-                fallback_url: number.voice_fallback_url,
-                fallback_method: number.voice_fallback_method,
-                status_callback: number.status_callback,
-                status_callback_method: number.status_callback_method,
+            profile: Arc::new(Profile {
+                voice: Voice {
+                    url: number.voice_url,
+                    method: number.voice_method,
+                    fallback_url: number.voice_fallback_url,
+                    fallback_method: number.voice_fallback_method,
+                    status_callback: number.status_callback,
+                    status_callback_method: number.status_callback_method,
+                },
+                sms: Sms {
+                    url: number.sms_url,
+                    method: number.sms_method,
+                    fallback_url: number.sms_fallback_url,
+                    fallback_method: number.sms_fallback_method,
+                },
+                // The store's record carries its applications' URLs already.
+                voice_application: None,
+                sms_application: None,
             }),
-            sms: Arc::new(Sms {
-                url: number.sms_url,
-                method: number.sms_method,
-                fallback_url: number.sms_fallback_url,
-                fallback_method: number.sms_fallback_method,
-            }),
+            voice_application: None,
+            sms_application: None,
             sms_application_sid: number.sms_application_sid,
         })
     }
@@ -178,20 +196,20 @@ impl Profile {
     /// The number's profile, its strings moved out of `route`.
     fn of(route: NumberRoute) -> Profile {
         Profile {
-            voice: Arc::new(Voice {
+            voice: Voice {
                 url: route.voice_url,
                 method: route.voice_method,
                 fallback_url: route.voice_fallback_url,
                 fallback_method: route.voice_fallback_method,
                 status_callback: route.status_callback,
                 status_callback_method: route.status_callback_method,
-            }),
-            sms: Arc::new(Sms {
+            },
+            sms: Sms {
                 url: route.sms_url,
                 method: route.sms_method,
                 fallback_url: route.sms_fallback_url,
                 fallback_method: route.sms_fallback_method,
-            }),
+            },
             voice_application: route.voice_application_sid,
             sms_application: route.sms_application_sid,
         }
@@ -202,28 +220,28 @@ impl Profile {
 #[derive(Debug, Clone)]
 struct Application {
     account: AccountSid,
-    voice: Arc<Voice>,
-    sms: Arc<Sms>,
+    voice: Voice,
+    sms: Sms,
 }
 
 impl Application {
     fn of(app: &ApplicationRecord) -> Application {
         Application {
             account: app.account_sid,
-            voice: Arc::new(Voice {
+            voice: Voice {
                 url: app.voice_url.clone(),
                 method: app.voice_method.clone(),
                 fallback_url: app.voice_fallback_url.clone(),
                 fallback_method: app.voice_fallback_method.clone(),
                 status_callback: app.status_callback.clone(),
                 status_callback_method: app.status_callback_method.clone(),
-            }),
-            sms: Arc::new(Sms {
+            },
+            sms: Sms {
                 url: app.sms_url.clone(),
                 method: app.sms_method.clone(),
                 fallback_url: app.sms_fallback_url.clone(),
                 fallback_method: app.sms_fallback_method.clone(),
-            }),
+            },
         }
     }
 }
@@ -274,11 +292,8 @@ impl Profiles {
         }
     }
 
-    fn get(&self, id: u32) -> Option<&Profile> {
-        self.by_id
-            .get(id as usize)?
-            .as_ref()
-            .map(|(p, _)| p.as_ref())
+    fn get(&self, id: u32) -> Option<&Arc<Profile>> {
+        self.by_id.get(id as usize)?.as_ref().map(|(p, _)| p)
     }
 
     fn len(&self) -> usize {
@@ -292,7 +307,7 @@ struct Index {
     accounts: Vec<AccountSid>,
     account_ids: HashMap<AccountSid, u32>,
     profiles: Profiles,
-    applications: HashMap<ApplicationSid, Application>,
+    applications: HashMap<ApplicationSid, Arc<Application>>,
 }
 
 impl Index {
@@ -337,21 +352,16 @@ impl Index {
                 .and_then(|s| self.applications.get(s))
                 .filter(|a| a.account == account)
         };
-        let voice = match application(&profile.voice_application) {
-            Some(app) => &app.voice,
-            None => &profile.voice,
-        };
-        let (sms, sms_application) = match application(&profile.sms_application) {
-            Some(app) => (&app.sms, profile.sms_application),
-            None => (&profile.sms, None),
-        };
+        let voice_application = application(&profile.voice_application).cloned();
+        let sms_application = application(&profile.sms_application).cloned();
         Some(Route {
             sid: unpack_sid(&entry.sid),
             account_sid: account,
             key,
-            voice: Arc::clone(voice),
-            sms: Arc::clone(sms),
-            sms_application_sid: sms_application,
+            sms_application_sid: sms_application.is_some().then_some(profile.sms_application).flatten(),
+            profile: Arc::clone(profile),
+            voice_application,
+            sms_application,
         })
     }
 }
@@ -378,7 +388,7 @@ impl Routing {
     pub async fn load(&self, store: &store::Store) -> Result<IndexSize, store::StoreError> {
         let mut index = Index::default();
         for app in store.all_applications().await? {
-            index.applications.insert(app.sid, Application::of(&app));
+            index.applications.insert(app.sid, Arc::new(Application::of(&app)));
         }
         let mut unroutable = 0usize;
         // The next page is asked for before this one goes into the index, so the database
@@ -436,7 +446,7 @@ impl Routing {
     pub fn application_saved(&self, app: &ApplicationRecord) {
         self.write()
             .applications
-            .insert(app.sid, Application::of(app));
+            .insert(app.sid, Arc::new(Application::of(app)));
     }
 
     pub fn application_deleted(&self, sid: &ApplicationSid) {
@@ -600,7 +610,7 @@ mod tests {
         assert_eq!(found.sid, numbers[42].sid);
         assert_eq!(found.account_sid, account);
         assert_eq!(found.phone_number(), "+15550000042");
-        assert_eq!(found.voice.url.as_deref(), Some(shared));
+        assert_eq!(found.voice().url.as_deref(), Some(shared));
 
         let mut changed = numbers[42].clone();
         changed.voice_url = Some("http://127.0.0.1:9/changed".into());
@@ -608,7 +618,7 @@ mod tests {
         routing.number_saved(&changed, None);
         let found = routing.find("+15550000042").unwrap();
         assert_eq!(
-            (found.voice.url.as_deref(), found.voice.method.as_str()),
+            (found.voice().url.as_deref(), found.voice().method.as_str()),
             (Some("http://127.0.0.1:9/changed"), "GET")
         );
         assert_eq!(routing.size().profiles, 3);
@@ -639,29 +649,29 @@ mod tests {
         n.sms_application_sid = Some(app.sid);
         routing.number_saved(&n, Some(&app.sid));
         let found = routing.find("+15550001000").unwrap();
-        assert_eq!(found.voice.url.as_deref(), Some("http://127.0.0.1:9/app"));
-        assert_eq!(found.voice.method, "GET");
-        assert_eq!(found.sms.url.as_deref(), Some("http://127.0.0.1:9/app-sms"));
+        assert_eq!(found.voice().url.as_deref(), Some("http://127.0.0.1:9/app"));
+        assert_eq!(found.voice().method, "GET");
+        assert_eq!(found.sms().url.as_deref(), Some("http://127.0.0.1:9/app-sms"));
         assert_eq!(found.sms_application_sid, Some(app.sid));
 
         let mut moved = app.clone();
         moved.voice_url = Some("http://127.0.0.1:9/moved".into());
         routing.application_saved(&moved);
         assert_eq!(
-            routing.find("+15550001000").unwrap().voice.url.as_deref(),
+            routing.find("+15550001000").unwrap().voice().url.as_deref(),
             Some("http://127.0.0.1:9/moved")
         );
 
         let m = number(account, "+15550001001", "http://127.0.0.1:9/own");
         routing.number_saved(&m, Some(&foreign.sid));
         assert_eq!(
-            routing.find("+15550001001").unwrap().voice.url.as_deref(),
+            routing.find("+15550001001").unwrap().voice().url.as_deref(),
             Some("http://127.0.0.1:9/own")
         );
 
         routing.application_deleted(&app.sid);
         let found = routing.find("+15550001000").unwrap();
-        assert_eq!(found.voice.url.as_deref(), Some("http://127.0.0.1:9/own"));
+        assert_eq!(found.voice().url.as_deref(), Some("http://127.0.0.1:9/own"));
         assert_eq!(found.sms_application_sid, None);
     }
 
@@ -687,7 +697,7 @@ mod tests {
 
         let routing = Routing::default();
         let before = routing.lookup(&store, "15550000005").await.unwrap();
-        assert_eq!(before.voice.url.as_deref(), Some("http://127.0.0.1:9/app"));
+        assert_eq!(before.voice().url.as_deref(), Some("http://127.0.0.1:9/app"));
 
         let size = routing.load(&store).await.unwrap();
         assert_eq!(size.numbers, count);
@@ -701,7 +711,7 @@ mod tests {
             assert_eq!(found.sid, recs[i].sid);
         }
         assert_eq!(
-            routing.find("+15550000005").unwrap().voice.url.as_deref(),
+            routing.find("+15550000005").unwrap().voice().url.as_deref(),
             Some("http://127.0.0.1:9/app")
         );
         // Loaded: the index alone answers, so a number only the store has is not found.

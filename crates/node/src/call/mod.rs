@@ -239,7 +239,7 @@ struct CallTarget {
 
 impl CallTarget {
     fn from_number(number: &crate::routing::Route, request: &Request) -> CallTarget {
-        let voice = &number.voice;
+        let voice = number.voice();
         CallTarget {
             account_sid: number.account_sid,
             phone_number_sid: Some(number.sid),
