@@ -14,6 +14,38 @@ pub(crate) const COLUMNS: &str = "SELECT sid, owner_account_sid, friendly_name, 
     FROM accounts";
 
 /// Filters of the Accounts list, as Twilio names them (exact matches).
+/// How long a cached account is trusted without a write through this store clearing it: a
+/// bound on staleness should another process change the database.
+const ACCOUNT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Accounts read for calls, so that a call's set-up does not read the database for its account
+/// each time. Every account write through the store empties it; a read that raced a write does
+/// not keep what it read.
+#[derive(Debug, Default)]
+pub(crate) struct AccountCache {
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    /// Bumped by every write; a read keeps its result only under the generation it began in.
+    generation: u64,
+    entries: std::collections::HashMap<AccountSid, (std::time::Instant, AccountRecord)>,
+}
+
+impl AccountCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        // A poisoned lock only means a holder panicked; the map itself is whole.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn changed(&self) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.entries.clear();
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountFilter {
     pub friendly_name: Option<String>,
@@ -132,6 +164,7 @@ impl Store {
         .bind(rec.sid.as_str())
         .execute(self.writer())
         .await?;
+        self.accounts.changed();
         Ok(done.rows_affected() > 0)
     }
 
@@ -153,6 +186,7 @@ impl Store {
         .bind(sid.as_str())
         .execute(self.writer())
         .await?;
+        self.accounts.changed();
         if done.rows_affected() == 0 {
             return Ok(None);
         }
@@ -176,10 +210,34 @@ impl Store {
         .bind(sid.as_str())
         .execute(self.writer())
         .await?;
+        self.accounts.changed();
         if done.rows_affected() == 0 {
             return Ok(None);
         }
         self.account(sid).await
+    }
+
+    /// The account, for a call's set-up: as [`Store::account`], from memory when read in the
+    /// last few seconds and not written since.
+    pub async fn account_for_call(&self, sid: &AccountSid) -> Result<Option<AccountRecord>, StoreError> {
+        let generation = {
+            let inner = self.accounts.lock();
+            if let Some((at, rec)) = inner.entries.get(sid) {
+                if at.elapsed() < ACCOUNT_CACHE_TTL {
+                    return Ok(Some(rec.clone()));
+                }
+            }
+            inner.generation
+        };
+        let read_at = std::time::Instant::now();
+        let found = self.account(sid).await?;
+        if let Some(rec) = &found {
+            let mut inner = self.accounts.lock();
+            if inner.generation == generation {
+                inner.entries.insert(*sid, (read_at, rec.clone()));
+            }
+        }
+        Ok(found)
     }
 
     /// Whether `sid` may place or receive calls: its own status and its main account's both count
@@ -235,6 +293,27 @@ pub(crate) mod tests {
         };
         store.create_account(&rec).await.unwrap();
         rec
+    }
+
+    #[tokio::test]
+    async fn a_call_sees_every_account_write_at_once() {
+        let db = temp_store().await;
+        let main = account(&db.store).await;
+        let a = subaccount(&db.store, &main, "a").await;
+        assert_eq!(db.store.account_for_call(&a.sid).await.unwrap().as_ref(), Some(&a));
+        let mut suspended = a.clone();
+        suspended.status = "suspended".into();
+        assert!(db.store.update_account(&suspended).await.unwrap());
+        assert_eq!(db.store.account_for_call(&a.sid).await.unwrap().unwrap().status, "suspended");
+        db.store.set_secondary_auth_token(&a.sid, Some("second"), now()).await.unwrap();
+        db.store.promote_secondary_auth_token(&a.sid, now()).await.unwrap();
+        assert_eq!(db.store.account_for_call(&a.sid).await.unwrap().unwrap().auth_token, "second");
+        // A clone of the store shares the cache and what clears it.
+        let clone = db.store.clone();
+        suspended.status = "active".into();
+        assert!(clone.update_account(&suspended).await.unwrap());
+        assert_eq!(db.store.account_for_call(&a.sid).await.unwrap().unwrap().status, "active");
+        assert_eq!(db.store.account_for_call(&AccountSid::generate()).await.unwrap(), None);
     }
 
     #[tokio::test]

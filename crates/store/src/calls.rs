@@ -21,6 +21,76 @@ pub struct CallFilter {
     pub parent_call_sid: Option<CallSid>,
 }
 
+/// One write of [`Store::write_calls`].
+#[derive(Debug, Clone, Copy)]
+pub enum CallWrite<'a> {
+    Insert(&'a CallRecord),
+    Update(&'a CallRecord),
+}
+
+async fn insert_call_on<'e, E>(db: E, rec: &CallRecord, request: Option<&str>) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO calls (sid, account_sid, parent_call_sid, phone_number_sid, from_address, \
+         to_address, status, direction, start_time, end_time, duration, answered_by, \
+         date_created, date_updated, price, date_scheduled, scheduled_request) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(rec.sid.as_str())
+    .bind(rec.account_sid.as_str())
+    .bind(rec.parent_call_sid.as_ref().map(|s| s.as_str()))
+    .bind(rec.phone_number_sid.as_ref().map(|s| s.as_str()))
+    .bind(&rec.from)
+    .bind(&rec.to)
+    .bind(rec.status.as_str())
+    .bind(rec.direction.as_str())
+    .bind(rec.start_time.map(micros))
+    .bind(rec.end_time.map(micros))
+    .bind(rec.duration.map(i64::from))
+    .bind(&rec.answered_by)
+    .bind(micros(rec.date_created))
+    .bind(micros(rec.date_updated))
+    .bind(&rec.price)
+    .bind(rec.date_scheduled.map(micros))
+    .bind(request)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Saves every field but `sid`, `account_sid` and `date_created`; whether the call existed.
+async fn update_call_on<'e, E>(db: E, rec: &CallRecord) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let done = sqlx::query(
+        "UPDATE calls SET parent_call_sid = $1, phone_number_sid = $2, from_address = $3, \
+         to_address = $4, status = $5, direction = $6, start_time = $7, end_time = $8, \
+         duration = $9, answered_by = $10, date_updated = $11, price = $14, date_scheduled = $15 \
+         WHERE account_sid = $12 AND sid = $13",
+    )
+    .bind(rec.parent_call_sid.as_ref().map(|s| s.as_str()))
+    .bind(rec.phone_number_sid.as_ref().map(|s| s.as_str()))
+    .bind(&rec.from)
+    .bind(&rec.to)
+    .bind(rec.status.as_str())
+    .bind(rec.direction.as_str())
+    .bind(rec.start_time.map(micros))
+    .bind(rec.end_time.map(micros))
+    .bind(rec.duration.map(i64::from))
+    .bind(&rec.answered_by)
+    .bind(micros(rec.date_updated))
+    .bind(rec.account_sid.as_str())
+    .bind(rec.sid.as_str())
+    .bind(&rec.price)
+    .bind(rec.date_scheduled.map(micros))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 fn decode(r: &DbRow) -> Result<CallRecord, StoreError> {
     let status: String = r.try_get("status")?;
     let direction: String = r.try_get("direction")?;
@@ -54,61 +124,30 @@ impl Store {
 
     /// One `INSERT`, with the Calls-create request of a `scheduled` call.
     async fn insert_call_with(&self, rec: &CallRecord, request: Option<&str>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO calls (sid, account_sid, parent_call_sid, phone_number_sid, from_address, \
-             to_address, status, direction, start_time, end_time, duration, answered_by, \
-             date_created, date_updated, price, date_scheduled, scheduled_request) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(rec.sid.as_str())
-        .bind(rec.account_sid.as_str())
-        .bind(rec.parent_call_sid.as_ref().map(|s| s.as_str()))
-        .bind(rec.phone_number_sid.as_ref().map(|s| s.as_str()))
-        .bind(&rec.from)
-        .bind(&rec.to)
-        .bind(rec.status.as_str())
-        .bind(rec.direction.as_str())
-        .bind(rec.start_time.map(micros))
-        .bind(rec.end_time.map(micros))
-        .bind(rec.duration.map(i64::from))
-        .bind(&rec.answered_by)
-        .bind(micros(rec.date_created))
-        .bind(micros(rec.date_updated))
-        .bind(&rec.price)
-        .bind(rec.date_scheduled.map(micros))
-        .bind(request)
-        .execute(self.writer())
-        .await?;
-        Ok(())
+        insert_call_on(self.writer(), rec, request).await
     }
 
     /// Saves every field but `sid`, `account_sid` and `date_created` of a call of
     /// `rec.account_sid`. Returns whether the call existed.
     pub async fn update_call(&self, rec: &CallRecord) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE calls SET parent_call_sid = $1, phone_number_sid = $2, from_address = $3, \
-             to_address = $4, status = $5, direction = $6, start_time = $7, end_time = $8, \
-             duration = $9, answered_by = $10, date_updated = $11, price = $14, date_scheduled = $15 \
-             WHERE account_sid = $12 AND sid = $13",
-        )
-        .bind(rec.parent_call_sid.as_ref().map(|s| s.as_str()))
-        .bind(rec.phone_number_sid.as_ref().map(|s| s.as_str()))
-        .bind(&rec.from)
-        .bind(&rec.to)
-        .bind(rec.status.as_str())
-        .bind(rec.direction.as_str())
-        .bind(rec.start_time.map(micros))
-        .bind(rec.end_time.map(micros))
-        .bind(rec.duration.map(i64::from))
-        .bind(&rec.answered_by)
-        .bind(micros(rec.date_updated))
-        .bind(rec.account_sid.as_str())
-        .bind(rec.sid.as_str())
-        .bind(&rec.price)
-        .bind(rec.date_scheduled.map(micros))
-        .execute(self.writer())
-        .await?;
-        Ok(done.rows_affected() > 0)
+        update_call_on(self.writer(), rec).await
+    }
+
+    /// Call-record writes in one transaction, in order: one commit for all of them (the node's
+    /// record writer hands in everything that waits). A write of a call that does not exist is
+    /// no error, as with [`Store::update_call`].
+    pub async fn write_calls(&self, writes: &[CallWrite<'_>]) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await?;
+        for write in writes {
+            match write {
+                CallWrite::Insert(rec) => insert_call_on(&mut *tx, rec, None).await?,
+                CallWrite::Update(rec) => {
+                    update_call_on(&mut *tx, rec).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn call(

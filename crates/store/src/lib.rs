@@ -64,7 +64,7 @@ use sqlx::{Arguments, Connection, Row};
 
 pub use accounts::{AccountFilter, CallPermission};
 pub use applications::ApplicationFilter;
-pub use calls::{CallFilter, ScheduledCall};
+pub use calls::{CallFilter, CallWrite, ScheduledCall};
 pub use conferences::{ConferenceFilter, TimeRange};
 pub use error::StoreError;
 pub use messages::{
@@ -95,6 +95,8 @@ pub struct Store {
     /// The task that commits single number creations together ([`Store::create_number`]),
     /// started by the first.
     number_writes: std::sync::Arc<std::sync::OnceLock<numbers::NumberWrites>>,
+    /// Accounts as calls read them ([`Store::account_for_call`]), emptied by every account write.
+    accounts: std::sync::Arc<accounts::AccountCache>,
 }
 
 /// Per-connection SQLite settings. WAL lets readers run beside the one writer; `synchronous=NORMAL`
@@ -137,7 +139,7 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(scheme_of(database_url)));
         };
         sqlx::migrate!("./migrations").run(&writes).await?;
-        Ok(Store { pool, writes, sealing: None, postgres, number_writes: Default::default() })
+        Ok(Store { pool, writes, sealing: None, postgres, number_writes: Default::default(), accounts: Default::default() })
     }
 
     /// The store, sealing and opening API key secrets with `key` (the server key, see
@@ -202,6 +204,7 @@ impl Store {
         .bind(now)
         .execute(self.writer())
         .await?;
+        self.accounts.changed();
         self.account(sid)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("account {sid} vanished after insert")))

@@ -369,7 +369,7 @@ async fn setup(
             target
         }
     };
-    let account = match shared.store.account(&target.account_sid).await {
+    let account = match shared.store.account_for_call(&target.account_sid).await {
         Ok(Some(a)) => a,
         Ok(None) => return Err((404, "Not Found")),
         Err(e) => {
