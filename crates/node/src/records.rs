@@ -68,6 +68,11 @@ pub struct RecordWriter {
 
 /// Writes taken into one transaction at most.
 const MAX_BATCH: usize = 1024;
+/// Fewer writes than this waiting: the writer lingers for [`LINGER`] to gather more, so that a
+/// moderate rate (a few hundred calls a second, three writes each) also shares commits. The
+/// writes are off every call's path; only a flush, which never lingers, waits on them.
+const LINGER_BELOW: usize = 16;
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl RecordWriter {
     /// Starts the writer task on the current runtime.
@@ -76,6 +81,16 @@ impl RecordWriter {
         tokio::spawn(async move {
             let mut taken = Vec::new();
             while writes.recv_many(&mut taken, MAX_BATCH).await > 0 {
+                // A few writes alone: wait a moment for more, unless someone waits on them.
+                if taken.len() < LINGER_BELOW && !taken.iter().any(|w| matches!(w, Write::Flush(_))) {
+                    tokio::time::sleep(LINGER).await;
+                    while taken.len() < MAX_BATCH {
+                        match writes.try_recv() {
+                            Ok(w) => taken.push(w),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 let (batch, flushes) = coalesce(taken.drain(..));
                 write_batch(&store, &batch).await;
                 for done in flushes {
@@ -150,8 +165,13 @@ async fn write_batch(store: &store::Store, batch: &[Pending]) {
     if batch.len() > 1 && store.write_calls(&writes).await.is_ok() {
         return;
     }
+    // Alone (no transaction around one statement), or each write of a batch that failed.
     for write in &writes {
-        if let Err(e) = store.write_calls(std::slice::from_ref(write)).await {
+        let result = match write {
+            store::CallWrite::Insert(rec) => store.insert_call(rec).await,
+            store::CallWrite::Update(rec) => store.update_call(rec).await.map(|_| ()),
+        };
+        if let Err(e) = result {
             let what = if matches!(write, store::CallWrite::Insert(_)) { "insert" } else { "update" };
             tracing::error!(error = %e, what, "could not write a call record");
         }
