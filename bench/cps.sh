@@ -285,11 +285,13 @@ run_sipp() { # DIR RATE CALLS BYE_WAIT_MS
     mkdir -p "$dir"
     sed -e "s/@BYE_WAIT_MS@/$wait/" -e "s/@TIMEOUT_MS@/$TIMEOUT_MS/" "$HERE/sipp/uac.xml" >"$dir/uac.xml"
     limit=${SIPP_LIMIT:-$(( rate * (wait + TIMEOUT_MS + 2000) / 1000 + 100 ))}
-    # -timeout: a bound on the whole run (calls still open then count as failed)
+    # A bound on the whole run (calls still open then count as failed): SIPp 3.6.1's own -timeout
+    # did not stop a run at 10,500 CPS with 95 calls stuck, so coreutils timeout stops it; the
+    # stat file has a line a second.
     # shellcheck disable=SC2086
-    (cd "$dir" && "${RUN[@]}" "$SIPP" -sf uac.xml -s "$NUMBER" "$TARGET_HOSTPORT" -i 127.0.0.1 -p "$SIPP_PORT" -mp 17000 \
+    (cd "$dir" && timeout "$(( STEP_S + (wait + 2 * TIMEOUT_MS) / 1000 + 30 ))" "${RUN[@]}" "$SIPP" -sf uac.xml -s "$NUMBER" "$TARGET_HOSTPORT" -i 127.0.0.1 -p "$SIPP_PORT" -mp 17000 \
         -t "$SIPP_TRANSPORT" ${SIPP_MAX_SOCKET:+-max_socket $SIPP_MAX_SOCKET} -buff_size "$SIPP_BUFF" \
-        -r "$rate" -rp 1000 -m "$calls" -l "$limit" -timeout "$(( STEP_S + (wait + 2 * TIMEOUT_MS) / 1000 + 30 ))s" \
+        -r "$rate" -rp 1000 -m "$calls" -l "$limit" \
         -nostdin -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 -trace_counts -trace_err \
         $SIPP_EXTRA >sipp.out 2>&1) || true
     stat=$dir/stat.csv
