@@ -2,12 +2,11 @@
 //!
 //! SQLite takes one writer at a time: call tasks writing at once make the losers sleep in its busy
 //! handler, and under load those sleeps land in call set-up. So one task takes every call-record
-//! write from a queue: all that waits, in one transaction (one commit, and on SQLite each touched
-//! page written to the WAL once, not once per write: at 500 calls a second, three commits per
-//! call were half the process's CPU), a call's later writes folded into its first. A call
-//! enqueues and goes on; its writes keep their order because the queue is FIFO. [`RecordWriter::flush`] waits until everything queued
-//! before it is written: a call's end and the REST API's create wait, so what they hand on is in
-//! the store.
+//! write from a queue: all that waits goes in one transaction (one commit, and on SQLite each
+//! touched page written to the WAL once rather than once per write), a call's later writes folded
+//! into its first. A call enqueues and goes on; its writes keep their order because the queue is
+//! FIFO. [`RecordWriter::flush`] waits until everything queued before it is written: a call's end
+//! and the REST API's create wait, so what they hand on is in the store.
 //!
 //! Crash window: a call's insert is queued when its INVITE is accepted, before the webhook fetch
 //! that must come back before the 200 OK, and the writer commits it within milliseconds unless the

@@ -45,12 +45,41 @@ pub struct Transports {
     events: mpsc::UnboundedSender<StreamEvent>,
 }
 
+/// What the SIP UDP socket asks the kernel to buffer: a burst the SIP task has not read yet
+/// (a few milliseconds of thousands of datagrams a second) waits here instead of being dropped.
+/// The default (`net.core.rmem_default`, often 208 KiB) holds ~300 INVITEs; the kernel grants at
+/// most `net.core.rmem_max` (as root, `SO_RCVBUFFORCE` goes past it).
+const SIP_RECEIVE_BUFFER: libc::c_int = 8 << 20;
+
+fn enlarge_receive_buffer(udp: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let fd = udp.as_raw_fd();
+    let size = SIP_RECEIVE_BUFFER;
+    let set = |option: libc::c_int| {
+        // SAFETY: `fd` is the open socket `udp` owns; the option value is a c_int that lives for
+        // the call, with its size passed.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::addr_of!(size).cast::<libc::c_void>(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    if !set(libc::SO_RCVBUFFORCE) && !set(libc::SO_RCVBUF) {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not enlarge the SIP socket's receive buffer");
+    }
+}
+
 /// UDP and TCP on the same port. With port 0 the kernel picks the UDP port, and another process
 /// may already hold that port for TCP: then a new pair is tried (a fixed port fails at once).
 async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
     let mut attempts = 0;
     loop {
         let udp = UdpSocket::bind(addr).await?;
+        enlarge_receive_buffer(&udp);
         match TcpListener::bind(udp.local_addr()?).await {
             Ok(listener) => return Ok((udp, listener)),
             Err(e)

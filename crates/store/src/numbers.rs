@@ -596,6 +596,14 @@ pub(crate) struct NumberWrites(mpsc::UnboundedSender<PendingNumber>);
 async fn write_numbers(store: Store, mut rx: mpsc::UnboundedReceiver<PendingNumber>) {
     let mut group: Vec<PendingNumber> = Vec::new();
     while rx.recv_many(&mut group, GROUP_MAX).await > 0 {
+        if let [(rec, _)] = group.as_slice() {
+            // Alone: one statement, no transaction around it.
+            let result = store.insert_number(rec).await;
+            if let Some((_, done)) = group.pop() {
+                let _ = done.send(result);
+            }
+            continue;
+        }
         let recs: Vec<PhoneNumberRecord> = group.iter().map(|(rec, _)| rec.clone()).collect();
         match store.create_numbers(&recs, None).await {
             Ok(added) => {
