@@ -29,9 +29,8 @@ def number(i: int) -> str:
     return f"+1555{i:07d}"
 
 
-UAC_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="call a number: answered, the forward fails, the server hangs up">
-  <send retrans="500">
+# The INVITE both scenarios send: to the number in field 0 of the CSV, with a PCMU offer.
+INVITE_SEND = """  <send retrans="500">
     <![CDATA[
       INVITE sip:[field0]@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -54,7 +53,11 @@ UAC_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-  <recv response="100" optional="true"/>
+"""
+
+UAC_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="call a number: answered, the forward fails, the server hangs up">
+""" + INVITE_SEND + """  <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
   <recv response="200" rtd="true"/>
@@ -90,30 +93,7 @@ UAC_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 UAC_404_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="call a deleted number: 404">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[field0]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:[field0]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[field0]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:caller@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
+""" + INVITE_SEND + """  <recv response="100" optional="true"/>
   <recv response="404"/>
   <send>
     <![CDATA[

@@ -260,38 +260,9 @@ impl Store {
 
     /// One number, in a transaction of its own.
     async fn insert_number(&self, rec: &PhoneNumberRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO phone_numbers (sid, account_sid, phone_number, friendly_name, voice_url, \
-             voice_method, voice_fallback_url, voice_fallback_method, status_callback, \
-             status_callback_method, sms_url, sms_method, sms_fallback_url, sms_fallback_method, \
-             sms_application_sid, date_created, date_updated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(rec.sid.as_str())
-        .bind(rec.account_sid.as_str())
-        .bind(&rec.phone_number)
-        .bind(&rec.friendly_name)
-        .bind(&rec.voice_url)
-        .bind(&rec.voice_method)
-        .bind(&rec.voice_fallback_url)
-        .bind(&rec.voice_fallback_method)
-        .bind(&rec.status_callback)
-        .bind(&rec.status_callback_method)
-        .bind(&rec.sms_url)
-        .bind(&rec.sms_method)
-        .bind(&rec.sms_fallback_url)
-        .bind(&rec.sms_fallback_method)
-        .bind(rec.sms_application_sid.as_ref().map(|s| s.as_str()))
-        .bind(micros(rec.date_created))
-        .bind(micros(rec.date_updated))
-        .execute(self.writer())
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::DuplicatePhoneNumber(rec.phone_number.clone()))
-            }
-            Err(e) => Err(e.into()),
+        match self.create_numbers(std::slice::from_ref(rec), None).await?.as_slice() {
+            [true] => Ok(()),
+            _ => Err(StoreError::DuplicatePhoneNumber(rec.phone_number.clone())),
         }
     }
 
@@ -596,14 +567,6 @@ pub(crate) struct NumberWrites(mpsc::UnboundedSender<PendingNumber>);
 async fn write_numbers(store: Store, mut rx: mpsc::UnboundedReceiver<PendingNumber>) {
     let mut group: Vec<PendingNumber> = Vec::new();
     while rx.recv_many(&mut group, GROUP_MAX).await > 0 {
-        if let [(rec, _)] = group.as_slice() {
-            // Alone: one statement, no transaction around it.
-            let result = store.insert_number(rec).await;
-            if let Some((_, done)) = group.pop() {
-                let _ = done.send(result);
-            }
-            continue;
-        }
         let recs: Vec<PhoneNumberRecord> = group.iter().map(|(rec, _)| rec.clone()).collect();
         match store.create_numbers(&recs, None).await {
             Ok(added) => {
