@@ -67,11 +67,9 @@ pub struct RecordWriter {
 
 /// Writes taken into one transaction at most.
 const MAX_BATCH: usize = 1024;
-/// Fewer writes than this waiting: the writer lingers for [`LINGER`] to gather more, so that a
-/// moderate rate (a few hundred calls a second, three writes each) also shares commits. The
-/// writes are off every call's path; only a flush, which never lingers, waits on them.
-const LINGER_BELOW: usize = 16;
-const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+// No lingering for company: what the REST API reads (a call's status once its webhook has
+// been asked) must be written as soon as the writer is free, and batches form on their own
+// while it is busy.
 
 impl RecordWriter {
     /// Starts the writer task on the current runtime.
@@ -80,16 +78,6 @@ impl RecordWriter {
         tokio::spawn(async move {
             let mut taken = Vec::new();
             while writes.recv_many(&mut taken, MAX_BATCH).await > 0 {
-                // A few writes alone: wait a moment for more, unless someone waits on them.
-                if taken.len() < LINGER_BELOW && !taken.iter().any(|w| matches!(w, Write::Flush(_))) {
-                    tokio::time::sleep(LINGER).await;
-                    while taken.len() < MAX_BATCH {
-                        match writes.try_recv() {
-                            Ok(w) => taken.push(w),
-                            Err(_) => break,
-                        }
-                    }
-                }
                 let (batch, flushes) = coalesce(taken.drain(..));
                 write_batch(&store, &batch).await;
                 for done in flushes {
